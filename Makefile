@@ -1,0 +1,26 @@
+# The README's two commands: `make demo` (the main job) and `make test` (every test).
+# CARGO_TARGET_DIR is honoured throughout; .ci/run points it outside the clone.
+.PHONY: demo test setup setup-browser web build
+
+demo: setup build web
+	@echo
+	@$(or $(CARGO_TARGET_DIR),target)/release/radlens --help
+	@echo
+	@echo "Dashboard bundle built in dist/ (open it through the server once issue 7 lands)."
+
+test: setup-browser
+	scripts/build-web.sh debug
+	cargo build -p radlens-shared --target wasm32-unknown-unknown
+	cargo test --workspace
+
+setup:
+	scripts/setup.sh
+
+setup-browser:
+	scripts/setup.sh --browser
+
+build:
+	cargo build --release -p radlens
+
+web:
+	scripts/build-web.sh release

@@ -1,0 +1,73 @@
+//! The command-line definition: every subcommand and flag, nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "radlens", version, about = "Attention maps and robustness studies for medical vision-language models", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Attention-map metrics of one map (and the Jensen-Shannon divergence to a second one).
+    ///
+    /// A map file is JSON: {"h": H, "w": W, "values": [..row-major..]}. Prints JSON with
+    /// entropy_nats, focus, gini and top10_mass (and js_divergence, js_distance in bits with
+    /// --other). Definitions: fixtures/spec/metrics.md.
+    Metrics {
+        /// The map to measure.
+        #[arg(long, value_name = "A.json")]
+        map: PathBuf,
+        /// A second map on the same grid to compare against.
+        #[arg(long, value_name = "B.json")]
+        other: Option<PathBuf>,
+    },
+    /// Ask a model one question about one image and show where it looked.
+    ///
+    /// Loads a local model directory (llava-hf layout: config.json, *.safetensors, tokenizer.json,
+    /// preprocessor_config.json or processor_config.json), answers greedily and fuses the captured
+    /// attention of the chosen query rows over the image tokens into one map.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// The model directory.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The image (PNG or JPEG). Optional with --pixel-values, where it only sets the geometry.
+    #[arg(long, value_name = "IMG", required_unless_present = "pixel_values")]
+    pub image: Option<PathBuf>,
+    /// The question, e.g. "Is there a pleural effusion?".
+    #[arg(long)]
+    pub question: String,
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub max_new_tokens: u32,
+    /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
+    #[arg(long, default_value = "last-quarter")]
+    pub layers: String,
+    /// Head fusion: mean, max or entropy (entropy-weighted).
+    #[arg(long, default_value = "mean")]
+    pub fusion: String,
+    /// Query rows: query (the last prompt token), answer (the rows that produced the answer
+    /// tokens) or term:<word> (the prompt tokens of a word).
+    #[arg(long, default_value = "query")]
+    pub query: String,
+    /// Weights' dtype: f32 (exact), bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Write every layer's captured rows and the inputs to a safetensors file.
+    #[arg(long, value_name = "OUT.safetensors")]
+    pub dump: Option<PathBuf>,
+    /// Feed stored pixel values (a tensor named `pixel_values`, [1,3,S,S]) instead of
+    /// preprocessing the image.
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub pixel_values: Option<PathBuf>,
+    /// Print everything as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

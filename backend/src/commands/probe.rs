@@ -1,0 +1,288 @@
+//! `radlens probe`: one question about one image; the answer and where the model looked.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use radlens_shared::answer::{parse_answer, yes_no_margin, Answer};
+use radlens_shared::fusion::{term_positions, HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
+use radlens_shared::geometry::{MapGeometry, PixelBox};
+use radlens_shared::metrics::MapMetrics;
+use radlens_shared::AttentionMap;
+use serde::Serialize;
+
+use crate::attention_map::fuse_captured;
+use crate::cli::ProbeArgs;
+use crate::error::InputError;
+use crate::models::error::ModelError;
+use crate::models::generate::{greedy, Generation};
+use crate::models::loader::load_engine;
+use crate::models::parse_dtype;
+use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
+use crate::models::processor::clip_image::load_image;
+
+#[derive(Serialize)]
+struct ProbeReport {
+    model: String,
+    architecture: &'static str,
+    dtype: String,
+    question: String,
+    input_ids: Vec<u32>,
+    image_token_positions: Vec<usize>,
+    generated_ids: Vec<u32>,
+    answer: String,
+    parsed_answer: Answer,
+    yes_no_margin: Option<f64>,
+    map: ProbeMap,
+    timings_ms: Timings,
+}
+
+#[derive(Serialize)]
+struct ProbeMap {
+    #[serde(flatten)]
+    map: AttentionMap,
+    image_share: f64,
+    metrics: MapMetrics,
+    provenance: MapProvenance,
+}
+
+#[derive(Serialize, Default)]
+struct Timings {
+    load: f64,
+    preprocess: f64,
+    prefill: f64,
+    decode: f64,
+    capture: f64,
+    total: f64,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn flag<T, E: std::fmt::Display>(flag: &'static str, r: Result<T, E>) -> Result<T, InputError> {
+    r.map_err(|e| InputError::Flag { flag, message: e.to_string() })
+}
+
+pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let layer_range: LayerRange = flag("--layers", args.layers.parse())?;
+    let fusion: HeadFusion = flag("--fusion", args.fusion.parse())?;
+    let query_mode: QueryMode = flag("--query", args.query.parse())?;
+    let dtype = flag("--dtype", parse_dtype(&args.dtype))?;
+    let device = Device::Cpu;
+    let mut timings = Timings::default();
+
+    let engine = load_engine(&args.model, dtype, &device)?;
+    let summary = engine.model.summary();
+    timings.load = ms(start);
+
+    let t = Instant::now();
+    let image = args.image.as_deref().map(load_image).transpose()?;
+    let preprocessed = image.as_ref().map(|img| engine.image_processor.preprocess(img)).transpose()?;
+    let (pixel_values, geometry) = match &args.pixel_values {
+        Some(path) => {
+            let pv = read_pixel_values(path)?;
+            let side = pv.dim(3)?;
+            // Stored pixels: the geometry comes from the image when given, else the input square.
+            let geometry = match &preprocessed {
+                Some(p) => MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: p.crop, image_w: p.image_w, image_h: p.image_h },
+                None => MapGeometry {
+                    h: summary.grid_h,
+                    w: summary.grid_w,
+                    crop: PixelBox::image(side as u32, side as u32)?,
+                    image_w: side as u32,
+                    image_h: side as u32,
+                },
+            };
+            (pv, geometry)
+        }
+        None => {
+            let p = preprocessed.as_ref().context("an image is required without --pixel-values")?;
+            let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: p.crop, image_w: p.image_w, image_h: p.image_h };
+            (p.to_tensor(&device)?, geometry)
+        }
+    };
+    let prompt = engine.prompter.encode(&args.question)?;
+    timings.preprocess = ms(t);
+
+    let l = prompt.input_ids.len();
+    let layers = flag("--layers", layer_range.resolve(summary.num_layers))?;
+    let term_rows = match &query_mode {
+        QueryMode::Term(word) => {
+            let pieces = engine.prompter.tokenizer.pieces(&prompt.input_ids);
+            let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            let rows = term_positions(&refs, word);
+            if rows.is_empty() {
+                return Err(InputError::Flag { flag: "--query", message: format!("the prompt has no token spelling {word:?}") }.into());
+            }
+            rows
+        }
+        _ => Vec::new(),
+    };
+    let policy = CapturePolicy {
+        // A dump keeps every layer; otherwise only the layers the map uses.
+        layers: if args.dump.is_some() { (0..summary.num_layers).collect() } else { layers.clone() },
+        rows: RowSelection {
+            prompt_positions: if term_rows.is_empty() { vec![l - 1] } else { [term_rows.clone(), vec![l - 1]].concat() },
+            decode_steps: args.dump.is_some() || query_mode == QueryMode::Answer,
+        },
+        prompt_len: l,
+    };
+    let mut recorder = AttentionRecorder::new(policy);
+    let generation = greedy(engine.model.as_ref(), &prompt.input_ids, &pixel_values, args.max_new_tokens as usize, &mut recorder)?;
+    timings.prefill = generation.prefill_ms;
+    timings.decode = generation.decode_ms;
+
+    let t = Instant::now();
+    let query_positions: Vec<usize> = match &query_mode {
+        QueryMode::Query => vec![l - 1],
+        // The rows that produced each answer token (EOS excluded): positions L-1 .. L-2+n.
+        QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
+        QueryMode::Term(_) => term_rows,
+    };
+    let fused = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion)?;
+    let map = AttentionMap::new(geometry.h, geometry.w, fused.values).map_err(ModelError::from)?;
+    let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
+    timings.capture = ms(t);
+
+    let answer = engine.prompter.tokenizer.decode(generation.answer_ids(), true)?;
+    let yes = engine.prompter.tokenizer.single_token_spellings("yes");
+    let no = engine.prompter.tokenizer.single_token_spellings("no");
+    let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let report = ProbeReport {
+        model: model_name.clone(),
+        architecture: summary.architecture,
+        dtype: args.dtype.clone(),
+        question: args.question.clone(),
+        input_ids: prompt.input_ids.clone(),
+        image_token_positions: prompt.image_positions.clone(),
+        generated_ids: generation.ids.clone(),
+        parsed_answer: parse_answer(&answer),
+        answer,
+        yes_no_margin: yes_no_margin(generation.prompt_last_logits(), &yes, &no),
+        map: ProbeMap {
+            map,
+            image_share: fused.image_share,
+            metrics,
+            provenance: MapProvenance {
+                model: model_name,
+                method: MapMethod::QueryToVisual,
+                layer_range,
+                layers,
+                head_fusion: fusion,
+                query_mode,
+                query_positions,
+                geometry,
+            },
+        },
+        timings_ms: Timings { total: ms(start), ..timings },
+    };
+    if let Some(path) = &args.dump {
+        write_dump(path, &prompt.input_ids, &pixel_values, &generation, &recorder, summary.num_layers, summary.num_heads)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_human(&report);
+    }
+    Ok(())
+}
+
+fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
+    if !path.exists() {
+        return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() });
+    }
+    let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })?;
+    let pv = tensors.get("pixel_values").ok_or_else(|| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: "no tensor named pixel_values".into(),
+    })?;
+    match pv.dims() {
+        [1, 3, h, w] if h == w => Ok(pv.to_dtype(DType::F32)?),
+        dims => Err(ModelError::Checkpoint { path: path.to_path_buf(), message: format!("pixel_values has shape {dims:?}, expected [1, 3, S, S]") }),
+    }
+}
+
+/// The reference fixtures' tensor names and meanings (fixtures/reference-v1/README.md).
+fn write_dump(
+    path: &Path,
+    input_ids: &[u32],
+    pixel_values: &Tensor,
+    generation: &Generation,
+    recorder: &AttentionRecorder,
+    num_layers: usize,
+    num_heads: usize,
+) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let l = input_ids.len();
+    let t = generation.ids.len();
+    let ids_i64 = |ids: &[u32]| Tensor::new(ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), &dev);
+    let mut prompt_last = Vec::with_capacity(num_layers * num_heads * l);
+    for layer in 0..num_layers {
+        prompt_last.extend_from_slice(&recorder.row(layer, l - 1).context("prompt row not captured")?.probs);
+    }
+    // gen_attn [T, NL, H, L+T-1]: step k is the row at position L-1+k over L+k keys, zero beyond.
+    let width = l + t - 1;
+    let mut gen_attn = vec![0f32; t * num_layers * num_heads * width];
+    for k in 0..t {
+        for layer in 0..num_layers {
+            let row = recorder.row(layer, l - 1 + k).with_context(|| format!("step {k} layer {layer} not captured"))?;
+            for h in 0..num_heads {
+                let dst = ((k * num_layers + layer) * num_heads + h) * width;
+                gen_attn[dst..dst + row.keys].copy_from_slice(row.head(h));
+            }
+        }
+    }
+    let tensors: HashMap<String, Tensor> = [
+        ("input_ids", ids_i64(input_ids)?),
+        ("pixel_values", pixel_values.to_dtype(DType::F32)?),
+        ("prompt_last_logits", Tensor::new(generation.prompt_last_logits(), &dev)?),
+        ("prompt_last_attn", Tensor::from_vec(prompt_last, (num_layers, num_heads, l), &dev)?),
+        ("generated_ids", ids_i64(&generation.ids)?),
+        ("gen_attn", Tensor::from_vec(gen_attn, (t, num_layers, num_heads, width), &dev)?),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    candle_core::safetensors::save(&tensors, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn print_human(r: &ProbeReport) {
+    let m = &r.map;
+    println!("model      {} ({}, {})", r.model, r.architecture, r.dtype);
+    println!("question   {}", r.question);
+    println!("answer     {:?} -> {}", r.answer, r.parsed_answer);
+    match r.yes_no_margin {
+        Some(margin) => println!("margin     logit(yes) - logit(no) = {margin:.4}"),
+        None => println!("margin     n/a (no single-token yes/no in the vocabulary)"),
+    }
+    println!(
+        "map        {}x{} over crop ({:.0}, {:.0})-({:.0}, {:.0}) of a {}x{} image; layers {} ({}), {} fusion, {} rows",
+        m.map.h,
+        m.map.w,
+        m.provenance.geometry.crop.x0,
+        m.provenance.geometry.crop.y0,
+        m.provenance.geometry.crop.x1,
+        m.provenance.geometry.crop.y1,
+        m.provenance.geometry.image_w,
+        m.provenance.geometry.image_h,
+        m.provenance.layer_range,
+        m.provenance.layers.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+        m.provenance.head_fusion,
+        m.provenance.query_mode,
+    );
+    println!(
+        "metrics    focus {:.4}  gini {:.4}  entropy {:.4} nats  top10 {:.4}  image share {:.4}",
+        m.metrics.focus, m.metrics.gini, m.metrics.entropy_nats, m.metrics.top10_mass, m.image_share
+    );
+    let t = &r.timings_ms;
+    println!(
+        "timings    load {:.0} ms, preprocess {:.0} ms, prefill {:.0} ms, decode {:.0} ms, capture {:.1} ms, total {:.0} ms",
+        t.load, t.preprocess, t.prefill, t.decode, t.capture, t.total
+    );
+}

@@ -1,0 +1,128 @@
+//! THE attention of every model: f32 scores -> softcap -> mask -> softmax -> probe -> x V.
+//!
+//! This file owns the precision policy and the only softmax in the crate (a test enforces that).
+//! Scores and probabilities are f32 whatever the weights' dtype: bf16 `exp` loses the small
+//! probabilities that attention maps are made of.
+
+use candle_core::{DType, Tensor};
+
+use super::probe::{Probe, SiteName};
+
+/// What distinguishes one model's attention from another's.
+#[derive(Debug, Clone)]
+pub struct AttnSpec<'a> {
+    /// Multiplies `q . k` (`head_dim^-0.5`, or Gemma's `query_pre_attn_scalar^-0.5`).
+    pub scale: f64,
+    /// `tanh` soft cap on the scores, if the model has one.
+    pub softcap: Option<f64>,
+    /// Additive f32 mask `[query, key]` (0 or -inf), or `None` for full attention.
+    pub mask: Option<&'a Tensor>,
+}
+
+/// `q`: `[1, heads, query, head_dim]`; `k`, `v`: `[1, kv_heads, key, head_dim]` (grouped-query
+/// attention when `kv_heads < heads`: head `h` reads kv head `h / (heads / kv_heads)`).
+/// `query_start` is the absolute position of the first query row. Returns `[1, heads, query,
+/// head_dim]` in `v`'s dtype.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    spec: &AttnSpec<'_>,
+    at: SiteName,
+    query_start: usize,
+    probe: &mut dyn Probe,
+) -> candle_core::Result<Tensor> {
+    let (_, heads, q_len, _) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
+    let qf = q.to_dtype(DType::F32)?;
+    let kf = k.to_dtype(DType::F32)?;
+    let mut scores = (qf.matmul(&kf.t()?)? * spec.scale)?; // [1, heads, query, key]
+    if let Some(cap) = spec.softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
+    }
+    if let Some(mask) = spec.mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let rows = probe.rows_wanted(&at, query_start..query_start + q_len);
+    if !rows.is_empty() {
+        let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), probs.device())?;
+        let kept = probs.squeeze(0)?.index_select(&index, 1)?; // [heads, rows, key]
+        let positions: Vec<usize> = rows.iter().map(|r| query_start + r).collect();
+        probe.take(&at, &positions, &kept)?;
+    }
+    probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)
+}
+
+/// `[1, kv_heads, seq, d]` -> `[1, kv_heads * n_rep, seq, d]`, each kv head repeated in place
+/// (torch's `repeat_interleave` on the head axis).
+fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv_heads, seq, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, kv_heads, n_rep, seq, d))?.reshape((b, kv_heads * n_rep, seq, d))
+}
+
+/// Causal additive mask for `q_len` queries starting at `query_start` over `kv_len` keys.
+pub fn causal_mask(q_len: usize, query_start: usize, kv_len: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    let mask: Vec<f32> = (0..q_len)
+        .flat_map(|i| (0..kv_len).map(move |j| if j > query_start + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (q_len, kv_len), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::models::probe::NoProbe;
+
+    #[test]
+    fn grouped_heads_read_their_kv_head() {
+        let x = Tensor::arange(0f32, 4.0, &Device::Cpu).unwrap().reshape((1, 2, 1, 2)).unwrap();
+        let r = repeat_kv(&x, 2).unwrap();
+        assert_eq!(r.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0., 1., 0., 1., 2., 3., 2., 3.]);
+    }
+
+    #[test]
+    fn causal_mask_hides_the_future_only() {
+        let m = causal_mask(2, 1, 3, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(m[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
+        assert_eq!(m[1], vec![0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn attention_rows_are_probabilities() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 2, 3, 4), &dev).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, 1, 3, 4), &dev).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, 1, 3, 4), &dev).unwrap();
+        let out = attend(&q, &k, &v, &AttnSpec { scale: 0.5, softcap: None, mask: None }, SiteName::text_attn(0), 0, &mut NoProbe).unwrap();
+        assert_eq!(out.dims(), &[1, 2, 3, 4]);
+    }
+
+    /// The one-attention rule: no file but this one computes a softmax.
+    #[test]
+    fn softmax_lives_only_in_attention_rs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut offenders = Vec::new();
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("models/attention.rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    if text.contains("softmax") {
+                        offenders.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "softmax outside models/attention.rs: {offenders:?}");
+    }
+}

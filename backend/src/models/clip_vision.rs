@@ -1,0 +1,271 @@
+//! The CLIP vision tower (LLaVA's ViT-L/14): patch embedding + CLS + positions, pre-layernorm,
+//! pre-norm encoder blocks with quick_gelu MLPs. Math only; which block's output feeds the
+//! projector is the caller's choice ([`VisionFeature`]).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Conv2d, Embedding, LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+
+use super::attention::{attend, AttnSpec};
+use super::norm::layer_norm;
+use super::probe::{Probe, SiteName};
+
+/// `vision_config` as written; defaults are transformers' `CLIPVisionConfig` defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawConfig {
+    #[serde(default = "d_hidden")]
+    pub hidden_size: usize,
+    #[serde(default = "d_intermediate")]
+    pub intermediate_size: usize,
+    #[serde(default = "d_layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "d_heads")]
+    pub num_attention_heads: usize,
+    #[serde(default = "d_channels")]
+    pub num_channels: usize,
+    #[serde(default = "d_image")]
+    pub image_size: usize,
+    #[serde(default = "d_patch")]
+    pub patch_size: usize,
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn d_hidden() -> usize { 768 }
+fn d_intermediate() -> usize { 3072 }
+fn d_layers() -> usize { 12 }
+fn d_heads() -> usize { 12 }
+fn d_channels() -> usize { 3 }
+fn d_image() -> usize { 224 }
+fn d_patch() -> usize { 32 }
+fn d_act() -> String { "quick_gelu".into() }
+fn d_eps() -> f64 { 1e-5 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    QuickGelu,
+    /// Exact (erf) GELU.
+    Gelu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "quick_gelu" => Ok(Self::QuickGelu),
+            "gelu" => Ok(Self::Gelu),
+            other => Err(format!("activation {other:?} is not supported (quick_gelu, gelu)")),
+        }
+    }
+
+    pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            // x * sigmoid(1.702 x)
+            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
+            Self::Gelu => x.gelu_erf(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+}
+
+impl Config {
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+}
+
+impl RawConfig {
+    pub fn resolve(self) -> Result<Config, String> {
+        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+            return Err(format!("vision_config: image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size));
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!("vision_config: hidden_size {} does not split into {} heads", self.hidden_size, self.num_attention_heads));
+        }
+        Ok(Config {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            num_channels: self.num_channels,
+            image_size: self.image_size,
+            patch_size: self.patch_size,
+            activation: Activation::parse(&self.hidden_act).map_err(|e| format!("vision_config.hidden_act: {e}"))?,
+            layer_norm_eps: self.layer_norm_eps,
+        })
+    }
+}
+
+/// Which hidden state of the tower feeds the projector: `BlockOutput(0)` is the embeddings after
+/// `pre_layrnorm`, `BlockOutput(i)` the output of encoder block `i - 1`. Never a negative index:
+/// `vision_feature_layer = -2` of an `n`-block tower is `BlockOutput(n - 1)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VisionFeature {
+    BlockOutput(usize),
+}
+
+impl VisionFeature {
+    /// Resolves transformers' `vision_feature_layer` (an index into `hidden_states`, which has
+    /// `num_layers + 1` entries).
+    pub fn from_hf_index(index: i64, num_layers: usize) -> Result<Self, String> {
+        let n = num_layers as i64 + 1;
+        let resolved = if index < 0 { n + index } else { index };
+        if !(0..n).contains(&resolved) {
+            return Err(format!("vision_feature_layer {index} is out of range for a {num_layers}-block vision tower"));
+        }
+        Ok(Self::BlockOutput(resolved as usize))
+    }
+
+    pub fn blocks_to_run(self) -> usize {
+        match self {
+            Self::BlockOutput(n) => n,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor, layer: usize, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let (b, seq, d) = x.dims3()?;
+        let split = |t: Tensor| t.reshape((b, seq, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous(); // [b, heads, seq, d]
+        let q = split(self.q_proj.forward(x)?)?;
+        let k = split(self.k_proj.forward(x)?)?;
+        let v = split(self.v_proj.forward(x)?)?;
+        let spec = AttnSpec { scale: 1.0 / (self.head_dim as f64).sqrt(), softcap: None, mask: None };
+        let out = attend(&q, &k, &v, &spec, SiteName::vision_attn(layer), 0, probe)?;
+        self.out_proj.forward(&out.transpose(1, 2)?.reshape((b, seq, d))?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    self_attn: Attention,
+    layer_norm1: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    layer_norm2: LayerNorm,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let d = cfg.hidden_size;
+        let a = vb.pp("self_attn");
+        Ok(Self {
+            self_attn: Attention {
+                q_proj: candle_nn::linear(d, d, a.pp("q_proj"))?,
+                k_proj: candle_nn::linear(d, d, a.pp("k_proj"))?,
+                v_proj: candle_nn::linear(d, d, a.pp("v_proj"))?,
+                out_proj: candle_nn::linear(d, d, a.pp("out_proj"))?,
+                num_heads: cfg.num_heads,
+                head_dim: d / cfg.num_heads,
+            },
+            layer_norm1: layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
+            fc1: candle_nn::linear(d, cfg.intermediate_size, vb.pp("mlp").pp("fc1"))?,
+            fc2: candle_nn::linear(cfg.intermediate_size, d, vb.pp("mlp").pp("fc2"))?,
+            layer_norm2: layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
+            activation: cfg.activation,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, layer: usize, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?, layer, probe)?)?;
+        let h = self.fc2.forward(&self.activation.apply(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?)?;
+        x + h
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ClipVision {
+    patch_embedding: Conv2d,
+    class_embedding: Tensor,
+    position_embedding: Embedding,
+    pre_layrnorm: LayerNorm,
+    layers: Vec<EncoderLayer>,
+    cfg: Config,
+}
+
+impl ClipVision {
+    /// `vb` points at `vision_tower.vision_model`. Loads the first `blocks` encoder blocks
+    /// (all of them for intermediates; a model loads only what its feature layer uses).
+    pub fn load(cfg: &Config, blocks: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let e = vb.pp("embeddings");
+        let conv = candle_nn::Conv2dConfig { stride: cfg.patch_size, ..Default::default() };
+        let patch_embedding = candle_nn::conv2d_no_bias(cfg.num_channels, cfg.hidden_size, cfg.patch_size, conv, e.pp("patch_embedding"))?;
+        let class_embedding = e.get(cfg.hidden_size, "class_embedding")?;
+        let positions = cfg.grid() * cfg.grid() + 1;
+        let position_embedding = candle_nn::embedding(positions, cfg.hidden_size, e.pp("position_embedding"))?;
+        let pre_layrnorm = layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("pre_layrnorm"))?;
+        let layers = (0..blocks.min(cfg.num_layers))
+            .map(|i| EncoderLayer::load(cfg, vb.pp("encoder").pp("layers").pp(i)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self { patch_embedding, class_embedding, position_embedding, pre_layrnorm, layers, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Every hidden state up to block `blocks`: `[0]` after `pre_layrnorm`, `[i]` after block
+    /// `i - 1`; each `[1, 1 + patches, hidden]` with CLS first.
+    pub fn hidden_states(&self, pixel_values: &Tensor, blocks: usize, probe: &mut dyn Probe) -> candle_core::Result<Vec<Tensor>> {
+        if blocks > self.layers.len() {
+            candle_core::bail!("vision block {blocks} requested but only {} are loaded", self.layers.len());
+        }
+        let patches = self.patch_embedding.forward(&pixel_values.to_dtype(self.class_embedding.dtype())?)?; // [1, d, g, g]
+        let patches = patches.flatten_from(2)?.transpose(1, 2)?; // [1, g*g, d]
+        let cls = self.class_embedding.reshape((1, 1, self.cfg.hidden_size))?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?;
+        let positions = Tensor::arange(0u32, x.dim(1)? as u32, x.device())?;
+        let x = x.broadcast_add(&self.position_embedding.forward(&positions)?)?;
+        let mut states = vec![self.pre_layrnorm.forward(&x)?];
+        for (i, layer) in self.layers[..blocks].iter().enumerate() {
+            let next = layer.forward(&states[states.len() - 1], i, probe)?;
+            states.push(next);
+        }
+        Ok(states)
+    }
+
+    /// The hidden state that `feature` names, `[1, 1 + patches, hidden]`.
+    pub fn forward(&self, pixel_values: &Tensor, feature: VisionFeature, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let mut states = self.hidden_states(pixel_values, feature.blocks_to_run(), probe)?;
+        Ok(states.pop().expect("hidden_states holds at least the embeddings"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VisionFeature;
+
+    #[test]
+    fn minus_two_is_the_penultimate_block_output() {
+        // 24 blocks: hidden_states has 25 entries; [-2] is the output of block 22, i.e. 23 blocks run.
+        assert_eq!(VisionFeature::from_hf_index(-2, 24).unwrap(), VisionFeature::BlockOutput(23));
+        assert_eq!(VisionFeature::from_hf_index(-1, 3).unwrap(), VisionFeature::BlockOutput(3));
+        assert_eq!(VisionFeature::from_hf_index(0, 3).unwrap(), VisionFeature::BlockOutput(0));
+        assert!(VisionFeature::from_hf_index(-5, 3).is_err());
+    }
+}

@@ -1,0 +1,30 @@
+//! Helpers shared by the config mirrors of every model.
+
+use serde::Deserialize;
+
+/// A JSON field that is either one value or a list (`eos_token_id: 2` or `[1, 106]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<u32> {
+        match self {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Reads and parses a JSON file; errors name the file (and serde's line and column).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> super::error::Result<T> {
+    use super::error::ModelError;
+    if !path.exists() {
+        return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config { file: path.to_path_buf(), message: e.to_string() })
+}

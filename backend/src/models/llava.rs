@@ -1,0 +1,225 @@
+//! LLaVA-1.5 composition: CLIP tower -> feature block (CLS dropped) -> projector -> spliced into
+//! the prompt's `<image>` positions -> Llama.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use serde::Deserialize;
+
+use super::checkpoint::{safetensors_files, TensorStore};
+use super::clip_vision::{self, Activation, ClipVision, VisionFeature};
+use super::config::read_json;
+use super::error::{ModelError, Result};
+use super::llama_text::{self, KvCache, LlamaText};
+use super::probe::Probe;
+use super::projector::Mlp2xGelu;
+use super::{ModelSummary, VisionLanguageModel};
+
+/// config.json of a llava-hf checkpoint; defaults are transformers' `LlavaConfig` defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawConfig {
+    pub text_config: llama_text::RawConfig,
+    pub vision_config: clip_vision::RawConfig,
+    #[serde(default = "d_image_token", alias = "image_token_id")]
+    pub image_token_index: u32,
+    #[serde(default = "d_projector_act")]
+    pub projector_hidden_act: String,
+    #[serde(default = "d_feature_layer")]
+    pub vision_feature_layer: serde_json::Value,
+    #[serde(default = "d_strategy")]
+    pub vision_feature_select_strategy: String,
+    #[serde(default = "d_true")]
+    pub multimodal_projector_bias: bool,
+    /// Older configs keep the tie flag at the top level.
+    pub tie_word_embeddings: Option<bool>,
+}
+
+fn d_image_token() -> u32 { 32000 }
+fn d_projector_act() -> String { "gelu".into() }
+fn d_feature_layer() -> serde_json::Value { serde_json::json!(-2) }
+fn d_strategy() -> String { "default".into() }
+fn d_true() -> bool { true }
+
+/// Whether the CLS position is kept among the image features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureSelect {
+    /// Drop CLS: one image token per patch.
+    Default,
+    /// Keep CLS.
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub text: llama_text::Config,
+    pub vision: clip_vision::Config,
+    pub image_token_id: u32,
+    pub projector_activation: Activation,
+    pub projector_bias: bool,
+    pub feature: VisionFeature,
+    pub select: FeatureSelect,
+}
+
+impl Config {
+    /// Image tokens per image.
+    pub fn image_tokens(&self) -> usize {
+        let patches = self.vision.grid() * self.vision.grid();
+        match self.select {
+            FeatureSelect::Default => patches,
+            FeatureSelect::Full => patches + 1,
+        }
+    }
+}
+
+impl RawConfig {
+    pub fn resolve(self) -> std::result::Result<Config, String> {
+        let mut text = self.text_config.resolve()?;
+        if let Some(tie) = self.tie_word_embeddings {
+            text.tie_word_embeddings |= tie;
+        }
+        let vision = self.vision_config.resolve()?;
+        let layer = self.vision_feature_layer.as_i64().ok_or_else(|| {
+            format!("vision_feature_layer = {}: only a single layer index is supported", self.vision_feature_layer)
+        })?;
+        let select = match self.vision_feature_select_strategy.as_str() {
+            "default" => FeatureSelect::Default,
+            "full" => FeatureSelect::Full,
+            other => return Err(format!("vision_feature_select_strategy {other:?} is not supported (default, full)")),
+        };
+        Ok(Config {
+            feature: VisionFeature::from_hf_index(layer, vision.num_layers)?,
+            text,
+            vision,
+            image_token_id: self.image_token_index,
+            projector_activation: Activation::parse(&self.projector_hidden_act).map_err(|e| format!("projector_hidden_act: {e}"))?,
+            projector_bias: self.multimodal_projector_bias,
+            select,
+        })
+    }
+}
+
+pub struct Llava {
+    vision: ClipVision,
+    projector: Mlp2xGelu,
+    text: LlamaText,
+    cfg: Config,
+}
+
+impl Llava {
+    /// Loads a llava-hf model directory (`config.json` + safetensors, any of the three layouts).
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let raw: RawConfig = read_json(&config_path)?;
+        let cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
+        let store = TensorStore::open(&safetensors_files(dir)?)?;
+        Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+    }
+
+    /// Builds the model from canonical tensor names; also the entry for other LLaVA releases
+    /// whose checkpoint module assembles a `TensorStore`-like backend.
+    pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device) -> candle_core::Result<Self> {
+        let vb = store.into_var_builder(dtype, device);
+        // Every block is loaded so intermediates can be inspected; the forward stops at the
+        // feature block.
+        let vision = ClipVision::load(&cfg.vision, cfg.vision.num_layers, vb.pp("vision_tower").pp("vision_model"))?;
+        let projector = Mlp2xGelu::load(cfg.vision.hidden_size, cfg.text.hidden_size, cfg.projector_bias, cfg.projector_activation, vb.pp("multi_modal_projector"))?;
+        let text = LlamaText::load(&cfg.text, vb.pp("language_model"))?;
+        Ok(Self { vision, projector, text, cfg })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn vision(&self) -> &ClipVision {
+        &self.vision
+    }
+
+    pub fn text(&self) -> &LlamaText {
+        &self.text
+    }
+
+    /// The selected vision features before projection, `[tokens, vision_hidden]`.
+    pub fn selected_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let hidden = self.vision.forward(pixel_values, self.cfg.feature, probe)?.squeeze(0)?;
+        match self.cfg.select {
+            FeatureSelect::Default => hidden.narrow(0, 1, hidden.dim(0)? - 1),
+            FeatureSelect::Full => Ok(hidden),
+        }
+    }
+
+    /// What replaces the `<image>` embeddings, `[tokens, text_hidden]`.
+    pub fn image_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        self.projector.forward(&self.selected_features(pixel_values, probe)?)
+    }
+
+    /// Prompt embeddings `[1, L, hidden]` with the image features in the `<image>` rows.
+    pub fn prompt_embeddings(&self, input_ids: &[u32], pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
+        let features = self.image_features(pixel_values, probe)?;
+        let positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == self.cfg.image_token_id).map(|(i, _)| i).collect();
+        let n = features.dim(0)?;
+        if positions.len() != n {
+            return Err(ModelError::Invalid(format!(
+                "the prompt has {} image tokens (id {}) but the image gives {n} features",
+                positions.len(),
+                self.cfg.image_token_id
+            )));
+        }
+        let embeds = self.text.embed(input_ids)?.squeeze(0)?;
+        Ok(splice_rows(&embeds, &positions, &features.to_dtype(embeds.dtype())?)?.unsqueeze(0)?)
+    }
+}
+
+/// `base` `[L, D]` with rows `positions` replaced by the rows of `rows` `[N, D]`, in order.
+/// Image tokens are one contiguous run in LLaVA prompts, but nothing here relies on it.
+pub fn splice_rows(base: &Tensor, positions: &[usize], rows: &Tensor) -> candle_core::Result<Tensor> {
+    let mut parts = Vec::new();
+    let mut next = 0usize;
+    for (i, &p) in positions.iter().enumerate() {
+        if p > next {
+            parts.push(base.narrow(0, next, p - next)?);
+        }
+        parts.push(rows.narrow(0, i, 1)?);
+        next = p + 1;
+    }
+    let len = base.dim(0)?;
+    if next < len {
+        parts.push(base.narrow(0, next, len - next)?);
+    }
+    Tensor::cat(&parts, 0)
+}
+
+impl VisionLanguageModel for Llava {
+    fn summary(&self) -> ModelSummary {
+        ModelSummary {
+            architecture: "llava",
+            num_layers: self.cfg.text.num_layers,
+            num_heads: self.cfg.text.num_heads,
+            grid_h: self.cfg.vision.grid(),
+            grid_w: self.cfg.vision.grid(),
+            image_token_id: self.cfg.image_token_id,
+            image_tokens: self.cfg.image_tokens(),
+            dtype: self.text.dtype(),
+        }
+    }
+
+    fn eos_token_ids(&self) -> &[u32] {
+        &self.cfg.text.eos_token_ids
+    }
+
+    fn new_cache(&self) -> KvCache {
+        self.text.new_cache()
+    }
+
+    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let embeds = self.prompt_embeddings(input_ids, pixel_values, probe)?;
+        let hidden = self.text.forward_embeds(&embeds, cache, probe)?;
+        Ok(self.text.last_logits(&hidden)?)
+    }
+
+    fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let embeds = self.text.embed(&[token])?;
+        let hidden = self.text.forward_embeds(&embeds, cache, probe)?;
+        Ok(self.text.last_logits(&hidden)?)
+    }
+}

@@ -1,0 +1,46 @@
+//! Opening a model directory: which architecture it holds, and everything needed to run it
+//! (weights, prompt builder, image processor).
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use serde::Deserialize;
+
+use super::config::read_json;
+use super::error::{ModelError, Result};
+use super::llava::Llava;
+use super::processor::clip_image::ImageProcessorConfig;
+use super::processor::llava::LlavaPrompter;
+use super::VisionLanguageModel;
+
+/// A loaded model with its inputs side.
+pub struct Engine {
+    pub model: Box<dyn VisionLanguageModel>,
+    pub prompter: LlavaPrompter,
+    pub image_processor: ImageProcessorConfig,
+}
+
+#[derive(Deserialize)]
+struct ModelType {
+    model_type: Option<String>,
+}
+
+pub fn load_engine(dir: &Path, dtype: DType, device: &Device) -> Result<Engine> {
+    if !dir.is_dir() {
+        return Err(ModelError::MissingFile { path: dir.to_path_buf(), hint: " (expected a model directory)".into() });
+    }
+    let config_path = dir.join("config.json");
+    let kind: ModelType = read_json(&config_path)?;
+    match kind.model_type.as_deref() {
+        Some("llava") => {
+            let model = Llava::load(dir, dtype, device)?;
+            let prompter = LlavaPrompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
+            let image_processor = ImageProcessorConfig::load(dir)?;
+            Ok(Engine { model: Box::new(model), prompter, image_processor })
+        }
+        other => Err(ModelError::Config {
+            file: config_path,
+            message: format!("model_type {other:?} is not supported yet (supported: llava)"),
+        }),
+    }
+}

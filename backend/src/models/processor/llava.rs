@@ -1,0 +1,65 @@
+//! LLaVA-1.5 prompts: `USER: <image>\n{question} ASSISTANT:`, with `<image>` repeated once per
+//! image token and encoded with the tokenizer's special tokens (which prepend `<s>`).
+
+use std::path::Path;
+
+use super::tokenizer::TextTokenizer;
+use crate::models::error::{ModelError, Result};
+
+pub const IMAGE_TOKEN: &str = "<image>";
+
+/// The prompt text before image-token expansion.
+pub fn prompt_text(question: &str) -> String {
+    format!("USER: {IMAGE_TOKEN}\n{} ASSISTANT:", question.trim())
+}
+
+/// `prompt_text` with `<image>` repeated `image_tokens` times.
+pub fn expanded_prompt_text(question: &str, image_tokens: usize) -> String {
+    prompt_text(question).replacen(IMAGE_TOKEN, &IMAGE_TOKEN.repeat(image_tokens), 1)
+}
+
+/// Encoded prompt with where its image tokens are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPrompt {
+    pub input_ids: Vec<u32>,
+    pub image_positions: Vec<usize>,
+}
+
+pub struct LlavaPrompter {
+    pub tokenizer: TextTokenizer,
+    image_token_id: u32,
+    image_tokens: usize,
+}
+
+impl LlavaPrompter {
+    pub fn load(model_dir: &Path, image_token_id: u32, image_tokens: usize) -> Result<Self> {
+        let tokenizer = TextTokenizer::load(&model_dir.join("tokenizer.json"))?;
+        Ok(Self { tokenizer, image_token_id, image_tokens })
+    }
+
+    pub fn encode(&self, question: &str) -> Result<EncodedPrompt> {
+        let input_ids = self.tokenizer.encode(&expanded_prompt_text(question, self.image_tokens), true)?;
+        let image_positions: Vec<usize> =
+            input_ids.iter().enumerate().filter(|(_, t)| **t == self.image_token_id).map(|(i, _)| i).collect();
+        if image_positions.len() != self.image_tokens {
+            return Err(ModelError::Invalid(format!(
+                "the tokenizer turned {} `{IMAGE_TOKEN}` markers into {} image tokens (id {}); is `{IMAGE_TOKEN}` an added token of tokenizer.json?",
+                self.image_tokens,
+                image_positions.len(),
+                self.image_token_id
+            )));
+        }
+        Ok(EncodedPrompt { input_ids, image_positions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_marker_is_expanded_once_per_token() {
+        assert_eq!(prompt_text("Is there a fracture?"), "USER: <image>\nIs there a fracture? ASSISTANT:");
+        assert_eq!(expanded_prompt_text("Q?", 2), "USER: <image><image>\nQ? ASSISTANT:");
+    }
+}

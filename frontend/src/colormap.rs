@@ -1,0 +1,139 @@
+//! The viridis colour map (perceptually uniform, colour-blind friendly, readable in greyscale)
+//! and the heatmap's RGBA pixels.
+
+use std::fmt::Write as _;
+
+/// matplotlib's viridis sampled at t = 0, 0.1, …, 1 (the same 11 stops as d3's
+/// `schemeViridis`); [`viridis`] interpolates linearly between them.
+const VIRIDIS: [[u8; 3]; 11] = [
+    [0x44, 0x01, 0x54],
+    [0x48, 0x24, 0x75],
+    [0x41, 0x44, 0x87],
+    [0x35, 0x5f, 0x8d],
+    [0x2a, 0x78, 0x8e],
+    [0x21, 0x91, 0x8c],
+    [0x22, 0xa8, 0x84],
+    [0x44, 0xbf, 0x70],
+    [0x7a, 0xd1, 0x51],
+    [0xbd, 0xdf, 0x26],
+    [0xfd, 0xe7, 0x25],
+];
+
+/// Viridis at `t` in `[0, 1]` (clamped; NaN counts as 0): dark purple -> teal -> yellow.
+pub fn viridis(t: f64) -> [u8; 3] {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+    let x = t * (VIRIDIS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    std::array::from_fn(|k| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * f).round() as u8)
+}
+
+/// RGBA pixels (`width * height * 4` bytes, row-major, opaque) of an `h x w` grid of values
+/// drawn as blocks of nearest-neighbour cells, coloured by `value / max` so the hottest cell is
+/// yellow and zero is the darkest purple. An all-zero grid is drawn all dark.
+/// Returns `None` for an empty grid or a `values` slice of the wrong length.
+pub fn heatmap_rgba(
+    h: usize,
+    w: usize,
+    values: &[f64],
+    width: usize,
+    height: usize,
+) -> Option<Vec<u8>> {
+    if h == 0 || w == 0 || values.len() != h * w || width == 0 || height == 0 {
+        return None;
+    }
+    let max = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let colours: Vec<[u8; 3]> = values
+        .iter()
+        .map(|&v| viridis(if max > 0.0 { v / max } else { 0.0 }))
+        .collect();
+    let mut out = Vec::with_capacity(width * height * 4);
+    for y in 0..height {
+        let row = y * h / height;
+        for x in 0..width {
+            let col = x * w / width;
+            let [r, g, b] = colours[row * w + col];
+            out.extend_from_slice(&[r, g, b, 255]);
+        }
+    }
+    Some(out)
+}
+
+/// A CSS `linear-gradient(to right, …)` of viridis for the colour bar under the heatmap.
+pub fn css_gradient(stops: usize) -> String {
+    let stops = stops.max(2);
+    let mut css = String::from("linear-gradient(to right");
+    for i in 0..stops {
+        let t = i as f64 / (stops - 1) as f64;
+        let [r, g, b] = viridis(t);
+        let _ = write!(css, ", rgb({r}, {g}, {b}) {:.1}%", t * 100.0);
+    }
+    css.push(')');
+    css
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viridis_hits_its_stops_and_clamps() {
+        assert_eq!(viridis(0.0), [0x44, 0x01, 0x54]);
+        assert_eq!(viridis(1.0), [0xfd, 0xe7, 0x25]);
+        assert_eq!(viridis(0.5), [0x21, 0x91, 0x8c]);
+        assert_eq!(viridis(-1.0), viridis(0.0));
+        assert_eq!(viridis(7.0), viridis(1.0));
+        assert_eq!(viridis(f64::NAN), viridis(0.0));
+    }
+
+    #[test]
+    fn viridis_gets_lighter_monotonically() {
+        // Perceptual colour maps rise in lightness; approximate it with Rec. 709 luma.
+        let luma = |[r, g, b]: [u8; 3]| 0.2126 * r as f64 + 0.7152 * g as f64 + 0.0722 * b as f64;
+        let mut last = -1.0;
+        for i in 0..=200 {
+            let l = luma(viridis(i as f64 / 200.0));
+            assert!(l >= last - 1e-9, "luma drops at step {i}");
+            last = l;
+        }
+    }
+
+    #[test]
+    fn heatmap_blocks_cells_and_scales_by_the_maximum() {
+        let px = heatmap_rgba(2, 2, &[0.0, 1.0, 0.5, 2.0], 4, 4).unwrap();
+        assert_eq!(px.len(), 4 * 4 * 4);
+        let at = |x: usize, y: usize| {
+            [
+                px[(y * 4 + x) * 4],
+                px[(y * 4 + x) * 4 + 1],
+                px[(y * 4 + x) * 4 + 2],
+                px[(y * 4 + x) * 4 + 3],
+            ]
+        };
+        assert_eq!(at(0, 0), [0x44, 0x01, 0x54, 255]);
+        assert_eq!(at(1, 1), at(0, 0));
+        assert_eq!(at(3, 3), [0xfd, 0xe7, 0x25, 255]);
+        assert_eq!(at(2, 0)[..3], viridis(0.5));
+        assert_eq!(at(0, 3)[..3], viridis(0.25));
+    }
+
+    #[test]
+    fn degenerate_heatmaps() {
+        assert!(heatmap_rgba(0, 2, &[], 4, 4).is_none());
+        assert!(heatmap_rgba(2, 2, &[1.0], 4, 4).is_none());
+        let dark = heatmap_rgba(1, 2, &[0.0, 0.0], 2, 1).unwrap();
+        assert_eq!(dark, vec![0x44, 0x01, 0x54, 255, 0x44, 0x01, 0x54, 255]);
+    }
+
+    #[test]
+    fn gradient_lists_the_stops() {
+        let g = css_gradient(3);
+        assert!(g.starts_with("linear-gradient(to right, rgb(68, 1, 84) 0.0%"));
+        assert!(g.ends_with("rgb(253, 231, 37) 100.0%)"));
+    }
+}

@@ -1,0 +1,30 @@
+//! Types and math that the radlens backend and the browser dashboard share.
+//!
+//! Every definition follows `fixtures/spec/metrics.md` (a copy of the team's spec) to the letter;
+//! the golden tests in `tests/golden.rs` check each one against numpy/scipy/statsmodels values.
+//!
+//! Brief overview:
+//! - [`map`]: [`map::AttentionMap`] (an `h x w` grid of non-negative mass) and its normalisation.
+//! - [`metrics`]: entropy, focus, Gini, top-10% mass, Jensen-Shannon, consistency.
+//! - [`roi`]: relevance mass, rank accuracy and pointing game against a cell mask.
+//! - [`geometry`]: crop boxes, bounding box -> cell mask, mass-preserving resampling.
+//! - [`fusion`]: raw attention rows -> one map (image restriction, head fusion, layer and query
+//!   aggregation) with its provenance.
+//! - [`answer`]: `parse_answer` and the yes/no decision margin.
+//! - [`stats`]: robustness statistics, cluster-bootstrap intervals, clustered and exact McNemar.
+//! - [`record`]: the versioned serde types of a run directory.
+//!
+//! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
+
+pub mod answer;
+pub mod error;
+pub mod fusion;
+pub mod geometry;
+pub mod map;
+pub mod metrics;
+pub mod record;
+pub mod roi;
+pub mod stats;
+
+pub use error::MetricError;
+pub use map::AttentionMap;

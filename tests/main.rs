@@ -1,0 +1,18 @@
+//! End-to-end tests. One binary; one module per capability.
+
+mod support;
+
+/// `radlens metrics` on map files: golden agreement, output shape, errors and exit codes.
+mod cli_metrics;
+
+/// The LLaVA engine against transformers' outputs on the tiny llava-hf fixture.
+mod parity_llava;
+
+/// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
+mod cli_probe;
+
+/// Safetensors layouts and shards; missing and misshapen tensors.
+mod checkpoint_layouts;
+
+/// The dashboard bundle in `dist/` (scripts/build-web.sh) in headless Chromium via chromedriver.
+mod browser;

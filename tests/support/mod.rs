@@ -1,0 +1,68 @@
+//! Paths to the workspace, its fixtures and the freshly built `radlens` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    workspace_root().join("fixtures").join(rel)
+}
+
+/// The `radlens` binary of this build profile, rebuilt once per test run so it is never stale.
+pub fn radlens_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // The test executable lives in <target>/<profile>/deps/; the binary in <target>/<profile>/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps layout");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace_root()).args(["build", "--quiet", "-p", "radlens", "--bin", "radlens"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build for the radlens binary");
+        assert!(status.success(), "cargo build -p radlens failed");
+        let bin = profile_dir.join(format!("radlens{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "built radlens but found no binary at {}", bin.display());
+        bin
+    })
+}
+
+pub fn radlens(args: &[&str]) -> Output {
+    Command::new(radlens_bin()).args(args).output().expect("run radlens")
+}
+
+/// A fresh scratch directory under the target dir, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let exe = std::env::current_exe().expect("test executable path");
+        let base = exe.parent().and_then(Path::parent).expect("target layout").join("e2e-scratch");
+        let dir = base.join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, contents).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
