@@ -32,6 +32,25 @@ pub enum Command {
     /// preprocessor_config.json or processor_config.json), answers greedily and fuses the captured
     /// attention of the chosen query rows over the image tokens into one map.
     Probe(ProbeArgs),
+    /// Benchmark attention capture (none vs last quarter vs all layers) on a mid-size random
+    /// LLaVA built in memory: time and peak heap, as ratios against no capture.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Timed repetitions per variant (after one warm-up run).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: u32,
+    /// Tokens generated after the prompt.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub new_tokens: u32,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,6 +2,7 @@
 //! `radlens` binary is a thin `main` over [`run_main`]; the workspace's end-to-end tests use the
 //! library directly where a process boundary adds nothing.
 
+pub mod alloc_stats;
 pub mod attention_map;
 pub mod cli;
 pub mod commands;

@@ -65,14 +65,6 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
     x.unsqueeze(2)?.expand((b, kv_heads, n_rep, seq, d))?.reshape((b, kv_heads * n_rep, seq, d))
 }
 
-/// Causal additive mask for `q_len` queries starting at `query_start` over `kv_len` keys.
-pub fn causal_mask(q_len: usize, query_start: usize, kv_len: usize, device: &candle_core::Device) -> candle_core::Result<Tensor> {
-    let mask: Vec<f32> = (0..q_len)
-        .flat_map(|i| (0..kv_len).map(move |j| if j > query_start + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
-    Tensor::from_vec(mask, (q_len, kv_len), device)
-}
-
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
@@ -85,13 +77,6 @@ mod tests {
         let x = Tensor::arange(0f32, 4.0, &Device::Cpu).unwrap().reshape((1, 2, 1, 2)).unwrap();
         let r = repeat_kv(&x, 2).unwrap();
         assert_eq!(r.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0., 1., 0., 1., 2., 3., 2., 3.]);
-    }
-
-    #[test]
-    fn causal_mask_hides_the_future_only() {
-        let m = causal_mask(2, 1, 3, &Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(m[0], vec![0.0, 0.0, f32::NEG_INFINITY]);
-        assert_eq!(m[1], vec![0.0, 0.0, 0.0]);
     }
 
     #[test]
@@ -117,7 +102,8 @@ mod tests {
                     stack.push(path);
                 } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("models/attention.rs") {
                     let text = std::fs::read_to_string(&path).unwrap();
-                    if text.contains("softmax") {
+                    // Code only: comments may mention the softmax.
+                    if text.lines().any(|l| !l.trim_start().starts_with("//") && l.contains("softmax")) {
                         offenders.push(path.display().to_string());
                     }
                 }

@@ -3,12 +3,13 @@
 //! projector is the caller's choice ([`VisionFeature`]).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv2d, Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, AttnSpec};
+pub use super::activation::Activation;
 use super::norm::layer_norm;
-use super::probe::{Probe, SiteName};
+use super::probe::Probe;
+use super::vit_block::{BlockConfig, EncoderLayer};
 
 /// `vision_config` as written; defaults are transformers' `CLIPVisionConfig` defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,31 +44,6 @@ fn d_patch() -> usize { 32 }
 fn d_act() -> String { "quick_gelu".into() }
 fn d_eps() -> f64 { 1e-5 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Activation {
-    QuickGelu,
-    /// Exact (erf) GELU.
-    Gelu,
-}
-
-impl Activation {
-    pub fn parse(name: &str) -> Result<Self, String> {
-        match name {
-            "quick_gelu" => Ok(Self::QuickGelu),
-            "gelu" => Ok(Self::Gelu),
-            other => Err(format!("activation {other:?} is not supported (quick_gelu, gelu)")),
-        }
-    }
-
-    pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            // x * sigmoid(1.702 x)
-            Self::QuickGelu => x * candle_nn::ops::sigmoid(&(x * 1.702)?)?,
-            Self::Gelu => x.gelu_erf(),
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub hidden_size: usize,
@@ -85,6 +61,16 @@ impl Config {
     /// Patches per side.
     pub fn grid(&self) -> usize {
         self.image_size / self.patch_size
+    }
+
+    pub fn block(&self) -> BlockConfig {
+        BlockConfig {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_heads: self.num_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            activation: self.activation,
+        }
     }
 }
 
@@ -138,67 +124,6 @@ impl VisionFeature {
 }
 
 #[derive(Debug, Clone)]
-struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
-    num_heads: usize,
-    head_dim: usize,
-}
-
-impl Attention {
-    fn forward(&self, x: &Tensor, layer: usize, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let (b, seq, d) = x.dims3()?;
-        let split = |t: Tensor| t.reshape((b, seq, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous(); // [b, heads, seq, d]
-        let q = split(self.q_proj.forward(x)?)?;
-        let k = split(self.k_proj.forward(x)?)?;
-        let v = split(self.v_proj.forward(x)?)?;
-        let spec = AttnSpec { scale: 1.0 / (self.head_dim as f64).sqrt(), softcap: None, mask: None };
-        let out = attend(&q, &k, &v, &spec, SiteName::vision_attn(layer), 0, probe)?;
-        self.out_proj.forward(&out.transpose(1, 2)?.reshape((b, seq, d))?)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct EncoderLayer {
-    self_attn: Attention,
-    layer_norm1: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
-    layer_norm2: LayerNorm,
-    activation: Activation,
-}
-
-impl EncoderLayer {
-    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
-        let d = cfg.hidden_size;
-        let a = vb.pp("self_attn");
-        Ok(Self {
-            self_attn: Attention {
-                q_proj: candle_nn::linear(d, d, a.pp("q_proj"))?,
-                k_proj: candle_nn::linear(d, d, a.pp("k_proj"))?,
-                v_proj: candle_nn::linear(d, d, a.pp("v_proj"))?,
-                out_proj: candle_nn::linear(d, d, a.pp("out_proj"))?,
-                num_heads: cfg.num_heads,
-                head_dim: d / cfg.num_heads,
-            },
-            layer_norm1: layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
-            fc1: candle_nn::linear(d, cfg.intermediate_size, vb.pp("mlp").pp("fc1"))?,
-            fc2: candle_nn::linear(cfg.intermediate_size, d, vb.pp("mlp").pp("fc2"))?,
-            layer_norm2: layer_norm(d, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-            activation: cfg.activation,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, layer: usize, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?, layer, probe)?)?;
-        let h = self.fc2.forward(&self.activation.apply(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?)?;
-        x + h
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct ClipVision {
     patch_embedding: Conv2d,
     class_embedding: Tensor,
@@ -220,7 +145,7 @@ impl ClipVision {
         let position_embedding = candle_nn::embedding(positions, cfg.hidden_size, e.pp("position_embedding"))?;
         let pre_layrnorm = layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("pre_layrnorm"))?;
         let layers = (0..blocks.min(cfg.num_layers))
-            .map(|i| EncoderLayer::load(cfg, vb.pp("encoder").pp("layers").pp(i)))
+            .map(|i| EncoderLayer::load(&cfg.block(), vb.pp("encoder").pp("layers").pp(i)))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self { patch_embedding, class_embedding, position_embedding, pre_layrnorm, layers, cfg: cfg.clone() })
     }

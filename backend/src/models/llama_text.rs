@@ -5,11 +5,13 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::attention::{attend, causal_mask, AttnSpec};
+pub use super::kv_cache::KvCache;
+use super::attention::{attend, AttnSpec};
 use super::config::OneOrMany;
+use super::mask::{attention_mask, MaskKind};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
-use super::rope::RotaryTables;
+use super::rope::{RopeTables, RotaryEmbedding};
 
 /// `text_config` as written in config.json; defaults are transformers' `LlamaConfig` defaults,
 /// which real LLaVA-1.5 configs rely on (they omit most fields).
@@ -126,36 +128,6 @@ impl RawConfig {
     }
 }
 
-/// Keys and values of every layer so far, `[1, kv_heads, seq, head_dim]` each.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-}
-
-impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers] }
-    }
-
-    /// Positions cached so far.
-    pub fn len(&self) -> usize {
-        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn append(&mut self, layer: usize, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        let kv = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        self.layers[layer] = Some(kv.clone());
-        Ok(kv)
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Attention {
     q_proj: Linear,
@@ -182,32 +154,28 @@ impl Attention {
         })
     }
 
+    /// `start`: absolute position of the first row of `x`.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        rope: &RotaryTables,
+        rope: &RopeTables,
+        start: usize,
         cache: &mut KvCache,
         layer: usize,
         mask: Option<&Tensor>,
         probe: &mut dyn Probe,
     ) -> candle_core::Result<Tensor> {
         let (b, seq, _) = x.dims3()?;
-        let start = cache.len_at(layer);
         let split = |t: Tensor, heads: usize| t.reshape((b, seq, heads, self.head_dim))?.transpose(1, 2); // [b, heads, seq, d]
-        let q = rope.apply(&split(self.q_proj.forward(x)?, self.num_heads)?, start)?;
-        let k = rope.apply(&split(self.k_proj.forward(x)?, self.num_kv_heads)?, start)?;
+        let q = rope.apply(&split(self.q_proj.forward(x)?, self.num_heads)?)?;
+        let k = rope.apply(&split(self.k_proj.forward(x)?, self.num_kv_heads)?)?;
         let v = split(self.v_proj.forward(x)?, self.num_kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k, v)?;
         let spec = AttnSpec { scale: 1.0 / (self.head_dim as f64).sqrt(), softcap: None, mask };
         let out = attend(&q, &k, &v, &spec, SiteName::text_attn(layer), start, probe)?;
         let out = out.transpose(1, 2)?.reshape((b, seq, self.num_heads * self.head_dim))?;
         self.o_proj.forward(&out)
-    }
-}
-
-impl KvCache {
-    fn len_at(&self, layer: usize) -> usize {
-        self.layers[layer].as_ref().map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
     }
 }
 
@@ -249,7 +217,7 @@ pub struct LlamaText {
     layers: Vec<DecoderLayer>,
     norm: RmsNorm,
     lm_head: Linear,
-    rope: RotaryTables,
+    rope: RotaryEmbedding,
     cfg: Config,
 }
 
@@ -275,7 +243,7 @@ impl LlamaText {
         } else {
             candle_nn::linear_no_bias(cfg.hidden_size, cfg.vocab_size, vb.pp("lm_head"))?
         };
-        let rope = RotaryTables::new(cfg.head_dim, cfg.rope_theta, cfg.rope_linear_factor, cfg.max_positions, vb.dtype(), vb.device())?;
+        let rope = RotaryEmbedding::new(cfg.head_dim, cfg.rope_theta, cfg.rope_linear_factor, vb.device())?;
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg: cfg.clone() })
     }
 
@@ -306,11 +274,15 @@ impl LlamaText {
     pub fn forward_embeds(&self, embeds: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
         let seq = embeds.dim(1)?;
         let start = cache.len();
-        // One query row sees every key already: no mask needed for a single decode step.
-        let mask = if seq > 1 { Some(causal_mask(seq, start, start + seq, embeds.device())?) } else { None };
+        if start + seq > self.cfg.max_positions {
+            candle_core::bail!("position {} is beyond the model's {} positions", start + seq - 1, self.cfg.max_positions);
+        }
+        let mask = attention_mask(start, seq, start + seq, MaskKind::Causal, &[], embeds.device())?;
+        let rope = self.rope.tables(start, seq, embeds.dtype())?;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            let attn = layer.self_attn.forward(&layer.input_layernorm.forward(&x)?, &self.rope, cache, i, mask.as_ref(), probe)?;
+            let h = layer.input_layernorm.forward(&x)?;
+            let attn = layer.self_attn.forward(&h, &rope, start, cache, i, mask.as_ref(), probe)?;
             x = (x + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
             x = (x + mlp)?;

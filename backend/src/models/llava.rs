@@ -115,10 +115,14 @@ impl Llava {
         Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
-    /// Builds the model from canonical tensor names; also the entry for other LLaVA releases
-    /// whose checkpoint module assembles a `TensorStore`-like backend.
+    /// Builds the model from a checkpoint's canonical tensor names.
     pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device) -> candle_core::Result<Self> {
-        let vb = store.into_var_builder(dtype, device);
+        Self::from_var_builder(cfg, store.into_var_builder(dtype, device))
+    }
+
+    /// Builds the model from any source of canonical tensor names (a checkpoint, or random
+    /// weights for benchmarks).
+    pub fn from_var_builder(cfg: Config, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
         // Every block is loaded so intermediates can be inspected; the forward stops at the
         // feature block.
         let vision = ClipVision::load(&cfg.vision, cfg.vision.num_layers, vb.pp("vision_tower").pp("vision_model"))?;

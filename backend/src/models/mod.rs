@@ -5,20 +5,26 @@
 //! `attention::attend`, named `text.blocks.N.attn.pattern` (`llama_text::Attention`) or
 //! `vision.blocks.N.attn.pattern` (`clip_vision::Attention`).
 
+pub mod activation;
 pub mod attention;
 pub mod checkpoint;
 pub mod clip_vision;
 pub mod config;
 pub mod error;
+pub mod gemma3_text;
 pub mod generate;
+pub mod kv_cache;
 pub mod llama_text;
 pub mod llava;
 pub mod loader;
+pub mod mask;
 pub mod norm;
 pub mod probe;
 pub mod processor;
 pub mod projector;
 pub mod rope;
+pub mod siglip_vision;
+pub mod vit_block;
 
 use candle_core::{DType, Tensor};
 

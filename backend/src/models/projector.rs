@@ -3,7 +3,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::clip_vision::Activation;
+use super::activation::Activation;
 
 #[derive(Debug, Clone)]
 pub struct Mlp2xGelu {

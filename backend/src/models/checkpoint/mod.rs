@@ -3,6 +3,7 @@
 //! through a candle `VarBuilder` and never sees a release's own naming.
 
 pub mod layout;
+pub mod random;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

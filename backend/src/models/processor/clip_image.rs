@@ -26,6 +26,8 @@ pub const IMAGE_PROCESSOR_KEY: &str = "image_processor";
 
 /// `CLIPImageProcessor`'s defaults (OpenAI CLIP statistics), used where a config omits a field.
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+// The published digits, as configs write them; they parse to the same f32s.
+#[allow(clippy::excessive_precision)]
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 const DEFAULT_SIZE: u32 = 224;
 
