@@ -8,6 +8,9 @@ mod cli_metrics;
 /// The LLaVA engine against transformers' outputs on the tiny llava-hf fixture.
 mod parity_llava;
 
+/// The Gemma3 (MedGemma) engine against transformers' outputs on the tiny gemma3 fixture.
+mod parity_gemma3;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

@@ -3,67 +3,24 @@
 //! attention rows within 1e-5, generated ids and text identical, and case0's vision
 //! intermediates within 1e-4.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use radlens::models::generate::greedy;
 use radlens::models::llava::Llava;
 use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
 use radlens::models::processor::llava::LlavaPrompter;
-use serde_json::Value;
+use radlens::models::processor::Prompter;
 
 use crate::support::fixture;
-
-const LOGITS_TOL: f32 = 1e-4;
-const ATTN_TOL: f32 = 1e-5;
-const HIDDEN_TOL: f32 = 1e-4;
+use crate::support::parity::{assert_close, flat, Case, ATTN_TOL, HIDDEN_TOL, LOGITS_TOL};
 
 fn model_dir() -> PathBuf {
     fixture("reference-v1/llava-tiny")
 }
 
-struct Case {
-    name: String,
-    manifest: Value,
-    tensors: HashMap<String, Tensor>,
-}
-
-impl Case {
-    fn load(name: &str) -> Self {
-        let dir = fixture(&format!("reference-v1/reference/llava-tiny/{name}"));
-        let manifest = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
-        let tensors = candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu).unwrap();
-        Self { name: name.into(), manifest, tensors }
-    }
-
-    fn t(&self, key: &str) -> &Tensor {
-        self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
-    }
-
-    fn ids(&self, key: &str) -> Vec<u32> {
-        self.t(key).to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
-    }
-}
-
 fn cases() -> Vec<Case> {
-    ["case0", "case1", "case2"].into_iter().map(Case::load).collect()
-}
-
-/// Max |a - b| with the location of the worst element, so a failure says where.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (i, diff) = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .enumerate()
-        .fold((0, 0.0f32), |acc, (i, d)| if d > acc.1 || d.is_nan() { (i, d) } else { acc });
-    assert!(diff <= tol, "{what}: max abs diff {diff:e} at index {i} (expected {}, got {}), tolerance {tol:e}", want[i], got[i]);
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1().unwrap()
+    ["case0", "case1", "case2"].into_iter().map(|c| Case::load("llava-tiny", c)).collect()
 }
 
 #[test]
@@ -72,7 +29,7 @@ fn prompts_tokenize_exactly_as_the_processor_did() {
     let prompter = LlavaPrompter::load(&model_dir(), model.config().image_token_id, model.config().image_tokens()).unwrap();
     for case in cases() {
         let question = case.manifest["question"].as_str().unwrap();
-        let encoded = prompter.encode(question).unwrap();
+        let encoded = prompter.encode(question, None).unwrap();
         assert_eq!(encoded.input_ids, case.ids("input_ids"), "{}: input_ids", case.name);
         let positions: Vec<usize> = case.ids("image_token_positions").into_iter().map(|p| p as usize).collect();
         assert_eq!(encoded.image_positions, positions, "{}: image positions", case.name);
@@ -98,7 +55,7 @@ fn logits_attention_and_generation_match_transformers() {
         let generation = greedy(&model, &input_ids, case.t("pixel_values"), want_ids.len(), &mut recorder).unwrap();
 
         assert_eq!(generation.ids, want_ids, "{name}: generated ids");
-        let text = prompter.tokenizer.decode(&generation.ids, true).unwrap();
+        let text = prompter.tokenizer().decode(&generation.ids, true).unwrap();
         assert_eq!(text, case.manifest["generated_text"].as_str().unwrap(), "{name}: generated text");
         assert_close(&format!("{name} prompt_last_logits"), generation.prompt_last_logits(), &flat(case.t("prompt_last_logits")), LOGITS_TOL);
         let gen_logits = case.t("gen_logits");
@@ -137,7 +94,7 @@ fn logits_attention_and_generation_match_transformers() {
 #[test]
 fn vision_intermediates_match_on_case0() {
     let model = Llava::load(&model_dir(), DType::F32, &Device::Cpu).unwrap();
-    let case = Case::load("case0");
+    let case = Case::load("llava-tiny", "case0");
     let pv = case.t("pixel_values");
     let vision = model.vision();
     let blocks = vision.config().num_layers;

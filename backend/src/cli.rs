@@ -64,6 +64,9 @@ pub struct ProbeArgs {
     /// The question, e.g. "Is there a pleural effusion?".
     #[arg(long)]
     pub question: String,
+    /// System text, placed where the model's chat template puts it.
+    #[arg(long)]
+    pub system: Option<String>,
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_new_tokens: u32,
     /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.

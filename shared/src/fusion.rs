@@ -204,6 +204,10 @@ pub struct MapProvenance {
     pub query_mode: QueryMode,
     /// Sequence positions of the query rows that were averaged.
     pub query_positions: Vec<usize>,
+    /// Layers of the range left out because their rows put no mass on the image (e.g. a
+    /// sliding-window layer whose window ends before the image tokens).
+    #[serde(default)]
+    pub layers_without_image: Vec<usize>,
     pub geometry: MapGeometry,
 }
 
@@ -258,8 +262,10 @@ pub fn mean_of(items: &[Fused]) -> Result<Fused, MetricError> {
 }
 
 /// Steps 1-2 for one query row at one layer: `probs` is `[heads, keys]` row-major (post-softmax
-/// probabilities over the whole sequence).
-pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion: HeadFusion) -> Result<Fused, MetricError> {
+/// probabilities over the whole sequence). A head that puts no mass on the image has no map and
+/// is left out of the fusion; `None` when no head sees the image at all. The image share averages
+/// all heads, zeros included.
+pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion: HeadFusion) -> Result<Option<Fused>, MetricError> {
     if heads == 0 || probs.len() % heads != 0 {
         return Err(MetricError::Invalid(format!("{} attention values do not split into {heads} heads", probs.len())));
     }
@@ -267,12 +273,19 @@ pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion:
     let mut maps = Vec::with_capacity(heads);
     let mut share = 0.0;
     for (h, row) in probs.chunks_exact(keys).enumerate() {
-        let (map, s) = image_map(row, image_positions)
-            .map_err(|e| MetricError::Invalid(format!("head {h}: {e}")))?;
-        maps.push(map);
-        share += s;
+        match image_map(row, image_positions) {
+            Ok((map, s)) => {
+                maps.push(map);
+                share += s;
+            }
+            Err(MetricError::ZeroMass) => {}
+            Err(e) => return Err(MetricError::Invalid(format!("head {h}: {e}"))),
+        }
     }
-    Ok(Fused { values: fuse_heads(&maps, fusion)?, image_share: share / heads as f64 })
+    if maps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Fused { values: fuse_heads(&maps, fusion)?, image_share: share / heads as f64 }))
 }
 
 fn check_same_length(maps: &[Vec<f64>], what: &'static str) -> Result<usize, MetricError> {
@@ -358,9 +371,19 @@ mod tests {
     fn layer_map_fuses_heads_of_one_row_block() {
         // Two heads over 3 keys, image = keys 1..3.
         let probs = [0.5, 0.5, 0.0, 0.0, 0.25, 0.75];
-        let fused = layer_map(&probs, 2, &[1, 2], HeadFusion::Mean).unwrap();
+        let fused = layer_map(&probs, 2, &[1, 2], HeadFusion::Mean).unwrap().unwrap();
         assert_eq!(fused.values, vec![0.625, 0.375]);
         assert_eq!(fused.image_share, 0.75);
+    }
+
+    #[test]
+    fn heads_that_cannot_see_the_image_are_left_out_not_made_uniform() {
+        // Head 0 puts nothing on the image (keys 1..3); head 1 does.
+        let probs = [1.0, 0.0, 0.0, 0.0, 0.25, 0.75];
+        let fused = layer_map(&probs, 2, &[1, 2], HeadFusion::Mean).unwrap().unwrap();
+        assert_eq!(fused.values, vec![0.25, 0.75]);
+        assert_eq!(fused.image_share, 0.5);
+        assert_eq!(layer_map(&[1.0, 0.0, 0.0], 1, &[1, 2], HeadFusion::Mean).unwrap(), None);
     }
 
     #[test]

@@ -105,14 +105,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             (p.to_tensor(&device)?, geometry)
         }
     };
-    let prompt = engine.prompter.encode(&args.question)?;
+    let prompt = engine.prompter.encode(&args.question, args.system.as_deref())?;
     timings.preprocess = ms(t);
 
     let l = prompt.input_ids.len();
     let layers = flag("--layers", layer_range.resolve(summary.num_layers))?;
     let term_rows = match &query_mode {
         QueryMode::Term(word) => {
-            let pieces = engine.prompter.tokenizer.pieces(&prompt.input_ids);
+            let pieces = engine.prompter.tokenizer().pieces(&prompt.input_ids);
             let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
             let rows = term_positions(&refs, word);
             if rows.is_empty() {
@@ -143,14 +143,15 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
         QueryMode::Term(_) => term_rows,
     };
-    let fused = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion)?;
+    let captured = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion)?;
+    let fused = captured.fused;
     let map = AttentionMap::new(geometry.h, geometry.w, fused.values).map_err(ModelError::from)?;
     let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
     timings.capture = ms(t);
 
-    let answer = engine.prompter.tokenizer.decode(generation.answer_ids(), true)?;
-    let yes = engine.prompter.tokenizer.single_token_spellings("yes");
-    let no = engine.prompter.tokenizer.single_token_spellings("no");
+    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
+    let yes = engine.prompter.tokenizer().single_token_spellings("yes");
+    let no = engine.prompter.tokenizer().single_token_spellings("no");
     let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
     let report = ProbeReport {
         model: model_name.clone(),
@@ -171,17 +172,22 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
                 model: model_name,
                 method: MapMethod::QueryToVisual,
                 layer_range,
-                layers,
+                layers: captured.layers_used,
                 head_fusion: fusion,
                 query_mode,
                 query_positions,
+                layers_without_image: captured.layers_without_image,
                 geometry,
             },
         },
         timings_ms: Timings { total: ms(start), ..timings },
     };
     if let Some(path) = &args.dump {
-        write_dump(path, &prompt.input_ids, &pixel_values, &generation, &recorder, summary.num_layers, summary.num_heads)?;
+        // Gemma3's processor also returns token_type_ids (1 at image soft tokens).
+        let token_type_ids = (summary.architecture == "gemma3").then(|| {
+            (0..l).map(|i| i64::from(prompt.image_positions.contains(&i))).collect::<Vec<i64>>()
+        });
+        write_dump(path, &prompt.input_ids, token_type_ids, &pixel_values, &generation, &recorder, summary.num_layers, summary.num_heads)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -208,9 +214,11 @@ fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
 }
 
 /// The reference fixtures' tensor names and meanings (fixtures/reference-v1/README.md).
+#[allow(clippy::too_many_arguments)]
 fn write_dump(
     path: &Path,
     input_ids: &[u32],
+    token_type_ids: Option<Vec<i64>>,
     pixel_values: &Tensor,
     generation: &Generation,
     recorder: &AttentionRecorder,
@@ -237,7 +245,7 @@ fn write_dump(
             }
         }
     }
-    let tensors: HashMap<String, Tensor> = [
+    let mut tensors: HashMap<String, Tensor> = [
         ("input_ids", ids_i64(input_ids)?),
         ("pixel_values", pixel_values.to_dtype(DType::F32)?),
         ("prompt_last_logits", Tensor::new(generation.prompt_last_logits(), &dev)?),
@@ -248,6 +256,9 @@ fn write_dump(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some(tt) = token_type_ids {
+        tensors.insert("token_type_ids".into(), Tensor::new(tt, &dev)?);
+    }
     candle_core::safetensors::save(&tensors, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -276,6 +287,12 @@ fn print_human(r: &ProbeReport) {
         m.provenance.head_fusion,
         m.provenance.query_mode,
     );
+    if !m.provenance.layers_without_image.is_empty() {
+        println!(
+            "note       layers {:?} left out: their rows put no attention on the image (sliding window)",
+            m.provenance.layers_without_image
+        );
+    }
     println!(
         "metrics    focus {:.4}  gini {:.4}  entropy {:.4} nats  top10 {:.4}  image share {:.4}",
         m.metrics.focus, m.metrics.gini, m.metrics.entropy_nats, m.metrics.top10_mass, m.image_share

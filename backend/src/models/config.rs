@@ -28,3 +28,17 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> supe
     let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|e| ModelError::Config { file: path.to_path_buf(), message: e.to_string() })
 }
+
+/// EOS ids from `generation_config.json` (one id or a list), when the file exists.
+pub fn generation_eos_ids(model_dir: &std::path::Path) -> super::error::Result<Vec<u32>> {
+    #[derive(Deserialize)]
+    struct Generation {
+        eos_token_id: Option<OneOrMany>,
+    }
+    let path = model_dir.join("generation_config.json");
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let g: Generation = read_json(&path)?;
+    Ok(g.eos_token_id.map(OneOrMany::into_vec).unwrap_or_default())
+}

@@ -44,9 +44,11 @@ pub struct RawConfig {
     pub sliding_window: usize,
     /// transformers 5: explicit per-layer `sliding_attention` / `full_attention`.
     pub layer_types: Option<Vec<String>>,
-    /// Hub configs: every `n`-th layer is full (`_sliding_window_pattern` in transformers 5 saves).
-    #[serde(alias = "_sliding_window_pattern")]
+    /// Hub configs: every `n`-th layer is full.
     pub sliding_window_pattern: Option<usize>,
+    /// transformers 5 saves the legacy pattern under this name (beside `layer_types`).
+    #[serde(rename = "_sliding_window_pattern")]
+    pub saved_sliding_window_pattern: Option<usize>,
     /// Hub style: the full layers' base, the sliding layers' base, and the full layers' scaling.
     pub rope_theta: Option<f64>,
     pub rope_local_base_freq: Option<f64>,
@@ -150,7 +152,7 @@ impl RawConfig {
                     .collect::<Result<Vec<_>, _>>()?
             }
             None => {
-                let pattern = self.sliding_window_pattern.unwrap_or(6).max(1);
+                let pattern = self.sliding_window_pattern.or(self.saved_sliding_window_pattern).unwrap_or(6).max(1);
                 (0..n).map(|i| if (i + 1) % pattern == 0 { LayerType::Full } else { LayerType::Sliding }).collect()
             }
         };

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::checkpoint::{safetensors_files, TensorStore};
 use super::clip_vision::{self, Activation, ClipVision, VisionFeature};
-use super::config::read_json;
+use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::llama_text::{self, KvCache, LlamaText};
 use super::probe::Probe;
@@ -110,7 +110,12 @@ impl Llava {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let raw: RawConfig = read_json(&config_path)?;
-        let cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
+        let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
+        for id in generation_eos_ids(dir)? {
+            if !cfg.text.eos_token_ids.contains(&id) {
+                cfg.text.eos_token_ids.push(id);
+            }
+        }
         let store = TensorStore::open(&safetensors_files(dir)?)?;
         Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }

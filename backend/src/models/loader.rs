@@ -8,15 +8,18 @@ use serde::Deserialize;
 
 use super::config::read_json;
 use super::error::{ModelError, Result};
+use super::gemma3::Gemma3;
 use super::llava::Llava;
 use super::processor::clip_image::ImageProcessorConfig;
+use super::processor::gemma3::Gemma3Prompter;
 use super::processor::llava::LlavaPrompter;
+use super::processor::Prompter;
 use super::VisionLanguageModel;
 
 /// A loaded model with its inputs side.
 pub struct Engine {
     pub model: Box<dyn VisionLanguageModel>,
-    pub prompter: LlavaPrompter,
+    pub prompter: Box<dyn Prompter>,
     pub image_processor: ImageProcessorConfig,
 }
 
@@ -36,11 +39,17 @@ pub fn load_engine(dir: &Path, dtype: DType, device: &Device) -> Result<Engine> 
             let model = Llava::load(dir, dtype, device)?;
             let prompter = LlavaPrompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
             let image_processor = ImageProcessorConfig::load(dir)?;
-            Ok(Engine { model: Box::new(model), prompter, image_processor })
+            Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
+        }
+        Some("gemma3") => {
+            let model = Gemma3::load(dir, dtype, device)?;
+            let prompter = Gemma3Prompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
+            let image_processor = ImageProcessorConfig::load(dir)?;
+            Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
         }
         other => Err(ModelError::Config {
             file: config_path,
-            message: format!("model_type {other:?} is not supported yet (supported: llava)"),
+            message: format!("model_type {other:?} is not supported yet (supported: llava, gemma3)"),
         }),
     }
 }

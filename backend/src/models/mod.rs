@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod clip_vision;
 pub mod config;
 pub mod error;
+pub mod gemma3;
 pub mod gemma3_text;
 pub mod generate;
 pub mod kv_cache;

@@ -70,7 +70,8 @@ pub struct RawImageProcessorConfig {
     pub size: Option<RawSize>,
     /// A PIL resampling code (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic, 4 box, 5 hamming).
     pub resample: Option<u32>,
-    pub do_center_crop: bool,
+    /// Unset: on for CLIP's processor, off for Gemma3's and SigLIP's (which have no crop step).
+    pub do_center_crop: Option<bool>,
     pub crop_size: Option<RawSize>,
     pub do_rescale: bool,
     pub rescale_factor: Option<f64>,
@@ -88,7 +89,7 @@ impl Default for RawImageProcessorConfig {
             do_resize: true,
             size: None,
             resample: None,
-            do_center_crop: true,
+            do_center_crop: None,
             crop_size: None,
             do_rescale: true,
             rescale_factor: None,
@@ -277,7 +278,11 @@ impl RawImageProcessorConfig {
             })?,
         };
 
-        let crop = if !self.do_center_crop {
+        let crops_by_default = !matches!(
+            self.image_processor_type.as_deref(),
+            Some("Gemma3ImageProcessor" | "Gemma3ImageProcessorFast" | "SiglipImageProcessor" | "SiglipImageProcessorFast")
+        );
+        let crop = if !self.do_center_crop.unwrap_or(crops_by_default) {
             Crop::Off
         } else {
             let (height, width) = match &self.crop_size {

@@ -4,18 +4,21 @@
 use std::path::Path;
 
 use super::tokenizer::TextTokenizer;
+use super::Prompter;
 use crate::models::error::{ModelError, Result};
 
 pub const IMAGE_TOKEN: &str = "<image>";
 
-/// The prompt text before image-token expansion.
-pub fn prompt_text(question: &str) -> String {
-    format!("USER: {IMAGE_TOKEN}\n{} ASSISTANT:", question.trim())
+/// The prompt text before image-token expansion; system text, when given, precedes `USER:` as
+/// in the Vicuna v1 conversation template.
+pub fn prompt_text(question: &str, system: Option<&str>) -> String {
+    let system = system.map(|s| format!("{} ", s.trim())).unwrap_or_default();
+    format!("{system}USER: {IMAGE_TOKEN}\n{} ASSISTANT:", question.trim())
 }
 
 /// `prompt_text` with `<image>` repeated `image_tokens` times.
-pub fn expanded_prompt_text(question: &str, image_tokens: usize) -> String {
-    prompt_text(question).replacen(IMAGE_TOKEN, &IMAGE_TOKEN.repeat(image_tokens), 1)
+pub fn expanded_prompt_text(question: &str, system: Option<&str>, image_tokens: usize) -> String {
+    prompt_text(question, system).replacen(IMAGE_TOKEN, &IMAGE_TOKEN.repeat(image_tokens), 1)
 }
 
 /// Encoded prompt with where its image tokens are.
@@ -26,7 +29,7 @@ pub struct EncodedPrompt {
 }
 
 pub struct LlavaPrompter {
-    pub tokenizer: TextTokenizer,
+    tokenizer: TextTokenizer,
     image_token_id: u32,
     image_tokens: usize,
 }
@@ -37,8 +40,15 @@ impl LlavaPrompter {
         Ok(Self { tokenizer, image_token_id, image_tokens })
     }
 
-    pub fn encode(&self, question: &str) -> Result<EncodedPrompt> {
-        let input_ids = self.tokenizer.encode(&expanded_prompt_text(question, self.image_tokens), true)?;
+}
+
+impl Prompter for LlavaPrompter {
+    fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    fn encode(&self, question: &str, system: Option<&str>) -> Result<EncodedPrompt> {
+        let input_ids = self.tokenizer.encode(&expanded_prompt_text(question, system, self.image_tokens), true)?;
         let image_positions: Vec<usize> =
             input_ids.iter().enumerate().filter(|(_, t)| **t == self.image_token_id).map(|(i, _)| i).collect();
         if image_positions.len() != self.image_tokens {
@@ -59,7 +69,8 @@ mod tests {
 
     #[test]
     fn the_image_marker_is_expanded_once_per_token() {
-        assert_eq!(prompt_text("Is there a fracture?"), "USER: <image>\nIs there a fracture? ASSISTANT:");
-        assert_eq!(expanded_prompt_text("Q?", 2), "USER: <image><image>\nQ? ASSISTANT:");
+        assert_eq!(prompt_text("Is there a fracture?", None), "USER: <image>\nIs there a fracture? ASSISTANT:");
+        assert_eq!(expanded_prompt_text("Q?", None, 2), "USER: <image><image>\nQ? ASSISTANT:");
+        assert_eq!(prompt_text("Q?", Some("Be brief.")), "Be brief. USER: <image>\nQ? ASSISTANT:");
     }
 }

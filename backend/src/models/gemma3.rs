@@ -1,0 +1,220 @@
+//! Gemma3 / MedGemma composition: SigLIP tower -> post-norm -> 4x4 average pool ->
+//! `mm_soft_emb_norm` (1 + w) -> `x @ mm_input_projection_weight` -> spliced unscaled into the
+//! `<image_soft_token>` rows -> Gemma3 text model with bidirectional image blocks.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use super::checkpoint::{safetensors_files, TensorStore};
+use super::config::{generation_eos_ids, read_json};
+use super::error::{ModelError, Result};
+use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
+use super::kv_cache::KvCache;
+use super::llava::splice_rows;
+use super::norm::RmsNorm;
+use super::probe::Probe;
+use super::siglip_vision::{self, SiglipVision};
+use super::{ModelSummary, VisionLanguageModel};
+
+/// config.json of a `Gemma3ForConditionalGeneration` checkpoint.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawConfig {
+    pub text_config: gemma3_text::RawConfig,
+    pub vision_config: siglip_vision::RawConfig,
+    #[serde(default = "d_image_token", alias = "image_token_id")]
+    pub image_token_index: u32,
+    #[serde(default = "d_boi", alias = "boi_token_id")]
+    pub boi_token_index: u32,
+    #[serde(default = "d_eoi", alias = "eoi_token_id")]
+    pub eoi_token_index: u32,
+    #[serde(default = "d_mm_tokens")]
+    pub mm_tokens_per_image: usize,
+}
+
+fn d_image_token() -> u32 { 262_144 }
+fn d_boi() -> u32 { 255_999 }
+fn d_eoi() -> u32 { 256_000 }
+fn d_mm_tokens() -> usize { 256 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub text: gemma3_text::Config,
+    pub vision: siglip_vision::Config,
+    pub image_token_id: u32,
+    pub boi_token_id: u32,
+    pub eoi_token_id: u32,
+    /// Image tokens per side after pooling (`sqrt(mm_tokens_per_image)`).
+    pub tokens_per_side: usize,
+}
+
+impl Config {
+    pub fn image_tokens(&self) -> usize {
+        self.tokens_per_side * self.tokens_per_side
+    }
+
+    /// Patches pooled into one token, per side.
+    pub fn pool_kernel(&self) -> usize {
+        self.vision.grid() / self.tokens_per_side
+    }
+}
+
+impl RawConfig {
+    pub fn resolve(self) -> std::result::Result<Config, String> {
+        let vision = self.vision_config.resolve()?;
+        let side = (self.mm_tokens_per_image as f64).sqrt().round() as usize;
+        if side * side != self.mm_tokens_per_image || side == 0 || vision.grid() % side != 0 {
+            return Err(format!(
+                "mm_tokens_per_image = {} must be a square whose side divides the {}x{} patch grid",
+                self.mm_tokens_per_image,
+                vision.grid(),
+                vision.grid()
+            ));
+        }
+        Ok(Config {
+            text: self.text_config.resolve()?,
+            vision,
+            image_token_id: self.image_token_index,
+            boi_token_id: self.boi_token_index,
+            eoi_token_id: self.eoi_token_index,
+            tokens_per_side: side,
+        })
+    }
+}
+
+/// `mm_soft_emb_norm` then `mm_input_projection_weight` (`[vision, text]`, used untransposed).
+#[derive(Debug, Clone)]
+struct Projector {
+    mm_soft_emb_norm: RmsNorm,
+    mm_input_projection_weight: Tensor,
+}
+
+pub struct Gemma3 {
+    vision: SiglipVision,
+    projector: Projector,
+    text: Gemma3Text,
+    cfg: Config,
+}
+
+impl Gemma3 {
+    pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let raw: RawConfig = read_json(&config_path)?;
+        let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
+        for id in generation_eos_ids(dir)? {
+            if !cfg.text.eos_token_ids.contains(&id) {
+                cfg.text.eos_token_ids.push(id);
+            }
+        }
+        let store = TensorStore::open(&safetensors_files(dir)?)?;
+        Self::from_var_builder(cfg, store.into_var_builder(dtype, device))
+            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+    }
+
+    pub fn from_var_builder(cfg: Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let vision = SiglipVision::load(&cfg.vision, vb.pp("vision_tower").pp("vision_model"))?;
+        let p = vb.pp("multi_modal_projector");
+        let (dv, dt) = (cfg.vision.block.hidden_size, cfg.text.hidden_size);
+        let projector = Projector {
+            mm_soft_emb_norm: RmsNorm::load_gemma(dv, cfg.vision.block.layer_norm_eps, p.pp("mm_soft_emb_norm"))?,
+            mm_input_projection_weight: p.get((dv, dt), "mm_input_projection_weight")?,
+        };
+        let text = Gemma3Text::load(&cfg.text, vb.pp("language_model"))?;
+        Ok(Self { vision, projector, text, cfg })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn vision(&self) -> &SiglipVision {
+        &self.vision
+    }
+
+    /// The patch grid average-pooled to `tokens_per_side^2` tokens, `[tokens, vision_hidden]`,
+    /// row-major over the pooled grid.
+    pub fn pooled_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let last = self.vision.forward(pixel_values, probe)?; // [1, g*g, d]
+        let (g, d, k) = (self.cfg.vision.grid(), self.cfg.vision.block.hidden_size, self.cfg.pool_kernel());
+        let grid = last.transpose(1, 2)?.reshape((1, d, g, g))?;
+        grid.avg_pool2d(k)?.flatten_from(2)?.squeeze(0)?.t() // [t*t, d]
+    }
+
+    /// What replaces the image soft tokens, `[tokens, text_hidden]`.
+    pub fn image_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let pooled = self.pooled_features(pixel_values, probe)?;
+        let normed = self.projector.mm_soft_emb_norm.forward(&pooled)?;
+        normed.matmul(&self.projector.mm_input_projection_weight)
+    }
+
+    /// `mm_soft_emb_norm` of the pooled features (a debugging intermediate).
+    pub fn pooled_normed(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        self.projector.mm_soft_emb_norm.forward(&self.pooled_features(pixel_values, probe)?)
+    }
+
+    /// Image-block index per prompt position: each contiguous run of image tokens is one block.
+    pub fn image_blocks(&self, input_ids: &[u32]) -> ImageBlocks {
+        let mut block = Vec::with_capacity(input_ids.len());
+        let mut current = -1i32;
+        let mut previous_was_image = false;
+        for &id in input_ids {
+            let is_image = id == self.cfg.image_token_id;
+            if is_image && !previous_was_image {
+                current += 1;
+            }
+            block.push(if is_image { current } else { -1 });
+            previous_was_image = is_image;
+        }
+        ImageBlocks { block }
+    }
+}
+
+impl VisionLanguageModel for Gemma3 {
+    fn summary(&self) -> ModelSummary {
+        ModelSummary {
+            architecture: "gemma3",
+            num_layers: self.cfg.text.num_layers(),
+            num_heads: self.cfg.text.num_heads,
+            grid_h: self.cfg.tokens_per_side,
+            grid_w: self.cfg.tokens_per_side,
+            image_token_id: self.cfg.image_token_id,
+            image_tokens: self.cfg.image_tokens(),
+            dtype: self.text.dtype(),
+        }
+    }
+
+    fn eos_token_ids(&self) -> &[u32] {
+        &self.cfg.text.eos_token_ids
+    }
+
+    fn new_cache(&self) -> KvCache {
+        self.text.new_cache()
+    }
+
+    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let features = self.image_features(pixel_values, probe)?;
+        let positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == self.cfg.image_token_id).map(|(i, _)| i).collect();
+        if positions.len() != features.dim(0)? {
+            return Err(ModelError::Invalid(format!(
+                "the prompt has {} image soft tokens (id {}) but the image gives {} features",
+                positions.len(),
+                self.cfg.image_token_id,
+                features.dim(0)?
+            )));
+        }
+        let embeds = self.text.embed(input_ids)?.squeeze(0)?;
+        // Image features go in unscaled: only token embeddings carry the sqrt(hidden) factor.
+        let embeds = splice_rows(&embeds, &positions, &features.to_dtype(embeds.dtype())?)?.unsqueeze(0)?;
+        let hidden = self.text.forward_embeds(&embeds, &self.image_blocks(input_ids), cache, probe)?;
+        Ok(self.text.last_logits(&hidden)?)
+    }
+
+    fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let embeds = self.text.embed(&[token])?;
+        // Decode steps are causal (plus the window): no image block spans a generated token.
+        let hidden = self.text.forward_embeds(&embeds, &ImageBlocks::default(), cache, probe)?;
+        Ok(self.text.last_logits(&hidden)?)
+    }
+}
