@@ -12,12 +12,20 @@ fn llava_dir() -> String {
     fixture("reference-v1/llava-tiny").display().to_string()
 }
 
-fn case_dir(case: &str) -> std::path::PathBuf {
-    fixture(&format!("reference-v1/reference/llava-tiny/{case}"))
+fn gemma3_dir() -> String {
+    fixture("reference-v1/gemma3-tiny").display().to_string()
+}
+
+fn case_dir(model: &str, case: &str) -> std::path::PathBuf {
+    fixture(&format!("reference-v1/reference/{model}/{case}"))
+}
+
+fn manifest_of(model: &str, case: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(case_dir(model, case).join("manifest.json")).unwrap()).unwrap()
 }
 
 fn manifest(case: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(case_dir(case).join("manifest.json")).unwrap()).unwrap()
+    manifest_of("llava-tiny", case)
 }
 
 fn json_out(args: &[&str]) -> Value {
@@ -53,33 +61,66 @@ fn probe_answers_from_an_image_file_with_a_normalised_map() {
     assert!(report["yes_no_margin"].is_number());
 }
 
-/// `--dump` from stored pixel values writes the reference fixtures' tensors, and they match.
+/// `--dump` from stored pixel values writes the reference fixtures' tensors, and they match,
+/// for both architectures (Gemma3 with its system prompt and `token_type_ids`).
 #[test]
 fn dump_reproduces_the_reference_tensors() {
     let scratch = Scratch::new("probe-dump");
-    for case in ["case0", "case2"] {
-        let m = manifest(case);
-        let dump = scratch.path().join(format!("{case}.safetensors"));
-        let pv = case_dir(case).join("tensors.safetensors");
+    for (model, dir, case) in [("llava-tiny", llava_dir(), "case0"), ("llava-tiny", llava_dir(), "case2"), ("gemma3-tiny", gemma3_dir(), "case2")] {
+        let m = manifest_of(model, case);
+        let dump = scratch.path().join(format!("{model}-{case}.safetensors"));
+        let pv = case_dir(model, case).join("tensors.safetensors");
         let t = m["generated_ids"].as_array().unwrap().len().to_string();
-        let report = json_out(&[
-            "probe", "--model", &llava_dir(), "--pixel-values", pv.to_str().unwrap(), "--question",
+        let mut args = vec![
+            "probe", "--model", &dir, "--pixel-values", pv.to_str().unwrap(), "--question",
             m["question"].as_str().unwrap(), "--max-new-tokens", &t, "--dump", dump.to_str().unwrap(), "--json",
-        ]);
-        assert_eq!(report["generated_ids"], m["generated_ids"], "{case}");
+        ];
+        if let Some(system) = m["system_prompt"].as_str() {
+            args.extend(["--system", system]);
+        }
+        let report = json_out(&args);
+        assert_eq!(report["generated_ids"], m["generated_ids"], "{model} {case}");
         let got: HashMap<String, Tensor> = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
         let want: HashMap<String, Tensor> = candle_core::safetensors::load(&pv, &Device::Cpu).unwrap();
         for (name, tol) in [("prompt_last_logits", 1e-4), ("prompt_last_attn", 1e-5), ("gen_attn", 1e-5), ("pixel_values", 0.0)] {
             let (g, w) = (&got[name], &want[name]);
-            assert_eq!(g.dims(), w.dims(), "{case} {name} shape");
+            assert_eq!(g.dims(), w.dims(), "{model} {case} {name} shape");
             let diff = (g - w).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff <= tol, "{case} {name}: max abs diff {diff:e} > {tol:e}");
+            assert!(diff <= tol, "{model} {case} {name}: max abs diff {diff:e} > {tol:e}");
         }
-        for name in ["input_ids", "generated_ids"] {
+        let mut id_tensors = vec!["input_ids", "generated_ids"];
+        if model == "gemma3-tiny" {
+            id_tensors.push("token_type_ids");
+        } else {
+            assert!(!got.contains_key("token_type_ids"), "LLaVA has no token_type_ids");
+        }
+        for name in id_tensors {
             assert_eq!(got[name].dtype(), DType::I64, "{name} is i64");
-            assert_eq!(got[name].to_vec1::<i64>().unwrap(), want[name].to_vec1::<i64>().unwrap(), "{case} {name}");
+            assert_eq!(got[name].to_vec1::<i64>().unwrap(), want[name].to_vec1::<i64>().unwrap(), "{model} {case} {name}");
         }
     }
+}
+
+/// Gemma3 from an image file: the grid covers the whole (stretched) image, and a sliding-window
+/// layer that cannot see the image is left out of the map and reported.
+#[test]
+fn gemma3_probe_reports_whole_image_geometry_and_blind_layers() {
+    let m = manifest_of("gemma3-tiny", "case0");
+    let image = fixture(&format!("reference-v1/{}", m["image"].as_str().unwrap())).display().to_string();
+    let report = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", m["question"].as_str().unwrap(), "--max-new-tokens", "5", "--json"]);
+    assert_eq!(report["architecture"], "gemma3");
+    assert_eq!(report["input_ids"], m["input_ids"]);
+    assert_eq!(report["generated_ids"], m["generated_ids"]);
+    let prov = &report["map"]["provenance"];
+    let crop = &prov["geometry"]["crop"];
+    assert_eq!((crop["x0"].as_f64(), crop["y0"].as_f64(), crop["x1"].as_f64(), crop["y1"].as_f64()), (Some(0.0), Some(0.0), Some(80.0), Some(64.0)));
+    // 6 layers [S,S,F,S,S,F]: the last quarter is 4..5; layer 4's window (8) ends before the image.
+    assert_eq!(prov["layers"], serde_json::json!([5]));
+    assert_eq!(prov["layers_without_image"], serde_json::json!([4]));
+    // Token-conditioned maps: the rows of a word of the question.
+    let term = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", m["question"].as_str().unwrap(), "--max-new-tokens", "2", "--query", "term:fracture", "--layers", "all", "--json"]);
+    assert_eq!(term["map"]["provenance"]["query_mode"], "term:fracture");
+    assert!(!term["map"]["provenance"]["query_positions"].as_array().unwrap().is_empty());
 }
 
 #[test]

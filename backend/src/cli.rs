@@ -39,6 +39,9 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// The architecture of the random model: llava or gemma3.
+    #[arg(long, default_value = "llava")]
+    pub arch: String,
     /// Timed repetitions per variant (after one warm-up run).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub reps: u32,

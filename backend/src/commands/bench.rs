@@ -14,9 +14,95 @@ use crate::models::checkpoint::random::{normal_values, RandomWeights};
 use crate::models::clip_vision::{self, Activation, VisionFeature};
 use crate::models::generate::greedy;
 use crate::models::llama_text;
+use crate::models::gemma3::{self, Gemma3};
+use crate::models::gemma3_text::{self, LayerType, Rope};
 use crate::models::llava::{Config, FeatureSelect, Llava};
-use crate::models::parse_dtype;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
+use crate::models::vit_block::BlockConfig;
+use crate::models::{parse_dtype, siglip_vision, VisionLanguageModel};
+
+/// SigLIP 448/14 (32x32 patches pooled 2x2 to 256 tokens) with 4 blocks; Gemma3 text with 8
+/// layers of both types (full every 4th), window 128 so the prompt outgrows it, hidden 512.
+fn gemma3_bench_config() -> gemma3::Config {
+    gemma3::Config {
+        text: gemma3_text::Config {
+            vocab_size: 32000,
+            hidden_size: 512,
+            intermediate_size: 1408,
+            num_heads: 8,
+            num_kv_heads: 4,
+            head_dim: 64,
+            activation: Activation::GeluTanh,
+            rms_norm_eps: 1e-6,
+            query_pre_attn_scalar: 64.0,
+            sliding_window: 128,
+            layer_types: (0..8).map(|i| if (i + 1) % 4 == 0 { LayerType::Full } else { LayerType::Sliding }).collect(),
+            rope_full: Rope { theta: 1e6, linear_factor: 8.0 },
+            rope_sliding: Rope { theta: 1e4, linear_factor: 1.0 },
+            attn_logit_softcapping: None,
+            final_logit_softcapping: None,
+            tie_word_embeddings: true,
+            bos_token_id: 2,
+            eos_token_ids: vec![u32::MAX],
+        },
+        vision: siglip_vision::Config {
+            block: BlockConfig { hidden_size: 256, intermediate_size: 1024, num_heads: 4, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
+            num_layers: 4,
+            num_channels: 3,
+            image_size: 448,
+            patch_size: 14,
+        },
+        image_token_id: 31999,
+        boi_token_id: 31997,
+        eoi_token_id: 31998,
+        tokens_per_side: 16,
+    }
+}
+
+/// A model to benchmark, its prompt ids and its input side.
+struct BenchModel {
+    model: Box<dyn VisionLanguageModel>,
+    description: String,
+    ids: Vec<u32>,
+    image_size: usize,
+}
+
+fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result<BenchModel> {
+    let question: Vec<u32> = (0..24u32).map(|i| 400 + 37 * i).collect();
+    match arch {
+        "llava" => {
+            let cfg = bench_config();
+            let model = Llava::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
+            // BOS, "USER:", the image tokens, a question's worth of text, "ASSISTANT:".
+            let mut ids: Vec<u32> = vec![1, 3148, 1001, 29901];
+            ids.extend(std::iter::repeat_n(cfg.image_token_id, cfg.image_tokens()));
+            ids.extend(question);
+            let description = format!(
+                "random LLaVA: CLIP {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
+                cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_layers, cfg.vision.hidden_size, cfg.text.num_layers, cfg.text.hidden_size, cfg.text.num_heads, cfg.text.num_kv_heads
+            );
+            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size })
+        }
+        "gemma3" => {
+            let cfg = gemma3_bench_config();
+            let model = Gemma3::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
+            let mut ids: Vec<u32> = vec![2, 5, 315, 309, 263, 304, 304, cfg.boi_token_id];
+            ids.extend(std::iter::repeat_n(cfg.image_token_id, cfg.image_tokens()));
+            ids.push(cfg.eoi_token_id);
+            ids.extend(question);
+            ids.extend([6, 263, 5, 411, 263]);
+            let t = &cfg.text;
+            let description = format!(
+                "random Gemma3: SigLIP {}/{} x{} blocks (hidden {}) pooled to {} tokens, text x{} layers {:?} (hidden {}, heads {}/{} kv, window {})",
+                cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_layers, cfg.vision.block.hidden_size, cfg.image_tokens(),
+                t.num_layers(), t.layer_types.iter().map(|l| if *l == LayerType::Full { 'F' } else { 'S' }).collect::<String>(),
+                t.hidden_size, t.num_heads, t.num_kv_heads, t.sliding_window
+            );
+            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size })
+        }
+        other => anyhow::bail!("unknown --arch {other:?} (llava, gemma3)"),
+    }
+}
 
 /// CLIP 336/14 (576 image tokens) with 4 blocks; Llama with 8 layers, hidden 512, GQA 8/4.
 fn bench_config() -> Config {
@@ -91,21 +177,14 @@ const MIB: f64 = 1024.0 * 1024.0;
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
     let device = Device::Cpu;
-    let cfg = bench_config();
     let before_weights = alloc_stats::current_bytes();
-    let model = Llava::from_var_builder(cfg.clone(), RandomWeights::var_builder(args.seed, dtype, &device))?;
+    let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
     let weights_mib = alloc_stats::current_bytes().saturating_sub(before_weights) as f64 / MIB;
-
-    // BOS, "USER:", 576 image tokens, a question's worth of text, "ASSISTANT:".
-    let image_tokens = cfg.image_tokens();
-    let mut ids: Vec<u32> = vec![1, 3148, 1001, 29901];
-    ids.extend(std::iter::repeat_n(cfg.image_token_id, image_tokens));
-    ids.extend((0..24u32).map(|i| 400 + 37 * i));
     let l = ids.len();
-    let side = cfg.vision.image_size;
     let pixels = Tensor::from_vec(normal_values(args.seed, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &device)?;
 
-    let (nl, heads) = (cfg.text.num_layers, cfg.text.num_heads);
+    let summary = model.summary();
+    let (nl, heads) = (summary.num_layers, summary.num_heads);
     let last_quarter: Vec<usize> = (3 * nl / 4..nl).collect();
     let policy = |layers: Vec<usize>| CapturePolicy {
         layers,
@@ -134,7 +213,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let base = alloc_stats::current_bytes();
             alloc_stats::reset_peak();
             let t = Instant::now();
-            let generation = greedy(&model, &ids, &pixels, args.new_tokens as usize, probe)?;
+            let generation = greedy(model.as_ref(), &ids, &pixels, args.new_tokens as usize, probe)?;
             let elapsed = t.elapsed().as_secs_f64() * 1e3;
             anyhow::ensure!(generation.ids.len() == args.new_tokens as usize, "generation stopped early");
             if rep > 0 {
@@ -161,10 +240,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .collect();
     let total = l + args.new_tokens as usize;
     let report = Report {
-        model: format!(
-            "random LLaVA: CLIP {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
-            cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_layers, cfg.vision.hidden_size, nl, cfg.text.hidden_size, heads, cfg.text.num_kv_heads
-        ),
+        model: description,
         dtype: args.dtype.clone(),
         prompt_tokens: l,
         new_tokens: args.new_tokens as usize,

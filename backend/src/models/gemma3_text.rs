@@ -378,3 +378,44 @@ impl Gemma3Text {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hub (transformers 4.x) and transformers 5 spellings of MedGemma's settings resolve to
+    /// the same config.
+    #[test]
+    fn hub_and_v5_configs_resolve_alike() {
+        let hub: RawConfig = serde_json::from_value(serde_json::json!({
+            "num_hidden_layers": 12, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+            "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window_pattern": 6,
+            "sliding_window": 1024, "eos_token_id": [1, 106]
+        }))
+        .unwrap();
+        let v5: RawConfig = serde_json::from_value(serde_json::json!({
+            "num_hidden_layers": 12,
+            "rope_parameters": {
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}
+            },
+            "layer_types": ["sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention",
+                            "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention", "full_attention"],
+            "_sliding_window_pattern": 6, "sliding_window": 1024, "eos_token_id": [1, 106]
+        }))
+        .unwrap();
+        let (hub, v5) = (hub.resolve().unwrap(), v5.resolve().unwrap());
+        assert_eq!(hub, v5);
+        assert_eq!(hub.rope_full, Rope { theta: 1e6, linear_factor: 8.0 });
+        assert_eq!(hub.rope_sliding, Rope { theta: 1e4, linear_factor: 1.0 });
+        assert_eq!(hub.layer_types[5], LayerType::Full);
+        assert_eq!(hub.layer_types[4], LayerType::Sliding);
+        assert_eq!(hub.eos_token_ids, vec![1, 106]);
+    }
+
+    #[test]
+    fn bad_layer_types_are_named() {
+        let raw: RawConfig = serde_json::from_value(serde_json::json!({"num_hidden_layers": 1, "layer_types": ["chunked"]})).unwrap();
+        assert!(raw.resolve().unwrap_err().contains("chunked"));
+    }
+}

@@ -786,3 +786,48 @@ mod tests {
         assert!((v[2 * 56 * 56] + OPENAI_CLIP_MEAN[2] / OPENAI_CLIP_STD[2]).abs() < 1e-6);
     }
 }
+
+#[cfg(test)]
+mod gemma3_tests {
+    use std::path::Path;
+
+    use candle_core::Device;
+
+    use super::*;
+
+    fn fixture(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference-v1").join(rel)
+    }
+
+    /// Gemma3ImageProcessor: the whole image stretched to 64x64 with bilinear, (x/255 - 0.5)/0.5,
+    /// so the grid covers the whole image. PIL resizes in 8 bits with its own bilinear kernel; the
+    /// `image` crate's triangle filter differs by at most one grey level on the fixtures, i.e.
+    /// 1/255/0.5 = 0.00784 in pixel values (measured max 0.007843, mean 0.00008-0.00026); a
+    /// wrong filter, a crop or a kept aspect ratio is far outside.
+    const MAX_ABS: f32 = 1.0 / 255.0 / 0.5 + 1e-4;
+    const MEAN_ABS: f32 = 0.001;
+
+    #[test]
+    fn gemma3_preprocessing_stretches_the_whole_image_like_pil() {
+        let cfg = ImageProcessorConfig::load(&fixture("gemma3-tiny")).unwrap();
+        assert_eq!(cfg.crop, Crop::Off, "Gemma3's processor has no crop step");
+        for case in ["case0", "case1", "case2"] {
+            let dir = fixture(&format!("reference/gemma3-tiny/{case}"));
+            let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+            let img = load_image(&fixture(manifest["image"].as_str().unwrap())).unwrap();
+            let out = cfg.preprocess(&img).unwrap();
+            assert_eq!((out.crop.x0, out.crop.y0, out.crop.x1, out.crop.y1), (0.0, 0.0, f64::from(out.image_w), f64::from(out.image_h)));
+            let want = candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu).unwrap()["pixel_values"]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            assert_eq!(out.pixel_values.len(), want.len());
+            let diffs: Vec<f32> = out.pixel_values.iter().zip(&want).map(|(a, b)| (a - b).abs()).collect();
+            let max = diffs.iter().copied().fold(0.0, f32::max);
+            let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+            assert!(max <= MAX_ABS, "{case}: max abs diff {max} > {MAX_ABS}");
+            assert!(mean <= MEAN_ABS, "{case}: mean abs diff {mean} > {MEAN_ABS}");
+        }
+    }
+}
