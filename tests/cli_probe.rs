@@ -149,3 +149,29 @@ fn probe_names_what_is_wrong_with_its_inputs() {
     assert_eq!(code, Some(2));
     assert!(err.contains("effusion"), "{err}");
 }
+
+/// A LLaVA-Rad release directory (`base/` + `llava-rad/`) is detected, and its dump marks the
+/// image span with -200 as the reference does.
+#[test]
+fn llava_rad_release_probes_and_dumps_like_the_reference() {
+    let root = fixture("llava-rad-tiny-v1");
+    let case = root.join("reference/llava-rad-tiny/case0");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(case.join("manifest.json")).unwrap()).unwrap();
+    let scratch = Scratch::new("probe-llava-rad");
+    let dump = scratch.path().join("dump.safetensors");
+    let pv = case.join("tensors.safetensors");
+    let model = root.join("llava-rad-tiny").display().to_string();
+    let report = json_out(&[
+        "probe", "--model", &model, "--pixel-values", pv.to_str().unwrap(), "--question", m["question"].as_str().unwrap(),
+        "--max-new-tokens", "5", "--dump", dump.to_str().unwrap(), "--json",
+    ]);
+    assert_eq!(report["architecture"], "llava_rad");
+    assert_eq!(report["generated_ids"], m["generated_ids"]);
+    let got: HashMap<String, Tensor> = candle_core::safetensors::load(&dump, &Device::Cpu).unwrap();
+    let want: HashMap<String, Tensor> = candle_core::safetensors::load(&pv, &Device::Cpu).unwrap();
+    assert_eq!(got["input_ids"].to_vec1::<i64>().unwrap(), want["input_ids"].to_vec1::<i64>().unwrap());
+    for (name, tol) in [("prompt_last_attn", 1e-5f32), ("gen_attn", 1e-5)] {
+        let diff = (&got[name] - &want[name]).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= tol, "{name}: {diff:e}");
+    }
+}

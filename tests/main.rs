@@ -11,6 +11,9 @@ mod parity_llava;
 /// The Gemma3 (MedGemma) engine against transformers' outputs on the tiny gemma3 fixture.
 mod parity_gemma3;
 
+/// LLaVA-Rad's native release (base + LoRA + projector + open_clip trunk) against its reference.
+mod parity_llava_rad;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

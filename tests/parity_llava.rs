@@ -97,7 +97,7 @@ fn vision_intermediates_match_on_case0() {
     let case = Case::load("llava-tiny", "case0");
     let pv = case.t("pixel_values");
     let vision = model.vision();
-    let blocks = vision.config().num_layers;
+    let blocks = vision.num_layers();
     let states = vision.hidden_states(pv, blocks, &mut NoProbe).unwrap();
     let want = case.t("vision.hidden_states");
     assert_eq!(states.len(), want.dim(0).unwrap());

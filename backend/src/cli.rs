@@ -28,9 +28,10 @@ pub enum Command {
     },
     /// Ask a model one question about one image and show where it looked.
     ///
-    /// Loads a local model directory (llava-hf layout: config.json, *.safetensors, tokenizer.json,
-    /// preprocessor_config.json or processor_config.json), answers greedily and fuses the captured
-    /// attention of the chosen query rows over the image tokens into one map.
+    /// Loads a local model directory (llava-hf or Gemma3 layout: config.json, *.safetensors,
+    /// tokenizer.json, preprocessor_config.json or processor_config.json; or a LLaVA-Rad release:
+    /// base/ + llava-rad/), answers greedily and fuses the captured attention of the chosen query
+    /// rows over the image tokens into one map.
     Probe(ProbeArgs),
     /// Benchmark attention capture (none vs last quarter vs all layers) on a mid-size random
     /// LLaVA built in memory: time and peak heap, as ratios against no capture.
@@ -61,6 +62,12 @@ pub struct ProbeArgs {
     /// The model directory.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// LLaVA-Rad: the Vicuna base directory, when it is not `base/` beside `llava-rad/`.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
+    /// LLaVA-Rad: the open_clip vision checkpoint, when not the one config.json names.
+    #[arg(long, value_name = "FILE.pt")]
+    pub vision_checkpoint: Option<PathBuf>,
     /// The image (PNG or JPEG). Optional with --pixel-values, where it only sets the geometry.
     #[arg(long, value_name = "IMG", required_unless_present = "pixel_values")]
     pub image: Option<PathBuf>,

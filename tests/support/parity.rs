@@ -20,18 +20,31 @@ pub struct Case {
 
 impl Case {
     pub fn load(model: &str, name: &str) -> Self {
-        let dir = fixture(&format!("reference-v1/reference/{model}/{name}"));
+        Self::load_from(&format!("reference-v1/reference/{model}/{name}"), &format!("{model}/{name}"))
+    }
+
+    /// A case under `fixtures/<rel>`.
+    pub fn load_from(rel: &str, label: &str) -> Self {
+        let dir = fixture(rel);
         let manifest = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
         let tensors = candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu).unwrap();
-        Self { name: format!("{model}/{name}"), manifest, tensors }
+        Self { name: label.to_string(), manifest, tensors }
     }
 
     pub fn t(&self, key: &str) -> &Tensor {
         self.tensors.get(key).unwrap_or_else(|| panic!("{}: no tensor {key}", self.name))
     }
 
+    /// Ids as the engines take them; LLaVA-Rad's `-200` image marker becomes the placeholder id.
     pub fn ids(&self, key: &str) -> Vec<u32> {
-        self.t(key).to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect()
+        self.t(key)
+            .to_dtype(DType::I64)
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|x| if x == -200 { radlens::models::llava::IMAGE_PLACEHOLDER } else { x as u32 })
+            .collect()
     }
 }
 

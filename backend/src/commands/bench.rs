@@ -16,7 +16,7 @@ use crate::models::generate::greedy;
 use crate::models::llama_text;
 use crate::models::gemma3::{self, Gemma3};
 use crate::models::gemma3_text::{self, LayerType, Rope};
-use crate::models::llava::{Config, FeatureSelect, Llava};
+use crate::models::llava::{Config, FeatureSelect, Llava, VisionConfig};
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
 use crate::models::vit_block::BlockConfig;
 use crate::models::{parse_dtype, siglip_vision, VisionLanguageModel};
@@ -79,9 +79,9 @@ fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result
             ids.extend(question);
             let description = format!(
                 "random LLaVA: CLIP {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
-                cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_layers, cfg.vision.hidden_size, cfg.text.num_layers, cfg.text.hidden_size, cfg.text.num_heads, cfg.text.num_kv_heads
+                cfg.vision.image_size(), 14, cfg.vision.num_layers(), cfg.vision.hidden_size(), cfg.text.num_layers, cfg.text.hidden_size, cfg.text.num_heads, cfg.text.num_kv_heads
             );
-            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size })
+            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size() })
         }
         "gemma3" => {
             let cfg = gemma3_bench_config();
@@ -139,7 +139,7 @@ fn bench_config() -> Config {
     Config {
         feature: VisionFeature::from_hf_index(-2, vision.num_layers).expect("valid"),
         text,
-        vision,
+        vision: VisionConfig::Clip(vision),
         image_token_id: 32000,
         projector_activation: Activation::Gelu,
         projector_bias: true,

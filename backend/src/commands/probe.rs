@@ -18,6 +18,8 @@ use crate::cli::ProbeArgs;
 use crate::error::InputError;
 use crate::models::error::ModelError;
 use crate::models::generate::{greedy, Generation};
+use crate::models::checkpoint::llava_rad::PartOverrides;
+use crate::models::llava::IMAGE_PLACEHOLDER;
 use crate::models::loader::load_engine;
 use crate::models::parse_dtype;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
@@ -75,7 +77,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let mut timings = Timings::default();
 
-    let engine = load_engine(&args.model, dtype, &device)?;
+    let overrides = PartOverrides { base: args.base.clone(), vision_checkpoint: args.vision_checkpoint.clone() };
+    let engine = load_engine(&args.model, &overrides, dtype, &device)?;
     let summary = engine.model.summary();
     timings.load = ms(start);
 
@@ -228,7 +231,8 @@ fn write_dump(
     let dev = Device::Cpu;
     let l = input_ids.len();
     let t = generation.ids.len();
-    let ids_i64 = |ids: &[u32]| Tensor::new(ids.iter().map(|&x| i64::from(x)).collect::<Vec<_>>(), &dev);
+    // LLaVA-Rad's image span is written as -200, as its reference files (and its code) mark it.
+    let ids_i64 = |ids: &[u32]| Tensor::new(ids.iter().map(|&x| if x == IMAGE_PLACEHOLDER { -200 } else { i64::from(x) }).collect::<Vec<_>>(), &dev);
     let mut prompt_last = Vec::with_capacity(num_layers * num_heads * l);
     for layer in 0..num_layers {
         prompt_last.extend_from_slice(&recorder.row(layer, l - 1).context("prompt row not captured")?.probs);

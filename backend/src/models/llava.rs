@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::checkpoint::{safetensors_files, TensorStore};
 use super::clip_vision::{self, Activation, ClipVision, VisionFeature};
+use super::dino_vision::{self, DinoVision};
 use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::llama_text::{self, KvCache, LlamaText};
@@ -49,10 +50,79 @@ pub enum FeatureSelect {
     Full,
 }
 
+/// An image id that no vocabulary holds: LLaVA-Rad's prompts mark the image with `-200`, which is
+/// spliced out before any embedding lookup.
+pub const IMAGE_PLACEHOLDER: u32 = u32::MAX;
+
+/// The vision tower a LLaVA model carries: CLIP (llava-hf) or the DINOv2-style trunk (LLaVA-Rad).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VisionConfig {
+    Clip(clip_vision::Config),
+    Dino(dino_vision::Config),
+}
+
+impl VisionConfig {
+    /// Patches per side.
+    pub fn grid(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.grid(),
+            Self::Dino(c) => c.grid(),
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.hidden_size,
+            Self::Dino(c) => c.width,
+        }
+    }
+
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.num_layers,
+            Self::Dino(c) => c.depth,
+        }
+    }
+
+    pub fn image_size(&self) -> usize {
+        match self {
+            Self::Clip(c) => c.image_size,
+            Self::Dino(c) => c.image_size,
+        }
+    }
+}
+
+pub enum VisionTower {
+    Clip(ClipVision),
+    Dino(DinoVision),
+}
+
+impl VisionTower {
+    pub fn num_layers(&self) -> usize {
+        match self {
+            Self::Clip(t) => t.config().num_layers,
+            Self::Dino(t) => t.loaded_blocks(),
+        }
+    }
+
+    /// Hidden states up to block `blocks` (`[0]` = the embeddings), CLS first.
+    pub fn hidden_states(&self, pixel_values: &Tensor, blocks: usize, probe: &mut dyn Probe) -> candle_core::Result<Vec<Tensor>> {
+        match self {
+            Self::Clip(t) => t.hidden_states(pixel_values, blocks, probe),
+            Self::Dino(t) => t.hidden_states(pixel_values, blocks, probe),
+        }
+    }
+
+    pub fn forward(&self, pixel_values: &Tensor, feature: VisionFeature, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let mut states = self.hidden_states(pixel_values, feature.blocks_to_run(), probe)?;
+        Ok(states.pop().expect("hidden_states holds at least the embeddings"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub text: llama_text::Config,
-    pub vision: clip_vision::Config,
+    pub vision: VisionConfig,
     pub image_token_id: u32,
     pub projector_activation: Activation,
     pub projector_bias: bool,
@@ -89,7 +159,7 @@ impl RawConfig {
         Ok(Config {
             feature: VisionFeature::from_hf_index(layer, vision.num_layers)?,
             text,
-            vision,
+            vision: VisionConfig::Clip(vision),
             image_token_id: self.image_token_index,
             projector_activation: Activation::parse(&self.projector_hidden_act).map_err(|e| format!("projector_hidden_act: {e}"))?,
             projector_bias: self.multimodal_projector_bias,
@@ -99,7 +169,7 @@ impl RawConfig {
 }
 
 pub struct Llava {
-    vision: ClipVision,
+    vision: VisionTower,
     projector: Mlp2xGelu,
     text: LlamaText,
     cfg: Config,
@@ -120,6 +190,13 @@ impl Llava {
         Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
+    /// Loads LLaVA-Rad's native release (Vicuna base + LoRA adapter + projector + open_clip
+    /// trunk), merging the adapter at load time.
+    pub fn load_llava_rad(parts: &super::checkpoint::llava_rad::LlavaRadParts, dtype: DType, device: &Device) -> Result<Self> {
+        let (cfg, store) = super::checkpoint::llava_rad::assemble(parts, dtype)?;
+        Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
+    }
+
     /// Builds the model from a checkpoint's canonical tensor names.
     pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device) -> candle_core::Result<Self> {
         Self::from_var_builder(cfg, store.into_var_builder(dtype, device))
@@ -130,8 +207,11 @@ impl Llava {
     pub fn from_var_builder(cfg: Config, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
         // Every block is loaded so intermediates can be inspected; the forward stops at the
         // feature block.
-        let vision = ClipVision::load(&cfg.vision, cfg.vision.num_layers, vb.pp("vision_tower").pp("vision_model"))?;
-        let projector = Mlp2xGelu::load(cfg.vision.hidden_size, cfg.text.hidden_size, cfg.projector_bias, cfg.projector_activation, vb.pp("multi_modal_projector"))?;
+        let vision = match &cfg.vision {
+            VisionConfig::Clip(c) => VisionTower::Clip(ClipVision::load(c, c.num_layers, vb.pp("vision_tower").pp("vision_model"))?),
+            VisionConfig::Dino(c) => VisionTower::Dino(DinoVision::load(c, c.depth, vb.pp("vision_tower").pp("trunk"))?),
+        };
+        let projector = Mlp2xGelu::load(cfg.vision.hidden_size(), cfg.text.hidden_size, cfg.projector_bias, cfg.projector_activation, vb.pp("multi_modal_projector"))?;
         let text = LlamaText::load(&cfg.text, vb.pp("language_model"))?;
         Ok(Self { vision, projector, text, cfg })
     }
@@ -140,7 +220,7 @@ impl Llava {
         &self.cfg
     }
 
-    pub fn vision(&self) -> &ClipVision {
+    pub fn vision(&self) -> &VisionTower {
         &self.vision
     }
 
@@ -174,7 +254,9 @@ impl Llava {
                 self.cfg.image_token_id
             )));
         }
-        let embeds = self.text.embed(input_ids)?.squeeze(0)?;
+        // The placeholder is no vocabulary id: look up id 0 there; the row is replaced anyway.
+        let lookup: Vec<u32> = input_ids.iter().map(|&t| if t == IMAGE_PLACEHOLDER { 0 } else { t }).collect();
+        let embeds = self.text.embed(&lookup)?.squeeze(0)?;
         Ok(splice_rows(&embeds, &positions, &features.to_dtype(embeds.dtype())?)?.unsqueeze(0)?)
     }
 }
@@ -201,7 +283,7 @@ pub fn splice_rows(base: &Tensor, positions: &[usize], rows: &Tensor) -> candle_
 impl VisionLanguageModel for Llava {
     fn summary(&self) -> ModelSummary {
         ModelSummary {
-            architecture: "llava",
+            architecture: if matches!(self.cfg.vision, VisionConfig::Dino(_)) { "llava_rad" } else { "llava" },
             num_layers: self.cfg.text.num_layers,
             num_heads: self.cfg.text.num_heads,
             grid_h: self.cfg.vision.grid(),

@@ -12,7 +12,9 @@ use super::gemma3::Gemma3;
 use super::llava::Llava;
 use super::processor::clip_image::ImageProcessorConfig;
 use super::processor::gemma3::Gemma3Prompter;
-use super::processor::llava::LlavaPrompter;
+use super::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
+use super::processor::clip_image::{Crop, Filter, Normalize, Resize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
+use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
 use super::processor::Prompter;
 use super::VisionLanguageModel;
 
@@ -28,9 +30,28 @@ struct ModelType {
     model_type: Option<String>,
 }
 
-pub fn load_engine(dir: &Path, dtype: DType, device: &Device) -> Result<Engine> {
+/// Opens `dir`: a llava-hf or Gemma3 directory (by `config.json`'s `model_type`), or a
+/// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
+pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device) -> Result<Engine> {
     if !dir.is_dir() {
         return Err(ModelError::MissingFile { path: dir.to_path_buf(), hint: " (expected a model directory)".into() });
+    }
+    if LlavaRadParts::looks_like(dir) || overrides.base.is_some() {
+        let parts = LlavaRadParts::locate(dir, overrides)?;
+        let model = Llava::load_llava_rad(&parts, dtype, device)?;
+        let cfg = model.config();
+        let prompter = LlavaRadPrompter::load(&parts.base, cfg.image_tokens())?;
+        // open_clip's eval transform: bicubic shortest edge, centre crop, OpenAI CLIP mean/std.
+        let side = cfg.vision.image_size() as u32;
+        let image_processor = ImageProcessorConfig {
+            convert_rgb: true,
+            resize: Resize::ShortestEdge(side),
+            resample: Filter::Bicubic,
+            crop: Crop::Center { height: side, width: side },
+            rescale_factor: 1.0 / 255.0,
+            normalize: Normalize::MeanStd { mean: OPENAI_CLIP_MEAN, std: OPENAI_CLIP_STD },
+        };
+        return Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor });
     }
     let config_path = dir.join("config.json");
     let kind: ModelType = read_json(&config_path)?;
@@ -49,7 +70,7 @@ pub fn load_engine(dir: &Path, dtype: DType, device: &Device) -> Result<Engine> 
         }
         other => Err(ModelError::Config {
             file: config_path,
-            message: format!("model_type {other:?} is not supported yet (supported: llava, gemma3)"),
+            message: format!("model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"),
         }),
     }
 }

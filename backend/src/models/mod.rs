@@ -10,6 +10,7 @@ pub mod attention;
 pub mod checkpoint;
 pub mod clip_vision;
 pub mod config;
+pub mod dino_vision;
 pub mod error;
 pub mod gemma3;
 pub mod gemma3_text;

@@ -3,6 +3,9 @@
 //! through a candle `VarBuilder` and never sees a release's own naming.
 
 pub mod layout;
+pub mod llava_rad;
+pub mod lora;
+pub mod pickle;
 pub mod random;
 
 use std::collections::HashMap;
@@ -56,51 +59,113 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Memory-mapped safetensors with canonical names; a candle `SimpleBackend`.
+/// Where one canonical tensor lives: in a memory-mapped safetensors file, or already in memory
+/// (read from a pickle, or merged with a LoRA adapter).
+enum Held {
+    Mapped { file: usize, key: String },
+    Loaded { file: usize, key: String, tensor: Tensor },
+}
+
+/// Tensors under canonical names; a candle `SimpleBackend`. Errors name the tensor and its file.
 pub struct TensorStore {
-    files: Vec<(PathBuf, MmapedSafetensors)>,
-    /// canonical name -> (file index, key in that file)
-    keys: HashMap<String, (usize, String)>,
+    files: Vec<PathBuf>,
+    mmaps: Vec<Option<MmapedSafetensors>>,
+    keys: HashMap<String, Held>,
 }
 
 impl TensorStore {
+    /// Memory-maps safetensors files, renaming every key to the LLaVA/Gemma3 canonical layout.
     pub fn open(files: &[PathBuf]) -> Result<Self> {
-        let mut opened = Vec::with_capacity(files.len());
-        let mut keys = HashMap::new();
-        for (i, path) in files.iter().enumerate() {
-            // SAFETY: the file is mapped read-only and must not change while the model is loaded,
-            // as with every mmap-based loader; checkpoints are not written during a run.
-            let st = unsafe { MmapedSafetensors::new(path) }
-                .map_err(|e| ModelError::Checkpoint { path: path.clone(), message: e.to_string() })?;
-            for (key, _) in st.tensors() {
-                let canonical = layout::canonical_name(&key);
-                if let Some((j, other)) = keys.insert(canonical.clone(), (i, key.clone())) {
-                    return Err(ModelError::Checkpoint {
-                        path: path.clone(),
-                        message: format!("tensors {other} ({}) and {key} both map to {canonical}", files[j].display()),
-                    });
-                }
-            }
-            opened.push((path.clone(), st));
+        let mut store = Self::empty();
+        for path in files {
+            store.add_safetensors(path, layout::canonical_name)?;
         }
-        Ok(Self { files: opened, keys })
+        Ok(store)
+    }
+
+    pub fn empty() -> Self {
+        Self { files: Vec::new(), mmaps: Vec::new(), keys: HashMap::new() }
+    }
+
+    fn add_file(&mut self, path: &Path, mmap: Option<MmapedSafetensors>) -> usize {
+        self.files.push(path.to_path_buf());
+        self.mmaps.push(mmap);
+        self.files.len() - 1
+    }
+
+    fn insert(&mut self, canonical: String, held: Held) -> Result<()> {
+        let (file, key) = match &held {
+            Held::Mapped { file, key } | Held::Loaded { file, key, .. } => (*file, key.clone()),
+        };
+        if let Some(other) = self.keys.insert(canonical.clone(), held) {
+            let (of, ok) = match &other {
+                Held::Mapped { file, key } | Held::Loaded { file, key, .. } => (*file, key.clone()),
+            };
+            return Err(ModelError::Checkpoint {
+                path: self.files[file].clone(),
+                message: format!("tensors {ok} ({}) and {key} both map to {canonical}", self.files[of].display()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Memory-maps one safetensors file; `rename` gives each key its canonical name.
+    pub fn add_safetensors(&mut self, path: &Path, rename: impl Fn(&str) -> String) -> Result<()> {
+        // SAFETY: the file is mapped read-only and must not change while the model is loaded,
+        // as with every mmap-based loader; checkpoints are not written during a run.
+        let st = unsafe { MmapedSafetensors::new(path) }
+            .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })?;
+        let names: Vec<String> = st.tensors().into_iter().map(|(k, _)| k).collect();
+        let file = self.add_file(path, Some(st));
+        for key in names {
+            self.insert(rename(&key), Held::Mapped { file, key })?;
+        }
+        Ok(())
+    }
+
+    /// Adds tensors already in memory, read from `path`, under canonical names.
+    pub fn add_loaded(&mut self, path: &Path, tensors: Vec<(String, String, Tensor)>) -> Result<()> {
+        let file = self.add_file(path, None);
+        for (canonical, key, tensor) in tensors {
+            self.insert(canonical, Held::Loaded { file, key, tensor })?;
+        }
+        Ok(())
+    }
+
+    /// Replaces a tensor's values (e.g. with a LoRA-merged weight), keeping where it came from.
+    pub fn replace(&mut self, canonical: &str, tensor: Tensor) -> Result<()> {
+        let (file, key) = match self.keys.get(canonical) {
+            Some(Held::Mapped { file, key } | Held::Loaded { file, key, .. }) => (*file, key.clone()),
+            None => return Err(ModelError::MissingTensor { key: canonical.to_string(), files: self.file_list() }),
+        };
+        self.keys.insert(canonical.to_string(), Held::Loaded { file, key, tensor });
+        Ok(())
     }
 
     pub fn contains(&self, canonical: &str) -> bool {
         self.keys.contains_key(canonical)
     }
 
-    fn file_list(&self) -> String {
-        self.files.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.keys.keys()
     }
 
-    fn load(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<(Tensor, &Path, &str)> {
-        let (i, key) = self.keys.get(name).ok_or_else(|| {
+    fn file_list(&self) -> String {
+        self.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// A tensor by canonical name, in its stored dtype, with the file and key it came from.
+    pub fn load(&self, name: &str, dev: &Device) -> candle_core::Result<(Tensor, &Path, &str)> {
+        let held = self.keys.get(name).ok_or_else(|| {
             candle_core::Error::Msg(format!("tensor {name} not found in the checkpoint ({})", self.file_list()))
         })?;
-        let (path, st) = &self.files[*i];
-        let t = st.load(key, dev)?.to_dtype(dtype)?;
-        Ok((t, path, key))
+        match held {
+            Held::Mapped { file, key } => {
+                let st = self.mmaps[*file].as_ref().expect("mapped entries come from mapped files");
+                Ok((st.load(key, dev)?, &self.files[*file], key))
+            }
+            Held::Loaded { file, key, tensor } => Ok((tensor.to_device(dev)?, &self.files[*file], key)),
+        }
     }
 
     /// A `VarBuilder` over this store.
@@ -111,7 +176,7 @@ impl TensorStore {
 
 impl SimpleBackend for TensorStore {
     fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let (t, path, key) = self.load(name, dtype, dev)?;
+        let (t, path, key) = self.load(name, dev)?;
         if t.shape() != &s {
             return Err(candle_core::Error::Msg(format!(
                 "tensor {key} in {} has shape {:?}, expected {:?}",
@@ -120,11 +185,11 @@ impl SimpleBackend for TensorStore {
                 s.dims()
             )));
         }
-        Ok(t)
+        t.to_dtype(dtype)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.load(name, dtype, dev).map(|(t, _, _)| t)
+        self.load(name, dev)?.0.to_dtype(dtype)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

@@ -74,3 +74,47 @@ mod tests {
         assert_eq!(prompt_text("Q?", Some("Be brief.")), "Be brief. USER: <image>\nQ? ASSISTANT:");
     }
 }
+
+/// LLaVA-Rad's conversation template v1 (`conv_vicuna_v1`) system sentence.
+pub const VICUNA_V1_SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
+
+/// LLaVA-Rad prompts: `{system} USER: <image>\n{question} ASSISTANT:` where `<image>` is no
+/// vocabulary token. As `llava/mm_utils.py` `tokenizer_image_token`: each chunk around it is
+/// encoded on its own with special tokens, BOS kept from the first chunk only, and the image
+/// span inserted between them (here as `IMAGE_PLACEHOLDER` ids, one per image token).
+pub struct LlavaRadPrompter {
+    tokenizer: TextTokenizer,
+    image_tokens: usize,
+}
+
+impl LlavaRadPrompter {
+    pub fn load(base_dir: &Path, image_tokens: usize) -> Result<Self> {
+        let path = base_dir.join("tokenizer.json");
+        if !path.exists() {
+            return Err(ModelError::MissingFile {
+                path,
+                hint: " (Vicuna ships tokenizer.model: convert it once, e.g. transformers' AutoTokenizer.from_pretrained(dir).save_pretrained(dir))".into(),
+            });
+        }
+        Ok(Self { tokenizer: TextTokenizer::load(&path)?, image_tokens })
+    }
+}
+
+impl Prompter for LlavaRadPrompter {
+    fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    fn encode(&self, question: &str, system: Option<&str>) -> Result<EncodedPrompt> {
+        // The eval code strips any `<image>` from the question and puts one before it.
+        let question = question.replace(IMAGE_TOKEN, "");
+        let text = prompt_text(&question, Some(system.unwrap_or(VICUNA_V1_SYSTEM)));
+        let (before, after) = text.split_once(IMAGE_TOKEN).expect("the template holds one <image>");
+        let mut input_ids = self.tokenizer.encode(before, true)?;
+        let start = input_ids.len();
+        input_ids.extend(std::iter::repeat_n(crate::models::llava::IMAGE_PLACEHOLDER, self.image_tokens));
+        let rest = self.tokenizer.encode(after, true)?;
+        input_ids.extend_from_slice(rest.get(1..).unwrap_or_default());
+        Ok(EncodedPrompt { input_ids, image_positions: (start..start + self.image_tokens).collect() })
+    }
+}
