@@ -36,6 +36,85 @@ pub enum Command {
     /// Benchmark attention capture (none vs last quarter vs all layers) on a mid-size random
     /// LLaVA built in memory: time and peak heap, as ratios against no capture.
     Bench(BenchArgs),
+    /// Recompute a run directory's analysis.json, plots/, report.md and records.csv from its
+    /// manifest and records alone (safe to repeat; nothing else is changed).
+    Report {
+        /// The run directory: it holds manifest.json and records.jsonl.
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
+        /// The folder the study CSV's image paths are relative to, for the attention overlay
+        /// figures; without it they are skipped.
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
+    },
+    /// Run the robustness study: every question variant of every study through every model.
+    ///
+    /// Writes a run directory (manifest.json, records.jsonl, the attention store, analysis.json,
+    /// plots/, report.md, records.csv). Rerunning on the same directory resumes.
+    Study(StudyCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StudyCmd {
+    /// The study CSV: study_id, image_path, question, answer (+ optional variant columns).
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// The folder the CSV's image_path values are relative to.
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// A model as NAME=DIR (repeatable; run one after the other).
+    #[arg(long, value_name = "NAME=DIR", required = true)]
+    pub model: Vec<String>,
+    /// The run directory (created, or resumed when it exists).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub max_new_tokens: u32,
+    /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
+    #[arg(long, default_value = "last-quarter")]
+    pub layers: String,
+    /// Head fusion: mean, max or entropy.
+    #[arg(long, default_value = "mean")]
+    pub fusion: String,
+    /// Query rows: query, answer or term:<word>.
+    #[arg(long, default_value = "query")]
+    pub query: String,
+    /// cpu, or cuda / cuda:N (CUDA builds).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Only the first N studies of the CSV.
+    #[arg(long)]
+    pub n_studies: Option<usize>,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap resamples per interval.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: u32,
+    /// Side of the common grid for cross-model comparisons.
+    #[arg(long, default_value_t = 32)]
+    pub common_grid: usize,
+    /// Also answer every question with a blank image (image reliance).
+    #[arg(long)]
+    pub text_only_pass: bool,
+    /// This process's share of the studies, I/N (default: from SLURM_ARRAY_TASK_* or
+    /// JOB_COMPLETION_INDEX + RADLENS_SHARD_COUNT when set).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Run every prompt from scratch instead of reusing the shared prefix's KV cache.
+    #[arg(long)]
+    pub no_prefix_sharing: bool,
+    /// Discard a run directory that holds another configuration and start over.
+    #[arg(long)]
+    pub force: bool,
+    /// Refuse a CSV with any row problem (by default such rows become error records).
+    #[arg(long)]
+    pub strict: bool,
+    /// Progress as JSON lines on stdout (for the server).
+    #[arg(long)]
+    pub progress_json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
 use crate::fusion::{HeadFusion, LayerRange, MapProvenance, QueryMode};
+use crate::geometry::PixelBox;
 use crate::metrics::MapMetrics;
 use crate::roi::RoiMetrics;
 use crate::stats::bootstrap::Interval;
@@ -39,11 +40,16 @@ pub struct RunManifest {
     pub run_id: String,
     /// RFC 3339, UTC.
     pub created_at: String,
+    pub updated_at: String,
     pub radlens_version: String,
     pub study: StudySource,
     pub models: Vec<ModelInfo>,
     pub capture: CaptureSettings,
     pub bootstrap: BootstrapSettings,
+    /// This run's share of the studies, `(index, count)`, when sharded.
+    pub shard: Option<(u32, u32)>,
+    /// The settings that decide the records' content; a resume must present the same.
+    pub fingerprint: String,
 }
 
 /// The study CSV as read: its name (never a server path), digest and size.
@@ -53,6 +59,8 @@ pub struct StudySource {
     pub csv_sha256: String,
     pub rows: usize,
     pub studies: usize,
+    /// Rows of this run (all, or the shard's).
+    pub planned_rows: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +76,13 @@ pub struct ModelInfo {
     /// The image-token grid of its maps.
     pub grid_h: usize,
     pub grid_w: usize,
+    /// sha256 of the model's config file.
+    pub config_sha256: String,
+    /// sha256 over each weight file's name, size, and first and last MiB: a fast identity
+    /// check for multi-GB checkpoints, not a full-content digest.
+    pub weights_fingerprint: String,
+    /// Random weights (the demo's tiny models): answers exercise the pipeline, not medicine.
+    pub random_weights: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,7 +94,7 @@ pub struct CaptureSettings {
     /// Side of the common grid that cross-model comparisons resample onto.
     pub common_grid: usize,
     /// Whether a text-only pass with a blank image is run for image reliance.
-    pub blank_image_pass: bool,
+    pub text_only_pass: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +105,15 @@ pub struct BootstrapSettings {
     pub unit: String,
 }
 
-/// One (sample, model): the question, what the model said, and the map of where it looked.
+/// Which pass over a row a record is: with its image, or with a blank image (text only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pass {
+    Image,
+    BlankImage,
+}
+
+/// One (row, model, pass): the question, what the model said, and the map of where it looked.
 /// A failed case is a record too, with `error` set: nothing is lost, and the run goes on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseRecord {
@@ -98,33 +121,49 @@ pub struct CaseRecord {
     /// `<study_id>#<variant_index>`: unique within a study CSV.
     pub sample_id: String,
     pub study_id: String,
+    pub subject_id: Option<String>,
     /// 1-based line of the study CSV this sample came from.
     pub csv_line: usize,
     pub variant_index: u32,
     pub strategy: String,
     /// `+1` same meaning as the base question, `-1` negated.
     pub polarity: i8,
+    pub finding: Option<String>,
     pub model: String,
-    /// The image file name, relative to the run's image folder.
+    pub pass: Pass,
+    /// The image as the CSV names it, relative to the run's image folder.
     pub image: String,
     pub question: String,
+    /// The correct answer to this exact question.
     pub ground_truth: Option<Answer>,
+    /// The radiologist's box in original-image pixels, when known.
+    pub roi: Option<PixelBox>,
     pub answer_text: Option<String>,
     pub parsed_answer: Option<Answer>,
     pub correct: Option<bool>,
     /// `logit(yes) - logit(no)` at the first answer position.
     pub yes_no_margin: Option<f64>,
-    /// The answer with the image replaced by a blank one (text-only pass), when run.
-    pub blank_image_answer: Option<Answer>,
     pub latency: Latency,
     pub map: Option<MapRecord>,
     pub error: Option<CaseError>,
+    /// CSV columns radlens does not interpret, kept as they were.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
-/// Milliseconds spent in each stage of one case.
+impl CaseRecord {
+    /// What identifies a record within a run (resume skips keys already written).
+    pub fn key(&self) -> (String, String, Pass) {
+        (self.sample_id.clone(), self.model.clone(), self.pass)
+    }
+}
+
+/// Milliseconds spent in each stage of one case. Work shared by a study's variants (decoding
+/// and encoding the image, the shared prompt prefix) is counted once, on the first variant.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Latency {
     pub preprocess_ms: f64,
+    pub image_encode_ms: f64,
     pub prefill_ms: f64,
     pub decode_ms: f64,
     pub capture_ms: f64,
@@ -139,14 +178,36 @@ pub struct MapRecord {
     pub metrics: MapMetrics,
     /// Against the radiologist's box, when the sample has one.
     pub roi: Option<RoiMetrics>,
-    pub tensor: TensorRef,
+    /// The fused map, `[h, w]` f32.
+    pub values: TensorRef,
+    /// The captured rows restricted to the image tokens before fusion, `[rows, layers, heads,
+    /// image_tokens]` f32 (raw probabilities, not renormalised), so the dashboard can re-fuse
+    /// with another head fusion or layer range.
+    pub head_rows: TensorRef,
 }
 
-/// A tensor inside the run directory: a file relative to the run and a tensor name in it.
+/// A little-endian f32 array inside the run directory's attention store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorRef {
+    /// File relative to the run directory.
     pub file: String,
-    pub key: String,
+    /// Byte offset of the first value.
+    pub offset: u64,
+    pub shape: Vec<usize>,
+}
+
+impl TensorRef {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn byte_len(&self) -> u64 {
+        self.len() as u64 * 4
+    }
 }
 
 /// A map with everything needed to draw and measure it, as the server sends it.
@@ -175,54 +236,286 @@ pub struct CaseError {
 }
 
 /// One study (an image with its question variants) for one model.
+///
+/// Counts are over the study's image-pass records of that model; error records are counted in
+/// `errors` and left out of everything else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudySummary {
     pub study_id: String,
     pub model: String,
+    /// The finding the base question asks about, when the CSV names one.
+    pub finding: Option<String>,
+    /// The image as the CSV names it (relative to the run's image folder).
+    pub image: String,
+    /// Image-pass records of this study, error records included.
     pub variants: usize,
+    /// Records with an answer and a yes/no ground truth: the rows the statistics use.
+    pub answered: usize,
     pub correct: usize,
     pub errors: usize,
-    /// Polarity-adjusted answers all equal (studies with >= 2 answered variants).
+    /// Polarity-adjusted answers all equal (studies with >= 2 answered variants, base included).
     pub fully_consistent: Option<bool>,
     /// Rephrasings whose polarity-adjusted answer differs from the base's.
     pub flips: usize,
+    /// At least one answered row changed its answer when the image was blanked (only when the
+    /// study has text-only answers).
+    pub image_reliant: Option<bool>,
     /// Mean pairwise `1 - js_distance` of the variants' maps.
     pub map_consistency: Option<f64>,
 }
 
-/// The study's statistics with their cluster-bootstrap intervals.
+/// The study's statistics with their cluster-bootstrap intervals, recomputed from the records
+/// alone (`radlens report`). Every collection is sorted, so two runs over the same records give
+/// byte-identical JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     pub schema_version: u32,
     pub run_id: String,
+    /// `B`, the seed and the unit behind every interval below (each interval repeats them).
     pub bootstrap: BootstrapSettings,
+    /// Any model has random weights: the numbers exercise the pipeline and say nothing medical.
+    pub random_weights: bool,
+    pub records: RecordCounts,
+    /// In the manifest's model order (models found only in the records follow, sorted).
     pub models: Vec<ModelAnalysis>,
+    /// Sorted by study id, then model.
     pub studies: Vec<StudySummary>,
     /// Paired comparisons of every two models on the rows both answered.
     pub comparisons: Vec<ModelComparison>,
+    /// Cross-model attention divergence of every two models on the common grid.
+    pub cross_model: Vec<CrossModelMaps>,
+    /// Every study, most disagreeing first (see [`StudyDisagreement`]).
+    pub disagreements: Vec<StudyDisagreement>,
+    /// What was left out and why (error records, duplicates, unreadable maps, ...), in plain
+    /// words, so the report can say so.
+    pub notes: Vec<String>,
+}
+
+/// What was read from `records.jsonl` and what of it the statistics use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCounts {
+    /// Lines read.
+    pub read: usize,
+    /// Records whose key (sample, model, pass) repeats an earlier one; the first is kept.
+    pub duplicates: usize,
+    pub image_pass: usize,
+    pub blank_image_pass: usize,
+    /// Records with `error` set (both passes): counted, never used in a statistic.
+    pub errors: usize,
+    /// Records without an error but without a yes/no ground truth or a parsed answer: left
+    /// out of the answer statistics.
+    pub unscorable: usize,
+}
+
+/// A distribution in a few numbers. Quantiles use numpy's default (linear) interpolation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub n: usize,
+    pub mean: f64,
+    pub median: f64,
+    pub p95: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// Rates of a subset of one model's rows (one strategy, or one finding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    /// Answered rows in the subset.
+    pub rows: usize,
+    /// Studies contributing at least one row.
+    pub studies: usize,
+    pub accuracy: Option<Interval>,
+    /// Per strategy: the (base, variant) pairs whose variant used it; the base question's own
+    /// strategy has none. Per finding: all pairs of the finding's studies.
+    pub flip_rate: Option<Interval>,
+    /// Per finding only: the share of its studies that are fully consistent.
+    pub full_consistency: Option<Interval>,
+}
+
+/// One of the four (consistent?, image-reliant?) quadrants of the studies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuadrantShare {
+    pub studies: usize,
+    /// Share of the classified studies, with its cluster-bootstrap interval.
+    pub share: Option<Interval>,
+}
+
+/// Image reliance from the text-only (blank image) pass.
+///
+/// Row level (the spec's `image_reliance`): the share of answered rows whose parsed answer
+/// changes when the image is replaced by a blank one.
+///
+/// Study level (the quadrants): a study is *consistent* when it is fully consistent (all
+/// polarity-adjusted answers equal, >= 2 answered variants), and *image-reliant* when at least
+/// one of its rows changes its answer without the image. So *not image-reliant* means the model
+/// gave exactly the same answers with no image at all. Consistent and not image-reliant is the
+/// "dangerous" quadrant: answers that look robust but ignore the image. Only studies with a base,
+/// >= 2 answered variants and at least one text-only answer are classified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageReliance {
+    /// Rows answered in both passes.
+    pub rows: usize,
+    pub rate: Option<Interval>,
+    /// Studies classified into the quadrants.
+    pub studies: usize,
+    pub consistent_reliant: QuadrantShare,
+    /// The "dangerous" quadrant.
+    pub consistent_not_reliant: QuadrantShare,
+    pub inconsistent_reliant: QuadrantShare,
+    pub inconsistent_not_reliant: QuadrantShare,
+}
+
+/// `logit(yes) - logit(no)` over the answered rows that have one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MarginSummary {
+    pub all: Summary,
+    pub correct: Option<Summary>,
+    pub wrong: Option<Summary>,
+}
+
+/// Milliseconds per stage over the records without an error. Work shared by a study's
+/// variants is recorded on its first variant only, so means are per row, amortised.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub preprocess_ms: Option<Summary>,
+    pub image_encode_ms: Option<Summary>,
+    pub prefill_ms: Option<Summary>,
+    pub decode_ms: Option<Summary>,
+    pub capture_ms: Option<Summary>,
+    pub total_ms: Option<Summary>,
+}
+
+/// Single-map metrics of one model's image-pass maps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapSummary {
+    /// Maps summarised (attention maps; `uniform_fallback` maps are counted in `methods` but
+    /// left out, since a uniform map would read as "looked everywhere").
+    pub maps: usize,
+    /// Maps per method (`query_to_visual`, `uniform_fallback`, ...), all of them.
+    pub methods: BTreeMap<String, usize>,
+    pub focus: Summary,
+    pub gini: Summary,
+    pub top10_mass: Summary,
+    pub entropy_nats: Summary,
+    pub image_share: Summary,
+    /// Against the radiologist's boxes, when any row has one.
+    pub roi: Option<RoiSummary>,
+}
+
+/// ROI metrics as means over rows with a box, each with its cluster-bootstrap interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoiSummary {
+    pub rows: usize,
+    pub relevance_mass: Option<Interval>,
+    pub rank_accuracy: Option<Interval>,
+    /// The pointing-game hit rate.
+    pub pointing_game: Option<Interval>,
+}
+
+/// Map metrics of one group of rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MapGroup {
+    pub rows: usize,
+    pub focus: Option<Summary>,
+    pub gini: Option<Summary>,
+    pub top10_mass: Option<Summary>,
+}
+
+/// Do flipped answers come with different attention? Rephrasings (variants >= 1) whose
+/// polarity-adjusted answer differs from their study's base against those that agree; the base
+/// rows themselves are in neither group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlipMaps {
+    pub flipped: MapGroup,
+    pub stable: MapGroup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelAnalysis {
+    pub model: String,
+    pub random_weights: bool,
+    /// Image-pass records, error records included.
+    pub rows: usize,
+    /// Image-pass rows the statistics use (no error, a parsed answer, a yes/no truth).
+    pub answered: usize,
+    /// Image-pass error records.
+    pub errors: usize,
+    pub blank_image_rows: usize,
+    pub blank_image_errors: usize,
+    /// Studies with at least one answered row.
+    pub studies: usize,
+    pub accuracy: Option<Interval>,
+    pub flip_rate: Option<Interval>,
+    pub full_consistency: Option<Interval>,
+    /// `cs_k` for k = 1 ..= the most answered variants of a study.
+    pub cs_k: BTreeMap<u32, Interval>,
+    /// By the variant's rephrasing strategy (the base's included, for accuracy).
+    pub by_strategy: BTreeMap<String, GroupStats>,
+    /// By the base question's finding; studies without one are under `(none)`.
+    pub by_finding: BTreeMap<String, GroupStats>,
+    /// Accuracy of the text-only pass: how far the question alone gets.
+    pub blank_image_accuracy: Option<Interval>,
+    /// Only when the run has text-only (blank image) records for this model.
+    pub image_reliance: Option<ImageReliance>,
+    pub yes_no_margin: Option<MarginSummary>,
+    pub latency: LatencySummary,
+    pub maps: Option<MapSummary>,
+    /// Per-study attention consistency across its variants (mean pairwise `1 - js_distance`).
+    pub map_consistency: Option<Summary>,
+    pub flipped_vs_stable: Option<FlipMaps>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelComparison {
     pub model_a: String,
     pub model_b: String,
-    /// Accuracy of A minus accuracy of B on the paired rows.
-    pub accuracy_difference: f64,
+    /// Rows (study, variant) both models answered.
+    pub rows: usize,
+    pub studies: usize,
+    pub accuracy_a: Option<f64>,
+    pub accuracy_b: Option<f64>,
+    /// Accuracy of A minus accuracy of B on the paired rows, with a cluster-bootstrap interval.
+    pub accuracy_difference: Option<Interval>,
     pub mcnemar: McNemar,
 }
 
+/// Jensen-Shannon divergence (bits) between two models' maps of the same row, each resampled by
+/// area onto the common `grid x grid` grid over the whole original image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelAnalysis {
-    pub model: String,
+pub struct CrossModelMaps {
+    pub model_a: String,
+    pub model_b: String,
+    pub grid: usize,
     pub rows: usize,
-    pub errors: usize,
-    pub accuracy: Option<Interval>,
-    pub flip_rate: Option<Interval>,
-    pub flip_rate_by_strategy: BTreeMap<String, Interval>,
-    pub full_consistency: Option<Interval>,
-    /// `cs_k` for k = 1, 2, ...
-    pub cs_k: BTreeMap<u32, Interval>,
-    pub image_reliance: Option<Interval>,
+    pub js_divergence: Option<Summary>,
+    pub js_distance: Option<Summary>,
+    /// Every compared row, sorted by sample id.
+    pub per_row: Vec<CrossModelRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossModelRow {
+    pub sample_id: String,
+    pub study_id: String,
+    pub js_divergence: f64,
+    pub js_distance: f64,
+}
+
+/// How much one study unsettles the models: what the report and overlay figures pick from.
+/// Ordered by `flips + answer_disagreements` (descending), then `mean_js_distance`
+/// (descending), then study id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyDisagreement {
+    pub study_id: String,
+    pub finding: Option<String>,
+    pub image: String,
+    /// Flips summed over the models.
+    pub flips: usize,
+    /// Variants that two models answered differently.
+    pub answer_disagreements: usize,
+    /// Mean cross-model `js_distance` over the study's rows and model pairs.
+    pub mean_js_distance: Option<f64>,
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 pub mod parity;
 
@@ -14,25 +13,9 @@ pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("fixtures").join(rel)
 }
 
-/// The `radlens` binary of this build profile, rebuilt once per test run so it is never stale.
+/// The `radlens` binary, built by cargo for this test run (see tests/Cargo.toml).
 pub fn radlens_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // The test executable lives in <target>/<profile>/deps/; the binary in <target>/<profile>/.
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps layout");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_root()).args(["build", "--quiet", "-p", "radlens", "--bin", "radlens"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("run cargo build for the radlens binary");
-        assert!(status.success(), "cargo build -p radlens failed");
-        let bin = profile_dir.join(format!("radlens{}", std::env::consts::EXE_SUFFIX));
-        assert!(bin.exists(), "built radlens but found no binary at {}", bin.display());
-        bin
-    })
+    Path::new(env!("CARGO_BIN_EXE_radlens-under-test"))
 }
 
 pub fn radlens(args: &[&str]) -> Output {

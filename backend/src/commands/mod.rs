@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod metrics;
 pub mod probe;
+pub mod study;
+pub mod report;
 
 use crate::cli::{Cli, Command};
 
@@ -11,5 +13,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Metrics { map, other } => metrics::run(&map, other.as_deref()),
         Command::Probe(args) => probe::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Study(cmd) => study::run(&cmd),
+        Command::Report { run_dir, images } => report::run(&run_dir, images.as_deref()),
     }
 }

@@ -13,7 +13,6 @@ use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
 use super::kv_cache::KvCache;
-use super::llava::splice_rows;
 use super::norm::RmsNorm;
 use super::probe::Probe;
 use super::siglip_vision::{self, SiglipVision};
@@ -193,20 +192,14 @@ impl VisionLanguageModel for Gemma3 {
         self.text.new_cache()
     }
 
-    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
-        let features = self.image_features(pixel_values, probe)?;
-        let positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == self.cfg.image_token_id).map(|(i, _)| i).collect();
-        if positions.len() != features.dim(0)? {
-            return Err(ModelError::Invalid(format!(
-                "the prompt has {} image soft tokens (id {}) but the image gives {} features",
-                positions.len(),
-                self.cfg.image_token_id,
-                features.dim(0)?
-            )));
-        }
-        let embeds = self.text.embed(input_ids)?.squeeze(0)?;
+    fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
+        Ok(self.image_features(pixel_values, probe)?)
+    }
+
+    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
         // Image features go in unscaled: only token embeddings carry the sqrt(hidden) factor.
-        let embeds = splice_rows(&embeds, &positions, &features.to_dtype(embeds.dtype())?)?.unsqueeze(0)?;
+        let embeds = super::spliced_embeddings(input_ids, start, self.cfg.image_token_id, features, |ids| self.text.embed(ids))?;
+        // The blocks of the whole prompt: keys before `start` may belong to an image block.
         let hidden = self.text.forward_embeds(&embeds, &self.image_blocks(input_ids), cache, probe)?;
         Ok(self.text.last_logits(&hidden)?)
     }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use candle_core::{Tensor, D};
 
 use super::error::Result;
+use super::kv_cache::KvCache;
 use super::probe::Probe;
 use super::VisionLanguageModel;
 
@@ -38,12 +39,35 @@ pub fn greedy(
     max_new_tokens: usize,
     probe: &mut dyn Probe,
 ) -> Result<Generation> {
+    let features = model.encode_image(pixel_values, probe)?;
+    greedy_from(model, input_ids, &features, None, max_new_tokens, probe)
+}
+
+/// A prompt prefix already run: its cache and its length in tokens.
+pub struct Prefix<'a> {
+    pub cache: &'a KvCache,
+    pub len: usize,
+}
+
+/// Greedy generation from encoded image features, continuing from a cached prompt prefix when
+/// given (the prefix's tokens must equal `input_ids[..prefix.len]`).
+pub fn greedy_from(
+    model: &dyn VisionLanguageModel,
+    input_ids: &[u32],
+    features: &Tensor,
+    prefix: Option<Prefix<'_>>,
+    max_new_tokens: usize,
+    probe: &mut dyn Probe,
+) -> Result<Generation> {
     if max_new_tokens == 0 {
         return Err(super::error::ModelError::Invalid("max_new_tokens must be at least 1".into()));
     }
-    let mut cache = model.new_cache();
+    let (mut cache, start) = match prefix {
+        Some(p) if p.len < input_ids.len() => (p.cache.clone(), p.len),
+        _ => (model.new_cache(), 0),
+    };
     let t0 = Instant::now();
-    let mut logits = model.prefill(input_ids, pixel_values, &mut cache, probe)?;
+    let mut logits = model.prefill_from(input_ids, start, features, &mut cache, probe)?;
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
     let mut out = Generation { ids: Vec::new(), step_logits: Vec::new(), stopped_at_eos: false, prefill_ms, decode_ms: 0.0 };

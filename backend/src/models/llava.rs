@@ -242,23 +242,6 @@ impl Llava {
         self.projector.forward(&self.selected_features(pixel_values, probe)?)
     }
 
-    /// Prompt embeddings `[1, L, hidden]` with the image features in the `<image>` rows.
-    pub fn prompt_embeddings(&self, input_ids: &[u32], pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
-        let features = self.image_features(pixel_values, probe)?;
-        let positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == self.cfg.image_token_id).map(|(i, _)| i).collect();
-        let n = features.dim(0)?;
-        if positions.len() != n {
-            return Err(ModelError::Invalid(format!(
-                "the prompt has {} image tokens (id {}) but the image gives {n} features",
-                positions.len(),
-                self.cfg.image_token_id
-            )));
-        }
-        // The placeholder is no vocabulary id: look up id 0 there; the row is replaced anyway.
-        let lookup: Vec<u32> = input_ids.iter().map(|&t| if t == IMAGE_PLACEHOLDER { 0 } else { t }).collect();
-        let embeds = self.text.embed(&lookup)?.squeeze(0)?;
-        Ok(splice_rows(&embeds, &positions, &features.to_dtype(embeds.dtype())?)?.unsqueeze(0)?)
-    }
 }
 
 /// `base` `[L, D]` with rows `positions` replaced by the rows of `rows` `[N, D]`, in order.
@@ -302,8 +285,12 @@ impl VisionLanguageModel for Llava {
         self.text.new_cache()
     }
 
-    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
-        let embeds = self.prompt_embeddings(input_ids, pixel_values, probe)?;
+    fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor> {
+        Ok(self.image_features(pixel_values, probe)?)
+    }
+
+    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let embeds = super::spliced_embeddings(input_ids, start, self.cfg.image_token_id, features, |ids| self.text.embed(ids))?;
         let hidden = self.text.forward_embeds(&embeds, cache, probe)?;
         Ok(self.text.last_logits(&hidden)?)
     }

@@ -54,11 +54,30 @@ pub trait VisionLanguageModel {
     fn summary(&self) -> ModelSummary;
     fn eos_token_ids(&self) -> &[u32];
     fn new_cache(&self) -> KvCache;
-    /// Runs the prompt (with the image spliced in) and returns the last position's logits `[V]`
-    /// in f32.
-    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
+    /// The image's features as they replace the image tokens, `[image_tokens, hidden]`.
+    fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor>;
+    /// Runs `input_ids[start..]` after `cache`, which holds `input_ids[..start]`; image tokens
+    /// in that range take their rows of `features`. Returns the last position's logits `[V]` f32.
+    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
+    /// The whole prompt with the image: `encode_image` then `prefill_from(.., 0, ..)`.
+    fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+        let features = self.encode_image(pixel_values, probe)?;
+        self.prefill_from(input_ids, 0, &features, cache, probe)
+    }
     /// Feeds one token after what `cache` holds and returns its logits `[V]` in f32.
     fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
+}
+
+/// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
+pub fn parse_device(name: &str) -> std::result::Result<candle_core::Device, String> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        cuda if cuda == "cuda" || cuda.starts_with("cuda:") => {
+            let ordinal = cuda.strip_prefix("cuda:").map_or(Ok(0), |n| n.parse::<usize>().map_err(|_| format!("bad device {name:?}")))?;
+            candle_core::Device::new_cuda(ordinal).map_err(|e| format!("{name}: {e} (this radlens may be built without the cuda feature)"))
+        }
+        other => Err(format!("unknown device {other:?} (cpu, cuda, cuda:N)")),
+    }
 }
 
 /// `f32` (the default, exact), `bf16` or `f16`.
@@ -69,4 +88,38 @@ pub fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
         "f16" | "float16" => Ok(DType::F16),
         other => Err(format!("unknown dtype {other:?} (f32, bf16, f16)")),
     }
+}
+
+/// Embeddings of `input_ids[start..]` with the image rows spliced in: image token `k` of the
+/// whole prompt takes row `k` of `features`. `embed` maps ids to `[1, n, hidden]`.
+pub(crate) fn spliced_embeddings(
+    input_ids: &[u32],
+    start: usize,
+    image_token_id: u32,
+    features: &Tensor,
+    embed: impl Fn(&[u32]) -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
+    let image_positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == image_token_id).map(|(i, _)| i).collect();
+    let n = features.dim(0)?;
+    if image_positions.len() != n {
+        return Err(error::ModelError::Invalid(format!(
+            "the prompt has {} image tokens (id {image_token_id}) but the image gives {n} features",
+            image_positions.len()
+        )));
+    }
+    let tail = &input_ids[start..];
+    // Image ids may lie outside the vocabulary (LLaVA-Rad): look up id 0; the row is replaced.
+    let lookup: Vec<u32> = tail.iter().map(|&t| if t == image_token_id { 0 } else { t }).collect();
+    let embeds = embed(&lookup)?.squeeze(0)?;
+    let (local, rows): (Vec<usize>, Vec<u32>) = image_positions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p >= start)
+        .map(|(k, p)| (p - start, k as u32))
+        .unzip();
+    if local.is_empty() {
+        return Ok(embeds.unsqueeze(0)?);
+    }
+    let rows = features.index_select(&Tensor::new(rows, features.device())?, 0)?.to_dtype(embeds.dtype())?;
+    Ok(llava::splice_rows(&embeds, &local, &rows)?.unsqueeze(0)?)
 }
