@@ -3,10 +3,7 @@
 .PHONY: demo test setup setup-browser web build
 
 demo: setup build web
-	@echo
-	@$(or $(CARGO_TARGET_DIR),target)/release/radlens --help
-	@echo
-	@echo "Dashboard bundle built in dist/ (open it through the server once issue 7 lands)."
+	$(or $(CARGO_TARGET_DIR),target)/release/radlens demo --out runs/demo
 
 test: setup-browser
 	scripts/build-web.sh debug

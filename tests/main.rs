@@ -14,6 +14,9 @@ mod parity_gemma3;
 /// LLaVA-Rad's native release (base + LoRA + projector + open_clip trunk) against its reference.
 mod parity_llava_rad;
 
+/// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
+mod cli_study;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

@@ -52,6 +52,22 @@ pub enum Command {
     /// Writes a run directory (manifest.json, records.jsonl, the attention store, analysis.json,
     /// plots/, report.md, records.csv). Rerunning on the same directory resumes.
     Study(StudyCmd),
+    /// The demo: tiny random-weight LLaVA and Gemma3 models on the bundled chest X-rays, the full
+    /// study, analysis, plots and report.
+    Demo(DemoCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoCmd {
+    /// Where the demo's models and run directory go.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// The demo data folder (demo-study.csv and cxr/); default: the bundled static/demo.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Only the first N studies.
+    #[arg(long)]
+    pub n_studies: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -302,8 +302,8 @@ pub struct RecordCounts {
     pub blank_image_pass: usize,
     /// Records with `error` set (both passes): counted, never used in a statistic.
     pub errors: usize,
-    /// Records without an error but without a yes/no ground truth or a parsed answer: left
-    /// out of the answer statistics.
+    /// Image-pass records without an error but without a yes/no ground truth or an answer:
+    /// left out of the answer statistics.
     pub unscorable: usize,
 }
 

@@ -1,10 +1,12 @@
 //! One module per subcommand; `run` dispatches.
 
 pub mod bench;
+pub mod demo;
 pub mod metrics;
 pub mod probe;
 pub mod study;
 pub mod report;
+pub mod merge;
 
 use crate::cli::{Cli, Command};
 
@@ -14,6 +16,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe(args) => probe::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Study(cmd) => study::run(&cmd),
+        Command::Demo(cmd) => demo::run(&cmd),
         Command::Report { run_dir, images } => report::run(&run_dir, images.as_deref()),
+        Command::Merge(cmd) => merge::run(&cmd),
     }
 }

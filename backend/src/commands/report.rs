@@ -10,7 +10,7 @@ use radlens_shared::record::Analysis;
 use crate::study::analysis::analyze_records;
 use crate::study::plots::write_plots;
 use crate::study::report::{write_records_csv, write_report};
-use crate::study::run_dir::{RunDir, ANALYSIS};
+use crate::study::run_dir::{ANALYSIS, RunDir};
 
 /// What [`regenerate`] wrote.
 #[derive(Debug)]
@@ -44,10 +44,18 @@ pub fn regenerate(run_dir: &Path, images: Option<&Path>) -> anyhow::Result<Regen
     let dir = RunDir::open(run_dir)?;
     let manifest = dir.read_manifest()?;
     let records = dir.read_records()?;
-    let analysis = analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(&dir))?;
+    let analysis =
+        analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(&dir))?;
     dir.write_json_atomic(ANALYSIS, &analysis)?;
-    let plots = write_plots(&dir, &analysis, &records, images).context("cannot draw the report's figures")?;
+    let plots = write_plots(&dir, &analysis, &records, images)
+        .context("cannot draw the report's figures")?;
     let records_csv = write_records_csv(&dir, &records)?;
     let report = write_report(&dir, &manifest, &analysis, &plots)?;
-    Ok(Regenerated { analysis, analysis_json: dir.path(ANALYSIS), plots, records_csv, report })
+    Ok(Regenerated {
+        analysis,
+        analysis_json: dir.path(ANALYSIS),
+        plots,
+        records_csv,
+        report,
+    })
 }

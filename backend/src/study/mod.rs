@@ -9,3 +9,4 @@ pub mod report;
 pub mod runner;
 pub mod shard;
 pub mod run;
+pub mod merge;

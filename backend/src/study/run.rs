@@ -129,7 +129,7 @@ fn now() -> String {
 }
 
 /// Everything that decides the records' content. A resume must match it exactly.
-fn fingerprint(csv_sha256: &str, models: &[ModelInfo], capture: &CaptureSettings, shard: Option<(u32, u32)>, n_studies: Option<usize>) -> String {
+pub(crate) fn fingerprint(csv_sha256: &str, models: &[ModelInfo], capture: &CaptureSettings, shard: Option<(u32, u32)>, n_studies: Option<usize>) -> String {
     let models: Vec<_> = models.iter().map(|m| (&m.name, &m.config_sha256, &m.weights_fingerprint, &m.dtype)).collect();
     let v = serde_json::json!({"csv": csv_sha256, "models": models, "capture": capture, "shard": shard, "n_studies": n_studies});
     sha256_hex(v.to_string().as_bytes())
