@@ -177,7 +177,7 @@ fn bad_rows_and_missing_images_become_error_records() {
         "study", "--csv", csv.to_str().unwrap(), "--images", data.join("cxr").to_str().unwrap(), "--model", &model,
         "--out", scratch.path().join("strict").to_str().unwrap(), "--strict",
     ]);
-    assert_eq!(strict.status.code(), Some(1));
+    assert_eq!(strict.status.code(), Some(2), "a bad CSV is an input error");
     assert!(String::from_utf8_lossy(&strict.stderr).contains("line 3"));
 }
 

@@ -23,5 +23,8 @@ mod cli_probe;
 /// Safetensors layouts and shards; missing and misshapen tensors.
 mod checkpoint_layouts;
 
+/// `radlens study --shard` x3 + `radlens merge` against one unsharded run of the same study.
+mod study_shards;
+
 /// The dashboard bundle in `dist/` (scripts/build-web.sh) in headless Chromium via chromedriver.
 mod browser;

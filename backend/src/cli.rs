@@ -55,6 +55,12 @@ pub enum Command {
     /// The demo: tiny random-weight LLaVA and Gemma3 models on the bundled chest X-rays, the full
     /// study, analysis, plots and report.
     Demo(DemoCmd),
+    /// Combine the run directories of one study's shards (`study --shard I/N`, Slurm array
+    /// tasks, Kubernetes Indexed Job pods) into one run directory, then analyse and report it.
+    ///
+    /// The shards must share the study CSV, models, capture and bootstrap settings and shard
+    /// count; anything else is refused. Missing shards are a warning.
+    Merge(MergeCmd),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +141,10 @@ pub struct StudyCmd {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// Measure study throughput with and without the shared-prompt-prefix KV cache instead
+    /// (--reps is then the number of studies of 6 variants).
+    #[arg(long)]
+    pub study: bool,
     /// The architecture of the random model: llava or gemma3.
     #[arg(long, default_value = "llava")]
     pub arch: String,
@@ -197,4 +207,21 @@ pub struct ProbeArgs {
     /// Print everything as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeCmd {
+    /// The shards' run directories (each holds manifest.json and records.jsonl).
+    #[arg(value_name = "RUN_DIR", required = true)]
+    pub run_dirs: Vec<PathBuf>,
+    /// The merged run directory (created; must not already hold a run, unless --force).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: PathBuf,
+    /// The folder the study CSV's image paths are relative to, for the report's overlay
+    /// figures; without it they are skipped.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Replace a run that --out already holds.
+    #[arg(long)]
+    pub force: bool,
 }

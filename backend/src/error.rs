@@ -25,7 +25,10 @@ pub enum InputError {
 /// 2 for anything the user can fix in their input, 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let input = err.chain().any(|cause| {
-        cause.is::<InputError>() || cause.downcast_ref::<ModelError>().is_some_and(ModelError::is_input_error)
+        cause.is::<InputError>()
+            || cause.is::<crate::study::plan::PlanError>()
+            || cause.is::<crate::study::run_dir::RunDirError>()
+            || cause.downcast_ref::<ModelError>().is_some_and(ModelError::is_input_error)
     });
     if input { 2 } else { 1 }
 }

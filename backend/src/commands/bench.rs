@@ -175,6 +175,9 @@ struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.study {
+        return run_study_bench(args);
+    }
     let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
     let device = Device::Cpu;
     let before_weights = alloc_stats::current_bytes();
@@ -275,4 +278,65 @@ fn print_table(r: &Report) {
     if !r.counting_allocator {
         println!("(peak heap not measured: the counting allocator is not installed in this build)");
     }
+}
+
+/// Study throughput with and without the shared-prefix KV cache, as the study runner uses it:
+/// per study the image is encoded once; six variants share everything up to the question.
+fn run_study_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::models::generate::{greedy_from, Prefix};
+    let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
+    let device = Device::Cpu;
+    let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
+    let summary = model.summary();
+    // The prompt up to the question: everything through the last image token and one more.
+    let last_image = ids.iter().rposition(|&t| t == summary.image_token_id).context("no image token")?;
+    let prefix: Vec<u32> = ids[..=last_image + 1].to_vec();
+    const VARIANTS: usize = 6;
+    let studies = args.reps as usize;
+    let variants: Vec<Vec<u32>> = (0..VARIANTS)
+        .map(|v| {
+            let mut q = prefix.clone();
+            q.extend((0..12u32).map(|i| 500 + 29 * i + 7 * v as u32));
+            q.extend([3148, 1001, 29901]);
+            q
+        })
+        .collect();
+    let new_tokens = args.new_tokens as usize;
+    let mut timings = Vec::new();
+    for share in [false, true] {
+        let t = Instant::now();
+        let mut answers = Vec::new();
+        for s in 0..studies {
+            let pixels = Tensor::from_vec(normal_values(args.seed + s as u64, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &device)?;
+            let features = model.encode_image(&pixels, &mut NoProbe)?;
+            let cache = if share {
+                let mut c = model.new_cache();
+                model.prefill_from(&prefix, 0, &features, &mut c, &mut NoProbe)?;
+                Some(c)
+            } else {
+                None
+            };
+            for v in &variants {
+                let p = cache.as_ref().map(|c| Prefix { cache: c, len: prefix.len() });
+                answers.push(greedy_from(model.as_ref(), v, &features, p, new_tokens, &mut NoProbe)?.ids);
+            }
+        }
+        timings.push((t.elapsed().as_secs_f64(), answers));
+    }
+    let (full, shared) = (&timings[0], &timings[1]);
+    let rows = (studies * VARIANTS) as f64;
+    let same = full.1 == shared.1;
+    println!("{description}");
+    println!(
+        "{studies} studies x {VARIANTS} variants, prompt {} tokens (shared prefix {}), {new_tokens} new tokens, dtype {}",
+        variants[0].len(),
+        prefix.len(),
+        args.dtype
+    );
+    println!("{:<28} {:>10} {:>12} {:>10}", "prompt prefix", "seconds", "rows / s", "x full");
+    println!("{:<28} {:>10.2} {:>12.2} {:>10.2}", "full prefill per variant", full.0, rows / full.0, 1.0);
+    println!("{:<28} {:>10.2} {:>12.2} {:>10.2}", "shared prefix KV cache", shared.0, rows / shared.0, full.0 / shared.0);
+    println!("generated ids identical with and without sharing: {same}");
+    anyhow::ensure!(same, "prefix sharing changed the generated ids");
+    Ok(())
 }
