@@ -175,3 +175,15 @@ fn llava_rad_release_probes_and_dumps_like_the_reference() {
         assert!(diff <= tol, "{name}: {diff:e}");
     }
 }
+
+/// f16 runs on the CPU (maps still sum to one); bf16 is refused there with a clear reason.
+#[test]
+fn half_precision_on_the_cpu() {
+    let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
+    let report = json_out(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2", "--dtype", "f16", "--json"]);
+    let sum: f64 = report["map"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-6);
+    let out = radlens(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "q", "--dtype", "bf16"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
+}

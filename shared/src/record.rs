@@ -42,6 +42,9 @@ pub struct RunManifest {
     pub created_at: String,
     pub updated_at: String,
     pub radlens_version: String,
+    /// The command line that started (or last resumed) the run, as given.
+    #[serde(default)]
+    pub arguments: Vec<String>,
     pub study: StudySource,
     pub models: Vec<ModelInfo>,
     pub capture: CaptureSettings,

@@ -180,6 +180,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
     let device = Device::Cpu;
+    crate::models::loader::check_dtype(dtype, &device)?;
     let before_weights = alloc_stats::current_bytes();
     let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
     let weights_mib = alloc_stats::current_bytes().saturating_sub(before_weights) as f64 / MIB;
@@ -286,6 +287,7 @@ fn run_study_bench(args: &BenchArgs) -> anyhow::Result<()> {
     use crate::models::generate::{greedy_from, Prefix};
     let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
     let device = Device::Cpu;
+    crate::models::loader::check_dtype(dtype, &device)?;
     let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
     let summary = model.summary();
     // The prompt up to the question: everything through the last image token and one more.

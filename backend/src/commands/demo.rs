@@ -124,6 +124,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         shard: None,
         force: true,
         strict: false,
+        command_line: std::env::args().collect(),
     };
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;
     crate::commands::report::run(&run_dir, Some(&images))?;

@@ -3,10 +3,11 @@
 //! reported like any run.
 
 use crate::cli::MergeCmd;
-use crate::study::merge::merge_runs;
+use crate::study::merge::merge_runs_as;
 
 pub fn run(cmd: &MergeCmd) -> anyhow::Result<()> {
-    let outcome = merge_runs(&cmd.run_dirs, &cmd.out, cmd.force)?;
+    let arguments: Vec<String> = std::env::args().collect();
+    let outcome = merge_runs_as(&cmd.run_dirs, &cmd.out, cmd.force, &arguments)?;
     for w in &outcome.warnings {
         eprintln!("radlens: warning: {w}");
     }

@@ -105,6 +105,7 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         shard,
         force: cmd.force,
         strict: cmd.strict,
+        command_line: std::env::args().collect(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

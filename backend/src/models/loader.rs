@@ -36,6 +36,7 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
     if !dir.is_dir() {
         return Err(ModelError::MissingFile { path: dir.to_path_buf(), hint: " (expected a model directory)".into() });
     }
+    check_dtype(dtype, device)?;
     if LlavaRadParts::looks_like(dir) || overrides.base.is_some() {
         let parts = LlavaRadParts::locate(dir, overrides)?;
         let model = Llava::load_llava_rad(&parts, dtype, device)?;
@@ -73,4 +74,14 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
             message: format!("model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"),
         }),
     }
+}
+
+/// candle's CPU backend has no bf16 matrix multiply: say so before loading gigabytes.
+pub fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
+    if dtype == DType::BF16 && device.is_cpu() {
+        return Err(ModelError::Invalid(
+            "--dtype bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f16 for half the memory of f32, or bf16 on a CUDA device".into(),
+        ));
+    }
+    Ok(())
 }

@@ -352,7 +352,7 @@ fn prepare_out(out: &Path, force: bool) -> anyhow::Result<RunDir> {
 
 /// The merged manifest: unsharded, the first input's study and settings, model details from
 /// whichever input loaded the model, the earliest start, and the unsharded fingerprint.
-fn merged_manifest(inputs: &[Input], out: &Path) -> RunManifest {
+fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunManifest {
     let first = &inputs[0].manifest;
     let mut models = first.models.clone();
     for (i, m) in models.iter_mut().enumerate() {
@@ -393,6 +393,7 @@ fn merged_manifest(inputs: &[Input], out: &Path) -> RunManifest {
         created_at,
         updated_at: now(),
         radlens_version: env!("CARGO_PKG_VERSION").into(),
+        arguments: arguments.to_vec(),
         study: StudySource {
             planned_rows,
             ..first.study.clone()
@@ -427,6 +428,16 @@ fn copy_tensor(from: &RunDir, t: &TensorRef, to: &mut AttentionFile) -> anyhow::
 /// Merges the shard run directories `inputs` into the run directory `out` (manifest, records,
 /// attention store). The analysis, figures and report are left to `radlens report`.
 pub fn merge_runs(inputs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<MergeOutcome> {
+    merge_runs_as(inputs, out, force, &[])
+}
+
+/// [`merge_runs`], recording `arguments` (the merge's command line) in the merged manifest.
+pub fn merge_runs_as(
+    inputs: &[PathBuf],
+    out: &Path,
+    force: bool,
+    arguments: &[String],
+) -> anyhow::Result<MergeOutcome> {
     let mut warnings = Vec::new();
     let inputs = read_inputs(inputs, &mut warnings)?;
     let out_id = identity(out);
@@ -484,7 +495,7 @@ pub fn merge_runs(inputs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result
         }
     }
     let duplicates = read - kept.len();
-    let manifest = merged_manifest(&inputs, out);
+    let manifest = merged_manifest(&inputs, out, arguments);
     let model_index = |m: &str| {
         manifest
             .models

@@ -40,6 +40,8 @@ pub struct StudyArgs {
     pub force: bool,
     /// Refuse a CSV with any row problem instead of recording those rows as errors.
     pub strict: bool,
+    /// The command line, recorded in the manifest.
+    pub command_line: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -214,6 +216,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         created_at,
         updated_at: now(),
         radlens_version: env!("CARGO_PKG_VERSION").into(),
+        arguments: args.command_line.clone(),
         study: StudySource {
             csv_name: args.csv.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             csv_sha256: plan.csv_sha256.clone(),
