@@ -92,15 +92,8 @@ pub struct StudyCmd {
     pub out: PathBuf,
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub max_new_tokens: u32,
-    /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
-    #[arg(long, default_value = "last-quarter")]
-    pub layers: String,
-    /// Head fusion: mean, max or entropy.
-    #[arg(long, default_value = "mean")]
-    pub fusion: String,
-    /// Query rows: query, answer or term:<word>.
-    #[arg(long, default_value = "query")]
-    pub query: String,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// cpu, or cuda / cuda:N (CUDA builds).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -184,16 +177,8 @@ pub struct ProbeArgs {
     pub system: Option<String>,
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_new_tokens: u32,
-    /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
-    #[arg(long, default_value = "last-quarter")]
-    pub layers: String,
-    /// Head fusion: mean, max or entropy (entropy-weighted).
-    #[arg(long, default_value = "mean")]
-    pub fusion: String,
-    /// Query rows: query (the last prompt token), answer (the rows that produced the answer
-    /// tokens) or term:<word> (the prompt tokens of a word).
-    #[arg(long, default_value = "query")]
-    pub query: String,
+    #[command(flatten)]
+    pub capture: CaptureArgs,
     /// Weights' dtype: f32 (exact), bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
@@ -224,4 +209,19 @@ pub struct MergeCmd {
     /// Replace a run that --out already holds.
     #[arg(long)]
     pub force: bool,
+}
+
+/// How a map is made from the captured attention (shared by `probe` and `study`).
+#[derive(Debug, clap::Args)]
+pub struct CaptureArgs {
+    /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
+    #[arg(long, default_value = "last-quarter")]
+    pub layers: String,
+    /// Head fusion: mean, max or entropy (entropy-weighted).
+    #[arg(long, default_value = "mean")]
+    pub fusion: String,
+    /// Query rows: query (the last prompt token), answer (the rows that produced the answer
+    /// tokens) or term:<word> (the prompt tokens of a word).
+    #[arg(long, default_value = "query")]
+    pub query: String,
 }

@@ -70,9 +70,9 @@ fn flag<T, E: std::fmt::Display>(flag: &'static str, r: Result<T, E>) -> Result<
 
 pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let layer_range: LayerRange = flag("--layers", args.layers.parse())?;
-    let fusion: HeadFusion = flag("--fusion", args.fusion.parse())?;
-    let query_mode: QueryMode = flag("--query", args.query.parse())?;
+    let layer_range: LayerRange = flag("--layers", args.capture.layers.parse())?;
+    let fusion: HeadFusion = flag("--fusion", args.capture.fusion.parse())?;
+    let query_mode: QueryMode = flag("--query", args.capture.query.parse())?;
     let dtype = flag("--dtype", parse_dtype(&args.dtype))?;
     let device = Device::Cpu;
     let mut timings = Timings::default();

@@ -84,9 +84,9 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
     };
     let settings = CaseSettings {
         max_new_tokens: cmd.max_new_tokens as usize,
-        layer_range: flag("--layers", cmd.layers.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
-        head_fusion: flag("--fusion", cmd.fusion.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
-        query_mode: flag("--query", cmd.query.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
+        layer_range: flag("--layers", cmd.capture.layers.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
+        head_fusion: flag("--fusion", cmd.capture.fusion.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
+        query_mode: flag("--query", cmd.capture.query.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
     };

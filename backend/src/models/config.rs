@@ -2,6 +2,27 @@
 
 use serde::Deserialize;
 
+/// One RoPE setting as configs write it: `{"rope_theta": .., "rope_type": "default" | "linear",
+/// "factor": ..}` (transformers 4.x calls the type `type`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RopeParameters {
+    pub rope_theta: Option<f64>,
+    #[serde(alias = "type")]
+    pub rope_type: Option<String>,
+    pub factor: Option<f64>,
+}
+
+impl RopeParameters {
+    /// The linear scaling factor (1 for none); other RoPE types are refused, naming `what`.
+    pub fn linear_factor(&self, what: &str) -> Result<f64, String> {
+        match self.rope_type.as_deref() {
+            None | Some("default") => Ok(1.0),
+            Some("linear") => self.factor.ok_or_else(|| format!("{what}: linear RoPE scaling without a factor")),
+            Some(other) => Err(format!("{what}: RoPE type {other:?} is not supported (default, linear)")),
+        }
+    }
+}
+
 /// A JSON field that is either one value or a list (`eos_token_id: 2` or `[1, 106]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]

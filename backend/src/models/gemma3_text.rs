@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::activation::Activation;
 use super::attention::{attend, AttnSpec};
-use super::config::OneOrMany;
+use super::config::{OneOrMany, RopeParameters};
 use super::kv_cache::KvCache;
 use super::mask::{attention_mask, MaskKind};
 use super::norm::RmsNorm;
@@ -61,14 +61,6 @@ pub struct RawConfig {
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<OneOrMany>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RopeParameters {
-    pub rope_theta: Option<f64>,
-    #[serde(alias = "type")]
-    pub rope_type: Option<String>,
-    pub factor: Option<f64>,
 }
 
 fn d_vocab() -> usize { 262_208 }
@@ -126,12 +118,7 @@ impl Config {
 }
 
 fn rope_of(p: &RopeParameters, default_theta: f64, what: &str) -> Result<Rope, String> {
-    let linear_factor = match p.rope_type.as_deref() {
-        None | Some("default") => 1.0,
-        Some("linear") => p.factor.ok_or_else(|| format!("text_config: {what} linear RoPE without a factor"))?,
-        Some(other) => return Err(format!("text_config: {what} RoPE type {other:?} is not supported (default, linear)")),
-    };
-    Ok(Rope { theta: p.rope_theta.unwrap_or(default_theta), linear_factor })
+    Ok(Rope { theta: p.rope_theta.unwrap_or(default_theta), linear_factor: p.linear_factor(&format!("text_config {what}"))? })
 }
 
 impl RawConfig {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 pub use super::kv_cache::KvCache;
 use super::attention::{attend, AttnSpec};
-use super::config::OneOrMany;
+use super::config::{OneOrMany, RopeParameters};
 use super::mask::{attention_mask, MaskKind};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
@@ -48,14 +48,6 @@ pub struct RawConfig {
     pub mlp_bias: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<OneOrMany>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RopeParameters {
-    pub rope_theta: Option<f64>,
-    #[serde(alias = "type")]
-    pub rope_type: Option<String>,
-    pub factor: Option<f64>,
 }
 
 fn d_vocab() -> usize { 32000 }
@@ -102,11 +94,7 @@ impl RawConfig {
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);
         let rope = self.rope_parameters.as_ref().or(self.rope_scaling.as_ref());
         let rope_theta = self.rope_parameters.as_ref().and_then(|r| r.rope_theta).or(self.rope_theta).unwrap_or(10000.0);
-        let rope_linear_factor = match rope.and_then(|r| r.rope_type.as_deref()) {
-            None | Some("default") => 1.0,
-            Some("linear") => rope.and_then(|r| r.factor).ok_or("text_config: linear RoPE scaling without a factor")?,
-            Some(other) => return Err(format!("text_config: RoPE type {other:?} is not supported (default, linear)")),
-        };
+        let rope_linear_factor = rope.map_or(Ok(1.0), |r| r.linear_factor("text_config"))?;
         Ok(Config {
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,

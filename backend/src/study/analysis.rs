@@ -1271,6 +1271,7 @@ pub(crate) mod fixture {
             created_at: "2025-01-01T00:00:00Z".to_owned(),
             updated_at: "2025-01-01T00:00:00Z".to_owned(),
             radlens_version: "0.1.0".to_owned(),
+            arguments: Vec::new(),
             study: StudySource {
                 csv_name: "study.csv".to_owned(),
                 csv_sha256: "0".repeat(64),
