@@ -51,6 +51,9 @@ pub struct RunManifest {
     pub bootstrap: BootstrapSettings,
     /// This run's share of the studies, `(index, count)`, when sharded.
     pub shard: Option<(u32, u32)>,
+    /// `--n-studies`: only the CSV's first N studies, when given.
+    #[serde(default)]
+    pub n_studies: Option<usize>,
     /// The settings that decide the records' content; a resume must present the same.
     pub fingerprint: String,
 }

@@ -1294,6 +1294,7 @@ pub(crate) mod fixture {
                 unit: "study".to_owned(),
             },
             shard: None,
+            n_studies: None,
             fingerprint: "fixture".to_owned(),
         }
     }

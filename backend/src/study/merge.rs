@@ -139,21 +139,11 @@ fn describe(n: Option<usize>) -> String {
     )
 }
 
-/// The `--n-studies` a run was started with. It is not in the manifest, but it is in the
-/// fingerprint, together with fields that are: so try the plausible values (none, up to the
-/// CSV's study count and a little beyond, and round numbers) until one reproduces it. `None`
-/// when nothing does (an edited manifest, or one written by a radlens with another fingerprint).
+/// The `--n-studies` a run was started with, checked against its fingerprint. `None` when the
+/// fingerprint does not match (an edited manifest, or one written by another radlens).
 fn recover_n_studies(m: &RunManifest) -> Option<Option<usize>> {
-    let fp = |n: Option<usize>| fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, n);
-    if fp(None) == m.fingerprint {
-        return Some(None);
-    }
-    let near = 0..=m.study.studies.saturating_add(10_000);
-    let round = (0..10u32)
-        .flat_map(|k| (1..10usize).filter_map(move |d| d.checked_mul(10usize.checked_pow(k)?)));
-    near.chain(round)
-        .find(|&n| fp(Some(n)) == m.fingerprint)
-        .map(Some)
+    let fp = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, m.n_studies);
+    (fp == m.fingerprint).then_some(m.n_studies)
 }
 
 /// Reads and checks every input against the first: same study, same settings, shards of one
@@ -409,6 +399,7 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
         capture: first.capture.clone(),
         bootstrap: first.bootstrap.clone(),
         shard: None,
+        n_studies: inputs[0].n_studies,
     }
 }
 
@@ -604,6 +595,7 @@ mod tests {
             let mine: Vec<&CaseRecord> = records.iter().filter(|r| s.owns(&r.study_id)).collect();
             let mut sm = m.clone();
             sm.shard = Some((index, count));
+            sm.n_studies = n_studies;
             sm.study.planned_rows = mine
                 .iter()
                 .map(|r| &r.sample_id)
@@ -727,6 +719,7 @@ mod tests {
 
         // Another --n-studies.
         m.capture.max_new_tokens = 8;
+        m.n_studies = Some(2);
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, Some(2));
         odd.write_manifest(&m).unwrap();
         let err = merge_runs(&dirs, &root.join("refused"), false)
@@ -778,14 +771,18 @@ mod tests {
     }
 
     #[test]
-    fn n_studies_is_recovered_from_the_fingerprint() {
+    fn n_studies_is_read_from_the_manifest_and_checked_against_the_fingerprint() {
         let (single, _) = fixture::write_run("merge-n", 1);
         let mut m = single.read_manifest().unwrap();
         m.shard = Some((1, 4));
         for n in [None, Some(0), Some(2), Some(3), Some(50), Some(700_000)] {
+            m.n_studies = n;
             m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, n);
             assert_eq!(recover_n_studies(&m), Some(n));
         }
+        // A manifest whose n_studies was edited no longer matches its fingerprint.
+        m.n_studies = Some(4);
+        assert_eq!(recover_n_studies(&m), None);
         let _ = std::fs::remove_dir_all(single.root().parent().unwrap());
     }
 }

@@ -228,6 +228,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         capture,
         bootstrap: BootstrapSettings { resamples: args.resamples, seed: args.seed, unit: "study".into() },
         shard,
+        n_studies: args.n_studies,
         fingerprint: fp,
     };
     dir.write_manifest(&manifest)?;
