@@ -18,6 +18,7 @@
 
 pub mod answer;
 pub mod error;
+pub mod filter;
 pub mod fusion;
 pub mod geometry;
 pub mod map;
