@@ -580,6 +580,7 @@ mod tests {
     fn shards(tag: &str, count: u32, n_studies: Option<usize>) -> (RunDir, Vec<PathBuf>) {
         let (single, _) = fixture::write_run(tag, 7);
         let mut m = single.read_manifest().unwrap();
+        m.n_studies = n_studies;
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, None, n_studies);
         single.write_manifest(&m).unwrap();
         let records = single.read_records().unwrap();
@@ -732,6 +733,7 @@ mod tests {
 
         // Another shard count.
         m.shard = Some((2, 4));
+        m.n_studies = None;
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, None);
         odd.write_manifest(&m).unwrap();
         let err = merge_runs(&dirs, &root.join("refused"), false)
