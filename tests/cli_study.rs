@@ -81,6 +81,7 @@ fn prefix_sharing_gives_the_same_records_as_full_prefills() {
     run_ok(&study_args(&models, &full, &["--n-studies", "3", "--no-prefix-sharing"]));
     let (a, b) = (records(&shared), records(&full));
     assert_eq!(a.len(), 36);
+    assert_eq!(a[0].metadata.get("question_variant").map(String::as_str), Some("original"), "CSV columns are kept");
     let (a, b) = (by_key(&a), by_key(&b));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     let rd_a = RunDir::open(&shared).unwrap();

@@ -415,7 +415,14 @@ impl ModelRun<'_> {
             latency: Latency::default(),
             map: None,
             error: None,
-            metadata: row.metadata.clone(),
+            metadata: {
+                // The variant's name is kept with the other uninterpreted columns.
+                let mut m = row.metadata.clone();
+                if let Some(name) = &row.variant_name {
+                    m.insert("question_variant".into(), name.clone());
+                }
+                m
+            },
         }
     }
 
