@@ -2,8 +2,8 @@
 # CARGO_TARGET_DIR is honoured throughout; .ci/run points it outside the clone.
 .PHONY: demo test setup setup-browser web build
 
-demo: setup build web
-	$(or $(CARGO_TARGET_DIR),target)/release/radlens demo --out runs/demo
+demo: setup web build
+	$(or $(CARGO_TARGET_DIR),target)/release/radlens demo --out runs/demo --serve
 
 test: setup-browser
 	scripts/build-web.sh debug

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser bundle into dist/: the radlens-frontend crate for wasm32, the wasm-bindgen
-# JS glue (--target web) and the hand-written static/index.html + style.css.
+# JS glue (--target web) and the hand-written static/index.html, boot.js and style.css.
 #
 #   scripts/build-web.sh [debug|release]     (default: debug)
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130   # == the `wasm-bindgen = "=..."` pin in Cargo.toml
 CRATE=radlens-frontend
-OUT_NAME=radlens_frontend      # static/index.html imports ./radlens_frontend.js
+OUT_NAME=radlens_frontend      # static/boot.js imports /radlens_frontend.js
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -65,7 +65,7 @@ rm -rf "$dist"
 mkdir -p "$dist"
 wasm-bindgen --target web --no-typescript --out-dir "$dist" --out-name "$OUT_NAME" \
   "${bindgen_args[@]}" "$wasm"
-cp static/index.html static/style.css "$dist/"
+cp static/index.html static/style.css static/boot.js "$dist/"
 
 echo "==> built $mode bundle in $((SECONDS - start)) s:" >&2
 ls -l "$dist" >&2

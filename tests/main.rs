@@ -28,3 +28,6 @@ mod study_shards;
 
 /// The dashboard bundle in `dist/` (scripts/build-web.sh) in headless Chromium via chromedriver.
 mod browser;
+
+/// `radlens serve`: auth, traversal, share links, limits, jobs and a loopback load test.
+mod server_api;

@@ -61,6 +61,9 @@ pub enum Command {
     /// The shards must share the study CSV, models, capture and bootstrap settings and shard
     /// count; anything else is refused. Missing shards are a warning.
     Merge(MergeCmd),
+    /// Serve the run directories under --runs: the JSON API and the dashboard, on loopback,
+    /// behind a start-up token printed once as a sign-in URL.
+    Serve(ServeCmd),
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +77,12 @@ pub struct DemoCmd {
     /// Only the first N studies.
     #[arg(long)]
     pub n_studies: Option<usize>,
+    /// Then serve the dashboard on 127.0.0.1 (prints the one-time sign-in URL).
+    #[arg(long)]
+    pub serve: bool,
+    /// The dashboard's port with --serve (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,4 +233,30 @@ pub struct CaptureArgs {
     /// tokens) or term:<word> (the prompt tokens of a word).
     #[arg(long, default_value = "query")]
     pub query: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeCmd {
+    /// The folder whose subfolders holding a manifest.json are the runs (their names are the
+    /// run ids); share-link keys are kept here too.
+    #[arg(long, value_name = "DIR")]
+    pub runs: PathBuf,
+    /// The address to listen on; anything but loopback is warned about.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The folder the runs' image names are relative to (record images, jobs).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// A model as NAME=DIR (repeatable): what study jobs and /api/compare may use, by name.
+    #[arg(long, value_name = "NAME=DIR")]
+    pub model: Vec<String>,
+    /// Add a new current share-link key (older keys are kept, so their links stay valid until
+    /// they expire), then serve.
+    #[arg(long)]
+    pub rotate_share_key: bool,
+    /// Serve this dashboard folder instead of the bundle embedded at build time.
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod models;
+pub mod server;
 pub mod study;
 
 use std::process::ExitCode;

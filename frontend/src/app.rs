@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use wasm_bindgen::{Clamped, JsCast, JsValue};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 
-use crate::colormap::{css_gradient, heatmap_rgba};
+use crate::colormap::heatmap_rgba;
 use crate::playground::{Evaluation, JS_UNIFORM, MAP_METRICS, MetricInfo, evaluate, format_metric};
 use crate::url_state::{Param, PlaygroundState};
 
@@ -152,7 +152,7 @@ fn App() -> impl IntoView {
                     role="img"
                     aria-label=canvas_label
                 ></canvas>
-                <div class="colorbar" aria-hidden="true" style=format!("background: {}", css_gradient(11))></div>
+                <div class="colorbar" aria-hidden="true"></div>
                 <div class="colorbar-labels" aria-hidden="true">
                     <span>"0"</span>
                     <span>"viridis, scaled to the hottest cell"</span>

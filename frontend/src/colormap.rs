@@ -64,7 +64,8 @@ pub fn heatmap_rgba(
     Some(out)
 }
 
-/// A CSS `linear-gradient(to right, …)` of viridis for the colour bar under the heatmap.
+/// A CSS `linear-gradient(to right, …)` of viridis: the colour bar under the heatmap, kept in
+/// static/style.css (a test checks the two agree).
 pub fn css_gradient(stops: usize) -> String {
     let stops = stops.max(2);
     let mut css = String::from("linear-gradient(to right");
@@ -128,6 +129,15 @@ mod tests {
         assert!(heatmap_rgba(2, 2, &[1.0], 4, 4).is_none());
         let dark = heatmap_rgba(1, 2, &[0.0, 0.0], 2, 1).unwrap();
         assert_eq!(dark, vec![0x44, 0x01, 0x54, 255, 0x44, 0x01, 0x54, 255]);
+    }
+
+    /// The colour bar's gradient is static CSS (the CSP forbids inline `style` attributes); it
+    /// must be the one this colour map makes.
+    #[test]
+    fn the_stylesheet_holds_this_colour_bar() {
+        let css = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/style.css")).unwrap();
+        let want = format!("background: {};", css_gradient(11));
+        assert!(css.contains(&want), "static/style.css .colorbar must say: {want}");
     }
 
     #[test]

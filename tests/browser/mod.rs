@@ -58,6 +58,7 @@ fn preflight() -> PathBuf {
     let missing: Vec<&str> = [
         "index.html",
         "style.css",
+        "boot.js",
         "radlens_frontend.js",
         "radlens_frontend_bg.wasm",
     ]

@@ -126,6 +126,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         strict: false,
         command_line: std::env::args().collect(),
     };
+    let models = args.models.clone();
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;
     crate::commands::report::run(&run_dir, Some(&images))?;
     eprintln!(
@@ -136,5 +137,13 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     println!("{}", run_dir.join("report.md").display());
+    if cmd.serve {
+        // The runs folder is the demo folder: its `run` is the only subfolder with a manifest.
+        let mut opts = crate::server::ServeOptions::new(&cmd.out);
+        opts.port = cmd.port;
+        opts.images = Some(images);
+        opts.models = models;
+        crate::server::serve_blocking(opts)?;
+    }
     Ok(())
 }

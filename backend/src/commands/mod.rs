@@ -7,6 +7,7 @@ pub mod probe;
 pub mod study;
 pub mod report;
 pub mod merge;
+pub mod serve;
 
 use crate::cli::{Cli, Command};
 
@@ -19,5 +20,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(cmd) => demo::run(&cmd),
         Command::Report { run_dir, images } => report::run(&run_dir, images.as_deref()),
         Command::Merge(cmd) => merge::run(&cmd),
+        Command::Serve(cmd) => serve::run(&cmd),
     }
 }

@@ -1,0 +1,224 @@
+//! `POST /api/compare` (multipart: `image` + `question`): every model of the serve `--model`
+//! list answers the question about the image, with its map, metrics and the cross-model
+//! Jensen-Shannon divergence on a common grid over the whole image. The upload is checked
+//! before any model sees it: size cap, PNG/JPEG magic bytes, a pixel cap read from the header
+//! before decoding, an allocation cap while decoding.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use radlens_shared::answer::{parse_answer, yes_no_margin};
+use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
+use radlens_shared::geometry::{resample, MapGeometry, DEFAULT_COMMON_GRID};
+use radlens_shared::metrics::{js_divergence, MapMetrics};
+use radlens_shared::AttentionMap;
+use serde_json::json;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::auth::require_full;
+use super::error::ApiError;
+use super::images::{decode_limited, MAX_PIXELS};
+use super::multipart;
+use super::AppState;
+use crate::attention_map::fuse_captured;
+use crate::models::checkpoint::llava_rad::PartOverrides;
+use crate::models::generate::greedy;
+use crate::models::loader::{load_engine, Engine};
+use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
+
+/// Largest upload (image + question).
+pub const UPLOAD_LIMIT: usize = 20 * 1024 * 1024;
+/// Longest question.
+pub const MAX_QUESTION: usize = 2000;
+
+/// Requests waiting for the compare worker at once (beyond: 429).
+const MAX_WAITING: usize = 4;
+/// Tokens generated per answer.
+const MAX_NEW_TOKENS: usize = 8;
+
+type Reply = tokio::sync::oneshot::Sender<Result<serde_json::Value, ApiError>>;
+
+/// The models compare may use, loaded lazily, on first use, by one worker thread that owns
+/// them (requests queue for it: one inference at a time, the CPU's whole attention).
+pub struct Models {
+    pub specs: Vec<(String, PathBuf)>,
+    worker: OnceLock<std::sync::mpsc::SyncSender<(CompareInput, Reply)>>,
+}
+
+impl Models {
+    pub fn new(specs: Vec<(String, PathBuf)>) -> Self {
+        Self { specs, worker: OnceLock::new() }
+    }
+
+    fn sender(&self) -> &std::sync::mpsc::SyncSender<(CompareInput, Reply)> {
+        self.worker.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(CompareInput, Reply)>(MAX_WAITING);
+            let specs = self.specs.clone();
+            std::thread::Builder::new()
+                .name("radlens-compare".into())
+                .spawn(move || {
+                    let mut engines: HashMap<String, Engine> = HashMap::new();
+                    while let Ok((input, reply)) = rx.recv() {
+                        let out = run_all(&specs, &mut engines, &input);
+                        let _ = reply.send(out);
+                    }
+                })
+                .expect("spawn the compare worker");
+            tx
+        })
+    }
+
+    /// Runs every model on the input (queued behind earlier requests).
+    pub async fn run(&self, input: CompareInput) -> Result<serde_json::Value, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.sender().try_send((input, tx)).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(_) => ApiError::TooManyRequests("the models are busy: try again shortly".into()),
+            std::sync::mpsc::TrySendError::Disconnected(_) => ApiError::internal("the compare worker has stopped"),
+        })?;
+        rx.await.map_err(|_| ApiError::internal("the compare worker dropped a request"))?
+    }
+}
+
+struct ModelOutput {
+    json: serde_json::Value,
+    /// The map on the common grid over the whole image.
+    common: Vec<f64>,
+}
+
+fn run_all(specs: &[(String, PathBuf)], engines: &mut HashMap<String, Engine>, input: &CompareInput) -> Result<serde_json::Value, ApiError> {
+    let mut results = Vec::new();
+    let mut commons: Vec<(String, Vec<f64>)> = Vec::new();
+    for (name, dir) in specs {
+        if !engines.contains_key(name) {
+            match load_engine(dir, &PartOverrides { base: None, vision_checkpoint: None }, DType::F32, &Device::Cpu) {
+                Ok(e) => {
+                    engines.insert(name.clone(), e);
+                }
+                Err(e) => {
+                    eprintln!("radlens serve: compare: cannot load model {name}: {e}");
+                    results.push(json!({"model": name, "error": "the model could not be loaded (see the server log)"}));
+                    continue;
+                }
+            }
+        }
+        let engine = &engines[name];
+        match run_one(name, engine, input) {
+            Ok(out) => {
+                commons.push((name.clone(), out.common));
+                results.push(out.json);
+            }
+            Err(e) => {
+                eprintln!("radlens serve: compare: model {name}: {e:#}");
+                results.push(json!({"model": name, "error": "the model failed on this input (see the server log)"}));
+            }
+        }
+    }
+    let mut cross = Vec::new();
+    for i in 0..commons.len() {
+        for j in i + 1..commons.len() {
+            let (a, pa) = &commons[i];
+            let (b, pb) = &commons[j];
+            if let Ok(d) = js_divergence(pa, pb) {
+                cross.push(json!({"model_a": a, "model_b": b, "grid": COMMON_GRID, "js_divergence": d, "js_distance": d.sqrt()}));
+            }
+        }
+    }
+    Ok(json!({
+        "question": input.question,
+        "image": {"width": input.image.width(), "height": input.image.height()},
+        "models": results,
+        "cross_model": cross,
+    }))
+}
+
+const COMMON_GRID: usize = DEFAULT_COMMON_GRID;
+
+fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<ModelOutput> {
+    let t = Instant::now();
+    let device = Device::Cpu;
+    let summary = engine.model.summary();
+    let pre = engine.image_processor.preprocess(&input.image)?;
+    let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h };
+    let pixel_values = pre.to_tensor(&device)?;
+    let prompt = engine.prompter.encode(&input.question, None)?;
+    let l = prompt.input_ids.len();
+    let layer_range = LayerRange::LastQuarter;
+    let layers = layer_range.resolve(summary.num_layers)?;
+    let policy = CapturePolicy { layers: layers.clone(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
+    let mut recorder = AttentionRecorder::new(policy);
+    let generation = greedy(engine.model.as_ref(), &prompt.input_ids, &pixel_values, MAX_NEW_TOKENS, &mut recorder)?;
+    let query_positions = vec![l - 1];
+    let captured = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, HeadFusion::Mean)?;
+    let map = AttentionMap::new(geometry.h, geometry.w, captured.fused.values.clone())?;
+    let metrics = MapMetrics::of(&map)?;
+    let common = resample(&map.values, map.h, map.w, &geometry.crop, geometry.image_w, geometry.image_h, COMMON_GRID)?;
+    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
+    let yes = engine.prompter.tokenizer().single_token_spellings("yes");
+    let no = engine.prompter.tokenizer().single_token_spellings("no");
+    let provenance = MapProvenance {
+        model: name.to_string(),
+        method: MapMethod::QueryToVisual,
+        layer_range,
+        layers: captured.layers_used,
+        head_fusion: HeadFusion::Mean,
+        query_mode: QueryMode::Query,
+        query_positions,
+        layers_without_image: captured.layers_without_image,
+        geometry,
+    };
+    let json = json!({
+        "model": name,
+        "architecture": summary.architecture,
+        "answer": answer,
+        "parsed_answer": parse_answer(&answer),
+        "yes_no_margin": yes_no_margin(generation.prompt_last_logits(), &yes, &no),
+        "map": {"h": map.h, "w": map.w, "values": map.values, "provenance": provenance, "image_share": captured.fused.image_share, "metrics": metrics},
+        "common_map": {"h": COMMON_GRID, "w": COMMON_GRID, "values": common},
+        "latency_ms": t.elapsed().as_secs_f64() * 1e3,
+    });
+    Ok(ModelOutput { json, common })
+}
+
+/// The checked inputs of a compare request.
+pub struct CompareInput {
+    pub image: image::DynamicImage,
+    pub question: String,
+}
+
+/// Reads and checks the multipart upload.
+pub async fn read_input(req: &HttpRequest, payload: web::Payload) -> Result<CompareInput, ApiError> {
+    let boundary = multipart::boundary(req)?;
+    let body = multipart::read_body(req, payload, UPLOAD_LIMIT).await?;
+    let parts = multipart::parse(&body, &boundary, 8)?;
+    let mut image = None;
+    let mut question = None;
+    for p in parts {
+        match p.name.as_str() {
+            "image" => image = Some(p.data),
+            "question" => question = Some(String::from_utf8(p.data).map_err(|_| ApiError::BadRequest("the question is not UTF-8".into()))?),
+            other => return Err(ApiError::BadRequest(format!("unknown field {other:?}"))),
+        }
+    }
+    let bytes = image.ok_or_else(|| ApiError::BadRequest("the image (field image) is missing".into()))?;
+    let question = question.map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).ok_or_else(|| ApiError::BadRequest("the question (field question) is missing".into()))?;
+    if question.len() > MAX_QUESTION {
+        return Err(ApiError::PayloadTooLarge(format!("the question is over {MAX_QUESTION} bytes")));
+    }
+    let image = web::block(move || decode_limited(&bytes, MAX_PIXELS)).await.map_err(ApiError::internal)??;
+    Ok(CompareInput { image, question })
+}
+
+/// POST /api/compare
+pub async fn compare(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    require_full(&req)?;
+    let input = read_input(&req, payload).await?;
+    if state.compare.specs.is_empty() {
+        return Err(ApiError::Unavailable("this server was started without --model NAME=DIR: nothing to compare".into()));
+    }
+    let out = state.compare.run(input).await?;
+    Ok(HttpResponse::Ok().json(out))
+}

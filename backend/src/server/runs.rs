@@ -1,0 +1,487 @@
+//! The read API over run directories. A run id is a directory name under `--runs` that holds a
+//! manifest; ids are resolved only by looking them up in the listing ([`AppState::runs`]), and
+//! every file a route serves is found the same way (records by index, images by an opaque id,
+//! plots by a listing of `plots/`): no client string is ever joined onto a path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use radlens_shared::record::{CaseRecord, RunManifest};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::auth::{access_of, Access};
+use super::error::ApiError;
+use super::AppState;
+use crate::study::run_dir::{RunDir, ANALYSIS, MANIFEST, PLOTS, REPORT};
+
+/// Longest page of records one request returns.
+pub const MAX_LIMIT: usize = 1000;
+pub const DEFAULT_LIMIT: usize = 100;
+
+/// The run ids under `runs` (directory names holding a manifest), with their directories.
+pub fn list_runs(runs: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(runs) else { return out };
+    for entry in entries.flatten() {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let dir = entry.path();
+        if dir.is_dir() && dir.join(MANIFEST).is_file() {
+            out.insert(name, dir);
+        }
+    }
+    out
+}
+
+/// The opaque id of a record's image: the first 16 hex digits of sha256 of its name.
+pub fn image_id(image: &str) -> String {
+    let digest = Sha256::digest(image.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A run the request may read: the id from the route, checked against the listing and the
+/// request's access (a share session reaches its own run only).
+pub struct Run {
+    pub id: String,
+    pub dir: RunDir,
+}
+
+pub fn run_of(req: &HttpRequest, state: &AppState) -> Result<Run, ApiError> {
+    let id = req.match_info().get("id").ok_or_else(|| ApiError::not_found("run"))?;
+    if let Access::Share { run } = access_of(req)?
+        && run != id
+    {
+        return Err(ApiError::Forbidden("a share link reaches only its run".into()));
+    }
+    let runs = state.runs();
+    let dir = runs.get(id).ok_or_else(|| ApiError::not_found("run"))?;
+    Ok(Run { id: id.to_string(), dir: RunDir::open(dir).map_err(|_| ApiError::not_found("run"))? })
+}
+
+fn read_manifest(run: &Run) -> Result<RunManifest, ApiError> {
+    run.dir.read_manifest().map_err(ApiError::internal)
+}
+
+#[derive(Serialize)]
+struct RunSummary {
+    id: String,
+    run_id: String,
+    created: String,
+    updated: String,
+    models: Vec<String>,
+    rows: usize,
+    studies: usize,
+    random_weights: bool,
+    has_analysis: bool,
+}
+
+/// GET /api/runs
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let only = match access_of(&req)? {
+        Access::Full => None,
+        Access::Share { run } => Some(run),
+    };
+    let state2 = state.clone();
+    let out = web::block(move || {
+        let mut out = Vec::new();
+        for (id, dir) in state2.runs() {
+            if only.as_ref().is_some_and(|o| *o != id) {
+                continue;
+            }
+            let Ok(m) = RunDir::open(&dir).and_then(|d| d.read_manifest()) else { continue };
+            out.push(RunSummary {
+                id,
+                run_id: m.run_id,
+                created: m.created_at,
+                updated: m.updated_at,
+                models: m.models.iter().map(|m| m.name.clone()).collect(),
+                rows: m.study.planned_rows,
+                studies: m.study.studies,
+                random_weights: m.models.iter().any(|m| m.random_weights),
+                has_analysis: dir.join(ANALYSIS).is_file(),
+            });
+        }
+        out
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(json!({ "runs": out })))
+}
+
+/// GET /api/runs/{id}: the manifest without `arguments` (the command line holds local paths).
+pub async fn manifest(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let m = read_manifest(&run)?;
+    let mut v = serde_json::to_value(&m).map_err(ApiError::internal)?;
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("arguments");
+        obj.insert("id".into(), Value::String(run.id.clone()));
+    }
+    Ok(HttpResponse::Ok().json(v))
+}
+
+/// GET /api/runs/{id}/analysis
+pub async fn analysis(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let bytes = read_optional(&run.dir.path(ANALYSIS))?.ok_or_else(|| ApiError::NotFound("this run has no analysis yet (radlens report)".into()))?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(bytes))
+}
+
+/// GET /api/runs/{id}/report: report.md as text/markdown.
+pub async fn report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let bytes = read_optional(&run.dir.path(REPORT))?.ok_or_else(|| ApiError::NotFound("this run has no report yet (radlens report)".into()))?;
+    Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(bytes))
+}
+
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ApiError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ApiError::internal(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// GET /api/runs/{id}/plots/{name}: only names found by listing `plots/` (PNG files).
+pub async fn plot(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let name = req.match_info().get("name").unwrap_or_default();
+    let listing = list_plots(&run.dir.path(PLOTS));
+    let path = listing.get(name).ok_or_else(|| ApiError::not_found("plot"))?;
+    let bytes = std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
+    Ok(HttpResponse::Ok().content_type("image/png").body(bytes))
+}
+
+/// GET /api/runs/{id}/plots: the plot names.
+pub async fn plots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let names: Vec<String> = list_plots(&run.dir.path(PLOTS)).into_keys().collect();
+    Ok(HttpResponse::Ok().json(json!({ "plots": names })))
+}
+
+fn list_plots(dir: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let Ok(name) = e.file_name().into_string() else { continue };
+        if name.ends_with(".png") && !name.starts_with('.') && e.file_type().is_ok_and(|t| t.is_file()) {
+            out.insert(name, e.path());
+        }
+    }
+    out
+}
+
+// ---- records ----
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RecordQuery {
+    pub model: Option<String>,
+    pub strategy: Option<String>,
+    pub study: Option<String>,
+    /// `image` or `blank_image`.
+    pub pass: Option<String>,
+    pub correct: Option<bool>,
+    /// `true`: only error records; `false`: none.
+    pub error: Option<bool>,
+    /// Case-insensitive text search over ids, question, answer and finding.
+    pub q: Option<String>,
+    /// `index` (default), `sample_id`, `study_id`, `model`, `margin`, `latency`, `focus`,
+    /// `entropy`; a leading `-` sorts descending.
+    pub sort: Option<String>,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    Index,
+    SampleId,
+    StudyId,
+    Model,
+    Margin,
+    Latency,
+    Focus,
+    Entropy,
+}
+
+fn parse_sort(s: Option<&str>) -> Result<(SortKey, bool), ApiError> {
+    let s = s.unwrap_or("index");
+    let (desc, key) = match s.strip_prefix('-') {
+        Some(k) => (true, k),
+        None => (false, s),
+    };
+    let key = match key {
+        "index" => SortKey::Index,
+        "sample_id" => SortKey::SampleId,
+        "study_id" => SortKey::StudyId,
+        "model" => SortKey::Model,
+        "margin" => SortKey::Margin,
+        "latency" => SortKey::Latency,
+        "focus" => SortKey::Focus,
+        "entropy" => SortKey::Entropy,
+        _ => return Err(ApiError::BadRequest("sort must be one of index, sample_id, study_id, model, margin, latency, focus, entropy (prefix - for descending)".into())),
+    };
+    Ok((key, desc))
+}
+
+/// Indices of the records the query selects, in the query's order.
+pub fn select(records: &[CaseRecord], q: &RecordQuery) -> Result<Vec<usize>, ApiError> {
+    let (key, desc) = parse_sort(q.sort.as_deref())?;
+    if let Some(p) = &q.pass
+        && p != "image"
+        && p != "blank_image"
+    {
+        return Err(ApiError::BadRequest("pass must be image or blank_image".into()));
+    }
+    let needle = q.q.as_ref().map(|s| s.to_lowercase()).filter(|s| !s.is_empty());
+    let mut idx: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            q.model.as_ref().is_none_or(|m| *m == r.model)
+                && q.strategy.as_ref().is_none_or(|s| *s == r.strategy)
+                && q.study.as_ref().is_none_or(|s| *s == r.study_id)
+                && q.pass.as_ref().is_none_or(|p| (p == "image") == (r.pass == radlens_shared::record::Pass::Image))
+                && q.correct.is_none_or(|c| r.correct == Some(c))
+                && q.error.is_none_or(|e| r.error.is_some() == e)
+                && needle.as_ref().is_none_or(|n| {
+                    [Some(&r.sample_id), Some(&r.study_id), Some(&r.question), r.answer_text.as_ref(), r.finding.as_ref(), Some(&r.model)]
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s.to_lowercase().contains(n.as_str()))
+                })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let num = |i: usize| -> Option<f64> {
+        let r = &records[i];
+        match key {
+            SortKey::Margin => r.yes_no_margin,
+            SortKey::Latency => Some(r.latency.total_ms),
+            SortKey::Focus => r.map.as_ref().map(|m| m.metrics.focus),
+            SortKey::Entropy => r.map.as_ref().map(|m| m.metrics.entropy_nats),
+            _ => None,
+        }
+    };
+    match key {
+        SortKey::Index => {}
+        SortKey::SampleId => idx.sort_by(|&a, &b| records[a].sample_id.cmp(&records[b].sample_id)),
+        SortKey::StudyId => idx.sort_by(|&a, &b| records[a].study_id.cmp(&records[b].study_id)),
+        SortKey::Model => idx.sort_by(|&a, &b| records[a].model.cmp(&records[b].model)),
+        SortKey::Margin | SortKey::Latency | SortKey::Focus | SortKey::Entropy => {
+            // Missing values last in either direction; ties by index (stable sort).
+            idx.sort_by(|&a, &b| match (num(a), num(b)) {
+                (Some(x), Some(y)) => {
+                    let o = x.total_cmp(&y);
+                    if desc { o.reverse() } else { o }
+                }
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => std::cmp::Ordering::Equal,
+            });
+            return Ok(idx);
+        }
+    }
+    if desc {
+        idx.reverse();
+    }
+    Ok(idx)
+}
+
+/// A record as the API sends it: the record plus its `index` and `image_id`.
+pub fn record_json(index: usize, r: &CaseRecord) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("index".into(), json!(index));
+        obj.insert("image_id".into(), json!(image_id(&r.image)));
+    }
+    v
+}
+
+/// GET /api/runs/{id}/records?model=&strategy=&correct=&error=&q=&sort=&offset=&limit=
+pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let all = state.records(&run).await?;
+    let idx = select(&all, &q)?;
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let page: Vec<Value> = idx.iter().skip(offset).take(limit).map(|&i| record_json(i, &all[i])).collect();
+    Ok(HttpResponse::Ok().json(json!({ "total": idx.len(), "offset": offset, "limit": limit, "records": page })))
+}
+
+fn csv_cell(s: &str) -> String {
+    // Spreadsheets run cells that start with these as formulas (CSV injection).
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() }
+}
+
+/// GET /api/runs/{id}/records.csv: the filtered view (all pages) as CSV.
+pub async fn records_csv(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let all = state.records(&run).await?;
+    let idx = select(&all, &q)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let head = [
+        "index", "sample_id", "study_id", "variant_index", "strategy", "polarity", "finding", "model", "pass", "image_id", "question",
+        "ground_truth", "answer_text", "parsed_answer", "correct", "yes_no_margin", "total_ms", "focus", "entropy_nats", "gini",
+        "top10_mass", "image_share", "error_stage", "error_message",
+    ];
+    w.write_record(head).map_err(ApiError::internal)?;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for &i in &idx {
+        let r = &all[i];
+        let m = r.map.as_ref();
+        let row = [
+            i.to_string(),
+            r.sample_id.clone(),
+            r.study_id.clone(),
+            r.variant_index.to_string(),
+            r.strategy.clone(),
+            r.polarity.to_string(),
+            opt(r.finding.clone()),
+            r.model.clone(),
+            match r.pass {
+                radlens_shared::record::Pass::Image => "image".into(),
+                radlens_shared::record::Pass::BlankImage => "blank_image".into(),
+            },
+            image_id(&r.image),
+            r.question.clone(),
+            opt(r.ground_truth.map(|a| a.to_string())),
+            opt(r.answer_text.clone()),
+            opt(r.parsed_answer.map(|a| a.to_string())),
+            opt(r.correct.map(|c| c.to_string())),
+            opt(r.yes_no_margin.map(|v| v.to_string())),
+            r.latency.total_ms.to_string(),
+            opt(m.map(|m| m.metrics.focus.to_string())),
+            opt(m.map(|m| m.metrics.entropy_nats.to_string())),
+            opt(m.map(|m| m.metrics.gini.to_string())),
+            opt(m.map(|m| m.metrics.top10_mass.to_string())),
+            opt(m.map(|m| m.image_share.to_string())),
+            opt(r.error.as_ref().map(|e| format!("{:?}", e.stage).to_lowercase())),
+            opt(r.error.as_ref().map(|e| e.message.clone())),
+        ];
+        w.write_record(row.iter().map(|s| csv_cell(s))).map_err(ApiError::internal)?;
+    }
+    let bytes = w.into_inner().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-records.csv\"", sanitize_filename(&run.id))))
+        .body(bytes))
+}
+
+fn sanitize_filename(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn record_index(req: &HttpRequest) -> Result<usize, ApiError> {
+    let n = req.match_info().get("n").unwrap_or_default();
+    // Digits only: no sign, no whitespace, no leading '+'.
+    if n.is_empty() || n.len() > 12 || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::not_found("record"));
+    }
+    n.parse().map_err(|_| ApiError::not_found("record"))
+}
+
+async fn record_of(req: &HttpRequest, state: &AppState) -> Result<(Run, Arc<Vec<CaseRecord>>, usize), ApiError> {
+    let run = run_of(req, state)?;
+    let n = record_index(req)?;
+    let all = state.records(&run).await?;
+    if n >= all.len() {
+        return Err(ApiError::not_found("record"));
+    }
+    Ok((run, all, n))
+}
+
+/// GET /api/runs/{id}/records/{n}
+pub async fn record(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (_, all, n) = record_of(&req, &state).await?;
+    Ok(HttpResponse::Ok().json(record_json(n, &all[n])))
+}
+
+async fn tensor(run: &Run, t: &radlens_shared::record::TensorRef) -> Result<Vec<f32>, ApiError> {
+    let dir = run.dir.clone();
+    let t = t.clone();
+    web::block(move || dir.read_f32(&t)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
+}
+
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn shape_header(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// GET /api/runs/{id}/records/{n}/map: the fused map as JSON.
+pub async fn map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let m = all[n].map.as_ref().ok_or_else(|| ApiError::NotFound("this record has no map".into()))?;
+    let values = tensor(&run, &m.values).await?;
+    let (h, w) = match m.values.shape.as_slice() {
+        [h, w] => (*h, *w),
+        _ => (m.provenance.geometry.h, m.provenance.geometry.w),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "h": h, "w": w, "values": values, "provenance": m.provenance, "image_share": m.image_share, "metrics": m.metrics,
+    })))
+}
+
+/// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.
+pub async fn map_bin(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let m = all[n].map.as_ref().ok_or_else(|| ApiError::NotFound("this record has no map".into()))?;
+    let values = tensor(&run, &m.values).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("X-Shape", shape_header(&m.values.shape)))
+        .body(f32_bytes(&values)))
+}
+
+/// GET /api/runs/{id}/records/{n}/rows.bin: the captured head rows `[rows, layers, heads,
+/// image_tokens]`, raw little-endian f32, shape in `X-Shape`.
+pub async fn rows_bin(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let m = all[n].map.as_ref().ok_or_else(|| ApiError::NotFound("this record has no map".into()))?;
+    let values = tensor(&run, &m.head_rows).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("X-Shape", shape_header(&m.head_rows.shape)))
+        .body(f32_bytes(&values)))
+}
+
+/// GET /api/runs/{id}/images/{image_id}: the record's image, re-encoded as PNG (at most
+/// 512 px a side, no metadata).
+pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let run = run_of(&req, &state)?;
+    let wanted = req.match_info().get("image_id").unwrap_or_default().to_string();
+    if wanted.len() != 16 || !wanted.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(ApiError::not_found("image"));
+    }
+    let key = (run.id.clone(), wanted.clone());
+    if let Some(png) = state.image_cache_get(&key) {
+        return Ok(png_response(png));
+    }
+    let images = state.images_dir.clone().ok_or_else(|| ApiError::Unavailable("this server was started without --images".into()))?;
+    let all = state.records(&run).await?;
+    let name = all.iter().find(|r| image_id(&r.image) == wanted).map(|r| r.image.clone()).ok_or_else(|| ApiError::not_found("image"))?;
+    let png = web::block(move || -> Result<Vec<u8>, ApiError> {
+        let path = super::images::resolve_inside(&images, &name).ok_or_else(|| ApiError::not_found("image"))?;
+        let bytes = std::fs::read(&path).map_err(|_| ApiError::not_found("image"))?;
+        super::images::reencode_png(&bytes, 512)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let png = actix_web::web::Bytes::from(png);
+    state.image_cache_put(key, png.clone());
+    Ok(png_response(png))
+}
+
+fn png_response(png: actix_web::web::Bytes) -> HttpResponse {
+    HttpResponse::Ok().content_type("image/png").insert_header((header::CACHE_CONTROL, "private, max-age=3600")).body(png)
+}
