@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, RunManifest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -180,18 +181,12 @@ fn list_plots(dir: &Path) -> BTreeMap<String, PathBuf> {
 
 // ---- records ----
 
+/// The paging, sorting and study part of a records query. Which records match is decided by
+/// `radlens_shared::filter::RecordFilter`, read from the same query string: the dashboard
+/// filters with the very same type, so a view means the same rows on both sides.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecordQuery {
-    pub model: Option<String>,
-    pub strategy: Option<String>,
     pub study: Option<String>,
-    /// `image` or `blank_image`.
-    pub pass: Option<String>,
-    pub correct: Option<bool>,
-    /// `true`: only error records; `false`: none.
-    pub error: Option<bool>,
-    /// Case-insensitive text search over ids, question, answer and finding.
-    pub q: Option<String>,
     /// `index` (default), `sample_id`, `study_id`, `model`, `margin`, `latency`, `focus`,
     /// `entropy`; a leading `-` sorts descending.
     pub sort: Option<String>,
@@ -231,33 +226,21 @@ fn parse_sort(s: Option<&str>) -> Result<(SortKey, bool), ApiError> {
     Ok((key, desc))
 }
 
+/// The shared record filter of a query string (`model`, `strategy`, `finding`, `pass`, `parsed`,
+/// `correct`, `error`, `q`, metric ranges); other keys are left to [`RecordQuery`].
+pub fn filter_of(query_string: &str) -> Result<RecordFilter, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query_string).map_err(|_| ApiError::BadRequest("malformed query string".into()))?;
+    RecordFilter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(ApiError::BadRequest)
+}
+
 /// Indices of the records the query selects, in the query's order.
-pub fn select(records: &[CaseRecord], q: &RecordQuery) -> Result<Vec<usize>, ApiError> {
+pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) -> Result<Vec<usize>, ApiError> {
     let (key, desc) = parse_sort(q.sort.as_deref())?;
-    if let Some(p) = &q.pass
-        && p != "image"
-        && p != "blank_image"
-    {
-        return Err(ApiError::BadRequest("pass must be image or blank_image".into()));
-    }
-    let needle = q.q.as_ref().map(|s| s.to_lowercase()).filter(|s| !s.is_empty());
     let mut idx: Vec<usize> = records
         .iter()
         .enumerate()
-        .filter(|(_, r)| {
-            q.model.as_ref().is_none_or(|m| *m == r.model)
-                && q.strategy.as_ref().is_none_or(|s| *s == r.strategy)
-                && q.study.as_ref().is_none_or(|s| *s == r.study_id)
-                && q.pass.as_ref().is_none_or(|p| (p == "image") == (r.pass == radlens_shared::record::Pass::Image))
-                && q.correct.is_none_or(|c| r.correct == Some(c))
-                && q.error.is_none_or(|e| r.error.is_some() == e)
-                && needle.as_ref().is_none_or(|n| {
-                    [Some(&r.sample_id), Some(&r.study_id), Some(&r.question), r.answer_text.as_ref(), r.finding.as_ref(), Some(&r.model)]
-                        .into_iter()
-                        .flatten()
-                        .any(|s| s.to_lowercase().contains(n.as_str()))
-                })
-        })
+        .filter(|(_, r)| q.study.as_ref().is_none_or(|s| *s == r.study_id) && filter.matches(r))
         .map(|(i, _)| i)
         .collect();
     let num = |i: usize| -> Option<f64> {
@@ -305,11 +288,11 @@ pub fn record_json(index: usize, r: &CaseRecord) -> Value {
     v
 }
 
-/// GET /api/runs/{id}/records?model=&strategy=&correct=&error=&q=&sort=&offset=&limit=
+/// GET /api/runs/{id}/records?<RecordFilter pairs>&study=&sort=&offset=&limit=
 pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
-    let idx = select(&all, &q)?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?)?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let page: Vec<Value> = idx.iter().skip(offset).take(limit).map(|&i| record_json(i, &all[i])).collect();
@@ -325,7 +308,7 @@ fn csv_cell(s: &str) -> String {
 pub async fn records_csv(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
-    let idx = select(&all, &q)?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let head = [
         "index", "sample_id", "study_id", "variant_index", "strategy", "polarity", "finding", "model", "pass", "image_id", "question",
