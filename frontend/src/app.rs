@@ -1,4 +1,8 @@
-//! The leptos app (wasm32 only): the attention-map metrics playground.
+//! The leptos app (wasm32 only): the router, and the attention-map metrics playground
+//! (`/playground`). The pages over the API are in [`crate::pages`].
+//!
+//! Routes: `/` runs list, `/runs/:id` overview, `/runs/:id/records` records explorer,
+//! `/runs/:id/studies/:study` the case view, `/playground` the metrics playground.
 //!
 //! State flow: the URL query is read once on load into one `RwSignal<PlaygroundState>`; every
 //! control writes the signal and then the URL (with `history.replaceState`, so dragging a slider
@@ -76,6 +80,28 @@ fn draw(canvas: &HtmlCanvasElement, e: &Evaluation) -> Result<(), JsValue> {
 
 #[component]
 fn App() -> impl IntoView {
+    use crate::pages::{OverviewPage, RecordsPage, RunsPage, SiteHeader, StudyPage};
+    use leptos_router::components::{Route, Router, Routes};
+    use leptos_router::path;
+    view! {
+        <Router>
+            <Routes fallback=|| view! {
+                <SiteHeader title="Not found" />
+                <main class="page"><p class="error" role="alert">"There is no page at this address."</p></main>
+            }>
+                <Route path=path!("/") view=RunsPage />
+                <Route path=path!("/runs/:id") view=OverviewPage />
+                <Route path=path!("/runs/:id/records") view=RecordsPage />
+                <Route path=path!("/runs/:id/studies/:study") view=StudyPage />
+                <Route path=path!("/playground") view=Playground />
+            </Routes>
+        </Router>
+    }
+}
+
+/// `/playground`: a synthetic map and its metrics.
+#[component]
+fn Playground() -> impl IntoView {
     let state = RwSignal::new(PlaygroundState::from_query(&location_search()));
     let evaluation = Memo::new(move |_| evaluate(&state.get()));
 
@@ -118,6 +144,10 @@ fn App() -> impl IntoView {
             <div class="brand">
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
+                <nav class="site-nav">
+                    <leptos_router::components::A href="/">"Runs"</leptos_router::components::A>
+                    <leptos_router::components::A href="/playground">"Metrics playground"</leptos_router::components::A>
+                </nav>
             </div>
             <h1>"Attention-map metrics playground"</h1>
             <p class="tagline">

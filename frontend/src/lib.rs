@@ -1,19 +1,32 @@
 //! The radlens browser dashboard.
 //!
-//! Everything except [`app`] is plain Rust with native unit tests, and is also what the browser
-//! e2e test (`tests/browser`) uses to recompute what the page should show:
+//! Everything except the leptos parts is plain Rust with native unit tests, and is also what the
+//! browser e2e test (`tests/browser`) uses to recompute what the page should show:
+//! - [`api`]: the server API's JSON shapes and error messages;
+//! - [`explorer`]: the records explorer's filter, sort, paging and URL query;
+//! - [`overview`]: the run overview's headline table;
 //! - [`url_state`]: the playground's parameters and their `?key=value` form in the URL;
 //! - [`synth`]: the synthetic attention map the playground draws;
 //! - [`colormap`]: the viridis colour map and the heatmap's RGBA pixels;
+//! - [`study`]: the case view's variant x model grid, overlay bitmap and provenance line;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
 //!
-//! [`app`] (the leptos components) only exists on `wasm32`.
+//! [`app`], [`fetch`] and [`pages`] (the leptos components and the HTTP client) only exist on
+//! `wasm32`.
 
+pub mod api;
 pub mod colormap;
+pub mod explorer;
+pub mod overview;
 pub mod playground;
+pub mod study;
 pub mod synth;
 pub mod url_state;
 
 #[cfg(target_arch = "wasm32")]
 pub mod app;
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
+#[cfg(target_arch = "wasm32")]
+pub mod pages;

@@ -1,7 +1,8 @@
 //! Browser end-to-end test of the dashboard bundle in `dist/` (built by `scripts/build-web.sh`):
 //! a tiny static server + chromedriver + headless Debian Chromium, driven with fantoccini.
 //!
-//! It checks that the metrics playground renders the four metrics, that a URL reproduces its
+//! `dashboard`: the pages over a real `radlens serve` (runs, overview, records explorer).
+//! The playground test (at `/playground`) checks that the metrics playground renders the four metrics, that a URL reproduces its
 //! state (the numbers are recomputed natively here with `radlens_frontend` + `radlens_shared`,
 //! the same code the page runs as wasm), that moving a slider rewrites the query with
 //! `history.replaceState`, that the heatmap canvas holds the expected viridis pixels, and that an
@@ -11,6 +12,7 @@
 //! Needs: `scripts/build-web.sh debug` (or `release`) run beforehand, and Debian `chromium` +
 //! `chromium-driver`. Without them the test fails and says so; it never skips silently.
 
+mod dashboard;
 mod driver;
 mod server;
 
@@ -160,7 +162,7 @@ async fn connect(driver: &ChromeDriver) -> Res<Client> {
 
 async fn scenario(c: &Client, base: &str, artifacts: &Path) -> Res<()> {
     // 1. The default view: title, four metrics equal to the native computation, the canvas.
-    c.goto(&format!("{base}/"))
+    c.goto(&format!("{base}/playground"))
         .await
         .map_err(|e| format!("open {base}/: {e}"))?;
     wait_for_metrics(c).await?;
@@ -175,7 +177,7 @@ async fn scenario(c: &Client, base: &str, artifacts: &Path) -> Res<()> {
     // 2. A shared link reproduces its state: sliders, numbers and pixels.
     let query = "n=32&cx=0.25&cy=0.7&sigma=2.5&floor=0.01&peak=0.8";
     let state = PlaygroundState::from_query(query);
-    c.goto(&format!("{base}/?{query}"))
+    c.goto(&format!("{base}/playground?{query}"))
         .await
         .map_err(|e| e.to_string())?;
     wait_for_metrics(c).await?;
@@ -245,7 +247,7 @@ async fn scenario(c: &Client, base: &str, artifacts: &Path) -> Res<()> {
     check_canvas(c, &twelve, "after n = 12").await?;
 
     // 5. An all-zero map: a readable error instead of numbers (and no panic).
-    c.goto(&format!("{base}/?peak=0&floor=0"))
+    c.goto(&format!("{base}/playground?peak=0&floor=0"))
         .await
         .map_err(|e| e.to_string())?;
     let alert = c

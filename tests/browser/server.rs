@@ -87,7 +87,7 @@ async fn handle(mut sock: TcpStream, root: &Path) -> std::io::Result<()> {
     sock.shutdown().await
 }
 
-/// `/a/b?x#y` -> `root/a/b`, `/` -> `root/index.html`; `None` for anything leaving `root`.
+/// `/a/b?x#y` -> `root/a/b`, `/` and unknown extensionless paths -> `root/index.html`; `None` for anything leaving `root`.
 fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let path = target.split(['?', '#']).next().unwrap_or("/");
     let rel = Path::new(path.trim_start_matches('/'));
@@ -97,6 +97,9 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     let full = root.join(rel);
     if path.ends_with('/') || full.is_dir() {
         Some(full.join("index.html"))
+    } else if rel.extension().is_none() && !full.exists() {
+        // The dashboard's client-side routes (`/playground`, `/runs/x`): the SPA fallback.
+        Some(root.join("index.html"))
     } else {
         Some(full)
     }
@@ -124,5 +127,9 @@ fn paths_stay_inside_the_root() {
     );
     assert_eq!(resolve(root, "/?cx=0.3"), Some(root.join("index.html")));
     assert_eq!(resolve(root, "/../etc/passwd"), None);
-    assert_eq!(resolve(root, "/a/./b"), Some(root.join("a/b")));
+    assert_eq!(resolve(root, "/a/./b.js"), Some(root.join("a/b.js")));
+    assert_eq!(
+        resolve(root, "/playground?n=3"),
+        Some(root.join("index.html"))
+    );
 }

@@ -1,0 +1,179 @@
+//! The JSON shapes of the radlens server API (`backend/src/server/runs.rs`) as the dashboard
+//! reads them. Pure serde types, so they compile natively and the browser test can use them.
+
+use radlens_shared::record::CaseRecord;
+use serde::Deserialize;
+
+/// One entry of `GET /api/runs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunSummary {
+    pub id: String,
+    pub run_id: String,
+    pub created: String,
+    pub updated: String,
+    pub models: Vec<String>,
+    pub rows: usize,
+    pub studies: usize,
+    pub random_weights: bool,
+    pub has_analysis: bool,
+}
+
+/// `GET /api/runs`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunList {
+    pub runs: Vec<RunSummary>,
+}
+
+/// A record as the API sends it: the record plus its index in the run and its image's opaque id.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ApiRecord {
+    pub index: usize,
+    pub image_id: String,
+    #[serde(flatten)]
+    pub record: CaseRecord,
+}
+
+/// One page of `GET /api/runs/{id}/records`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordsPage {
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub records: Vec<ApiRecord>,
+}
+
+/// `POST /api/share`'s answer: a path (`/share/TOKEN#VIEW`) and its expiry (unix seconds).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ShareResponse {
+    pub url: String,
+    pub expires: u64,
+}
+
+/// The body of `POST /api/share`: the run and the view (path and query) to reopen.
+pub fn share_request(run: &str, view: &str) -> String {
+    serde_json::json!({ "run": run, "view": view }).to_string()
+}
+
+/// Where a share link lands: the server redirects it to `/?run=RUN` and the browser keeps the
+/// link's fragment, the view's path and query (still percent-encoded, as `location` gave it
+/// when the link was made). Only a view inside that run is followed
+/// (anything else opens the run's overview), so a crafted fragment cannot send the reader
+/// elsewhere.
+pub fn share_target(run: &str, fragment: &str) -> String {
+    let home = format!("/runs/{}", crate::url_state::encode_component(run));
+    let view = fragment.strip_prefix('#').unwrap_or(fragment);
+    let view = view.to_owned();
+    let inside = view == home
+        || view
+            .strip_prefix(&home)
+            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'));
+    if inside && !view.contains("//") && !view.contains("..") {
+        view
+    } else {
+        home
+    }
+}
+
+/// Page size of the paged fetch of all records (the server's maximum).
+pub const FETCH_PAGE: usize = 1000;
+
+/// What went wrong with an API call, in words a person can act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    /// The request did not reach the server (or no response came back).
+    Network(String),
+    /// The server answered with an error status; `message` is its error text.
+    Status { status: u16, message: String },
+    /// The answer was not the JSON the dashboard expects.
+    Decode(String),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Network(m) => write!(f, "could not reach the radlens server: {m}"),
+            ApiError::Status { status, message } => {
+                write!(f, "the server answered {status}: {message}")
+            }
+            ApiError::Decode(m) => write!(f, "unexpected answer from the server: {m}"),
+        }
+    }
+}
+
+/// The error text of an error response body (`{"error": code, "message": text}`): its `message`
+/// (or `error`) field when it is JSON,
+/// else the body itself, else a generic phrase for the status.
+pub fn error_message(status: u16, body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        for key in ["message", "error", "detail"] {
+            if let Some(s) = v.get(key).and_then(|s| s.as_str()) {
+                return s.to_owned();
+            }
+        }
+    }
+    let body = body.trim();
+    if !body.is_empty() {
+        return body.chars().take(300).collect();
+    }
+    match status {
+        401 => "not signed in: open the URL with ?token=... that `radlens serve` printed".into(),
+        403 => "forbidden".into(),
+        404 => "not found".into(),
+        _ => "no details".into(),
+    }
+}
+
+/// Decodes a JSON body into `T`, mapping failures to [`ApiError::Decode`].
+pub fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+    serde_json::from_str(body).map_err(|e| ApiError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_prefer_the_json_error_field() {
+        assert_eq!(
+            error_message(404, r#"{"error":"not_found","message":"run not found"}"#),
+            "run not found"
+        );
+        assert_eq!(error_message(404, r#"{"error":"gone"}"#), "gone");
+        assert_eq!(error_message(500, "boom"), "boom");
+        assert!(error_message(401, "").contains("token"));
+        let e = ApiError::Status {
+            status: 404,
+            message: "run not found".into(),
+        };
+        assert_eq!(e.to_string(), "the server answered 404: run not found");
+    }
+
+    #[test]
+    fn share_links_only_open_views_of_their_run() {
+        assert_eq!(
+            share_target("demo", "#/runs/demo/records?correct=false"),
+            "/runs/demo/records?correct=false"
+        );
+        assert_eq!(share_target("demo", "/runs/demo"), "/runs/demo");
+        assert_eq!(
+            share_target("demo", "#/runs/demo/studies/a%20b?opacity=0.3"),
+            "/runs/demo/studies/a%20b?opacity=0.3"
+        );
+        assert_eq!(share_target("demo", ""), "/runs/demo");
+        assert_eq!(share_target("demo", "#/runs/demo-secret"), "/runs/demo");
+        assert_eq!(share_target("demo", "#//evil.example/"), "/runs/demo");
+        assert_eq!(share_target("demo", "#/runs/demo/../other"), "/runs/demo");
+        assert_eq!(
+            share_target("a b", "#/runs/a%20b/records"),
+            "/runs/a%20b/records"
+        );
+        assert!(share_request("demo", "/runs/demo?x=1").contains(r#""view":"/runs/demo?x=1""#));
+    }
+
+    #[test]
+    fn run_list_decodes() {
+        let l: RunList = decode(r#"{"runs":[{"id":"demo","run_id":"r1","created":"c","updated":"u","models":["a","b"],"rows":4,"studies":2,"random_weights":true,"has_analysis":true}]}"#).unwrap();
+        assert_eq!(l.runs[0].models.len(), 2);
+        assert!(matches!(decode::<RunList>("{"), Err(ApiError::Decode(_))));
+    }
+}

@@ -1,0 +1,405 @@
+//! View model of the records explorer (`/runs/:id/records`): which records match, in which
+//! order, on which page, and the URL query that holds it all. Pure Rust: the browser test uses
+//! the same code to recompute what the page must show.
+//!
+//! The filter is `radlens_shared::filter::RecordFilter` (the server's own), plus two views the
+//! records alone decide: "flipped vs base" and "models disagree".
+
+use std::collections::{BTreeSet, HashMap};
+
+use radlens_shared::answer::Answer;
+use radlens_shared::filter::RecordFilter;
+use radlens_shared::record::{CaseRecord, Pass};
+
+use crate::api::ApiRecord;
+use crate::url_state::{encode_component, parse_query};
+
+/// Rows per page.
+pub const PAGE_SIZE: usize = 50;
+
+/// A sortable column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Index,
+    SampleId,
+    Model,
+    Strategy,
+    Correct,
+    Margin,
+    Focus,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 7] = [
+        SortKey::Index,
+        SortKey::SampleId,
+        SortKey::Model,
+        SortKey::Strategy,
+        SortKey::Correct,
+        SortKey::Margin,
+        SortKey::Focus,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            SortKey::Index => "index",
+            SortKey::SampleId => "sample_id",
+            SortKey::Model => "model",
+            SortKey::Strategy => "strategy",
+            SortKey::Correct => "correct",
+            SortKey::Margin => "margin",
+            SortKey::Focus => "focus",
+        }
+    }
+
+    pub fn from_key(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.key() == s)
+    }
+}
+
+/// Everything the explorer's URL holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplorerState {
+    pub filter: RecordFilter,
+    /// Only records whose answer differs (polarity-aware) from their study's base question.
+    pub flipped: bool,
+    /// Only samples on which the models gave different answers.
+    pub disagree: bool,
+    pub sort: SortKey,
+    pub desc: bool,
+    /// 0-based page.
+    pub page: usize,
+    /// Why the URL's filter could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+impl Default for ExplorerState {
+    fn default() -> Self {
+        Self {
+            filter: RecordFilter::default(),
+            flipped: false,
+            disagree: false,
+            sort: SortKey::Index,
+            desc: false,
+            page: 0,
+            error: None,
+        }
+    }
+}
+
+impl ExplorerState {
+    /// Reads a query string (`?` optional). A malformed filter value leaves the filter empty and
+    /// sets [`error`](Self::error).
+    pub fn from_query(query: &str) -> Self {
+        let pairs = parse_query(query);
+        let mut s = Self::default();
+        match RecordFilter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+            Ok(f) => s.filter = f,
+            Err(e) => s.error = Some(e),
+        }
+        for (k, v) in &pairs {
+            match k.as_str() {
+                "flipped" => s.flipped = v == "true",
+                "disagree" => s.disagree = v == "true",
+                "sort" => {
+                    let (desc, key) = match v.strip_prefix('-') {
+                        Some(k) => (true, k),
+                        None => (false, v.as_str()),
+                    };
+                    if let Some(k) = SortKey::from_key(key) {
+                        s.sort = k;
+                        s.desc = desc;
+                    }
+                }
+                "page" => s.page = v.parse::<usize>().map(|p| p.saturating_sub(1)).unwrap_or(0),
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The query string (no `?`) of this state; defaults are left out.
+    pub fn to_query(&self) -> String {
+        let mut pairs = self.filter.to_pairs();
+        if self.flipped {
+            pairs.push(("flipped".into(), "true".into()));
+        }
+        if self.disagree {
+            pairs.push(("disagree".into(), "true".into()));
+        }
+        if self.sort != SortKey::Index || self.desc {
+            pairs.push((
+                "sort".into(),
+                format!("{}{}", if self.desc { "-" } else { "" }, self.sort.key()),
+            ));
+        }
+        if self.page > 0 {
+            pairs.push(("page".into(), (self.page + 1).to_string()));
+        }
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Clicking a column header: the same column flips the direction, another sorts ascending.
+    pub fn toggle_sort(&mut self, key: SortKey) {
+        if self.sort == key {
+            self.desc = !self.desc;
+        } else {
+            self.sort = key;
+            self.desc = false;
+        }
+        self.page = 0;
+    }
+}
+
+/// `parsed` read in the base question's sense (a negated question's yes means no).
+fn in_base_sense(r: &CaseRecord) -> Option<bool> {
+    let yes = match r.parsed_answer? {
+        Answer::Yes => true,
+        Answer::No => false,
+        Answer::Unknown => return None,
+    };
+    Some(if r.polarity < 0 { !yes } else { yes })
+}
+
+/// Per record (same order): does its answer, read in the base question's sense, differ from
+/// the base variant's (variant 0) answer of the same study, model and pass?
+pub fn flipped_vs_base(records: &[ApiRecord]) -> Vec<bool> {
+    let mut base: HashMap<(&str, &str, Pass), Option<bool>> = HashMap::new();
+    for r in records.iter().map(|r| &r.record) {
+        if r.variant_index == 0 {
+            base.insert(
+                (r.study_id.as_str(), r.model.as_str(), r.pass),
+                in_base_sense(r),
+            );
+        }
+    }
+    records
+        .iter()
+        .map(|r| {
+            let r = &r.record;
+            if r.variant_index == 0 {
+                return false;
+            }
+            match (
+                in_base_sense(r),
+                base.get(&(r.study_id.as_str(), r.model.as_str(), r.pass)),
+            ) {
+                (Some(a), Some(Some(b))) => a != *b,
+                _ => false,
+            }
+        })
+        .collect()
+}
+
+/// Per record (same order): did the models answer its sample (same pass) differently?
+pub fn models_disagree(records: &[ApiRecord]) -> Vec<bool> {
+    let mut answers: HashMap<(&str, Pass), BTreeSet<Answer>> = HashMap::new();
+    let mut models: HashMap<(&str, Pass), BTreeSet<&str>> = HashMap::new();
+    for r in records.iter().map(|r| &r.record) {
+        let key = (r.sample_id.as_str(), r.pass);
+        if let Some(a) = r.parsed_answer {
+            answers.entry(key).or_default().insert(a);
+            models.entry(key).or_default().insert(r.model.as_str());
+        }
+    }
+    records
+        .iter()
+        .map(|r| {
+            let key = (r.record.sample_id.as_str(), r.record.pass);
+            answers.get(&key).is_some_and(|a| a.len() > 1)
+                && models.get(&key).is_some_and(|m| m.len() > 1)
+        })
+        .collect()
+}
+
+/// Precomputed per-record facts that do not depend on the view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    pub flipped: Vec<bool>,
+    pub disagree: Vec<bool>,
+}
+
+impl Derived {
+    pub fn of(records: &[ApiRecord]) -> Self {
+        Self {
+            flipped: flipped_vs_base(records),
+            disagree: models_disagree(records),
+        }
+    }
+}
+
+fn cmp_opt_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            let o = x.total_cmp(&y);
+            if desc { o.reverse() } else { o }
+        }
+        (Some(_), None) => Less,
+        (None, Some(_)) => Greater,
+        (None, None) => Equal,
+    }
+}
+
+/// Positions (into `records`) of the matching records, in the state's order.
+pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..records.len())
+        .filter(|&i| {
+            s.filter.matches(&records[i].record)
+                && (!s.flipped || derived.flipped.get(i).copied().unwrap_or(false))
+                && (!s.disagree || derived.disagree.get(i).copied().unwrap_or(false))
+        })
+        .collect();
+    let r = |i: usize| &records[i].record;
+    match s.sort {
+        SortKey::Margin => {
+            idx.sort_by(|&a, &b| cmp_opt_f64(r(a).yes_no_margin, r(b).yes_no_margin, s.desc))
+        }
+        SortKey::Focus => idx.sort_by(|&a, &b| {
+            cmp_opt_f64(
+                r(a).map.as_ref().map(|m| m.metrics.focus),
+                r(b).map.as_ref().map(|m| m.metrics.focus),
+                s.desc,
+            )
+        }),
+        other => {
+            match other {
+                SortKey::Index => idx.sort_by_key(|&i| records[i].index),
+                SortKey::SampleId => idx.sort_by(|&a, &b| r(a).sample_id.cmp(&r(b).sample_id)),
+                SortKey::Model => idx.sort_by(|&a, &b| r(a).model.cmp(&r(b).model)),
+                SortKey::Strategy => idx.sort_by(|&a, &b| r(a).strategy.cmp(&r(b).strategy)),
+                SortKey::Correct => idx.sort_by_key(|&i| r(i).correct),
+                SortKey::Margin | SortKey::Focus => unreachable!(),
+            }
+            if s.desc {
+                idx.reverse();
+            }
+        }
+    }
+    idx
+}
+
+/// Number of pages for `n` rows (at least 1).
+pub fn page_count(n: usize) -> usize {
+    n.div_ceil(PAGE_SIZE).max(1)
+}
+
+/// The distinct values of a field, sorted, for the filter's drop-downs.
+pub fn distinct(records: &[ApiRecord], f: impl Fn(&CaseRecord) -> Option<String>) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| f(&r.record))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_the_query() {
+        let mut s = ExplorerState::default();
+        s.filter.correct = Some(false);
+        s.filter.text = Some("pleural effusion & more".into());
+        s.flipped = true;
+        s.sort = SortKey::Margin;
+        s.desc = true;
+        s.page = 2;
+        let q = s.to_query();
+        assert!(
+            q.contains("correct=false") && q.contains("sort=-margin") && q.contains("page=3"),
+            "{q}"
+        );
+        assert_eq!(ExplorerState::from_query(&format!("?{q}")), s);
+        assert_eq!(ExplorerState::default().to_query(), "");
+    }
+
+    #[test]
+    fn a_bad_filter_value_is_reported() {
+        let s = ExplorerState::from_query("correct=maybe&flipped=true");
+        assert!(s.error.unwrap().contains("correct"));
+        assert!(s.flipped);
+    }
+
+    #[test]
+    fn sort_toggles() {
+        let mut s = ExplorerState {
+            page: 3,
+            ..Default::default()
+        };
+        s.toggle_sort(SortKey::Model);
+        assert_eq!((s.sort, s.desc, s.page), (SortKey::Model, false, 0));
+        s.toggle_sort(SortKey::Model);
+        assert!(s.desc);
+    }
+
+    /// A record with just what the derived views read.
+    fn rec(
+        index: usize,
+        study: &str,
+        variant: u32,
+        polarity: i8,
+        model: &str,
+        parsed: Option<&str>,
+    ) -> ApiRecord {
+        let v = serde_json::json!({
+            "schema_version": 1, "sample_id": format!("{study}#{variant}"), "study_id": study,
+            "csv_line": index + 2, "variant_index": variant, "strategy": if variant == 0 { "baseline" } else { "negation" },
+            "polarity": polarity, "finding": null, "model": model, "pass": "image", "image": "x.png",
+            "question": "q?", "ground_truth": "yes", "parsed_answer": parsed, "correct": parsed.map(|p| p == "yes"),
+            "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
+        });
+        ApiRecord {
+            index,
+            image_id: String::new(),
+            record: serde_json::from_value(v).expect("a record"),
+        }
+    }
+
+    #[test]
+    fn flips_are_polarity_aware_and_disagreement_is_per_sample() {
+        let rs = vec![
+            rec(0, "s1", 0, 1, "a", Some("yes")),
+            rec(1, "s1", 1, -1, "a", Some("no")), // negated: "no" means yes -> stable
+            rec(2, "s1", 2, 1, "a", Some("no")),  // flipped
+            rec(3, "s1", 3, 1, "a", Some("unknown")), // unparsed: never a flip
+            rec(4, "s1", 0, 1, "b", Some("no")),  // b disagrees with a on s1#0
+            rec(5, "s1", 1, -1, "b", Some("no")), // same answer as a on s1#1
+        ];
+        assert_eq!(
+            flipped_vs_base(&rs),
+            vec![false, false, true, false, false, true]
+        );
+        assert_eq!(
+            models_disagree(&rs),
+            vec![true, false, false, false, true, false]
+        );
+        let d = Derived::of(&rs);
+        let s = ExplorerState {
+            flipped: true,
+            ..Default::default()
+        };
+        assert_eq!(select(&rs, &d, &s), vec![2, 5]);
+        let s = ExplorerState {
+            disagree: true,
+            sort: SortKey::Index,
+            desc: true,
+            ..Default::default()
+        };
+        assert_eq!(select(&rs, &d, &s), vec![4, 0]);
+        assert_eq!(distinct(&rs, |r| Some(r.model.clone())), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn pages() {
+        assert_eq!(page_count(0), 1);
+        assert_eq!(page_count(50), 1);
+        assert_eq!(page_count(51), 2);
+    }
+}

@@ -1,0 +1,112 @@
+//! Typed GETs against the radlens API with the browser's `fetch` (wasm32 only). The session
+//! cookie travels because every request is same-origin.
+
+use serde::de::DeserializeOwned;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{RequestCredentials, RequestInit, Response};
+
+use crate::api::{ApiError, ApiRecord, FETCH_PAGE, RecordsPage, decode, error_message};
+
+fn js_text(v: &JsValue) -> String {
+    v.as_string()
+        .or_else(|| {
+            v.dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+        })
+        .unwrap_or_else(|| format!("{v:?}"))
+}
+
+/// GET `url`, returning the body text of a 2xx answer.
+pub async fn get_text(url: &str) -> Result<String, ApiError> {
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let resp: Response = resp
+        .dyn_into()
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let text = match resp.text() {
+        Ok(p) => JsFuture::from(p)
+            .await
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if resp.ok() {
+        Ok(text)
+    } else {
+        Err(ApiError::Status {
+            status: resp.status(),
+            message: error_message(resp.status(), &text),
+        })
+    }
+}
+
+/// POST a JSON body to `url` and decode the JSON answer.
+pub async fn post_json<T: DeserializeOwned>(url: &str, body: &str) -> Result<T, ApiError> {
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let headers = web_sys::Headers::new().map_err(|e| ApiError::Network(js_text(&e)))?;
+    headers
+        .set("Content-Type", "application/json")
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(body));
+    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let resp: Response = resp
+        .dyn_into()
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let text = match resp.text() {
+        Ok(p) => JsFuture::from(p)
+            .await
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if resp.ok() {
+        decode(&text)
+    } else {
+        Err(ApiError::Status {
+            status: resp.status(),
+            message: error_message(resp.status(), &text),
+        })
+    }
+}
+
+/// GET `url` and decode its JSON.
+pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
+    decode(&get_text(url).await?)
+}
+
+/// Every record of a run, fetched page by page until the server's `total` is reached.
+pub async fn all_records(run: &str) -> Result<Vec<ApiRecord>, ApiError> {
+    let mut out = Vec::new();
+    loop {
+        let url = format!(
+            "/api/runs/{}/records?offset={}&limit={FETCH_PAGE}",
+            enc(run),
+            out.len()
+        );
+        let page: RecordsPage = get_json(&url).await?;
+        let got = page.records.len();
+        out.extend(page.records);
+        if got == 0 || out.len() >= page.total {
+            return Ok(out);
+        }
+    }
+}
+
+/// A path segment, percent-encoded.
+pub fn enc(s: &str) -> String {
+    crate::url_state::encode_component(s)
+}

@@ -1,0 +1,930 @@
+//! The dashboard's pages over the radlens API (wasm32 only): the runs list, a run's overview and
+//! its records explorer. Data comes from typed fetches ([`crate::fetch`]); every API error is
+//! shown as text. The explorer keeps its whole state in the URL query, rewritten with
+//! `history.replaceState` (no history entry per keystroke, no scrolling; web README F7).
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+use wasm_bindgen::JsValue;
+
+use crate::api::{ApiError, ApiRecord, RunList};
+use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, distinct, page_count, select};
+use crate::fetch::{self, enc};
+use crate::overview::{HEADLINE_COLUMNS, ci_label, format_interval, headline};
+use radlens_shared::record::{Analysis, Pass};
+
+/// The site header with the navigation.
+#[component]
+pub fn SiteHeader(#[prop(into)] title: String) -> impl IntoView {
+    view! {
+        <header class="site-header">
+            <div class="brand">
+                <span class="logo" aria-hidden="true"></span>
+                <span class="name">"radlens"</span>
+                <nav class="site-nav">
+                    <A href="/">"Runs"</A>
+                    <A href="/playground">"Metrics playground"</A>
+                </nav>
+            </div>
+            <h1>{title}</h1>
+        </header>
+    }
+}
+
+/// An API error as a readable alert.
+pub fn error_view(what: &str, e: &ApiError) -> AnyView {
+    view! {
+        <div class="error" role="alert" data-testid="api-error">
+            <strong>{format!("Could not load {what}. ")}</strong>
+            <span class="error-detail">{e.to_string()}</span>
+        </div>
+    }
+    .into_any()
+}
+
+fn loading(what: &str) -> AnyView {
+    view! { <p class="loading-inline" role="status">{format!("Loading {what}…")}</p> }.into_any()
+}
+
+fn random_banner() -> AnyView {
+    view! {
+        <div class="banner warning" role="note" data-testid="random-weights-banner">
+            <strong>"Random weights. "</strong>
+            "At least one model of this run has random weights: the numbers exercise the pipeline and say nothing medical."
+        </div>
+    }
+    .into_any()
+}
+
+/// "Share": a read-only link to this run that reopens the current view (path and query, in
+/// the link's fragment), from `POST /api/share`.
+#[component]
+pub fn ShareButton(run: String) -> impl IntoView {
+    let result: RwSignal<Option<Result<String, ApiError>>> = RwSignal::new(None);
+    let on_click = move |_| {
+        let run = run.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let loc = web_sys::window().map(|w| w.location());
+            let view = loc
+                .as_ref()
+                .map(|l| {
+                    format!(
+                        "{}{}",
+                        l.pathname().unwrap_or_default(),
+                        l.search().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            let origin = loc.and_then(|l| l.origin().ok()).unwrap_or_default();
+            let r = fetch::post_json::<crate::api::ShareResponse>(
+                "/api/share",
+                &crate::api::share_request(&run, &view),
+            )
+            .await
+            .map(|s| format!("{origin}{}", s.url));
+            if let (Ok(url), Some(w)) = (&r, web_sys::window()) {
+                let _ = w.navigator().clipboard().write_text(url);
+            }
+            result.set(Some(r));
+        });
+    };
+    view! {
+        <span class="share">
+            <button type="button" id="share" on:click=on_click>"Share (read-only, 72 h)"</button>
+            {move || result.get().map(|r| match r {
+                Ok(url) => view! {
+                    <input type="text" readonly id="share-url" aria-label="Share link" prop:value=url />
+                }.into_any(),
+                Err(e) => view! { <span class="error" role="alert" data-testid="share-error">{format!("Could not make a share link: {e}")}</span> }.into_any(),
+            })}
+        </span>
+    }
+}
+
+/// `/`: the runs under `--runs`. A share link lands here as `/?run=ID#VIEW` and is sent on to
+/// the view (inside that run only, see [`crate::api::share_target`]).
+#[component]
+pub fn RunsPage() -> impl IntoView {
+    let shared_run = crate::url_state::parse_query(&location_search())
+        .into_iter()
+        .find(|(k, _)| k == "run")
+        .map(|(_, v)| v);
+    if let Some(run) = shared_run {
+        let hash = web_sys::window()
+            .and_then(|w| w.location().hash().ok())
+            .unwrap_or_default();
+        let target = crate::api::share_target(&run, &hash);
+        let navigate = leptos_router::hooks::use_navigate();
+        request_animation_frame(move || {
+            navigate(
+                &target,
+                leptos_router::NavigateOptions {
+                    replace: true,
+                    ..Default::default()
+                },
+            )
+        });
+    }
+    let runs = LocalResource::new(|| fetch::get_json::<RunList>("/api/runs"));
+    view! {
+        <SiteHeader title="Runs" />
+        <main class="page runs-page">
+            {move || match runs.get() {
+                None => loading("the runs"),
+                Some(Err(e)) => error_view("the runs", &e),
+                Some(Ok(list)) if list.runs.is_empty() => {
+                    view! { <p class="empty">"No runs yet. Start one with `radlens study --out <runs>/<name>`."</p> }.into_any()
+                }
+                Some(Ok(list)) => view! {
+                    <table class="data runs-table" id="runs">
+                        <thead>
+                            <tr>
+                                <th>"Run"</th>
+                                <th>"Models"</th>
+                                <th class="num" title="Studies in the study CSV">"Studies in CSV"</th>
+                                <th class="num" title="Rows (study variants) this run plans per model">"Rows planned"</th>
+                                <th>"Updated"</th>
+                                <th>"Analysis"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {list
+                                .runs
+                                .into_iter()
+                                .map(|r| {
+                                    let href = format!("/runs/{}", enc(&r.id));
+                                    let label = r.id.clone();
+                                    view! {
+                                        <tr data-run=r.id.clone()>
+                                            <td>
+                                                <A href=href>{label}</A>
+                                                {r.random_weights.then(|| view! {
+                                                    <span class="badge warning" data-testid="random-weights-badge" title="Some model of this run has random weights">"random weights"</span>
+                                                })}
+                                            </td>
+                                            <td>{r.models.join(", ")}</td>
+                                            <td class="num">{r.studies}</td>
+                                            <td class="num">{r.rows}</td>
+                                            <td>{r.updated.clone()}</td>
+                                            <td>{if r.has_analysis { "yes" } else { "not yet (radlens report)" }}</td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any(),
+            }}
+        </main>
+    }
+}
+
+fn run_id() -> impl Fn() -> String + Copy + Send + Sync + 'static {
+    let params = use_params_map();
+    move || params.read().get("id").unwrap_or_default()
+}
+
+/// `/runs/:id`: the per-model headline table of `analysis.json`.
+#[component]
+pub fn OverviewPage() -> impl IntoView {
+    let id = run_id();
+    let analysis = LocalResource::new(move || {
+        let id = id();
+        async move { fetch::get_json::<Analysis>(&format!("/api/runs/{}/analysis", enc(&id))).await }
+    });
+    let forest_ref = NodeRef::<leptos::html::Canvas>::new();
+    let forest_drawn = RwSignal::new(false);
+    Effect::new(move |_| {
+        let Some(Ok(a)) = analysis.get() else { return };
+        let Some(canvas) = forest_ref.get() else {
+            return;
+        };
+        match draw_forest(canvas, &crate::overview::forest_rows(&a)) {
+            Ok(()) => forest_drawn.set(true),
+            Err(e) => leptos::logging::error!("could not draw the interval plot: {e}"),
+        }
+    });
+    view! {
+        <SiteHeader title=Signal::derive(move || format!("Run {}", id())).get_untracked() />
+        <main class="page overview-page">
+            <nav class="subnav">
+                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <ShareButton run=id() />
+            </nav>
+            {move || match analysis.get() {
+                None => loading("the analysis"),
+                Some(Err(e)) => error_view("the analysis", &e),
+                Some(Ok(a)) => view! {
+                    {overview_table(&a, forest_ref, forest_drawn)}
+                    {study_links(&id(), &a)}
+                }
+                .into_any(),
+            }}
+        </main>
+    }
+}
+
+/// Links to each study's case view, with its finding.
+fn study_links(run: &str, a: &Analysis) -> AnyView {
+    let mut seen = std::collections::BTreeMap::new();
+    for st in &a.studies {
+        seen.entry(st.study_id.clone())
+            .or_insert_with(|| st.finding.clone());
+    }
+    let run = run.to_owned();
+    view! {
+        <section class="panel">
+            <h2>{format!("Studies ({})", seen.len())}</h2>
+            <ul class="study-links" id="study-links">
+                {seen
+                    .into_iter()
+                    .map(|(study, finding)| {
+                        let href = format!("/runs/{}/studies/{}", enc(&run), enc(&study));
+                        let label = match finding {
+                            Some(f) => format!("{study} ({f})"),
+                            None => study.clone(),
+                        };
+                        view! { <li><A href=href>{label}</A></li> }
+                    })
+                    .collect_view()}
+            </ul>
+        </section>
+    }
+    .into_any()
+}
+
+fn overview_table(
+    a: &Analysis,
+    forest_ref: NodeRef<leptos::html::Canvas>,
+    forest_drawn: RwSignal<bool>,
+) -> AnyView {
+    let ci = ci_label(a);
+    view! {
+        {a.random_weights.then(random_banner)}
+        <section class="panel">
+            <h2>"Headline per model"</h2>
+            <p class="lede">
+                {format!(
+                    "Estimate and {ci} (study-clustered bootstrap, B = {}). {} records read.",
+                    a.bootstrap.resamples, a.records.read
+                )}
+            </p>
+            <table class="data headline" id="headline">
+                <thead>
+                    <tr>
+                        <th>"Model"</th>
+                        <th class="num">"Answered"</th>
+                        {HEADLINE_COLUMNS
+                            .iter()
+                            .map(|(_, label)| view! { <th class="num">{format!("{label} ({ci})")}</th> })
+                            .collect_view()}
+                    </tr>
+                </thead>
+                <tbody>
+                    {a.models
+                        .iter()
+                        .map(|m| {
+                            view! {
+                                <tr data-model=m.model.clone()>
+                                    <th scope="row">
+                                        {m.model.clone()}
+                                        {m.random_weights.then(|| view! { <span class="badge warning">"random weights"</span> })}
+                                    </th>
+                                    <td class="num">{format!("{} / {}", m.answered, m.rows)}</td>
+                                    {HEADLINE_COLUMNS
+                                        .iter()
+                                        .map(|(key, _)| {
+                                            let i = headline(m, key);
+                                            view! {
+                                                <td
+                                                    class="num"
+                                                    data-col=*key
+                                                    data-estimate=i.as_ref().map(|i| i.estimate.to_string())
+                                                    data-lo=i.as_ref().map(|i| i.lo.to_string())
+                                                    data-hi=i.as_ref().map(|i| i.hi.to_string())
+                                                >
+                                                    {format_interval(i.as_ref())}
+                                                </td>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+            <h2 class="section-gap">"Intervals"</h2>
+            <canvas
+                node_ref=forest_ref
+                id="forest"
+                width="900"
+                height="200"
+                data-drawn=move || forest_drawn.get().to_string()
+                role="img"
+                aria-label="Estimates with their bootstrap intervals, per model and measure"
+            ></canvas>
+            {(!a.notes.is_empty()).then(|| view! {
+                <details class="notes">
+                    <summary>{format!("{} notes", a.notes.len())}</summary>
+                    <ul>{a.notes.iter().map(|n| view! { <li>{n.clone()}</li> }).collect_view()}</ul>
+                </details>
+            })}
+        </section>
+    }
+    .into_any()
+}
+
+fn location_search() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default()
+}
+
+fn location_href() -> String {
+    web_sys::window()
+        .and_then(|w| w.location().href().ok())
+        .unwrap_or_default()
+}
+
+/// Replaces the query string (keeping the path and hash) without a history entry.
+pub fn replace_query(query: &str) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let loc = window.location();
+    let url = format!(
+        "{}{}{}{}",
+        loc.pathname().unwrap_or_default(),
+        if query.is_empty() { "" } else { "?" },
+        query,
+        loc.hash().unwrap_or_default()
+    );
+    if let Ok(h) = window.history()
+        && let Err(err) = h.replace_state_with_url(&JsValue::NULL, "", Some(&url))
+    {
+        leptos::logging::error!("could not update the URL: {err:?}");
+    }
+}
+
+type Loaded = Result<Arc<(Vec<ApiRecord>, Derived)>, ApiError>;
+
+/// `/runs/:id/records`: every record of the run, filtered and sorted in the browser.
+#[component]
+pub fn RecordsPage() -> impl IntoView {
+    let id = run_id();
+    let state = RwSignal::new(ExplorerState::from_query(&location_search()));
+    let data: LocalResource<Loaded> = LocalResource::new(move || {
+        let id = id();
+        async move {
+            let recs = fetch::all_records(&id).await?;
+            let d = Derived::of(&recs);
+            Ok(Arc::new((recs, d)))
+        }
+    });
+    let update = move |f: &dyn Fn(&mut ExplorerState)| {
+        state.update(|s| f(s));
+        replace_query(&state.with_untracked(|s| s.to_query()));
+    };
+    let copied = RwSignal::new(String::new());
+    let copy_link = move |_| {
+        let href = location_href();
+        if let Some(w) = web_sys::window() {
+            let p = w.navigator().clipboard().write_text(&href);
+            wasm_bindgen_futures::spawn_local(async move {
+                match wasm_bindgen_futures::JsFuture::from(p).await {
+                    Ok(_) => copied.set("Link copied.".into()),
+                    Err(e) => copied.set(format!(
+                        "Could not copy ({e:?}); the link is in the address bar."
+                    )),
+                }
+            });
+        }
+    };
+
+    view! {
+        <SiteHeader title=format!("Records of run {}", id()) />
+        <main class="page records-page">
+            <nav class="subnav">
+                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
+                <ShareButton run=id() />
+            </nav>
+            {move || state.with(|s| s.error.clone()).map(|e| view! {
+                <div class="error" role="alert">"The link's filter could not be read: " {e}</div>
+            })}
+            {move || match data.get() {
+                None => loading("the records"),
+                Some(Err(e)) => error_view("the records", &e),
+                Some(Ok(d)) => explorer(id, d, state, update, copy_link, copied),
+            }}
+        </main>
+    }
+}
+
+fn opt_str(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+fn explorer(
+    id: impl Fn() -> String + Copy + Send + Sync + 'static,
+    d: Arc<(Vec<ApiRecord>, Derived)>,
+    state: RwSignal<ExplorerState>,
+    update: impl Fn(&dyn Fn(&mut ExplorerState)) + Copy + Send + Sync + 'static,
+    copy_link: impl Fn(leptos::ev::MouseEvent) + Copy + 'static,
+    copied: RwSignal<String>,
+) -> AnyView {
+    let models = distinct(&d.0, |r| Some(r.model.clone()));
+    let strategies = distinct(&d.0, |r| Some(r.strategy.clone()));
+    let findings = distinct(&d.0, |r| r.finding.clone());
+    let total = d.0.len();
+    let d2 = d.clone();
+    let selected = Memo::new(move |_| state.with(|s| select(&d2.0, &d2.1, s)));
+
+    let select_box = move |label: &'static str,
+                           key: &'static str,
+                           options: Vec<String>,
+                           get: fn(&ExplorerState) -> Option<String>,
+                           set: fn(&mut ExplorerState, Option<String>)| {
+        view! {
+            <label class="field">
+                <span>{label}</span>
+                <select
+                    id=format!("f-{key}")
+                    prop:value=move || state.with(|s| get(s).unwrap_or_default())
+                    on:change=move |ev| {
+                        let v = opt_str(&event_target_value(&ev));
+                        update(&|s| { set(s, v.clone()); s.page = 0; });
+                    }
+                >
+                    <option value="">"any"</option>
+                    {options.into_iter().map(|o| view! { <option value=o.clone()>{o.clone()}</option> }).collect_view()}
+                </select>
+            </label>
+        }
+    };
+    let flag_box = move |label: &'static str,
+                         key: &'static str,
+                         get: fn(&ExplorerState) -> Option<bool>,
+                         set: fn(&mut ExplorerState, Option<bool>)| {
+        view! {
+            <label class="field">
+                <span>{label}</span>
+                <select
+                    id=format!("f-{key}")
+                    prop:value=move || state.with(|s| get(s).map(|b| b.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        let v = event_target_value(&ev).parse::<bool>().ok();
+                        update(&|s| { set(s, v); s.page = 0; });
+                    }
+                >
+                    <option value="">"any"</option>
+                    <option value="true">"yes"</option>
+                    <option value="false">"no"</option>
+                </select>
+            </label>
+        }
+    };
+    let num_box = move |label: &'static str,
+                        key: &'static str,
+                        get: fn(&ExplorerState) -> Option<f64>,
+                        set: fn(&mut ExplorerState, Option<f64>)| {
+        view! {
+            <label class="field narrow">
+                <span>{label}</span>
+                <input
+                    type="number"
+                    step="0.05"
+                    id=format!("f-{key}")
+                    prop:value=move || state.with(|s| get(s).map(|v| v.to_string()).unwrap_or_default())
+                    on:change=move |ev| {
+                        let v = event_target_value(&ev).trim().parse::<f64>().ok().filter(|x| x.is_finite());
+                        update(&|s| { set(s, v); s.page = 0; });
+                    }
+                />
+            </label>
+        }
+    };
+    let check = move |label: &'static str,
+                      key: &'static str,
+                      get: fn(&ExplorerState) -> bool,
+                      set: fn(&mut ExplorerState, bool)| {
+        view! {
+            <label class="check">
+                <input
+                    type="checkbox"
+                    id=format!("f-{key}")
+                    prop:checked=move || state.with(get)
+                    on:change=move |ev| {
+                        let v = event_target_checked(&ev);
+                        update(&|s| { set(s, v); s.page = 0; });
+                    }
+                />
+                <span>{label}</span>
+            </label>
+        }
+    };
+
+    let header = move |key: SortKey, label: &'static str| {
+        let mark = move || {
+            state.with(|s| {
+                if s.sort == key {
+                    if s.desc { " ▼" } else { " ▲" }
+                } else {
+                    ""
+                }
+            })
+        };
+        view! {
+            <th>
+                <button type="button" class="sort" data-sort=key.key() on:click=move |_| update(&|s| s.toggle_sort(key))>
+                    {label}{mark}
+                </button>
+            </th>
+        }
+    };
+
+    let rows = {
+        let d = d.clone();
+        move || {
+            let page = state.with(|s| s.page);
+            selected.with(|sel| {
+                sel.iter()
+                    .skip(page * PAGE_SIZE)
+                    .take(PAGE_SIZE)
+                    .map(|&i| {
+                        let r = &d.0[i];
+                        let rec = &r.record;
+                        let study_href = format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id));
+                        let sample = rec.sample_id.clone();
+                        let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
+                        view! {
+                            <tr data-index=r.index.to_string() class:error-row=rec.error.is_some()>
+                                <td class="num">{r.index}</td>
+                                <td><A href=study_href>{sample}</A></td>
+                                <td>{rec.model.clone()}</td>
+                                <td>{match rec.pass { Pass::Image => "image", Pass::BlankImage => "blank image" }}</td>
+                                <td>{rec.strategy.clone()}</td>
+                                <td>{rec.finding.clone().unwrap_or_default()}</td>
+                                <td class="question">{rec.question.clone()}</td>
+                                <td>{fmt_ans(rec.parsed_answer)}</td>
+                                <td>{fmt_ans(rec.ground_truth)}</td>
+                                <td>{match rec.correct { Some(true) => "✓", Some(false) => "✗", None => "—" }}</td>
+                                <td class="num">{rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}</td>
+                                <td class="num">{rec.map.as_ref().map(|m| format!("{:.3}", m.metrics.focus)).unwrap_or_else(|| "—".into())}</td>
+                                <td>{d.1.flipped[i].then_some("flipped")}{d.1.disagree[i].then_some(" disagree")}{rec.error.as_ref().map(|e| format!(" error: {}", e.message))}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()
+            })
+        }
+    };
+
+    let count = move || selected.with(|s| s.len());
+    let pages = move || page_count(count());
+    view! {
+        <section class="panel filters" aria-label="Filters">
+            <div class="filter-grid">
+                {select_box("Model", "model", models, |s| s.filter.model.clone(), |s, v| s.filter.model = v)}
+                {select_box("Strategy", "strategy", strategies, |s| s.filter.strategy.clone(), |s, v| s.filter.strategy = v)}
+                {select_box("Finding", "finding", findings, |s| s.filter.finding.clone(), |s, v| s.filter.finding = v)}
+                {flag_box("Correct", "correct", |s| s.filter.correct, |s, v| s.filter.correct = v)}
+                {flag_box("Error", "error", |s| s.filter.error, |s, v| s.filter.error = v)}
+                <label class="field wide">
+                    <span>"Search"</span>
+                    <input
+                        type="search"
+                        id="f-q"
+                        placeholder="question, answer, sample…"
+                        prop:value=move || state.with(|s| s.filter.text.clone().unwrap_or_default())
+                        on:input=move |ev| {
+                            let v = opt_str(&event_target_value(&ev));
+                            update(&|s| { s.filter.text = v.clone(); s.page = 0; });
+                        }
+                    />
+                </label>
+                {num_box("Focus ≥", "focus_min", |s| s.filter.focus.min, |s, v| s.filter.focus.min = v)}
+                {num_box("Focus ≤", "focus_max", |s| s.filter.focus.max, |s, v| s.filter.focus.max = v)}
+                {check("Flipped vs base", "flipped", |s| s.flipped, |s, v| s.flipped = v)}
+                {check("Models disagree", "disagree", |s| s.disagree, |s, v| s.disagree = v)}
+            </div>
+            <div class="actions">
+                <span class="count" id="match-count" data-count=move || count().to_string() data-total=total.to_string()>
+                    {move || format!("{} of {} records", count(), total)}
+                </span>
+                <button type="button" id="clear" on:click=move |_| update(&|s| *s = ExplorerState::default())>"Clear filters"</button>
+                <button type="button" id="copy-link" on:click=copy_link>"Copy link"</button>
+                <span class="copied" role="status">{move || copied.get()}</span>
+            </div>
+        </section>
+        <section class="panel">
+            <div class="pager">
+                <button type="button" id="prev" disabled=move || state.with(|s| s.page == 0) on:click=move |_| update(&|s| s.page = s.page.saturating_sub(1))>"← Prev"</button>
+                <span id="page-label">{move || format!("page {} of {}", state.with(|s| s.page) + 1, pages())}</span>
+                <button type="button" id="next" disabled=move || state.with(|s| s.page + 1 >= page_count(selected.with(|x| x.len()))) on:click=move |_| update(&|s| s.page += 1)>"Next →"</button>
+            </div>
+            <div class="table-wrap">
+                <table class="data records" id="records">
+                    <thead>
+                        <tr>
+                            {header(SortKey::Index, "#")}
+                            {header(SortKey::SampleId, "Sample")}
+                            {header(SortKey::Model, "Model")}
+                            <th>"Pass"</th>
+                            {header(SortKey::Strategy, "Strategy")}
+                            <th>"Finding"</th>
+                            <th>"Question"</th>
+                            <th>"Answer"</th>
+                            <th>"Truth"</th>
+                            {header(SortKey::Correct, "Correct")}
+                            {header(SortKey::Margin, "Margin")}
+                            {header(SortKey::Focus, "Focus")}
+                            <th>"Notes"</th>
+                        </tr>
+                    </thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+        </section>
+    }
+    .into_any()
+}
+
+/// `/runs/:id/studies/:study`: every variant x model of one study, the X-ray with its fused map
+/// drawn over it as one `ImageData` bitmap, answers and metrics beside it. The overlay opacity
+/// lives in the URL (`?opacity=`).
+#[component]
+pub fn StudyPage() -> impl IntoView {
+    let id = run_id();
+    let params = use_params_map();
+    let study = move || params.read().get("study").unwrap_or_default();
+    let opacity = RwSignal::new(crate::study::opacity_from_query(&location_search()));
+    let records = LocalResource::new(move || {
+        let (id, study) = (id(), study());
+        async move {
+            fetch::get_json::<crate::api::RecordsPage>(&format!(
+                "/api/runs/{}/records?study={}&pass=image&limit=1000",
+                enc(&id),
+                enc(&study)
+            ))
+            .await
+        }
+    });
+    let set_opacity = move |ev: leptos::ev::Event| {
+        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+            opacity.set(v.clamp(0.0, 1.0));
+            replace_query(&format!("opacity={v}"));
+        }
+    };
+    view! {
+        <SiteHeader title=format!("Study {} of run {}", study(), id()) />
+        <main class="page study-page">
+            <nav class="subnav">
+                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
+                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <ShareButton run=id() />
+            </nav>
+            <section class="panel study-controls">
+                <label for="opacity">"Map opacity"</label>
+                <input
+                    type="range"
+                    id="opacity"
+                    min="0"
+                    max="1"
+                    step="0.05"
+                    prop:value=move || opacity.get().to_string()
+                    on:input=set_opacity
+                />
+                <output for="opacity" id="opacity-value">{move || format!("{:.2}", opacity.get())}</output>
+                <span class="help">"viridis, scaled to each map's hottest cell; the map covers the part of the image the model saw"</span>
+            </section>
+            {move || match records.get() {
+                None => loading("the study"),
+                Some(Err(e)) => error_view("the study", &e),
+                Some(Ok(page)) if page.records.is_empty() => view! {
+                    <p class="error" role="alert">"This run has no image-pass records for this study."</p>
+                }.into_any(),
+                Some(Ok(page)) => study_grid(id(), page.records, opacity),
+            }}
+        </main>
+    }
+}
+
+fn study_grid(run: String, records: Vec<ApiRecord>, opacity: RwSignal<f64>) -> AnyView {
+    let (models, rows) = crate::study::grid(&records);
+    let ncols = models.len();
+    let grid_class = format!("study-grid cols-{}", ncols.min(4));
+    view! {
+        <div class=grid_class id="study-grid">
+            {rows
+                .into_iter()
+                .map(|(variant, cells)| {
+                    let first = cells.iter().flatten().next().cloned();
+                    let head = first
+                        .map(|r| format!("Variant {variant} · {} · {}", r.record.strategy, r.record.question))
+                        .unwrap_or_default();
+                    view! {
+                        <h2 class="variant-head">{head}</h2>
+                        {cells
+                            .into_iter()
+                            .zip(models.clone())
+                            .map(|(cell, model)| match cell {
+                                Some(r) => case_card(run.clone(), r, opacity).into_any(),
+                                None => view! { <div class="case missing">{format!("{model}: no record")}</div> }.into_any(),
+                            })
+                            .collect_view()}
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+    .into_any()
+}
+
+fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView {
+    use crate::study::{MapJson, provenance_line};
+    let index = r.index;
+    let has_map = r.record.map.is_some();
+    let run2 = run.clone();
+    let map: LocalResource<Option<Result<MapJson, ApiError>>> = LocalResource::new(move || {
+        let run = run2.clone();
+        async move {
+            if !has_map {
+                return None;
+            }
+            Some(
+                fetch::get_json::<MapJson>(&format!("/api/runs/{}/records/{index}/map", enc(&run)))
+                    .await,
+            )
+        }
+    });
+    let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
+    let drawn = RwSignal::new(false);
+    Effect::new(move |_| {
+        let a = opacity.get();
+        let Some(Some(Ok(m))) = map.get() else { return };
+        let Some(canvas) = canvas_ref.get() else {
+            return;
+        };
+        match draw_overlay(&canvas, &m, a) {
+            Ok(()) => drawn.set(true),
+            Err(err) => {
+                leptos::logging::error!("could not draw the map of record {index}: {err:?}")
+            }
+        }
+    });
+    let rec = r.record;
+    let img = format!("/api/runs/{}/images/{}", enc(&run), enc(&r.image_id));
+    let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
+    let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
+        a.map(|a| a.as_str().to_owned())
+            .unwrap_or_else(|| "—".into())
+    };
+    let correct = match rec.correct {
+        Some(true) => "correct",
+        Some(false) => "wrong",
+        None => "not scored",
+    };
+    let metrics = rec.map.as_ref().map(|m| {
+        format!(
+            "focus {:.3} · entropy {:.3} nats · gini {:.3} · top-10% {:.3} · image share {:.3}",
+            m.metrics.focus,
+            m.metrics.entropy_nats,
+            m.metrics.gini,
+            m.metrics.top10_mass,
+            m.image_share
+        )
+    });
+    view! {
+        <article class="case" data-index=index.to_string() data-model=rec.model.clone()>
+            <figure class="overlay">
+                <img src=img alt=alt />
+                {has_map.then(|| view! {
+                    <canvas
+                        node_ref=canvas_ref
+                        class="overlay-map"
+                        data-index=index.to_string()
+                        data-drawn=move || drawn.get().to_string()
+                        role="img"
+                        aria-label=format!("Attention map of {} for {}", rec.model, rec.sample_id)
+                    ></canvas>
+                })}
+            </figure>
+            <div class="case-body">
+                <h3>{rec.model.clone()}</h3>
+                <dl class="facts">
+                    <dt>"Answer"</dt><dd class="answer">{rec.answer_text.clone().unwrap_or_else(|| "—".into())}</dd>
+                    <dt>"Parsed"</dt><dd>{format!("{} (truth {}, {correct})", fmt_ans(rec.parsed_answer), fmt_ans(rec.ground_truth))}</dd>
+                    <dt>"Margin"</dt><dd>{rec.yes_no_margin.map(|m| format!("{m:.3}")).unwrap_or_else(|| "—".into())}</dd>
+                    <dt>"Map"</dt><dd>{metrics.unwrap_or_else(|| "no map".into())}</dd>
+                </dl>
+                {rec.error.as_ref().map(|e| view! { <p class="error" role="alert">{format!("{:?} error: {}", e.stage, e.message)}</p> })}
+            </div>
+            <p class="provenance" data-testid="provenance">
+                {move || match map.get() {
+                    None if has_map => "loading the map…".to_owned(),
+                    None | Some(None) => "no map for this record".to_owned(),
+                    Some(Some(Ok(m))) => provenance_line(&m.provenance, m.image_share),
+                    Some(Some(Err(e))) => format!("Could not load the map: {e}"),
+                }}
+            </p>
+        </article>
+    }
+}
+
+/// Draws the overlay bitmap (one `putImageData`) and places the canvas over the crop the map covers.
+fn draw_overlay(
+    canvas: &web_sys::HtmlCanvasElement,
+    m: &crate::study::MapJson,
+    opacity: f64,
+) -> Result<(), JsValue> {
+    use wasm_bindgen::{Clamped, JsCast};
+    let (pw, ph, px) =
+        crate::study::overlay_rgba(m, opacity).ok_or("the map does not match its grid")?;
+    if canvas.width() != pw as u32 || canvas.height() != ph as u32 {
+        canvas.set_width(pw as u32);
+        canvas.set_height(ph as u32);
+    }
+    let (left, top, width, height) = crate::study::overlay_box(&m.provenance);
+    let style = web_sys::HtmlElement::style(canvas);
+    style.set_property("left", &format!("{left}%"))?;
+    style.set_property("top", &format!("{top}%"))?;
+    style.set_property("width", &format!("{width}%"))?;
+    style.set_property("height", &format!("{height}%"))?;
+    let ctx = canvas
+        .get_context("2d")?
+        .ok_or("the canvas has no 2d context")?
+        .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+    let img =
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), pw as u32, ph as u32)?;
+    ctx.clear_rect(0.0, 0.0, pw as f64, ph as f64);
+    ctx.put_image_data(&img, 0.0, 0.0)
+}
+
+/// The forest plot of the headline intervals, drawn with plotters on the canvas.
+fn draw_forest(
+    canvas: web_sys::HtmlCanvasElement,
+    rows: &[crate::overview::ForestRow],
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters_canvas::CanvasBackend;
+    const ROW_PX: u32 = 26;
+    const LEFT_PX: u32 = 300;
+    let n = rows.len().max(1);
+    canvas.set_width(900);
+    canvas.set_height(50 + ROW_PX * n as u32);
+    let backend =
+        CanvasBackend::with_canvas_object(canvas).ok_or("the canvas has no 2d context")?;
+    let root = backend.into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(10)
+        .margin_left(LEFT_PX)
+        .x_label_area_size(28)
+        .build_cartesian_2d(0f64..1f64, 0f64..n as f64)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_labels(11)
+        .max_light_lines(1)
+        .x_label_formatter(&|x| format!("{x:.1}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let colour = |key: &str| match key {
+        "accuracy" => RGBColor(0x44, 0x01, 0x54),
+        "flip_rate" => RGBColor(0x31, 0x68, 0x8e),
+        "full_consistency" => RGBColor(0x1f, 0x9e, 0x89),
+        _ => RGBColor(0x8a, 0x7a, 0x00),
+    };
+    // Row i sits at y = n - i - 0.5 (first row on top).
+    let y = |i: usize| n as f64 - i as f64 - 0.5;
+    chart
+        .draw_series(rows.iter().enumerate().map(|(i, r)| {
+            PathElement::new(
+                vec![(r.lo, y(i)), (r.hi, y(i))],
+                colour(r.key).stroke_width(2),
+            )
+        }))
+        .map_err(|e| err(&e))?;
+    chart
+        .draw_series(
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| Circle::new((r.estimate, y(i)), 4, colour(r.key).filled())),
+        )
+        .map_err(|e| err(&e))?;
+    let font = ("sans-serif", 13).into_font().color(&BLACK);
+    for (i, r) in rows.iter().enumerate() {
+        let (_, py) = chart.backend_coord(&(0.0, y(i)));
+        root.draw(&Text::new(r.label.clone(), (10, py - 7), font.clone()))
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}
