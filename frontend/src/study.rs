@@ -78,7 +78,7 @@ pub fn provenance_line(p: &MapProvenance, image_share: f64) -> String {
         format!(" ({} without image mass)", p.layers_without_image.len())
     };
     format!(
-        "{} · {:?} · {} ({}){} · heads: {} · query: {} · grid {}×{} over {}×{} px · image share {:.3}",
+        "{} · {} · {} ({}){} · heads: {} · query: {} · grid {}×{} over {}×{} px · image share {:.3}",
         p.model,
         p.method,
         layers,

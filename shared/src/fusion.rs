@@ -192,6 +192,18 @@ pub enum MapMethod {
     UniformFallback,
 }
 
+impl fmt::Display for MapMethod {
+    /// The stored (serde) name, e.g. `query_to_visual`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::QueryToVisual => "query_to_visual",
+            Self::TokenConditioned => "token_conditioned",
+            Self::Gradcam => "gradcam",
+            Self::UniformFallback => "uniform_fallback",
+        })
+    }
+}
+
 /// Everything needed to say where a stored map came from and what part of the image it covers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapProvenance {
@@ -392,6 +404,13 @@ mod tests {
         assert_eq!(term_positions(&toks, "Effusion"), vec![3, 4]);
         assert_eq!(term_positions(&toks, "pleural effusion"), vec![2, 3, 4]);
         assert!(term_positions(&toks, "ural").is_empty());
+    }
+
+    #[test]
+    fn methods_print_as_they_are_stored() {
+        for m in [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::UniformFallback] {
+            assert_eq!(serde_json::to_value(m).unwrap(), serde_json::Value::String(m.to_string()));
+        }
     }
 
     #[test]
