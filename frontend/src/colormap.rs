@@ -19,14 +19,79 @@ const VIRIDIS: [[u8; 3]; 11] = [
     [0xfd, 0xe7, 0x25],
 ];
 
+/// matplotlib's inferno sampled at t = 0, 0.1, …, 1 (d3's `interpolateInferno` at those points).
+const INFERNO: [[u8; 3]; 11] = [
+    [0x00, 0x00, 0x04],
+    [0x16, 0x0b, 0x39],
+    [0x42, 0x0a, 0x68],
+    [0x6a, 0x17, 0x6e],
+    [0x93, 0x26, 0x67],
+    [0xbc, 0x37, 0x54],
+    [0xdd, 0x51, 0x3a],
+    [0xf3, 0x78, 0x19],
+    [0xfc, 0xa5, 0x0a],
+    [0xf6, 0xd7, 0x46],
+    [0xfc, 0xff, 0xa4],
+];
+
+fn interpolate(stops: &[[u8; 3]], t: f64) -> [u8; 3] {
+    let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
+    let x = t * (stops.len() - 1) as f64;
+    let i = (x.floor() as usize).min(stops.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (stops[i], stops[i + 1]);
+    std::array::from_fn(|k| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * f).round() as u8)
+}
+
 /// Viridis at `t` in `[0, 1]` (clamped; NaN counts as 0): dark purple -> teal -> yellow.
 pub fn viridis(t: f64) -> [u8; 3] {
+    interpolate(&VIRIDIS, t)
+}
+
+/// Inferno at `t` in `[0, 1]` (clamped; NaN counts as 0): black -> purple -> orange -> pale yellow.
+pub fn inferno(t: f64) -> [u8; 3] {
+    interpolate(&INFERNO, t)
+}
+
+/// Grey ramp at `t` in `[0, 1]` (clamped; NaN counts as 0): black -> white.
+pub fn gray(t: f64) -> [u8; 3] {
     let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) };
-    let x = t * (VIRIDIS.len() - 1) as f64;
-    let i = (x.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = x - i as f64;
-    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    std::array::from_fn(|k| (a[k] as f64 + (b[k] as f64 - a[k] as f64) * f).round() as u8)
+    let g = (t * 255.0).round() as u8;
+    [g, g, g]
+}
+
+/// The colour maps the study view offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Colormap {
+    #[default]
+    Viridis,
+    Inferno,
+    Gray,
+}
+
+impl Colormap {
+    pub const ALL: [Colormap; 3] = [Colormap::Viridis, Colormap::Inferno, Colormap::Gray];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Colormap::Viridis => "viridis",
+            Colormap::Inferno => "inferno",
+            Colormap::Gray => "gray",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// The colour at `t` in `[0, 1]`.
+    pub fn colour(self, t: f64) -> [u8; 3] {
+        match self {
+            Colormap::Viridis => viridis(t),
+            Colormap::Inferno => inferno(t),
+            Colormap::Gray => gray(t),
+        }
+    }
 }
 
 /// RGBA pixels (`width * height * 4` bytes, row-major, opaque) of an `h x w` grid of values
@@ -105,6 +170,33 @@ mod tests {
     }
 
     #[test]
+    fn inferno_hits_its_stops_clamps_and_gets_lighter() {
+        assert_eq!(inferno(0.0), [0x00, 0x00, 0x04]);
+        assert_eq!(inferno(1.0), [0xfc, 0xff, 0xa4]);
+        assert_eq!(inferno(0.5), [0xbc, 0x37, 0x54]);
+        assert_eq!(inferno(-3.0), inferno(0.0));
+        assert_eq!(inferno(9.0), inferno(1.0));
+        assert_eq!(inferno(f64::NAN), inferno(0.0));
+        let luma = |[r, g, b]: [u8; 3]| 0.2126 * r as f64 + 0.7152 * g as f64 + 0.0722 * b as f64;
+        let mut last = -1.0;
+        for i in 0..=200 {
+            let l = luma(inferno(i as f64 / 200.0));
+            assert!(
+                l >= last - 1.0,
+                "inferno luma drops at step {i} (beyond channel rounding)"
+            );
+            last = l;
+        }
+        assert_eq!(gray(0.0), [0, 0, 0]);
+        assert_eq!(gray(1.0), [255, 255, 255]);
+        for c in Colormap::ALL {
+            assert_eq!(Colormap::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Colormap::parse("jet"), None);
+        assert_eq!(Colormap::Inferno.colour(0.3), inferno(0.3));
+    }
+
+    #[test]
     fn heatmap_blocks_cells_and_scales_by_the_maximum() {
         let px = heatmap_rgba(2, 2, &[0.0, 1.0, 0.5, 2.0], 4, 4).unwrap();
         assert_eq!(px.len(), 4 * 4 * 4);
@@ -135,9 +227,14 @@ mod tests {
     /// must be the one this colour map makes.
     #[test]
     fn the_stylesheet_holds_this_colour_bar() {
-        let css = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/style.css")).unwrap();
+        let css =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/style.css"))
+                .unwrap();
         let want = format!("background: {};", css_gradient(11));
-        assert!(css.contains(&want), "static/style.css .colorbar must say: {want}");
+        assert!(
+            css.contains(&want),
+            "static/style.css .colorbar must say: {want}"
+        );
     }
 
     #[test]

@@ -110,3 +110,38 @@ pub async fn all_records(run: &str) -> Result<Vec<ApiRecord>, ApiError> {
 pub fn enc(s: &str) -> String {
     crate::url_state::encode_component(s)
 }
+
+/// GET `url`, returning the body bytes of a 2xx answer.
+pub async fn get_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let init = RequestInit::new();
+    init.set_method("GET");
+    init.set_credentials(RequestCredentials::SameOrigin);
+    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let resp: Response = resp
+        .dyn_into()
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    if !resp.ok() {
+        let text = match resp.text() {
+            Ok(p) => JsFuture::from(p)
+                .await
+                .ok()
+                .and_then(|t| t.as_string())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        return Err(ApiError::Status {
+            status: resp.status(),
+            message: error_message(resp.status(), &text),
+        });
+    }
+    let buf = JsFuture::from(
+        resp.array_buffer()
+            .map_err(|e| ApiError::Network(js_text(&e)))?,
+    )
+    .await
+    .map_err(|e| ApiError::Network(js_text(&e)))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}

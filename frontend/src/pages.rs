@@ -662,7 +662,17 @@ pub fn StudyPage() -> impl IntoView {
     let id = run_id();
     let params = use_params_map();
     let study = move || params.read().get("study").unwrap_or_default();
-    let opacity = RwSignal::new(crate::study::opacity_from_query(&location_search()));
+    let opts = RwSignal::new(crate::study::OverlayOpts::from_query(&location_search()));
+    let refuse_opts = RwSignal::new(crate::study::RefuseOpts::from_query(&location_search()));
+    let cmp = Compare {
+        pinned: RwSignal::new(
+            crate::url_state::parse_query(&location_search())
+                .into_iter()
+                .find(|(k, _)| k == "pin")
+                .and_then(|(_, v)| v.parse::<usize>().ok()),
+        ),
+        shown: RwSignal::new(std::collections::HashMap::new()),
+    };
     let records = LocalResource::new(move || {
         let (id, study) = (id(), study());
         async move {
@@ -674,12 +684,52 @@ pub fn StudyPage() -> impl IntoView {
             .await
         }
     });
+    // Every control rewrites the whole overlay query (replaceState).
+    let update = move |f: &dyn Fn(&mut crate::study::OverlayOpts)| {
+        opts.update(|o| f(o));
+        write_study_query(opts, refuse_opts);
+    };
+    let set_fusion = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev);
+        refuse_opts.update(|r| r.fusion = v.parse().ok());
+        write_study_query(opts, refuse_opts);
+    };
+    let set_layers = move |ev: leptos::ev::Event| {
+        let v = event_target_value(&ev).trim().to_owned();
+        refuse_opts.update(|r| r.layers = v);
+        write_study_query(opts, refuse_opts);
+    };
     let set_opacity = move |ev: leptos::ev::Event| {
         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-            opacity.set(v.clamp(0.0, 1.0));
-            replace_query(&format!("opacity={v}"));
+            update(&|o| o.opacity = v.clamp(0.0, 1.0));
         }
     };
+    let set_threshold = move |ev: leptos::ev::Event| {
+        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+            update(&|o| o.threshold = v.clamp(0.0, 1.0));
+        }
+    };
+    let set_clip = move |ev: leptos::ev::Event| {
+        if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+            update(&|o| o.clip = v.clamp(50.0, 100.0));
+        }
+    };
+    let set_cmap = move |ev: leptos::ev::Event| {
+        if let Some(c) = crate::colormap::Colormap::parse(&event_target_value(&ev)) {
+            update(&|o| o.colormap = c);
+        }
+    };
+    let set_smooth = move |ev: leptos::ev::Event| {
+        let smooth = event_target_value(&ev) == "smooth";
+        update(&|o| o.smooth = smooth);
+    };
+    let cmap_options = crate::colormap::Colormap::ALL
+        .into_iter()
+        .map(|c| {
+            let name = c.as_str();
+            view! { <option value=name selected=move || opts.get().colormap == c>{name}</option> }
+        })
+        .collect_view();
     view! {
         <SiteHeader title=format!("Study {} of run {}", study(), id()) />
         <main class="page study-page">
@@ -696,11 +746,60 @@ pub fn StudyPage() -> impl IntoView {
                     min="0"
                     max="1"
                     step="0.05"
-                    prop:value=move || opacity.get().to_string()
+                    prop:value=move || opts.get().opacity.to_string()
                     on:input=set_opacity
                 />
-                <output for="opacity" id="opacity-value">{move || format!("{:.2}", opacity.get())}</output>
-                <span class="help">"viridis, scaled to each map's hottest cell; the map covers the part of the image the model saw"</span>
+                <output for="opacity" id="opacity-value">{move || format!("{:.2}", opts.get().opacity)}</output>
+                <label for="threshold">"Hide below"</label>
+                <input
+                    type="range"
+                    id="threshold"
+                    min="0"
+                    max="1"
+                    step="0.05"
+                    prop:value=move || opts.get().threshold.to_string()
+                    on:input=set_threshold
+                />
+                <output for="threshold" id="threshold-value">{move || format!("{:.0}% of max", 100.0 * opts.get().threshold)}</output>
+                <label for="clip">"Clip at percentile"</label>
+                <input
+                    type="range"
+                    id="clip"
+                    min="50"
+                    max="100"
+                    step="1"
+                    prop:value=move || opts.get().clip.to_string()
+                    on:input=set_clip
+                />
+                <output for="clip" id="clip-value">{move || format!("p{:.0}", opts.get().clip)}</output>
+                <label for="colormap">"Colours"</label>
+                <select id="colormap" on:change=set_cmap>{cmap_options}</select>
+                <label for="upsample">"Upsampling"</label>
+                <select id="upsample" on:change=set_smooth>
+                    <option value="nearest" selected=move || !opts.get().smooth>"nearest"</option>
+                    <option value="smooth" selected=move || opts.get().smooth>"smooth (bilinear)"</option>
+                </select>
+                <label for="fusion">"Head fusion"</label>
+                <select id="fusion" on:change=set_fusion>
+                    <option value="" selected=move || refuse_opts.get().fusion.is_none()>"as stored"</option>
+                    {[radlens_shared::fusion::HeadFusion::Mean, radlens_shared::fusion::HeadFusion::Max, radlens_shared::fusion::HeadFusion::EntropyWeighted]
+                        .into_iter()
+                        .map(|f| {
+                            let key = crate::study::fusion_key(f);
+                            view! { <option value=key selected=move || refuse_opts.get().fusion == Some(f)>{key}</option> }
+                        })
+                        .collect_view()}
+                </select>
+                <label for="layers">"Layers"</label>
+                <input
+                    type="text"
+                    id="layers"
+                    size="10"
+                    placeholder="as stored, e.g. 2-5"
+                    prop:value=move || refuse_opts.get().layers
+                    on:change=set_layers
+                />
+                <span class="help">"scaled to each map's hottest cell (or the clip percentile); the map covers the part of the image the model saw"</span>
             </section>
             {move || match records.get() {
                 None => loading("the study"),
@@ -708,14 +807,55 @@ pub fn StudyPage() -> impl IntoView {
                 Some(Ok(page)) if page.records.is_empty() => view! {
                     <p class="error" role="alert">"This run has no image-pass records for this study."</p>
                 }.into_any(),
-                Some(Ok(page)) => study_grid(id(), page.records, opacity),
+                Some(Ok(page)) => study_grid(id(), page.records, opts, refuse_opts, cmp),
             }}
         </main>
     }
 }
 
-fn study_grid(run: String, records: Vec<ApiRecord>, opacity: RwSignal<f64>) -> AnyView {
+/// Writes the study view's whole state into the URL query (replaceState).
+fn write_study_query(
+    opts: RwSignal<crate::study::OverlayOpts>,
+    refuse_opts: RwSignal<crate::study::RefuseOpts>,
+) {
+    let mut pairs = opts.get_untracked().query_pairs();
+    pairs.extend(refuse_opts.get_untracked().query_pairs());
+    let pin = crate::url_state::parse_query(&location_search())
+        .into_iter()
+        .find(|(k, _)| k == "pin");
+    pairs.extend(pin);
+    let q: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", enc(&v)))
+        .collect();
+    replace_query(&q.join("&"));
+}
+
+fn study_grid(
+    run: String,
+    records: Vec<ApiRecord>,
+    opacity: RwSignal<crate::study::OverlayOpts>,
+    refuse_opts: RwSignal<crate::study::RefuseOpts>,
+    cmp: Compare,
+) -> AnyView {
     let (models, rows) = crate::study::grid(&records);
+    let models_for_matrix = models.clone();
+    let variants_for_matrix: Vec<(u32, Vec<Option<usize>>)> = rows
+        .iter()
+        .map(|(v, cells)| {
+            (
+                *v,
+                cells
+                    .iter()
+                    .map(|c| {
+                        c.as_ref()
+                            .filter(|r| r.record.map.is_some())
+                            .map(|r| r.index)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
     let ncols = models.len();
     let grid_class = format!("study-grid cols-{}", ncols.min(4));
     view! {
@@ -733,7 +873,7 @@ fn study_grid(run: String, records: Vec<ApiRecord>, opacity: RwSignal<f64>) -> A
                             .into_iter()
                             .zip(models.clone())
                             .map(|(cell, model)| match cell {
-                                Some(r) => case_card(run.clone(), r, opacity).into_any(),
+                                Some(r) => case_card(run.clone(), r, opacity, refuse_opts, cmp).into_any(),
                                 None => view! { <div class="case missing">{format!("{model}: no record")}</div> }.into_any(),
                             })
                             .collect_view()}
@@ -741,11 +881,85 @@ fn study_grid(run: String, records: Vec<ApiRecord>, opacity: RwSignal<f64>) -> A
                 })
                 .collect_view()}
         </div>
+        {js_matrices(models_for_matrix, variants_for_matrix, cmp)}
     }
     .into_any()
 }
 
-fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView {
+/// Which card is pinned, and the map each card currently shows (record index -> model, values).
+#[derive(Clone, Copy)]
+struct Compare {
+    pinned: RwSignal<Option<usize>>,
+    shown: RwSignal<std::collections::HashMap<usize, (String, Vec<f64>)>>,
+}
+
+/// One variant x variant JS-distance table per model, over the maps the cards show.
+fn js_matrices(
+    models: Vec<String>,
+    variants: Vec<(u32, Vec<Option<usize>>)>,
+    cmp: Compare,
+) -> impl IntoView {
+    view! {
+        <section class="panel js-matrices" id="js-matrices">
+            <h2>"JS distance between variants (bits, shared js_distance)"</h2>
+            {models
+                .into_iter()
+                .enumerate()
+                .map(|(mi, model)| {
+                    let cells: Vec<(u32, Option<usize>)> = variants.iter().map(|(v, idx)| (*v, idx[mi])).collect();
+                    let head = cells.iter().map(|(v, _)| view! { <th class="num">{format!("v{v}")}</th> }).collect_view();
+                    let cells2 = cells.clone();
+                    let body = move || {
+                        let shown = cmp.shown.get();
+                        let maps: Vec<Option<&[f64]>> = cells2
+                            .iter()
+                            .map(|(_, i)| i.and_then(|i| shown.get(&i)).map(|(_, v)| v.as_slice()))
+                            .collect();
+                        let m = crate::study::js_matrix(&maps);
+                        cells2
+                            .iter()
+                            .zip(m)
+                            .map(|((va, ia), row)| {
+                                let tds = cells2
+                                    .iter()
+                                    .zip(row)
+                                    .map(|((_, ib), d)| {
+                                        view! {
+                                            <td
+                                                class="num"
+                                                data-a=ia.map(|i| i.to_string()).unwrap_or_default()
+                                                data-b=ib.map(|i| i.to_string()).unwrap_or_default()
+                                                data-js=d.map(|d| format!("{d:e}")).unwrap_or_default()
+                                            >
+                                                {d.map(|d| format!("{d:.3}")).unwrap_or_else(|| "—".into())}
+                                            </td>
+                                        }
+                                    })
+                                    .collect_view();
+                                view! { <tr><th>{format!("v{va}")}</th>{tds}</tr> }
+                            })
+                            .collect_view()
+                    };
+                    view! {
+                        <table class="js-matrix" data-model=model.clone()>
+                            <caption>{model.clone()}</caption>
+                            <thead><tr><th></th>{head}</tr></thead>
+                            <tbody>{body}</tbody>
+                        </table>
+                    }
+                })
+                .collect_view()}
+        </section>
+    }
+}
+
+fn case_card(
+    run: String,
+    r: ApiRecord,
+    opacity: RwSignal<crate::study::OverlayOpts>,
+    refuse_opts: RwSignal<crate::study::RefuseOpts>,
+    cmp: Compare,
+) -> impl IntoView {
     use crate::study::{MapJson, provenance_line};
     let index = r.index;
     let has_map = r.record.map.is_some();
@@ -762,21 +976,143 @@ fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView
             )
         }
     });
+    // The raw head rows, fetched once per record, re-fused on every choice.
+    let run3 = run.clone();
+    let head_shape: Vec<usize> = r
+        .record
+        .map
+        .as_ref()
+        .map(|m| m.head_rows.shape.clone())
+        .unwrap_or_default();
+    let rows: LocalResource<Option<Result<Vec<f32>, ApiError>>> = LocalResource::new(move || {
+        let run = run3.clone();
+        async move {
+            if !has_map {
+                return None;
+            }
+            Some(
+                fetch::get_bytes(&format!("/api/runs/{}/records/{index}/rows.bin", enc(&run)))
+                    .await
+                    .map(|b| crate::study::f32_le(&b)),
+            )
+        }
+    });
+    let refused = Memo::new(move |_| -> Option<Result<crate::study::Refused, String>> {
+        let choice = refuse_opts.get();
+        let Some(Some(Ok(m))) = map.get() else {
+            return None;
+        };
+        let raw = match rows.get() {
+            Some(Some(Ok(raw))) => raw,
+            Some(Some(Err(e))) => return Some(Err(format!("could not load the head rows: {e}"))),
+            _ => return None,
+        };
+        let shape = head_shape.clone();
+        Some((|| {
+            let captured =
+                crate::study::captured_layers(&m.provenance, shape.get(1).copied().unwrap_or(0))?;
+            let idx =
+                crate::study::select_layers(&choice.layers, &captured, &m.provenance.layer_range)?;
+            let fusion = choice.fusion.unwrap_or(m.provenance.head_fusion);
+            crate::study::refuse(&raw, &shape, &idx, fusion, m.h, m.w)
+        })())
+    });
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
     let drawn = RwSignal::new(false);
+    let model_name = r.record.model.clone();
+    // The values this card shows: re-fused when a choice is made (the stored map stays while
+    // it loads or on an error).
+    let shown = Memo::new(move |_| -> Option<Vec<f64>> {
+        let Some(Some(Ok(m))) = map.get() else {
+            return None;
+        };
+        if refuse_opts.get() != crate::study::RefuseOpts::default()
+            && let Some(Ok(r)) = refused.get()
+        {
+            return Some(r.values);
+        }
+        Some(m.values)
+    });
+    let model2 = model_name.clone();
+    Effect::new(move |_| {
+        if let Some(v) = shown.get() {
+            let model = model2.clone();
+            cmp.shown.update(|s| {
+                s.insert(index, (model, v));
+            });
+        }
+    });
+    // The pinned map, when another card of this model is pinned.
+    let model3 = model_name.clone();
+    let pinned_map = Memo::new(move |_| -> Option<Vec<f64>> {
+        let p = cmp.pinned.get()?;
+        if p == index {
+            return None;
+        }
+        cmp.shown.with(|s| {
+            s.get(&p)
+                .filter(|(m, _)| *m == model3)
+                .map(|(_, v)| v.clone())
+        })
+    });
+    let js_to_pin = Memo::new(move |_| -> Option<f64> {
+        let (a, b) = (pinned_map.get()?, shown.get()?);
+        radlens_shared::metrics::js_distance(&a, &b).ok()
+    });
+    let diff_on = RwSignal::new(false);
+    let diff_drawn = RwSignal::new(false);
+    // The values drawn right now (stored, re-fused or the difference map), for the hover line.
+    let displayed = RwSignal::new(None::<Vec<f64>>);
     Effect::new(move |_| {
         let a = opacity.get();
-        let Some(Some(Ok(m))) = map.get() else { return };
+        let Some(Some(Ok(mut m))) = map.get() else {
+            return;
+        };
+        let Some(values) = shown.get() else { return };
+        m.values = values;
+        let mut is_diff = false;
+        if diff_on.get()
+            && let Some(d) = pinned_map
+                .get()
+                .and_then(|p| crate::study::difference_map(&p, &m.values))
+        {
+            m.values = d;
+            is_diff = true;
+        }
+        diff_drawn.set(is_diff);
+        displayed.set(Some(m.values.clone()));
         let Some(canvas) = canvas_ref.get() else {
             return;
         };
-        match draw_overlay(&canvas, &m, a) {
+        match draw_overlay(&canvas, &m, &a) {
             Ok(()) => drawn.set(true),
             Err(err) => {
                 leptos::logging::error!("could not draw the map of record {index}: {err:?}")
             }
         }
     });
+    // The cell under the pointer: (row, col, index, value).
+    let hover = RwSignal::new(None::<(usize, usize, usize, f64)>);
+    let on_move = move |ev: leptos::ev::MouseEvent| {
+        let Some(Some(Ok(m))) = map.get_untracked() else {
+            return;
+        };
+        let Some(canvas) = canvas_ref.get_untracked() else {
+            return;
+        };
+        let rect = canvas.get_bounding_client_rect();
+        if rect.width() <= 0.0 || rect.height() <= 0.0 {
+            return;
+        }
+        let fx = (ev.client_x() as f64 - rect.left()) / rect.width();
+        let fy = (ev.client_y() as f64 - rect.top()) / rect.height();
+        let values = displayed.get_untracked().unwrap_or(m.values);
+        hover.set(
+            crate::study::cell_at(m.h, m.w, fx, fy)
+                .and_then(|(row, col, i)| values.get(i).map(|&v| (row, col, i, v))),
+        );
+    };
+    let on_leave = move |_: leptos::ev::MouseEvent| hover.set(None);
     let rec = r.record;
     let img = format!("/api/runs/{}/images/{}", enc(&run), enc(&r.image_id));
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
@@ -800,8 +1136,13 @@ fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView
         )
     });
     view! {
-        <article class="case" data-index=index.to_string() data-model=rec.model.clone()>
-            <figure class="overlay">
+        <article
+            class=move || if cmp.pinned.get() == Some(index) { "case pinned" } else { "case" }
+            data-index=index.to_string()
+            data-model=rec.model.clone()
+        >
+            <div class="map-col">
+            <figure class="overlay" on:mousemove=on_move on:mouseleave=on_leave>
                 <img src=img alt=alt />
                 {has_map.then(|| view! {
                     <canvas
@@ -809,11 +1150,29 @@ fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView
                         class="overlay-map"
                         data-index=index.to_string()
                         data-drawn=move || drawn.get().to_string()
+                        data-diff=move || diff_drawn.get().to_string()
                         role="img"
                         aria-label=format!("Attention map of {} for {}", rec.model, rec.sample_id)
                     ></canvas>
                 })}
             </figure>
+            {has_map.then(|| view! {
+                <p
+                    class="cell-status"
+                    data-testid="cell-status"
+                    data-index=index.to_string()
+                    data-row=move || hover.get().map(|h| h.0.to_string()).unwrap_or_default()
+                    data-col=move || hover.get().map(|h| h.1.to_string()).unwrap_or_default()
+                    data-patch=move || hover.get().map(|h| h.2.to_string()).unwrap_or_default()
+                    data-value=move || hover.get().map(|h| format!("{:e}", h.3)).unwrap_or_default()
+                >
+                    {move || match hover.get() {
+                        Some((row, col, i, v)) => format!("row {row}, col {col}, patch {i}: {v:.5}"),
+                        None => "hover the map to read a cell".to_owned(),
+                    }}
+                </p>
+            })}
+            </div>
             <div class="case-body">
                 <h3>{rec.model.clone()}</h3>
                 <dl class="facts">
@@ -824,6 +1183,73 @@ fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView
                 </dl>
                 {rec.error.as_ref().map(|e| view! { <p class="error" role="alert">{format!("{:?} error: {}", e.stage, e.message)}</p> })}
             </div>
+            {rec.map.as_ref().map(|sm| {
+                let st = sm.metrics;
+                view! {
+                    <p
+                        class="refused"
+                        data-testid="refused"
+                        data-index=index.to_string()
+                        data-stored-focus=format!("{:e}", st.focus)
+                        data-stored-gini=format!("{:e}", st.gini)
+                        data-stored-entropy=format!("{:e}", st.entropy_nats)
+                        data-focus=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.focus)).unwrap_or_default()
+                        data-gini=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.gini)).unwrap_or_default()
+                        data-entropy=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.entropy_nats)).unwrap_or_default()
+                    >
+                        {move || match refused.get() {
+                            None => "re-fusing…".to_owned(),
+                            Some(Err(e)) => format!("re-fusion failed: {e}"),
+                            Some(Ok(r)) => format!(
+                                "re-fused: focus {:.3} · gini {:.3} · entropy {:.3} (stored {:.3} · {:.3} · {:.3})",
+                                r.metrics.focus, r.metrics.gini, r.metrics.entropy_nats, st.focus, st.gini, st.entropy_nats
+                            ),
+                        }}
+                    </p>
+                }
+            })}
+            {has_map.then(|| view! {
+                <div class="compare" data-testid="compare" data-index=index.to_string()>
+                    <button
+                        type="button"
+                        class="pin"
+                        data-testid="pin"
+                        data-index=index.to_string()
+                        aria-pressed=move || (cmp.pinned.get() == Some(index)).to_string()
+                        on:click=move |_| {
+                            cmp.pinned.update(|p| *p = if *p == Some(index) { None } else { Some(index) });
+                            // Keep the pin in the URL next to the other study-view keys.
+                            let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
+                                .into_iter()
+                                .filter(|(k, _)| k != "pin")
+                                .collect();
+                            if let Some(p) = cmp.pinned.get_untracked() {
+                                pairs.push(("pin".into(), p.to_string()));
+                            }
+                            let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
+                            replace_query(&q.join("&"));
+                        }
+                    >
+                        {move || if cmp.pinned.get() == Some(index) { "Unpin" } else { "Pin" }}
+                    </button>
+                    {move || js_to_pin.get().map(|d| view! {
+                        <span class="js-to-pin" data-testid="js-to-pin" data-js=format!("{d:e}")>
+                            {format!("JS distance to pinned: {d:.3} bits")}
+                        </span>
+                        <label class="diff-toggle">
+                            <input
+                                type="checkbox"
+                                class="diff"
+                                data-testid="diff"
+                                data-index=index.to_string()
+                                prop:checked=move || diff_on.get()
+                                on:change=move |ev| diff_on.set(event_target_checked(&ev))
+                            />
+                            " difference map"
+                        </label>
+                    })}
+                </div>
+            })}
             <p class="provenance" data-testid="provenance">
                 {move || match map.get() {
                     None if has_map => "loading the map…".to_owned(),
@@ -840,7 +1266,7 @@ fn case_card(run: String, r: ApiRecord, opacity: RwSignal<f64>) -> impl IntoView
 fn draw_overlay(
     canvas: &web_sys::HtmlCanvasElement,
     m: &crate::study::MapJson,
-    opacity: f64,
+    opacity: &crate::study::OverlayOpts,
 ) -> Result<(), JsValue> {
     use wasm_bindgen::{Clamped, JsCast};
     let (pw, ph, px) =

@@ -1,12 +1,13 @@
 //! View model of the case/study view (`/runs/:id/studies/:study`): the grid of variants x
 //! models, the overlay bitmap (viridis at a chosen opacity) and the provenance line. Pure Rust.
 
-use radlens_shared::fusion::MapProvenance;
+use radlens_shared::fusion::{Fused, HeadFusion, LayerRange, MapProvenance, layer_map, mean_of};
+use radlens_shared::map::AttentionMap;
 use radlens_shared::metrics::MapMetrics;
 use serde::Deserialize;
 
 use crate::api::ApiRecord;
-use crate::colormap::heatmap_rgba;
+use crate::colormap::Colormap;
 use crate::url_state::parse_query;
 
 /// `GET /api/runs/{id}/records/{n}/map`.
@@ -41,15 +42,378 @@ pub fn overlay_size(h: usize, w: usize) -> (usize, usize) {
     (w * k, h * k)
 }
 
-/// The overlay's RGBA pixels: the viridis heatmap with every pixel's alpha set to `opacity`.
-pub fn overlay_rgba(m: &MapJson, opacity: f64) -> Option<(usize, usize, Vec<u8>)> {
-    let (pw, ph) = overlay_size(m.h, m.w);
-    let mut px = heatmap_rgba(m.h, m.w, &m.values, pw, ph)?;
-    let a = (opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
-    for p in px.chunks_exact_mut(4) {
-        p[3] = a;
+/// How the study view paints a map; every field lives in the URL query.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverlayOpts {
+    /// Alpha of the drawn cells, `0..=1` (`opacity=`).
+    pub opacity: f64,
+    /// Cells below `threshold * max` are not drawn, `0..=1` (`threshold=`).
+    pub threshold: f64,
+    /// `cmap=viridis|inferno|gray`.
+    pub colormap: Colormap,
+    /// Percentile (`50..=100`) the colour scale saturates at (`clip=`); 100 = the map max.
+    pub clip: f64,
+    /// Bilinear interpolation of the cell grid instead of nearest-neighbour blocks (`smooth=1`).
+    pub smooth: bool,
+}
+
+/// Re-fusion choice (`fusion=mean|max|entropy`, `layers=2-5`); `None`/empty = as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RefuseOpts {
+    pub fusion: Option<HeadFusion>,
+    pub layers: String,
+}
+
+impl RefuseOpts {
+    pub fn from_query(query: &str) -> Self {
+        let kv = parse_query(query);
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        Self {
+            fusion: get("fusion").and_then(|v| v.parse().ok()),
+            layers: get("layers").unwrap_or_default().trim().to_owned(),
+        }
     }
+
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(f) = self.fusion {
+            out.push(("fusion".into(), fusion_key(f).into()));
+        }
+        if !self.layers.is_empty() {
+            out.push(("layers".into(), self.layers.clone()));
+        }
+        out
+    }
+}
+
+/// The short URL/select name of a head fusion.
+pub fn fusion_key(f: HeadFusion) -> &'static str {
+    match f {
+        HeadFusion::Mean => "mean",
+        HeadFusion::Max => "max",
+        HeadFusion::EntropyWeighted => "entropy",
+    }
+}
+
+/// The layers along the layer axis of a record's `rows.bin`: the resolved range, i.e. the used
+/// layers and those without image mass, ascending (`n` = the axis length, for a check).
+pub fn captured_layers(p: &MapProvenance, n: usize) -> Result<Vec<usize>, String> {
+    let mut l: Vec<usize> = p
+        .layers
+        .iter()
+        .chain(&p.layers_without_image)
+        .copied()
+        .collect();
+    l.sort_unstable();
+    l.dedup();
+    if l.len() != n {
+        return Err(format!(
+            "the rows hold {n} layers but the provenance names {}",
+            l.len()
+        ));
+    }
+    Ok(l)
+}
+
+/// Positions along the layer axis the `text` choice selects (empty: all captured layers).
+pub fn select_layers(
+    text: &str,
+    captured: &[usize],
+    stored: &LayerRange,
+) -> Result<Vec<usize>, String> {
+    let text = text.trim();
+    let all = || (0..captured.len()).collect::<Vec<_>>();
+    if text.is_empty() {
+        return Ok(all());
+    }
+    let range: LayerRange = text.parse().map_err(|e| format!("{e}"))?;
+    match range {
+        LayerRange::All => Ok(all()),
+        r if &r == stored => Ok(all()),
+        LayerRange::LastQuarter => {
+            Err("last-quarter needs the model's depth: list layers, e.g. 2-5".into())
+        }
+        LayerRange::List(mut l) => {
+            l.sort_unstable();
+            l.dedup();
+            l.iter()
+                .map(|x| {
+                    captured.iter().position(|c| c == x).ok_or_else(|| {
+                        format!(
+                            "layer {x} was not captured (captured: {})",
+                            LayerRange::List(captured.to_vec())
+                        )
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// `|a - b|` divided by its maximum (all zeros when the maps are equal); `None` for grids of
+/// different sizes.
+pub fn difference_map(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
+    let max = d
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    Some(if max > 0.0 {
+        d.iter().map(|v| v / max).collect()
+    } else {
+        d
+    })
+}
+
+/// JS distance (bits, shared `js_distance`) between every pair of maps; `None` where a pair
+/// cannot be compared.
+pub fn js_matrix(maps: &[Option<&[f64]>]) -> Vec<Vec<Option<f64>>> {
+    maps.iter()
+        .map(|a| {
+            maps.iter()
+                .map(|b| match (a, b) {
+                    (Some(a), Some(b)) => radlens_shared::metrics::js_distance(a, b).ok(),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Little-endian f32 bytes.
+pub fn f32_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// A map re-fused in the browser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub values: Vec<f64>,
+    pub image_share: f64,
+    pub metrics: MapMetrics,
+}
+
+/// Re-fuses `[rows, layers, heads, tokens]` raw rows over the layer axis positions `layer_idx`
+/// with `fusion`, as the backend does: per row, `layer_map` of each layer (layers without image
+/// mass left out), `mean_of` the layers; `mean_of` the rows. Metrics on the `h x w` grid.
+pub fn refuse(
+    rows: &[f32],
+    shape: &[usize],
+    layer_idx: &[usize],
+    fusion: HeadFusion,
+    h: usize,
+    w: usize,
+) -> Result<Refused, String> {
+    let [nr, nl, nh, nt] = shape else {
+        return Err(format!(
+            "rows of shape {shape:?}, expected [rows, layers, heads, tokens]"
+        ));
+    };
+    let (nr, nl, nh, nt) = (*nr, *nl, *nh, *nt);
+    if rows.len() != nr * nl * nh * nt {
+        return Err(format!("{} values for shape {shape:?}", rows.len()));
+    }
+    if layer_idx.is_empty() {
+        return Err("no layers selected".into());
+    }
+    let positions: Vec<usize> = (0..nt).collect();
+    let mut per_row = Vec::with_capacity(nr);
+    for r in 0..nr {
+        let mut per_layer: Vec<Fused> = Vec::new();
+        for &l in layer_idx {
+            if l >= nl {
+                return Err(format!("layer position {l} beyond {nl}"));
+            }
+            let start = (r * nl + l) * nh * nt;
+            if let Some(f) = layer_map(&rows[start..start + nh * nt], nh, &positions, fusion)
+                .map_err(|e| e.to_string())?
+            {
+                per_layer.push(f);
+            }
+        }
+        if !per_layer.is_empty() {
+            per_row.push(mean_of(&per_layer).map_err(|e| e.to_string())?);
+        }
+    }
+    if per_row.is_empty() {
+        return Err("no selected layer puts any mass on the image".into());
+    }
+    let fused = mean_of(&per_row).map_err(|e| e.to_string())?;
+    let map = AttentionMap::new(h, w, fused.values.clone()).map_err(|e| e.to_string())?;
+    let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
+    Ok(Refused {
+        values: fused.values,
+        image_share: fused.image_share,
+        metrics,
+    })
+}
+
+impl Default for OverlayOpts {
+    fn default() -> Self {
+        Self {
+            opacity: DEFAULT_OPACITY,
+            threshold: 0.0,
+            colormap: Colormap::Viridis,
+            clip: 100.0,
+            smooth: false,
+        }
+    }
+}
+
+impl OverlayOpts {
+    /// Reads the options of a query string; unknown or bad values fall back to the defaults.
+    pub fn from_query(query: &str) -> Self {
+        let d = Self::default();
+        let kv = parse_query(query);
+        let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let num = |k: &str| {
+            get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+        };
+        Self {
+            opacity: opacity_from_query(query),
+            threshold: num("threshold")
+                .map(|v| v.clamp(0.0, 1.0))
+                .unwrap_or(d.threshold),
+            colormap: get("cmap").and_then(Colormap::parse).unwrap_or(d.colormap),
+            clip: num("clip").map(|v| v.clamp(50.0, 100.0)).unwrap_or(d.clip),
+            smooth: matches!(get("smooth"), Some("1" | "true")),
+        }
+    }
+
+    /// The query pairs of these options (without `?`), in a fixed order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        vec![
+            ("opacity".into(), self.opacity.to_string()),
+            ("threshold".into(), self.threshold.to_string()),
+            ("cmap".into(), self.colormap.as_str().into()),
+            ("clip".into(), self.clip.to_string()),
+            ("smooth".into(), if self.smooth { "1" } else { "0" }.into()),
+        ]
+    }
+}
+
+/// The `p`-th percentile (`0..=100`, linear interpolation between order statistics) of the
+/// finite values; 0 for none.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let x = (p.clamp(0.0, 100.0) / 100.0) * (v.len() - 1) as f64;
+    let i = x.floor() as usize;
+    let j = (i + 1).min(v.len() - 1);
+    v[i] + (v[j] - v[i]) * (x - i as f64)
+}
+
+/// The value of an `h x w` grid at pixel (`x`, `y`) of a `pw x ph` bitmap: the cell under it
+/// (nearest) or the bilinear interpolation between the four nearest cell centres (smooth).
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    h: usize,
+    w: usize,
+    values: &[f64],
+    x: usize,
+    y: usize,
+    pw: usize,
+    ph: usize,
+    smooth: bool,
+) -> f64 {
+    if !smooth {
+        return values[(y * h / ph) * w + x * w / pw];
+    }
+    let fx = ((x as f64 + 0.5) * w as f64 / pw as f64 - 0.5).clamp(0.0, (w - 1) as f64);
+    let fy = ((y as f64 + 0.5) * h as f64 / ph as f64 - 0.5).clamp(0.0, (h - 1) as f64);
+    let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (tx, ty) = (fx - x0 as f64, fy - y0 as f64);
+    let at = |r: usize, c: usize| {
+        let v = values[r * w + c];
+        if v.is_finite() { v } else { 0.0 }
+    };
+    let top = at(y0, x0) * (1.0 - tx) + at(y0, x1) * tx;
+    let bottom = at(y1, x0) * (1.0 - tx) + at(y1, x1) * tx;
+    top * (1.0 - ty) + bottom * ty
+}
+
+/// RGBA pixels of an `h x w` grid painted with `opts` into a `pw x ph` bitmap: colour by
+/// `min(v, clip) / clip` (clip = the `opts.clip` percentile, the max at 100), alpha `opacity`,
+/// and fully transparent where `v < threshold * max`. `None` for a grid that does not match.
+pub fn paint(
+    h: usize,
+    w: usize,
+    values: &[f64],
+    opts: &OverlayOpts,
+    pw: usize,
+    ph: usize,
+) -> Option<Vec<u8>> {
+    if h == 0 || w == 0 || values.len() != h * w || pw == 0 || ph == 0 {
+        return None;
+    }
+    let max = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let mut scale = if opts.clip >= 100.0 {
+        max
+    } else {
+        percentile(values, opts.clip)
+    };
+    if scale.is_nan() || scale <= 0.0 {
+        scale = max;
+    }
+    let cut = opts.threshold * max;
+    let a = (opts.opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let mut out = Vec::with_capacity(pw * ph * 4);
+    for y in 0..ph {
+        for x in 0..pw {
+            let v = sample(h, w, values, x, y, pw, ph, opts.smooth);
+            let v = if v.is_finite() { v } else { 0.0 };
+            let t = if scale > 0.0 {
+                (v / scale).min(1.0)
+            } else {
+                0.0
+            };
+            let [r, g, b] = opts.colormap.colour(t);
+            let alpha = if opts.threshold > 0.0 && v < cut {
+                0
+            } else {
+                a
+            };
+            out.extend_from_slice(&[r, g, b, alpha]);
+        }
+    }
+    Some(out)
+}
+
+/// The overlay's RGBA pixels for a map painted with `opts`.
+pub fn overlay_rgba(m: &MapJson, opts: &OverlayOpts) -> Option<(usize, usize, Vec<u8>)> {
+    let (pw, ph) = overlay_size(m.h, m.w);
+    let px = paint(m.h, m.w, &m.values, opts, pw, ph)?;
     Some((pw, ph, px))
+}
+
+/// The cell (row, col, patch index) under the point at fractions `fx`, `fy` (`0..1`) of the
+/// map's box; `None` outside it.
+pub fn cell_at(h: usize, w: usize, fx: f64, fy: f64) -> Option<(usize, usize, usize)> {
+    if !(0.0..1.0).contains(&fx) || !(0.0..1.0).contains(&fy) || h == 0 || w == 0 {
+        return None;
+    }
+    let (row, col) = (
+        ((fy * h as f64) as usize).min(h - 1),
+        ((fx * w as f64) as usize).min(w - 1),
+    );
+    Some((row, col, row * w + col))
 }
 
 /// Where the grid lies on the image, as CSS percentages of the image box: left, top, width,
@@ -137,6 +501,160 @@ mod tests {
         assert_eq!(opacity_from_query("opacity=7"), 1.0);
         assert_eq!(opacity_from_query("opacity=x"), DEFAULT_OPACITY);
         assert_eq!(opacity_from_query(""), DEFAULT_OPACITY);
+    }
+
+    #[test]
+    fn overlay_options_round_trip_through_the_query() {
+        assert_eq!(OverlayOpts::from_query(""), OverlayOpts::default());
+        let o = OverlayOpts {
+            opacity: 0.3,
+            threshold: 0.25,
+            colormap: Colormap::Inferno,
+            clip: 95.0,
+            smooth: true,
+        };
+        let q: Vec<String> = o
+            .query_pairs()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(OverlayOpts::from_query(&q.join("&")), o);
+        let bad = OverlayOpts::from_query("threshold=5&cmap=jet&clip=10&smooth=no");
+        assert_eq!(
+            (bad.threshold, bad.colormap, bad.clip, bad.smooth),
+            (1.0, Colormap::Viridis, 50.0, false)
+        );
+    }
+
+    #[test]
+    fn painting_thresholds_clips_and_smooths() {
+        let v = [0.0, 1.0, 0.5, 2.0];
+        let mut o = OverlayOpts {
+            opacity: 1.0,
+            ..Default::default()
+        };
+        let px = paint(2, 2, &v, &o, 2, 2).unwrap();
+        assert_eq!(px[12..15], crate::colormap::viridis(1.0));
+        assert_eq!(px[4..7], crate::colormap::viridis(0.5));
+        o.threshold = 0.4; // hides cells below 0.8
+        let px = paint(2, 2, &v, &o, 2, 2).unwrap();
+        let alphas: Vec<u8> = px.chunks(4).map(|p| p[3]).collect();
+        assert_eq!(alphas, vec![0, 255, 0, 255]);
+        o.threshold = 0.0;
+        o.clip = 50.0; // median 0.75: 1.0 and 2.0 saturate
+        let px = paint(2, 2, &v, &o, 2, 2).unwrap();
+        assert_eq!(px[4..7], crate::colormap::viridis(1.0));
+        assert!((percentile(&v, 50.0) - 0.75).abs() < 1e-12);
+        o.clip = 100.0;
+        o.smooth = true;
+        let px = paint(2, 2, &v, &o, 8, 8).unwrap();
+        let distinct: std::collections::HashSet<[u8; 3]> =
+            px.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
+        assert!(distinct.len() > 4, "smooth painting interpolates");
+        o.colormap = Colormap::Gray;
+        o.smooth = false;
+        let px = paint(2, 2, &v, &o, 2, 2).unwrap();
+        assert_eq!(px[12..15], [255, 255, 255]);
+        assert_eq!(cell_at(2, 3, 0.99, 0.6), Some((1, 2, 5)));
+        assert_eq!(cell_at(2, 3, 1.0, 0.6), None);
+    }
+
+    #[test]
+    fn refusing_matches_the_shared_pipeline() {
+        // 2 rows, 3 layers, 2 heads, 4 tokens; layer 1 of row 0 sees no image.
+        let mut rows = Vec::new();
+        for r in 0..2 {
+            for l in 0..3 {
+                for hd in 0..2 {
+                    for t in 0..4 {
+                        rows.push(if r == 0 && l == 1 {
+                            0.0
+                        } else {
+                            0.01 * (1 + r + 2 * l + 3 * hd + t * t) as f32
+                        });
+                    }
+                }
+            }
+        }
+        let shape = [2, 3, 2, 4];
+        let got = refuse(&rows, &shape, &[0, 1, 2], HeadFusion::Max, 2, 2).unwrap();
+        let pos: Vec<usize> = (0..4).collect();
+        let row = |r: usize, ls: &[usize]| {
+            let f: Vec<Fused> = ls
+                .iter()
+                .filter_map(|&l| {
+                    layer_map(
+                        &rows[(r * 3 + l) * 8..(r * 3 + l) * 8 + 8],
+                        2,
+                        &pos,
+                        HeadFusion::Max,
+                    )
+                    .unwrap()
+                })
+                .collect();
+            mean_of(&f).unwrap()
+        };
+        let want = mean_of(&[row(0, &[0, 1, 2]), row(1, &[0, 1, 2])]).unwrap();
+        assert_eq!(got.values, want.values);
+        assert_eq!(
+            got.metrics,
+            MapMetrics::of(&AttentionMap::new(2, 2, want.values).unwrap()).unwrap()
+        );
+        assert!(refuse(&rows, &shape, &[1], HeadFusion::Mean, 2, 2).is_ok());
+        assert!(refuse(&rows, &[2, 3], &[0], HeadFusion::Mean, 2, 2).is_err());
+        // Layer selection against the captured layers 24..26.
+        let cap = [24, 25, 26];
+        assert_eq!(
+            select_layers("", &cap, &LayerRange::LastQuarter).unwrap(),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            select_layers("25-26", &cap, &LayerRange::LastQuarter).unwrap(),
+            vec![1, 2]
+        );
+        assert_eq!(
+            select_layers("last-quarter", &cap, &LayerRange::LastQuarter).unwrap(),
+            vec![0, 1, 2]
+        );
+        assert!(
+            select_layers("3", &cap, &LayerRange::LastQuarter)
+                .unwrap_err()
+                .contains("not captured")
+        );
+        assert!(select_layers("x-", &cap, &LayerRange::LastQuarter).is_err());
+        let q = RefuseOpts {
+            fusion: Some(HeadFusion::EntropyWeighted),
+            layers: "2-5".into(),
+        };
+        let s: Vec<String> = q
+            .query_pairs()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(RefuseOpts::from_query(&s.join("&")), q);
+        assert_eq!(RefuseOpts::from_query(""), RefuseOpts::default());
+    }
+
+    #[test]
+    fn differences_and_js_matrix() {
+        assert_eq!(
+            difference_map(&[0.5, 0.25, 0.25], &[0.25, 0.25, 0.5]).unwrap(),
+            vec![1.0, 0.0, 1.0]
+        );
+        assert_eq!(
+            difference_map(&[0.5, 0.5], &[0.5, 0.5]).unwrap(),
+            vec![0.0, 0.0]
+        );
+        assert!(difference_map(&[1.0], &[0.5, 0.5]).is_none());
+        let (a, b) = ([0.5, 0.5], [1.0, 0.0]);
+        let m = js_matrix(&[Some(&a[..]), Some(&b[..]), None]);
+        assert_eq!(m[0][0], Some(0.0));
+        assert_eq!(m[0][1], m[1][0]);
+        assert!(
+            (m[0][1].unwrap() - radlens_shared::metrics::js_distance(&a, &b).unwrap()).abs()
+                < 1e-15
+        );
+        assert_eq!(m[2][0], None);
     }
 
     #[test]

@@ -531,5 +531,383 @@ async fn study_view(c: &Client, base: &str, records: &[CaseRecord], artifacts: &
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     screenshot(c, &artifacts.join("dashboard-study-faint.png")).await?;
+    overlay_controls(c, base, &study, artifacts).await
+}
+
+/// Sets a control's value and fires `input` and `change`.
+async fn set_control(c: &Client, id: &str, value: &str) -> Res<()> {
+    js(c, &format!("const el = document.getElementById('{id}'); el.value = '{value}'; el.dispatchEvent(new Event('input', {{bubbles: true}})); el.dispatchEvent(new Event('change', {{bubbles: true}})); return null;")).await?;
+    Ok(())
+}
+
+/// Waits until `pred` (a JS expression over `st`, the first overlay's pixel statistics) holds.
+async fn wait_pixels(c: &Client, pred: &str, what: &str) -> Res<Value> {
+    let script = format!(
+        "const cv = document.querySelector('canvas.overlay-map'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; \
+         const seen = new Set(); let hidden = 0, shown = 0; const has = (r, g, b) => {{ for (let i = 0; i < d.length; i += 4) if (d[i] === r && d[i+1] === g && d[i+2] === b) return true; return false; }}; \
+         for (let i = 0; i < d.length; i += 4) {{ seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); if (d[i+3] === 0) hidden++; else shown++; }} \
+         const st = {{colours: seen.size, hidden, shown, has}}; return ({pred}) ? [st.colours, hidden, shown] : null;"
+    );
+    wait_for_js(c, &script, what).await
+}
+
+/// Threshold, colour map, percentile clipping and upsampling (all in the URL), and the hover
+/// status line under a map.
+async fn overlay_controls(c: &Client, base: &str, study: &str, artifacts: &Path) -> Res<()> {
+    // Hover: the cell at the middle of the first map's grid, checked against the map JSON.
+    let idx = js(
+        c,
+        "return document.querySelector('canvas.overlay-map').dataset.index;",
+    )
+    .await?;
+    let idx = idx.as_str().unwrap_or_default().to_owned();
+    let map = js(
+        c,
+        &format!("return fetch('/api/runs/{RUN}/records/{idx}/map').then(r => r.json()).then(m => [m.h, m.w, m.values]);"),
+    )
+    .await?;
+    let (h, w) = (map[0].as_u64().unwrap_or(1), map[1].as_u64().unwrap_or(1));
+    let (row, col) = (h / 2, w / 2);
+    let want = map[2][(row * w + col) as usize]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    // clientX/Y are whole pixels: aim at the cell's centre.
+    let hovered = wait_for_js(
+        c,
+        &format!("const cv = document.querySelector('canvas.overlay-map'); const r = cv.getBoundingClientRect(); \
+         cv.parentElement.dispatchEvent(new MouseEvent('mousemove', {{clientX: r.left + r.width * {fx}, clientY: r.top + r.height * {fy}, bubbles: true}})); \
+         const s = document.querySelector('[data-testid=cell-status][data-index=\"{idx}\"]'); \
+         return s && s.dataset.row !== '' ? [+s.dataset.row, +s.dataset.col, +s.dataset.patch, +s.dataset.value, s.textContent] : null;",
+            fx = (col as f64 + 0.5) / w as f64, fy = (row as f64 + 0.5) / h as f64),
+        "the hover status line",
+    )
+    .await?;
+    check(
+        hovered[0].as_u64() == Some(row)
+            && hovered[1].as_u64() == Some(col)
+            && hovered[2].as_u64() == Some(row * w + col)
+            && (hovered[3].as_f64().unwrap_or(f64::NAN) - want).abs() <= 1e-9 * want.abs().max(1.0)
+            && hovered[4].as_str().is_some_and(|t| {
+                t.contains(&format!("row {row}, col {col}, patch {}", row * w + col))
+            }),
+        format!("hover status {hovered}, want row {row} col {col} value {want}"),
+    )?;
+    // Threshold: some cells hidden, some shown.
+    set_control(c, "threshold", "0.5").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('threshold=0.5') || null;",
+        "threshold in the URL",
+    )
+    .await?;
+    wait_pixels(
+        c,
+        "st.hidden > 0 && st.shown > 0",
+        "threshold hides the cool cells",
+    )
+    .await?;
+    screenshot(c, &artifacts.join("dashboard-study-threshold.png")).await?;
+    set_control(c, "threshold", "0").await?;
+    wait_pixels(c, "st.hidden === 0", "threshold 0 shows every cell").await?;
+    // Colour maps: the hottest cell takes the map's top colour (read back exactly only when
+    // opaque: the canvas stores premultiplied alpha).
+    set_control(c, "opacity", "1").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('opacity=1&') || null;",
+        "opacity 1 in the URL",
+    )
+    .await?;
+    wait_pixels(c, "st.has(253, 231, 37)", "viridis' top colour").await?;
+    set_control(c, "colormap", "inferno").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('cmap=inferno') || null;",
+        "cmap in the URL",
+    )
+    .await?;
+    wait_pixels(
+        c,
+        "st.has(252, 255, 164) && !st.has(253, 231, 37)",
+        "inferno's top colour",
+    )
+    .await?;
+    // Smooth upsampling interpolates: many more colours than cells.
+    let nearest = wait_pixels(c, "true", "pixels").await?;
+    set_control(c, "upsample", "smooth").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('smooth=1') || null;",
+        "smooth in the URL",
+    )
+    .await?;
+    let n_near = nearest[0].as_u64().unwrap_or(0);
+    wait_pixels(
+        c,
+        &format!("st.colours > {n_near}"),
+        "smooth upsampling adds colours",
+    )
+    .await?;
+    screenshot(c, &artifacts.join("dashboard-study-inferno-smooth.png")).await?;
+    // Clipping at p90 saturates more pixels (the top colour is reached below the max).
+    set_control(c, "upsample", "nearest").await?;
+    set_control(c, "colormap", "gray").await?;
+    let count_white = "const cv = document.querySelector('canvas.overlay-map'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] === 255 && d[i+1] === 255 && d[i+2] === 255) n++; return n;";
+    wait_for_js(c, "return (location.search.includes('cmap=gray') && location.search.includes('smooth=0')) || null;", "gray, nearest in the URL").await?;
+    let white_before = wait_for_js(
+        c,
+        &format!("const n = (() => {{ {count_white} }})(); return n > 0 ? n : null;"),
+        "gray top colour",
+    )
+    .await?;
+    set_control(c, "clip", "90").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('clip=90') || null;",
+        "clip in the URL",
+    )
+    .await?;
+    wait_for_js(
+        c,
+        &format!(
+            "const n = (() => {{ {count_white} }})(); return n > {} ? n : null;",
+            white_before
+        ),
+        "clipping at p90 saturates more cells",
+    )
+    .await?;
+    // The state survives a reload from the URL.
+    c.goto(&format!(
+        "{base}/runs/{RUN}/studies/{study}?opacity=0.5&threshold=0.2&cmap=inferno&clip=95&smooth=1"
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    wait_for_js(
+        c,
+        "return (document.getElementById('colormap')?.value === 'inferno' && document.getElementById('upsample')?.value === 'smooth' && document.getElementById('clip')?.value === '95' && document.getElementById('threshold')?.value === '0.2' && document.querySelector('canvas.overlay-map[data-drawn=\"true\"]') !== null) || null;",
+        "controls restored from the URL",
+    )
+    .await?;
+    screenshot(c, &artifacts.join("dashboard-study-controls.png")).await?;
+    refusion(c, base, study, artifacts).await
+}
+
+/// Every card's re-fused metrics (`[index, focus, gini, entropy, stored focus, gini, entropy]`)
+/// once all are computed, or the first re-fusion error.
+const REFUSED: &str = "const ps = [...document.querySelectorAll('[data-testid=refused]')]; \
+    const bad = ps.find(p => p.textContent.includes('failed')); if (bad) return bad.textContent; \
+    if (ps.length === 0 || ps.some(p => p.dataset.focus === '')) return null; \
+    return ps.map(p => [p.dataset.index, +p.dataset.focus, +p.dataset.gini, +p.dataset.entropy, +p.dataset.storedFocus, +p.dataset.storedGini, +p.dataset.storedEntropy]);";
+
+fn refused_rows(v: &Value) -> Res<Vec<Vec<f64>>> {
+    let a = v.as_array().ok_or_else(|| format!("re-fusion: {v}"))?;
+    Ok(a.iter()
+        .map(|r| {
+            r.as_array()
+                .map(|r| {
+                    r[1..]
+                        .iter()
+                        .map(|x| x.as_f64().unwrap_or(f64::NAN))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect())
+}
+
+fn all_equal_stored(rows: &[Vec<f64>]) -> bool {
+    rows.iter()
+        .all(|r| r.len() == 6 && (0..3).all(|i| (r[i] - r[i + 3]).abs() <= 1e-6))
+}
+
+/// Re-fusion from rows.bin: as stored it reproduces the stored metrics to 1e-6; another head
+/// fusion changes them; the choice lives in the URL.
+async fn refusion(c: &Client, base: &str, study: &str, artifacts: &Path) -> Res<()> {
+    c.goto(&format!("{base}/runs/{RUN}/studies/{study}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored = wait_for_js(c, REFUSED, "re-fused metrics").await?;
+    let rows = refused_rows(&stored)?;
+    check(
+        !rows.is_empty() && all_equal_stored(&rows),
+        format!("re-fused as stored != stored metrics: {stored}"),
+    )?;
+    set_control(c, "fusion", "max").await?;
+    wait_for_js(
+        c,
+        "return location.search.includes('fusion=max') || null;",
+        "fusion in the URL",
+    )
+    .await?;
+    let deadline = Instant::now() + super::WAIT;
+    loop {
+        let v = js(c, REFUSED).await?;
+        if let Ok(r) = refused_rows(&v) {
+            if !r.is_empty() && !all_equal_stored(&r) {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("max head fusion did not change the metrics: {v}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    screenshot(c, &artifacts.join("dashboard-study-refused-max.png")).await?;
+    // Back to the stored fusion with an explicit "all" layer choice: equal again.
+    set_control(c, "fusion", "").await?;
+    set_control(c, "layers", "all").await?;
+    wait_for_js(c, "return (location.search.includes('layers=all') && !location.search.includes('fusion=')) || null;", "layers in the URL").await?;
+    let deadline = Instant::now() + super::WAIT;
+    loop {
+        let v = js(c, REFUSED).await?;
+        if refused_rows(&v).is_ok_and(|r| !r.is_empty() && all_equal_stored(&r)) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "layers=all did not restore the stored metrics: {v}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A layer that was not captured is an error message, not a panic.
+    set_control(c, "layers", "999").await?;
+    wait_for_js(c, "return [...document.querySelectorAll('[data-testid=refused]')].some(p => p.textContent.includes('not captured')) || null;", "the uncaptured-layer message").await?;
+    pin_and_compare(c, base, study, artifacts).await
+}
+
+/// Pin a card: the other cards of its model show the JS distance to it (equal to the matrix
+/// cell), one of them draws the difference map; the per-model JS matrix is symmetric with a
+/// zero diagonal.
+async fn pin_and_compare(c: &Client, base: &str, study: &str, artifacts: &Path) -> Res<()> {
+    c.goto(&format!("{base}/runs/{RUN}/studies/{study}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let matrix = wait_for_js(
+        c,
+        "const models = new Set([...document.querySelectorAll('article.case[data-model]')].map(a => a.dataset.model)); \
+         const ts = [...document.querySelectorAll('table.js-matrix')]; if (ts.length !== models.size) return null; \
+         const cells = ts.flatMap(t => [...t.querySelectorAll('td[data-a]')].filter(td => td.dataset.a !== '' && td.dataset.b !== '').map(td => [t.dataset.model, td.dataset.a, td.dataset.b, td.dataset.js])); \
+         if (cells.length === 0 || cells.some(x => x[3] === '')) return null; return cells;",
+        "the JS matrices",
+    )
+    .await?;
+    let cells: Vec<(String, String, String, f64)> = matrix
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x[0].as_str().unwrap_or_default().to_owned(),
+                        x[1].as_str().unwrap_or_default().to_owned(),
+                        x[2].as_str().unwrap_or_default().to_owned(),
+                        x[3].as_str()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(f64::NAN),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cell = |a: &str, b: &str| cells.iter().find(|x| x.1 == a && x.2 == b).map(|x| x.3);
+    for (_, a, b, d) in &cells {
+        check(
+            d.is_finite() && *d >= 0.0 && *d <= 1.0,
+            format!("JS distance {a}-{b}: {d}"),
+        )?;
+        check(
+            cell(b, a) == Some(*d),
+            format!("matrix not symmetric at {a},{b}"),
+        )?;
+        if a == b {
+            check(*d < 1e-6, format!("diagonal {a}: {d}"))?;
+        }
+    }
+    // Pin the first card.
+    let pinned = js(c, "const b = document.querySelector('[data-testid=pin]'); b.click(); return [b.dataset.index, b.closest('article').dataset.model];").await?;
+    let (pin, model) = (
+        pinned[0].as_str().unwrap_or_default().to_owned(),
+        pinned[1].as_str().unwrap_or_default().to_owned(),
+    );
+    wait_for_js(
+        c,
+        &format!("return location.search.includes('pin={pin}') || null;"),
+        "the pin in the URL",
+    )
+    .await?;
+    let others = js(c, &format!("return [...document.querySelectorAll('article.case[data-model=\"{model}\"]')].filter(a => a.querySelector('canvas') && a.dataset.index !== '{pin}').map(a => a.dataset.index);")).await?;
+    let others: Vec<String> = others
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    check(
+        !others.is_empty(),
+        format!("no other card of {model} to compare"),
+    )?;
+    let shown = wait_for_js(
+        c,
+        &format!("const s = [...document.querySelectorAll('[data-testid=js-to-pin]')]; return s.length === {} ? s.map(e => [e.closest('article').dataset.index, e.closest('article').dataset.model, e.dataset.js]) : null;", others.len()),
+        "the JS distances to the pinned card",
+    )
+    .await?;
+    for row in shown.as_array().into_iter().flatten() {
+        let idx = row[0].as_str().unwrap_or_default();
+        let d: f64 = row[2]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        check(
+            row[1].as_str() == Some(model.as_str()),
+            format!("a card of another model compares to the pin: {row}"),
+        )?;
+        let want = cell(&pin, idx).ok_or_else(|| format!("no matrix cell {pin},{idx}"))?;
+        check(
+            (d - want).abs() <= 1e-9,
+            format!("card {idx}: JS to pin {d}, matrix {want}"),
+        )?;
+    }
+    // The difference map of one of them.
+    let other = &others[0];
+    let sig = format!(
+        "const cv = document.querySelector('canvas.overlay-map[data-index=\"{other}\"]'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let h = 0; for (let i = 0; i < d.length; i += 4) h = (h * 31 + d[i] * 7 + d[i+1] * 3 + d[i+2]) % 1000000007; return h;"
+    );
+    let before = js(c, &sig).await?;
+    js(c, &format!("document.querySelector('input[data-testid=diff][data-index=\"{other}\"]').click(); return null;")).await?;
+    wait_for_js(c, &format!("return document.querySelector('canvas.overlay-map[data-index=\"{other}\"]')?.dataset.diff === 'true' || null;"), "the difference map").await?;
+    let deadline = Instant::now() + super::WAIT;
+    while js(c, &sig).await? == before {
+        if Instant::now() > deadline {
+            return Err("the difference map did not change the pixels".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    js(c, &format!("document.querySelector('article.case[data-index=\"{other}\"]').scrollIntoView({{block: 'center'}}); return null;")).await?;
+    screenshot(c, &artifacts.join("dashboard-study-pinned.png")).await?;
+    js(
+        c,
+        "document.querySelector('#js-matrices').scrollIntoView(); return null;",
+    )
+    .await?;
+    screenshot(c, &artifacts.join("dashboard-study-js-matrix.png")).await?;
+    // Unpin: the comparisons go away.
+    js(c, &format!("document.querySelector('[data-testid=pin][data-index=\"{pin}\"]').click(); return null;")).await?;
+    wait_for_js(c, "return (document.querySelectorAll('[data-testid=js-to-pin]').length === 0 && !location.search.includes('pin=')) || null;", "no comparisons (nor pin in the URL) after unpinning").await?;
+    // A pin in the URL is restored on load.
+    c.goto(&format!("{base}/runs/{RUN}/studies/{study}?pin={pin}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    wait_for_js(
+        c,
+        &format!(
+            "return document.querySelectorAll('[data-testid=js-to-pin]').length === {} || null;",
+            others.len()
+        ),
+        "the pin restored from the URL",
+    )
+    .await?;
     Ok(())
 }
