@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -38,51 +37,15 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        use candle_core::{DType, Device};
-        use radlens::study::run::{run_study, StudyArgs};
-        use radlens::study::runner::{CaseSettings, Progress};
-        use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
-        struct Quiet;
-        impl Progress for Quiet {
-            fn start(&mut self, _: usize) {}
-            fn record(&mut self, _: &radlens_shared::record::CaseRecord) {}
-            fn message(&mut self, _: &str) {}
-        }
         remove_stale_scratch();
         let scratch = Scratch::new("server-api");
         let root = scratch.path().to_path_buf();
         let runs = root.join("runs");
         let data = workspace_root().join("static/demo");
-        let images = data.join("cxr");
-        let models = radlens::commands::demo::write_demo_models(&root.join("models")).expect("demo models");
         let run_dir = runs.join("demo");
-        let args = StudyArgs {
-            csv: data.join("demo-study.csv"),
-            images: images.clone(),
-            models: models.clone(),
-            out: run_dir.clone(),
-            settings: CaseSettings {
-                max_new_tokens: 3,
-                layer_range: LayerRange::LastQuarter,
-                head_fusion: HeadFusion::Mean,
-                query_mode: QueryMode::Query,
-                text_only_pass: true,
-                share_prefix: true,
-            },
-            dtype: DType::F32,
-            device: Device::Cpu,
-            n_studies: Some(2),
-            seed: 0,
-            resamples: 100,
-            common_grid: 32,
-            shard: None,
-            force: true,
-            strict: false,
-            // An absolute path in the recorded command line: the API must never send it.
-            command_line: vec!["radlens".into(), "study".into(), "--csv".into(), data.join("demo-study.csv").display().to_string()],
-        };
-        run_study(&args, &mut Quiet, &AtomicBool::new(false)).expect("demo study");
-        radlens::commands::report::run(&run_dir, Some(&images)).expect("demo report");
+        // An absolute path in the recorded command line: the API must never send it.
+        let command_line = vec!["radlens".into(), "study".into(), "--csv".into(), data.join("demo-study.csv").display().to_string()];
+        let crate::support::demo_run::DemoRun { models, images } = crate::support::demo_run::build(&root.join("models"), &run_dir, 2, command_line);
         copy_dir(&run_dir, &runs.join("demo-secret"));
         std::fs::create_dir_all(runs.join("notarun")).unwrap();
         std::fs::write(runs.join("notarun/report.md"), "not a run").unwrap();

@@ -6,7 +6,6 @@
 //! Screenshots land in `<target>/browser-e2e/dashboard-*.png`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
@@ -21,7 +20,7 @@ use super::driver::ChromeDriver;
 use super::{
     Res, artifact_dir, check, connect, js, preflight, screenshot, wait_for_js, with_page_state,
 };
-use crate::support::{Scratch, workspace_root};
+use crate::support::Scratch;
 
 const RUN: &str = "demo";
 
@@ -33,50 +32,11 @@ struct DemoRun {
 
 /// The demo study on 2 studies, analysed (what `make demo` does, smaller).
 fn demo_run() -> DemoRun {
-    use candle_core::{DType, Device};
-    use radlens::study::run::{StudyArgs, run_study};
-    use radlens::study::runner::{CaseSettings, Progress};
-    use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
-    struct Quiet;
-    impl Progress for Quiet {
-        fn start(&mut self, _: usize) {}
-        fn record(&mut self, _: &CaseRecord) {}
-        fn message(&mut self, _: &str) {}
-    }
     let scratch = Scratch::new("browser-dashboard");
     let root = scratch.path().to_path_buf();
     let runs = root.join("runs");
-    let data = workspace_root().join("static/demo");
-    let images = data.join("cxr");
-    let models =
-        radlens::commands::demo::write_demo_models(&root.join("models")).expect("demo models");
-    let run_dir = runs.join(RUN);
-    let args = StudyArgs {
-        csv: data.join("demo-study.csv"),
-        images: images.clone(),
-        models,
-        out: run_dir.clone(),
-        settings: CaseSettings {
-            max_new_tokens: 3,
-            layer_range: LayerRange::LastQuarter,
-            head_fusion: HeadFusion::Mean,
-            query_mode: QueryMode::Query,
-            text_only_pass: true,
-            share_prefix: true,
-        },
-        dtype: DType::F32,
-        device: Device::Cpu,
-        n_studies: Some(2),
-        seed: 0,
-        resamples: 100,
-        common_grid: 32,
-        shard: None,
-        force: true,
-        strict: false,
-        command_line: vec!["radlens".into(), "study".into()],
-    };
-    run_study(&args, &mut Quiet, &AtomicBool::new(false)).expect("demo study");
-    radlens::commands::report::run(&run_dir, Some(&images)).expect("demo report");
+    let demo = crate::support::demo_run::build(&root.join("models"), &runs.join(RUN), 2, vec!["radlens".into(), "study".into()]);
+    let images = demo.images;
     DemoRun {
         _scratch: scratch,
         runs,

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod demo_run;
 pub mod parity;
 
 pub fn workspace_root() -> PathBuf {

@@ -1,0 +1,63 @@
+//! A small demo run (the demo's two random-weight models, the first studies of the bundled
+//! demo CSV, with a text-only pass), for tests that need a real run directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use candle_core::{DType, Device};
+use radlens::study::run::{run_study, StudyArgs};
+use radlens::study::runner::{CaseSettings, Progress};
+use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
+use radlens_shared::record::CaseRecord;
+
+use super::workspace_root;
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&mut self, _: usize) {}
+    fn record(&mut self, _: &CaseRecord) {}
+    fn message(&mut self, _: &str) {}
+}
+
+pub struct DemoRun {
+    /// `(name, directory)` of the demo models.
+    pub models: Vec<(String, PathBuf)>,
+    /// The bundled demo images.
+    pub images: PathBuf,
+}
+
+/// Writes the demo models under `models_dir`, runs `n_studies` studies into `run_dir` and writes
+/// its analysis and report. `command_line` is what the manifest records.
+pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: Vec<String>) -> DemoRun {
+    let data = workspace_root().join("static/demo");
+    let images = data.join("cxr");
+    let models = radlens::commands::demo::write_demo_models(models_dir).expect("demo models");
+    let args = StudyArgs {
+        csv: data.join("demo-study.csv"),
+        images: images.clone(),
+        models: models.clone(),
+        out: run_dir.to_path_buf(),
+        settings: CaseSettings {
+            max_new_tokens: 3,
+            layer_range: LayerRange::LastQuarter,
+            head_fusion: HeadFusion::Mean,
+            query_mode: QueryMode::Query,
+            text_only_pass: true,
+            share_prefix: true,
+        },
+        dtype: DType::F32,
+        device: Device::Cpu,
+        n_studies: Some(n_studies),
+        seed: 0,
+        resamples: 100,
+        common_grid: 32,
+        shard: None,
+        force: true,
+        strict: false,
+        command_line,
+    };
+    run_study(&args, &mut Quiet, &AtomicBool::new(false)).expect("demo study");
+    radlens::commands::report::run(run_dir, Some(&images)).expect("demo report");
+    DemoRun { models, images }
+}
