@@ -2,7 +2,8 @@
 //! (`/playground`). The pages over the API are in [`crate::pages`].
 //!
 //! Routes: `/` runs list, `/runs/:id` overview, `/runs/:id/records` records explorer,
-//! `/runs/:id/studies/:study` the case view, `/playground` the metrics playground.
+//! `/runs/:id/studies/:study` the case view, `/playground` the metrics playground, `/compare`
+//! the model comparison on an uploaded image.
 //!
 //! State flow: the URL query is read once on load into one `RwSignal<PlaygroundState>`; every
 //! control writes the signal and then the URL (with `history.replaceState`, so dragging a slider
@@ -80,7 +81,7 @@ fn draw(canvas: &HtmlCanvasElement, e: &Evaluation) -> Result<(), JsValue> {
 
 #[component]
 fn App() -> impl IntoView {
-    use crate::pages::{OverviewPage, RecordsPage, RunsPage, SiteHeader, StudyPage};
+    use crate::pages::{ComparePage, OverviewPage, RecordsPage, RunsPage, SiteHeader, StudyPage};
     use leptos_router::components::{Route, Router, Routes};
     use leptos_router::path;
     view! {
@@ -94,6 +95,7 @@ fn App() -> impl IntoView {
                 <Route path=path!("/runs/:id/records") view=RecordsPage />
                 <Route path=path!("/runs/:id/studies/:study") view=StudyPage />
                 <Route path=path!("/playground") view=Playground />
+                <Route path=path!("/compare") view=ComparePage />
             </Routes>
         </Router>
     }
@@ -147,6 +149,7 @@ fn Playground() -> impl IntoView {
                 <nav class="site-nav">
                     <leptos_router::components::A href="/">"Runs"</leptos_router::components::A>
                     <leptos_router::components::A href="/playground">"Metrics playground"</leptos_router::components::A>
+                    <leptos_router::components::A href="/compare">"Compare"</leptos_router::components::A>
                 </nav>
             </div>
             <h1>"Attention-map metrics playground"</h1>

@@ -145,3 +145,38 @@ pub async fn get_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
     .map_err(|e| ApiError::Network(js_text(&e)))?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
+
+/// POST `form` (multipart/form-data; the browser writes the boundary) to `url` and decode the
+/// JSON answer; an error status becomes [`ApiError::Status`] with the server's message.
+pub async fn post_form<T: DeserializeOwned>(
+    url: &str,
+    form: &web_sys::FormData,
+) -> Result<T, ApiError> {
+    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_credentials(RequestCredentials::SameOrigin);
+    init.set_body(form);
+    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let resp: Response = resp
+        .dyn_into()
+        .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let text = match resp.text() {
+        Ok(p) => JsFuture::from(p)
+            .await
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    if resp.ok() {
+        decode(&text)
+    } else {
+        Err(ApiError::Status {
+            status: resp.status(),
+            message: error_message(resp.status(), &text),
+        })
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`url_state`]: the playground's parameters and their `?key=value` form in the URL;
 //! - [`synth`]: the synthetic attention map the playground draws;
 //! - [`colormap`]: the viridis colour map and the heatmap's RGBA pixels;
+//! - [`compare`]: the compare page's JSON answer and its text;
 //! - [`study`]: the case view's variant x model grid, overlay bitmap and provenance line;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod colormap;
+pub mod compare;
 pub mod explorer;
 pub mod overview;
 pub mod playground;
