@@ -1,4 +1,4 @@
-//! Typed GETs against the radlens API with the browser's `fetch` (wasm32 only). The session
+//! Typed requests against the radlens API with the browser's `fetch` (wasm32 only). The session
 //! cookie travels because every request is same-origin.
 
 use serde::de::DeserializeOwned;
@@ -17,70 +17,47 @@ fn js_text(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// GET `url`, returning the body text of a 2xx answer.
-pub async fn get_text(url: &str) -> Result<String, ApiError> {
+/// Sends one same-origin request. A 2xx answer is returned as is; any other status becomes
+/// [`ApiError::Status`] with the server's message.
+async fn send(url: &str, method: &str, body: Option<&JsValue>, content_type: Option<&str>) -> Result<Response, ApiError> {
+    let net = |e: JsValue| ApiError::Network(js_text(&e));
     let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
     let init = RequestInit::new();
-    init.set_method("GET");
+    init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
-    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let resp: Response = resp
-        .dyn_into()
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let text = match resp.text() {
-        Ok(p) => JsFuture::from(p)
-            .await
-            .ok()
-            .and_then(|t| t.as_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if resp.ok() {
-        Ok(text)
-    } else {
-        Err(ApiError::Status {
-            status: resp.status(),
-            message: error_message(resp.status(), &text),
-        })
+    if let Some(ct) = content_type {
+        let headers = web_sys::Headers::new().map_err(net)?;
+        headers.set("Content-Type", ct).map_err(net)?;
+        init.set_headers(&headers);
     }
+    if let Some(b) = body {
+        init.set_body(b);
+    }
+    let resp: Response = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(net)?.dyn_into().map_err(net)?;
+    if resp.ok() {
+        return Ok(resp);
+    }
+    let text = body_text(&resp).await;
+    Err(ApiError::Status { status: resp.status(), message: error_message(resp.status(), &text) })
+}
+
+/// The body as text (empty when it cannot be read).
+async fn body_text(resp: &Response) -> String {
+    match resp.text() {
+        Ok(p) => JsFuture::from(p).await.ok().and_then(|t| t.as_string()).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// GET `url`, returning the body text of a 2xx answer.
+pub async fn get_text(url: &str) -> Result<String, ApiError> {
+    Ok(body_text(&send(url, "GET", None, None).await?).await)
 }
 
 /// POST a JSON body to `url` and decode the JSON answer.
 pub async fn post_json<T: DeserializeOwned>(url: &str, body: &str) -> Result<T, ApiError> {
-    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_credentials(RequestCredentials::SameOrigin);
-    let headers = web_sys::Headers::new().map_err(|e| ApiError::Network(js_text(&e)))?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(body));
-    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let resp: Response = resp
-        .dyn_into()
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let text = match resp.text() {
-        Ok(p) => JsFuture::from(p)
-            .await
-            .ok()
-            .and_then(|t| t.as_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if resp.ok() {
-        decode(&text)
-    } else {
-        Err(ApiError::Status {
-            status: resp.status(),
-            message: error_message(resp.status(), &text),
-        })
-    }
+    let resp = send(url, "POST", Some(&JsValue::from_str(body)), Some("application/json")).await?;
+    decode(&body_text(&resp).await)
 }
 
 /// GET `url` and decode its JSON.
@@ -113,70 +90,15 @@ pub fn enc(s: &str) -> String {
 
 /// GET `url`, returning the body bytes of a 2xx answer.
 pub async fn get_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
-    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
-    let init = RequestInit::new();
-    init.set_method("GET");
-    init.set_credentials(RequestCredentials::SameOrigin);
-    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let resp: Response = resp
-        .dyn_into()
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    if !resp.ok() {
-        let text = match resp.text() {
-            Ok(p) => JsFuture::from(p)
-                .await
-                .ok()
-                .and_then(|t| t.as_string())
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        return Err(ApiError::Status {
-            status: resp.status(),
-            message: error_message(resp.status(), &text),
-        });
-    }
-    let buf = JsFuture::from(
-        resp.array_buffer()
-            .map_err(|e| ApiError::Network(js_text(&e)))?,
-    )
-    .await
-    .map_err(|e| ApiError::Network(js_text(&e)))?;
+    let net = |e: JsValue| ApiError::Network(js_text(&e));
+    let resp = send(url, "GET", None, None).await?;
+    let buf = JsFuture::from(resp.array_buffer().map_err(net)?).await.map_err(net)?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
 
 /// POST `form` (multipart/form-data; the browser writes the boundary) to `url` and decode the
 /// JSON answer; an error status becomes [`ApiError::Status`] with the server's message.
-pub async fn post_form<T: DeserializeOwned>(
-    url: &str,
-    form: &web_sys::FormData,
-) -> Result<T, ApiError> {
-    let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
-    let init = RequestInit::new();
-    init.set_method("POST");
-    init.set_credentials(RequestCredentials::SameOrigin);
-    init.set_body(form);
-    let resp = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let resp: Response = resp
-        .dyn_into()
-        .map_err(|e| ApiError::Network(js_text(&e)))?;
-    let text = match resp.text() {
-        Ok(p) => JsFuture::from(p)
-            .await
-            .ok()
-            .and_then(|t| t.as_string())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    if resp.ok() {
-        decode(&text)
-    } else {
-        Err(ApiError::Status {
-            status: resp.status(),
-            message: error_message(resp.status(), &text),
-        })
-    }
+pub async fn post_form<T: DeserializeOwned>(url: &str, form: &web_sys::FormData) -> Result<T, ApiError> {
+    let resp = send(url, "POST", Some(form.as_ref()), None).await?;
+    decode(&body_text(&resp).await)
 }
