@@ -187,3 +187,51 @@ fn half_precision_on_the_cpu() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
 }
+
+/// `--quantize q8` holds the decoder's projections as 8-bit blocks: the answer starts the same
+/// and the map barely moves on both tiny fixtures; the report says the weights were quantised.
+#[test]
+fn q8_weights_keep_the_answer_and_the_map() {
+    let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
+    for dir in [llava_dir(), gemma3_dir()] {
+        let ask = |q: &str| json_out(&["probe", "--model", &dir, "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2", "--quantize", q, "--json"]);
+        let (dense, q8) = (ask("none"), ask("q8"));
+        assert_eq!(q8["dtype"], "f32 + q8 weights", "{dir}");
+        assert_eq!(dense["generated_ids"][0], q8["generated_ids"][0], "{dir}: first answer token moved");
+        let values = |r: &Value| r["map"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect::<Vec<_>>();
+        let js = radlens_shared::metrics::js_distance(&values(&dense), &values(&q8)).unwrap();
+        assert!(js > 0.0 && js < 0.05, "{dir}: map JS distance {js} bits between f32 and q8");
+    }
+    let out = radlens(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "q", "--quantize", "q4"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--quantize"));
+}
+
+/// The precision comparison of `radlens bench --agreement-with`, on a cut mid-size model: every
+/// figure is a fraction or a distance, and f16 keeps the answers of f32.
+#[test]
+fn bench_compares_precisions_on_the_same_random_model() {
+    let out = radlens(&[
+        "bench", "--arch", "llava", "--agreement-with", "f32", "--dtype", "f16", "--text-layers", "2", "--vision-layers", "1",
+        "--reps", "1", "--new-tokens", "2", "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["reference"].as_str(), r["candidate"].as_str(), r["cases"].as_u64()), (Some("f32"), Some("f16"), Some(6)));
+    assert!(r["scale"].as_str().unwrap().contains("cut to 2 text and 1 vision layers"));
+    assert_eq!(r["first_token_agreement"], 1.0);
+    let js = r["map_js_distance_max"].as_f64().unwrap();
+    assert!(js > 0.0 && js < 0.02, "f16 vs f32 map JS distance {js}");
+}
+
+/// Full-size architectures are built without weights for their parameter count, and never
+/// without --random-weights.
+#[test]
+fn bench_full_size_architectures_need_random_weights() {
+    let out = radlens(&["bench", "--arch", "medgemma-4b", "--random-weights", "--dry-run"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("medgemma-4b: 4300079472 parameters"));
+    let out = radlens(&["bench", "--arch", "llava-rad"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--random-weights"));
+}

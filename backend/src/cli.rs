@@ -103,11 +103,8 @@ pub struct StudyCmd {
     pub max_new_tokens: u32,
     #[command(flatten)]
     pub capture: CaptureArgs,
-    /// cpu, or cuda / cuda:N (CUDA builds).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Only the first N studies of the CSV.
     #[arg(long)]
     pub n_studies: Option<usize>,
@@ -147,17 +144,45 @@ pub struct BenchArgs {
     /// (--reps is then the number of studies of 6 variants).
     #[arg(long)]
     pub study: bool,
-    /// The architecture of the random model: llava or gemma3.
+    /// The model: llava or gemma3 (mid-size random models built in memory), or a full-size
+    /// architecture with random weights, timed on the study protocol: llava-1.5-7b,
+    /// medgemma-4b, llava-rad.
     #[arg(long, default_value = "llava")]
     pub arch: String,
-    /// Timed repetitions per variant (after one warm-up run).
+    /// Full-size architectures only: instantiate them with random weights (speed does not
+    /// depend on the values). Required for those, as radlens never downloads weights.
+    #[arg(long)]
+    pub random_weights: bool,
+    /// Timed repetitions (after one warm-up run); studies, for --study and the full-size
+    /// architectures; compared studies, for --agreement-with.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub reps: u32,
     /// Tokens generated after the prompt.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub new_tokens: u32,
-    #[arg(long, default_value = "f32")]
+    /// cpu, or cuda / cuda:N (builds with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// auto (f32 on the CPU, bf16 on a GPU), f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
     pub dtype: String,
+    /// none or q8 (the language model's projections as 8-bit blocks).
+    #[arg(long, default_value = "none", value_name = "none|q8")]
+    pub quantize: String,
+    /// Compare this run's precision (--dtype, --quantize) with dense weights in this dtype on
+    /// the same random model: answer agreement and map JS distance.
+    #[arg(long, value_name = "DTYPE")]
+    pub agreement_with: Option<String>,
+    /// Cut the language model to its first N layers (a smoke run on small machines; the
+    /// output says so).
+    #[arg(long, value_name = "N")]
+    pub text_layers: Option<usize>,
+    /// Cut the vision tower to its first N blocks (as --text-layers).
+    #[arg(long, value_name = "N")]
+    pub vision_layers: Option<usize>,
+    /// Build the architecture without weights and print its parameter count.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]
@@ -188,9 +213,8 @@ pub struct ProbeArgs {
     pub max_new_tokens: u32,
     #[command(flatten)]
     pub capture: CaptureArgs,
-    /// Weights' dtype: f32 (exact), bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Write every layer's captured rows and the inputs to a safetensors file.
     #[arg(long, value_name = "OUT.safetensors")]
     pub dump: Option<PathBuf>,
@@ -218,6 +242,22 @@ pub struct MergeCmd {
     /// Replace a run that --out already holds.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Where and in what precision the models run (shared by `probe` and `study`).
+#[derive(Debug, clap::Args)]
+pub struct RuntimeArgs {
+    /// cpu, or cuda / cuda:N (builds with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Weights' dtype: auto (f32 on the CPU, bf16 on a GPU), f32 (exact), bf16 or f16.
+    /// Captured attention rows are exact f32 whatever this is.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Hold the language model's projection weights as 8-bit blocks (q8: GGML Q8_0), so a 7B
+    /// model fits a 16 GB GPU; none keeps them in --dtype.
+    #[arg(long, default_value = "none", value_name = "none|q8")]
+    pub quantize: String,
 }
 
 /// How a map is made from the captured attention (shared by `probe` and `study`).

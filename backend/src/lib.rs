@@ -6,6 +6,7 @@ pub mod alloc_stats;
 pub mod attention_map;
 pub mod cli;
 pub mod commands;
+pub mod device_memory;
 pub mod error;
 pub mod models;
 pub mod server;

@@ -69,6 +69,10 @@ pub struct StudySource {
     pub planned_rows: usize,
 }
 
+fn no_quantization() -> String {
+    "none".into()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// The name records refer to, e.g. `llava-1.5-7b`.
@@ -76,6 +80,9 @@ pub struct ModelInfo {
     /// `llava`, `llava_rad` or `gemma3`.
     pub architecture: String,
     pub dtype: String,
+    /// How the language model's projection weights were held: `none` or `q8`.
+    #[serde(default = "no_quantization")]
+    pub quantization: String,
     pub device: String,
     pub num_layers: usize,
     pub num_heads: usize,

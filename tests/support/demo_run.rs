@@ -48,6 +48,7 @@ pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: 
         },
         dtype: DType::F32,
         device: Device::Cpu,
+        weights: radlens::models::linear::WeightFormat::Dense,
         n_studies: Some(n_studies),
         seed: 0,
         resamples: 100,

@@ -11,53 +11,14 @@ use serde::Serialize;
 use crate::alloc_stats;
 use crate::cli::BenchArgs;
 use crate::models::checkpoint::random::{normal_values, RandomWeights};
-use crate::models::clip_vision::{self, Activation, VisionFeature};
+use crate::models::gemma3::Gemma3;
+use crate::models::gemma3_text::LayerType;
 use crate::models::generate::greedy;
-use crate::models::llama_text;
-use crate::models::gemma3::{self, Gemma3};
-use crate::models::gemma3_text::{self, LayerType, Rope};
-use crate::models::llava::{Config, FeatureSelect, Llava, VisionConfig};
+use crate::models::linear::WeightFormat;
+use crate::models::llava::Llava;
+use crate::models::presets::Preset;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
-use crate::models::vit_block::BlockConfig;
-use crate::models::{parse_dtype, siglip_vision, VisionLanguageModel};
-
-/// SigLIP 448/14 (32x32 patches pooled 2x2 to 256 tokens) with 4 blocks; Gemma3 text with 8
-/// layers of both types (full every 4th), window 128 so the prompt outgrows it, hidden 512.
-fn gemma3_bench_config() -> gemma3::Config {
-    gemma3::Config {
-        text: gemma3_text::Config {
-            vocab_size: 32000,
-            hidden_size: 512,
-            intermediate_size: 1408,
-            num_heads: 8,
-            num_kv_heads: 4,
-            head_dim: 64,
-            activation: Activation::GeluTanh,
-            rms_norm_eps: 1e-6,
-            query_pre_attn_scalar: 64.0,
-            sliding_window: 128,
-            layer_types: (0..8).map(|i| if (i + 1) % 4 == 0 { LayerType::Full } else { LayerType::Sliding }).collect(),
-            rope_full: Rope { theta: 1e6, linear_factor: 8.0 },
-            rope_sliding: Rope { theta: 1e4, linear_factor: 1.0 },
-            attn_logit_softcapping: None,
-            final_logit_softcapping: None,
-            tie_word_embeddings: true,
-            bos_token_id: 2,
-            eos_token_ids: vec![u32::MAX],
-        },
-        vision: siglip_vision::Config {
-            block: BlockConfig { hidden_size: 256, intermediate_size: 1024, num_heads: 4, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
-            num_layers: 4,
-            num_channels: 3,
-            image_size: 448,
-            patch_size: 14,
-        },
-        image_token_id: 31999,
-        boi_token_id: 31997,
-        eoi_token_id: 31998,
-        tokens_per_side: 16,
-    }
-}
+use crate::models::VisionLanguageModel;
 
 /// A model to benchmark, its prompt ids and its input side.
 struct BenchModel {
@@ -71,7 +32,7 @@ fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result
     let question: Vec<u32> = (0..24u32).map(|i| 400 + 37 * i).collect();
     match arch {
         "llava" => {
-            let cfg = bench_config();
+            let cfg = crate::models::presets::mid_llava();
             let model = Llava::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
             // BOS, "USER:", the image tokens, a question's worth of text, "ASSISTANT:".
             let mut ids: Vec<u32> = vec![1, 3148, 1001, 29901];
@@ -84,7 +45,7 @@ fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result
             Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size() })
         }
         "gemma3" => {
-            let cfg = gemma3_bench_config();
+            let cfg = crate::models::presets::mid_gemma3();
             let model = Gemma3::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
             let mut ids: Vec<u32> = vec![2, 5, 315, 309, 263, 304, 304, cfg.boi_token_id];
             ids.extend(std::iter::repeat_n(cfg.image_token_id, cfg.image_tokens()));
@@ -101,49 +62,6 @@ fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result
             Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size })
         }
         other => anyhow::bail!("unknown --arch {other:?} (llava, gemma3)"),
-    }
-}
-
-/// CLIP 336/14 (576 image tokens) with 4 blocks; Llama with 8 layers, hidden 512, GQA 8/4.
-fn bench_config() -> Config {
-    let vision = clip_vision::Config {
-        hidden_size: 256,
-        intermediate_size: 1024,
-        num_layers: 4,
-        num_heads: 4,
-        num_channels: 3,
-        image_size: 336,
-        patch_size: 14,
-        activation: Activation::QuickGelu,
-        layer_norm_eps: 1e-5,
-    };
-    let text = llama_text::Config {
-        vocab_size: 32064,
-        hidden_size: 512,
-        intermediate_size: 1408,
-        num_layers: 8,
-        num_heads: 8,
-        num_kv_heads: 4,
-        head_dim: 64,
-        max_positions: 2048,
-        rms_norm_eps: 1e-5,
-        rope_theta: 10000.0,
-        rope_linear_factor: 1.0,
-        tie_word_embeddings: false,
-        attention_bias: false,
-        mlp_bias: false,
-        bos_token_id: 1,
-        // No EOS inside the vocabulary: every run decodes exactly the asked-for tokens.
-        eos_token_ids: vec![u32::MAX],
-    };
-    Config {
-        feature: VisionFeature::from_hf_index(-2, vision.num_layers).expect("valid"),
-        text,
-        vision: VisionConfig::Clip(vision),
-        image_token_id: 32000,
-        projector_activation: Activation::Gelu,
-        projector_bias: true,
-        select: FeatureSelect::Default,
     }
 }
 
@@ -175,12 +93,21 @@ struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    if args.study {
-        return run_study_bench(args);
-    }
-    let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
-    let device = Device::Cpu;
+    let preset: Preset = args.arch.parse().map_err(anyhow::Error::msg).context("--arch")?;
+    let device = crate::models::parse_device(&args.device).map_err(anyhow::Error::msg).context("--device")?;
+    let dtype = crate::models::resolve_dtype(&args.dtype, &device).map_err(anyhow::Error::msg).context("--dtype")?;
+    let format: WeightFormat = args.quantize.parse().map_err(anyhow::Error::msg).context("--quantize")?;
     crate::models::loader::check_dtype(dtype, &device)?;
+    if preset.is_full_size() || args.agreement_with.is_some() || args.dry_run {
+        return super::bench_arch::run(preset, args, &device, dtype, format);
+    }
+    anyhow::ensure!(
+        device.is_cpu() && format == WeightFormat::Dense,
+        "the mid-size capture benchmarks run on the CPU with dense weights; use a full-size --arch or --agreement-with for --device/--quantize"
+    );
+    if args.study {
+        return run_study_bench(args, dtype);
+    }
     let before_weights = alloc_stats::current_bytes();
     let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
     let weights_mib = alloc_stats::current_bytes().saturating_sub(before_weights) as f64 / MIB;
@@ -245,7 +172,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let total = l + args.new_tokens as usize;
     let report = Report {
         model: description,
-        dtype: args.dtype.clone(),
+        dtype: crate::models::dtype_name(dtype).into(),
         prompt_tokens: l,
         new_tokens: args.new_tokens as usize,
         reps: args.reps as usize,
@@ -283,11 +210,9 @@ fn print_table(r: &Report) {
 
 /// Study throughput with and without the shared-prefix KV cache, as the study runner uses it:
 /// per study the image is encoded once; six variants share everything up to the question.
-fn run_study_bench(args: &BenchArgs) -> anyhow::Result<()> {
+fn run_study_bench(args: &BenchArgs, dtype: DType) -> anyhow::Result<()> {
     use crate::models::generate::{greedy_from, Prefix};
-    let dtype: DType = parse_dtype(&args.dtype).map_err(anyhow::Error::msg).context("--dtype")?;
     let device = Device::Cpu;
-    crate::models::loader::check_dtype(dtype, &device)?;
     let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
     let summary = model.summary();
     // The prompt up to the question: everything through the last image token and one more.
@@ -333,7 +258,7 @@ fn run_study_bench(args: &BenchArgs) -> anyhow::Result<()> {
         "{studies} studies x {VARIANTS} variants, prompt {} tokens (shared prefix {}), {new_tokens} new tokens, dtype {}",
         variants[0].len(),
         prefix.len(),
-        args.dtype
+        crate::models::dtype_name(dtype)
     );
     println!("{:<28} {:>10} {:>12} {:>10}", "prompt prefix", "seconds", "rows / s", "x full");
     println!("{:<28} {:>10.2} {:>12.2} {:>10.2}", "full prefill per variant", full.0, rows / full.0, 1.0);

@@ -117,6 +117,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         },
         dtype: DType::F32,
         device: Device::Cpu,
+        weights: crate::models::linear::WeightFormat::Dense,
         n_studies: cmd.n_studies,
         seed: 0,
         resamples: 2000,

@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 pub mod bench;
+pub mod bench_arch;
 pub mod demo;
 pub mod metrics;
 pub mod probe;
@@ -21,5 +22,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { run_dir, images } => report::run(&run_dir, images.as_deref()),
         Command::Merge(cmd) => merge::run(&cmd),
         Command::Serve(cmd) => serve::run(&cmd),
+    }
+}
+
+/// The device, dtype and weight format that `--device`, `--dtype` and `--quantize` ask for.
+pub struct Runtime {
+    pub device: candle_core::Device,
+    pub dtype: candle_core::DType,
+    pub weights: crate::models::linear::WeightFormat,
+}
+
+impl crate::cli::RuntimeArgs {
+    pub fn resolve(&self) -> Result<Runtime, crate::error::InputError> {
+        use crate::error::InputError::Flag;
+        let device = crate::models::parse_device(&self.device).map_err(|message| Flag { flag: "--device", message })?;
+        let dtype = crate::models::resolve_dtype(&self.dtype, &device).map_err(|message| Flag { flag: "--dtype", message })?;
+        let weights = self.quantize.parse().map_err(|message| Flag { flag: "--quantize", message })?;
+        Ok(Runtime { device, dtype, weights })
     }
 }

@@ -21,7 +21,6 @@ use crate::models::generate::{greedy, Generation};
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::llava::IMAGE_PLACEHOLDER;
 use crate::models::loader::load_engine;
-use crate::models::parse_dtype;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
 use crate::models::processor::clip_image::load_image;
 
@@ -73,12 +72,13 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let layer_range: LayerRange = flag("--layers", args.capture.layers.parse())?;
     let fusion: HeadFusion = flag("--fusion", args.capture.fusion.parse())?;
     let query_mode: QueryMode = flag("--query", args.capture.query.parse())?;
-    let dtype = flag("--dtype", parse_dtype(&args.dtype))?;
-    let device = Device::Cpu;
+    let runtime = args.runtime.resolve()?;
+    let (dtype, device) = (runtime.dtype, runtime.device.clone());
+    crate::models::loader::check_dtype(dtype, &device)?;
     let mut timings = Timings::default();
 
     let overrides = PartOverrides { base: args.base.clone(), vision_checkpoint: args.vision_checkpoint.clone() };
-    let engine = load_engine(&args.model, &overrides, dtype, &device)?;
+    let engine = load_engine(&args.model, &overrides, dtype, &device, runtime.weights)?;
     let summary = engine.model.summary();
     timings.load = ms(start);
 
@@ -159,7 +159,10 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let report = ProbeReport {
         model: model_name.clone(),
         architecture: summary.architecture,
-        dtype: args.dtype.clone(),
+        dtype: format!("{}{}", crate::models::dtype_name(dtype), match runtime.weights {
+            crate::models::linear::WeightFormat::Dense => String::new(),
+            q => format!(" + {q} weights"),
+        }),
         question: args.question.clone(),
         input_ids: prompt.input_ids.clone(),
         image_token_positions: prompt.image_positions.clone(),

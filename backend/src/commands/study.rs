@@ -90,14 +90,16 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
     };
+    let runtime = cmd.runtime.resolve()?;
     let args = StudyArgs {
         csv: cmd.csv.clone(),
         images: cmd.images.clone(),
         models: parse_models(&cmd.model)?,
         out: cmd.out.clone(),
         settings,
-        dtype: flag("--dtype", crate::models::parse_dtype(&cmd.dtype))?,
-        device: crate::models::parse_device(&cmd.device).map_err(|message| InputError::Flag { flag: "--device", message })?,
+        dtype: runtime.dtype,
+        device: runtime.device,
+        weights: runtime.weights,
         n_studies: cmd.n_studies,
         seed: cmd.seed,
         resamples: cmd.resamples,

@@ -23,6 +23,12 @@ pub struct AttnSpec<'a> {
 /// attention when `kv_heads < heads`: head `h` reads kv head `h / (heads / kv_heads)`).
 /// `query_start` is the absolute position of the first query row. Returns `[1, heads, query,
 /// head_dim]` in `v`'s dtype.
+///
+/// Two paths, one result per dtype. In f32 the probabilities that weight `V` are the ones the
+/// probe keeps. In half precision (bf16/f16, the GPU default) the layer runs fused in its own
+/// dtype (one matmul, the fused softmax kernel, which accumulates in f32, one matmul: what
+/// transformers' eager bf16 attention computes), and the rows the probe asked for are computed
+/// again, exactly, in f32. Either way the model's output never depends on what is captured.
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -35,24 +41,57 @@ pub fn attend(
     let (_, heads, q_len, _) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let (k, v) = (repeat_kv(k, heads / kv_heads)?, repeat_kv(v, heads / kv_heads)?);
-    let qf = q.to_dtype(DType::F32)?;
-    let kf = k.to_dtype(DType::F32)?;
-    let mut scores = (qf.matmul(&kf.t()?)? * spec.scale)?; // [1, heads, query, key]
+    let rows = probe.rows_wanted(&at, query_start..query_start + q_len);
+    if v.dtype() == DType::F32 {
+        let probs = probabilities(q, &k, spec, None)?;
+        if !rows.is_empty() {
+            let kept = probs.squeeze(0)?.index_select(&row_index(&rows, probs.device())?, 1)?; // [heads, rows, key]
+            probe.take(&at, &absolute(&rows, query_start), &kept)?;
+        }
+        return probs.matmul(&v.contiguous()?);
+    }
+    let q = q.contiguous()?;
+    if !rows.is_empty() {
+        let index = row_index(&rows, q.device())?;
+        let kept = probabilities(&q.index_select(&index, 2)?, &k, spec, Some(&index))?.squeeze(0)?;
+        probe.take(&at, &absolute(&rows, query_start), &kept)?;
+    }
+    let dtype = v.dtype();
+    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
     if let Some(cap) = spec.softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
     if let Some(mask) = spec.mask {
-        scores = scores.broadcast_add(mask)?;
+        scores = scores.broadcast_add(&mask.to_dtype(dtype)?)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    let rows = probe.rows_wanted(&at, query_start..query_start + q_len);
-    if !rows.is_empty() {
-        let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), probs.device())?;
-        let kept = probs.squeeze(0)?.index_select(&index, 1)?; // [heads, rows, key]
-        let positions: Vec<usize> = rows.iter().map(|r| query_start + r).collect();
-        probe.take(&at, &positions, &kept)?;
+    candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+}
+
+/// Exact f32 attention probabilities `[1, heads, query, key]` of `q` (all its rows; `mask_rows`
+/// says which rows of the mask they are when `q` holds only some).
+fn probabilities(q: &Tensor, k: &Tensor, spec: &AttnSpec<'_>, mask_rows: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let qf = q.to_dtype(DType::F32)?;
+    let kf = k.to_dtype(DType::F32)?;
+    let mut scores = (qf.matmul(&kf.t()?)? * spec.scale)?;
+    if let Some(cap) = spec.softcap {
+        scores = ((scores / cap)?.tanh()? * cap)?;
     }
-    probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)
+    if let Some(mask) = spec.mask {
+        let mask = match mask_rows {
+            Some(rows) => mask.index_select(rows, 0)?,
+            None => mask.clone(),
+        };
+        scores = scores.broadcast_add(&mask)?;
+    }
+    candle_nn::ops::softmax_last_dim(&scores)
+}
+
+fn row_index(rows: &[usize], device: &candle_core::Device) -> candle_core::Result<Tensor> {
+    Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), device)
+}
+
+fn absolute(rows: &[usize], query_start: usize) -> Vec<usize> {
+    rows.iter().map(|r| query_start + r).collect()
 }
 
 /// `[1, kv_heads, seq, d]` -> `[1, kv_heads * n_rep, seq, d]`, each kv head repeated in place
@@ -87,6 +126,45 @@ mod tests {
         let v = Tensor::randn(0f32, 1.0, (1, 1, 3, 4), &dev).unwrap();
         let out = attend(&q, &k, &v, &AttnSpec { scale: 0.5, softcap: None, mask: None }, SiteName::text_attn(0), 0, &mut NoProbe).unwrap();
         assert_eq!(out.dims(), &[1, 2, 3, 4]);
+    }
+
+    /// Keeps every row it is offered.
+    struct KeepAll(Vec<Tensor>);
+    impl Probe for KeepAll {
+        fn rows_wanted(&self, _: &SiteName, rows: std::ops::Range<usize>) -> Vec<usize> {
+            (0..rows.len()).collect()
+        }
+        fn take(&mut self, _: &SiteName, _: &[usize], rows: &Tensor) -> candle_core::Result<()> {
+            self.0.push(rows.clone());
+            Ok(())
+        }
+    }
+
+    /// The half-precision path: the output is what f32 gives up to f16 rounding, the captured
+    /// rows are the exact f32 rows of the (rounded) inputs, and capturing changes nothing.
+    #[test]
+    fn half_precision_runs_fused_and_still_captures_exact_rows() {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1.0, (1, 4, 6, 8), &dev).unwrap().to_dtype(DType::F16).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (1, 2, 6, 8), &dev).unwrap().to_dtype(DType::F16).unwrap();
+        let v = Tensor::randn(0f32, 1.0, (1, 2, 6, 8), &dev).unwrap().to_dtype(DType::F16).unwrap();
+        let mask = crate::models::mask::attention_mask(0, 6, 6, crate::models::mask::MaskKind::Causal, &[], &dev).unwrap();
+        let spec = AttnSpec { scale: 0.35, softcap: Some(5.0), mask: mask.as_ref() };
+        let up = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+
+        let mut exact = KeepAll(Vec::new());
+        let want = attend(&up(&q), &up(&k), &up(&v), &spec, SiteName::text_attn(0), 0, &mut exact).unwrap();
+        let mut half = KeepAll(Vec::new());
+        let got = attend(&q, &k, &v, &spec, SiteName::text_attn(0), 0, &mut half).unwrap();
+        let quiet = attend(&q, &k, &v, &spec, SiteName::text_attn(0), 0, &mut NoProbe).unwrap();
+
+        assert_eq!(got.dtype(), DType::F16);
+        let diff = |a: &Tensor, b: &Tensor| (up(a) - up(b)).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&got, &want) < 1e-2, "fused f16 output off by {}", diff(&got, &want));
+        assert_eq!(diff(&got, &quiet), 0.0, "capturing changed the output");
+        assert_eq!((half.0.len(), exact.0.len()), (1, 1));
+        assert_eq!(half.0[0].dtype(), DType::F32);
+        assert!(diff(&half.0[0], &exact.0[0]) < 1e-6, "captured rows are not the exact f32 rows");
     }
 
     /// The one-attention rule: no file but this one computes a softmax.

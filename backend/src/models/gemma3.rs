@@ -13,6 +13,7 @@ use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
 use super::kv_cache::KvCache;
+use super::linear::WeightFormat;
 use super::norm::RmsNorm;
 use super::probe::Probe;
 use super::siglip_vision::{self, SiglipVision};
@@ -99,6 +100,11 @@ pub struct Gemma3 {
 
 impl Gemma3 {
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_as(dir, dtype, device, WeightFormat::Dense)
+    }
+
+    /// [`Gemma3::load`] with the decoder's projections held as `format`.
+    pub fn load_as(dir: &Path, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
         let config_path = dir.join("config.json");
         let raw: RawConfig = read_json(&config_path)?;
         let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
@@ -108,11 +114,16 @@ impl Gemma3 {
             }
         }
         let store = TensorStore::open(&safetensors_files(dir)?)?;
-        Self::from_var_builder(cfg, store.into_var_builder(dtype, device))
+        Self::from_var_builder_as(cfg, store.into_var_builder(dtype, device), format)
             .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
     pub fn from_var_builder(cfg: Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        Self::from_var_builder_as(cfg, vb, WeightFormat::Dense)
+    }
+
+    /// [`Gemma3::from_var_builder`] with the decoder's projections held as `format`.
+    pub fn from_var_builder_as(cfg: Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let vision = SiglipVision::load(&cfg.vision, vb.pp("vision_tower").pp("vision_model"))?;
         let p = vb.pp("multi_modal_projector");
         let (dv, dt) = (cfg.vision.block.hidden_size, cfg.text.hidden_size);
@@ -120,7 +131,7 @@ impl Gemma3 {
             mm_soft_emb_norm: RmsNorm::load_gemma(dv, cfg.vision.block.layer_norm_eps, p.pp("mm_soft_emb_norm"))?,
             mm_input_projection_weight: p.get((dv, dt), "mm_input_projection_weight")?,
         };
-        let text = Gemma3Text::load(&cfg.text, vb.pp("language_model"))?;
+        let text = Gemma3Text::load(&cfg.text, vb.pp("language_model"), format)?;
         Ok(Self { vision, projector, text, cfg })
     }
 

@@ -11,6 +11,7 @@ use super::activation::Activation;
 use super::attention::{attend, AttnSpec};
 use super::config::{OneOrMany, RopeParameters};
 use super::kv_cache::KvCache;
+use super::linear::{Linear as ProjLinear, WeightFormat};
 use super::mask::{attention_mask, MaskKind};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
@@ -186,10 +187,10 @@ impl RawConfig {
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: ProjLinear,
+    k_proj: ProjLinear,
+    v_proj: ProjLinear,
+    o_proj: ProjLinear,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     num_heads: usize,
@@ -198,13 +199,13 @@ struct Attention {
 }
 
 impl Attention {
-    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let (h, kv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         Ok(Self {
-            q_proj: candle_nn::linear_no_bias(cfg.hidden_size, h * d, vb.pp("q_proj"))?,
-            k_proj: candle_nn::linear_no_bias(cfg.hidden_size, kv * d, vb.pp("k_proj"))?,
-            v_proj: candle_nn::linear_no_bias(cfg.hidden_size, kv * d, vb.pp("v_proj"))?,
-            o_proj: candle_nn::linear_no_bias(h * d, cfg.hidden_size, vb.pp("o_proj"))?,
+            q_proj: ProjLinear::load(cfg.hidden_size, h * d, false, format, vb.pp("q_proj"))?,
+            k_proj: ProjLinear::load(cfg.hidden_size, kv * d, false, format, vb.pp("k_proj"))?,
+            v_proj: ProjLinear::load(cfg.hidden_size, kv * d, false, format, vb.pp("v_proj"))?,
+            o_proj: ProjLinear::load(h * d, cfg.hidden_size, false, format, vb.pp("o_proj"))?,
             q_norm: RmsNorm::load_gemma(d, cfg.rms_norm_eps, vb.pp("q_norm"))?,
             k_norm: RmsNorm::load_gemma(d, cfg.rms_norm_eps, vb.pp("k_norm"))?,
             num_heads: h,
@@ -217,9 +218,9 @@ impl Attention {
 #[derive(Debug, Clone)]
 struct DecoderLayer {
     self_attn: Attention,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: ProjLinear,
+    up_proj: ProjLinear,
+    down_proj: ProjLinear,
     input_layernorm: RmsNorm,
     post_attention_layernorm: RmsNorm,
     pre_feedforward_layernorm: RmsNorm,
@@ -247,8 +248,9 @@ pub struct Gemma3Text {
 }
 
 impl Gemma3Text {
-    /// `vb` points at `language_model` (holding `model.*`, and `lm_head` when untied).
-    pub fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// `vb` points at `language_model` (holding `model.*`, and `lm_head` when untied);
+    /// `format` is how the decoder layers' projections are held.
+    pub fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let m = vb.pp("model");
         let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
         // sqrt(hidden) rounded to the weights' dtype, as transformers does (bf16: sqrt(2560) -> 50.5).
@@ -262,10 +264,10 @@ impl Gemma3Text {
                 let mlp = l.pp("mlp");
                 let norm = |name: &str| RmsNorm::load_gemma(cfg.hidden_size, cfg.rms_norm_eps, l.pp(name));
                 Ok(DecoderLayer {
-                    self_attn: Attention::load(cfg, l.pp("self_attn"))?,
-                    gate_proj: candle_nn::linear_no_bias(cfg.hidden_size, cfg.intermediate_size, mlp.pp("gate_proj"))?,
-                    up_proj: candle_nn::linear_no_bias(cfg.hidden_size, cfg.intermediate_size, mlp.pp("up_proj"))?,
-                    down_proj: candle_nn::linear_no_bias(cfg.intermediate_size, cfg.hidden_size, mlp.pp("down_proj"))?,
+                    self_attn: Attention::load(cfg, l.pp("self_attn"), format)?,
+                    gate_proj: ProjLinear::load(cfg.hidden_size, cfg.intermediate_size, false, format, mlp.pp("gate_proj"))?,
+                    up_proj: ProjLinear::load(cfg.hidden_size, cfg.intermediate_size, false, format, mlp.pp("up_proj"))?,
+                    down_proj: ProjLinear::load(cfg.intermediate_size, cfg.hidden_size, false, format, mlp.pp("down_proj"))?,
                     input_layernorm: norm("input_layernorm")?,
                     post_attention_layernorm: norm("post_attention_layernorm")?,
                     pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,

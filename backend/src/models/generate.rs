@@ -17,8 +17,11 @@ pub struct Generation {
     /// Logits `[V]` that produced each id; `[0]` is the prompt's last position.
     pub step_logits: Vec<Vec<f32>>,
     pub stopped_at_eos: bool,
+    /// Until the first id is known (on a GPU, reading it waits for the forward to finish).
     pub prefill_ms: f64,
     pub decode_ms: f64,
+    /// Each decode step until its id is known.
+    pub step_ms: Vec<f64>,
 }
 
 impl Generation {
@@ -68,11 +71,11 @@ pub fn greedy_from(
     };
     let t0 = Instant::now();
     let mut logits = model.prefill_from(input_ids, start, features, &mut cache, probe)?;
+    let mut next = logits.argmax(D::Minus1)?.to_scalar::<u32>()?;
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let mut out = Generation { ids: Vec::new(), step_logits: Vec::new(), stopped_at_eos: false, prefill_ms, decode_ms: 0.0 };
-    while out.ids.len() < max_new_tokens {
-        let next = logits.argmax(D::Minus1)?.to_scalar::<u32>()?;
+    let mut out = Generation { ids: Vec::new(), step_logits: Vec::new(), stopped_at_eos: false, prefill_ms, decode_ms: 0.0, step_ms: Vec::new() };
+    loop {
         out.step_logits.push(logits.to_vec1::<f32>()?);
         out.ids.push(next);
         if model.eos_token_ids().contains(&next) {
@@ -82,7 +85,10 @@ pub fn greedy_from(
         if out.ids.len() == max_new_tokens {
             break;
         }
+        let t = Instant::now();
         logits = model.decode_step(next, &mut cache, probe)?;
+        next = logits.argmax(D::Minus1)?.to_scalar::<u32>()?;
+        out.step_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     out.decode_ms = t1.elapsed().as_secs_f64() * 1e3;
     Ok(out)

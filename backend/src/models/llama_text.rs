@@ -8,6 +8,7 @@ use serde::Deserialize;
 pub use super::kv_cache::KvCache;
 use super::attention::{attend, AttnSpec};
 use super::config::{OneOrMany, RopeParameters};
+use super::linear::{Linear as ProjLinear, WeightFormat};
 use super::mask::{attention_mask, MaskKind};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
@@ -118,19 +119,19 @@ impl RawConfig {
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: ProjLinear,
+    k_proj: ProjLinear,
+    v_proj: ProjLinear,
+    o_proj: ProjLinear,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let (h, kv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let lin = |i, o, name| candle_nn::linear_b(i, o, cfg.attention_bias, vb.pp(name));
+        let lin = |i, o, name| ProjLinear::load(i, o, cfg.attention_bias, format, vb.pp(name));
         Ok(Self {
             q_proj: lin(cfg.hidden_size, h * d, "q_proj")?,
             k_proj: lin(cfg.hidden_size, kv * d, "k_proj")?,
@@ -169,18 +170,18 @@ impl Attention {
 
 #[derive(Debug, Clone)]
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: ProjLinear,
+    up_proj: ProjLinear,
+    down_proj: ProjLinear,
 }
 
 impl Mlp {
-    fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let (h, i, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Self {
-            gate_proj: candle_nn::linear_b(h, i, bias, vb.pp("gate_proj"))?,
-            up_proj: candle_nn::linear_b(h, i, bias, vb.pp("up_proj"))?,
-            down_proj: candle_nn::linear_b(i, h, bias, vb.pp("down_proj"))?,
+            gate_proj: ProjLinear::load(h, i, bias, format, vb.pp("gate_proj"))?,
+            up_proj: ProjLinear::load(h, i, bias, format, vb.pp("up_proj"))?,
+            down_proj: ProjLinear::load(i, h, bias, format, vb.pp("down_proj"))?,
         })
     }
 
@@ -210,16 +211,17 @@ pub struct LlamaText {
 }
 
 impl LlamaText {
-    /// `vb` points at `language_model` (holding `model.*` and `lm_head`).
-    pub fn load(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    /// `vb` points at `language_model` (holding `model.*` and `lm_head`); `format` is how the
+    /// decoder layers' projections are held.
+    pub fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let m = vb.pp("model");
         let embed_tokens = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, m.pp("embed_tokens"))?;
         let layers = (0..cfg.num_layers)
             .map(|i| {
                 let l = m.pp("layers").pp(i);
                 Ok(DecoderLayer {
-                    self_attn: Attention::load(cfg, l.pp("self_attn"))?,
-                    mlp: Mlp::load(cfg, l.pp("mlp"))?,
+                    self_attn: Attention::load(cfg, l.pp("self_attn"), format)?,
+                    mlp: Mlp::load(cfg, l.pp("mlp"), format)?,
                     input_layernorm: RmsNorm::load(cfg.hidden_size, cfg.rms_norm_eps, l.pp("input_layernorm"))?,
                     post_attention_layernorm: RmsNorm::load(cfg.hidden_size, cfg.rms_norm_eps, l.pp("post_attention_layernorm"))?,
                 })

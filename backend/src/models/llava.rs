@@ -11,6 +11,7 @@ use super::clip_vision::{self, Activation, ClipVision, VisionFeature};
 use super::dino_vision::{self, DinoVision};
 use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
+use super::linear::WeightFormat;
 use super::llama_text::{self, KvCache, LlamaText};
 use super::probe::Probe;
 use super::projector::Mlp2xGelu;
@@ -178,6 +179,11 @@ pub struct Llava {
 impl Llava {
     /// Loads a llava-hf model directory (`config.json` + safetensors, any of the three layouts).
     pub fn load(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_as(dir, dtype, device, WeightFormat::Dense)
+    }
+
+    /// [`Llava::load`] with the decoder's projections held as `format`.
+    pub fn load_as(dir: &Path, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
         let config_path = dir.join("config.json");
         let raw: RawConfig = read_json(&config_path)?;
         let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
@@ -187,24 +193,34 @@ impl Llava {
             }
         }
         let store = TensorStore::open(&safetensors_files(dir)?)?;
-        Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+        Self::from_store(cfg, store, dtype, device, format).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
     /// Loads LLaVA-Rad's native release (Vicuna base + LoRA adapter + projector + open_clip
     /// trunk), merging the adapter at load time.
     pub fn load_llava_rad(parts: &super::checkpoint::llava_rad::LlavaRadParts, dtype: DType, device: &Device) -> Result<Self> {
+        Self::load_llava_rad_as(parts, dtype, device, WeightFormat::Dense)
+    }
+
+    /// [`Llava::load_llava_rad`] with the decoder's projections held as `format`.
+    pub fn load_llava_rad_as(parts: &super::checkpoint::llava_rad::LlavaRadParts, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
         let (cfg, store) = super::checkpoint::llava_rad::assemble(parts, dtype)?;
-        Self::from_store(cfg, store, dtype, device).map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
+        Self::from_store(cfg, store, dtype, device, format).map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
     }
 
     /// Builds the model from a checkpoint's canonical tensor names.
-    pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device) -> candle_core::Result<Self> {
-        Self::from_var_builder(cfg, store.into_var_builder(dtype, device))
+    pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device, format: WeightFormat) -> candle_core::Result<Self> {
+        Self::from_var_builder_as(cfg, store.into_var_builder(dtype, device), format)
     }
 
     /// Builds the model from any source of canonical tensor names (a checkpoint, or random
     /// weights for benchmarks).
     pub fn from_var_builder(cfg: Config, vb: candle_nn::VarBuilder) -> candle_core::Result<Self> {
+        Self::from_var_builder_as(cfg, vb, WeightFormat::Dense)
+    }
+
+    /// [`Llava::from_var_builder`] with the decoder's projections held as `format`.
+    pub fn from_var_builder_as(cfg: Config, vb: candle_nn::VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         // Every block is loaded so intermediates can be inspected; the forward stops at the
         // feature block.
         let vision = match &cfg.vision {
@@ -212,7 +228,7 @@ impl Llava {
             VisionConfig::Dino(c) => VisionTower::Dino(DinoVision::load(c, c.depth, vb.pp("vision_tower").pp("trunk"))?),
         };
         let projector = Mlp2xGelu::load(cfg.vision.hidden_size(), cfg.text.hidden_size, cfg.projector_bias, cfg.projector_activation, vb.pp("multi_modal_projector"))?;
-        let text = LlamaText::load(&cfg.text, vb.pp("language_model"))?;
+        let text = LlamaText::load(&cfg.text, vb.pp("language_model"), format)?;
         Ok(Self { vision, projector, text, cfg })
     }
 

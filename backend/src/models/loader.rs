@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::config::read_json;
 use super::error::{ModelError, Result};
 use super::gemma3::Gemma3;
+use super::linear::WeightFormat;
 use super::llava::Llava;
 use super::processor::clip_image::ImageProcessorConfig;
 use super::processor::gemma3::Gemma3Prompter;
@@ -32,14 +33,15 @@ struct ModelType {
 
 /// Opens `dir`: a llava-hf or Gemma3 directory (by `config.json`'s `model_type`), or a
 /// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
-pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device) -> Result<Engine> {
+/// `format` is how the decoder's projections are held (dense, or `--quantize q8`).
+pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device, format: WeightFormat) -> Result<Engine> {
     if !dir.is_dir() {
         return Err(ModelError::MissingFile { path: dir.to_path_buf(), hint: " (expected a model directory)".into() });
     }
     check_dtype(dtype, device)?;
     if LlavaRadParts::looks_like(dir) || overrides.base.is_some() {
         let parts = LlavaRadParts::locate(dir, overrides)?;
-        let model = Llava::load_llava_rad(&parts, dtype, device)?;
+        let model = Llava::load_llava_rad_as(&parts, dtype, device, format)?;
         let cfg = model.config();
         let prompter = LlavaRadPrompter::load(&parts.base, cfg.image_tokens())?;
         // open_clip's eval transform: bicubic shortest edge, centre crop, OpenAI CLIP mean/std.
@@ -58,13 +60,13 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
     let kind: ModelType = read_json(&config_path)?;
     match kind.model_type.as_deref() {
         Some("llava") => {
-            let model = Llava::load(dir, dtype, device)?;
+            let model = Llava::load_as(dir, dtype, device, format)?;
             let prompter = LlavaPrompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
         }
         Some("gemma3") => {
-            let model = Gemma3::load(dir, dtype, device)?;
+            let model = Gemma3::load_as(dir, dtype, device, format)?;
             let prompter = Gemma3Prompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })

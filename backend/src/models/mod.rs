@@ -17,7 +17,9 @@ pub mod gemma3_text;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama_text;
+pub mod linear;
 pub mod llava;
+pub mod presets;
 pub mod loader;
 pub mod mask;
 pub mod norm;
@@ -80,13 +82,32 @@ pub fn parse_device(name: &str) -> std::result::Result<candle_core::Device, Stri
     }
 }
 
-/// `f32` (the default, exact), `bf16` or `f16`.
+/// `auto` (f32 on the CPU, bf16 on a GPU), `f32` (exact), `bf16` or `f16`.
+pub fn resolve_dtype(name: &str, device: &candle_core::Device) -> std::result::Result<DType, String> {
+    match name {
+        "auto" if device.is_cpu() => Ok(DType::F32),
+        "auto" => Ok(DType::BF16),
+        other => parse_dtype(other),
+    }
+}
+
+/// The name `parse_dtype` reads back.
+pub fn dtype_name(d: DType) -> &'static str {
+    match d {
+        DType::BF16 => "bf16",
+        DType::F16 => "f16",
+        DType::F64 => "f64",
+        _ => "f32",
+    }
+}
+
+/// `f32` (exact), `bf16` or `f16`.
 pub fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
     match name {
         "f32" | "float32" => Ok(DType::F32),
         "bf16" | "bfloat16" => Ok(DType::BF16),
         "f16" | "float16" => Ok(DType::F16),
-        other => Err(format!("unknown dtype {other:?} (f32, bf16, f16)")),
+        other => Err(format!("unknown dtype {other:?} (auto, f32, bf16, f16)")),
     }
 }
 

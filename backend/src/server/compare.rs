@@ -27,6 +27,7 @@ use super::AppState;
 use crate::attention_map::fuse_captured;
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::generate::greedy;
+use crate::models::linear::WeightFormat;
 use crate::models::loader::{load_engine, Engine};
 use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
 
@@ -94,7 +95,7 @@ fn run_all(specs: &[(String, PathBuf)], engines: &mut HashMap<String, Engine>, i
     let mut commons: Vec<(String, Vec<f64>)> = Vec::new();
     for (name, dir) in specs {
         if !engines.contains_key(name) {
-            match load_engine(dir, &PartOverrides { base: None, vision_checkpoint: None }, DType::F32, &Device::Cpu) {
+            match load_engine(dir, &PartOverrides { base: None, vision_checkpoint: None }, DType::F32, &Device::Cpu, WeightFormat::Dense) {
                 Ok(e) => {
                     engines.insert(name.clone(), e);
                 }

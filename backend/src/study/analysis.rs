@@ -1256,6 +1256,7 @@ pub(crate) mod fixture {
             name: name.to_owned(),
             architecture: "llava".to_owned(),
             dtype: "f32".to_owned(),
+            quantization: "none".to_owned(),
             device: "cpu".to_owned(),
             num_layers: 4,
             num_heads: 2,

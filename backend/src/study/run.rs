@@ -16,7 +16,9 @@ use super::run_dir::{AttentionFile, RunDir, RunWriter, ANALYSIS, ATTENTION, RECO
 use super::runner::{CaseSettings, ModelRun, Progress};
 use super::shard::Shard;
 use crate::models::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
+use crate::models::linear::WeightFormat;
 use crate::models::loader::load_engine;
+use crate::models::dtype_name;
 
 /// A file in a model directory that marks its weights as random (the demo's tiny models).
 pub const RANDOM_WEIGHTS_MARKER: &str = "RANDOM_WEIGHTS";
@@ -31,6 +33,8 @@ pub struct StudyArgs {
     pub settings: CaseSettings,
     pub dtype: DType,
     pub device: Device,
+    /// How the decoder's projections are held (`--quantize`).
+    pub weights: WeightFormat,
     pub n_studies: Option<usize>,
     pub seed: u64,
     pub resamples: u32,
@@ -55,14 +59,6 @@ pub struct StudyOutcome {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn dtype_name(d: DType) -> &'static str {
-    match d {
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        _ => "f32",
-    }
 }
 
 /// The files that identify a model: its config and its weight files.
@@ -108,13 +104,14 @@ fn weights_fingerprint(dir: &Path, files: &[PathBuf]) -> anyhow::Result<String> 
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn model_info(name: &str, dir: &Path, dtype: DType, device: &Device) -> anyhow::Result<ModelInfo> {
+fn model_info(name: &str, dir: &Path, dtype: DType, device: &Device, format: WeightFormat) -> anyhow::Result<ModelInfo> {
     let (config, weights) = model_files(dir);
     let config_bytes = std::fs::read(&config).with_context(|| format!("cannot read {}", config.display()))?;
     Ok(ModelInfo {
         name: name.to_string(),
         architecture: String::new(),
         dtype: dtype_name(dtype).into(),
+        quantization: format.name().into(),
         device: if device.is_cpu() { "cpu".into() } else { "cuda".into() },
         num_layers: 0,
         num_heads: 0,
@@ -132,7 +129,9 @@ fn now() -> String {
 
 /// Everything that decides the records' content. A resume must match it exactly.
 pub(crate) fn fingerprint(csv_sha256: &str, models: &[ModelInfo], capture: &CaptureSettings, shard: Option<(u32, u32)>, n_studies: Option<usize>) -> String {
-    let models: Vec<_> = models.iter().map(|m| (&m.name, &m.config_sha256, &m.weights_fingerprint, &m.dtype)).collect();
+    // The weight format joins the dtype only when quantised, so older runs keep their fingerprint.
+    let precision = |m: &ModelInfo| if m.quantization == "none" { m.dtype.clone() } else { format!("{}+{}", m.dtype, m.quantization) };
+    let models: Vec<_> = models.iter().map(|m| (&m.name, &m.config_sha256, &m.weights_fingerprint, precision(m))).collect();
     let v = serde_json::json!({"csv": csv_sha256, "models": models, "capture": capture, "shard": shard, "n_studies": n_studies});
     sha256_hex(v.to_string().as_bytes())
 }
@@ -178,7 +177,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         common_grid: args.common_grid,
         text_only_pass: args.settings.text_only_pass,
     };
-    let mut infos = args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut infos = args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;
     let shard = args.shard.map(|s| (s.index, s.count));
     let fp = fingerprint(&plan.csv_sha256, &infos, &capture, shard, args.n_studies);
 
@@ -247,7 +246,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
             continue;
         }
         progress.message(&format!("loading {name} from {}", model_dir.display()));
-        let engine = load_engine(model_dir, &PartOverrides::default(), args.dtype, &args.device)
+        let engine = load_engine(model_dir, &PartOverrides::default(), args.dtype, &args.device, args.weights)
             .with_context(|| format!("model {name}"))?;
         let s = engine.model.summary();
         let info = &mut manifest.models[i];

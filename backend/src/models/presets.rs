@@ -1,0 +1,317 @@
+//! The full-size architectures users bring, as shapes only, for random-weight benchmarks (speed
+//! does not depend on the weights' values). The shapes and the prompts follow the transformers
+//! baseline (`scripts/gpu/hf_baseline.py`) so the two are timed on the same work.
+
+use std::str::FromStr;
+
+use super::activation::Activation;
+use super::clip_vision::{self, VisionFeature};
+use super::dino_vision;
+use super::gemma3;
+use super::gemma3_text::{self, LayerType, Rope};
+use super::llama_text;
+use super::llava::{self, FeatureSelect, VisionConfig, IMAGE_PLACEHOLDER};
+use super::siglip_vision;
+use super::vit_block::BlockConfig;
+
+/// A full-size architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// llava-hf/llava-1.5-7b-hf: CLIP ViT-L/14 at 336 px + Vicuna-7B.
+    Llava15_7b,
+    /// google/medgemma-4b-it: SigLIP So400m/14 at 896 px pooled to 256 tokens + Gemma3-4B.
+    MedGemma4b,
+    /// microsoft/llava-rad: BiomedCLIP-CXR's DINOv2-style ViT-B/14 at 518 px + Vicuna-7B.
+    LlavaRad,
+    /// Mid-size random LLaVA (CLIP 336/14 x4, Llama x8 at hidden 512): CPU-sized.
+    MidLlava,
+    /// Mid-size random Gemma3 (SigLIP 448/14 x4, text x8 at hidden 512): CPU-sized.
+    MidGemma3,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 5] = [Preset::Llava15_7b, Preset::MedGemma4b, Preset::LlavaRad, Preset::MidLlava, Preset::MidGemma3];
+
+    /// The architectures users bring (as opposed to the mid-size benchmark models).
+    pub fn is_full_size(self) -> bool {
+        !matches!(self, Self::MidLlava | Self::MidGemma3)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llava15_7b => "llava-1.5-7b",
+            Self::MedGemma4b => "medgemma-4b",
+            Self::LlavaRad => "llava-rad",
+            Self::MidLlava => "llava",
+            Self::MidGemma3 => "gemma3",
+        }
+    }
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
+            format!("unknown architecture {s:?} ({})", Self::ALL.map(Preset::name).join(", "))
+        })
+    }
+}
+
+/// A preset's model configuration.
+#[derive(Debug, Clone)]
+pub enum PresetConfig {
+    Llava(llava::Config),
+    Gemma3(gemma3::Config),
+}
+
+/// Vicuna-7B (Llama-2-7B shapes) as llava-1.5 and LLaVA-Rad use it.
+fn vicuna_7b() -> llama_text::Config {
+    llama_text::Config {
+        vocab_size: 32064,
+        hidden_size: 4096,
+        intermediate_size: 11008,
+        num_layers: 32,
+        num_heads: 32,
+        num_kv_heads: 32,
+        head_dim: 128,
+        max_positions: 4096,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_linear_factor: 1.0,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        mlp_bias: false,
+        bos_token_id: 1,
+        // No EOS inside the vocabulary: every run decodes exactly the asked-for tokens.
+        eos_token_ids: vec![u32::MAX],
+    }
+}
+
+impl Preset {
+    /// The configuration, with the text decoder cut to `text_layers` and the vision tower to
+    /// `vision_layers` when given (CPU smoke runs; the output says so).
+    pub fn config(self, text_layers: Option<usize>, vision_layers: Option<usize>) -> PresetConfig {
+        match self {
+            Self::MidLlava => {
+                let mut c = mid_llava();
+                c.text.num_layers = text_layers.unwrap_or(c.text.num_layers);
+                if let (Some(n), VisionConfig::Clip(v)) = (vision_layers, &mut c.vision) {
+                    v.num_layers = n;
+                    c.feature = VisionFeature::from_hf_index(-2, n).unwrap_or(VisionFeature::BlockOutput(n));
+                }
+                PresetConfig::Llava(c)
+            }
+            Self::MidGemma3 => {
+                let mut c = mid_gemma3();
+                if let Some(n) = text_layers {
+                    c.text.layer_types.truncate(n);
+                }
+                c.vision.num_layers = vision_layers.unwrap_or(c.vision.num_layers);
+                PresetConfig::Gemma3(c)
+            }
+            Self::Llava15_7b | Self::LlavaRad => {
+                let mut text = vicuna_7b();
+                text.num_layers = text_layers.unwrap_or(text.num_layers);
+                let (vision, image_token_id) = if self == Self::Llava15_7b {
+                    let v = clip_vision::Config {
+                        hidden_size: 1024,
+                        intermediate_size: 4096,
+                        num_layers: vision_layers.unwrap_or(24),
+                        num_heads: 16,
+                        num_channels: 3,
+                        image_size: 336,
+                        patch_size: 14,
+                        activation: Activation::QuickGelu,
+                        layer_norm_eps: 1e-5,
+                    };
+                    (VisionConfig::Clip(v), 32000)
+                } else {
+                    let v = dino_vision::Config {
+                        width: 768,
+                        depth: vision_layers.unwrap_or(12),
+                        num_heads: 12,
+                        mlp_hidden: 3072,
+                        patch_size: 14,
+                        image_size: 518,
+                        layer_norm_eps: 1e-6,
+                    };
+                    (VisionConfig::Dino(v), IMAGE_PLACEHOLDER)
+                };
+                let blocks = vision.num_layers();
+                PresetConfig::Llava(llava::Config {
+                    // vision_feature_layer / mm_vision_select_layer = -2 in both releases.
+                    feature: VisionFeature::from_hf_index(-2, blocks).unwrap_or(VisionFeature::BlockOutput(blocks)),
+                    text,
+                    vision,
+                    image_token_id,
+                    projector_activation: Activation::Gelu,
+                    projector_bias: true,
+                    select: FeatureSelect::Default,
+                })
+            }
+            Self::MedGemma4b => {
+                let layers = text_layers.unwrap_or(34);
+                PresetConfig::Gemma3(gemma3::Config {
+                    text: gemma3_text::Config {
+                        vocab_size: 262208,
+                        hidden_size: 2560,
+                        intermediate_size: 10240,
+                        num_heads: 8,
+                        num_kv_heads: 4,
+                        head_dim: 256,
+                        activation: Activation::GeluTanh,
+                        rms_norm_eps: 1e-6,
+                        query_pre_attn_scalar: 256.0,
+                        sliding_window: 1024,
+                        // sliding_window_pattern 6: every sixth layer attends globally.
+                        layer_types: (0..layers).map(|i| if (i + 1) % 6 == 0 { LayerType::Full } else { LayerType::Sliding }).collect(),
+                        rope_full: Rope { theta: 1e6, linear_factor: 8.0 },
+                        rope_sliding: Rope { theta: 1e4, linear_factor: 1.0 },
+                        attn_logit_softcapping: None,
+                        final_logit_softcapping: None,
+                        tie_word_embeddings: true,
+                        bos_token_id: 2,
+                        eos_token_ids: vec![u32::MAX],
+                    },
+                    vision: siglip_vision::Config {
+                        block: BlockConfig { hidden_size: 1152, intermediate_size: 4304, num_heads: 16, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
+                        num_layers: vision_layers.unwrap_or(27),
+                        num_channels: 3,
+                        image_size: 896,
+                        patch_size: 14,
+                    },
+                    image_token_id: 262144,
+                    boi_token_id: 255999,
+                    eoi_token_id: 256000,
+                    tokens_per_side: 16,
+                })
+            }
+        }
+    }
+}
+
+impl PresetConfig {
+    pub fn image_size(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.vision.image_size(),
+            Self::Gemma3(c) => c.vision.image_size,
+        }
+    }
+
+    /// The baseline's prompt layout with `question` in place of its 24 random question ids:
+    /// LLaVA `[BOS] + 4 ids + image + question` (605 tokens at full size, LLaVA-Rad 1398), Gemma3
+    /// `[BOS, <start_of_turn>] + 2 ids + [boi] + image + [eoi] + question + 5 turn ids` (291).
+    /// Returns the ids and the length of the prefix every question variant shares.
+    pub fn prompt(&self, question: &[u32]) -> (Vec<u32>, usize) {
+        match self {
+            Self::Llava(c) => {
+                let mut ids = vec![1, 3148, 1001, 29901, 29871];
+                ids.extend(std::iter::repeat_n(c.image_token_id, c.image_tokens()));
+                let shared = ids.len();
+                ids.extend_from_slice(question);
+                (ids, shared)
+            }
+            Self::Gemma3(c) => {
+                let mut ids = vec![2, 105, 2364, 107, c.boi_token_id];
+                ids.extend(std::iter::repeat_n(c.image_token_id, c.image_tokens()));
+                ids.push(c.eoi_token_id);
+                let shared = ids.len();
+                ids.extend_from_slice(question);
+                ids.extend([106, 107, 105, 4368, 107]);
+                (ids, shared)
+            }
+        }
+    }
+
+    /// Transformer layers of the language model.
+    pub fn text_layers(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.text.num_layers,
+            Self::Gemma3(c) => c.text.num_layers(),
+        }
+    }
+}
+
+// The mid-size random models of `radlens bench --arch llava|gemma3`: small enough for a CPU.
+
+/// CLIP 336/14 (576 image tokens) with 4 blocks; Llama with 8 layers, hidden 512, GQA 8/4.
+pub fn mid_llava() -> llava::Config {
+    let vision = clip_vision::Config {
+        hidden_size: 256,
+        intermediate_size: 1024,
+        num_layers: 4,
+        num_heads: 4,
+        num_channels: 3,
+        image_size: 336,
+        patch_size: 14,
+        activation: Activation::QuickGelu,
+        layer_norm_eps: 1e-5,
+    };
+    let text = llama_text::Config {
+        vocab_size: 32064,
+        hidden_size: 512,
+        intermediate_size: 1408,
+        num_layers: 8,
+        num_heads: 8,
+        num_kv_heads: 4,
+        head_dim: 64,
+        max_positions: 2048,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        rope_linear_factor: 1.0,
+        tie_word_embeddings: false,
+        attention_bias: false,
+        mlp_bias: false,
+        bos_token_id: 1,
+        // No EOS inside the vocabulary: every run decodes exactly the asked-for tokens.
+        eos_token_ids: vec![u32::MAX],
+    };
+    llava::Config {
+        feature: VisionFeature::from_hf_index(-2, vision.num_layers).expect("valid"),
+        text,
+        vision: VisionConfig::Clip(vision),
+        image_token_id: 32000,
+        projector_activation: Activation::Gelu,
+        projector_bias: true,
+        select: FeatureSelect::Default,
+    }
+}
+
+/// SigLIP 448/14 (32x32 patches pooled 2x2 to 256 tokens) with 4 blocks; Gemma3 text with 8
+/// layers of both types (full every 4th), window 128 so the prompt outgrows it, hidden 512.
+pub fn mid_gemma3() -> gemma3::Config {
+    gemma3::Config {
+        text: gemma3_text::Config {
+            vocab_size: 32000,
+            hidden_size: 512,
+            intermediate_size: 1408,
+            num_heads: 8,
+            num_kv_heads: 4,
+            head_dim: 64,
+            activation: Activation::GeluTanh,
+            rms_norm_eps: 1e-6,
+            query_pre_attn_scalar: 64.0,
+            sliding_window: 128,
+            layer_types: (0..8).map(|i| if (i + 1) % 4 == 0 { LayerType::Full } else { LayerType::Sliding }).collect(),
+            rope_full: Rope { theta: 1e6, linear_factor: 8.0 },
+            rope_sliding: Rope { theta: 1e4, linear_factor: 1.0 },
+            attn_logit_softcapping: None,
+            final_logit_softcapping: None,
+            tie_word_embeddings: true,
+            bos_token_id: 2,
+            eos_token_ids: vec![u32::MAX],
+        },
+        vision: siglip_vision::Config {
+            block: BlockConfig { hidden_size: 256, intermediate_size: 1024, num_heads: 4, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
+            num_layers: 4,
+            num_channels: 3,
+            image_size: 448,
+            patch_size: 14,
+        },
+        image_token_id: 31999,
+        boi_token_id: 31997,
+        eoi_token_id: 31998,
+        tokens_per_side: 16,
+    }
+}
+
