@@ -10,7 +10,8 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 use wasm_bindgen::JsValue;
 
-use crate::api::{ApiError, ApiRecord, RunList};
+use crate::api::{ApiError, ApiRecord, Endpoint, RunList};
+use crate::site::href;
 use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, distinct, page_count, select};
 use crate::fetch::{self, enc};
 use crate::overview::{HEADLINE_COLUMNS, ci_label, format_interval, headline};
@@ -25,9 +26,10 @@ pub fn SiteHeader(#[prop(into)] title: String) -> impl IntoView {
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
                 <nav class="site-nav">
-                    <A href="/">"Runs"</A>
-                    <A href="/playground">"Metrics playground"</A>
-                    <A href="/compare">"Compare"</A>
+                    <A href=href("/")>"Runs"</A>
+                    <A href=href("/playground")>"Metrics playground"</A>
+                    // Compare runs the models: a static export has no server to run them.
+                    {(!crate::site::mode().is_static()).then(|| view! { <A href=href("/compare")>"Compare"</A> })}
                 </nav>
             </div>
             <h1>{title}</h1>
@@ -64,6 +66,8 @@ fn random_banner() -> AnyView {
 /// the link's fragment), from `POST /api/share`.
 #[component]
 pub fn ShareButton(run: String) -> impl IntoView {
+    // Share links are signed by a server; a static export is already shareable as it is.
+    let on_server = !crate::site::mode().is_static();
     let result: RwSignal<Option<Result<String, ApiError>>> = RwSignal::new(None);
     let on_click = move |_| {
         let run = run.clone();
@@ -81,7 +85,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
                 .unwrap_or_default();
             let origin = loc.and_then(|l| l.origin().ok()).unwrap_or_default();
             let r = fetch::post_json::<crate::api::ShareResponse>(
-                "/api/share",
+                &Endpoint::Share,
                 &crate::api::share_request(&run, &view),
             )
             .await
@@ -92,7 +96,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
             result.set(Some(r));
         });
     };
-    view! {
+    on_server.then(|| view! {
         <span class="share">
             <button type="button" id="share" on:click=on_click>"Share (read-only, 72 h)"</button>
             {move || result.get().map(|r| match r {
@@ -102,7 +106,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
                 Err(e) => view! { <span class="error" role="alert" data-testid="share-error">{format!("Could not make a share link: {e}")}</span> }.into_any(),
             })}
         </span>
-    }
+    })
 }
 
 /// `/`: the runs under `--runs`. A share link lands here as `/?run=ID#VIEW` and is sent on to
@@ -129,7 +133,7 @@ pub fn RunsPage() -> impl IntoView {
             )
         });
     }
-    let runs = LocalResource::new(|| fetch::get_json::<RunList>("/api/runs"));
+    let runs = LocalResource::new(|| fetch::get_json::<RunList>(&Endpoint::Runs));
     view! {
         <SiteHeader title="Runs" />
         <main class="page runs-page">
@@ -156,7 +160,7 @@ pub fn RunsPage() -> impl IntoView {
                                 .runs
                                 .into_iter()
                                 .map(|r| {
-                                    let href = format!("/runs/{}", enc(&r.id));
+                                    let href = href(&format!("/runs/{}", enc(&r.id)));
                                     let label = r.id.clone();
                                     view! {
                                         <tr data-run=r.id.clone()>
@@ -195,7 +199,7 @@ pub fn OverviewPage() -> impl IntoView {
     let id = run_id();
     let analysis = LocalResource::new(move || {
         let id = id();
-        async move { fetch::get_json::<Analysis>(&format!("/api/runs/{}/analysis", enc(&id))).await }
+        async move { fetch::get_json::<Analysis>(&Endpoint::Analysis { run: id }).await }
     });
     let forest_ref = NodeRef::<leptos::html::Canvas>::new();
     let forest_drawn = RwSignal::new(false);
@@ -213,7 +217,7 @@ pub fn OverviewPage() -> impl IntoView {
         <SiteHeader title=Signal::derive(move || format!("Run {}", id())).get_untracked() />
         <main class="page overview-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <A href=move || href(&format!("/runs/{}/records", enc(&id())))>"Records explorer"</A>
                 <ShareButton run=id() />
             </nav>
             {move || match analysis.get() {
@@ -244,7 +248,7 @@ fn study_links(run: &str, a: &Analysis) -> AnyView {
                 {seen
                     .into_iter()
                     .map(|(study, finding)| {
-                        let href = format!("/runs/{}/studies/{}", enc(&run), enc(&study));
+                        let href = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&study)));
                         let label = match finding {
                             Some(f) => format!("{study} ({f})"),
                             None => study.clone(),
@@ -411,7 +415,7 @@ pub fn RecordsPage() -> impl IntoView {
         <SiteHeader title=format!("Records of run {}", id()) />
         <main class="page records-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
+                <A href=move || href(&format!("/runs/{}", enc(&id())))>"Overview"</A>
                 <ShareButton run=id() />
             </nav>
             {move || state.with(|s| s.error.clone()).map(|e| view! {
@@ -559,7 +563,7 @@ fn explorer(
                     .map(|&i| {
                         let r = &d.0[i];
                         let rec = &r.record;
-                        let study_href = format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id));
+                        let study_href = href(&format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id)));
                         let sample = rec.sample_id.clone();
                         let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
                         view! {
@@ -677,12 +681,8 @@ pub fn StudyPage() -> impl IntoView {
     let records = LocalResource::new(move || {
         let (id, study) = (id(), study());
         async move {
-            fetch::get_json::<crate::api::RecordsPage>(&format!(
-                "/api/runs/{}/records?study={}&pass=image&limit=1000",
-                enc(&id),
-                enc(&study)
-            ))
-            .await
+            fetch::get_json::<crate::api::RecordsPage>(&Endpoint::Study { run: id, study })
+                .await
         }
     });
     // Every control rewrites the whole overlay query (replaceState).
@@ -735,8 +735,8 @@ pub fn StudyPage() -> impl IntoView {
         <SiteHeader title=format!("Study {} of run {}", study(), id()) />
         <main class="page study-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
-                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <A href=move || href(&format!("/runs/{}", enc(&id())))>"Overview"</A>
+                <A href=move || href(&format!("/runs/{}/records", enc(&id())))>"Records explorer"</A>
                 <ShareButton run=id() />
             </nav>
             <section class="panel study-controls">
@@ -972,8 +972,7 @@ fn case_card(
                 return None;
             }
             Some(
-                fetch::get_json::<MapJson>(&format!("/api/runs/{}/records/{index}/map", enc(&run)))
-                    .await,
+                fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await,
             )
         }
     });
@@ -992,7 +991,7 @@ fn case_card(
                 return None;
             }
             Some(
-                fetch::get_bytes(&format!("/api/runs/{}/records/{index}/rows.bin", enc(&run)))
+                fetch::get_bytes(&Endpoint::Rows { run, index })
                     .await
                     .map(|b| crate::study::f32_le(&b)),
             )
@@ -1115,7 +1114,8 @@ fn case_card(
     };
     let on_leave = move |_: leptos::ev::MouseEvent| hover.set(None);
     let rec = r.record;
-    let img = format!("/api/runs/{}/images/{}", enc(&run), enc(&r.image_id));
+    let img = fetch::url(&Endpoint::Image { run: run.clone(), image_id: r.image_id.clone() })
+        .unwrap_or_default();
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
         a.map(|a| a.as_str().to_owned())
@@ -1406,7 +1406,7 @@ pub fn ComparePage() -> impl IntoView {
         image_url.set(web_sys::Url::create_object_url_with_blob(&file).ok());
         result.set(Some(None));
         leptos::task::spawn_local(async move {
-            let r = fetch::post_form::<CompareResponse>("/api/compare", &form).await;
+            let r = fetch::post_form::<CompareResponse>(&Endpoint::Compare, &form).await;
             result.set(Some(Some(r)));
         });
     };
