@@ -13,6 +13,7 @@
 //! `chromium-driver`. Without them the test fails and says so; it never skips silently.
 
 mod dashboard;
+mod export;
 mod driver;
 mod server;
 
