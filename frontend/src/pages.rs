@@ -225,12 +225,153 @@ pub fn OverviewPage() -> impl IntoView {
                 Some(Err(e)) => error_view("the analysis", &e),
                 Some(Ok(a)) => view! {
                     {overview_table(&a, forest_ref, forest_drawn)}
+                    {group_plots_view(&a)}
+                    {comparisons_table(&a)}
+                    {disagreements_table(&id(), &a)}
                     {study_links(&id(), &a)}
                 }
                 .into_any(),
             }}
         </main>
     }
+}
+
+/// Accuracy and flip rate per strategy and per finding, one whisker per model.
+fn group_plots_view(a: &Analysis) -> AnyView {
+    let plots = crate::overview::group_plots(a);
+    view! {
+        <section class="panel" id="group-plots">
+            <h2>"By question strategy and by finding"</h2>
+            <p class="lede">"Estimate (dot) and interval (whisker) per model; a missing whisker means too few rows for that group."</p>
+            <div class="group-plots">
+                {plots.into_iter().map(|p| view! { <GroupPlotCanvas plot=p /> }).collect_view()}
+            </div>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn GroupPlotCanvas(plot: crate::overview::GroupPlot) -> impl IntoView {
+    let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
+    let drawn = RwSignal::new(false);
+    let (id, title, n) = (plot.id, plot.title.clone(), plot.points.len());
+    let empty = plot.points.is_empty();
+    Effect::new(move |_| {
+        let Some(canvas) = canvas_ref.get() else { return };
+        match draw_group_plot(canvas, &plot) {
+            Ok(()) => drawn.set(true),
+            Err(e) => leptos::logging::error!("could not draw {}: {e}", plot.id),
+        }
+    });
+    view! {
+        <figure class="group-plot">
+            <figcaption>{title.clone()}</figcaption>
+            {empty.then(|| view! { <p class="muted">"No intervals for this breakdown (the CSV names no strategy or finding, or too few rows)."</p> })}
+            <canvas
+                node_ref=canvas_ref
+                id=id
+                width="440"
+                height="240"
+                data-points=n.to_string()
+                data-drawn=move || drawn.get().to_string()
+                role="img"
+                aria-label=title
+            ></canvas>
+        </figure>
+    }
+}
+
+/// Every pair of models on the rows both answered: accuracies, the difference with its
+/// interval, and McNemar (clustered and exact).
+fn comparisons_table(a: &Analysis) -> AnyView {
+    use crate::overview::format_p;
+    let ci = ci_label(a);
+    let f3 = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+    view! {
+        <section class="panel">
+            <h2>"Paired model comparisons"</h2>
+            {if a.comparisons.is_empty() {
+                view! { <p class="muted">"One model only: nothing to pair."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                    <table class="data" id="comparisons">
+                        <thead><tr>
+                            <th>"Model A"</th><th>"Model B"</th>
+                            <th class="num">"Paired rows"</th><th class="num">"Studies"</th>
+                            <th class="num">"Accuracy A"</th><th class="num">"Accuracy B"</th>
+                            <th class="num">{format!("A − B ({ci})")}</th>
+                            <th class="num" title="Rows A answered right and B wrong">"A only right"</th>
+                            <th class="num" title="Rows B answered right and A wrong">"B only right"</th>
+                            <th class="num" title="Durkalski's clustered McNemar">"p (clustered)"</th>
+                            <th class="num" title="Exact McNemar, ignores clustering">"p (exact)"</th>
+                        </tr></thead>
+                        <tbody>
+                            {a.comparisons.iter().map(|c| view! {
+                                <tr data-a=c.model_a.clone() data-b=c.model_b.clone()
+                                    data-diff=c.accuracy_difference.as_ref().map(|i| i.estimate.to_string())>
+                                    <td>{c.model_a.clone()}</td><td>{c.model_b.clone()}</td>
+                                    <td class="num">{c.rows}</td><td class="num">{c.studies}</td>
+                                    <td class="num">{f3(c.accuracy_a)}</td><td class="num">{f3(c.accuracy_b)}</td>
+                                    <td class="num">{format_interval(c.accuracy_difference.as_ref())}</td>
+                                    <td class="num">{c.mcnemar.b}</td><td class="num">{c.mcnemar.c}</td>
+                                    <td class="num">{format_p(c.mcnemar.p_clustered)}</td>
+                                    <td class="num">{format_p(c.mcnemar.p_exact)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+/// The studies where the models answered some variant differently, most disagreeing first,
+/// each linking to its study view.
+fn disagreements_table(run: &str, a: &Analysis) -> AnyView {
+    let rows: Vec<_> = a.disagreements.iter().filter(|d| d.answer_disagreements > 0).cloned().collect();
+    let run = run.to_owned();
+    view! {
+        <section class="panel">
+            <h2>{format!("Where the models disagree ({} {})", rows.len(), if rows.len() == 1 { "study" } else { "studies" })}</h2>
+            {if rows.is_empty() {
+                view! { <p class="muted">"No study where two models answered a variant differently."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                    <table class="data" id="disagreements">
+                        <thead><tr>
+                            <th>"Study"</th><th>"Finding"</th>
+                            <th class="num" title="Variants two models answered differently">"Variants in disagreement"</th>
+                            <th class="num" title="Flips vs the base question, summed over the models">"Flips"</th>
+                            <th class="num" title="Mean cross-model JS distance of the maps (bits)">"Map JS distance"</th>
+                        </tr></thead>
+                        <tbody>
+                            {rows.into_iter().map(|d| {
+                                let link = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&d.study_id)));
+                                let (key, label) = (d.study_id.clone(), d.study_id.clone());
+                                view! {
+                                    <tr data-study=key>
+                                        <td><A href=link>{label}</A></td>
+                                        <td>{d.finding.clone().unwrap_or_default()}</td>
+                                        <td class="num">{d.answer_disagreements}</td>
+                                        <td class="num">{d.flips}</td>
+                                        <td class="num">{d.mean_js_distance.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+    .into_any()
 }
 
 /// Links to each study's case view, with its finding.
@@ -1290,6 +1431,75 @@ pub(crate) fn draw_overlay(
         web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), pw as u32, ph as u32)?;
     ctx.clear_rect(0.0, 0.0, pw as f64, ph as f64);
     ctx.put_image_data(&img, 0.0, 0.0)
+}
+
+/// Colour of the i-th model in the group plots (viridis stops, dark to light).
+fn model_colour(i: usize) -> plotters::style::RGBColor {
+    use plotters::style::RGBColor;
+    const C: [RGBColor; 5] = [
+        RGBColor(0x44, 0x01, 0x54),
+        RGBColor(0x21, 0x91, 0x8c),
+        RGBColor(0xc2, 0x7c, 0x0e),
+        RGBColor(0x3b, 0x52, 0x8b),
+        RGBColor(0x5e, 0xc9, 0x62),
+    ];
+    C[i % C.len()]
+}
+
+/// A dot-and-whisker plot: categories on x, one whisker per model side by side, rates in [0, 1].
+fn draw_group_plot(canvas: web_sys::HtmlCanvasElement, p: &crate::overview::GroupPlot) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters_canvas::CanvasBackend;
+    let n = p.groups.len().max(1);
+    let width = (110 * n as u32 + 80).clamp(440, 1080);
+    canvas.set_width(width);
+    canvas.set_height(250);
+    let backend = CanvasBackend::with_canvas_object(canvas).ok_or("the canvas has no 2d context")?;
+    let root = backend.into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(10)
+        .margin_top(28)
+        .x_label_area_size(34)
+        .y_label_area_size(40)
+        .build_cartesian_2d(0f64..n as f64, 0f64..1f64)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .max_light_lines(1)
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let nm = p.models.len().max(1) as f64;
+    let x = |g: usize, m: usize| g as f64 + 0.5 + (m as f64 - (nm - 1.0) / 2.0) * (0.6 / nm);
+    for pt in &p.points {
+        let c = model_colour(pt.model);
+        let xx = x(pt.group, pt.model);
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(xx, pt.lo), (xx, pt.hi)], c.stroke_width(2))))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(std::iter::once(Circle::new((xx, pt.estimate), 4, c.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    for (gi, g) in p.groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(gi as f64 + 0.5, 0.0));
+        let label: String = if g.chars().count() > 18 { g.chars().take(17).chain(['…']).collect() } else { g.clone() };
+        let w = 6 * label.chars().count() as i32;
+        root.draw(&Text::new(label, (px - w / 2, py + 8), font.clone())).map_err(|e| err(&e))?;
+    }
+    let mut lx = 50;
+    for (mi, m) in p.models.iter().enumerate() {
+        root.draw(&Circle::new((lx, 12), 4, model_colour(mi).filled())).map_err(|e| err(&e))?;
+        root.draw(&Text::new(m.clone(), (lx + 8, 5), font.clone())).map_err(|e| err(&e))?;
+        lx += 16 + 7 * m.chars().count() as i32;
+    }
+    root.present().map_err(|e| err(&e))
 }
 
 /// The forest plot of the headline intervals, drawn with plotters on the canvas.

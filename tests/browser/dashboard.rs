@@ -257,6 +257,10 @@ async fn scenario(
         format!("study links {links}, studies {studies:?}"),
     )?;
     screenshot(c, &artifacts.join("dashboard-overview.png")).await?;
+    overview_breakdowns(c, &analysis).await?;
+    js(c, "document.getElementById('group-plots').scrollIntoView(); return null;").await?;
+    screenshot(c, &artifacts.join("dashboard-overview-plots.png")).await?;
+    js(c, "window.scrollTo(0, 0); return null;").await?;
 
     // 3. The explorer: every record, the "incorrect" count equal to records.jsonl's.
     let records = read_records(run_dir);
@@ -974,5 +978,47 @@ async fn compare_page(c: &Client, base: &str, n_models: usize, artifacts: &Path)
     // The question survives a reload (the image does not).
     c.refresh().await.map_err(|e| e.to_string())?;
     wait_for_js(c, "return document.getElementById('compare-question')?.value === 'Is there a pleural effusion?' || null;", "the question restored from the URL").await?;
+    Ok(())
+}
+
+/// The overview's per-strategy and per-finding plots (as many whiskers as the analysis has
+/// intervals, each plot painted), the paired comparisons and the disagreement table (one row
+/// per study the models answered differently, linking to its study view).
+async fn overview_breakdowns(c: &Client, analysis: &Analysis) -> Res<()> {
+    for plot in radlens_frontend::overview::group_plots(analysis) {
+        let id = plot.id;
+        wait_for_js(c, &format!("return document.querySelector('#{id}[data-drawn=\"true\"]') ? true : null;"), id).await?;
+        let v = js(c, &format!("const cv = document.getElementById('{id}'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; const s = new Set(); for (let i = 0; i < d.length; i += 4) s.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); return [cv.dataset.points, s.size];")).await?;
+        check(
+            v[0] == Value::String(plot.points.len().to_string()),
+            format!("{id}: {} whiskers drawn, the analysis has {}", v[0], plot.points.len()),
+        )?;
+        check(v[1].as_u64().unwrap_or(0) > 4, format!("{id}: only {} colours", v[1]))?;
+    }
+    let strategy = radlens_frontend::overview::group_plot(
+        analysis,
+        radlens_frontend::overview::Breakdown::Strategy,
+        radlens_frontend::overview::GroupMeasure::Accuracy,
+    );
+    check(!strategy.points.is_empty(), "the demo has per-strategy accuracy intervals")?;
+    let pairs = js(c, "return [...document.querySelectorAll('#comparisons tbody tr')].map(tr => [tr.dataset.a, tr.dataset.b, tr.dataset.diff ?? null]);").await?;
+    let want: Vec<Value> = analysis
+        .comparisons
+        .iter()
+        .map(|p| serde_json::json!([p.model_a, p.model_b, p.accuracy_difference.as_ref().map(|i| i.estimate.to_string())]))
+        .collect();
+    check(!want.is_empty() && pairs == Value::Array(want.clone()), format!("comparison rows {pairs}, analysis {want:?}"))?;
+    let disagree: Vec<&str> = analysis
+        .disagreements
+        .iter()
+        .filter(|d| d.answer_disagreements > 0)
+        .map(|d| d.study_id.as_str())
+        .collect();
+    let shown = js(c, "return [...document.querySelectorAll('#disagreements tbody tr')].map(tr => [tr.dataset.study, tr.querySelector('a').getAttribute('href')]);").await?;
+    let want: Vec<Value> = disagree
+        .iter()
+        .map(|s| serde_json::json!([s, format!("/runs/{RUN}/studies/{s}")]))
+        .collect();
+    check(shown == Value::Array(want.clone()) || (want.is_empty() && shown.is_null()), format!("disagreement rows {shown}, analysis {want:?}"))?;
     Ok(())
 }
