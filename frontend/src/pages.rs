@@ -818,6 +818,7 @@ pub fn StudyPage() -> impl IntoView {
                 .and_then(|(_, v)| v.parse::<usize>().ok()),
         ),
         shown: RwSignal::new(std::collections::HashMap::new()),
+        diff: RwSignal::new(crate::study::diff_from_query(&location_search())),
     };
     let records = LocalResource::new(move || {
         let (id, study) = (id(), study());
@@ -836,10 +837,37 @@ pub fn StudyPage() -> impl IntoView {
         refuse_opts.update(|r| r.fusion = v.parse().ok());
         write_study_query(opts, refuse_opts);
     };
-    let set_layers = move |ev: leptos::ev::Event| {
-        let v = event_target_value(&ev).trim().to_owned();
-        refuse_opts.update(|r| r.layers = v);
+    let toggle_layer = move |layer: usize, on: bool| {
+        refuse_opts.update(|r| r.layers = crate::study::toggle_layer(&r.layers, layer, on));
         write_study_query(opts, refuse_opts);
+    };
+    // One checkbox per layer any map of this study captured; none checked = as stored.
+    let layer_boxes = move || {
+        let Some(Ok(page)) = records.get() else { return ().into_any() };
+        let layers: std::collections::BTreeSet<usize> = page
+            .records
+            .iter()
+            .filter_map(|r| r.record.map.as_ref())
+            .flat_map(|m| crate::study::record_layers(&m.provenance))
+            .collect();
+        view! {
+            <fieldset class="layer-boxes" id="layers">
+                <legend>"Layers (none checked: as stored)"</legend>
+                {layers.into_iter().map(|l| view! {
+                    <label class="check">
+                        <input
+                            type="checkbox"
+                            class="layer"
+                            data-layer=l.to_string()
+                            prop:checked=move || crate::study::checked_layers(&refuse_opts.get().layers).contains(&l)
+                            on:change=move |ev| toggle_layer(l, event_target_checked(&ev))
+                        />
+                        {l.to_string()}
+                    </label>
+                }).collect_view()}
+            </fieldset>
+        }
+        .into_any()
     };
     let set_opacity = move |ev: leptos::ev::Event| {
         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
@@ -932,15 +960,7 @@ pub fn StudyPage() -> impl IntoView {
                         })
                         .collect_view()}
                 </select>
-                <label for="layers">"Layers"</label>
-                <input
-                    type="text"
-                    id="layers"
-                    size="10"
-                    placeholder="as stored, e.g. 2-5"
-                    prop:value=move || refuse_opts.get().layers
-                    on:change=set_layers
-                />
+                {layer_boxes}
                 <span class="help">"scaled to each map's hottest cell (or the clip percentile); the map covers the part of the image the model saw"</span>
             </section>
             {move || match records.get() {
@@ -962,10 +982,11 @@ fn write_study_query(
 ) {
     let mut pairs = opts.get_untracked().query_pairs();
     pairs.extend(refuse_opts.get_untracked().query_pairs());
-    let pin = crate::url_state::parse_query(&location_search())
+    // The pin and the difference toggles are written by their own controls; keep them.
+    let kept = crate::url_state::parse_query(&location_search())
         .into_iter()
-        .find(|(k, _)| k == "pin");
-    pairs.extend(pin);
+        .filter(|(k, _)| k == "pin" || k == "diff");
+    pairs.extend(kept);
     let q: Vec<String> = pairs
         .into_iter()
         .map(|(k, v)| format!("{k}={}", enc(&v)))
@@ -1028,11 +1049,26 @@ fn study_grid(
     .into_any()
 }
 
-/// Which card is pinned, and the map each card currently shows (record index -> model, values).
+/// Which card is pinned, the map each card currently shows (record index -> model, values),
+/// and the cards that show their difference to the pinned map (`diff=` in the URL).
 #[derive(Clone, Copy)]
 struct Compare {
     pinned: RwSignal<Option<usize>>,
     shown: RwSignal<std::collections::HashMap<usize, (String, Vec<f64>)>>,
+    diff: RwSignal<std::collections::BTreeSet<usize>>,
+}
+
+/// Sets (or with `None` removes) one key of the query string, keeping the others in order.
+fn set_query_key(key: &str, value: Option<String>) {
+    let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
+        .into_iter()
+        .filter(|(k, _)| k != key)
+        .collect();
+    if let Some(v) = value {
+        pairs.push((key.to_owned(), v));
+    }
+    let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
+    replace_query(&q.join("&"));
 }
 
 /// One variant x variant JS-distance table per model, over the maps the cards show.
@@ -1200,8 +1236,10 @@ fn case_card(
         let (a, b) = (pinned_map.get()?, shown.get()?);
         radlens_shared::metrics::js_distance(&a, &b).ok()
     });
-    let diff_on = RwSignal::new(false);
+    let diff_on = Memo::new(move |_| cmp.diff.with(|d| d.contains(&index)));
     let diff_drawn = RwSignal::new(false);
+    let bar_ref = NodeRef::<leptos::html::Canvas>::new();
+    let bar = RwSignal::new(None::<crate::study::ColorBar>);
     // The values drawn right now (stored, re-fused or the difference map), for the hover line.
     let displayed = RwSignal::new(None::<Vec<f64>>);
     Effect::new(move |_| {
@@ -1222,6 +1260,13 @@ fn case_card(
         }
         diff_drawn.set(is_diff);
         displayed.set(Some(m.values.clone()));
+        let legend = crate::study::ColorBar::of(&m.values, &a);
+        if let Some(c) = bar_ref.get()
+            && let Err(err) = draw_colorbar(&c, &legend, &a)
+        {
+            leptos::logging::error!("could not draw the colour bar of record {index}: {err:?}");
+        }
+        bar.set(Some(legend));
         let Some(canvas) = canvas_ref.get() else {
             return;
         };
@@ -1299,6 +1344,21 @@ fn case_card(
                 })}
             </figure>
             {has_map.then(|| view! {
+                <div class="colorbar-map" data-testid="colorbar" data-index=index.to_string()
+                    data-cmap=move || opacity.get().colormap.as_str()
+                    data-scale=move || bar.get().map(|b| format!("{:e}", b.scale)).unwrap_or_default()
+                    data-cut=move || bar.get().map(|b| format!("{:e}", b.cut)).unwrap_or_default()
+                >
+                    <canvas node_ref=bar_ref width="256" height="10" aria-hidden="true"></canvas>
+                    <div class="colorbar-labels">
+                        {move || bar.get().map(|b| {
+                            let (lo, cut, hi) = b.labels(&opacity.get());
+                            view! { <span>{lo}</span><span class="cut">{cut.unwrap_or_default()}</span><span>{hi}</span> }
+                        })}
+                    </div>
+                </div>
+            })}
+            {has_map.then(|| view! {
                 <p
                     class="cell-status"
                     data-testid="cell-status"
@@ -1361,15 +1421,7 @@ fn case_card(
                         on:click=move |_| {
                             cmp.pinned.update(|p| *p = if *p == Some(index) { None } else { Some(index) });
                             // Keep the pin in the URL next to the other study-view keys.
-                            let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
-                                .into_iter()
-                                .filter(|(k, _)| k != "pin")
-                                .collect();
-                            if let Some(p) = cmp.pinned.get_untracked() {
-                                pairs.push(("pin".into(), p.to_string()));
-                            }
-                            let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
-                            replace_query(&q.join("&"));
+                            set_query_key("pin", cmp.pinned.get_untracked().map(|p| p.to_string()));
                         }
                     >
                         {move || if cmp.pinned.get() == Some(index) { "Unpin" } else { "Pin" }}
@@ -1385,7 +1437,12 @@ fn case_card(
                                 data-testid="diff"
                                 data-index=index.to_string()
                                 prop:checked=move || diff_on.get()
-                                on:change=move |ev| diff_on.set(event_target_checked(&ev))
+                                on:change=move |ev| {
+                                    let on = event_target_checked(&ev);
+                                    cmp.diff.update(|d| { if on { d.insert(index); } else { d.remove(&index); } });
+                                    let list = cmp.diff.with_untracked(|d| d.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+                                    set_query_key("diff", (!list.is_empty()).then_some(list));
+                                }
                             />
                             " difference map"
                         </label>
@@ -1402,6 +1459,24 @@ fn case_card(
             </p>
         </article>
     }
+}
+
+/// Paints a card's colour bar (the same colours as its overlay, see [`crate::study::ColorBar`]).
+fn draw_colorbar(
+    canvas: &web_sys::HtmlCanvasElement,
+    bar: &crate::study::ColorBar,
+    opts: &crate::study::OverlayOpts,
+) -> Result<(), JsValue> {
+    use wasm_bindgen::{Clamped, JsCast};
+    let (w, h) = (canvas.width(), canvas.height());
+    let px = bar.rgba(opts, w as usize, h as usize);
+    let ctx = canvas
+        .get_context("2d")?
+        .ok_or("the canvas has no 2d context")?
+        .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+    let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), w, h)?;
+    ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
+    ctx.put_image_data(&img, 0.0, 0.0)
 }
 
 /// Draws the overlay bitmap (one `putImageData`) and places the canvas over the crop the map covers.
