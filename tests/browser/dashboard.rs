@@ -392,6 +392,18 @@ async fn scenario(
     // 6b. The compare page: upload an image and a question, one card per model.
     compare_page(c, &base, n_models, artifacts).await?;
 
+    // 6c. The explorer at scale: 2,000 synthetic records (whole demo studies copied under new
+    // ids) beside the demo run; each filter's count equals the shared code's.
+    let template = run_dir.to_path_buf();
+    let big = run_dir.with_file_name("scale");
+    let synthetic = tokio::task::spawn_blocking(move || {
+        crate::support::synthetic_run::scale_up(&template, &big, 2000, 1)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let figures = super::scale::explorer_at_scale(c, &base, "scale", &synthetic).await?;
+    eprintln!("dashboard e2e: 2,000 records: {figures:?} (ms, not asserted)");
+
     // 7. A share link (POST /api/share) reopens the explorer view read-only, without the
     // sign-in cookie.
     let query = format!("correct=false&model={model}");

@@ -14,6 +14,7 @@
 
 mod dashboard;
 mod export;
+mod scale;
 mod driver;
 mod server;
 
