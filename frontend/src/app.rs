@@ -164,7 +164,7 @@ fn Playground() -> impl IntoView {
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
                 <nav class="site-nav">
-                    <leptos_router::components::A href=crate::site::href("/")>"Runs"</leptos_router::components::A>
+                    <leptos_router::components::A href=crate::site::href("/") exact=true>"Runs"</leptos_router::components::A>
                     <leptos_router::components::A href=crate::site::href("/playground")>"Metrics playground"</leptos_router::components::A>
                     {(!crate::site::mode().is_static()).then(|| view! {
                         <leptos_router::components::A href=crate::site::href("/compare")>"Compare"</leptos_router::components::A>

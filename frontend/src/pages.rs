@@ -26,7 +26,7 @@ pub fn SiteHeader(#[prop(into)] title: String) -> impl IntoView {
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
                 <nav class="site-nav">
-                    <A href=href("/")>"Runs"</A>
+                    <A href=href("/") exact=true>"Runs"</A>
                     <A href=href("/playground")>"Metrics playground"</A>
                     // Compare runs the models: a static export has no server to run them.
                     {(!crate::site::mode().is_static()).then(|| view! { <A href=href("/compare")>"Compare"</A> })}
