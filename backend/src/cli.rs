@@ -86,8 +86,9 @@ pub struct ExportCmd {
     /// The site folder to write.
     #[arg(long, value_name = "SITE_DIR")]
     pub out: PathBuf,
-    /// The folder the records' image names are relative to (default: the study's --images,
-    /// when that folder still exists); images are re-encoded as PNG, at most 512 px a side.
+    /// The folder the records' image names are relative to (default: the study's --images, or
+    /// the demo's images, when that folder still exists); images are re-encoded as PNG, at most
+    /// 512 px a side.
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
     /// Use this dashboard bundle instead of the one embedded at build time.

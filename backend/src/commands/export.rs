@@ -147,10 +147,20 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
     Ok(done)
 }
 
-/// The `--images` folder of the study's command line, when it still exists.
+/// The images folder of the run's command line, when it still exists: `study --images DIR`,
+/// or for `demo` its data folder's `cxr/` (`--data DIR`, else the bundled demo data).
 fn images_of(arguments: &[String]) -> Option<PathBuf> {
-    let i = arguments.iter().position(|a| a == "--images")?;
-    let p = PathBuf::from(arguments.get(i + 1)?);
+    let value = |flag: &str| {
+        let i = arguments.iter().position(|a| a == flag)?;
+        arguments.get(i + 1).map(PathBuf::from)
+    };
+    let p = match value("--images") {
+        Some(p) => p,
+        None if arguments.get(1).is_some_and(|c| c == "demo") => {
+            value("--data").unwrap_or_else(crate::commands::demo::default_data).join("cxr")
+        }
+        None => return None,
+    };
     p.is_dir().then_some(p)
 }
 
@@ -266,5 +276,7 @@ mod tests {
         assert_eq!(images_of(&args), Some(here));
         assert_eq!(images_of(&["radlens".into(), "--images".into(), "/no/such/dir".into()]), None);
         assert_eq!(images_of(&[]), None);
+        let demo: Vec<String> = ["radlens", "demo", "--out", "runs/demo"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(images_of(&demo), Some(crate::commands::demo::default_data().join("cxr")));
     }
 }
