@@ -75,7 +75,7 @@ pub fn write_demo_models(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 /// The bundled demo data: `static/demo` of the source tree this binary was built from, else
 /// of the working directory.
-fn default_data() -> PathBuf {
+pub fn default_data() -> PathBuf {
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../static/demo");
     if built.is_dir() { built } else { PathBuf::from("static/demo") }
 }
