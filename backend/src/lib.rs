@@ -7,6 +7,7 @@ pub mod attention_map;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod gradcam;
 pub mod models;
 pub mod server;
 pub mod study;

@@ -44,7 +44,7 @@ pub fn attend(
     if let Some(mask) = spec.mask {
         scores = scores.broadcast_add(mask)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let probs = softmax_last_dim(&scores)?;
     let rows = probe.rows_wanted(&at, query_start..query_start + q_len);
     if !rows.is_empty() {
         let index = Tensor::new(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), probs.device())?;
@@ -53,6 +53,19 @@ pub fn attend(
         probe.take(&at, &positions, &kept)?;
     }
     probs.to_dtype(v.dtype())?.matmul(&v.contiguous()?)
+}
+
+/// The softmax over keys. candle's fused kernel has no backward, so a forward tracked for
+/// gradients (Grad-CAM) takes the composition of differentiable ops instead; the max is detached,
+/// which leaves the gradient exact (the softmax is shift-invariant). Untracked forwards keep the
+/// fused kernel.
+fn softmax_last_dim(scores: &Tensor) -> candle_core::Result<Tensor> {
+    if !scores.track_op() {
+        return candle_nn::ops::softmax_last_dim(scores);
+    }
+    let max = scores.max_keepdim(candle_core::D::Minus1)?.detach();
+    let e = scores.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(candle_core::D::Minus1)?)
 }
 
 /// `[1, kv_heads, seq, d]` -> `[1, kv_heads * n_rep, seq, d]`, each kv head repeated in place
@@ -87,6 +100,25 @@ mod tests {
         let v = Tensor::randn(0f32, 1.0, (1, 1, 3, 4), &dev).unwrap();
         let out = attend(&q, &k, &v, &AttnSpec { scale: 0.5, softcap: None, mask: None }, SiteName::text_attn(0), 0, &mut NoProbe).unwrap();
         assert_eq!(out.dims(), &[1, 2, 3, 4]);
+    }
+
+    /// The tracked (Grad-CAM) path computes the same probabilities as the fused kernel, and
+    /// gradients flow through it, -inf mask entries included.
+    #[test]
+    fn tracked_softmax_matches_the_kernel_and_has_a_gradient() {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::new(&[[1.0f32, 2.0, f32::NEG_INFINITY], [0.5, -1.0, 3.0]], &dev).unwrap();
+        let fused = candle_nn::ops::softmax_last_dim(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let tracked = softmax_last_dim(x.as_tensor()).unwrap();
+        for (a, b) in fused.iter().flatten().zip(tracked.to_vec2::<f32>().unwrap().iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // d p_00 / d x: p_00 (1 - p_00) at x_00, -p_00 p_01 at x_01, 0 at the masked key.
+        let grads = tracked.narrow(0, 0, 1).unwrap().narrow(1, 0, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let (p0, p1) = (fused[0][0], fused[0][1]);
+        assert!((g[0][0] - p0 * (1.0 - p0)).abs() < 1e-6 && (g[0][1] + p0 * p1).abs() < 1e-6 && g[0][2] == 0.0, "{g:?}");
+        assert_eq!(g[1], vec![0.0; 3]);
     }
 
     /// The one-attention rule: no file but this one computes a softmax.
