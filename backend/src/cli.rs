@@ -103,6 +103,8 @@ pub struct StudyCmd {
     pub max_new_tokens: u32,
     #[command(flatten)]
     pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// cpu, or cuda / cuda:N (CUDA builds).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -188,6 +190,8 @@ pub struct ProbeArgs {
     pub max_new_tokens: u32,
     #[command(flatten)]
     pub capture: CaptureArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Weights' dtype: f32 (exact), bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
@@ -218,6 +222,39 @@ pub struct MergeCmd {
     /// Replace a run that --out already holds.
     #[arg(long)]
     pub force: bool,
+}
+
+/// The trust checks (shared by `probe` and `study`): each is opt-in, as each costs extra passes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustArgs {
+    /// Also a Grad-CAM map of the yes-minus-no margin (one backward pass per question).
+    #[arg(long)]
+    pub gradcam: bool,
+    /// Deletion tests: the top k% cells of each map against as many random cells.
+    #[arg(long)]
+    pub faithfulness: bool,
+    /// Attention sinks and the relative map, against the map of a generic prompt.
+    #[arg(long, alias = "relative-map")]
+    pub sinks: bool,
+    /// Deletion sizes for --faithfulness, in percent of the cells.
+    #[arg(long, value_name = "K,..", value_delimiter = ',', default_values_t = [10u32, 25], value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub deletion_percent: Vec<u32>,
+    /// Random deletions averaged per size for --faithfulness.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub random_draws: u32,
+}
+
+impl TrustArgs {
+    pub fn settings(&self) -> Option<radlens_shared::record::TrustSettings> {
+        radlens_shared::record::TrustSettings {
+            gradcam: self.gradcam,
+            faithfulness: self.faithfulness,
+            sinks: self.sinks,
+            k_percents: self.deletion_percent.clone(),
+            random_draws: self.random_draws as usize,
+        }
+        .if_any()
+    }
 }
 
 /// How a map is made from the captured attention (shared by `probe` and `study`).

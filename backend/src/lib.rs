@@ -11,6 +11,7 @@ pub mod gradcam;
 pub mod models;
 pub mod server;
 pub mod study;
+pub mod trust;
 
 use std::process::ExitCode;
 

@@ -13,6 +13,7 @@
 //! - [`answer`]: `parse_answer` and the yes/no decision margin.
 //! - [`stats`]: robustness statistics, cluster-bootstrap intervals, clustered and exact McNemar.
 //! - [`record`]: the versioned serde types of a run directory.
+//! - [`trust`]: deletion cells, attention sinks, the relative map and method agreement.
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
 
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod record;
 pub mod roi;
 pub mod stats;
+pub mod trust;
 
 pub use error::MetricError;
 pub use map::AttentionMap;

@@ -101,6 +101,31 @@ pub struct CaptureSettings {
     pub common_grid: usize,
     /// Whether a text-only pass with a blank image is run for image reliance.
     pub text_only_pass: bool,
+    /// The opt-in trust checks; absent when none was asked for (and in older runs), so their
+    /// fingerprints, and resumes, are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSettings>,
+}
+
+/// Which trust checks a run makes (`--gradcam`, `--faithfulness`, `--sinks`); each costs extra
+/// forward passes per record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustSettings {
+    /// A Grad-CAM map beside the attention map: one tracked prompt forward and its backward.
+    pub gradcam: bool,
+    /// Deletion tests: per size, one forward per method plus `random_draws` shared ones.
+    pub faithfulness: bool,
+    /// The generic prompt's map (one prefill per image): sinks and the relative map.
+    pub sinks: bool,
+    pub k_percents: Vec<u32>,
+    pub random_draws: usize,
+}
+
+impl TrustSettings {
+    /// `None` when no check is asked for.
+    pub fn if_any(self) -> Option<Self> {
+        (self.gradcam || self.faithfulness || self.sinks).then_some(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +177,9 @@ pub struct CaseRecord {
     pub latency: Latency,
     pub map: Option<MapRecord>,
     pub error: Option<CaseError>,
+    /// Grad-CAM, faithfulness and sink checks, when the run asked for them (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustRecord>,
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -190,6 +218,77 @@ pub struct MapRecord {
     /// image_tokens]` f32 (raw probabilities, not renormalised), so the dashboard can re-fuse
     /// with another head fusion or layer range.
     pub head_rows: TensorRef,
+}
+
+/// The opt-in checks of one record (`--gradcam`, `--faithfulness`, `--sinks`): other methods'
+/// maps of the same question, deletion tests, and attention sinks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrustRecord {
+    /// Maps by other methods (`gradcam`, `relative`), on the attention map's grid and geometry.
+    #[serde(default)]
+    pub maps: Vec<MethodMap>,
+    /// Per method and deletion size.
+    #[serde(default)]
+    pub faithfulness: Vec<Faithfulness>,
+    #[serde(default)]
+    pub sinks: Option<SinkCheck>,
+    /// Jensen-Shannon between every two of this record's maps (attention, Grad-CAM, relative).
+    #[serde(default)]
+    pub agreement: Vec<crate::trust::MethodPair>,
+    /// A check that could not be made, and why (the others are kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl TrustRecord {
+    pub fn map(&self, method: crate::fusion::MapMethod) -> Option<&MethodMap> {
+        self.maps.iter().find(|m| m.provenance.method == method)
+    }
+}
+
+/// A map made by a method other than the record's attention map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodMap {
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    pub roi: Option<RoiMetrics>,
+    /// The map, `[h, w]` f32 (normalised).
+    pub values: TensorRef,
+}
+
+/// Deleting a map's top `k_percent`% cells (each cell's pixels replaced by the per-channel image
+/// mean) against deleting as many random cells: does the map point at what the decision uses?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Faithfulness {
+    pub method: crate::fusion::MapMethod,
+    pub k_percent: u32,
+    /// Cells deleted.
+    pub cells: usize,
+    /// The margin `logit(yes) - logit(no)` before deletion.
+    pub margin: f64,
+    /// Margin after deleting the top cells, minus `margin`.
+    pub delta_top: f64,
+    /// Mean over `random_draws` seeded draws of the same number of random cells.
+    pub delta_random: f64,
+    pub random_draws: usize,
+    /// `|delta_top| <= |delta_random|`: the map's top cells move the decision no more than
+    /// random ones.
+    pub flagged: bool,
+}
+
+/// Attention sinks: cells above `factor / n` in every variant's map of the study and in the map
+/// of the generic prompt, and this record's map metrics without them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkCheck {
+    pub factor: f64,
+    pub generic_prompt: String,
+    /// Row-major cell indices.
+    pub cells: Vec<usize>,
+    /// The mass this record's map puts on them.
+    pub mass: f64,
+    /// The metrics with the sinks zeroed and the map renormalised (equal to the map's own when
+    /// there are none; absent when the sinks held all the mass).
+    pub metrics_without: Option<MapMetrics>,
 }
 
 /// A little-endian f32 array inside the run directory's attention store.

@@ -45,6 +45,7 @@ pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: 
             query_mode: QueryMode::Query,
             text_only_pass: true,
             share_prefix: true,
+            trust: None,
         },
         dtype: DType::F32,
         device: Device::Cpu,

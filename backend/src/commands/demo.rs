@@ -114,6 +114,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
             query_mode: QueryMode::Query,
             text_only_pass: true,
             share_prefix: true,
+            trust: None,
         },
         dtype: DType::F32,
         device: Device::Cpu,

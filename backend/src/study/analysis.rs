@@ -1287,6 +1287,7 @@ pub(crate) mod fixture {
                 max_new_tokens: 8,
                 common_grid: 4,
                 text_only_pass: true,
+                trust: None,
             },
             bootstrap: BootstrapSettings {
                 resamples: 300,
@@ -1431,6 +1432,7 @@ pub(crate) mod fixture {
                 stage: ErrorStage::Inference,
                 message: "out of memory".to_owned(),
             }),
+            trust: None,
             metadata: Default::default(),
         }
     }
@@ -1471,6 +1473,8 @@ pub(crate) mod fixture {
                                     image_w: IMAGE,
                                     image_h: IMAGE,
                                 },
+                                site: None,
+                                fallback_reason: None,
                             },
                             image_share: 0.25 + 0.1 * s as f64,
                             metrics: MapMetrics::of(&m).unwrap(),
