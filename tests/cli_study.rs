@@ -244,6 +244,21 @@ fn trust_checks_are_recorded_and_resume() {
         checked += 1;
     }
     assert_eq!(checked, 2 * 6 * 2, "2 studies x 6 variants x 2 models");
+    // The analysis summarises them per model, and the report has a section.
+    let analysis: radlens_shared::record::Analysis = serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    for m in &analysis.models {
+        let t = m.trust.as_ref().unwrap_or_else(|| panic!("{}: no trust summary", m.model));
+        assert_eq!(t.records, 12);
+        assert_eq!(t.methods.get("gradcam"), Some(&12));
+        assert_eq!(t.agreement.len(), 3, "attention-gradcam, attention-relative, gradcam-relative");
+        assert_eq!(t.faithfulness.len(), 6);
+        assert!(t.faithfulness.iter().all(|f| f.rows == 12 && f.flag_rate.is_some()));
+        assert_eq!(t.sinks.as_ref().unwrap().studies, 2);
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for heading in ["## Can the maps be trusted?", "### Method agreement", "### Faithfulness (deletion)", "### Attention sinks"] {
+        assert!(report.contains(heading), "report.md lacks {heading:?}");
+    }
     let manifest = dir.read_manifest().unwrap();
     let trust = manifest.capture.trust.expect("the options are in the manifest");
     assert!(trust.gradcam && trust.faithfulness && trust.sinks && trust.k_percents == [10, 25]);

@@ -569,6 +569,65 @@ pub struct ModelAnalysis {
     /// Per-study attention consistency across its variants (mean pairwise `1 - js_distance`).
     pub map_consistency: Option<Summary>,
     pub flipped_vs_stable: Option<FlipMaps>,
+    /// Only when the run made trust checks (`--gradcam`, `--faithfulness`, `--sinks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSummary>,
+}
+
+/// One model's trust checks over its image-pass records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustSummary {
+    /// Image-pass records with checks.
+    pub records: usize,
+    /// Maps per method: the records' own maps (fallbacks included) and the checks' maps.
+    pub methods: BTreeMap<String, usize>,
+    /// Records whose own map stands in for attention (Grad-CAM or uniform, labelled).
+    pub fallbacks: usize,
+    /// Records with a check that could not be made (see their notes).
+    pub records_with_notes: usize,
+    /// Per pair of methods, in a fixed order.
+    pub agreement: Vec<AgreementSummary>,
+    /// Per method and deletion size.
+    pub faithfulness: Vec<FaithfulnessSummary>,
+    pub sinks: Option<SinkSummary>,
+}
+
+/// How far two methods' maps of the same records are apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgreementSummary {
+    pub a: crate::fusion::MapMethod,
+    pub b: crate::fusion::MapMethod,
+    pub rows: usize,
+    pub js_distance: Summary,
+    /// The mean JS distance with its cluster-bootstrap interval.
+    pub mean_js_distance: Option<Interval>,
+}
+
+/// Deletion tests of one method at one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaithfulnessSummary {
+    pub method: crate::fusion::MapMethod,
+    pub k_percent: u32,
+    pub rows: usize,
+    /// Rows whose top cells moved the margin no more than random cells.
+    pub flagged: usize,
+    pub flag_rate: Option<Interval>,
+    pub delta_top: Summary,
+    pub delta_random: Summary,
+}
+
+/// Attention sinks over the studies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkSummary {
+    pub studies: usize,
+    pub studies_with_sinks: usize,
+    /// Sink cells per study.
+    pub cells: Summary,
+    /// Mass of a record's map on its study's sinks.
+    pub mass: Summary,
+    /// Focus of the maps as they are, and with the sinks removed.
+    pub focus: Option<Summary>,
+    pub focus_without: Option<Summary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
