@@ -415,6 +415,24 @@ pub async fn map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     })))
 }
 
+/// GET /api/runs/{id}/records/{n}/maps/{method}: the record's map by one method as JSON, for
+/// side-by-side views: `query_to_visual` (or a fallback: the record's own map), `gradcam`,
+/// `relative` (present when the run made those checks).
+pub async fn method_map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let wanted = req.match_info().get("method").unwrap_or_default();
+    let r = &all[n];
+    let own = r.map.as_ref().filter(|m| m.provenance.method.to_string() == wanted).map(|m| (&m.values, &m.provenance, &m.metrics));
+    let other = || {
+        r.trust.as_ref()?.maps.iter().find(|m| m.provenance.method.to_string() == wanted).map(|m| (&m.values, &m.provenance, &m.metrics))
+    };
+    let (t, provenance, metrics) = own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
+    let values = tensor(&run, t).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics,
+    })))
+}
+
 /// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.
 pub async fn map_bin(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (run, all, n) = record_of(&req, &state).await?;
