@@ -64,6 +64,35 @@ pub enum Command {
     /// Serve the run directories under --runs: the JSON API and the dashboard, on loopback,
     /// behind a start-up token printed once as a sign-in URL.
     Serve(ServeCmd),
+    /// Write one run as a self-contained, read-only static site (the dashboard plus the run's
+    /// data) that any static file host serves, with no radlens server.
+    ///
+    /// Serve SITE_DIR with anything that serves files (`python3 -m http.server -d SITE_DIR`, a
+    /// bucket, GitHub Pages), at the host root or under a sub-path. Deep links work on such a
+    /// host: index.html is written into every route folder (runs/RUN/, runs/RUN/records/,
+    /// runs/RUN/studies/STUDY/ for ids made of letters, digits and -_.~, playground/), and
+    /// every page finds the site root by a relative path. View state stays in the query string,
+    /// so "Copy link" works as on the server; share links and compare need a server and are
+    /// hidden. SITE_DIR must be new, empty, or a previous export (which is replaced).
+    Export(ExportCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportCmd {
+    /// The run directory: it holds manifest.json, records.jsonl and (after `radlens report`)
+    /// analysis.json.
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// The site folder to write.
+    #[arg(long, value_name = "SITE_DIR")]
+    pub out: PathBuf,
+    /// The folder the records' image names are relative to (default: the study's --images,
+    /// when that folder still exists); images are re-encoded as PNG, at most 512 px a side.
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Use this dashboard bundle instead of the one embedded at build time.
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

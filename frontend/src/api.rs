@@ -2,7 +2,89 @@
 //! reads them. Pure serde types, so they compile natively and the browser test can use them.
 
 use radlens_shared::record::CaseRecord;
+use radlens_shared::static_site::{DataFile, study_key};
 use serde::Deserialize;
+
+use crate::url_state::encode_component as enc;
+
+/// Every request the dashboard makes, in one place: its URL on a radlens server and, for the
+/// read-only ones, the file of a static export (`radlens export`) that holds the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /api/runs`
+    Runs,
+    /// `GET /api/runs/{run}/analysis`
+    Analysis { run: String },
+    /// `GET /api/runs/{run}/records?offset=&limit=` (a static export holds every record in one page).
+    Records { run: String, offset: usize },
+    /// The image-pass records of one study.
+    Study { run: String, study: String },
+    /// `GET /api/runs/{run}/records/{index}/map`
+    Map { run: String, index: usize },
+    /// `GET /api/runs/{run}/records/{index}/rows.bin`
+    Rows { run: String, index: usize },
+    /// `GET /api/runs/{run}/images/{image_id}`
+    Image { run: String, image_id: String },
+    /// `POST /api/share` (server only)
+    Share,
+    /// `POST /api/compare` (server only)
+    Compare,
+}
+
+impl Endpoint {
+    /// The URL on a radlens server.
+    pub fn api_url(&self) -> String {
+        match self {
+            Endpoint::Runs => "/api/runs".into(),
+            Endpoint::Analysis { run } => format!("/api/runs/{}/analysis", enc(run)),
+            Endpoint::Records { run, offset } => {
+                format!("/api/runs/{}/records?offset={offset}&limit={FETCH_PAGE}", enc(run))
+            }
+            Endpoint::Study { run, study } => format!(
+                "/api/runs/{}/records?study={}&pass=image&limit={FETCH_PAGE}",
+                enc(run),
+                enc(study)
+            ),
+            Endpoint::Map { run, index } => format!("/api/runs/{}/records/{index}/map", enc(run)),
+            Endpoint::Rows { run, index } => {
+                format!("/api/runs/{}/records/{index}/rows.bin", enc(run))
+            }
+            Endpoint::Image { run, image_id } => {
+                format!("/api/runs/{}/images/{}", enc(run), enc(image_id))
+            }
+            Endpoint::Share => "/api/share".into(),
+            Endpoint::Compare => "/api/compare".into(),
+        }
+    }
+
+    /// The file of a static export that answers this request, or `None` for what needs a
+    /// server (share links, compare). An export holds one run, so the run id is not in the
+    /// file name.
+    pub fn static_file(&self) -> Option<DataFile> {
+        Some(match self {
+            Endpoint::Runs => DataFile::Runs,
+            Endpoint::Analysis { .. } => DataFile::Analysis,
+            Endpoint::Records { .. } => DataFile::Records,
+            Endpoint::Study { study, .. } => DataFile::Study(study_key(study)),
+            Endpoint::Map { index, .. } => DataFile::Map(*index),
+            Endpoint::Rows { index, .. } => DataFile::Rows(*index),
+            Endpoint::Image { image_id, .. } => DataFile::Image(image_id.clone()),
+            Endpoint::Share | Endpoint::Compare => return None,
+        })
+    }
+
+    /// The URL to request: the API URL, or under a static export (`site_root`: the absolute
+    /// URL of the site root, ending in `/`) the data file's URL.
+    pub fn url(&self, site_root: Option<&str>) -> Result<String, ApiError> {
+        match site_root {
+            None => Ok(self.api_url()),
+            Some(root) => self
+                .static_file()
+                .map(|f| format!("{root}{}", f.path()))
+                .ok_or(ApiError::NeedsServer),
+        }
+    }
+}
 
 /// One entry of `GET /api/runs`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -86,6 +168,8 @@ pub enum ApiError {
     Status { status: u16, message: String },
     /// The answer was not the JSON the dashboard expects.
     Decode(String),
+    /// A static export has no server to ask (share links, compare).
+    NeedsServer,
 }
 
 impl std::fmt::Display for ApiError {
@@ -96,6 +180,9 @@ impl std::fmt::Display for ApiError {
                 write!(f, "the server answered {status}: {message}")
             }
             ApiError::Decode(m) => write!(f, "unexpected answer from the server: {m}"),
+            ApiError::NeedsServer => {
+                write!(f, "this is a static export: it needs `radlens serve` for that")
+            }
         }
     }
 }
@@ -168,6 +255,32 @@ mod tests {
             "/runs/a%20b/records"
         );
         assert!(share_request("demo", "/runs/demo?x=1").contains(r#""view":"/runs/demo?x=1""#));
+    }
+
+    #[test]
+    fn every_read_endpoint_maps_to_one_export_file_and_writes_need_a_server() {
+        let run = "my run".to_owned();
+        let cases = [
+            (Endpoint::Runs, "/api/runs", Some("data/runs.json")),
+            (Endpoint::Analysis { run: run.clone() }, "/api/runs/my%20run/analysis", Some("data/analysis.json")),
+            (Endpoint::Records { run: run.clone(), offset: 1000 }, "/api/runs/my%20run/records?offset=1000&limit=1000", Some("data/records.json")),
+            (Endpoint::Map { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/map", Some("data/maps/7.json")),
+            (Endpoint::Rows { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/rows.bin", Some("data/rows/7.bin")),
+            (Endpoint::Image { run: run.clone(), image_id: "0123456789abcdef".into() }, "/api/runs/my%20run/images/0123456789abcdef", Some("data/images/0123456789abcdef.png")),
+            (Endpoint::Share, "/api/share", None),
+            (Endpoint::Compare, "/api/compare", None),
+        ];
+        for (ep, api, file) in cases {
+            assert_eq!(ep.api_url(), api);
+            assert_eq!(ep.url(None).unwrap(), api);
+            match file {
+                Some(f) => assert_eq!(ep.url(Some("http://h/sub/")).unwrap(), format!("http://h/sub/{f}")),
+                None => assert_eq!(ep.url(Some("http://h/")), Err(ApiError::NeedsServer)),
+            }
+        }
+        let study = Endpoint::Study { run, study: "a/b".into() };
+        assert_eq!(study.api_url(), "/api/runs/my%20run/records?study=a%2Fb&pass=image&limit=1000");
+        assert_eq!(study.url(Some("/")).unwrap(), format!("/data/studies/{}.json", study_key("a/b")));
     }
 
     #[test]

@@ -30,6 +30,22 @@ pub fn mount() {
     {
         el.remove();
     }
+    // A static host serves a route folder as `/runs/x/` (or `.../index.html`); the router
+    // matches `/runs/x`.
+    if let Some(window) = web_sys::window() {
+        let loc = window.location();
+        let path = loc.pathname().unwrap_or_default();
+        if let Some(clean) = crate::site::mode().clean_pathname(&path) {
+            let url = format!(
+                "{clean}{}{}",
+                loc.search().unwrap_or_default(),
+                loc.hash().unwrap_or_default()
+            );
+            if let Ok(h) = window.history() {
+                let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&url));
+            }
+        }
+    }
     leptos::mount::mount_to_body(App);
 }
 
@@ -84,8 +100,9 @@ fn App() -> impl IntoView {
     use crate::pages::{ComparePage, OverviewPage, RecordsPage, RunsPage, SiteHeader, StudyPage};
     use leptos_router::components::{Route, Router, Routes};
     use leptos_router::path;
+    let base = crate::site::mode().router_base().unwrap_or_default();
     view! {
-        <Router>
+        <Router base=base>
             <Routes fallback=|| view! {
                 <SiteHeader title="Not found" />
                 <main class="page"><p class="error" role="alert">"There is no page at this address."</p></main>
@@ -147,9 +164,11 @@ fn Playground() -> impl IntoView {
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
                 <nav class="site-nav">
-                    <leptos_router::components::A href="/">"Runs"</leptos_router::components::A>
-                    <leptos_router::components::A href="/playground">"Metrics playground"</leptos_router::components::A>
-                    <leptos_router::components::A href="/compare">"Compare"</leptos_router::components::A>
+                    <leptos_router::components::A href=crate::site::href("/")>"Runs"</leptos_router::components::A>
+                    <leptos_router::components::A href=crate::site::href("/playground")>"Metrics playground"</leptos_router::components::A>
+                    {(!crate::site::mode().is_static()).then(|| view! {
+                        <leptos_router::components::A href=crate::site::href("/compare")>"Compare"</leptos_router::components::A>
+                    })}
                 </nav>
             </div>
             <h1>"Attention-map metrics playground"</h1>

@@ -1,12 +1,13 @@
 //! Typed requests against the radlens API with the browser's `fetch` (wasm32 only). The session
-//! cookie travels because every request is same-origin.
+//! cookie travels because every request is same-origin. Every request names an [`Endpoint`];
+//! [`Endpoint::url`] turns it into the API URL, or under a static export into its data file.
 
 use serde::de::DeserializeOwned;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{RequestCredentials, RequestInit, Response};
 
-use crate::api::{ApiError, ApiRecord, FETCH_PAGE, RecordsPage, decode, error_message};
+use crate::api::{ApiError, ApiRecord, Endpoint, RecordsPage, decode, error_message};
 
 fn js_text(v: &JsValue) -> String {
     v.as_string()
@@ -17,10 +18,16 @@ fn js_text(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
+/// The URL of `ep` in this page's mode.
+pub fn url(ep: &Endpoint) -> Result<String, ApiError> {
+    ep.url(crate::site::mode().site_root())
+}
+
 /// Sends one same-origin request. A 2xx answer is returned as is; any other status becomes
 /// [`ApiError::Status`] with the server's message.
-async fn send(url: &str, method: &str, body: Option<&JsValue>, content_type: Option<&str>) -> Result<Response, ApiError> {
+async fn send(ep: &Endpoint, method: &str, body: Option<&JsValue>, content_type: Option<&str>) -> Result<Response, ApiError> {
     let net = |e: JsValue| ApiError::Network(js_text(&e));
+    let url = url(ep)?;
     let window = web_sys::window().ok_or_else(|| ApiError::Network("no window".into()))?;
     let init = RequestInit::new();
     init.set_method(method);
@@ -33,7 +40,7 @@ async fn send(url: &str, method: &str, body: Option<&JsValue>, content_type: Opt
     if let Some(b) = body {
         init.set_body(b);
     }
-    let resp: Response = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(net)?.dyn_into().map_err(net)?;
+    let resp: Response = JsFuture::from(window.fetch_with_str_and_init(&url, &init)).await.map_err(net)?.dyn_into().map_err(net)?;
     if resp.ok() {
         return Ok(resp);
     }
@@ -49,32 +56,28 @@ async fn body_text(resp: &Response) -> String {
     }
 }
 
-/// GET `url`, returning the body text of a 2xx answer.
-pub async fn get_text(url: &str) -> Result<String, ApiError> {
-    Ok(body_text(&send(url, "GET", None, None).await?).await)
+/// GET `ep`, returning the body text of a 2xx answer.
+pub async fn get_text(ep: &Endpoint) -> Result<String, ApiError> {
+    Ok(body_text(&send(ep, "GET", None, None).await?).await)
 }
 
-/// POST a JSON body to `url` and decode the JSON answer.
-pub async fn post_json<T: DeserializeOwned>(url: &str, body: &str) -> Result<T, ApiError> {
-    let resp = send(url, "POST", Some(&JsValue::from_str(body)), Some("application/json")).await?;
+/// POST a JSON body to `ep` and decode the JSON answer.
+pub async fn post_json<T: DeserializeOwned>(ep: &Endpoint, body: &str) -> Result<T, ApiError> {
+    let resp = send(ep, "POST", Some(&JsValue::from_str(body)), Some("application/json")).await?;
     decode(&body_text(&resp).await)
 }
 
-/// GET `url` and decode its JSON.
-pub async fn get_json<T: DeserializeOwned>(url: &str) -> Result<T, ApiError> {
-    decode(&get_text(url).await?)
+/// GET `ep` and decode its JSON.
+pub async fn get_json<T: DeserializeOwned>(ep: &Endpoint) -> Result<T, ApiError> {
+    decode(&get_text(ep).await?)
 }
 
 /// Every record of a run, fetched page by page until the server's `total` is reached.
 pub async fn all_records(run: &str) -> Result<Vec<ApiRecord>, ApiError> {
     let mut out = Vec::new();
     loop {
-        let url = format!(
-            "/api/runs/{}/records?offset={}&limit={FETCH_PAGE}",
-            enc(run),
-            out.len()
-        );
-        let page: RecordsPage = get_json(&url).await?;
+        let ep = Endpoint::Records { run: run.to_owned(), offset: out.len() };
+        let page: RecordsPage = get_json(&ep).await?;
         let got = page.records.len();
         out.extend(page.records);
         if got == 0 || out.len() >= page.total {
@@ -88,17 +91,17 @@ pub fn enc(s: &str) -> String {
     crate::url_state::encode_component(s)
 }
 
-/// GET `url`, returning the body bytes of a 2xx answer.
-pub async fn get_bytes(url: &str) -> Result<Vec<u8>, ApiError> {
+/// GET `ep`, returning the body bytes of a 2xx answer.
+pub async fn get_bytes(ep: &Endpoint) -> Result<Vec<u8>, ApiError> {
     let net = |e: JsValue| ApiError::Network(js_text(&e));
-    let resp = send(url, "GET", None, None).await?;
+    let resp = send(ep, "GET", None, None).await?;
     let buf = JsFuture::from(resp.array_buffer().map_err(net)?).await.map_err(net)?;
     Ok(js_sys::Uint8Array::new(&buf).to_vec())
 }
 
-/// POST `form` (multipart/form-data; the browser writes the boundary) to `url` and decode the
+/// POST `form` (multipart/form-data; the browser writes the boundary) to `ep` and decode the
 /// JSON answer; an error status becomes [`ApiError::Status`] with the server's message.
-pub async fn post_form<T: DeserializeOwned>(url: &str, form: &web_sys::FormData) -> Result<T, ApiError> {
-    let resp = send(url, "POST", Some(form.as_ref()), None).await?;
+pub async fn post_form<T: DeserializeOwned>(ep: &Endpoint, form: &web_sys::FormData) -> Result<T, ApiError> {
+    let resp = send(ep, "POST", Some(form.as_ref()), None).await?;
     decode(&body_text(&resp).await)
 }

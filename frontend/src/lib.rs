@@ -5,6 +5,7 @@
 //! - [`api`]: the server API's JSON shapes and error messages;
 //! - [`explorer`]: the records explorer's filter, sort, paging and URL query;
 //! - [`overview`]: the run overview's headline table;
+//! - [`site`]: server or static-export mode, the export's base path and data root;
 //! - [`url_state`]: the playground's parameters and their `?key=value` form in the URL;
 //! - [`synth`]: the synthetic attention map the playground draws;
 //! - [`colormap`]: the viridis colour map and the heatmap's RGBA pixels;
@@ -22,6 +23,7 @@ pub mod compare;
 pub mod explorer;
 pub mod overview;
 pub mod playground;
+pub mod site;
 pub mod study;
 pub mod synth;
 pub mod url_state;

@@ -76,3 +76,140 @@ pub fn forest_rows(a: &Analysis) -> Vec<ForestRow> {
         })
         .collect()
 }
+
+/// Which breakdown of `analysis.json` a group plot shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Breakdown {
+    Strategy,
+    Finding,
+}
+
+/// Which rate of a group a plot shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupMeasure {
+    Accuracy,
+    FlipRate,
+}
+
+/// One whisker of a group plot: the group (category on the x axis), the model, the interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPoint {
+    /// Index into [`GroupPlot::groups`].
+    pub group: usize,
+    /// Index into [`GroupPlot::models`].
+    pub model: usize,
+    pub estimate: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// A dot-and-whisker plot: one category per strategy (or finding), one whisker per model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupPlot {
+    pub id: &'static str,
+    pub title: String,
+    pub groups: Vec<String>,
+    pub models: Vec<String>,
+    /// Only the (group, model) pairs with an interval.
+    pub points: Vec<GroupPoint>,
+}
+
+/// The plot of `measure` per `by` group and model, from the analysis' `by_strategy` /
+/// `by_finding` intervals (cluster bootstrap, computed by `radlens_shared::stats`).
+pub fn group_plot(a: &Analysis, by: Breakdown, measure: GroupMeasure) -> GroupPlot {
+    fn groups_of(m: &ModelAnalysis, by: Breakdown) -> &std::collections::BTreeMap<String, radlens_shared::record::GroupStats> {
+        match by {
+            Breakdown::Strategy => &m.by_strategy,
+            Breakdown::Finding => &m.by_finding,
+        }
+    }
+    let groups: Vec<String> = a
+        .models
+        .iter()
+        .flat_map(|m| groups_of(m, by).keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let models: Vec<String> = a.models.iter().map(|m| m.model.clone()).collect();
+    let mut points = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for (mi, m) in a.models.iter().enumerate() {
+            let Some(stats) = groups_of(m, by).get(g) else { continue };
+            let i = match measure {
+                GroupMeasure::Accuracy => stats.accuracy.as_ref(),
+                GroupMeasure::FlipRate => stats.flip_rate.as_ref(),
+            };
+            if let Some(i) = i {
+                points.push(GroupPoint { group: gi, model: mi, estimate: i.estimate, lo: i.lo, hi: i.hi });
+            }
+        }
+    }
+    let (id, title) = match (by, measure) {
+        (Breakdown::Strategy, GroupMeasure::Accuracy) => ("plot-strategy-accuracy", "Accuracy per question strategy"),
+        (Breakdown::Strategy, GroupMeasure::FlipRate) => ("plot-strategy-flip", "Flip rate per question strategy (vs the base question)"),
+        (Breakdown::Finding, GroupMeasure::Accuracy) => ("plot-finding-accuracy", "Accuracy per finding"),
+        (Breakdown::Finding, GroupMeasure::FlipRate) => ("plot-finding-flip", "Flip rate per finding"),
+    };
+    GroupPlot { id, title: title.to_owned(), groups, models, points }
+}
+
+/// The four group plots of the overview, in page order.
+pub fn group_plots(a: &Analysis) -> Vec<GroupPlot> {
+    [
+        (Breakdown::Strategy, GroupMeasure::Accuracy),
+        (Breakdown::Strategy, GroupMeasure::FlipRate),
+        (Breakdown::Finding, GroupMeasure::Accuracy),
+        (Breakdown::Finding, GroupMeasure::FlipRate),
+    ]
+    .into_iter()
+    .map(|(b, m)| group_plot(a, b, m))
+    .collect()
+}
+
+/// `0.0123` as `0.012`, tiny p-values as `<0.001`.
+pub fn format_p(p: f64) -> String {
+    if p < 0.001 { "<0.001".to_owned() } else { format!("{p:.3}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use radlens_shared::record::GroupStats;
+
+    fn interval(estimate: f64) -> Interval {
+        Interval { estimate, lo: estimate - 0.1, hi: estimate + 0.1, level: 0.95, resamples: 10, valid_resamples: 10, seed: 0, unit: "study".into() }
+    }
+
+    fn group(acc: Option<f64>, flip: Option<f64>) -> GroupStats {
+        GroupStats { rows: 4, studies: 2, accuracy: acc.map(interval), flip_rate: flip.map(interval), full_consistency: None }
+    }
+
+    #[test]
+    fn group_plots_take_every_strategy_of_any_model_and_skip_missing_intervals() {
+        let model = |name: &str| {
+            serde_json::json!({
+                "model": name, "random_weights": true, "rows": 4, "answered": 4, "errors": 0,
+                "blank_image_rows": 0, "blank_image_errors": 0, "studies": 2, "cs_k": {},
+                "by_strategy": {}, "by_finding": {}, "latency": {}
+            })
+        };
+        let json = serde_json::json!({
+            "schema_version": 1, "run_id": "r", "bootstrap": { "resamples": 10, "seed": 0, "unit": "study" },
+            "random_weights": true, "records": serde_json::to_value(radlens_shared::record::RecordCounts::default()).unwrap(), "models": [model("a"), model("b")], "studies": [],
+            "comparisons": [], "cross_model": [], "disagreements": [], "notes": []
+        });
+        let mut a: Analysis = serde_json::from_value(json).expect("a minimal analysis");
+        a.models[0].by_strategy = [("base".to_owned(), group(Some(0.5), None)), ("negation".to_owned(), group(Some(0.25), Some(0.5)))].into();
+        a.models[1].by_strategy = [("negation".to_owned(), group(Some(0.75), Some(0.0)))].into();
+        let acc = group_plot(&a, Breakdown::Strategy, GroupMeasure::Accuracy);
+        assert_eq!(acc.groups, ["base", "negation"]);
+        assert_eq!(acc.points.len(), 3);
+        assert_eq!(acc.points[2], GroupPoint { group: 1, model: 1, estimate: 0.75, lo: 0.65, hi: 0.85 });
+        let flip = group_plot(&a, Breakdown::Strategy, GroupMeasure::FlipRate);
+        // The base question's own strategy has no flip rate.
+        assert_eq!(flip.points.iter().map(|p| (p.group, p.model)).collect::<Vec<_>>(), [(1, 0), (1, 1)]);
+        assert_eq!(group_plots(&a).len(), 4);
+        assert_eq!(format_p(0.0004), "<0.001");
+        assert_eq!(format_p(0.25), "0.250");
+    }
+}

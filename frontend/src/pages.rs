@@ -10,7 +10,8 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 use wasm_bindgen::JsValue;
 
-use crate::api::{ApiError, ApiRecord, RunList};
+use crate::api::{ApiError, ApiRecord, Endpoint, RunList};
+use crate::site::href;
 use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, distinct, page_count, select};
 use crate::fetch::{self, enc};
 use crate::overview::{HEADLINE_COLUMNS, ci_label, format_interval, headline};
@@ -25,9 +26,10 @@ pub fn SiteHeader(#[prop(into)] title: String) -> impl IntoView {
                 <span class="logo" aria-hidden="true"></span>
                 <span class="name">"radlens"</span>
                 <nav class="site-nav">
-                    <A href="/">"Runs"</A>
-                    <A href="/playground">"Metrics playground"</A>
-                    <A href="/compare">"Compare"</A>
+                    <A href=href("/")>"Runs"</A>
+                    <A href=href("/playground")>"Metrics playground"</A>
+                    // Compare runs the models: a static export has no server to run them.
+                    {(!crate::site::mode().is_static()).then(|| view! { <A href=href("/compare")>"Compare"</A> })}
                 </nav>
             </div>
             <h1>{title}</h1>
@@ -64,6 +66,8 @@ fn random_banner() -> AnyView {
 /// the link's fragment), from `POST /api/share`.
 #[component]
 pub fn ShareButton(run: String) -> impl IntoView {
+    // Share links are signed by a server; a static export is already shareable as it is.
+    let on_server = !crate::site::mode().is_static();
     let result: RwSignal<Option<Result<String, ApiError>>> = RwSignal::new(None);
     let on_click = move |_| {
         let run = run.clone();
@@ -81,7 +85,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
                 .unwrap_or_default();
             let origin = loc.and_then(|l| l.origin().ok()).unwrap_or_default();
             let r = fetch::post_json::<crate::api::ShareResponse>(
-                "/api/share",
+                &Endpoint::Share,
                 &crate::api::share_request(&run, &view),
             )
             .await
@@ -92,7 +96,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
             result.set(Some(r));
         });
     };
-    view! {
+    on_server.then(|| view! {
         <span class="share">
             <button type="button" id="share" on:click=on_click>"Share (read-only, 72 h)"</button>
             {move || result.get().map(|r| match r {
@@ -102,7 +106,7 @@ pub fn ShareButton(run: String) -> impl IntoView {
                 Err(e) => view! { <span class="error" role="alert" data-testid="share-error">{format!("Could not make a share link: {e}")}</span> }.into_any(),
             })}
         </span>
-    }
+    })
 }
 
 /// `/`: the runs under `--runs`. A share link lands here as `/?run=ID#VIEW` and is sent on to
@@ -129,7 +133,7 @@ pub fn RunsPage() -> impl IntoView {
             )
         });
     }
-    let runs = LocalResource::new(|| fetch::get_json::<RunList>("/api/runs"));
+    let runs = LocalResource::new(|| fetch::get_json::<RunList>(&Endpoint::Runs));
     view! {
         <SiteHeader title="Runs" />
         <main class="page runs-page">
@@ -156,7 +160,7 @@ pub fn RunsPage() -> impl IntoView {
                                 .runs
                                 .into_iter()
                                 .map(|r| {
-                                    let href = format!("/runs/{}", enc(&r.id));
+                                    let href = href(&format!("/runs/{}", enc(&r.id)));
                                     let label = r.id.clone();
                                     view! {
                                         <tr data-run=r.id.clone()>
@@ -195,7 +199,7 @@ pub fn OverviewPage() -> impl IntoView {
     let id = run_id();
     let analysis = LocalResource::new(move || {
         let id = id();
-        async move { fetch::get_json::<Analysis>(&format!("/api/runs/{}/analysis", enc(&id))).await }
+        async move { fetch::get_json::<Analysis>(&Endpoint::Analysis { run: id }).await }
     });
     let forest_ref = NodeRef::<leptos::html::Canvas>::new();
     let forest_drawn = RwSignal::new(false);
@@ -213,7 +217,7 @@ pub fn OverviewPage() -> impl IntoView {
         <SiteHeader title=Signal::derive(move || format!("Run {}", id())).get_untracked() />
         <main class="page overview-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <A href=move || href(&format!("/runs/{}/records", enc(&id())))>"Records explorer"</A>
                 <ShareButton run=id() />
             </nav>
             {move || match analysis.get() {
@@ -221,12 +225,153 @@ pub fn OverviewPage() -> impl IntoView {
                 Some(Err(e)) => error_view("the analysis", &e),
                 Some(Ok(a)) => view! {
                     {overview_table(&a, forest_ref, forest_drawn)}
+                    {group_plots_view(&a)}
+                    {comparisons_table(&a)}
+                    {disagreements_table(&id(), &a)}
                     {study_links(&id(), &a)}
                 }
                 .into_any(),
             }}
         </main>
     }
+}
+
+/// Accuracy and flip rate per strategy and per finding, one whisker per model.
+fn group_plots_view(a: &Analysis) -> AnyView {
+    let plots = crate::overview::group_plots(a);
+    view! {
+        <section class="panel" id="group-plots">
+            <h2>"By question strategy and by finding"</h2>
+            <p class="lede">"Estimate (dot) and interval (whisker) per model; a missing whisker means too few rows for that group."</p>
+            <div class="group-plots">
+                {plots.into_iter().map(|p| view! { <GroupPlotCanvas plot=p /> }).collect_view()}
+            </div>
+        </section>
+    }
+    .into_any()
+}
+
+#[component]
+fn GroupPlotCanvas(plot: crate::overview::GroupPlot) -> impl IntoView {
+    let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
+    let drawn = RwSignal::new(false);
+    let (id, title, n) = (plot.id, plot.title.clone(), plot.points.len());
+    let empty = plot.points.is_empty();
+    Effect::new(move |_| {
+        let Some(canvas) = canvas_ref.get() else { return };
+        match draw_group_plot(canvas, &plot) {
+            Ok(()) => drawn.set(true),
+            Err(e) => leptos::logging::error!("could not draw {}: {e}", plot.id),
+        }
+    });
+    view! {
+        <figure class="group-plot">
+            <figcaption>{title.clone()}</figcaption>
+            {empty.then(|| view! { <p class="muted">"No intervals for this breakdown (the CSV names no strategy or finding, or too few rows)."</p> })}
+            <canvas
+                node_ref=canvas_ref
+                id=id
+                width="440"
+                height="240"
+                data-points=n.to_string()
+                data-drawn=move || drawn.get().to_string()
+                role="img"
+                aria-label=title
+            ></canvas>
+        </figure>
+    }
+}
+
+/// Every pair of models on the rows both answered: accuracies, the difference with its
+/// interval, and McNemar (clustered and exact).
+fn comparisons_table(a: &Analysis) -> AnyView {
+    use crate::overview::format_p;
+    let ci = ci_label(a);
+    let f3 = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into());
+    view! {
+        <section class="panel">
+            <h2>"Paired model comparisons"</h2>
+            {if a.comparisons.is_empty() {
+                view! { <p class="muted">"One model only: nothing to pair."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                    <table class="data" id="comparisons">
+                        <thead><tr>
+                            <th>"Model A"</th><th>"Model B"</th>
+                            <th class="num">"Paired rows"</th><th class="num">"Studies"</th>
+                            <th class="num">"Accuracy A"</th><th class="num">"Accuracy B"</th>
+                            <th class="num">{format!("A − B ({ci})")}</th>
+                            <th class="num" title="Rows A answered right and B wrong">"A only right"</th>
+                            <th class="num" title="Rows B answered right and A wrong">"B only right"</th>
+                            <th class="num" title="Durkalski's clustered McNemar">"p (clustered)"</th>
+                            <th class="num" title="Exact McNemar, ignores clustering">"p (exact)"</th>
+                        </tr></thead>
+                        <tbody>
+                            {a.comparisons.iter().map(|c| view! {
+                                <tr data-a=c.model_a.clone() data-b=c.model_b.clone()
+                                    data-diff=c.accuracy_difference.as_ref().map(|i| i.estimate.to_string())>
+                                    <td>{c.model_a.clone()}</td><td>{c.model_b.clone()}</td>
+                                    <td class="num">{c.rows}</td><td class="num">{c.studies}</td>
+                                    <td class="num">{f3(c.accuracy_a)}</td><td class="num">{f3(c.accuracy_b)}</td>
+                                    <td class="num">{format_interval(c.accuracy_difference.as_ref())}</td>
+                                    <td class="num">{c.mcnemar.b}</td><td class="num">{c.mcnemar.c}</td>
+                                    <td class="num">{format_p(c.mcnemar.p_clustered)}</td>
+                                    <td class="num">{format_p(c.mcnemar.p_exact)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+/// The studies where the models answered some variant differently, most disagreeing first,
+/// each linking to its study view.
+fn disagreements_table(run: &str, a: &Analysis) -> AnyView {
+    let rows: Vec<_> = a.disagreements.iter().filter(|d| d.answer_disagreements > 0).cloned().collect();
+    let run = run.to_owned();
+    view! {
+        <section class="panel">
+            <h2>{format!("Where the models disagree ({} {})", rows.len(), if rows.len() == 1 { "study" } else { "studies" })}</h2>
+            {if rows.is_empty() {
+                view! { <p class="muted">"No study where two models answered a variant differently."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                    <table class="data" id="disagreements">
+                        <thead><tr>
+                            <th>"Study"</th><th>"Finding"</th>
+                            <th class="num" title="Variants two models answered differently">"Variants in disagreement"</th>
+                            <th class="num" title="Flips vs the base question, summed over the models">"Flips"</th>
+                            <th class="num" title="Mean cross-model JS distance of the maps (bits)">"Map JS distance"</th>
+                        </tr></thead>
+                        <tbody>
+                            {rows.into_iter().map(|d| {
+                                let link = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&d.study_id)));
+                                let (key, label) = (d.study_id.clone(), d.study_id.clone());
+                                view! {
+                                    <tr data-study=key>
+                                        <td><A href=link>{label}</A></td>
+                                        <td>{d.finding.clone().unwrap_or_default()}</td>
+                                        <td class="num">{d.answer_disagreements}</td>
+                                        <td class="num">{d.flips}</td>
+                                        <td class="num">{d.mean_js_distance.map(|v| format!("{v:.3}")).unwrap_or_else(|| "—".into())}</td>
+                                    </tr>
+                                }
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+    .into_any()
 }
 
 /// Links to each study's case view, with its finding.
@@ -244,7 +389,7 @@ fn study_links(run: &str, a: &Analysis) -> AnyView {
                 {seen
                     .into_iter()
                     .map(|(study, finding)| {
-                        let href = format!("/runs/{}/studies/{}", enc(&run), enc(&study));
+                        let href = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&study)));
                         let label = match finding {
                             Some(f) => format!("{study} ({f})"),
                             None => study.clone(),
@@ -411,7 +556,7 @@ pub fn RecordsPage() -> impl IntoView {
         <SiteHeader title=format!("Records of run {}", id()) />
         <main class="page records-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
+                <A href=move || href(&format!("/runs/{}", enc(&id())))>"Overview"</A>
                 <ShareButton run=id() />
             </nav>
             {move || state.with(|s| s.error.clone()).map(|e| view! {
@@ -559,7 +704,7 @@ fn explorer(
                     .map(|&i| {
                         let r = &d.0[i];
                         let rec = &r.record;
-                        let study_href = format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id));
+                        let study_href = href(&format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id)));
                         let sample = rec.sample_id.clone();
                         let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
                         view! {
@@ -673,16 +818,13 @@ pub fn StudyPage() -> impl IntoView {
                 .and_then(|(_, v)| v.parse::<usize>().ok()),
         ),
         shown: RwSignal::new(std::collections::HashMap::new()),
+        diff: RwSignal::new(crate::study::diff_from_query(&location_search())),
     };
     let records = LocalResource::new(move || {
         let (id, study) = (id(), study());
         async move {
-            fetch::get_json::<crate::api::RecordsPage>(&format!(
-                "/api/runs/{}/records?study={}&pass=image&limit=1000",
-                enc(&id),
-                enc(&study)
-            ))
-            .await
+            fetch::get_json::<crate::api::RecordsPage>(&Endpoint::Study { run: id, study })
+                .await
         }
     });
     // Every control rewrites the whole overlay query (replaceState).
@@ -695,10 +837,37 @@ pub fn StudyPage() -> impl IntoView {
         refuse_opts.update(|r| r.fusion = v.parse().ok());
         write_study_query(opts, refuse_opts);
     };
-    let set_layers = move |ev: leptos::ev::Event| {
-        let v = event_target_value(&ev).trim().to_owned();
-        refuse_opts.update(|r| r.layers = v);
+    let toggle_layer = move |layer: usize, on: bool| {
+        refuse_opts.update(|r| r.layers = crate::study::toggle_layer(&r.layers, layer, on));
         write_study_query(opts, refuse_opts);
+    };
+    // One checkbox per layer any map of this study captured; none checked = as stored.
+    let layer_boxes = move || {
+        let Some(Ok(page)) = records.get() else { return ().into_any() };
+        let layers: std::collections::BTreeSet<usize> = page
+            .records
+            .iter()
+            .filter_map(|r| r.record.map.as_ref())
+            .flat_map(|m| crate::study::record_layers(&m.provenance))
+            .collect();
+        view! {
+            <fieldset class="layer-boxes" id="layers">
+                <legend>"Layers (none checked: as stored)"</legend>
+                {layers.into_iter().map(|l| view! {
+                    <label class="check">
+                        <input
+                            type="checkbox"
+                            class="layer"
+                            data-layer=l.to_string()
+                            prop:checked=move || crate::study::checked_layers(&refuse_opts.get().layers).contains(&l)
+                            on:change=move |ev| toggle_layer(l, event_target_checked(&ev))
+                        />
+                        {l.to_string()}
+                    </label>
+                }).collect_view()}
+            </fieldset>
+        }
+        .into_any()
     };
     let set_opacity = move |ev: leptos::ev::Event| {
         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
@@ -735,8 +904,8 @@ pub fn StudyPage() -> impl IntoView {
         <SiteHeader title=format!("Study {} of run {}", study(), id()) />
         <main class="page study-page">
             <nav class="subnav">
-                <A href=move || format!("/runs/{}", enc(&id()))>"Overview"</A>
-                <A href=move || format!("/runs/{}/records", enc(&id()))>"Records explorer"</A>
+                <A href=move || href(&format!("/runs/{}", enc(&id())))>"Overview"</A>
+                <A href=move || href(&format!("/runs/{}/records", enc(&id())))>"Records explorer"</A>
                 <ShareButton run=id() />
             </nav>
             <section class="panel study-controls">
@@ -791,15 +960,7 @@ pub fn StudyPage() -> impl IntoView {
                         })
                         .collect_view()}
                 </select>
-                <label for="layers">"Layers"</label>
-                <input
-                    type="text"
-                    id="layers"
-                    size="10"
-                    placeholder="as stored, e.g. 2-5"
-                    prop:value=move || refuse_opts.get().layers
-                    on:change=set_layers
-                />
+                {layer_boxes}
                 <span class="help">"scaled to each map's hottest cell (or the clip percentile); the map covers the part of the image the model saw"</span>
             </section>
             {move || match records.get() {
@@ -821,10 +982,11 @@ fn write_study_query(
 ) {
     let mut pairs = opts.get_untracked().query_pairs();
     pairs.extend(refuse_opts.get_untracked().query_pairs());
-    let pin = crate::url_state::parse_query(&location_search())
+    // The pin and the difference toggles are written by their own controls; keep them.
+    let kept = crate::url_state::parse_query(&location_search())
         .into_iter()
-        .find(|(k, _)| k == "pin");
-    pairs.extend(pin);
+        .filter(|(k, _)| k == "pin" || k == "diff");
+    pairs.extend(kept);
     let q: Vec<String> = pairs
         .into_iter()
         .map(|(k, v)| format!("{k}={}", enc(&v)))
@@ -887,11 +1049,26 @@ fn study_grid(
     .into_any()
 }
 
-/// Which card is pinned, and the map each card currently shows (record index -> model, values).
+/// Which card is pinned, the map each card currently shows (record index -> model, values),
+/// and the cards that show their difference to the pinned map (`diff=` in the URL).
 #[derive(Clone, Copy)]
 struct Compare {
     pinned: RwSignal<Option<usize>>,
     shown: RwSignal<std::collections::HashMap<usize, (String, Vec<f64>)>>,
+    diff: RwSignal<std::collections::BTreeSet<usize>>,
+}
+
+/// Sets (or with `None` removes) one key of the query string, keeping the others in order.
+fn set_query_key(key: &str, value: Option<String>) {
+    let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
+        .into_iter()
+        .filter(|(k, _)| k != key)
+        .collect();
+    if let Some(v) = value {
+        pairs.push((key.to_owned(), v));
+    }
+    let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
+    replace_query(&q.join("&"));
 }
 
 /// One variant x variant JS-distance table per model, over the maps the cards show.
@@ -972,8 +1149,7 @@ fn case_card(
                 return None;
             }
             Some(
-                fetch::get_json::<MapJson>(&format!("/api/runs/{}/records/{index}/map", enc(&run)))
-                    .await,
+                fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await,
             )
         }
     });
@@ -992,7 +1168,7 @@ fn case_card(
                 return None;
             }
             Some(
-                fetch::get_bytes(&format!("/api/runs/{}/records/{index}/rows.bin", enc(&run)))
+                fetch::get_bytes(&Endpoint::Rows { run, index })
                     .await
                     .map(|b| crate::study::f32_le(&b)),
             )
@@ -1060,8 +1236,10 @@ fn case_card(
         let (a, b) = (pinned_map.get()?, shown.get()?);
         radlens_shared::metrics::js_distance(&a, &b).ok()
     });
-    let diff_on = RwSignal::new(false);
+    let diff_on = Memo::new(move |_| cmp.diff.with(|d| d.contains(&index)));
     let diff_drawn = RwSignal::new(false);
+    let bar_ref = NodeRef::<leptos::html::Canvas>::new();
+    let bar = RwSignal::new(None::<crate::study::ColorBar>);
     // The values drawn right now (stored, re-fused or the difference map), for the hover line.
     let displayed = RwSignal::new(None::<Vec<f64>>);
     Effect::new(move |_| {
@@ -1082,6 +1260,13 @@ fn case_card(
         }
         diff_drawn.set(is_diff);
         displayed.set(Some(m.values.clone()));
+        let legend = crate::study::ColorBar::of(&m.values, &a);
+        if let Some(c) = bar_ref.get()
+            && let Err(err) = draw_colorbar(&c, &legend, &a)
+        {
+            leptos::logging::error!("could not draw the colour bar of record {index}: {err:?}");
+        }
+        bar.set(Some(legend));
         let Some(canvas) = canvas_ref.get() else {
             return;
         };
@@ -1115,7 +1300,8 @@ fn case_card(
     };
     let on_leave = move |_: leptos::ev::MouseEvent| hover.set(None);
     let rec = r.record;
-    let img = format!("/api/runs/{}/images/{}", enc(&run), enc(&r.image_id));
+    let img = fetch::url(&Endpoint::Image { run: run.clone(), image_id: r.image_id.clone() })
+        .unwrap_or_default();
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
         a.map(|a| a.as_str().to_owned())
@@ -1157,6 +1343,21 @@ fn case_card(
                     ></canvas>
                 })}
             </figure>
+            {has_map.then(|| view! {
+                <div class="colorbar-map" data-testid="colorbar" data-index=index.to_string()
+                    data-cmap=move || opacity.get().colormap.as_str()
+                    data-scale=move || bar.get().map(|b| format!("{:e}", b.scale)).unwrap_or_default()
+                    data-cut=move || bar.get().map(|b| format!("{:e}", b.cut)).unwrap_or_default()
+                >
+                    <canvas node_ref=bar_ref width="256" height="10" aria-hidden="true"></canvas>
+                    <div class="colorbar-labels">
+                        {move || bar.get().map(|b| {
+                            let (lo, cut, hi) = b.labels(&opacity.get());
+                            view! { <span>{lo}</span><span class="cut">{cut.unwrap_or_default()}</span><span>{hi}</span> }
+                        })}
+                    </div>
+                </div>
+            })}
             {has_map.then(|| view! {
                 <p
                     class="cell-status"
@@ -1220,15 +1421,7 @@ fn case_card(
                         on:click=move |_| {
                             cmp.pinned.update(|p| *p = if *p == Some(index) { None } else { Some(index) });
                             // Keep the pin in the URL next to the other study-view keys.
-                            let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
-                                .into_iter()
-                                .filter(|(k, _)| k != "pin")
-                                .collect();
-                            if let Some(p) = cmp.pinned.get_untracked() {
-                                pairs.push(("pin".into(), p.to_string()));
-                            }
-                            let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
-                            replace_query(&q.join("&"));
+                            set_query_key("pin", cmp.pinned.get_untracked().map(|p| p.to_string()));
                         }
                     >
                         {move || if cmp.pinned.get() == Some(index) { "Unpin" } else { "Pin" }}
@@ -1244,7 +1437,12 @@ fn case_card(
                                 data-testid="diff"
                                 data-index=index.to_string()
                                 prop:checked=move || diff_on.get()
-                                on:change=move |ev| diff_on.set(event_target_checked(&ev))
+                                on:change=move |ev| {
+                                    let on = event_target_checked(&ev);
+                                    cmp.diff.update(|d| { if on { d.insert(index); } else { d.remove(&index); } });
+                                    let list = cmp.diff.with_untracked(|d| d.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+                                    set_query_key("diff", (!list.is_empty()).then_some(list));
+                                }
                             />
                             " difference map"
                         </label>
@@ -1261,6 +1459,24 @@ fn case_card(
             </p>
         </article>
     }
+}
+
+/// Paints a card's colour bar (the same colours as its overlay, see [`crate::study::ColorBar`]).
+fn draw_colorbar(
+    canvas: &web_sys::HtmlCanvasElement,
+    bar: &crate::study::ColorBar,
+    opts: &crate::study::OverlayOpts,
+) -> Result<(), JsValue> {
+    use wasm_bindgen::{Clamped, JsCast};
+    let (w, h) = (canvas.width(), canvas.height());
+    let px = bar.rgba(opts, w as usize, h as usize);
+    let ctx = canvas
+        .get_context("2d")?
+        .ok_or("the canvas has no 2d context")?
+        .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+    let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), w, h)?;
+    ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
+    ctx.put_image_data(&img, 0.0, 0.0)
 }
 
 /// Draws the overlay bitmap (one `putImageData`) and places the canvas over the crop the map covers.
@@ -1290,6 +1506,75 @@ pub(crate) fn draw_overlay(
         web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), pw as u32, ph as u32)?;
     ctx.clear_rect(0.0, 0.0, pw as f64, ph as f64);
     ctx.put_image_data(&img, 0.0, 0.0)
+}
+
+/// Colour of the i-th model in the group plots (viridis stops, dark to light).
+fn model_colour(i: usize) -> plotters::style::RGBColor {
+    use plotters::style::RGBColor;
+    const C: [RGBColor; 5] = [
+        RGBColor(0x44, 0x01, 0x54),
+        RGBColor(0x21, 0x91, 0x8c),
+        RGBColor(0xc2, 0x7c, 0x0e),
+        RGBColor(0x3b, 0x52, 0x8b),
+        RGBColor(0x5e, 0xc9, 0x62),
+    ];
+    C[i % C.len()]
+}
+
+/// A dot-and-whisker plot: categories on x, one whisker per model side by side, rates in [0, 1].
+fn draw_group_plot(canvas: web_sys::HtmlCanvasElement, p: &crate::overview::GroupPlot) -> Result<(), String> {
+    use plotters::prelude::*;
+    use plotters_canvas::CanvasBackend;
+    let n = p.groups.len().max(1);
+    let width = (110 * n as u32 + 80).clamp(440, 1080);
+    canvas.set_width(width);
+    canvas.set_height(250);
+    let backend = CanvasBackend::with_canvas_object(canvas).ok_or("the canvas has no 2d context")?;
+    let root = backend.into_drawing_area();
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(10)
+        .margin_top(28)
+        .x_label_area_size(34)
+        .y_label_area_size(40)
+        .build_cartesian_2d(0f64..n as f64, 0f64..1f64)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_x_axis()
+        .y_labels(6)
+        .max_light_lines(1)
+        .y_label_formatter(&|y| format!("{y:.1}"))
+        .draw()
+        .map_err(|e| err(&e))?;
+    let nm = p.models.len().max(1) as f64;
+    let x = |g: usize, m: usize| g as f64 + 0.5 + (m as f64 - (nm - 1.0) / 2.0) * (0.6 / nm);
+    for pt in &p.points {
+        let c = model_colour(pt.model);
+        let xx = x(pt.group, pt.model);
+        chart
+            .draw_series(std::iter::once(PathElement::new(vec![(xx, pt.lo), (xx, pt.hi)], c.stroke_width(2))))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(std::iter::once(Circle::new((xx, pt.estimate), 4, c.filled())))
+            .map_err(|e| err(&e))?;
+    }
+    let font = ("sans-serif", 12).into_font().color(&BLACK);
+    for (gi, g) in p.groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(gi as f64 + 0.5, 0.0));
+        let label: String = if g.chars().count() > 18 { g.chars().take(17).chain(['…']).collect() } else { g.clone() };
+        let w = 6 * label.chars().count() as i32;
+        root.draw(&Text::new(label, (px - w / 2, py + 8), font.clone())).map_err(|e| err(&e))?;
+    }
+    let mut lx = 50;
+    for (mi, m) in p.models.iter().enumerate() {
+        root.draw(&Circle::new((lx, 12), 4, model_colour(mi).filled())).map_err(|e| err(&e))?;
+        root.draw(&Text::new(m.clone(), (lx + 8, 5), font.clone())).map_err(|e| err(&e))?;
+        lx += 16 + 7 * m.chars().count() as i32;
+    }
+    root.present().map_err(|e| err(&e))
 }
 
 /// The forest plot of the headline intervals, drawn with plotters on the canvas.
@@ -1406,7 +1691,7 @@ pub fn ComparePage() -> impl IntoView {
         image_url.set(web_sys::Url::create_object_url_with_blob(&file).ok());
         result.set(Some(None));
         leptos::task::spawn_local(async move {
-            let r = fetch::post_form::<CompareResponse>("/api/compare", &form).await;
+            let r = fetch::post_form::<CompareResponse>(&Endpoint::Compare, &form).await;
             result.set(Some(Some(r)));
         });
     };

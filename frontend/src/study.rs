@@ -133,21 +133,64 @@ pub fn select_layers(
         LayerRange::LastQuarter => {
             Err("last-quarter needs the model's depth: list layers, e.g. 2-5".into())
         }
+        // A choice names layers of every model on the page; each map uses those it captured.
         LayerRange::List(mut l) => {
             l.sort_unstable();
             l.dedup();
-            l.iter()
-                .map(|x| {
-                    captured.iter().position(|c| c == x).ok_or_else(|| {
-                        format!(
-                            "layer {x} was not captured (captured: {})",
-                            LayerRange::List(captured.to_vec())
-                        )
-                    })
-                })
-                .collect()
+            let idx: Vec<usize> = l
+                .iter()
+                .filter_map(|x| captured.iter().position(|c| c == x))
+                .collect();
+            if idx.is_empty() {
+                return Err(format!(
+                    "layers {} not captured for this model (captured: {})",
+                    LayerRange::List(l),
+                    LayerRange::List(captured.to_vec())
+                ));
+            }
+            Ok(idx)
         }
     }
+}
+
+/// The layers a record's rows hold (used and without image mass), ascending.
+pub fn record_layers(p: &MapProvenance) -> Vec<usize> {
+    let mut l: Vec<usize> = p.layers.iter().chain(&p.layers_without_image).copied().collect();
+    l.sort_unstable();
+    l.dedup();
+    l
+}
+
+/// The layer list of a `layers=` value (`2,5`, `2-4`), empty for none, `all` or anything else.
+pub fn checked_layers(text: &str) -> Vec<usize> {
+    match text.trim().parse::<LayerRange>() {
+        Ok(LayerRange::List(mut l)) => {
+            l.sort_unstable();
+            l.dedup();
+            l
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The `layers=` value after toggling `layer` in `text` (empty when no layer is left: as stored).
+pub fn toggle_layer(text: &str, layer: usize, on: bool) -> String {
+    let mut l = checked_layers(text);
+    l.retain(|&x| x != layer);
+    if on {
+        l.push(layer);
+        l.sort_unstable();
+    }
+    l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// The record indices of `diff=3,7` (cards showing the difference to the pinned map).
+pub fn diff_from_query(query: &str) -> std::collections::BTreeSet<usize> {
+    parse_query(query)
+        .into_iter()
+        .find(|(k, _)| k == "diff")
+        .map(|(_, v)| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// `|a - b|` divided by its maximum (all zeros when the maps are equal); `None` for grids of
@@ -359,19 +402,7 @@ pub fn paint(
     if h == 0 || w == 0 || values.len() != h * w || pw == 0 || ph == 0 {
         return None;
     }
-    let max = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max);
-    let mut scale = if opts.clip >= 100.0 {
-        max
-    } else {
-        percentile(values, opts.clip)
-    };
-    if scale.is_nan() || scale <= 0.0 {
-        scale = max;
-    }
+    let (max, scale) = colour_scale(values, opts);
     let cut = opts.threshold * max;
     let a = (opts.opacity.clamp(0.0, 1.0) * 255.0).round() as u8;
     let mut out = Vec::with_capacity(pw * ph * 4);
@@ -394,6 +425,77 @@ pub fn paint(
         }
     }
     Some(out)
+}
+
+/// `(max, scale)` of a map under `opts`: its largest finite value, and the value the colour
+/// scale saturates at (the `clip` percentile; the max at 100 or when the percentile is 0).
+fn colour_scale(values: &[f64], opts: &OverlayOpts) -> (f64, f64) {
+    let max = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max);
+    let mut scale = if opts.clip >= 100.0 {
+        max
+    } else {
+        percentile(values, opts.clip)
+    };
+    if scale.is_nan() || scale <= 0.0 {
+        scale = max;
+    }
+    (max, scale)
+}
+
+/// The legend of one drawn map: the colours from 0 to `scale` (where the colour saturates) and
+/// the part below the threshold, which is not drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColorBar {
+    /// The value at the right end (the clip percentile, or the max).
+    pub scale: f64,
+    /// Values below this are not drawn (`threshold * max`; 0 without a threshold).
+    pub cut: f64,
+}
+
+impl ColorBar {
+    pub fn of(values: &[f64], opts: &OverlayOpts) -> Self {
+        let (max, scale) = colour_scale(values, opts);
+        let cut = if opts.threshold > 0.0 { opts.threshold * max } else { 0.0 };
+        Self { scale, cut }
+    }
+
+    /// RGBA pixels of a `pw x ph` bar: column `x` shows the colour of the value
+    /// `(x + 0.5) / pw * scale`, exactly as [`paint`] colours it, fully opaque; transparent
+    /// where that value is under the threshold.
+    pub fn rgba(&self, opts: &OverlayOpts, pw: usize, ph: usize) -> Vec<u8> {
+        let mut row = Vec::with_capacity(pw * 4);
+        for x in 0..pw {
+            let t = (x as f64 + 0.5) / pw as f64;
+            let [r, g, b] = opts.colormap.colour(t);
+            let hidden = self.cut > 0.0 && t * self.scale < self.cut;
+            row.extend_from_slice(&[r, g, b, if hidden { 0 } else { 255 }]);
+        }
+        row.repeat(ph)
+    }
+
+    /// The labels under the bar: `0`, the threshold (when set) and the saturation value.
+    pub fn labels(&self, opts: &OverlayOpts) -> (String, Option<String>, String) {
+        let top = if opts.clip >= 100.0 {
+            format!("{} (max)", fmt_value(self.scale))
+        } else {
+            format!("≥ {} (p{:.0})", fmt_value(self.scale), opts.clip)
+        };
+        let cut = (self.cut > 0.0).then(|| format!("hidden < {}", fmt_value(self.cut)));
+        ("0".to_owned(), cut, top)
+    }
+}
+
+/// A map value in 4 significant digits.
+fn fmt_value(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
 }
 
 /// The overlay's RGBA pixels for a map painted with `opts`.
@@ -622,6 +724,17 @@ mod tests {
                 .contains("not captured")
         );
         assert!(select_layers("x-", &cap, &LayerRange::LastQuarter).is_err());
+        // Layers of another model on the page are skipped; this model uses the ones it has.
+        assert_eq!(select_layers("3,25", &cap, &LayerRange::LastQuarter).unwrap(), vec![1]);
+        // The checkboxes' layers= value.
+        assert_eq!(checked_layers("5,2,2"), vec![2, 5]);
+        assert_eq!(checked_layers("all"), Vec::<usize>::new());
+        assert_eq!(toggle_layer("", 5, true), "5");
+        assert_eq!(toggle_layer("5", 2, true), "2,5");
+        assert_eq!(toggle_layer("2,5", 5, false), "2");
+        assert_eq!(toggle_layer("2", 2, false), "");
+        assert_eq!(diff_from_query("opacity=0.5&diff=7,3&pin=1"), [3, 7].into());
+        assert!(diff_from_query("pin=1").is_empty());
         let q = RefuseOpts {
             fusion: Some(HeadFusion::EntropyWeighted),
             layers: "2-5".into(),
@@ -662,5 +775,31 @@ mod tests {
         assert_eq!(overlay_size(24, 24), (240, 240));
         assert_eq!(overlay_size(16, 32), (256, 128));
         assert_eq!(overlay_size(1000, 10), (10, 1000));
+    }
+
+    #[test]
+    fn the_colour_bar_shows_what_paint_draws_up_to_the_clip_value_and_hides_below_the_threshold() {
+        let values = [0.0, 0.1, 0.2, 0.7];
+        let opts = OverlayOpts { threshold: 0.5, colormap: Colormap::Inferno, ..OverlayOpts::default() };
+        let bar = ColorBar::of(&values, &opts);
+        assert_eq!(bar, ColorBar { scale: 0.7, cut: 0.35 });
+        let px = bar.rgba(&opts, 10, 2);
+        assert_eq!(px.len(), 10 * 2 * 4);
+        // Column 9 is t = 0.95: inferno(0.95), opaque; column 0 (t = 0.05 < 0.5) is hidden.
+        let [r, g, b] = Colormap::Inferno.colour(0.95);
+        assert_eq!(&px[36..40], &[r, g, b, 255]);
+        assert_eq!(px[3], 0);
+        // The same value painted on a map gets the same colour.
+        let one = paint(1, 1, &[0.95 * 0.7], &OverlayOpts { opacity: 1.0, ..opts }, 1, 1).unwrap();
+        let two = paint(1, 2, &[0.95 * 0.7, 0.7], &OverlayOpts { opacity: 1.0, ..opts }, 2, 1).unwrap();
+        assert_eq!(&two[0..4], &px[36..40]);
+        assert_eq!(one[3], 255);
+        let (lo, cut, hi) = bar.labels(&opts);
+        assert_eq!((lo.as_str(), cut.as_deref(), hi.as_str()), ("0", Some("hidden < 0.3500"), "0.7000 (max)"));
+        // Clipped at a percentile: the bar ends at that value.
+        let clipped = OverlayOpts { clip: 50.0, threshold: 0.0, ..OverlayOpts::default() };
+        let bar = ColorBar::of(&values, &clipped);
+        assert!((bar.scale - 0.15).abs() < 1e-12 && bar.cut == 0.0);
+        assert!(bar.labels(&clipped).2.starts_with("≥ 0.1500 (p50)"));
     }
 }

@@ -257,6 +257,10 @@ async fn scenario(
         format!("study links {links}, studies {studies:?}"),
     )?;
     screenshot(c, &artifacts.join("dashboard-overview.png")).await?;
+    overview_breakdowns(c, &analysis).await?;
+    js(c, "document.getElementById('group-plots').scrollIntoView(); return null;").await?;
+    screenshot(c, &artifacts.join("dashboard-overview-plots.png")).await?;
+    js(c, "window.scrollTo(0, 0); return null;").await?;
 
     // 3. The explorer: every record, the "incorrect" count equal to records.jsonl's.
     let records = read_records(run_dir);
@@ -387,6 +391,18 @@ async fn scenario(
 
     // 6b. The compare page: upload an image and a question, one card per model.
     compare_page(c, &base, n_models, artifacts).await?;
+
+    // 6c. The explorer at scale: 2,000 synthetic records (whole demo studies copied under new
+    // ids) beside the demo run; each filter's count equals the shared code's.
+    let template = run_dir.to_path_buf();
+    let big = run_dir.with_file_name("scale");
+    let synthetic = tokio::task::spawn_blocking(move || {
+        crate::support::synthetic_run::scale_up(&template, &big, 2000, 1)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let figures = super::scale::explorer_at_scale(c, &base, "scale", &synthetic).await?;
+    eprintln!("dashboard e2e: 2,000 records: {figures:?} (ms, not asserted)");
 
     // 7. A share link (POST /api/share) reopens the explorer view read-only, without the
     // sign-in cookie.
@@ -662,8 +678,35 @@ async fn overlay_controls(c: &Client, base: &str, study: &str, artifacts: &Path)
         "controls restored from the URL",
     )
     .await?;
+    colour_bar(c).await?;
     screenshot(c, &artifacts.join("dashboard-study-controls.png")).await?;
     refusion(c, base, study, artifacts).await
+}
+
+/// The first card's colour bar under `cmap=inferno&clip=95&threshold=0.2`: it ends at the
+/// map's 95th percentile (at most the max, so under 1/0.2 of the cut), its pixels are the
+/// native `ColorBar::rgba` of the same numbers (inferno, transparent below the threshold).
+async fn colour_bar(c: &Client) -> Res<()> {
+    use radlens_frontend::colormap::Colormap;
+    use radlens_frontend::study::{ColorBar, OverlayOpts};
+    let v = wait_for_js(c, "const bar = document.querySelector('[data-testid=colorbar]'); if (!bar || bar.dataset.scale === '') return null; \
+        const cv = bar.querySelector('canvas'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, 1).data; \
+        return [bar.dataset.cmap, +bar.dataset.scale, +bar.dataset.cut, cv.width, Array.from(d), bar.textContent];", "the colour bar").await?;
+    let (scale, cut, width) = (v[1].as_f64().unwrap_or(f64::NAN), v[2].as_f64().unwrap_or(f64::NAN), v[3].as_u64().unwrap_or(0) as usize);
+    check(v[0] == "inferno", format!("colour bar colour map {}", v[0]))?;
+    check(scale > 0.0 && cut > 0.0 && scale <= cut / 0.2 * (1.0 + 1e-12), format!("colour bar scale {scale}, cut {cut}"))?;
+    let opts = OverlayOpts { colormap: Colormap::Inferno, threshold: 0.2, clip: 95.0, ..OverlayOpts::default() };
+    let want = ColorBar { scale, cut }.rgba(&opts, width, 1);
+    let got: Vec<u8> = v[4].as_array().map(|a| a.iter().map(|x| x.as_u64().unwrap_or(0) as u8).collect()).unwrap_or_default();
+    check(got.len() == want.len(), format!("{} bar bytes, {} expected", got.len(), want.len()))?;
+    // Transparent pixels read back as 0,0,0,0 from a canvas; compare colours where opaque.
+    for (x, (g, w)) in got.chunks(4).zip(want.chunks(4)).enumerate() {
+        let same = if w[3] == 0 { g[3] == 0 } else { g.iter().zip(w).all(|(a, b)| a.abs_diff(*b) <= 1) };
+        check(same, format!("colour bar column {x}: {g:?} in the browser, {w:?} natively"))?;
+    }
+    check(want.chunks(4).any(|p| p[3] == 0), "the threshold hides the low end of the bar")?;
+    check(v[5].as_str().is_some_and(|t| t.contains("p95") && t.contains("hidden")), format!("colour bar labels {}", v[5]))?;
+    Ok(())
 }
 
 /// Every card's re-fused metrics (`[index, focus, gini, entropy, stored focus, gini, entropy]`)
@@ -727,10 +770,13 @@ async fn refusion(c: &Client, base: &str, study: &str, artifacts: &Path) -> Res<
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     screenshot(c, &artifacts.join("dashboard-study-refused-max.png")).await?;
-    // Back to the stored fusion with an explicit "all" layer choice: equal again.
+    // Back to the stored fusion with every layer checkbox checked (each map uses the layers
+    // it captured, i.e. all of them): equal again.
     set_control(c, "fusion", "").await?;
-    set_control(c, "layers", "all").await?;
-    wait_for_js(c, "return (location.search.includes('layers=all') && !location.search.includes('fusion=')) || null;", "layers in the URL").await?;
+    let layers = js(c, "const boxes = [...document.querySelectorAll('#layers input.layer')]; boxes.forEach(b => b.click()); return boxes.map(b => b.dataset.layer).join(',');").await?;
+    let layers = layers.as_str().unwrap_or_default().to_owned();
+    check(!layers.is_empty(), "the study view has layer checkboxes")?;
+    wait_for_js(c, &format!("return (location.search.includes('layers={}') && !location.search.includes('fusion=')) || null;", layers.replace(',', "%2C")), "the checked layers in the URL").await?;
     let deadline = Instant::now() + super::WAIT;
     loop {
         let v = js(c, REFUSED).await?;
@@ -744,8 +790,13 @@ async fn refusion(c: &Client, base: &str, study: &str, artifacts: &Path) -> Res<
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Reload: the same boxes are checked.
+    c.refresh().await.map_err(|e| e.to_string())?;
+    wait_for_js(c, &format!("const b = [...document.querySelectorAll('#layers input.layer')]; return (b.length > 0 && b.every(x => x.checked) && b.map(x => x.dataset.layer).join(',') === '{layers}') || null;"), "the layer checkboxes restored by a reload").await?;
     // A layer that was not captured is an error message, not a panic.
-    set_control(c, "layers", "999").await?;
+    c.goto(&format!("{base}/runs/{RUN}/studies/{study}?layers=999"))
+        .await
+        .map_err(|e| e.to_string())?;
     wait_for_js(c, "return [...document.querySelectorAll('[data-testid=refused]')].some(p => p.textContent.includes('not captured')) || null;", "the uncaptured-layer message").await?;
     pin_and_compare(c, base, study, artifacts).await
 }
@@ -856,6 +907,18 @@ async fn pin_and_compare(c: &Client, base: &str, study: &str, artifacts: &Path) 
     while js(c, &sig).await? == before {
         if Instant::now() > deadline {
             return Err("the difference map did not change the pixels".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The toggle is in the URL: a reload draws the same difference map.
+    wait_for_js(c, &format!("return location.search.includes('diff={other}') || null;"), "diff in the URL").await?;
+    let diff_pixels = js(c, &sig).await?;
+    c.refresh().await.map_err(|e| e.to_string())?;
+    wait_for_js(c, &format!("const cv = document.querySelector('canvas.overlay-map[data-index=\"{other}\"]'); const box = document.querySelector('input[data-testid=diff][data-index=\"{other}\"]'); return (cv?.dataset.diff === 'true' && box?.checked) || null;"), "the difference map restored by a reload").await?;
+    let deadline = Instant::now() + super::WAIT;
+    while js(c, &sig).await? != diff_pixels {
+        if Instant::now() > deadline {
+            return Err("the reloaded difference map has other pixels".into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -974,5 +1037,47 @@ async fn compare_page(c: &Client, base: &str, n_models: usize, artifacts: &Path)
     // The question survives a reload (the image does not).
     c.refresh().await.map_err(|e| e.to_string())?;
     wait_for_js(c, "return document.getElementById('compare-question')?.value === 'Is there a pleural effusion?' || null;", "the question restored from the URL").await?;
+    Ok(())
+}
+
+/// The overview's per-strategy and per-finding plots (as many whiskers as the analysis has
+/// intervals, each plot painted), the paired comparisons and the disagreement table (one row
+/// per study the models answered differently, linking to its study view).
+async fn overview_breakdowns(c: &Client, analysis: &Analysis) -> Res<()> {
+    for plot in radlens_frontend::overview::group_plots(analysis) {
+        let id = plot.id;
+        wait_for_js(c, &format!("return document.querySelector('#{id}[data-drawn=\"true\"]') ? true : null;"), id).await?;
+        let v = js(c, &format!("const cv = document.getElementById('{id}'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; const s = new Set(); for (let i = 0; i < d.length; i += 4) s.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]); return [cv.dataset.points, s.size];")).await?;
+        check(
+            v[0] == Value::String(plot.points.len().to_string()),
+            format!("{id}: {} whiskers drawn, the analysis has {}", v[0], plot.points.len()),
+        )?;
+        check(v[1].as_u64().unwrap_or(0) > 4, format!("{id}: only {} colours", v[1]))?;
+    }
+    let strategy = radlens_frontend::overview::group_plot(
+        analysis,
+        radlens_frontend::overview::Breakdown::Strategy,
+        radlens_frontend::overview::GroupMeasure::Accuracy,
+    );
+    check(!strategy.points.is_empty(), "the demo has per-strategy accuracy intervals")?;
+    let pairs = js(c, "return [...document.querySelectorAll('#comparisons tbody tr')].map(tr => [tr.dataset.a, tr.dataset.b, tr.dataset.diff ?? null]);").await?;
+    let want: Vec<Value> = analysis
+        .comparisons
+        .iter()
+        .map(|p| serde_json::json!([p.model_a, p.model_b, p.accuracy_difference.as_ref().map(|i| i.estimate.to_string())]))
+        .collect();
+    check(!want.is_empty() && pairs == Value::Array(want.clone()), format!("comparison rows {pairs}, analysis {want:?}"))?;
+    let disagree: Vec<&str> = analysis
+        .disagreements
+        .iter()
+        .filter(|d| d.answer_disagreements > 0)
+        .map(|d| d.study_id.as_str())
+        .collect();
+    let shown = js(c, "return [...document.querySelectorAll('#disagreements tbody tr')].map(tr => [tr.dataset.study, tr.querySelector('a').getAttribute('href')]);").await?;
+    let want: Vec<Value> = disagree
+        .iter()
+        .map(|s| serde_json::json!([s, format!("/runs/{RUN}/studies/{s}")]))
+        .collect();
+    check(shown == Value::Array(want.clone()) || (want.is_empty() && shown.is_null()), format!("disagreement rows {shown}, analysis {want:?}"))?;
     Ok(())
 }

@@ -13,6 +13,8 @@
 //! `chromium-driver`. Without them the test fails and says so; it never skips silently.
 
 mod dashboard;
+mod export;
+mod scale;
 mod driver;
 mod server;
 

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod demo_run;
+pub mod synthetic_run;
 pub mod parity;
 
 pub fn workspace_root() -> PathBuf {

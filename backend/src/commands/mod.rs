@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod export;
 pub mod metrics;
 pub mod probe;
 pub mod study;
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { run_dir, images } => report::run(&run_dir, images.as_deref()),
         Command::Merge(cmd) => merge::run(&cmd),
         Command::Serve(cmd) => serve::run(&cmd),
+        Command::Export(cmd) => export::run(&cmd),
     }
 }

@@ -71,6 +71,13 @@ impl Assets {
         self.files.get(name)
     }
 
+    /// Every file of the bundle: (path relative to dist/, bytes), in name order.
+    pub fn files(&self) -> Vec<(&str, &Bytes)> {
+        let mut v: Vec<(&str, &Bytes)> = self.files.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
     /// The Content-Security-Policy: the fixed policy, plus the sha256 hash of each inline
     /// `<script>` of index.html (its boot script), so exactly those run and nothing else inline.
     pub fn csp(&self) -> String {

@@ -70,8 +70,9 @@ fn read_manifest(run: &Run) -> Result<RunManifest, ApiError> {
     run.dir.read_manifest().map_err(ApiError::internal)
 }
 
+/// One entry of `GET /api/runs` (and of a static export's `data/runs.json`).
 #[derive(Serialize)]
-struct RunSummary {
+pub struct RunSummary {
     id: String,
     run_id: String,
     created: String,
@@ -81,6 +82,22 @@ struct RunSummary {
     studies: usize,
     random_weights: bool,
     has_analysis: bool,
+}
+
+/// The summary of the run directory `dir` listed as `id` (`None` without a readable manifest).
+pub fn run_summary(id: String, dir: &Path) -> Option<RunSummary> {
+    let m = RunDir::open(dir).and_then(|d| d.read_manifest()).ok()?;
+    Some(RunSummary {
+        id,
+        run_id: m.run_id,
+        created: m.created_at,
+        updated: m.updated_at,
+        models: m.models.iter().map(|m| m.name.clone()).collect(),
+        rows: m.study.planned_rows,
+        studies: m.study.studies,
+        random_weights: m.models.iter().any(|m| m.random_weights),
+        has_analysis: dir.join(ANALYSIS).is_file(),
+    })
 }
 
 /// GET /api/runs
@@ -96,18 +113,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             if only.as_ref().is_some_and(|o| *o != id) {
                 continue;
             }
-            let Ok(m) = RunDir::open(&dir).and_then(|d| d.read_manifest()) else { continue };
-            out.push(RunSummary {
-                id,
-                run_id: m.run_id,
-                created: m.created_at,
-                updated: m.updated_at,
-                models: m.models.iter().map(|m| m.name.clone()).collect(),
-                rows: m.study.planned_rows,
-                studies: m.study.studies,
-                random_weights: m.models.iter().any(|m| m.random_weights),
-                has_analysis: dir.join(ANALYSIS).is_file(),
-            });
+            out.extend(run_summary(id, &dir));
         }
         out
     })
@@ -393,7 +399,7 @@ async fn tensor(run: &Run, t: &radlens_shared::record::TensorRef) -> Result<Vec<
     web::block(move || dir.read_f32(&t)).await.map_err(ApiError::internal)?.map_err(ApiError::internal)
 }
 
-fn f32_bytes(values: &[f32]) -> Vec<u8> {
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
@@ -406,13 +412,18 @@ pub async fn map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let (run, all, n) = record_of(&req, &state).await?;
     let m = all[n].map.as_ref().ok_or_else(|| ApiError::NotFound("this record has no map".into()))?;
     let values = tensor(&run, &m.values).await?;
+    Ok(HttpResponse::Ok().json(map_json(m, &values)))
+}
+
+/// A record's fused map as the API sends it (`h`, `w`, `values`, provenance, metrics).
+pub fn map_json(m: &radlens_shared::record::MapRecord, values: &[f32]) -> Value {
     let (h, w) = match m.values.shape.as_slice() {
         [h, w] => (*h, *w),
         _ => (m.provenance.geometry.h, m.provenance.geometry.w),
     };
-    Ok(HttpResponse::Ok().json(json!({
+    json!({
         "h": h, "w": w, "values": values, "provenance": m.provenance, "image_share": m.image_share, "metrics": m.metrics,
-    })))
+    })
 }
 
 /// GET /api/runs/{id}/records/{n}/maps/{method}: the record's map by one method as JSON, for

@@ -1,0 +1,168 @@
+//! `radlens export` end to end: the demo run exported by the real binary, served under a
+//! sub-path (`/site/`) by a plain file host (no SPA fallback, folders redirected to their `/`,
+//! no radlens server), in headless Chromium. Deep links typed into the address bar open the
+//! overview (headline rows = analysis.json's models), the records explorer (total and
+//! "incorrect" counts = records.jsonl's) and a study view (every map canvas drawn, the X-ray
+//! loaded); share and compare are hidden; in-app links keep the sub-path. Screenshot:
+//! `<target>/browser-e2e/export-study.png`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fantoccini::Client;
+use radlens_shared::filter::RecordFilter;
+use radlens_shared::record::{Analysis, CaseRecord, Pass};
+use serde_json::Value;
+
+use super::driver::ChromeDriver;
+use super::server::StaticServer;
+use super::{
+    Res, artifact_dir, check, connect, js, preflight, screenshot, wait_for_js, with_page_state,
+};
+use crate::support::{Scratch, radlens};
+
+const RUN: &str = "demo";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
+    preflight();
+    let artifacts = artifact_dir();
+    std::fs::create_dir_all(&artifacts).expect("create the browser-e2e artifact dir");
+    let scratch = Scratch::new("browser-export");
+    let root = scratch.path().to_path_buf();
+    let run_dir = root.join("runs").join(RUN);
+    let r2 = run_dir.clone();
+    let m = root.join("models");
+    let demo = tokio::task::spawn_blocking(move || {
+        crate::support::demo_run::build(&m, &r2, 2, vec!["radlens".into(), "study".into()])
+    })
+    .await
+    .expect("demo run");
+
+    // A folder holding someone's files is refused, by name, and left alone.
+    let taken = root.join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("notes.txt"), "mine").unwrap();
+    let out = radlens(&["export", run_dir.to_str().unwrap(), "--out", taken.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(taken.to_str().unwrap()) && err.contains("not a previous radlens export"),
+        "export into a non-empty folder: {:?}\n{err}",
+        out.status
+    );
+    assert_eq!(std::fs::read_to_string(taken.join("notes.txt")).unwrap(), "mine");
+
+    // The export, twice (the second replaces the first).
+    let www = root.join("www");
+    let site = www.join("site");
+    for _ in 0..2 {
+        let images = demo.images.to_str().unwrap();
+        let out = radlens(&["export", run_dir.to_str().unwrap(), "--out", site.to_str().unwrap(), "--images", images]);
+        assert!(out.status.success(), "radlens export failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(site.join("runs/demo/records/index.html").is_file());
+
+    let server = StaticServer::start_plain(www).await.expect("start the plain file host");
+    let driver =
+        ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
+    let client = tokio::time::timeout(Duration::from_secs(30), connect(&driver))
+        .await
+        .unwrap_or_else(|_| panic!("no WebDriver session within 30 s; chromedriver log:\n{}", driver.log_tail()))
+        .unwrap_or_else(|e| panic!("{e}\nchromedriver log:\n{}", driver.log_tail()));
+    let started = Instant::now();
+    let base = format!("{}/site", server.base_url());
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(90), scenario(&client, &base, &run_dir, &artifacts)).await;
+    let outcome = match outcome {
+        Ok(Err(e)) => Ok(Err(with_page_state(&client, &artifacts, e).await)),
+        other => other,
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    drop(driver);
+    drop(server);
+    match outcome {
+        Ok(Ok(())) => eprintln!("export e2e passed in {:.1} s", started.elapsed().as_secs_f64()),
+        Ok(Err(e)) => panic!("export e2e failed: {e}"),
+        Err(_) => panic!("export e2e did not finish within 90 s"),
+    }
+}
+
+fn read_records(run_dir: &Path) -> Vec<CaseRecord> {
+    std::fs::read_to_string(run_dir.join("records.jsonl"))
+        .expect("records.jsonl")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a record line"))
+        .collect()
+}
+
+/// Waits until `ready` (a JS expression) is true, or fails with the page's API error.
+async fn wait_ready(c: &Client, ready: &str, what: &str) -> Res<()> {
+    let script = format!("return ({ready}) ? true : (document.querySelector('[data-testid=api-error]')?.textContent ?? null);");
+    let v = wait_for_js(c, &script, what).await?;
+    check(v == Value::Bool(true), format!("{what}: the page shows an error: {v}"))
+}
+
+async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> Res<()> {
+    let records = read_records(run_dir);
+    let analysis: Analysis = serde_json::from_str(
+        &std::fs::read_to_string(run_dir.join("analysis.json")).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+
+    // 1. A typed deep link to the overview (the host redirects to the folder's `/`).
+    c.goto(&format!("{base}/runs/{RUN}")).await.map_err(|e| e.to_string())?;
+    wait_ready(c, "document.querySelector('#headline tbody tr')", "the overview's headline table").await?;
+    let models = js(c, "return [...document.querySelectorAll('#headline tbody tr')].map(tr => tr.dataset.model);").await?;
+    let want: Vec<&str> = analysis.models.iter().map(|m| m.model.as_str()).collect();
+    check(models == serde_json::json!(want), format!("overview rows {models}, analysis models {want:?}"))?;
+    let hidden = js(c, "return [!!document.getElementById('share'), [...document.querySelectorAll('.site-nav a')].map(a => a.textContent)];").await?;
+    check(hidden[0] == Value::Bool(false), "no Share button on a static site")?;
+    check(
+        !hidden[1].to_string().contains("Compare"),
+        format!("no Compare link on a static site: nav {}", hidden[1]),
+    )?;
+    screenshot(c, &artifacts.join("export-overview.png")).await?;
+
+    // 2. An in-app link keeps the sub-path; the explorer shows every record.
+    js(c, "document.querySelector('.subnav a[href$=\"/records\"]').click(); return null;").await?;
+    wait_ready(c, "document.getElementById('match-count')", "the records explorer").await?;
+    let path = js(c, "return location.pathname;").await?;
+    check(path == serde_json::json!(format!("/site/runs/{RUN}/records")), format!("explorer path {path}"))?;
+    let total = js(c, "return document.getElementById('match-count').dataset.total;").await?;
+    check(total == serde_json::json!(records.len().to_string()), format!("explorer total {total}, records.jsonl {}", records.len()))?;
+
+    // 3. A deep link with a filter: the "incorrect" count of records.jsonl; "Copy link" is there.
+    let model = records[0].model.clone();
+    let filter = RecordFilter::from_pairs([("correct", "false"), ("model", model.as_str())]).map_err(|e| e.to_string())?;
+    let incorrect = records.iter().filter(|r| filter.matches(r)).count();
+    check(incorrect > 0 && incorrect < records.len(), format!("{incorrect} incorrect records of {model}"))?;
+    c.goto(&format!("{base}/runs/{RUN}/records?correct=false&model={model}")).await.map_err(|e| e.to_string())?;
+    wait_ready(
+        c,
+        &format!("document.getElementById('match-count')?.dataset.count === '{incorrect}'"),
+        &format!("{incorrect} incorrect records"),
+    )
+    .await?;
+    let search = js(c, "return [location.search, !!document.getElementById('copy-link')];").await?;
+    check(search[0] == serde_json::json!(format!("?correct=false&model={model}")) && search[1] == Value::Bool(true), format!("explorer URL and copy link: {search}"))?;
+    screenshot(c, &artifacts.join("export-records.png")).await?;
+
+    // 4. A study view: every map drawn, the X-ray loaded from the export.
+    let study = records[0].study_id.clone();
+    let maps = records
+        .iter()
+        .filter(|r| r.study_id == study && r.pass == Pass::Image && r.map.is_some())
+        .count();
+    c.goto(&format!("{base}/runs/{RUN}/studies/{study}?opacity=0.7")).await.map_err(|e| e.to_string())?;
+    wait_ready(
+        c,
+        &format!("document.querySelectorAll('canvas.overlay-map[data-drawn=\"true\"]').length === {maps} && [...document.querySelectorAll('figure.overlay img')].every(i => i.complete && i.naturalWidth > 0)"),
+        &format!("{maps} drawn maps over loaded X-rays"),
+    )
+    .await?;
+    let painted = js(c, "const cv = document.querySelector('canvas.overlay-map'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;").await?;
+    check(painted.as_u64().unwrap_or(0) > 0, format!("the first map paints {painted} pixels"))?;
+    screenshot(c, &artifacts.join("export-study.png")).await?;
+    Ok(())
+}
