@@ -439,9 +439,13 @@ pub async fn method_map(req: HttpRequest, state: web::Data<AppState>) -> Result<
     };
     let (t, provenance, metrics) = own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
     let values = tensor(&run, t).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics,
-    })))
+    Ok(HttpResponse::Ok().json(method_map_json(provenance, metrics, &values)))
+}
+
+/// A map by one method as the API sends it (`h`, `w`, `values`, provenance, metrics; no
+/// `image_share`, which only attention has).
+pub fn method_map_json(provenance: &radlens_shared::fusion::MapProvenance, metrics: &radlens_shared::metrics::MapMetrics, values: &[f32]) -> Value {
+    json!({ "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics })
 }
 
 /// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.
