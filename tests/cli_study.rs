@@ -270,3 +270,32 @@ fn trust_checks_are_recorded_and_resume() {
     let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
     assert!(!radlens(&refs).status.success(), "a run with the checks is not resumed without them");
 }
+
+/// Where attention cannot be captured (only layer 4 of the tiny Gemma3, a sliding-window layer
+/// whose window ends before the image), the record's map is Grad-CAM, labelled as a fallback
+/// with the reason, and the deletion tests cover it.
+#[test]
+fn study_records_fall_back_to_a_labelled_gradcam() {
+    let scratch = Scratch::new("study-fallback");
+    let csv = scratch.write("q.csv", "study_id,image_path,question,answer\ns1,img_b_rgb_300x240.png,Is there a fracture?,no\n");
+    let out = scratch.path().join("run");
+    let images = crate::support::fixture("reference-v1/images");
+    let model = format!("g={}", crate::support::fixture("reference-v1/gemma3-tiny").display());
+    let args: Vec<String> = [
+        "study", "--csv", csv.to_str().unwrap(), "--images", images.to_str().unwrap(), "--model", &model, "--out", out.to_str().unwrap(),
+        "--layers", "4", "--max-new-tokens", "2", "--resamples", "50", "--gradcam", "--faithfulness",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_ok(&args);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    let m = recs[0].map.as_ref().expect("a map, not an error record");
+    assert_eq!(m.provenance.method, radlens_shared::fusion::MapMethod::Gradcam);
+    assert!(m.provenance.fallback_reason.as_deref().is_some_and(|r| r.contains("sliding-window")), "{:?}", m.provenance);
+    let t = recs[0].trust.as_ref().unwrap();
+    assert!(t.maps.is_empty(), "the Grad-CAM is the record's own map, not a second one");
+    assert_eq!(t.faithfulness.len(), 2);
+    assert!(t.faithfulness.iter().all(|f| f.method == radlens_shared::fusion::MapMethod::Gradcam));
+}

@@ -350,18 +350,18 @@ impl ModelRun<'_> {
                 QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
                 QueryMode::Term(_) => term_rows,
             };
-            let (m, p) = match self.store_map(&recorder, &layers, &query_positions, prompt, image, row, attention) {
-                Ok(stored) => stored,
+            let (m, p, fallback) = match self.store_map(&recorder, &layers, &query_positions, prompt, image, row, attention) {
+                Ok((m, p)) => (m, p, None),
                 // Attention could not be captured: Grad-CAM, else uniform, labelled as such.
                 Err(e) => {
                     let like = self.provenance(&layers, &query_positions, image.geometry);
                     let fallback = trust::fallback_map(&case, &like, &e);
-                    (self.store_method_map(&fallback, row, image, attention).map_err(|e| (ErrorStage::Capture, e))?, None)
+                    (self.store_method_map(&fallback, row, image, attention).map_err(|e| (ErrorStage::Capture, e))?, None, Some(fallback))
                 }
             };
             latency.capture_ms = ms(t);
             let trust = match &s.trust {
-                Some(settings) => Some(self.trust_record(&case, settings, &m, p.as_deref(), generic, row, image, attention)),
+                Some(settings) => Some(self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention)),
                 None => None,
             };
             (Some(m), p, trust)
@@ -406,14 +406,17 @@ impl ModelRun<'_> {
         settings: &TrustSettings,
         map: &MapRecord,
         attention_p: Option<&[f64]>,
+        fallback: Option<MethodValues>,
         generic: Option<&Result<Vec<f64>, String>>,
         row: &StudyRow,
         image: &EncodedImage,
         attention: &mut AttentionFile,
     ) -> TrustRecord {
         let mut out = TrustRecord::default();
-        let attention_map = attention_p.map(|p| MethodValues { values: p.to_vec(), provenance: map.provenance.clone() });
-        let mut methods: Vec<MethodValues> = attention_map.into_iter().collect();
+        // The record's own map first: attention, or the fallback standing in for it (deletion
+        // tests and agreement cover it too; sinks and the relative map need attention).
+        let own = attention_p.map(|p| MethodValues { values: p.to_vec(), provenance: map.provenance.clone() }).or(fallback);
+        let mut methods: Vec<MethodValues> = own.into_iter().collect();
         if settings.gradcam {
             // A fallback record's own map may already be the Grad-CAM.
             if map.provenance.method != MapMethod::Gradcam {
@@ -441,7 +444,8 @@ impl ModelRun<'_> {
             }
         }
         out.agreement = trust::agreement(&methods.iter().collect::<Vec<_>>());
-        for m in methods.iter().filter(|m| m.provenance.method != MapMethod::QueryToVisual) {
+        // methods[0] is the record's own map, stored as `record.map` already.
+        for m in methods.iter().skip(1) {
             match self.store_trust_map(m, row, image, attention) {
                 Ok(mm) => out.maps.push(mm),
                 Err(e) => out.notes.push(format!("{}: {e}", m.provenance.method)),
