@@ -152,7 +152,7 @@ impl Gemma3 {
 
     /// Pooled `[tokens, vision_hidden]` -> `[tokens, text_hidden]`.
     fn project(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
-        let normed = self.projector.mm_soft_emb_norm.forward(&pooled)?;
+        let normed = self.projector.mm_soft_emb_norm.forward(pooled)?;
         normed.matmul(&self.projector.mm_input_projection_weight)
     }
 

@@ -298,7 +298,7 @@ impl ModelRun<'_> {
         generic: Option<&Result<Vec<f64>, String>>,
         latency: &mut Latency,
         attention: &mut AttentionFile,
-    ) -> Result<(CaseRecord, Option<Vec<f64>>), (ErrorStage, String)> {
+    ) -> Result<CaseOutcome, (ErrorStage, String)> {
         let summary = self.engine.model.summary();
         let ids = &prompt.input_ids;
         let l = ids.len();
@@ -360,10 +360,7 @@ impl ModelRun<'_> {
                 }
             };
             latency.capture_ms = ms(t);
-            let trust = match &s.trust {
-                Some(settings) => Some(self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention)),
-                None => None,
-            };
+            let trust = s.trust.as_ref().map(|settings| self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention));
             (Some(m), p, trust)
         } else {
             (None, None, None)
@@ -576,6 +573,9 @@ impl ModelRun<'_> {
         CaseRecord { error: Some(CaseError { stage, message }), ..self.base_record(row, pass) }
     }
 }
+
+/// A case's record and its normalised attention map (kept in memory for the study's sinks).
+type CaseOutcome = (CaseRecord, Option<Vec<f64>>);
 
 /// Sinks of one study's image-pass records: cells above `SINK_FACTOR / n` in every variant's map
 /// and in the generic map; each record gets them, their mass and its metrics without them.
