@@ -235,3 +235,48 @@ fn bench_full_size_architectures_need_random_weights() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--random-weights"));
 }
+
+/// `--gradcam --faithfulness --sinks`: Grad-CAM and relative maps on the attention map's grid and
+/// geometry, one deletion row per method and size, the sinks and every pair's JS distance.
+#[test]
+fn probe_runs_the_trust_checks() {
+    let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
+    let report = json_out(&[
+        "probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2",
+        "--gradcam", "--faithfulness", "--sinks", "--json",
+    ]);
+    let trust = &report["trust"];
+    let maps = trust["maps"].as_array().unwrap();
+    let methods: Vec<&str> = maps.iter().map(|m| m["provenance"]["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["gradcam", "relative"]);
+    for m in maps {
+        assert_eq!((m["h"].as_u64(), m["w"].as_u64()), (Some(4), Some(4)));
+        assert_eq!(m["provenance"]["geometry"], report["map"]["provenance"]["geometry"]);
+        let values: Vec<f64> = m["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(values.iter().all(|&v| v >= 0.0) && (values.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    assert_eq!(maps[0]["provenance"]["site"], "vision.blocks.1.output", "llava-tiny feeds block 1's output (-2 of 3) to the projector");
+    let rows = trust["faithfulness"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 3, "k = 10, 25 x three methods");
+    for r in rows {
+        let (top, random) = (r["delta_top"].as_f64().unwrap(), r["delta_random"].as_f64().unwrap());
+        assert_eq!(r["flagged"].as_bool().unwrap(), top.abs() <= random.abs());
+        assert_eq!(r["random_draws"], 3);
+    }
+    assert_eq!(rows[0]["cells"], 2, "10% of 16 cells, rounded up");
+    assert_eq!(trust["sinks"]["generic_prompt"], "Describe the image.");
+    assert_eq!(trust["agreement"].as_array().unwrap().len(), 3);
+}
+
+/// Where attention cannot be captured (only layer 4, a sliding-window layer whose window ends
+/// before the image), the map is Grad-CAM, labelled as a fallback with the reason.
+#[test]
+fn probe_falls_back_to_a_labelled_gradcam() {
+    let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
+    let report = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", "Is there a fracture?", "--max-new-tokens", "2", "--layers", "4", "--json"]);
+    let prov = &report["map"]["provenance"];
+    assert_eq!(prov["method"], "gradcam");
+    assert_eq!(prov["site"], "vision.blocks.1.output");
+    assert!(prov["fallback_reason"].as_str().unwrap().contains("sliding-window"), "{prov}");
+    assert_eq!((report["map"]["h"].as_u64(), report["map"]["w"].as_u64()), (Some(4), Some(4)));
+}

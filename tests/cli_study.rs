@@ -205,3 +205,97 @@ fn a_run_directory_is_not_mixed_with_another_configuration() {
     run_ok(&forced);
     assert_eq!(records(&out).len(), 6);
 }
+
+/// `--gradcam --faithfulness --sinks` (opt-in): every image-pass record carries its Grad-CAM and
+/// relative maps (stored in the run directory, on the attention map's grid), a deletion row per
+/// method and size, the study's sinks and the pairwise JS; the options are part of the run's
+/// configuration, so a rerun resumes and a run without them is refused.
+#[test]
+fn trust_checks_are_recorded_and_resume() {
+    let scratch = Scratch::new("study-trust");
+    let models = write_demo_models(&scratch.path().join("models")).unwrap();
+    let out = scratch.path().join("run");
+    let args = study_args(&models, &out, &["--n-studies", "2", "--gradcam", "--faithfulness", "--sinks", "--text-only-pass"]);
+    run_ok(&args);
+    let dir = RunDir::open(&out).unwrap();
+    let recs = records(&out);
+    let mut checked = 0;
+    for r in &recs {
+        if r.pass != radlens_shared::record::Pass::Image {
+            assert!(r.trust.is_none(), "{}: no checks on the blank-image pass", r.sample_id);
+            continue;
+        }
+        let map = r.map.as_ref().expect("an image-pass record has a map");
+        let t = r.trust.as_ref().unwrap_or_else(|| panic!("{} {}: no trust record", r.sample_id, r.model));
+        assert!(t.notes.is_empty(), "{}: {:?}", r.sample_id, t.notes);
+        let methods: Vec<String> = t.maps.iter().map(|m| m.provenance.method.to_string()).collect();
+        assert_eq!(methods, ["gradcam", "relative"]);
+        for m in &t.maps {
+            assert_eq!(m.provenance.geometry, map.provenance.geometry);
+            let values = dir.read_f32(&m.values).unwrap();
+            assert_eq!(values.len(), map.provenance.geometry.h * map.provenance.geometry.w);
+            assert!(values.iter().all(|&v| v >= 0.0) && (values.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        }
+        assert!(t.maps[0].provenance.site.as_deref().is_some_and(|s| s.starts_with("vision.blocks.")));
+        assert_eq!(t.faithfulness.len(), 2 * 3);
+        assert_eq!(t.agreement.len(), 3);
+        let sinks = t.sinks.as_ref().expect("sinks are checked per study");
+        assert_eq!(sinks.generic_prompt, "Describe the image.");
+        checked += 1;
+    }
+    assert_eq!(checked, 2 * 6 * 2, "2 studies x 6 variants x 2 models");
+    // The analysis summarises them per model, and the report has a section.
+    let analysis: radlens_shared::record::Analysis = serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    for m in &analysis.models {
+        let t = m.trust.as_ref().unwrap_or_else(|| panic!("{}: no trust summary", m.model));
+        assert_eq!(t.records, 12);
+        assert_eq!(t.methods.get("gradcam"), Some(&12));
+        assert_eq!(t.agreement.len(), 3, "attention-gradcam, attention-relative, gradcam-relative");
+        assert_eq!(t.faithfulness.len(), 6);
+        assert!(t.faithfulness.iter().all(|f| f.rows == 12 && f.flag_rate.is_some()));
+        assert_eq!(t.sinks.as_ref().unwrap().studies, 2);
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for heading in ["## Can the maps be trusted?", "### Method agreement", "### Faithfulness (deletion)", "### Attention sinks"] {
+        assert!(report.contains(heading), "report.md lacks {heading:?}");
+    }
+    let manifest = dir.read_manifest().unwrap();
+    let trust = manifest.capture.trust.expect("the options are in the manifest");
+    assert!(trust.gradcam && trust.faithfulness && trust.sinks && trust.k_percents == [10, 25]);
+    assert!(manifest.arguments.iter().any(|a| a == "--gradcam"));
+    // Same options: nothing to redo. Without them: another configuration, refused.
+    run_ok(&args);
+    assert_eq!(records(&out).len(), recs.len());
+    let plain = study_args(&models, &out, &["--n-studies", "2", "--text-only-pass"]);
+    let refs: Vec<&str> = plain.iter().map(String::as_str).collect();
+    assert!(!radlens(&refs).status.success(), "a run with the checks is not resumed without them");
+}
+
+/// Where attention cannot be captured (only layer 4 of the tiny Gemma3, a sliding-window layer
+/// whose window ends before the image), the record's map is Grad-CAM, labelled as a fallback
+/// with the reason, and the deletion tests cover it.
+#[test]
+fn study_records_fall_back_to_a_labelled_gradcam() {
+    let scratch = Scratch::new("study-fallback");
+    let csv = scratch.write("q.csv", "study_id,image_path,question,answer\ns1,img_b_rgb_300x240.png,Is there a fracture?,no\n");
+    let out = scratch.path().join("run");
+    let images = crate::support::fixture("reference-v1/images");
+    let model = format!("g={}", crate::support::fixture("reference-v1/gemma3-tiny").display());
+    let args: Vec<String> = [
+        "study", "--csv", csv.to_str().unwrap(), "--images", images.to_str().unwrap(), "--model", &model, "--out", out.to_str().unwrap(),
+        "--layers", "4", "--max-new-tokens", "2", "--resamples", "50", "--gradcam", "--faithfulness",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run_ok(&args);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 1);
+    let m = recs[0].map.as_ref().expect("a map, not an error record");
+    assert_eq!(m.provenance.method, radlens_shared::fusion::MapMethod::Gradcam);
+    assert!(m.provenance.fallback_reason.as_deref().is_some_and(|r| r.contains("sliding-window")), "{:?}", m.provenance);
+    let t = recs[0].trust.as_ref().unwrap();
+    assert!(t.maps.is_empty(), "the Grad-CAM is the record's own map, not a second one");
+    assert_eq!(t.faithfulness.len(), 2);
+    assert!(t.faithfulness.iter().all(|f| f.method == radlens_shared::fusion::MapMethod::Gradcam));
+}

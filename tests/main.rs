@@ -14,6 +14,9 @@ mod parity_gemma3;
 /// LLaVA-Rad's native release (base + LoRA + projector + open_clip trunk) against its reference.
 mod parity_llava_rad;
 
+/// Grad-CAM: autograd against finite differences on the tiny fixtures; the map's grid and sign.
+mod gradcam;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 

@@ -163,7 +163,7 @@ fn every_route() -> Vec<(&'static str, String)> {
     let mut v: Vec<(&str, String)> = [
         "/", "/index.html", "/radlens_frontend.js", "/runs/demo", "/some/page", "/api/runs", "/api/runs/demo", "/api/runs/demo/analysis",
         "/api/runs/demo/report", "/api/runs/demo/records", "/api/runs/demo/records.csv", "/api/runs/demo/records/0",
-        "/api/runs/demo/records/0/map", "/api/runs/demo/records/0/map.bin", "/api/runs/demo/records/0/rows.bin", "/api/runs/demo/plots",
+        "/api/runs/demo/records/0/map", "/api/runs/demo/records/0/map.bin", "/api/runs/demo/records/0/maps/gradcam", "/api/runs/demo/records/0/rows.bin", "/api/runs/demo/plots",
         "/api/jobs", "/api/jobs/1/events", "/api/nothing",
     ]
     .into_iter()
@@ -325,6 +325,27 @@ async fn the_read_api_serves_a_run() {
     let shape: Vec<usize> = rows.header("X-Shape").split(',').map(|d| d.parse().unwrap()).collect();
     assert_eq!(shape.len(), 4);
     assert_eq!(rows.body.len(), shape.iter().product::<usize>() * 4);
+
+    // Maps by every method of an image-pass record (the demo run makes Grad-CAM and relative
+    // maps), on the grid of its attention map; an unknown method is a 404.
+    let image_rec = &one_model["records"][0];
+    let i = image_rec["index"].as_u64().unwrap();
+    assert_eq!(image_rec["trust"]["maps"].as_array().unwrap().len(), 2, "{}", image_rec["trust"]);
+    let (ah, aw) = (image_rec["map"]["provenance"]["geometry"]["h"].as_u64().unwrap(), image_rec["map"]["provenance"]["geometry"]["w"].as_u64().unwrap());
+    for method in ["query_to_visual", "gradcam", "relative"] {
+        let m = send(&app, g(&format!("/api/runs/demo/records/{i}/maps/{method}"))).await;
+        assert_eq!(m.status, StatusCode::OK, "{method}: {}", m.text());
+        let mj = m.json();
+        assert_eq!(mj["provenance"]["method"], method);
+        assert_eq!((mj["h"].as_u64(), mj["w"].as_u64()), (Some(ah), Some(aw)), "{method}");
+        assert_eq!(mj["values"].as_array().unwrap().len() as u64, ah * aw, "{method}");
+        assert!(mj["metrics"]["focus"].is_number());
+    }
+    for bad in ["uniform_fallback", "nope", "..%2F..%2Fsecret.txt"] {
+        let r = send(&app, g(&format!("/api/runs/demo/records/{i}/maps/{bad}"))).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
+        assert_no_leak(&r, "method map");
+    }
 
     // The record's image by its opaque id: PNG, at most 512 px, no metadata chunks.
     let img = send(&app, g(&format!("/api/runs/demo/images/{}", rec["image_id"].as_str().unwrap()))).await;

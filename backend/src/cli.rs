@@ -135,6 +135,8 @@ pub struct StudyCmd {
     pub capture: CaptureArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Only the first N studies of the CSV.
     #[arg(long)]
     pub n_studies: Option<usize>,
@@ -245,6 +247,8 @@ pub struct ProbeArgs {
     pub capture: CaptureArgs,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Write every layer's captured rows and the inputs to a safetensors file.
     #[arg(long, value_name = "OUT.safetensors")]
     pub dump: Option<PathBuf>,
@@ -288,6 +292,39 @@ pub struct RuntimeArgs {
     /// model fits a 16 GB GPU; none keeps them in --dtype.
     #[arg(long, default_value = "none", value_name = "none|q8")]
     pub quantize: String,
+}
+
+/// The trust checks (shared by `probe` and `study`): each is opt-in, as each costs extra passes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrustArgs {
+    /// Also a Grad-CAM map of the yes-minus-no margin (one backward pass per question).
+    #[arg(long)]
+    pub gradcam: bool,
+    /// Deletion tests: the top k% cells of each map against as many random cells.
+    #[arg(long)]
+    pub faithfulness: bool,
+    /// Attention sinks and the relative map, against the map of a generic prompt.
+    #[arg(long, alias = "relative-map")]
+    pub sinks: bool,
+    /// Deletion sizes for --faithfulness, in percent of the cells.
+    #[arg(long, value_name = "K,..", value_delimiter = ',', default_values_t = [10u32, 25], value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub deletion_percent: Vec<u32>,
+    /// Random deletions averaged per size for --faithfulness.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub random_draws: u32,
+}
+
+impl TrustArgs {
+    pub fn settings(&self) -> Option<radlens_shared::record::TrustSettings> {
+        radlens_shared::record::TrustSettings {
+            gradcam: self.gradcam,
+            faithfulness: self.faithfulness,
+            sinks: self.sinks,
+            k_percents: self.deletion_percent.clone(),
+            random_draws: self.random_draws as usize,
+        }
+        .if_any()
+    }
 }
 
 /// How a map is made from the captured attention (shared by `probe` and `study`).

@@ -8,9 +8,11 @@ pub mod cli;
 pub mod commands;
 pub mod device_memory;
 pub mod error;
+pub mod gradcam;
 pub mod models;
 pub mod server;
 pub mod study;
+pub mod trust;
 
 use std::process::ExitCode;
 

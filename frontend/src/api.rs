@@ -23,6 +23,8 @@ pub enum Endpoint {
     Map { run: String, index: usize },
     /// `GET /api/runs/{run}/records/{index}/rows.bin`
     Rows { run: String, index: usize },
+    /// `GET /api/runs/{run}/records/{index}/maps/{method}` (Grad-CAM, relative)
+    MethodMap { run: String, index: usize, method: radlens_shared::fusion::MapMethod },
     /// `GET /api/runs/{run}/images/{image_id}`
     Image { run: String, image_id: String },
     /// `POST /api/share` (server only)
@@ -46,6 +48,7 @@ impl Endpoint {
                 enc(study)
             ),
             Endpoint::Map { run, index } => format!("/api/runs/{}/records/{index}/map", enc(run)),
+            Endpoint::MethodMap { run, index, method } => format!("/api/runs/{}/records/{index}/maps/{method}", enc(run)),
             Endpoint::Rows { run, index } => {
                 format!("/api/runs/{}/records/{index}/rows.bin", enc(run))
             }
@@ -68,6 +71,7 @@ impl Endpoint {
             Endpoint::Study { study, .. } => DataFile::Study(study_key(study)),
             Endpoint::Map { index, .. } => DataFile::Map(*index),
             Endpoint::Rows { index, .. } => DataFile::Rows(*index),
+            Endpoint::MethodMap { index, method, .. } => DataFile::MethodMap(*index, *method),
             Endpoint::Image { image_id, .. } => DataFile::Image(image_id.clone()),
             Endpoint::Share | Endpoint::Compare => return None,
         })
@@ -266,6 +270,11 @@ mod tests {
             (Endpoint::Records { run: run.clone(), offset: 1000 }, "/api/runs/my%20run/records?offset=1000&limit=1000", Some("data/records.json")),
             (Endpoint::Map { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/map", Some("data/maps/7.json")),
             (Endpoint::Rows { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/rows.bin", Some("data/rows/7.bin")),
+            (
+                Endpoint::MethodMap { run: run.clone(), index: 7, method: radlens_shared::fusion::MapMethod::Gradcam },
+                "/api/runs/my%20run/records/7/maps/gradcam",
+                Some("data/methods/7-gradcam.json"),
+            ),
             (Endpoint::Image { run: run.clone(), image_id: "0123456789abcdef".into() }, "/api/runs/my%20run/images/0123456789abcdef", Some("data/images/0123456789abcdef.png")),
             (Endpoint::Share, "/api/share", None),
             (Endpoint::Compare, "/api/compare", None),

@@ -11,6 +11,7 @@
 //! - [`colormap`]: the viridis colour map and the heatmap's RGBA pixels;
 //! - [`compare`]: the compare page's JSON answer and its text;
 //! - [`study`]: the case view's variant x model grid, overlay bitmap and provenance line;
+//! - [`methods`]: attention, Grad-CAM and relative maps of a record side by side, with their JS;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
 //!
@@ -21,6 +22,7 @@ pub mod api;
 pub mod colormap;
 pub mod compare;
 pub mod explorer;
+pub mod methods;
 pub mod overview;
 pub mod playground;
 pub mod site;

@@ -1303,6 +1303,7 @@ fn case_card(
     let img = fetch::url(&Endpoint::Image { run: run.clone(), image_id: r.image_id.clone() })
         .unwrap_or_default();
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
+    let methods = crate::methods::methods_panel(run.clone(), index, crate::methods::panel_methods(&rec), img.clone(), opacity);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
         a.map(|a| a.as_str().to_owned())
             .unwrap_or_else(|| "—".into())
@@ -1457,6 +1458,7 @@ fn case_card(
                     Some(Some(Err(e))) => format!("Could not load the map: {e}"),
                 }}
             </p>
+            {methods}
         </article>
     }
 }

@@ -189,6 +189,8 @@ pub enum MapMethod {
     QueryToVisual,
     TokenConditioned,
     Gradcam,
+    /// The question's attention map over the map of a generic prompt ("Describe the image.").
+    Relative,
     UniformFallback,
 }
 
@@ -199,6 +201,7 @@ impl fmt::Display for MapMethod {
             Self::QueryToVisual => "query_to_visual",
             Self::TokenConditioned => "token_conditioned",
             Self::Gradcam => "gradcam",
+            Self::Relative => "relative",
             Self::UniformFallback => "uniform_fallback",
         })
     }
@@ -221,6 +224,12 @@ pub struct MapProvenance {
     #[serde(default)]
     pub layers_without_image: Vec<usize>,
     pub geometry: MapGeometry,
+    /// Grad-CAM only: the block differentiated at, e.g. `vision.blocks.22.output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Why this map stands in for attention (a fallback), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
 }
 
 /// A normalised map together with the attention mass its rows put on the image.
@@ -408,7 +417,7 @@ mod tests {
 
     #[test]
     fn methods_print_as_they_are_stored() {
-        for m in [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::UniformFallback] {
+        for m in [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::Relative, MapMethod::UniformFallback] {
             assert_eq!(serde_json::to_value(m).unwrap(), serde_json::Value::String(m.to_string()));
         }
     }

@@ -13,6 +13,7 @@
 //! - [`answer`]: `parse_answer` and the yes/no decision margin.
 //! - [`stats`]: robustness statistics, cluster-bootstrap intervals, clustered and exact McNemar.
 //! - [`record`]: the versioned serde types of a run directory.
+//! - [`trust`]: deletion cells, attention sinks, the relative map and method agreement.
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
@@ -28,6 +29,7 @@ pub mod record;
 pub mod roi;
 pub mod static_site;
 pub mod stats;
+pub mod trust;
 
 pub use error::MetricError;
 pub use map::AttentionMap;

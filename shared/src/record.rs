@@ -108,6 +108,31 @@ pub struct CaptureSettings {
     pub common_grid: usize,
     /// Whether a text-only pass with a blank image is run for image reliance.
     pub text_only_pass: bool,
+    /// The opt-in trust checks; absent when none was asked for (and in older runs), so their
+    /// fingerprints, and resumes, are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSettings>,
+}
+
+/// Which trust checks a run makes (`--gradcam`, `--faithfulness`, `--sinks`); each costs extra
+/// forward passes per record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustSettings {
+    /// A Grad-CAM map beside the attention map: one tracked prompt forward and its backward.
+    pub gradcam: bool,
+    /// Deletion tests: per size, one forward per method plus `random_draws` shared ones.
+    pub faithfulness: bool,
+    /// The generic prompt's map (one prefill per image): sinks and the relative map.
+    pub sinks: bool,
+    pub k_percents: Vec<u32>,
+    pub random_draws: usize,
+}
+
+impl TrustSettings {
+    /// `None` when no check is asked for.
+    pub fn if_any(self) -> Option<Self> {
+        (self.gradcam || self.faithfulness || self.sinks).then_some(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +184,9 @@ pub struct CaseRecord {
     pub latency: Latency,
     pub map: Option<MapRecord>,
     pub error: Option<CaseError>,
+    /// Grad-CAM, faithfulness and sink checks, when the run asked for them (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustRecord>,
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -197,6 +225,77 @@ pub struct MapRecord {
     /// image_tokens]` f32 (raw probabilities, not renormalised), so the dashboard can re-fuse
     /// with another head fusion or layer range.
     pub head_rows: TensorRef,
+}
+
+/// The opt-in checks of one record (`--gradcam`, `--faithfulness`, `--sinks`): other methods'
+/// maps of the same question, deletion tests, and attention sinks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrustRecord {
+    /// Maps by other methods (`gradcam`, `relative`), on the attention map's grid and geometry.
+    #[serde(default)]
+    pub maps: Vec<MethodMap>,
+    /// Per method and deletion size.
+    #[serde(default)]
+    pub faithfulness: Vec<Faithfulness>,
+    #[serde(default)]
+    pub sinks: Option<SinkCheck>,
+    /// Jensen-Shannon between every two of this record's maps (attention, Grad-CAM, relative).
+    #[serde(default)]
+    pub agreement: Vec<crate::trust::MethodPair>,
+    /// A check that could not be made, and why (the others are kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl TrustRecord {
+    pub fn map(&self, method: crate::fusion::MapMethod) -> Option<&MethodMap> {
+        self.maps.iter().find(|m| m.provenance.method == method)
+    }
+}
+
+/// A map made by a method other than the record's attention map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodMap {
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    pub roi: Option<RoiMetrics>,
+    /// The map, `[h, w]` f32 (normalised).
+    pub values: TensorRef,
+}
+
+/// Deleting a map's top `k_percent`% cells (each cell's pixels replaced by the per-channel image
+/// mean) against deleting as many random cells: does the map point at what the decision uses?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Faithfulness {
+    pub method: crate::fusion::MapMethod,
+    pub k_percent: u32,
+    /// Cells deleted.
+    pub cells: usize,
+    /// The margin `logit(yes) - logit(no)` before deletion.
+    pub margin: f64,
+    /// Margin after deleting the top cells, minus `margin`.
+    pub delta_top: f64,
+    /// Mean over `random_draws` seeded draws of the same number of random cells.
+    pub delta_random: f64,
+    pub random_draws: usize,
+    /// `|delta_top| <= |delta_random|`: the map's top cells move the decision no more than
+    /// random ones.
+    pub flagged: bool,
+}
+
+/// Attention sinks: cells above `factor / n` in every variant's map of the study and in the map
+/// of the generic prompt, and this record's map metrics without them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkCheck {
+    pub factor: f64,
+    pub generic_prompt: String,
+    /// Row-major cell indices.
+    pub cells: Vec<usize>,
+    /// The mass this record's map puts on them.
+    pub mass: f64,
+    /// The metrics with the sinks zeroed and the map renormalised (equal to the map's own when
+    /// there are none; absent when the sinks held all the mass).
+    pub metrics_without: Option<MapMetrics>,
 }
 
 /// A little-endian f32 array inside the run directory's attention store.
@@ -477,6 +576,65 @@ pub struct ModelAnalysis {
     /// Per-study attention consistency across its variants (mean pairwise `1 - js_distance`).
     pub map_consistency: Option<Summary>,
     pub flipped_vs_stable: Option<FlipMaps>,
+    /// Only when the run made trust checks (`--gradcam`, `--faithfulness`, `--sinks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<TrustSummary>,
+}
+
+/// One model's trust checks over its image-pass records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustSummary {
+    /// Image-pass records with checks.
+    pub records: usize,
+    /// Maps per method: the records' own maps (fallbacks included) and the checks' maps.
+    pub methods: BTreeMap<String, usize>,
+    /// Records whose own map stands in for attention (Grad-CAM or uniform, labelled).
+    pub fallbacks: usize,
+    /// Records with a check that could not be made (see their notes).
+    pub records_with_notes: usize,
+    /// Per pair of methods, in a fixed order.
+    pub agreement: Vec<AgreementSummary>,
+    /// Per method and deletion size.
+    pub faithfulness: Vec<FaithfulnessSummary>,
+    pub sinks: Option<SinkSummary>,
+}
+
+/// How far two methods' maps of the same records are apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgreementSummary {
+    pub a: crate::fusion::MapMethod,
+    pub b: crate::fusion::MapMethod,
+    pub rows: usize,
+    pub js_distance: Summary,
+    /// The mean JS distance with its cluster-bootstrap interval.
+    pub mean_js_distance: Option<Interval>,
+}
+
+/// Deletion tests of one method at one size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaithfulnessSummary {
+    pub method: crate::fusion::MapMethod,
+    pub k_percent: u32,
+    pub rows: usize,
+    /// Rows whose top cells moved the margin no more than random cells.
+    pub flagged: usize,
+    pub flag_rate: Option<Interval>,
+    pub delta_top: Summary,
+    pub delta_random: Summary,
+}
+
+/// Attention sinks over the studies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SinkSummary {
+    pub studies: usize,
+    pub studies_with_sinks: usize,
+    /// Sink cells per study.
+    pub cells: Summary,
+    /// Mass of a record's map on its study's sinks.
+    pub mass: Summary,
+    /// Focus of the maps as they are, and with the sinks removed.
+    pub focus: Option<Summary>,
+    pub focus_without: Option<Summary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

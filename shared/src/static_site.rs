@@ -12,6 +12,7 @@
 //! SITE_DIR/data/studies/KEY.json     the image-pass records of one study (KEY = study_key)
 //! SITE_DIR/data/maps/N.json          GET /api/runs/RUN/records/N/map
 //! SITE_DIR/data/rows/N.bin           GET /api/runs/RUN/records/N/rows.bin
+//! SITE_DIR/data/methods/N-METHOD.json GET /api/runs/RUN/records/N/maps/METHOD (Grad-CAM, relative)
 //! SITE_DIR/data/images/ID.png        GET /api/runs/RUN/images/ID
 //! ```
 //!
@@ -37,6 +38,8 @@ pub enum DataFile {
     Study(String),
     Map(usize),
     Rows(usize),
+    /// A record's map by another method (`gradcam`, `relative`).
+    MethodMap(usize, crate::fusion::MapMethod),
     /// A record's image by its opaque id (16 hex digits).
     Image(String),
 }
@@ -51,6 +54,7 @@ impl DataFile {
             DataFile::Study(key) => format!("data/studies/{key}.json"),
             DataFile::Map(n) => format!("data/maps/{n}.json"),
             DataFile::Rows(n) => format!("data/rows/{n}.bin"),
+            DataFile::MethodMap(n, method) => format!("data/methods/{n}-{method}.json"),
             DataFile::Image(id) => format!("data/images/{id}.png"),
         }
     }

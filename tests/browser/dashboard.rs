@@ -472,6 +472,7 @@ async fn study_view(c: &Client, base: &str, records: &[CaseRecord], artifacts: &
         n_cards.as_u64() == Some(cards as u64),
         format!("{n_cards} cards for {cards} image-pass records"),
     )?;
+    methods_side_by_side(c, records, &study).await?;
     let prov = js(c, "return [...document.querySelectorAll('[data-testid=provenance]')].map(p => p.textContent);").await?;
     check(
         prov.as_array().is_some_and(|a| {
@@ -522,6 +523,39 @@ async fn study_view(c: &Client, base: &str, records: &[CaseRecord], artifacts: &
     }
     screenshot(c, &artifacts.join("dashboard-study-faint.png")).await?;
     overlay_controls(c, base, &study, artifacts).await
+}
+
+/// The demo run makes Grad-CAM and relative maps: each image-pass card shows its maps side by
+/// side, every one drawn, with the pairwise JS distance the browser computes (shared code) equal
+/// to what the run stored in the record.
+async fn methods_side_by_side(c: &Client, records: &[CaseRecord], study: &str) -> Res<()> {
+    let mut checked = 0;
+    for (i, r) in records.iter().enumerate() {
+        if r.study_id != study || r.pass != radlens_shared::record::Pass::Image {
+            continue;
+        }
+        let methods = radlens_frontend::methods::panel_methods(r);
+        check(methods.len() >= 2, format!("record {i} has no other method's map: {:?}", r.trust))?;
+        let sel = format!("[data-testid=methods][data-index=\"{i}\"]");
+        wait_for_js(
+            c,
+            &format!("const s = document.querySelector('{sel}'); return s && s.querySelectorAll('canvas.method-overlay[data-drawn=\"true\"]').length === {} && s.querySelectorAll('.method-js tr[data-js]:not([data-js=\"\"])').length === {} || null;", methods.len(), methods.len() * (methods.len() - 1) / 2),
+            &format!("record {i}: {} maps drawn side by side with their JS", methods.len()),
+        )
+        .await?;
+        let rows = js(c, &format!("return [...document.querySelectorAll('{sel} .method-js tr[data-js]')].map(t => [t.dataset.a, t.dataset.b, parseFloat(t.dataset.js)]);")).await?;
+        let stored = &r.trust.as_ref().expect("trust").agreement;
+        for row in rows.as_array().into_iter().flatten() {
+            let (a, b, got) = (row[0].as_str().unwrap_or_default(), row[1].as_str().unwrap_or_default(), row[2].as_f64().unwrap_or(f64::NAN));
+            let want = stored.iter().find(|p| p.a.to_string() == a && p.b.to_string() == b).map(|p| p.js_distance);
+            check(
+                want.is_some_and(|w| (w - got).abs() < 1e-4),
+                format!("record {i}: JS {a} vs {b} is {got} in the browser, {want:?} stored"),
+            )?;
+        }
+        checked += 1;
+    }
+    check(checked > 0, format!("no image-pass record in study {study}"))
 }
 
 /// Sets a control's value and fires `input` and `change`.

@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use candle_core::{DType, Device};
 use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
+use radlens_shared::record::TrustSettings;
 
 use crate::cli::DemoCmd;
 use crate::study::run::{run_study, StudyArgs, RANDOM_WEIGHTS_MARKER};
@@ -114,6 +115,9 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
             query_mode: QueryMode::Query,
             text_only_pass: true,
             share_prefix: true,
+            // Grad-CAM and relative maps for the dashboard's method comparison (cheap: one
+            // backward per record, one prefill per image); deletion tests are opt-in elsewhere.
+            trust: Some(TrustSettings { gradcam: true, faithfulness: false, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
         },
         dtype: DType::F32,
         device: Device::Cpu,

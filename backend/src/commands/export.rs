@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::cli::ExportCmd;
 use crate::server::assets::Assets;
 use crate::server::images::{reencode_png, resolve_inside};
-use crate::server::runs::{f32_bytes, image_id, map_json, record_json, run_summary};
+use crate::server::runs::{f32_bytes, image_id, map_json, method_map_json, record_json, run_summary};
 use crate::study::run_dir::{RunDir, ANALYSIS};
 
 /// What an export wrote, and what it could not.
@@ -128,6 +128,10 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
         w.json(&DataFile::Map(i).path(), &map_json(m, &values))?;
         let rows = dir.read_f32(&m.head_rows).with_context(|| format!("record {i}: cannot read its head rows"))?;
         w.write(&DataFile::Rows(i).path(), &f32_bytes(&rows))?;
+        for mm in r.trust.iter().flat_map(|t| &t.maps) {
+            let values = dir.read_f32(&mm.values).with_context(|| format!("record {i}: cannot read its {} map", mm.provenance.method))?;
+            w.json(&DataFile::MethodMap(i, mm.provenance.method).path(), &method_map_json(&mm.provenance, &mm.metrics, &values))?;
+        }
     }
     let mut seen = HashSet::new();
     for r in records.iter().filter(|r| seen.insert(r.image.clone())) {

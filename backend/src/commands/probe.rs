@@ -10,6 +10,9 @@ use radlens_shared::answer::{parse_answer, yes_no_margin, Answer};
 use radlens_shared::fusion::{term_positions, HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
 use radlens_shared::geometry::{MapGeometry, PixelBox};
 use radlens_shared::metrics::MapMetrics;
+use radlens_shared::map::normalize_vec;
+use radlens_shared::record::{Faithfulness, SinkCheck};
+use radlens_shared::trust::{sink_cells, without_cells, MethodPair, GENERIC_PROMPT, SINK_FACTOR};
 use radlens_shared::AttentionMap;
 use serde::Serialize;
 
@@ -21,7 +24,8 @@ use crate::models::generate::{greedy, Generation};
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::llava::IMAGE_PLACEHOLDER;
 use crate::models::loader::load_engine;
-use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
+use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
+use crate::trust::{agreement, fallback_map, faithfulness, generic_map, gradcam_map, relative, CaseInput, MethodValues, TrustSettings};
 use crate::models::processor::clip_image::load_image;
 
 #[derive(Serialize)]
@@ -37,7 +41,21 @@ struct ProbeReport {
     parsed_answer: Answer,
     yes_no_margin: Option<f64>,
     map: ProbeMap,
+    /// `--gradcam`, `--faithfulness`, `--sinks`: other methods' maps and the checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trust: Option<ProbeTrust>,
     timings_ms: Timings,
+}
+
+#[derive(Serialize, Default)]
+struct ProbeTrust {
+    maps: Vec<ProbeMap>,
+    faithfulness: Vec<Faithfulness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sinks: Option<SinkCheck>,
+    agreement: Vec<MethodPair>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +74,8 @@ struct Timings {
     prefill: f64,
     decode: f64,
     capture: f64,
+    /// The trust checks' extra passes.
+    trust: f64,
     total: f64,
 }
 
@@ -87,7 +107,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let preprocessed = image.as_ref().map(|img| engine.image_processor.preprocess(img)).transpose()?;
     let (pixel_values, geometry) = match &args.pixel_values {
         Some(path) => {
-            let pv = read_pixel_values(path)?;
+            let pv = read_pixel_values(path)?.to_device(&device)?;
             let side = pv.dim(3)?;
             // Stored pixels: the geometry comes from the image when given, else the input square.
             let geometry = match &preprocessed {
@@ -146,16 +166,43 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
         QueryMode::Term(_) => term_rows,
     };
-    let captured = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion)?;
-    let fused = captured.fused;
-    let map = AttentionMap::new(geometry.h, geometry.w, fused.values).map_err(ModelError::from)?;
-    let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
-    timings.capture = ms(t);
-
-    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
     let yes = engine.prompter.tokenizer().single_token_spellings("yes");
     let no = engine.prompter.tokenizer().single_token_spellings("no");
     let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let case = CaseInput { model: engine.model.as_ref(), input_ids: &prompt.input_ids, pixel_values: &pixel_values, geometry, yes_ids: &yes, no_ids: &no };
+    let attention_provenance = |layers_used: Vec<usize>, layers_without_image: Vec<usize>| MapProvenance {
+        model: model_name.clone(),
+        method: MapMethod::QueryToVisual,
+        layer_range: layer_range.clone(),
+        layers: layers_used,
+        head_fusion: fusion,
+        query_mode: query_mode.clone(),
+        query_positions: query_positions.clone(),
+        layers_without_image,
+        geometry,
+        site: None,
+        fallback_reason: None,
+    };
+    let (attention, image_share) = match fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion) {
+        Ok(captured) => {
+            let provenance = attention_provenance(captured.layers_used, captured.layers_without_image);
+            (MethodValues { values: normalize_vec(&captured.fused.values).map_err(ModelError::from)?, provenance }, captured.fused.image_share)
+        }
+        // Attention could not be captured: Grad-CAM, else uniform, labelled as such.
+        Err(e) => (fallback_map(&case, &attention_provenance(Vec::new(), Vec::new()), &e.to_string()), 0.0),
+    };
+    let map = AttentionMap::new(geometry.h, geometry.w, attention.values.clone()).map_err(ModelError::from)?;
+    let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
+    timings.capture = ms(t);
+
+    let t = Instant::now();
+    let trust = match args.trust.settings() {
+        Some(settings) => Some(probe_trust(&case, &settings, &attention, &engine, &pixel_values, &layers, fusion)?),
+        None => None,
+    };
+    timings.trust = ms(t);
+
+    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
     let report = ProbeReport {
         model: model_name.clone(),
         architecture: summary.architecture,
@@ -170,22 +217,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         parsed_answer: parse_answer(&answer),
         answer,
         yes_no_margin: yes_no_margin(generation.prompt_last_logits(), &yes, &no),
-        map: ProbeMap {
-            map,
-            image_share: fused.image_share,
-            metrics,
-            provenance: MapProvenance {
-                model: model_name,
-                method: MapMethod::QueryToVisual,
-                layer_range,
-                layers: captured.layers_used,
-                head_fusion: fusion,
-                query_mode,
-                query_positions,
-                layers_without_image: captured.layers_without_image,
-                geometry,
-            },
-        },
+        map: ProbeMap { map, image_share, metrics, provenance: attention.provenance },
+        trust,
         timings_ms: Timings { total: ms(start), ..timings },
     };
     if let Some(path) = &args.dump {
@@ -201,6 +234,63 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         print_human(&report);
     }
     Ok(())
+}
+
+/// The trust checks of one question: Grad-CAM, the relative map and sinks against the generic
+/// prompt (the question's map and the generic one are the "variants" here), deletion tests and
+/// agreement. A check that fails is a note; the others are kept.
+fn probe_trust(
+    case: &CaseInput<'_>,
+    settings: &TrustSettings,
+    attention: &MethodValues,
+    engine: &crate::models::loader::Engine,
+    pixel_values: &Tensor,
+    layers: &[usize],
+    fusion: HeadFusion,
+) -> anyhow::Result<ProbeTrust> {
+    let mut out = ProbeTrust::default();
+    let is_attention = attention.provenance.method == MapMethod::QueryToVisual;
+    let mut methods = vec![attention.clone()];
+    if settings.gradcam && attention.provenance.method != MapMethod::Gradcam {
+        match gradcam_map(case, &attention.provenance) {
+            Ok(m) => methods.push(m),
+            Err(e) => out.notes.push(format!("gradcam: {e}")),
+        }
+    }
+    if settings.sinks && is_attention {
+        let features = engine.model.encode_image(pixel_values, &mut NoProbe)?;
+        match generic_map(engine.model.as_ref(), engine.prompter.as_ref(), &features, layers, fusion) {
+            Ok(generic) => {
+                let cells = sink_cells(&[&attention.values, &generic], SINK_FACTOR);
+                out.sinks = Some(SinkCheck {
+                    factor: SINK_FACTOR,
+                    generic_prompt: GENERIC_PROMPT.to_string(),
+                    mass: cells.iter().fold(0.0, |acc, &c| acc + attention.values[c]),
+                    metrics_without: without_cells(&attention.values, &cells).ok().map(|q| MapMetrics::of_probs(&q)),
+                    cells,
+                });
+                match relative(attention, &generic) {
+                    Ok(m) => methods.push(m),
+                    Err(e) => out.notes.push(format!("relative map: {e}")),
+                }
+            }
+            Err(e) => out.notes.push(format!("generic-prompt map: {e}")),
+        }
+    }
+    if settings.faithfulness {
+        let refs: Vec<&MethodValues> = methods.iter().collect();
+        match faithfulness(case, &refs, &settings.k_percents, settings.random_draws, 0) {
+            Ok(f) => out.faithfulness = f,
+            Err(e) => out.notes.push(format!("faithfulness: {e}")),
+        }
+    }
+    out.agreement = agreement(&methods.iter().collect::<Vec<_>>());
+    for m in methods.into_iter().skip(1) {
+        let map = AttentionMap::new(case.geometry.h, case.geometry.w, m.values).map_err(ModelError::from)?;
+        let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
+        out.maps.push(ProbeMap { map, image_share: 0.0, metrics, provenance: m.provenance });
+    }
+    Ok(out)
 }
 
 fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
@@ -294,6 +384,9 @@ fn print_human(r: &ProbeReport) {
         m.provenance.head_fusion,
         m.provenance.query_mode,
     );
+    if let Some(reason) = &m.provenance.fallback_reason {
+        println!("FALLBACK   this map is {}, not attention: {reason}", m.provenance.method);
+    }
     if !m.provenance.layers_without_image.is_empty() {
         println!(
             "note       layers {:?} left out: their rows put no attention on the image (sliding window)",
@@ -304,9 +397,28 @@ fn print_human(r: &ProbeReport) {
         "metrics    focus {:.4}  gini {:.4}  entropy {:.4} nats  top10 {:.4}  image share {:.4}",
         m.metrics.focus, m.metrics.gini, m.metrics.entropy_nats, m.metrics.top10_mass, m.image_share
     );
+    if let Some(trust) = &r.trust {
+        for m in &trust.maps {
+            let site = m.provenance.site.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
+            println!("{:<10} focus {:.4}  gini {:.4}  top10 {:.4}{site}", m.provenance.method.to_string(), m.metrics.focus, m.metrics.gini, m.metrics.top10_mass);
+        }
+        for p in &trust.agreement {
+            println!("agreement  JS distance {} vs {}: {:.4}", p.a, p.b, p.js_distance);
+        }
+        for f in &trust.faithfulness {
+            let flag = if f.flagged { "  FLAGGED: no better than random cells" } else { "" };
+            println!("deletion   {} top {}% ({} cells): margin {:+.4}, random {:+.4}{flag}", f.method, f.k_percent, f.cells, f.delta_top, f.delta_random);
+        }
+        if let Some(s) = &trust.sinks {
+            println!("sinks      {} cells above {}x uniform in this map and {:?}'s: {:?} ({:.1}% of the mass)", s.cells.len(), s.factor, s.generic_prompt, s.cells, 100.0 * s.mass);
+        }
+        for n in &trust.notes {
+            println!("note       {n}");
+        }
+    }
     let t = &r.timings_ms;
     println!(
-        "timings    load {:.0} ms, preprocess {:.0} ms, prefill {:.0} ms, decode {:.0} ms, capture {:.1} ms, total {:.0} ms",
-        t.load, t.preprocess, t.prefill, t.decode, t.capture, t.total
+        "timings    load {:.0} ms, preprocess {:.0} ms, prefill {:.0} ms, decode {:.0} ms, capture {:.1} ms, trust checks {:.0} ms, total {:.0} ms",
+        t.load, t.preprocess, t.prefill, t.decode, t.capture, t.trust, t.total
     );
 }

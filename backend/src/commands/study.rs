@@ -89,6 +89,7 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         query_mode: flag("--query", cmd.capture.query.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
+        trust: cmd.trust.settings(),
     };
     let runtime = cmd.runtime.resolve()?;
     let args = StudyArgs {

@@ -64,7 +64,7 @@ pub fn attend(
     if let Some(mask) = spec.mask {
         scores = scores.broadcast_add(&mask.to_dtype(dtype)?)?;
     }
-    candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+    softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
 }
 
 /// Exact f32 attention probabilities `[1, heads, query, key]` of `q` (all its rows; `mask_rows`
@@ -83,7 +83,7 @@ fn probabilities(q: &Tensor, k: &Tensor, spec: &AttnSpec<'_>, mask_rows: Option<
         };
         scores = scores.broadcast_add(&mask)?;
     }
-    candle_nn::ops::softmax_last_dim(&scores)
+    softmax_last_dim(&scores)
 }
 
 fn row_index(rows: &[usize], device: &candle_core::Device) -> candle_core::Result<Tensor> {
@@ -92,6 +92,19 @@ fn row_index(rows: &[usize], device: &candle_core::Device) -> candle_core::Resul
 
 fn absolute(rows: &[usize], query_start: usize) -> Vec<usize> {
     rows.iter().map(|r| query_start + r).collect()
+}
+
+/// The softmax over keys. candle's fused kernel has no backward, so a forward tracked for
+/// gradients (Grad-CAM) takes the composition of differentiable ops instead; the max is detached,
+/// which leaves the gradient exact (the softmax is shift-invariant). Untracked forwards keep the
+/// fused kernel.
+fn softmax_last_dim(scores: &Tensor) -> candle_core::Result<Tensor> {
+    if !scores.track_op() {
+        return candle_nn::ops::softmax_last_dim(scores);
+    }
+    let max = scores.max_keepdim(candle_core::D::Minus1)?.detach();
+    let e = scores.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(candle_core::D::Minus1)?)
 }
 
 /// `[1, kv_heads, seq, d]` -> `[1, kv_heads * n_rep, seq, d]`, each kv head repeated in place
@@ -165,6 +178,25 @@ mod tests {
         assert_eq!((half.0.len(), exact.0.len()), (1, 1));
         assert_eq!(half.0[0].dtype(), DType::F32);
         assert!(diff(&half.0[0], &exact.0[0]) < 1e-6, "captured rows are not the exact f32 rows");
+    }
+
+    /// The tracked (Grad-CAM) path computes the same probabilities as the fused kernel, and
+    /// gradients flow through it, -inf mask entries included.
+    #[test]
+    fn tracked_softmax_matches_the_kernel_and_has_a_gradient() {
+        let dev = Device::Cpu;
+        let x = candle_core::Var::new(&[[1.0f32, 2.0, f32::NEG_INFINITY], [0.5, -1.0, 3.0]], &dev).unwrap();
+        let fused = candle_nn::ops::softmax_last_dim(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let tracked = softmax_last_dim(x.as_tensor()).unwrap();
+        for (a, b) in fused.iter().flatten().zip(tracked.to_vec2::<f32>().unwrap().iter().flatten()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // d p_00 / d x: p_00 (1 - p_00) at x_00, -p_00 p_01 at x_01, 0 at the masked key.
+        let grads = tracked.narrow(0, 0, 1).unwrap().narrow(1, 0, 1).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = grads.get(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        let (p0, p1) = (fused[0][0], fused[0][1]);
+        assert!((g[0][0] - p0 * (1.0 - p0)).abs() < 1e-6 && (g[0][1] + p0 * p1).abs() < 1e-6 && g[0][2] == 0.0, "{g:?}");
+        assert_eq!(g[1], vec![0.0; 3]);
     }
 
     /// The one-attention rule: no file but this one computes a softmax.

@@ -3,11 +3,11 @@
 //! projector is the caller's choice ([`VisionFeature`]).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Embedding, LayerNorm, VarBuilder};
+use candle_nn::{Conv2d, Embedding, VarBuilder};
 use serde::Deserialize;
 
 pub use super::activation::Activation;
-use super::norm::layer_norm;
+use super::norm::{layer_norm, LayerNorm};
 use super::probe::Probe;
 use super::vit_block::{BlockConfig, EncoderLayer};
 

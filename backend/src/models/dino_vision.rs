@@ -4,11 +4,11 @@
 //! LayerNorm eps 1e-6. timm names (`blocks.{i}.attn.qkv`, `ls1.gamma`, ...) under the trunk.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::activation::Activation;
 use super::attention::{attend, AttnSpec};
-use super::norm::layer_norm;
+use super::norm::{layer_norm, LayerNorm};
 use super::probe::{Probe, SiteName};
 
 #[derive(Debug, Clone, PartialEq)]

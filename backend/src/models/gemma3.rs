@@ -15,9 +15,9 @@ use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
 use super::kv_cache::KvCache;
 use super::linear::WeightFormat;
 use super::norm::RmsNorm;
-use super::probe::Probe;
+use super::probe::{NoProbe, Probe};
 use super::siglip_vision::{self, SiglipVision};
-use super::{ModelSummary, VisionLanguageModel};
+use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
 /// config.json of a `Gemma3ForConditionalGeneration` checkpoint.
 #[derive(Debug, Clone, Deserialize)]
@@ -146,7 +146,11 @@ impl Gemma3 {
     /// The patch grid average-pooled to `tokens_per_side^2` tokens, `[tokens, vision_hidden]`,
     /// row-major over the pooled grid.
     pub fn pooled_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let last = self.vision.forward(pixel_values, probe)?; // [1, g*g, d]
+        self.pool(&self.vision.forward(pixel_values, probe)?)
+    }
+
+    /// `[1, g*g, d]` patches -> `[t*t, d]` tokens.
+    fn pool(&self, last: &Tensor) -> candle_core::Result<Tensor> {
         let (g, d, k) = (self.cfg.vision.grid(), self.cfg.vision.block.hidden_size, self.cfg.pool_kernel());
         let grid = last.transpose(1, 2)?.reshape((1, d, g, g))?;
         grid.avg_pool2d(k)?.flatten_from(2)?.squeeze(0)?.t() // [t*t, d]
@@ -154,8 +158,12 @@ impl Gemma3 {
 
     /// What replaces the image soft tokens, `[tokens, text_hidden]`.
     pub fn image_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let pooled = self.pooled_features(pixel_values, probe)?;
-        let normed = self.projector.mm_soft_emb_norm.forward(&pooled)?;
+        self.project(&self.pooled_features(pixel_values, probe)?)
+    }
+
+    /// Pooled `[tokens, vision_hidden]` -> `[tokens, text_hidden]`.
+    fn project(&self, pooled: &Tensor) -> candle_core::Result<Tensor> {
+        let normed = self.projector.mm_soft_emb_norm.forward(pooled)?;
         normed.matmul(&self.projector.mm_input_projection_weight)
     }
 
@@ -220,5 +228,26 @@ impl VisionLanguageModel for Gemma3 {
         // Decode steps are causal (plus the window): no image block spans a generated token.
         let hidden = self.text.forward_embeds(&embeds, &ImageBlocks::default(), cache, probe)?;
         Ok(self.text.last_logits(&hidden)?)
+    }
+
+    /// The last SigLIP block, before `post_layernorm` and the pool: positions are still the
+    /// 64 x 64 patches (for MedGemma), finer than the 16 x 16 tokens the map is drawn on; the CAM
+    /// is computed per patch and each token takes the sum of its pooled patches.
+    fn gradcam_site(&self) -> GradcamSite {
+        GradcamSite {
+            name: format!("vision.blocks.{}.output", self.cfg.vision.num_layers.saturating_sub(1)),
+            skip: 0,
+            patch_grid: self.cfg.vision.grid(),
+            pool: self.cfg.pool_kernel(),
+        }
+    }
+
+    fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let mut states = self.vision.hidden_states(pixel_values, &mut NoProbe)?;
+        Ok(states.pop().expect("hidden_states holds at least the embeddings"))
+    }
+
+    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor> {
+        Ok(self.project(&self.pool(&self.vision.post_norm(activations)?)?)?)
     }
 }

@@ -13,9 +13,9 @@ use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::linear::WeightFormat;
 use super::llama_text::{self, KvCache, LlamaText};
-use super::probe::Probe;
+use super::probe::{NoProbe, Probe};
 use super::projector::Mlp2xGelu;
-use super::{ModelSummary, VisionLanguageModel};
+use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
 /// config.json of a llava-hf checkpoint; defaults are transformers' `LlavaConfig` defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -246,7 +246,12 @@ impl Llava {
 
     /// The selected vision features before projection, `[tokens, vision_hidden]`.
     pub fn selected_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let hidden = self.vision.forward(pixel_values, self.cfg.feature, probe)?.squeeze(0)?;
+        self.select(&self.vision.forward(pixel_values, self.cfg.feature, probe)?)
+    }
+
+    /// The feature block's output `[1, 1 + patches, hidden]` -> the image tokens' rows.
+    fn select(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        let hidden = hidden.squeeze(0)?;
         match self.cfg.select {
             FeatureSelect::Default => hidden.narrow(0, 1, hidden.dim(0)? - 1),
             FeatureSelect::Full => Ok(hidden),
@@ -315,5 +320,25 @@ impl VisionLanguageModel for Llava {
         let embeds = self.text.embed(&[token])?;
         let hidden = self.text.forward_embeds(&embeds, cache, probe)?;
         Ok(self.text.last_logits(&hidden)?)
+    }
+
+    /// The feature block fed to the projector: the last place where positions are still patches
+    /// and the only block whose output the language model sees.
+    fn gradcam_site(&self) -> GradcamSite {
+        let VisionFeature::BlockOutput(n) = self.cfg.feature;
+        GradcamSite {
+            name: if n == 0 { "vision.embeddings".into() } else { format!("vision.blocks.{}.output", n - 1) },
+            skip: 1, // CLS comes first in both towers
+            patch_grid: self.cfg.vision.grid(),
+            pool: 1,
+        }
+    }
+
+    fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        Ok(self.vision.forward(pixel_values, self.cfg.feature, &mut NoProbe)?)
+    }
+
+    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor> {
+        Ok(self.projector.forward(&self.select(activations)?)?)
     }
 }

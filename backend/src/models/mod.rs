@@ -50,6 +50,20 @@ pub struct ModelSummary {
     pub dtype: DType,
 }
 
+/// Where Grad-CAM differentiates: one vision block's output, and how its positions lie on the
+/// image-token grid that attention maps use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GradcamSite {
+    /// `vision.blocks.N.output` (or `vision.embeddings` when the features are the embeddings).
+    pub name: String,
+    /// Leading positions that are not patches (CLS), left out of the map.
+    pub skip: usize,
+    /// Patches per side, row-major after `skip`.
+    pub patch_grid: usize,
+    /// Patches per image token per side (Gemma3's 4x4 average pool; 1 for LLaVA).
+    pub pool: usize,
+}
+
 /// The seam between a VLM and generation: a prompt forward with the image, then one token at a
 /// time. The caller owns the cache and the probe.
 pub trait VisionLanguageModel {
@@ -68,6 +82,13 @@ pub trait VisionLanguageModel {
     }
     /// Feeds one token after what `cache` holds and returns its logits `[V]` in f32.
     fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
+    /// The vision block Grad-CAM differentiates at.
+    fn gradcam_site(&self) -> GradcamSite;
+    /// That block's output, `[1, positions, vision_hidden]`.
+    fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor>;
+    /// From that block's output to what `encode_image` returns, with differentiable ops only (so
+    /// `encode_image(x) == features_from_gradcam_block(gradcam_activations(x))`).
+    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor>;
 }
 
 /// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.

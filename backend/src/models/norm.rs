@@ -46,16 +46,60 @@ impl Module for RmsNorm {
     }
 }
 
-/// LayerNorm with weight and bias (CLIP).
-pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<candle_nn::LayerNorm> {
-    candle_nn::layer_norm(size, candle_nn::LayerNormConfig { eps, ..Default::default() }, vb)
+/// LayerNorm with weight and bias (CLIP, SigLIP, the DINOv2 trunk). candle's fused kernel has no
+/// backward: a forward tracked for gradients (Grad-CAM) takes the composed normalisation.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    inner: candle_nn::LayerNorm,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if !x.track_op() {
+            return self.inner.forward(x);
+        }
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let centred = xf.broadcast_sub(&xf.mean_keepdim(candle_core::D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(candle_core::D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + self.inner.eps())?.sqrt()?)?.to_dtype(dtype)?;
+        let scaled = normed.broadcast_mul(self.inner.weight())?;
+        match self.inner.bias() {
+            Some(b) => scaled.broadcast_add(b),
+            None => Ok(scaled),
+        }
+    }
+}
+
+pub fn layer_norm(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<LayerNorm> {
+    Ok(LayerNorm { inner: candle_nn::layer_norm(size, candle_nn::LayerNormConfig { eps, ..Default::default() }, vb)? })
 }
 
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
+    use candle_core::{Device, Var};
 
     use super::*;
+
+    /// The tracked path normalises as the fused kernel does.
+    #[test]
+    fn tracked_layer_norm_matches_the_kernel() {
+        let dev = Device::Cpu;
+        let vb = VarBuilder::from_tensors(
+            [("weight".to_string(), Tensor::new(&[1.5f32, -0.5, 2.0], &dev).unwrap()), ("bias".to_string(), Tensor::new(&[0.1f32, 0.2, -0.3], &dev).unwrap())]
+                .into_iter()
+                .collect(),
+            DType::F32,
+            &dev,
+        );
+        let ln = layer_norm(3, 1e-5, vb).unwrap();
+        let x = Var::new(&[[1.0f32, 4.0, -2.0], [0.3, 0.3, 0.9]], &dev).unwrap();
+        let fused = ln.forward(&x.as_tensor().detach()).unwrap().to_vec2::<f32>().unwrap();
+        let tracked = ln.forward(x.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
+        for (a, b) in fused.iter().flatten().zip(tracked.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
 
     /// The fused half-precision path stays within f16 rounding of the f32 one.
     #[test]

@@ -37,8 +37,12 @@ pub struct RopeTables {
 }
 
 impl RopeTables {
-    /// Rotates `x` `[1, heads, seq, head_dim]`.
+    /// Rotates `x` `[1, heads, seq, head_dim]`. candle's fused kernel has no backward: a forward
+    /// tracked for gradients (Grad-CAM) takes the composed rotation, which computes the same.
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if x.track_op() {
+            return candle_nn::rotary_emb::rope_slow(&x.contiguous()?, &self.cos, &self.sin);
+        }
         candle_nn::rotary_emb::rope(&x.contiguous()?, &self.cos, &self.sin)
     }
 }

@@ -2,11 +2,11 @@
 //! CLS, no pre-norm), pre-norm encoder blocks with gelu-tanh, then `post_layernorm`.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Embedding, LayerNorm, VarBuilder};
+use candle_nn::{Conv2d, Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::activation::Activation;
-use super::norm::layer_norm;
+use super::norm::{layer_norm, LayerNorm};
 use super::probe::Probe;
 use super::vit_block::{BlockConfig, EncoderLayer};
 
@@ -128,6 +128,11 @@ impl SiglipVision {
     /// The last block's output after `post_layernorm`, `[1, patches, hidden]`.
     pub fn forward(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
         let states = self.hidden_states(pixel_values, probe)?;
-        self.post_layernorm.forward(&states[states.len() - 1])
+        self.post_norm(&states[states.len() - 1])
+    }
+
+    /// `post_layernorm` of the last block's output.
+    pub fn post_norm(&self, last: &Tensor) -> candle_core::Result<Tensor> {
+        self.post_layernorm.forward(last)
     }
 }

@@ -2,11 +2,11 @@
 //! `layer_norm1`, `self_attn.{q,k,v,out}_proj`, `layer_norm2`, `mlp.fc{1,2}`).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use super::activation::Activation;
 use super::attention::{attend, AttnSpec};
-use super::norm::layer_norm;
+use super::norm::{layer_norm, LayerNorm};
 use super::probe::{Probe, SiteName};
 
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -170,6 +170,8 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
         query_positions,
         layers_without_image: captured.layers_without_image,
         geometry,
+        site: None,
+        fallback_reason: None,
     };
     let json = json!({
         "model": name,

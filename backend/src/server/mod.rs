@@ -229,6 +229,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(resource("/api/runs/{id}/records/{n}").route(get().to(runs::record)))
         .service(resource("/api/runs/{id}/records/{n}/map").route(get().to(runs::map)))
         .service(resource("/api/runs/{id}/records/{n}/map.bin").route(get().to(runs::map_bin)))
+        .service(resource("/api/runs/{id}/records/{n}/maps/{method}").route(get().to(runs::method_map)))
         .service(resource("/api/runs/{id}/records/{n}/rows.bin").route(get().to(runs::rows_bin)))
         .service(resource("/api/runs/{id}/images/{image_id}").route(get().to(runs::image)))
         .service(resource("/api/runs/{id}/plots").route(get().to(runs::plots)))

@@ -426,6 +426,28 @@ pub fn map_json(m: &radlens_shared::record::MapRecord, values: &[f32]) -> Value 
     })
 }
 
+/// GET /api/runs/{id}/records/{n}/maps/{method}: the record's map by one method as JSON, for
+/// side-by-side views: `query_to_visual` (or a fallback: the record's own map), `gradcam`,
+/// `relative` (present when the run made those checks).
+pub async fn method_map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let wanted = req.match_info().get("method").unwrap_or_default();
+    let r = &all[n];
+    let own = r.map.as_ref().filter(|m| m.provenance.method.to_string() == wanted).map(|m| (&m.values, &m.provenance, &m.metrics));
+    let other = || {
+        r.trust.as_ref()?.maps.iter().find(|m| m.provenance.method.to_string() == wanted).map(|m| (&m.values, &m.provenance, &m.metrics))
+    };
+    let (t, provenance, metrics) = own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
+    let values = tensor(&run, t).await?;
+    Ok(HttpResponse::Ok().json(method_map_json(provenance, metrics, &values)))
+}
+
+/// A map by one method as the API sends it (`h`, `w`, `values`, provenance, metrics; no
+/// `image_share`, which only attention has).
+pub fn method_map_json(provenance: &radlens_shared::fusion::MapProvenance, metrics: &radlens_shared::metrics::MapMetrics, values: &[f32]) -> Value {
+    json!({ "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics })
+}
+
 /// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.
 pub async fn map_bin(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (run, all, n) = record_of(&req, &state).await?;

@@ -30,6 +30,10 @@ use radlens_shared::record::{
     QuadrantShare, RecordCounts, RoiSummary, RunManifest, SCHEMA_VERSION, StudyDisagreement,
     StudySummary, Summary, TensorRef,
 };
+use radlens_shared::record::{
+    AgreementSummary, Faithfulness, FaithfulnessSummary, SinkCheck, SinkSummary, TrustRecord,
+    TrustSummary,
+};
 use radlens_shared::stats::{
     BootstrapConfig, ClusterRatio, DEFAULT_LEVEL, Interval, Study, UNIT_SUBJECT, VariantRow,
     cluster_bootstrap, consensus_score, flip_parts, flip_parts_for_strategy,
@@ -636,7 +640,121 @@ fn analyze_model(
                 .collect::<Vec<_>>(),
         ),
         flipped_vs_stable: flipped_vs_stable(data, maps),
+        trust: trust_summary(data, boot)?,
     })
+}
+
+/// The trust checks' summary rows: method agreement, faithfulness flag rates per method and
+/// size, sink counts. Rates and mean distances get study-clustered intervals like every rate.
+fn trust_summary(data: &ModelData, boot: &Boot) -> Result<Option<TrustSummary>> {
+    let checked: Vec<(&CaseRecord, &TrustRecord)> = data
+        .image
+        .iter()
+        .filter(|r| r.error.is_none())
+        .filter_map(|r| Some((*r, r.trust.as_ref()?)))
+        .collect();
+    if checked.is_empty() {
+        return Ok(None);
+    }
+    let mut methods: BTreeMap<String, usize> = BTreeMap::new();
+    let mut fallbacks = 0;
+    for (r, t) in &checked {
+        if let Some(m) = &r.map {
+            *methods.entry(m.provenance.method.to_string()).or_default() += 1;
+            fallbacks += usize::from(m.provenance.fallback_reason.is_some());
+        }
+        for m in &t.maps {
+            *methods.entry(m.provenance.method.to_string()).or_default() += 1;
+        }
+    }
+    // Per-study (num, den) parts of a per-record quantity, for the bootstrap.
+    let parts = |f: &dyn Fn(&TrustRecord) -> Option<f64>| -> Vec<ClusterRatio> {
+        let mut by_study: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for (r, t) in &checked {
+            let e = by_study.entry(r.study_id.as_str()).or_default();
+            if let Some(v) = f(t) {
+                e.0 += v;
+                e.1 += 1.0;
+            }
+        }
+        by_study.into_iter().map(|(id, (num, den))| ClusterRatio::new(id, num, den)).collect()
+    };
+
+    let mut pairs: Vec<(MapMethod, MapMethod)> = Vec::new();
+    for (_, t) in &checked {
+        for p in &t.agreement {
+            if !pairs.contains(&(p.a, p.b)) {
+                pairs.push((p.a, p.b));
+            }
+        }
+    }
+    let mut agreement = Vec::new();
+    for (a, b) in pairs {
+        let of = |t: &TrustRecord| t.agreement.iter().find(|p| p.a == a && p.b == b).map(|p| p.js_distance);
+        let values: Vec<f64> = checked.iter().filter_map(|(_, t)| of(t)).collect();
+        let Some(js_distance) = summarize(&values) else { continue };
+        agreement.push(AgreementSummary { a, b, rows: values.len(), js_distance, mean_js_distance: boot.interval(parts(&of))? });
+    }
+
+    let mut keys: Vec<(MapMethod, u32)> = Vec::new();
+    for (_, t) in &checked {
+        for f in &t.faithfulness {
+            if !keys.contains(&(f.method, f.k_percent)) {
+                keys.push((f.method, f.k_percent));
+            }
+        }
+    }
+    let mut faithfulness = Vec::new();
+    for (method, k) in keys {
+        let of = |t: &TrustRecord| t.faithfulness.iter().find(|f| f.method == method && f.k_percent == k).cloned();
+        let rows: Vec<Faithfulness> = checked.iter().filter_map(|(_, t)| of(t)).collect();
+        let top: Vec<f64> = rows.iter().map(|f| f.delta_top).collect();
+        let random: Vec<f64> = rows.iter().map(|f| f.delta_random).collect();
+        let (Some(delta_top), Some(delta_random)) = (summarize(&top), summarize(&random)) else { continue };
+        faithfulness.push(FaithfulnessSummary {
+            method,
+            k_percent: k,
+            rows: rows.len(),
+            flagged: rows.iter().filter(|f| f.flagged).count(),
+            flag_rate: boot.interval(parts(&|t| of(t).map(|f| f64::from(u8::from(f.flagged)))))?,
+            delta_top,
+            delta_random,
+        });
+    }
+
+    let with_sinks: Vec<(&CaseRecord, &SinkCheck)> = checked.iter().filter_map(|(r, t)| Some((*r, t.sinks.as_ref()?))).collect();
+    let sinks = if with_sinks.is_empty() {
+        None
+    } else {
+        let mut per_study: BTreeMap<&str, usize> = BTreeMap::new();
+        for (r, s) in &with_sinks {
+            per_study.insert(r.study_id.as_str(), s.cells.len());
+        }
+        let cells: Vec<f64> = per_study.values().map(|&c| c as f64).collect();
+        let mass: Vec<f64> = with_sinks.iter().map(|(_, s)| s.mass).collect();
+        let focus: Vec<f64> = with_sinks.iter().filter_map(|(r, _)| r.map.as_ref().map(|m| m.metrics.focus)).collect();
+        let focus_without: Vec<f64> = with_sinks.iter().filter_map(|(_, s)| s.metrics_without.map(|m| m.focus)).collect();
+        match (summarize(&cells), summarize(&mass)) {
+            (Some(cells), Some(mass)) => Some(SinkSummary {
+                studies: per_study.len(),
+                studies_with_sinks: per_study.values().filter(|&&c| c > 0).count(),
+                cells,
+                mass,
+                focus: summarize(&focus),
+                focus_without: summarize(&focus_without),
+            }),
+            _ => None,
+        }
+    };
+    Ok(Some(TrustSummary {
+        records: checked.len(),
+        methods,
+        fallbacks,
+        records_with_notes: checked.iter().filter(|(_, t)| !t.notes.is_empty()).count(),
+        agreement,
+        faithfulness,
+        sinks,
+    }))
 }
 
 /// Accuracy of each strategy's rows (the base's strategy included) and the flip rate of the
@@ -1288,6 +1406,7 @@ pub(crate) mod fixture {
                 max_new_tokens: 8,
                 common_grid: 4,
                 text_only_pass: true,
+                trust: None,
             },
             bootstrap: BootstrapSettings {
                 resamples: 300,
@@ -1379,7 +1498,7 @@ pub(crate) mod fixture {
         (study == 0).then(|| PixelBox::new(0.0, 0.0, 32.0, 32.0).unwrap())
     }
 
-    fn record(
+    pub fn record(
         study: usize,
         variant: usize,
         model: &str,
@@ -1432,6 +1551,7 @@ pub(crate) mod fixture {
                 stage: ErrorStage::Inference,
                 message: "out of memory".to_owned(),
             }),
+            trust: None,
             metadata: Default::default(),
         }
     }
@@ -1472,6 +1592,8 @@ pub(crate) mod fixture {
                                     image_w: IMAGE,
                                     image_h: IMAGE,
                                 },
+                                site: None,
+                                fallback_reason: None,
                             },
                             image_share: 0.25 + 0.1 * s as f64,
                             metrics: MapMetrics::of(&m).unwrap(),
@@ -1532,6 +1654,62 @@ mod tests {
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} != {b}");
+    }
+
+    /// Trust rows: per method and size the flag rate, per pair of methods the JS distance, per
+    /// study its sinks; records without checks are left out.
+    #[test]
+    fn trust_checks_are_summarised() {
+        use radlens_shared::record::{Faithfulness, SinkCheck, TrustRecord};
+        use radlens_shared::trust::MethodPair;
+        let mut records = Vec::new();
+        for s in 0..3 {
+            for v in 0..3 {
+                let mut r = fixture::record(s, v, fixture::A, Pass::Image, Some(Answer::Yes), None);
+                if s < 2 {
+                    let row = |method, flagged| Faithfulness {
+                        method,
+                        k_percent: 10,
+                        cells: 1,
+                        margin: 1.0,
+                        delta_top: if flagged { -0.1 } else { -0.5 },
+                        delta_random: -0.2,
+                        random_draws: 3,
+                        flagged,
+                    };
+                    r.trust = Some(TrustRecord {
+                        // Grad-CAM flagged on s1's three rows only; attention never.
+                        faithfulness: vec![row(MapMethod::QueryToVisual, false), row(MapMethod::Gradcam, s == 0)],
+                        agreement: vec![MethodPair { a: MapMethod::QueryToVisual, b: MapMethod::Gradcam, js_divergence: 0.04, js_distance: 0.2 * (s + 1) as f64 }],
+                        sinks: Some(SinkCheck { factor: 5.0, generic_prompt: "Describe the image.".into(), cells: vec![0; s], mass: 0.1, metrics_without: None }),
+                        ..TrustRecord::default()
+                    });
+                }
+                records.push(r);
+            }
+        }
+        let mut notes = Vec::new();
+        let boot = Boot::new(&fixture::manifest(7), &records, &mut notes).unwrap();
+        let data = ModelData::new(fixture::A, &records, &mut notes).unwrap();
+        let t = trust_summary(&data, &boot).unwrap().expect("six records have checks");
+        assert_eq!(t.records, 6);
+        let gradcam = t.faithfulness.iter().find(|f| f.method == MapMethod::Gradcam).unwrap();
+        assert_eq!((gradcam.rows, gradcam.flagged), (6, 3));
+        close(est(&gradcam.flag_rate), 0.5);
+        let attention = t.faithfulness.iter().find(|f| f.method == MapMethod::QueryToVisual).unwrap();
+        close(est(&attention.flag_rate), 0.0);
+        close(attention.delta_top.mean, -0.5);
+        let pair = &t.agreement[0];
+        assert_eq!(pair.rows, 6);
+        close(pair.js_distance.mean, 0.3);
+        close(est(&pair.mean_js_distance), 0.3);
+        // s1 has no sinks, s2 one cell; no maps, so no focus rows.
+        let sinks = t.sinks.as_ref().unwrap();
+        assert_eq!((sinks.studies, sinks.studies_with_sinks), (2, 1));
+        close(sinks.cells.mean, 0.5);
+        assert!(sinks.focus.is_none() && sinks.focus_without.is_none());
+        let none = ModelData::new(fixture::B, &records, &mut notes).unwrap();
+        assert!(trust_summary(&none, &boot).unwrap().is_none());
     }
 
     fn fixture_analysis(tag: &str) -> Analysis {

@@ -164,6 +164,7 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
     reliance(o, a);
     comparisons(o, a);
     maps(o, a);
+    trust(o, a);
     margins_latency(o, a);
     figures(o, plots);
     disagreeing(o, a, plots);
@@ -708,6 +709,91 @@ fn maps(o: &mut String, a: &Analysis) {
             &["A", "B", "grid", "rows", "JS divergence", "JS distance"],
             &cross,
         );
+    }
+}
+
+/// Grad-CAM, faithfulness and sinks, when the run made those checks.
+fn trust(o: &mut String, a: &Analysis) {
+    let models: Vec<_> = a.models.iter().filter_map(|m| Some((m.model.as_str(), m.trust.as_ref()?))).collect();
+    if models.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Can the maps be trusted?\n");
+    let _ = writeln!(
+        o,
+        "Maps by other methods of the same questions: Grad-CAM of `logit(yes) − logit(no)` at the vision block named in each map's provenance, and the relative map (the question's attention over the attention of \"{}\"). Fallback maps stand in where attention could not be captured and are labelled.\n",
+        radlens_shared::trust::GENERIC_PROMPT
+    );
+    let rows: Vec<Vec<String>> = models
+        .iter()
+        .map(|(name, t)| {
+            let methods = t.methods.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
+            vec![format!("`{name}`"), t.records.to_string(), methods, t.fallbacks.to_string(), t.records_with_notes.to_string()]
+        })
+        .collect();
+    table(o, &["model", "records checked", "maps per method", "fallback maps", "records with a failed check"], &rows);
+
+    let agreement: Vec<Vec<String>> = models
+        .iter()
+        .flat_map(|(name, t)| {
+            t.agreement.iter().map(move |p| {
+                vec![format!("`{name}`"), format!("{} vs {}", p.a, p.b), p.rows.to_string(), interval(p.mean_js_distance.as_ref()), mean_median(Some(&p.js_distance), 3)]
+            })
+        })
+        .collect();
+    if !agreement.is_empty() {
+        let _ = writeln!(o, "### Method agreement\n");
+        let _ = writeln!(o, "Jensen-Shannon distance (bits, 0 = the same map, 1 = disjoint) between two methods' maps of the same record.\n");
+        table(o, &["model", "methods", "rows", "mean JS distance [CI]", "mean / median"], &agreement);
+    }
+
+    let faithfulness: Vec<Vec<String>> = models
+        .iter()
+        .flat_map(|(name, t)| {
+            t.faithfulness.iter().map(move |f| {
+                vec![
+                    format!("`{name}`"),
+                    f.method.to_string(),
+                    format!("{}%", f.k_percent),
+                    f.rows.to_string(),
+                    format!("{} ({})", f.flagged, pct(f.flag_rate.as_ref())),
+                    mean_median(Some(&f.delta_top), 3),
+                    mean_median(Some(&f.delta_random), 3),
+                ]
+            })
+        })
+        .collect();
+    if !faithfulness.is_empty() {
+        let _ = writeln!(o, "### Faithfulness (deletion)\n");
+        let _ = writeln!(
+            o,
+            "Each map's top k% cells are deleted (their pixels set to the image's per-channel mean) and the change in the yes/no margin is compared with deleting as many random cells (mean of seeded draws). A map is flagged when its top cells move the margin no more than random ones: `|Δtop| ≤ |Δrandom|`.\n"
+        );
+        table(o, &["model", "method", "k", "rows", "flagged", "Δ margin, top cells (mean / median)", "Δ margin, random cells"], &faithfulness);
+    }
+
+    let sinks: Vec<Vec<String>> = models
+        .iter()
+        .filter_map(|(name, t)| {
+            let s = t.sinks.as_ref()?;
+            Some(vec![
+                format!("`{name}`"),
+                format!("{} of {}", s.studies_with_sinks, s.studies),
+                mean_median(Some(&s.cells), 2),
+                mean_median(Some(&s.mass), 3),
+                mean_median(s.focus.as_ref(), 3),
+                mean_median(s.focus_without.as_ref(), 3),
+            ])
+        })
+        .collect();
+    if !sinks.is_empty() {
+        let _ = writeln!(o, "### Attention sinks\n");
+        let _ = writeln!(
+            o,
+            "Image cells holding more than {}x the uniform share in every variant's map of a study and in the generic prompt's map: they take attention whatever the question. Focus with and without them (zeroed, map renormalised).\n",
+            radlens_shared::trust::SINK_FACTOR
+        );
+        table(o, &["model", "studies with sinks", "sink cells per study", "mass on sinks", "focus", "focus without sinks"], &sinks);
     }
 }
 

@@ -176,6 +176,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         max_new_tokens: args.settings.max_new_tokens as u32,
         common_grid: args.common_grid,
         text_only_pass: args.settings.text_only_pass,
+        trust: args.settings.trust.clone(),
     };
     let mut infos = args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;
     let shard = args.shard.map(|s| (s.index, s.count));

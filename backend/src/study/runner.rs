@@ -21,7 +21,8 @@ use radlens_shared::answer::{parse_answer, yes_no_margin};
 use radlens_shared::fusion::{term_positions, HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
 use radlens_shared::geometry::{bbox_mask, MapGeometry};
 use radlens_shared::metrics::MapMetrics;
-use radlens_shared::record::{CaseError, CaseRecord, ErrorStage, Latency, MapRecord, Pass, SCHEMA_VERSION};
+use radlens_shared::record::{CaseError, CaseRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SinkCheck, TrustRecord, SCHEMA_VERSION};
+use radlens_shared::trust::{sink_cells, without_cells, GENERIC_PROMPT, SINK_FACTOR};
 use radlens_shared::roi::roi_metrics;
 use radlens_shared::AttentionMap;
 
@@ -32,6 +33,7 @@ use crate::models::generate::{greedy_from, Generation, Prefix};
 use crate::models::loader::Engine;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
 use crate::models::processor::clip_image::load_image;
+use crate::trust::{self, CaseInput, MethodValues, TrustSettings};
 
 /// How each case is run and captured.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct CaseSettings {
     pub text_only_pass: bool,
     /// Reuse the KV cache of the prompt prefix a study's variants share.
     pub share_prefix: bool,
+    /// Grad-CAM, faithfulness and sink checks on image-pass records (opt-in: extra passes).
+    pub trust: Option<TrustSettings>,
 }
 
 /// Receives progress as records are written.
@@ -77,6 +81,8 @@ pub struct ModelRunStats {
 /// An image as the model sees it, encoded once and shared by the study's variants.
 struct EncodedImage {
     features: Tensor,
+    /// The preprocessed pixels, for Grad-CAM and deletion tests.
+    pixels: Tensor,
     geometry: MapGeometry,
     preprocess_ms: f64,
     encode_ms: f64,
@@ -141,14 +147,14 @@ impl ModelRun<'_> {
             let encoded = match pass {
                 Pass::Image => self.encode(&self.images.join(&image_path)),
                 Pass::BlankImage => match blank {
-                    Some(b) => Ok(EncodedImage { features: b.features.clone(), geometry: b.geometry, preprocess_ms: 0.0, encode_ms: 0.0 }),
+                    Some(b) => Ok(EncodedImage { features: b.features.clone(), pixels: b.pixels.clone(), geometry: b.geometry, preprocess_ms: 0.0, encode_ms: 0.0 }),
                     None => {
                         // A blank (black) image: the text-only pass. Its size does not matter, it
                         // is resized to the model's input like any other.
                         let img = DynamicImage::new_luma8(512, 512);
                         let e = self.encode_image(&img);
                         if let Ok(e) = &e {
-                            *blank = Some(EncodedImage { features: e.features.clone(), geometry: e.geometry, preprocess_ms: 0.0, encode_ms: 0.0 });
+                            *blank = Some(EncodedImage { features: e.features.clone(), pixels: e.pixels.clone(), geometry: e.geometry, preprocess_ms: 0.0, encode_ms: 0.0 });
                         }
                         e
                     }
@@ -183,7 +189,7 @@ impl ModelRun<'_> {
         let t = Instant::now();
         let features = self.engine.model.encode_image(&pixels, &mut NoProbe).map_err(|e| (ErrorStage::Inference, e.to_string()))?;
         let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h };
-        Ok(EncodedImage { features, geometry, preprocess_ms, encode_ms: ms(t) })
+        Ok(EncodedImage { features, pixels, geometry, preprocess_ms, encode_ms: ms(t) })
     }
 
     fn run_variants(&self, rows: &[&StudyRow], pass: Pass, image: &EncodedImage, attention: &mut AttentionFile) -> anyhow::Result<Vec<CaseRecord>> {
@@ -217,6 +223,11 @@ impl ModelRun<'_> {
                 prefix_len = 0; // the image is not all in the prefix: nothing worth sharing
             }
         }
+        // The generic prompt's map (sinks, relative maps): once per image, as the shared prefix.
+        let generic = match (&self.settings.trust, pass) {
+            (Some(t), Pass::Image) if t.sinks => Some(self.generic_map(image).map_err(|e| format!("generic-prompt map: {e}"))),
+            _ => None,
+        };
         let mut shared_ms = 0.0;
         let prefix_cache = if prefix_len > 0 {
             let (_, p) = &prompts[0];
@@ -233,6 +244,7 @@ impl ModelRun<'_> {
         } else {
             None
         };
+        let mut attention_maps: Vec<Option<Vec<f64>>> = Vec::new();
         for (i, (row, prompt)) in prompts.iter().enumerate() {
             let first = i == 0;
             let mut latency = Latency {
@@ -240,10 +252,16 @@ impl ModelRun<'_> {
                 image_encode_ms: if first { image.encode_ms } else { 0.0 },
                 ..Latency::default()
             };
-            let record = self.run_case(row, pass, prompt, image, prefix_cache.as_ref().map(|c| (c, prefix_len)), &mut latency, attention);
+            let record = self.run_case(row, pass, prompt, image, prefix_cache.as_ref().map(|c| (c, prefix_len)), generic.as_ref(), &mut latency, attention);
             let mut record = match record {
-                Ok(r) => r,
-                Err((stage, message)) => self.error_record(row, pass, stage, message),
+                Ok((r, p)) => {
+                    attention_maps.push(p);
+                    r
+                }
+                Err((stage, message)) => {
+                    attention_maps.push(None);
+                    self.error_record(row, pass, stage, message)
+                }
             };
             if first {
                 record.latency.prefill_ms += shared_ms;
@@ -255,7 +273,18 @@ impl ModelRun<'_> {
                 + record.latency.capture_ms;
             out.push(record);
         }
+        if let Some(Ok(generic)) = &generic {
+            // Records of CSV-problem rows came first; the rest follow `attention_maps`' order.
+            let first = out.len() - attention_maps.len();
+            add_sinks(&mut out[first..], &attention_maps, generic);
+        }
         Ok(out)
+    }
+
+    fn generic_map(&self, image: &EncodedImage) -> Result<Vec<f64>, String> {
+        let s = self.settings;
+        let layers = s.layer_range.resolve(self.engine.model.summary().num_layers).map_err(|e| e.to_string())?;
+        trust::generic_map(self.engine.model.as_ref(), self.engine.prompter.as_ref(), &image.features, &layers, s.head_fusion).map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -266,9 +295,10 @@ impl ModelRun<'_> {
         prompt: &crate::models::processor::llava::EncodedPrompt,
         image: &EncodedImage,
         prefix: Option<(&crate::models::kv_cache::KvCache, usize)>,
+        generic: Option<&Result<Vec<f64>, String>>,
         latency: &mut Latency,
         attention: &mut AttentionFile,
-    ) -> Result<CaseRecord, (ErrorStage, String)> {
+    ) -> Result<CaseOutcome, (ErrorStage, String)> {
         let summary = self.engine.model.summary();
         let ids = &prompt.input_ids;
         let l = ids.len();
@@ -310,18 +340,30 @@ impl ModelRun<'_> {
         let answer_text = tokenizer.decode(generation.answer_ids(), true).map_err(|e| (ErrorStage::Inference, e.to_string()))?;
         let parsed = parse_answer(&answer_text);
         let margin = yes_no_margin(generation.prompt_last_logits(), &tokenizer.single_token_spellings("yes"), &tokenizer.single_token_spellings("no"));
-        let map = if capture {
+        let yes = tokenizer.single_token_spellings("yes");
+        let no = tokenizer.single_token_spellings("no");
+        let case = CaseInput { model: self.engine.model.as_ref(), input_ids: ids, pixel_values: &image.pixels, geometry: image.geometry, yes_ids: &yes, no_ids: &no };
+        let (map, attention_p, trust) = if capture {
             let t = Instant::now();
             let query_positions: Vec<usize> = match &s.query_mode {
                 QueryMode::Query => vec![l - 1],
                 QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
                 QueryMode::Term(_) => term_rows,
             };
-            let m = self.store_map(&recorder, &layers, &query_positions, prompt, image, row, attention).map_err(|e| (ErrorStage::Capture, e))?;
+            let (m, p, fallback) = match self.store_map(&recorder, &layers, &query_positions, prompt, image, row, attention) {
+                Ok((m, p)) => (m, p, None),
+                // Attention could not be captured: Grad-CAM, else uniform, labelled as such.
+                Err(e) => {
+                    let like = self.provenance(&layers, &query_positions, image.geometry);
+                    let fallback = trust::fallback_map(&case, &like, &e);
+                    (self.store_method_map(&fallback, row, image, attention).map_err(|e| (ErrorStage::Capture, e))?, None, Some(fallback))
+                }
+            };
             latency.capture_ms = ms(t);
-            Some(m)
+            let trust = s.trust.as_ref().map(|settings| self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention));
+            (Some(m), p, trust)
         } else {
-            None
+            (None, None, None)
         };
         let mut record = self.base_record(row, pass);
         record.correct = row.answer.map(|truth| parsed == truth);
@@ -330,7 +372,104 @@ impl ModelRun<'_> {
         record.yes_no_margin = margin;
         record.latency = *latency;
         record.map = map;
-        Ok(record)
+        record.trust = trust;
+        Ok((record, attention_p))
+    }
+
+    /// The attention map's provenance, as `store_map` writes it (for maps derived from it).
+    fn provenance(&self, layers: &[usize], query_positions: &[usize], geometry: MapGeometry) -> MapProvenance {
+        let s = self.settings;
+        MapProvenance {
+            model: self.name.to_string(),
+            method: MapMethod::QueryToVisual,
+            layer_range: s.layer_range.clone(),
+            layers: layers.to_vec(),
+            head_fusion: s.head_fusion,
+            query_mode: s.query_mode.clone(),
+            query_positions: query_positions.to_vec(),
+            layers_without_image: Vec::new(),
+            geometry,
+            site: None,
+            fallback_reason: None,
+        }
+    }
+
+    /// Grad-CAM, the relative map, deletion tests and agreement of one case. A check that fails
+    /// is a note in the record; the others are kept.
+    #[allow(clippy::too_many_arguments)]
+    fn trust_record(
+        &self,
+        case: &CaseInput<'_>,
+        settings: &TrustSettings,
+        map: &MapRecord,
+        attention_p: Option<&[f64]>,
+        fallback: Option<MethodValues>,
+        generic: Option<&Result<Vec<f64>, String>>,
+        row: &StudyRow,
+        image: &EncodedImage,
+        attention: &mut AttentionFile,
+    ) -> TrustRecord {
+        let mut out = TrustRecord::default();
+        // The record's own map first: attention, or the fallback standing in for it (deletion
+        // tests and agreement cover it too; sinks and the relative map need attention).
+        let own = attention_p.map(|p| MethodValues { values: p.to_vec(), provenance: map.provenance.clone() }).or(fallback);
+        let mut methods: Vec<MethodValues> = own.into_iter().collect();
+        if settings.gradcam {
+            // A fallback record's own map may already be the Grad-CAM.
+            if map.provenance.method != MapMethod::Gradcam {
+                match trust::gradcam_map(case, &map.provenance) {
+                    Ok(m) => methods.push(m),
+                    Err(e) => out.notes.push(format!("gradcam: {e}")),
+                }
+            }
+        }
+        if settings.sinks {
+            match (generic, methods.first().filter(|m| m.provenance.method == MapMethod::QueryToVisual)) {
+                (Some(Ok(g)), Some(att)) => match trust::relative(att, g) {
+                    Ok(m) => methods.push(m),
+                    Err(e) => out.notes.push(format!("relative map: {e}")),
+                },
+                (Some(Err(e)), _) => out.notes.push(e.clone()),
+                _ => out.notes.push("relative map: no attention map".into()),
+            }
+        }
+        if settings.faithfulness {
+            let refs: Vec<&MethodValues> = methods.iter().collect();
+            match trust::faithfulness(case, &refs, &settings.k_percents, settings.random_draws, trust::seed_of(&row.sample_id())) {
+                Ok(f) => out.faithfulness = f,
+                Err(e) => out.notes.push(format!("faithfulness: {e}")),
+            }
+        }
+        out.agreement = trust::agreement(&methods.iter().collect::<Vec<_>>());
+        // methods[0] is the record's own map, stored as `record.map` already.
+        for m in methods.iter().skip(1) {
+            match self.store_trust_map(m, row, image, attention) {
+                Ok(mm) => out.maps.push(mm),
+                Err(e) => out.notes.push(format!("{}: {e}", m.provenance.method)),
+            }
+        }
+        out
+    }
+
+    /// Stores another method's map (normalised) with its metrics.
+    fn store_trust_map(&self, m: &MethodValues, row: &StudyRow, image: &EncodedImage, attention: &mut AttentionFile) -> Result<MethodMap, String> {
+        let g = image.geometry;
+        let map = AttentionMap::new(g.h, g.w, m.values.clone()).map_err(|e| e.to_string())?;
+        let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
+        let roi = match row.roi {
+            Some(b) => roi_metrics(&m.values, &bbox_mask(g.h, g.w, &g.crop, &b)).map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let values32: Vec<f32> = m.values.iter().map(|&v| v as f32).collect();
+        let values = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
+        Ok(MethodMap { provenance: m.provenance.clone(), metrics, roi, values })
+    }
+
+    /// A fallback map as the record's map: no attention rows behind it (`head_rows` is empty).
+    fn store_method_map(&self, m: &MethodValues, row: &StudyRow, image: &EncodedImage, attention: &mut AttentionFile) -> Result<MapRecord, String> {
+        let stored = self.store_trust_map(m, row, image, attention)?;
+        let head_rows = attention.append(&[], vec![0]).map_err(|e| e.to_string())?;
+        Ok(MapRecord { provenance: stored.provenance, image_share: 0.0, metrics: stored.metrics, roi: stored.roi, values: stored.values, head_rows })
     }
 
     /// Fuses the captured rows into the record's map, and stores the map and the raw image rows.
@@ -344,7 +483,7 @@ impl ModelRun<'_> {
         image: &EncodedImage,
         row: &StudyRow,
         attention: &mut AttentionFile,
-    ) -> Result<MapRecord, String> {
+    ) -> Result<(MapRecord, Option<Vec<f64>>), String> {
         let s = self.settings;
         let captured = fuse_captured(recorder, layers, query_positions, &prompt.image_positions, s.head_fusion).map_err(|e| e.to_string())?;
         let g = image.geometry;
@@ -371,7 +510,7 @@ impl ModelRun<'_> {
         let values32: Vec<f32> = captured.fused.values.iter().map(|&v| v as f32).collect();
         let values = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
         let head_rows = attention.append(&head_rows, vec![query_positions.len(), layers.len(), heads, n]).map_err(|e| e.to_string())?;
-        Ok(MapRecord {
+        let record = MapRecord {
             provenance: MapProvenance {
                 model: self.name.to_string(),
                 method: MapMethod::QueryToVisual,
@@ -382,13 +521,16 @@ impl ModelRun<'_> {
                 query_positions: query_positions.to_vec(),
                 layers_without_image: captured.layers_without_image,
                 geometry: g,
+                site: None,
+                fallback_reason: None,
             },
             image_share: captured.fused.image_share,
             metrics,
             roi,
             values,
             head_rows,
-        })
+        };
+        Ok((record, Some(p)))
     }
 
     fn base_record(&self, row: &StudyRow, pass: Pass) -> CaseRecord {
@@ -415,6 +557,7 @@ impl ModelRun<'_> {
             latency: Latency::default(),
             map: None,
             error: None,
+            trust: None,
             metadata: {
                 // The variant's name is kept with the other uninterpreted columns.
                 let mut m = row.metadata.clone();
@@ -428,6 +571,30 @@ impl ModelRun<'_> {
 
     fn error_record(&self, row: &StudyRow, pass: Pass, stage: ErrorStage, message: String) -> CaseRecord {
         CaseRecord { error: Some(CaseError { stage, message }), ..self.base_record(row, pass) }
+    }
+}
+
+/// A case's record and its normalised attention map (kept in memory for the study's sinks).
+type CaseOutcome = (CaseRecord, Option<Vec<f64>>);
+
+/// Sinks of one study's image-pass records: cells above `SINK_FACTOR / n` in every variant's map
+/// and in the generic map; each record gets them, their mass and its metrics without them.
+fn add_sinks(records: &mut [CaseRecord], maps: &[Option<Vec<f64>>], generic: &[f64]) {
+    let mut all: Vec<&[f64]> = maps.iter().flatten().map(Vec::as_slice).collect();
+    if all.is_empty() {
+        return;
+    }
+    all.push(generic);
+    let cells = sink_cells(&all, SINK_FACTOR);
+    for (record, p) in records.iter_mut().zip(maps) {
+        let (Some(p), Some(trust)) = (p, record.trust.as_mut()) else { continue };
+        trust.sinks = Some(SinkCheck {
+            factor: SINK_FACTOR,
+            generic_prompt: GENERIC_PROMPT.to_string(),
+            cells: cells.clone(),
+            mass: cells.iter().fold(0.0, |acc, &c| acc + p[c]),
+            metrics_without: without_cells(p, &cells).ok().map(|q| MapMetrics::of_probs(&q)),
+        });
     }
 }
 

@@ -1,0 +1,206 @@
+//! The opt-in checks that say whether a map can be trusted, run per case by `radlens probe` and the
+//! study runner: Grad-CAM as a second method (and the labelled fallback when attention cannot be
+//! captured), deletion-based faithfulness, the generic-prompt map behind sinks and the relative
+//! map, and the agreement between methods. The math lives in `radlens_shared::trust` and
+//! [`crate::gradcam`]; this module runs the extra forwards.
+
+use candle_core::{DType, Tensor};
+use radlens_shared::fusion::{HeadFusion, MapMethod, MapProvenance};
+use radlens_shared::geometry::MapGeometry;
+use radlens_shared::map::normalize_vec;
+use radlens_shared::record::Faithfulness;
+pub use radlens_shared::record::TrustSettings;
+use radlens_shared::trust::{deletion_count, method_agreement, random_cells, relative_map, top_cells, unfaithful, MethodPair, GENERIC_PROMPT};
+
+use crate::attention_map::fuse_captured;
+use crate::gradcam::{gradcam, margin_of_pixels, MarginTokens};
+use crate::models::error::{ModelError, Result};
+use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
+use crate::models::processor::Prompter;
+use crate::models::VisionLanguageModel;
+
+/// What one case is about: the model, the whole prompt, the pixels and the map grid.
+pub struct CaseInput<'a> {
+    pub model: &'a dyn VisionLanguageModel,
+    pub input_ids: &'a [u32],
+    pub pixel_values: &'a Tensor,
+    pub geometry: MapGeometry,
+    pub yes_ids: &'a [u32],
+    pub no_ids: &'a [u32],
+}
+
+/// A normalised map with its provenance.
+#[derive(Debug, Clone)]
+pub struct MethodValues {
+    pub values: Vec<f64>,
+    pub provenance: MapProvenance,
+}
+
+/// Grad-CAM of the case, normalised, with provenance derived from `like` (the attention map's, so
+/// model, geometry and query are the same) relabelled `gradcam` with its block.
+pub fn gradcam_map(case: &CaseInput<'_>, like: &MapProvenance) -> Result<MethodValues> {
+    let cam = gradcam(case.model, case.input_ids, case.pixel_values, case.yes_ids, case.no_ids)?;
+    if (cam.h, cam.w) != (case.geometry.h, case.geometry.w) {
+        return Err(ModelError::Shape { site: cam.site.name, expected: format!("{}x{}", case.geometry.h, case.geometry.w), got: format!("{}x{}", cam.h, cam.w) });
+    }
+    let values = normalize_vec(&cam.cells).map_err(|_| {
+        ModelError::Invalid(format!("Grad-CAM at {} is zero everywhere: no patch raises the yes/no margin", cam.site.name))
+    })?;
+    let provenance = MapProvenance {
+        method: MapMethod::Gradcam,
+        layers: Vec::new(),
+        query_positions: vec![case.input_ids.len() - 1],
+        layers_without_image: Vec::new(),
+        site: Some(cam.site.name),
+        fallback_reason: None,
+        ..like.clone()
+    };
+    Ok(MethodValues { values, provenance })
+}
+
+/// The map that stands in when attention cannot be captured: Grad-CAM, else uniform, each
+/// labelled with its method and why (never a silent replacement).
+pub fn fallback_map(case: &CaseInput<'_>, like: &MapProvenance, attention_error: &str) -> MethodValues {
+    match gradcam_map(case, like) {
+        Ok(mut m) => {
+            m.provenance.fallback_reason = Some(format!("attention: {attention_error}"));
+            m
+        }
+        Err(e) => {
+            let n = case.geometry.h * case.geometry.w;
+            MethodValues {
+                values: vec![1.0 / n as f64; n],
+                provenance: MapProvenance {
+                    method: MapMethod::UniformFallback,
+                    layers: Vec::new(),
+                    layers_without_image: Vec::new(),
+                    site: None,
+                    fallback_reason: Some(format!("attention: {attention_error}; Grad-CAM: {e}")),
+                    ..like.clone()
+                },
+            }
+        }
+    }
+}
+
+/// The generic prompt's attention map over the same image features (one prefill), fused as the
+/// question maps are: last prompt row, the same layers and head fusion.
+pub fn generic_map(model: &dyn VisionLanguageModel, prompter: &dyn Prompter, features: &Tensor, layers: &[usize], fusion: HeadFusion) -> Result<Vec<f64>> {
+    let prompt = prompter.encode(GENERIC_PROMPT, None)?;
+    let l = prompt.input_ids.len();
+    let policy = CapturePolicy { layers: layers.to_vec(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
+    let mut recorder = AttentionRecorder::new(policy);
+    let mut cache = model.new_cache();
+    model.prefill_from(&prompt.input_ids, 0, features, &mut cache, &mut recorder)?;
+    let captured = fuse_captured(&recorder, layers, &[l - 1], &prompt.image_positions, fusion)?;
+    Ok(normalize_vec(&captured.fused.values)?)
+}
+
+/// The relative map of a question's attention map against the generic map.
+pub fn relative(attention: &MethodValues, generic: &[f64]) -> Result<MethodValues> {
+    let values = relative_map(&attention.values, generic)?;
+    let provenance = MapProvenance { method: MapMethod::Relative, site: None, fallback_reason: None, ..attention.provenance.clone() };
+    Ok(MethodValues { values, provenance })
+}
+
+/// `pixel_values` `[1, C, S, S]` with each listed cell of an `h x w` grid over the input square
+/// replaced by the per-channel mean of the image.
+pub fn delete_cells(pixel_values: &Tensor, h: usize, w: usize, cells: &[usize]) -> Result<Tensor> {
+    let (_, _, sh, sw) = pixel_values.dims4()?;
+    let mut mask = vec![0f32; sh * sw];
+    for &cell in cells {
+        let (r, c) = (cell / w, cell % w);
+        for y in r * sh / h..(r + 1) * sh / h {
+            for x in c * sw / w..(c + 1) * sw / w {
+                mask[y * sw + x] = 1.0;
+            }
+        }
+    }
+    let pixels = pixel_values.to_dtype(DType::F32)?;
+    let mask = Tensor::from_vec(mask, (1, 1, sh, sw), pixels.device())?;
+    let mean = pixels.mean_keepdim(3)?.mean_keepdim(2)?; // [1, C, 1, 1]
+    let kept = pixels.broadcast_mul(&(1.0 - &mask)?)?;
+    Ok(kept.broadcast_add(&mask.broadcast_mul(&mean)?)?.to_dtype(pixel_values.dtype())?)
+}
+
+/// Deletion tests of each method's map: for each size, the top cells against `draws` random
+/// draws of as many cells (seeded from `seed`; the same draws for every method).
+pub fn faithfulness(case: &CaseInput<'_>, maps: &[&MethodValues], k_percents: &[u32], draws: usize, seed: u64) -> Result<Vec<Faithfulness>> {
+    let features = case.model.encode_image(case.pixel_values, &mut crate::models::probe::NoProbe)?;
+    let mut cache = case.model.new_cache();
+    let logits = case.model.prefill_from(case.input_ids, 0, &features, &mut cache, &mut crate::models::probe::NoProbe)?.to_vec1::<f32>()?;
+    let tokens = MarginTokens::pick(&logits, case.yes_ids, case.no_ids)
+        .ok_or_else(|| ModelError::Invalid("faithfulness needs single-token spellings of \"yes\" and \"no\" in the vocabulary".into()))?;
+    let margin = f64::from(logits[tokens.yes as usize] - logits[tokens.no as usize]);
+    let (h, w) = (case.geometry.h, case.geometry.w);
+    let delta = |cells: &[usize]| -> Result<f64> {
+        let pixels = delete_cells(case.pixel_values, h, w, cells)?;
+        Ok(margin_of_pixels(case.model, case.input_ids, &pixels, tokens)? - margin)
+    };
+    let mut out = Vec::new();
+    for &k in k_percents {
+        let count = deletion_count(h * w, k);
+        let mut random = 0.0;
+        for d in 0..draws {
+            random += delta(&random_cells(h * w, count, seed.wrapping_add(u64::from(k) * 1000 + d as u64)))?;
+        }
+        let delta_random = random / draws.max(1) as f64;
+        for m in maps {
+            let delta_top = delta(&top_cells(&m.values, count))?;
+            out.push(Faithfulness {
+                method: m.provenance.method,
+                k_percent: k,
+                cells: count,
+                margin,
+                delta_top,
+                delta_random,
+                random_draws: draws,
+                flagged: unfaithful(delta_top, delta_random),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Pairwise Jensen-Shannon of the case's maps.
+pub fn agreement(maps: &[&MethodValues]) -> Vec<MethodPair> {
+    let pairs: Vec<(MapMethod, &[f64])> = maps.iter().map(|m| (m.provenance.method, m.values.as_slice())).collect();
+    method_agreement(&pairs)
+}
+
+/// A stable seed per sample (FNV-1a of its id), so reruns and resumes draw the same cells.
+pub fn seed_of(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Deleting cell (0, 1) of a 2x2 grid over a 4x4 input replaces exactly its 2x2 pixels with
+    /// the channel's mean.
+    #[test]
+    fn deletion_replaces_the_cells_pixels_by_the_channel_mean() {
+        let v: Vec<f32> = (0..32).map(|i| i as f32).collect();
+        let pixels = Tensor::from_vec(v, (1, 2, 4, 4), &Device::Cpu).unwrap();
+        let out = delete_cells(&pixels, 2, 2, &[1]).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for ch in 0..2 {
+            let mean = (0..16).map(|i| (ch * 16 + i) as f32).sum::<f32>() / 16.0;
+            for y in 0..4 {
+                for x in 0..4 {
+                    let i = ch * 16 + y * 4 + x;
+                    let want = if y < 2 && x >= 2 { mean } else { i as f32 };
+                    assert_eq!(out[i], want, "channel {ch} pixel ({y}, {x})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seeds_are_stable_and_differ_by_sample() {
+        assert_eq!(seed_of("s1#0"), seed_of("s1#0"));
+        assert_ne!(seed_of("s1#0"), seed_of("s1#1"));
+    }
+}

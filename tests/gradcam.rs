@@ -1,0 +1,108 @@
+//! Grad-CAM on the tiny fixtures: candle's autograd gradient of the yes-minus-no margin against a
+//! central finite difference of the same margin, and the map's shape and sign.
+
+use candle_core::{DType, Device, Tensor};
+use radlens::gradcam::{gradcam, margin_from_activations, margin_gradient, MarginTokens};
+use radlens::models::checkpoint::llava_rad::PartOverrides;
+use radlens::models::loader::{load_engine, Engine};
+use radlens::models::probe::NoProbe;
+
+use crate::support::fixture;
+use crate::support::parity::{assert_close, flat, Case};
+
+fn engine(rel: &str) -> Engine {
+    load_engine(&fixture(rel), &PartOverrides::default(), DType::F32, &Device::Cpu, radlens::models::linear::WeightFormat::Dense).unwrap()
+}
+
+/// A fixed pseudo-random direction (a 64-bit LCG), scaled to unit max-norm.
+fn direction(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn margin_at(e: &Engine, ids: &[u32], acts: &Tensor, tokens: MarginTokens) -> f64 {
+    let m = margin_from_activations(e.model.as_ref(), ids, acts, tokens).unwrap();
+    f64::from(m.to_scalar::<f32>().unwrap())
+}
+
+/// `<grad, d>` from autograd against `(m(a + eps d) - m(a - eps d)) / 2 eps`, in f32, for four
+/// random directions. eps = 1e-2 on activations of order 1 (entries of `d` in [-1, 1]): at
+/// 3e-2 LLaVA-Rad's curvature already shows (1.7e-2), at 3e-3 f32 rounding of the margin does.
+/// The error is relative to the larger of `|<grad, d>|` and its typical size for a random `d`,
+/// `||grad|| rms(d)`: a direction nearly orthogonal to the gradient (Gemma3's seed 1 gives 2e-4
+/// against a typical 1e-2) leaves only rounding noise to compare, which says nothing.
+fn gradient_matches_finite_differences(e: &Engine, case: &Case) {
+    let model = e.model.as_ref();
+    let ids = case.ids("input_ids");
+    let pixels = case.t("pixel_values");
+    let acts = model.gradcam_activations(pixels).unwrap();
+    // The split forward computes exactly what encode_image does.
+    let split = model.features_from_gradcam_block(&acts).unwrap();
+    let whole = model.encode_image(pixels, &mut NoProbe).unwrap();
+    assert_close(&format!("{}: features via the Grad-CAM block", case.name), &flat(&split), &flat(&whole), 1e-6);
+
+    let mut cache = model.new_cache();
+    let logits = model.prefill_from(&ids, 0, &whole, &mut cache, &mut NoProbe).unwrap().to_vec1::<f32>().unwrap();
+    let yes = e.prompter.tokenizer().single_token_spellings("yes");
+    let no = e.prompter.tokenizer().single_token_spellings("no");
+    let tokens = MarginTokens::pick(&logits, &yes, &no).expect("the fixture's vocabulary spells yes and no");
+    let mg = margin_gradient(model, &ids, &acts, tokens).unwrap();
+    assert!((mg.margin - f64::from(logits[tokens.yes as usize] - logits[tokens.no as usize])).abs() < 1e-5);
+
+    let eps = 1e-2;
+    let grad_norm = f64::from(mg.gradient.sqr().unwrap().sum_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap());
+    for seed in 0..4 {
+        let d = direction(acts.dims(), seed);
+        let rms_d = f64::from(d.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap());
+        let plus = margin_at(e, &ids, &(&acts + (&d * eps).unwrap()).unwrap(), tokens);
+        let minus = margin_at(e, &ids, &(&acts - (&d * eps).unwrap()).unwrap(), tokens);
+        let fd = (plus - minus) / (2.0 * eps);
+        let ad = f64::from((mg.gradient.unsqueeze(0).unwrap() * &d).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());
+        let rel = (fd - ad).abs() / ad.abs().max(grad_norm * rms_d);
+        eprintln!("{} seed {seed}: autograd {ad:.6e}, finite difference {fd:.6e}, relative error {rel:.2e}", case.name);
+        assert!(rel < 2e-2, "{} direction {seed}: autograd {ad} vs finite difference {fd} (relative error {rel:.3e})", case.name);
+    }
+}
+
+#[test]
+fn llava_gradient_matches_finite_differences() {
+    gradient_matches_finite_differences(&engine("reference-v1/llava-tiny"), &Case::load("llava-tiny", "case0"));
+}
+
+#[test]
+fn gemma3_gradient_matches_finite_differences() {
+    gradient_matches_finite_differences(&engine("reference-v1/gemma3-tiny"), &Case::load("gemma3-tiny", "case0"));
+}
+
+#[test]
+fn llava_rad_gradient_matches_finite_differences() {
+    let case = Case::load_from("llava-rad-tiny-v1/reference/llava-rad-tiny/case0", "llava-rad-tiny/case0");
+    gradient_matches_finite_differences(&engine("llava-rad-tiny-v1/llava-rad-tiny"), &case);
+}
+
+/// The CAM lies on the attention map's grid, is non-negative, and names its block.
+#[test]
+fn cams_have_the_attention_grid_and_are_non_negative() {
+    for (rel, model, block) in [
+        ("reference-v1/llava-tiny", "llava-tiny", "vision.blocks."),
+        ("reference-v1/gemma3-tiny", "gemma3-tiny", "vision.blocks.1.output"),
+    ] {
+        let e = engine(rel);
+        let case = Case::load(model, "case1");
+        let yes = e.prompter.tokenizer().single_token_spellings("yes");
+        let no = e.prompter.tokenizer().single_token_spellings("no");
+        let cam = gradcam(e.model.as_ref(), &case.ids("input_ids"), case.t("pixel_values"), &yes, &no).unwrap();
+        let s = e.model.summary();
+        assert_eq!((cam.h, cam.w), (s.grid_h, s.grid_w), "{model}: the attention map's grid");
+        assert!(cam.cells.iter().all(|&v| v >= 0.0 && v.is_finite()), "{model}: {:?}", cam.cells);
+        assert!(cam.cells.iter().sum::<f64>() > 0.0, "{model}: some patch raises the margin");
+        assert!(cam.site.name.starts_with(block), "{model}: {}", cam.site.name);
+    }
+}
