@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use radlens_shared::answer::Answer;
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, Pass};
+use radlens_shared::records_csv;
 
 use crate::api::ApiRecord;
 use crate::url_state::{encode_component, parse_query};
@@ -283,6 +284,54 @@ pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Ve
     idx
 }
 
+/// The columns of the explorer's CSV download: the record's position in the run (the table's
+/// `#`), every `records.csv` column (so the two files join on `sample_id`, `model`, `pass`), then
+/// the two views the explorer derives.
+pub fn csv_header() -> Vec<&'static str> {
+    let mut h = vec!["index"];
+    h.extend(records_csv::COLUMNS);
+    h.extend(["flipped_vs_base", "models_disagree"]);
+    h
+}
+
+/// The CSV of the rows `selected` (positions into `records`, in the order shown): every matching
+/// row, not only the current page.
+pub fn to_csv(records: &[ApiRecord], derived: &Derived, selected: &[usize]) -> String {
+    records_csv::to_csv(
+        csv_header(),
+        selected.iter().map(|&i| {
+            let mut row = vec![records[i].index.to_string()];
+            row.extend(records_csv::record_row(&records[i].record));
+            let flag = |v: &[bool]| v.get(i).copied().unwrap_or(false).to_string();
+            row.push(flag(&derived.flipped));
+            row.push(flag(&derived.disagree));
+            row
+        }),
+    )
+}
+
+impl ExplorerState {
+    /// Whether the state leaves records out (sorting and paging do not).
+    pub fn is_filtered(&self) -> bool {
+        self.filter != RecordFilter::default() || self.flipped || self.disagree
+    }
+}
+
+/// The download's file name: the run id (letters, digits, `-` and `_` kept, anything else `_`)
+/// and whether the rows are filtered, e.g. `demo-records-filtered.csv`.
+pub fn csv_filename(run: &str, s: &ExplorerState) -> String {
+    let run: String = run
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{run}-records{}.csv", if s.is_filtered() { "-filtered" } else { "" })
+}
+
+/// The download button's label, e.g. `Download CSV (123 rows)`.
+pub fn csv_button_label(n: usize) -> String {
+    format!("Download CSV ({n} row{})", if n == 1 { "" } else { "s" })
+}
+
 /// Number of pages for `n` rows (at least 1).
 pub fn page_count(n: usize) -> usize {
     n.div_ceil(PAGE_SIZE).max(1)
@@ -394,6 +443,45 @@ mod tests {
         };
         assert_eq!(select(&rs, &d, &s), vec![4, 0]);
         assert_eq!(distinct(&rs, |r| Some(r.model.clone())), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn the_csv_holds_every_selected_row_in_order_with_join_keys_and_derived_views() {
+        let mut rs = vec![
+            rec(0, "s1", 0, 1, "a", Some("yes")),
+            rec(1, "s1", 1, -1, "a", Some("no")),
+            rec(2, "s1", 2, 1, "a", Some("no")),
+            rec(3, "s1", 0, 1, "b", Some("no")),
+        ];
+        rs[2].record.question = "Is there an effusion, \"large\"\nor small?".into();
+        let d = Derived::of(&rs);
+        let csv = to_csv(&rs, &d, &[2, 0]);
+        let lines: Vec<&str> = csv.split_terminator('\n').collect();
+        let header = csv_header();
+        assert_eq!(lines[0], header.join(","));
+        assert_eq!(header.len(), 1 + records_csv::COLUMNS.len() + 2);
+        // Row 2 first (the order given), its question quoted across two physical lines.
+        assert!(lines[1].starts_with("2,s1#2,s1,,2,"), "{}", lines[1]);
+        assert!(lines[1].contains(",\"Is there an effusion, \"\"large\"\""), "{}", lines[1]);
+        assert_eq!(lines[2], "or small?\",yes,,no,false,,,,,,,,,,,0,0,0,0,0,0,,,true,false");
+        assert!(lines[3].starts_with("0,s1#0,s1,,0,baseline,1,,a,image,x.png,q?,yes,,yes,true,"), "{}", lines[3]);
+        assert!(lines[3].ends_with(",false,true"), "{}", lines[3]);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(to_csv(&rs, &d, &[]), format!("{}\n", header.join(",")));
+    }
+
+    #[test]
+    fn the_file_name_says_which_run_and_whether_it_is_filtered() {
+        let mut s = ExplorerState::default();
+        s.sort = SortKey::Focus;
+        s.page = 4;
+        assert_eq!(csv_filename("demo", &s), "demo-records.csv");
+        s.filter.correct = Some(false);
+        assert_eq!(csv_filename("demo", &s), "demo-records-filtered.csv");
+        let flipped = ExplorerState { flipped: true, ..Default::default() };
+        assert_eq!(csv_filename("run 1/x", &flipped), "run_1_x-records-filtered.csv");
+        assert_eq!(csv_button_label(1), "Download CSV (1 row)");
+        assert_eq!(csv_button_label(123), "Download CSV (123 rows)");
     }
 
     #[test]

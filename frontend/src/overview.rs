@@ -89,6 +89,8 @@ pub enum Breakdown {
 pub enum GroupMeasure {
     Accuracy,
     FlipRate,
+    /// The share of studies answered alike across all their variants (per finding only).
+    FullConsistency,
 }
 
 /// One whisker of a group plot: the group (category on the x axis), the model, the interval.
@@ -138,6 +140,7 @@ pub fn group_plot(a: &Analysis, by: Breakdown, measure: GroupMeasure) -> GroupPl
             let i = match measure {
                 GroupMeasure::Accuracy => stats.accuracy.as_ref(),
                 GroupMeasure::FlipRate => stats.flip_rate.as_ref(),
+                GroupMeasure::FullConsistency => stats.full_consistency.as_ref(),
             };
             if let Some(i) = i {
                 points.push(GroupPoint { group: gi, model: mi, estimate: i.estimate, lo: i.lo, hi: i.hi });
@@ -149,13 +152,19 @@ pub fn group_plot(a: &Analysis, by: Breakdown, measure: GroupMeasure) -> GroupPl
         (Breakdown::Strategy, GroupMeasure::FlipRate) => ("plot-strategy-flip", "Flip rate per question strategy (vs the base question)"),
         (Breakdown::Finding, GroupMeasure::Accuracy) => ("plot-finding-accuracy", "Accuracy per finding"),
         (Breakdown::Finding, GroupMeasure::FlipRate) => ("plot-finding-flip", "Flip rate per finding"),
+        (Breakdown::Strategy, GroupMeasure::FullConsistency) => ("plot-strategy-consistency", "Full consistency per question strategy"),
+        (Breakdown::Finding, GroupMeasure::FullConsistency) => {
+            ("plot-finding-consistency", "Full consistency per finding (share of studies answered alike in every variant)")
+        }
     };
     GroupPlot { id, title: title.to_owned(), groups, models, points }
 }
 
-/// The four group plots of the overview, in page order.
+/// The group plots of the overview, in page order: accuracy and flip rate per strategy and per
+/// finding, then full consistency per finding when the analysis has any (older `analysis.json`
+/// files, and runs whose findings are too small, have none; it is never per strategy).
 pub fn group_plots(a: &Analysis) -> Vec<GroupPlot> {
-    [
+    let mut plots: Vec<GroupPlot> = [
         (Breakdown::Strategy, GroupMeasure::Accuracy),
         (Breakdown::Strategy, GroupMeasure::FlipRate),
         (Breakdown::Finding, GroupMeasure::Accuracy),
@@ -163,7 +172,12 @@ pub fn group_plots(a: &Analysis) -> Vec<GroupPlot> {
     ]
     .into_iter()
     .map(|(b, m)| group_plot(a, b, m))
-    .collect()
+    .collect();
+    let consistency = group_plot(a, Breakdown::Finding, GroupMeasure::FullConsistency);
+    if !consistency.points.is_empty() {
+        plots.push(consistency);
+    }
+    plots
 }
 
 /// `0.0123` as `0.012`, tiny p-values as `<0.001`.
@@ -208,7 +222,16 @@ mod tests {
         let flip = group_plot(&a, Breakdown::Strategy, GroupMeasure::FlipRate);
         // The base question's own strategy has no flip rate.
         assert_eq!(flip.points.iter().map(|p| (p.group, p.model)).collect::<Vec<_>>(), [(1, 0), (1, 1)]);
-        assert_eq!(group_plots(&a).len(), 4);
+        // No finding has a full-consistency interval: no such plot.
+        assert_eq!(group_plots(&a).iter().map(|p| p.id).collect::<Vec<_>>(), ["plot-strategy-accuracy", "plot-strategy-flip", "plot-finding-accuracy", "plot-finding-flip"]);
+        let mut effusion = group(Some(0.5), Some(0.25));
+        effusion.full_consistency = Some(interval(0.4));
+        a.models[1].by_finding = [("effusion".to_owned(), effusion), ("mass".to_owned(), group(Some(0.5), None))].into();
+        let plots = group_plots(&a);
+        assert_eq!(plots.len(), 5);
+        assert_eq!(plots[4].id, "plot-finding-consistency");
+        assert_eq!(plots[4].groups, ["effusion", "mass"]);
+        assert_eq!(plots[4].points, [GroupPoint { group: 0, model: 1, estimate: 0.4, lo: 0.30000000000000004, hi: 0.5 }]);
         assert_eq!(format_p(0.0004), "<0.001");
         assert_eq!(format_p(0.25), "0.250");
     }

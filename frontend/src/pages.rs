@@ -12,7 +12,10 @@ use wasm_bindgen::JsValue;
 
 use crate::api::{ApiError, ApiRecord, Endpoint, RunList};
 use crate::site::href;
-use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, distinct, page_count, select};
+use crate::explorer::{
+    Derived, ExplorerState, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, page_count, select,
+    to_csv,
+};
 use crate::fetch::{self, enc};
 use crate::overview::{HEADLINE_COLUMNS, ci_label, format_interval, headline};
 use radlens_shared::record::{Analysis, Pass};
@@ -732,6 +735,32 @@ fn explorer(
 
     let count = move || selected.with(|s| s.len());
     let pages = move || page_count(count());
+    // The last download's object URL: revoked when the next one is made or the page goes,
+    // not at once, since the browser may still be reading it.
+    let last_download = StoredValue::new(None::<String>);
+    on_cleanup(move || {
+        if let Some(url) = last_download.get_value() {
+            let _ = web_sys::Url::revoke_object_url(&url);
+        }
+    });
+    let download_status = RwSignal::new(String::new());
+    let download_csv = {
+        let d = d.clone();
+        move |_| {
+            let text = selected.with(|sel| to_csv(&d.0, &d.1, sel));
+            let name = state.with_untracked(|s| csv_filename(&id(), s));
+            match save_text_file(&name, &text, "text/csv;charset=utf-8") {
+                Ok(url) => {
+                    if let Some(old) = last_download.get_value() {
+                        let _ = web_sys::Url::revoke_object_url(&old);
+                    }
+                    last_download.set_value(Some(url));
+                    download_status.set(String::new());
+                }
+                Err(e) => download_status.set(format!("Could not make the CSV: {e:?}")),
+            }
+        }
+    };
     view! {
         <section class="panel filters" aria-label="Filters">
             <div class="filter-grid">
@@ -764,7 +793,11 @@ fn explorer(
                 </span>
                 <button type="button" id="clear" on:click=move |_| update(&|s| *s = ExplorerState::default())>"Clear filters"</button>
                 <button type="button" id="copy-link" on:click=copy_link>"Copy link"</button>
+                <button type="button" id="download-csv" on:click=download_csv>
+                    {move || csv_button_label(count())}
+                </button>
                 <span class="copied" role="status">{move || copied.get()}</span>
+                <span class="copied" role="status" id="download-status">{move || download_status.get()}</span>
             </div>
         </section>
         <section class="panel">
@@ -798,6 +831,29 @@ fn explorer(
         </section>
     }
     .into_any()
+}
+
+/// Hands `text` to the browser as a file download named `name`: a Blob behind an object URL,
+/// clicked through a temporary `<a download>` (no server involved, so a static export can do it
+/// too). Returns the object URL, which the caller revokes once it is no longer needed.
+fn save_text_file(name: &str, text: &str, mime: &str) -> Result<String, JsValue> {
+    use wasm_bindgen::JsCast;
+    let parts = js_sys::Array::of1(&JsValue::from_str(text));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type(mime);
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let doc = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| JsValue::from_str("no document"))?;
+    let a: web_sys::HtmlAnchorElement = doc.create_element("a")?.dyn_into()?;
+    a.set_href(&url);
+    a.set_download(name);
+    let body = doc.body().ok_or_else(|| JsValue::from_str("no body"))?;
+    body.append_child(&a)?;
+    a.click();
+    a.remove();
+    Ok(url)
 }
 
 /// `/runs/:id/studies/:study`: every variant x model of one study, the X-ray with its fused map

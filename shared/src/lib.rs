@@ -14,6 +14,8 @@
 //! - [`stats`]: robustness statistics, cluster-bootstrap intervals, clustered and exact McNemar.
 //! - [`record`]: the versioned serde types of a run directory.
 //! - [`trust`]: deletion cells, attention sinks, the relative map and method agreement.
+//! - [`records_csv`]: a record as CSV cells and the CSV writer (`records.csv`, the dashboard's
+//!   download).
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
@@ -26,6 +28,7 @@ pub mod geometry;
 pub mod map;
 pub mod metrics;
 pub mod record;
+pub mod records_csv;
 pub mod roi;
 pub mod static_site;
 pub mod stats;

@@ -341,6 +341,20 @@ pub enum ErrorStage {
     Metrics,
 }
 
+impl ErrorStage {
+    /// The stored (serde) name, e.g. `inference`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Image => "image",
+            Self::Preprocess => "preprocess",
+            Self::Inference => "inference",
+            Self::Capture => "capture",
+            Self::Metrics => "metrics",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseError {
     pub stage: ErrorStage,
@@ -697,5 +711,13 @@ mod tests {
     fn records_of_another_schema_version_are_refused() {
         assert!(check_version(SCHEMA_VERSION).is_ok());
         assert!(check_version(SCHEMA_VERSION + 1).unwrap_err().to_string().contains("schema version"));
+    }
+
+    #[test]
+    fn error_stage_names_are_the_stored_ones() {
+        use ErrorStage::*;
+        for s in [Csv, Image, Preprocess, Inference, Capture, Metrics] {
+            assert_eq!(serde_json::to_value(s).unwrap(), serde_json::Value::from(s.as_str()));
+        }
     }
 }

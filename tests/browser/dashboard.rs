@@ -1,7 +1,8 @@
 //! The dashboard against a real `radlens serve` (radlens::server::start) over a 2-study demo run
 //! (both tiny random-weight models, text-only pass), in headless Chromium: sign-in through the
 //! token URL, the runs list, the run overview's headline table, and the records explorer (the
-//! "incorrect" count against records.jsonl, URL state surviving a reload, flipped-vs-base) and
+//! "incorrect" count against records.jsonl, URL state surviving a reload, the filtered CSV
+//! download against records.jsonl and records.csv, flipped-vs-base) and
 //! the study view (one overlay canvas per variant x model, non-uniform pixels, opacity in the URL)
 //! and the compare page (an uploaded image and question, one card per `--model`, a JS table).
 //! Screenshots land in `<target>/browser-e2e/dashboard-*.png`.
@@ -356,6 +357,9 @@ async fn scenario(
         format!("the selects after reload are {sel}"),
     )?;
 
+    // 4b. "Download CSV": every matching row (not one page), in the order shown.
+    csv_download(c, run_dir, &records, &filter, incorrect).await?;
+
     // 5. Flipped vs base, computed natively from the same records, combined with the filter.
     let api: Vec<ApiRecord> = records
         .iter()
@@ -403,6 +407,7 @@ async fn scenario(
     .map_err(|e| e.to_string())?;
     let figures = super::scale::explorer_at_scale(c, &base, "scale", &synthetic).await?;
     eprintln!("dashboard e2e: 2,000 records: {figures:?} (ms, not asserted)");
+    super::scale::csv_spans_every_page(c, &base, "scale", &synthetic, "correct=false&sort=-focus").await?;
 
     // 7. A share link (POST /api/share) reopens the explorer view read-only, without the
     // sign-in cookie.
@@ -436,6 +441,71 @@ async fn scenario(
     wait_count(c, incorrect, "through the share link").await?;
     screenshot(c, &artifacts.join("dashboard-shared.png")).await?;
     Ok(())
+}
+
+/// The explorer's CSV download under `filter` (already set, `shown` rows): the file name says
+/// it is filtered; the header is `index`, the run's `records.csv` columns, then the derived views;
+/// the (sample_id, model, pass) rows are those `filter` selects from records.jsonl; each row's
+/// cells equal the same record's row in the backend's `records.csv`; the first rows are the
+/// table's, in its order.
+async fn csv_download(c: &Client, run_dir: &Path, records: &[CaseRecord], filter: &RecordFilter, shown: usize) -> Res<()> {
+    let label = js(c, "const b = document.getElementById('download-csv'); return b ? b.textContent : null;").await?;
+    check(
+        label.as_str() == Some(format!("Download CSV ({shown} rows)").as_str()),
+        format!("the button reads {label} for {shown} rows"),
+    )?;
+    let file = super::click_download(c, "download-csv").await?;
+    check(file.name == format!("{RUN}-records-filtered.csv"), format!("downloaded as {}", file.name))?;
+    check(file.mime.starts_with("text/csv"), format!("Blob type {}", file.mime))?;
+    let mut got = csv::Reader::from_reader(file.text.as_bytes());
+    let header: Vec<String> = got.headers().map_err(|e| e.to_string())?.iter().map(str::to_owned).collect();
+    let rows: Vec<csv::StringRecord> = got.records().collect::<Result<_, _>>().map_err(|e| format!("the CSV does not parse: {e}"))?;
+
+    let mut stored = csv::Reader::from_path(run_dir.join("records.csv")).map_err(|e| e.to_string())?;
+    let stored_header: Vec<String> = stored.headers().map_err(|e| e.to_string())?.iter().map(str::to_owned).collect();
+    let n = stored_header.len();
+    check(
+        header.len() == n + 3
+            && header[0] == "index"
+            && header[1..=n] == stored_header[..]
+            && header[n + 1..] == ["flipped_vs_base", "models_disagree"],
+        format!("CSV header {header:?}, records.csv header {stored_header:?}"),
+    )?;
+    check(rows.len() == shown, format!("{} CSV rows, the explorer shows {shown}", rows.len()))?;
+
+    let col = |name: &str| header.iter().position(|h| h == name).ok_or(format!("no {name} column"));
+    let (sample, model, pass) = (col("sample_id")?, col("model")?, col("pass")?);
+    let key = |r: &csv::StringRecord, off: usize| (r[sample - off].to_owned(), r[model - off].to_owned(), r[pass - off].to_owned());
+    let mut in_csv: Vec<_> = rows.iter().map(|r| key(r, 0)).collect();
+    in_csv.sort();
+    let mut want: Vec<_> = records
+        .iter()
+        .filter(|r| filter.matches(r))
+        .map(|r| (r.sample_id.clone(), r.model.clone(), radlens_shared::records_csv::pass_name(r.pass).to_owned()))
+        .collect();
+    want.sort();
+    check(in_csv == want, format!("CSV rows {in_csv:?}\nrecords.jsonl under the filter {want:?}"))?;
+
+    // The same cells as records.csv (numbers within float noise: both went through JSON).
+    let stored: std::collections::HashMap<_, csv::StringRecord> = stored
+        .records()
+        .map(|r| r.map(|r| (key(&r, 1), r)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for r in &rows {
+        let s = stored.get(&key(r, 0)).ok_or(format!("{:?} is not in records.csv", key(r, 0)))?;
+        for (j, name) in stored_header.iter().enumerate() {
+            let (a, b) = (&r[j + 1], &s[j]);
+            let same = a == b
+                || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if (x - y).abs() <= 1e-12 * x.abs().max(1.0));
+            check(same, format!("{:?} {name}: CSV {a:?}, records.csv {b:?}", key(r, 0)))?;
+        }
+    }
+
+    let table = js(c, "return [...document.querySelectorAll('#records tbody tr')].map(tr => tr.dataset.index);").await?;
+    let table: Vec<&str> = table.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let first: Vec<&str> = rows.iter().take(table.len()).map(|r| &r[0]).collect();
+    check(!table.is_empty() && first == table, format!("the CSV starts with indices {first:?}, the table shows {table:?}"))
 }
 
 /// The study view: one card per variant x model, each canvas drawn with non-uniform pixels, and
@@ -1075,7 +1145,7 @@ async fn compare_page(c: &Client, base: &str, n_models: usize, artifacts: &Path)
 }
 
 /// The overview's per-strategy and per-finding plots (as many whiskers as the analysis has
-/// intervals, each plot painted), the paired comparisons and the disagreement table (one row
+/// intervals, each plot painted; full consistency per finding exactly when the analysis has it), the paired comparisons and the disagreement table (one row
 /// per study the models answered differently, linking to its study view).
 async fn overview_breakdowns(c: &Client, analysis: &Analysis) -> Res<()> {
     for plot in radlens_frontend::overview::group_plots(analysis) {
@@ -1094,6 +1164,12 @@ async fn overview_breakdowns(c: &Client, analysis: &Analysis) -> Res<()> {
         radlens_frontend::overview::GroupMeasure::Accuracy,
     );
     check(!strategy.points.is_empty(), "the demo has per-strategy accuracy intervals")?;
+    let consistency = analysis.models.iter().any(|m| m.by_finding.values().any(|g| g.full_consistency.is_some()));
+    let plotted = js(c, "return !!document.getElementById('plot-finding-consistency');").await?;
+    check(
+        plotted == Value::Bool(consistency),
+        format!("full consistency per finding in the analysis: {consistency}, plotted: {plotted}"),
+    )?;
     let pairs = js(c, "return [...document.querySelectorAll('#comparisons tbody tr')].map(tr => [tr.dataset.a, tr.dataset.b, tr.dataset.diff ?? null]);").await?;
     let want: Vec<Value> = analysis
         .comparisons

@@ -2,8 +2,9 @@
 //! sub-path (`/site/`) by a plain file host (no SPA fallback, folders redirected to their `/`,
 //! no radlens server), in headless Chromium. Deep links typed into the address bar open the
 //! overview (headline rows = analysis.json's models), the records explorer (total and
-//! "incorrect" counts = records.jsonl's) and a study view (every map canvas drawn, the X-ray
-//! loaded); share and compare are hidden; in-app links keep the sub-path. Screenshot:
+//! "incorrect" counts = records.jsonl's; its CSV download, made in the page) and a study view
+//! (every map canvas drawn, the X-ray loaded); share and compare are hidden; in-app links keep
+//! the sub-path. Screenshot:
 //! `<target>/browser-e2e/export-study.png`.
 
 use std::path::Path;
@@ -147,6 +148,17 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let search = js(c, "return [location.search, !!document.getElementById('copy-link')];").await?;
     check(search[0] == serde_json::json!(format!("?correct=false&model={model}")) && search[1] == Value::Bool(true), format!("explorer URL and copy link: {search}"))?;
     screenshot(c, &artifacts.join("export-records.png")).await?;
+    // "Download CSV" needs no server: the file is made in the page, one row per match.
+    let file = super::click_download(c, "download-csv").await?;
+    check(file.name == format!("{RUN}-records-filtered.csv"), format!("downloaded as {}", file.name))?;
+    let mut csv = csv::Reader::from_reader(file.text.as_bytes());
+    let header = csv.headers().map_err(|e| e.to_string())?.clone();
+    let sample = header.iter().position(|h| h == "sample_id").ok_or("no sample_id column")?;
+    let mut got: Vec<String> = csv.records().map(|r| r.map(|r| r[sample].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r)).map(|r| r.sample_id.clone()).collect();
+    got.sort();
+    want.sort();
+    check(got == want, format!("CSV samples {got:?}, records.jsonl under the filter {want:?}"))?;
 
     // 4. A study view: every map drawn, the X-ray loaded from the export.
     let study = records[0].study_id.clone();

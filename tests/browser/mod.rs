@@ -307,6 +307,49 @@ async fn js(c: &Client, script: &str) -> Res<Value> {
         .map_err(|e| format!("script failed: {e}\n{script}"))
 }
 
+/// A file the page handed to the browser to save: its `download` name, the Blob's type and text.
+struct Download {
+    name: String,
+    mime: String,
+    text: String,
+}
+
+/// Clicks the button `id` and returns the file it makes the page save. The Blob given to
+/// `URL.createObjectURL` is kept and the `<a download>` click that would save it is caught, so
+/// nothing lands on disk; the text is read from the Blob itself (fetching the `blob:` URL would
+/// be refused by the CSP's `default-src 'self'`). The link must point at that Blob.
+async fn click_download(c: &Client, id: &str) -> Res<Download> {
+    let script = r#"
+        const [id, done] = arguments;
+        const made = [];
+        const create = URL.createObjectURL;
+        URL.createObjectURL = b => { const u = create.call(URL, b); made.push([u, b]); return u; };
+        const click = HTMLAnchorElement.prototype.click;
+        let saved = null;
+        HTMLAnchorElement.prototype.click = function () {
+            if (this.hasAttribute('download')) saved = [this.download, this.href, this.isConnected];
+            else click.call(this);
+        };
+        try { document.getElementById(id).click(); }
+        finally { URL.createObjectURL = create; HTMLAnchorElement.prototype.click = click; }
+        const status = document.getElementById('download-status')?.textContent ?? '';
+        if (!saved) return done({ error: 'no <a download> was clicked; status: ' + status });
+        if (!saved[2]) return done({ error: 'the <a download> was not in the document when clicked' });
+        const blob = made.find(([u]) => u === saved[1]);
+        if (!blob) return done({ error: 'the link points at ' + saved[1] + ', not at a Blob the page made' });
+        blob[1].text().then(t => done({ name: saved[0], mime: blob[1].type, text: t }), e => done({ error: String(e) }));
+    "#;
+    let v = c
+        .execute_async(script, vec![json!(id)])
+        .await
+        .map_err(|e| format!("download script failed: {e}"))?;
+    if let Some(e) = v.get("error") {
+        return Err(format!("download from #{id}: {e}"));
+    }
+    let field = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned).ok_or(format!("download from #{id}: no {k} in {v}"));
+    Ok(Download { name: field("name")?, mime: field("mime")?, text: field("text")? })
+}
+
 /// Polls `script` until it returns something other than `null`/`false`, at most [`WAIT`].
 async fn wait_for_js(c: &Client, script: &str, what: &str) -> Res<Value> {
     let deadline = Instant::now() + WAIT;

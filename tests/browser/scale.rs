@@ -5,6 +5,8 @@
 //!   shared code computes natively (`radlens_frontend::explorer::select`), and measures how long
 //!   it took. The dashboard test runs it once on 2,000 records as a correctness check (no timing
 //!   is asserted).
+//! * [`csv_spans_every_page`] checks that the CSV download of a many-page view holds every
+//!   matching record in the view's order.
 //! * `dashboard_benchmark` (ignored; run it with
 //!   `cargo test -p radlens-tests --test e2e -- --ignored dashboard_benchmark --nocapture`) does
 //!   the same on 10,000 records, three times, and prints the figures: time to the first render
@@ -113,6 +115,43 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
         format!("no filter narrows the {total} records: {filters:?}"),
     )?;
     Ok(Figures { first_render_ms, filters })
+}
+
+/// The CSV download of a view that spans many pages (`query`, already shown on `base`'s
+/// `/runs/RUN/records`): every matching record, in the shared code's order, not only the page.
+pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[CaseRecord], query: &str) -> Res<usize> {
+    let api: Vec<ApiRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() })
+        .collect();
+    let want: Vec<String> = select(&api, &Derived::of(&api), &ExplorerState::from_query(query))
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect();
+    check(
+        want.len() > radlens_frontend::explorer::PAGE_SIZE,
+        format!("{query} selects {} records: not more than a page", want.len()),
+    )?;
+    c.goto(&format!("{base}/runs/{run}/records?{query}")).await.map_err(|e| e.to_string())?;
+    super::wait_for_js(
+        c,
+        &format!("return document.getElementById('match-count')?.dataset.count === '{}' || null;", want.len()),
+        &format!("{} matches of {query}", want.len()),
+    )
+    .await?;
+    let file = super::click_download(c, "download-csv").await?;
+    let mut csv = csv::Reader::from_reader(file.text.as_bytes());
+    let got: Vec<String> = csv
+        .records()
+        .map(|r| r.map(|r| r[0].to_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    check(
+        got == want,
+        format!("{query}: the CSV lists {} records, the view {}; first {:?} vs {:?}", got.len(), want.len(), &got[..got.len().min(5)], &want[..want.len().min(5)]),
+    )?;
+    Ok(got.len())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

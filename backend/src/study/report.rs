@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use radlens_shared::record::{
-    Analysis, CaseRecord, GroupStats, ModelAnalysis, Pass, RunManifest, Summary,
+    Analysis, CaseRecord, GroupStats, ModelAnalysis, RunManifest, Summary,
 };
+use radlens_shared::records_csv;
 use radlens_shared::stats::Interval;
 use thiserror::Error;
 
@@ -26,8 +27,6 @@ pub enum ReportError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Csv { path: PathBuf, message: String },
 }
 
 type Result<T> = std::result::Result<T, ReportError>;
@@ -943,127 +942,18 @@ fn disagreeing(o: &mut String, a: &Analysis, plots: &[String]) {
 // ---------------------------------------------------------------------------------------------
 // records.csv
 
-/// The columns of `records.csv`, in order.
-pub const CSV_COLUMNS: [&str; 33] = [
-    "sample_id",
-    "study_id",
-    "subject_id",
-    "variant_index",
-    "strategy",
-    "polarity",
-    "finding",
-    "model",
-    "pass",
-    "image",
-    "question",
-    "ground_truth",
-    "answer_text",
-    "parsed_answer",
-    "correct",
-    "yes_no_margin",
-    "map_method",
-    "focus",
-    "gini",
-    "top10_mass",
-    "entropy_nats",
-    "image_share",
-    "relevance_mass",
-    "rank_accuracy",
-    "pointing_game",
-    "preprocess_ms",
-    "image_encode_ms",
-    "prefill_ms",
-    "decode_ms",
-    "capture_ms",
-    "total_ms",
-    "error_stage",
-    "error",
-];
+/// The columns of `records.csv`, in order (shared with the dashboard's CSV download).
+pub use radlens_shared::records_csv::COLUMNS as CSV_COLUMNS;
 
 /// Writes `records.csv`: one row per record (deduplicated and sorted as the analysis reads
 /// them), the map columns empty where a record has no map and the answer columns empty for an
 /// error record. Returns its path.
 pub fn write_records_csv(dir: &RunDir, records: &[CaseRecord]) -> Result<PathBuf> {
     let path = dir.path(RECORDS_CSV);
-    let tmp = tmp_path(&path);
-    let fail = |e: csv::Error| ReportError::Csv {
-        path: tmp.clone(),
-        message: e.to_string(),
-    };
     let (records, _) = dedupe_and_sort(records);
-    let mut w = csv::Writer::from_path(&tmp).map_err(fail)?;
-    w.write_record(CSV_COLUMNS).map_err(fail)?;
-    for r in &records {
-        w.write_record(csv_row(r)).map_err(fail)?;
-    }
-    w.flush().map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    drop(w);
-    std::fs::rename(&tmp, &path).map_err(|source| ReportError::Io {
-        path: path.clone(),
-        source,
-    })?;
+    let csv = records_csv::to_csv(CSV_COLUMNS, records.iter().map(|r| records_csv::record_row(r)));
+    write_atomic(&path, csv.as_bytes())?;
     Ok(path)
-}
-
-fn csv_row(r: &CaseRecord) -> Vec<String> {
-    let opt = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
-    let map = r.map.as_ref();
-    let roi = map.and_then(|m| m.roi);
-    let method = map.map_or_else(String::new, |m| {
-        serde_json::to_value(m.provenance.method)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    });
-    let l = &r.latency;
-    vec![
-        r.sample_id.clone(),
-        r.study_id.clone(),
-        r.subject_id.clone().unwrap_or_default(),
-        r.variant_index.to_string(),
-        r.strategy.clone(),
-        r.polarity.to_string(),
-        r.finding.clone().unwrap_or_default(),
-        r.model.clone(),
-        match r.pass {
-            Pass::Image => "image".to_owned(),
-            Pass::BlankImage => "blank_image".to_owned(),
-        },
-        r.image.clone(),
-        r.question.clone(),
-        r.ground_truth.map_or_else(String::new, |a| a.to_string()),
-        r.answer_text.clone().unwrap_or_default(),
-        r.parsed_answer.map_or_else(String::new, |a| a.to_string()),
-        r.correct.map_or_else(String::new, |c| c.to_string()),
-        opt(r.yes_no_margin),
-        method,
-        opt(map.map(|m| m.metrics.focus)),
-        opt(map.map(|m| m.metrics.gini)),
-        opt(map.map(|m| m.metrics.top10_mass)),
-        opt(map.map(|m| m.metrics.entropy_nats)),
-        opt(map.map(|m| m.image_share)),
-        opt(roi.map(|x| x.relevance_mass)),
-        opt(roi.map(|x| x.rank_accuracy)),
-        opt(roi.map(|x| x.pointing_game)),
-        l.preprocess_ms.to_string(),
-        l.image_encode_ms.to_string(),
-        l.prefill_ms.to_string(),
-        l.decode_ms.to_string(),
-        l.capture_ms.to_string(),
-        l.total_ms.to_string(),
-        r.error.as_ref().map_or_else(String::new, |e| {
-            serde_json::to_value(e.stage)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        }),
-        r.error
-            .as_ref()
-            .map_or_else(String::new, |e| e.message.clone()),
-    ]
 }
 
 #[cfg(test)]
