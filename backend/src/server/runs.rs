@@ -306,8 +306,9 @@ pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query
 }
 
 fn csv_cell(s: &str) -> String {
-    // Spreadsheets run cells that start with these as formulas (CSV injection).
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_string() }
+    // Spreadsheets run cells that start with these as formulas (CSV injection); a number such as
+    // a polarity of -1 or a negative margin is data and stays as it is.
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_string() }
 }
 
 /// GET /api/runs/{id}/records.csv: the filtered view (all pages) as CSV.
@@ -500,4 +501,18 @@ pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 fn png_response(png: actix_web::web::Bytes) -> HttpResponse {
     HttpResponse::Ok().content_type("image/png").insert_header((header::CACHE_CONTROL, "private, max-age=3600")).body(png)
+}
+
+#[cfg(test)]
+mod csv_cell_tests {
+    use super::csv_cell;
+
+    #[test]
+    fn formulas_are_defused_and_negative_numbers_kept() {
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(csv_cell("-cmd|' /C calc'!A0"), "'-cmd|' /C calc'!A0");
+        assert_eq!(csv_cell("-1"), "-1");
+        assert_eq!(csv_cell("-0.25"), "-0.25");
+        assert_eq!(csv_cell("Is there an effusion?"), "Is there an effusion?");
+    }
 }
