@@ -51,9 +51,10 @@ step() { # name, then the command; stdout to $OUT/name.json, stderr to $OUT/name
 img=fixtures/reference-v1/images/img_b_rgb_300x240.png
 for m in reference-v1/llava-tiny reference-v1/gemma3-tiny llava-rad-tiny-v1/llava-rad-tiny; do
   name=$(basename "$m")
-  for d in cpu "$dev"; do
-    step "parity-$name-$d" run probe --model "fixtures/$m" --image "$img" --question "Is there a pleural effusion?" \
-      --max-new-tokens 5 --layers all --device "$d" --dtype f32 --json
+  # The CPU run first (the reference), then the device's (on --smoke, the CPU again).
+  for pair in "cpu:a-cpu" "$dev:b-device"; do
+    step "parity-$name-${pair#*:}" run probe --model "fixtures/$m" --image "$img" --question "Is there a pleural effusion?" \
+      --max-new-tokens 5 --layers all --device "${pair%%:*}" --dtype f32 --json
   done
 done
 
