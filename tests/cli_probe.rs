@@ -202,6 +202,10 @@ fn q8_weights_keep_the_answer_and_the_map() {
         let js = radlens_shared::metrics::js_distance(&values(&dense), &values(&q8)).unwrap();
         assert!(js > 0.0 && js < 0.05, "{dir}: map JS distance {js} bits between f32 and q8");
     }
+    // Grad-CAM's backward passes through the 8-bit layers (by their dequantised weights).
+    let cam = json_out(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "1", "--quantize", "q8", "--gradcam", "--json"]);
+    let methods: Vec<&str> = cam["trust"]["maps"].as_array().unwrap().iter().map(|m| m["provenance"]["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["gradcam"], "{}", cam["trust"]);
     let out = radlens(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "q", "--quantize", "q4"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--quantize"));

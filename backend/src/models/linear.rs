@@ -94,14 +94,27 @@ fn quantize_q8(dense: &Tensor, device: &Device) -> candle_core::Result<QTensor> 
     QTensor::quantize_onto(&dense.to_device(&Device::Cpu)?, GgmlDType::Q8_0, device)
 }
 
+/// The f32 weight `[out, in]` a quantised matmul stands for.
+fn dequantized(q: &QMatMul, device: &Device) -> candle_core::Result<Tensor> {
+    match q {
+        QMatMul::QTensor(t) => t.dequantize(device),
+        QMatMul::Tensor(w) => w.to_dtype(DType::F32),
+        QMatMul::TensorF16(w) => w.to_dtype(DType::F32),
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.weight {
             Weight::Dense(l) => l.forward(x),
             Weight::Quantized(q) => {
                 // The quantised kernels take f32 activations; the result goes back to the
-                // model's dtype so the rest of the layer is unchanged.
-                let y = q.forward(&x.to_dtype(DType::F32)?)?.to_dtype(x.dtype())?;
+                // model's dtype so the rest of the layer is unchanged. They have no backward: a
+                // forward tracked for gradients (Grad-CAM) multiplies by the dequantised weight,
+                // the same function, one layer at a time.
+                let xf = x.to_dtype(DType::F32)?;
+                let y = if x.track_op() { xf.broadcast_matmul(&dequantized(q, x.device())?.t()?)? } else { q.forward(&xf)? };
+                let y = y.to_dtype(x.dtype())?;
                 match &self.bias {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),
@@ -130,6 +143,24 @@ mod tests {
         // Q8_0 keeps ~2-3 significant digits per weight; random errors partly cancel in the sum.
         assert!(err < 0.02 * scale, "q8 error {err} vs output scale {scale}");
         assert!(err > 0.0, "the quantised path must not be the dense one");
+    }
+
+    /// Gradients flow through a q8 layer (via its dequantised weight) and match the dense
+    /// layer's up to the quantisation error.
+    #[test]
+    fn q8_layers_pass_gradients() {
+        let vb = RandomWeights::var_builder(3, DType::F32, &Device::Cpu);
+        let dense = Linear::load(64, 32, false, WeightFormat::Dense, vb.pp("p")).unwrap();
+        let q8 = Linear::load(64, 32, false, WeightFormat::Q8, vb.pp("p")).unwrap();
+        let x = candle_core::Var::new(Tensor::randn(0f32, 1.0, (1, 3, 64), &Device::Cpu).unwrap().to_vec3::<f32>().unwrap(), &Device::Cpu).unwrap();
+        let grad = |l: &Linear| {
+            let g = l.forward(x.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            g.get(x.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (a, b) = (grad(&dense), grad(&q8));
+        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(err < 0.03 * scale, "q8 gradient off by {err} (scale {scale})");
     }
 
     #[test]
