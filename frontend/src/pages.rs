@@ -1297,6 +1297,9 @@ fn case_card(
     use crate::study::{MapJson, provenance_line};
     let index = r.index;
     let has_map = r.record.map.is_some();
+    // A fallback map has no per-layer rows: say so instead of trying (and "failing") to re-fuse.
+    let not_refusable = r.record.map.as_ref().and_then(|m| crate::study::refusion_not_applicable(&m.provenance));
+    let refusable = has_map && not_refusable.is_none();
     let run2 = run.clone();
     let map: LocalResource<Option<Result<MapJson, ApiError>>> = LocalResource::new(move || {
         let run = run2.clone();
@@ -1320,7 +1323,7 @@ fn case_card(
     let rows: LocalResource<Option<Result<Vec<f32>, ApiError>>> = LocalResource::new(move || {
         let run = run3.clone();
         async move {
-            if !has_map {
+            if !refusable {
                 return None;
             }
             Some(
@@ -1549,11 +1552,14 @@ fn case_card(
             </div>
             {rec.map.as_ref().map(|sm| {
                 let st = sm.metrics;
+                let note = not_refusable.clone();
+                let applies = note.is_none().to_string();
                 view! {
                     <p
                         class="refused"
                         data-testid="refused"
                         data-index=index.to_string()
+                        data-applies=applies
                         data-stored-focus=format!("{:e}", st.focus)
                         data-stored-gini=format!("{:e}", st.gini)
                         data-stored-entropy=format!("{:e}", st.entropy_nats)
@@ -1561,10 +1567,11 @@ fn case_card(
                         data-gini=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.gini)).unwrap_or_default()
                         data-entropy=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.entropy_nats)).unwrap_or_default()
                     >
-                        {move || match refused.get() {
-                            None => "re-fusing…".to_owned(),
-                            Some(Err(e)) => format!("re-fusion failed: {e}"),
-                            Some(Ok(r)) => format!(
+                        {move || match (&note, refused.get()) {
+                            (Some(note), _) => note.clone(),
+                            (None, None) => "re-fusing…".to_owned(),
+                            (None, Some(Err(e))) => format!("re-fusion failed: {e}"),
+                            (None, Some(Ok(r))) => format!(
                                 "re-fused: focus {:.3} · gini {:.3} · entropy {:.3} (stored {:.3} · {:.3} · {:.3})",
                                 r.metrics.focus, r.metrics.gini, r.metrics.entropy_nats, st.focus, st.gini, st.entropy_nats
                             ),
