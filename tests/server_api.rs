@@ -820,7 +820,15 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     let model = &f.models[0].0;
     let body = radlens::server::multipart::build(
         "B0und",
-        &[("csv", Some("study.csv"), csv.as_bytes()), ("model", None, model.as_bytes()), ("name", None, b"from-job")],
+        &[
+            ("csv", Some("study.csv"), csv.as_bytes()),
+            ("model", None, model.as_bytes()),
+            ("name", None, b"from-job"),
+            // The trust checks, spelled as a form's checkbox (`on`) and as flags.
+            ("gradcam", None, b"on"),
+            ("faithfulness", None, b"1"),
+            ("sinks", None, b"true"),
+        ],
     );
     let post = |_: &mut Http, target: &str, body: &[u8], ct: &str| -> RawResp {
         let mut raw = TcpStream::connect(server.addr).unwrap();
@@ -840,6 +848,7 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
     let job: Value = serde_json::from_slice(&r.body).unwrap();
     let id = job["id"].as_u64().unwrap();
+    assert_eq!(job["checks"], serde_json::json!({"gradcam": true, "faithfulness": true, "sinks": true}), "{job}");
     // The events stream: progress lines, then the end.
     let mut sse = TcpStream::connect(server.addr).unwrap();
     sse.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
@@ -853,6 +862,14 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     assert_eq!(listed["runs"][0]["id"], "from-job", "the job's run is served");
     let recs: Value = serde_json::from_slice(&c.request("GET", "/api/runs/from-job/records", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     assert_eq!(recs["total"], 2);
+    // The checks reached the study: its manifest records them, and its records carry them.
+    let manifest: Value = serde_json::from_slice(&c.request("GET", "/api/runs/from-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let trust: radlens_shared::record::TrustSettings = serde_json::from_value(manifest["capture"]["trust"].clone()).unwrap_or_else(|e| panic!("{e}: {manifest}"));
+    assert!(trust.gradcam && trust.faithfulness && trust.sinks, "{trust:?}");
+    for r in recs["records"].as_array().unwrap() {
+        let t = &r["trust"];
+        assert!(!t["faithfulness"].as_array().unwrap().is_empty() && t["sinks"].is_object() && !t["maps"].as_array().unwrap().is_empty(), "{r}");
+    }
     // Unknown models are refused; a queued or running job can be cancelled.
     let bad = radlens::server::multipart::build("B0und", &[("csv", Some("s.csv"), csv.as_bytes()), ("model", None, b"nope")]);
     assert_eq!(post(&mut c, "/api/runs", &bad, "multipart/form-data; boundary=B0und").status, 400);
@@ -891,6 +908,9 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     let recs: Value = serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job/records?limit=1", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     let n = recs["total"].as_u64().unwrap();
     assert!(n > 0 && n < 400, "{n} records kept");
+    // A job that asks for no check runs none.
+    let manifest: Value = serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    assert!(manifest["capture"].is_object() && manifest["capture"].get("trust").is_none(), "{manifest}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The run overview's headline table: one row per model from `analysis.json`.
 
-use radlens_shared::record::{Analysis, ModelAnalysis};
+use radlens_shared::record::{AgreementSummary, Analysis, FaithfulnessSummary, ModelAnalysis, SinkSummary, TrustSummary};
 use radlens_shared::stats::bootstrap::Interval;
 
 /// The columns of the headline table: key (`data-col`), header.
@@ -180,6 +180,31 @@ pub fn group_plots(a: &Analysis) -> Vec<GroupPlot> {
     plots
 }
 
+/// The overview's trust tables, model by model, each row as `analysis.json` has it (the
+/// summaries are computed by the backend with the shared statistics; nothing is recomputed).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrustTables<'a> {
+    /// Records with checks, fallbacks and records with notes, per model that made checks.
+    pub models: Vec<(&'a str, &'a TrustSummary)>,
+    pub agreement: Vec<(&'a str, &'a AgreementSummary)>,
+    pub faithfulness: Vec<(&'a str, &'a FaithfulnessSummary)>,
+    pub sinks: Vec<(&'a str, &'a SinkSummary)>,
+}
+
+/// Every model's trust summary flattened into table rows; empty when the run made no checks.
+pub fn trust_tables(a: &Analysis) -> TrustTables<'_> {
+    let mut t = TrustTables::default();
+    for m in &a.models {
+        let Some(s) = &m.trust else { continue };
+        let name = m.model.as_str();
+        t.models.push((name, s));
+        t.agreement.extend(s.agreement.iter().map(|r| (name, r)));
+        t.faithfulness.extend(s.faithfulness.iter().map(|r| (name, r)));
+        t.sinks.extend(s.sinks.iter().map(|r| (name, r)));
+    }
+    t
+}
+
 /// `0.0123` as `0.012`, tiny p-values as `<0.001`.
 pub fn format_p(p: f64) -> String {
     if p < 0.001 { "<0.001".to_owned() } else { format!("{p:.3}") }
@@ -234,5 +259,43 @@ mod tests {
         assert_eq!(plots[4].points, [GroupPoint { group: 0, model: 1, estimate: 0.4, lo: 0.30000000000000004, hi: 0.5 }]);
         assert_eq!(format_p(0.0004), "<0.001");
         assert_eq!(format_p(0.25), "0.250");
+    }
+
+    /// One row per stored summary row, each under its model; models without checks add none.
+    #[test]
+    fn trust_tables_hold_every_summary_row_of_every_model() {
+        let summary = serde_json::json!({"n": 4, "mean": 0.2, "median": 0.2, "p95": 0.3, "min": 0.1, "max": 0.3});
+        let trust = serde_json::json!({
+            "records": 4, "methods": {"query_to_visual": 4, "gradcam": 4}, "fallbacks": 0, "records_with_notes": 0,
+            "agreement": [{"a": "query_to_visual", "b": "gradcam", "rows": 4, "js_distance": summary, "mean_js_distance": null}],
+            "faithfulness": [
+                {"method": "query_to_visual", "k_percent": 10, "rows": 4, "flagged": 1, "flag_rate": null, "delta_top": summary, "delta_random": summary},
+                {"method": "gradcam", "k_percent": 10, "rows": 4, "flagged": 3, "flag_rate": null, "delta_top": summary, "delta_random": summary}
+            ],
+            "sinks": {"studies": 2, "studies_with_sinks": 1, "cells": summary, "mass": summary, "focus": null, "focus_without": null}
+        });
+        let model = |name: &str, trust: Option<&serde_json::Value>| {
+            let mut m = serde_json::json!({
+                "model": name, "random_weights": true, "rows": 4, "answered": 4, "errors": 0,
+                "blank_image_rows": 0, "blank_image_errors": 0, "studies": 2, "cs_k": {},
+                "by_strategy": {}, "by_finding": {}, "latency": {}
+            });
+            if let Some(t) = trust {
+                m["trust"] = t.clone();
+            }
+            m
+        };
+        let json = serde_json::json!({
+            "schema_version": 1, "run_id": "r", "bootstrap": { "resamples": 10, "seed": 0, "unit": "study" },
+            "random_weights": true, "records": serde_json::to_value(radlens_shared::record::RecordCounts::default()).unwrap(),
+            "models": [model("a", Some(&trust)), model("b", None), model("c", Some(&trust))],
+            "studies": [], "comparisons": [], "cross_model": [], "disagreements": [], "notes": []
+        });
+        let a: Analysis = serde_json::from_value(json).expect("an analysis with trust checks");
+        let t = trust_tables(&a);
+        assert_eq!(t.models.iter().map(|m| m.0).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(t.agreement.len(), 2);
+        assert_eq!(t.faithfulness.iter().map(|(m, f)| (*m, f.flagged)).collect::<Vec<_>>(), [("a", 1), ("a", 3), ("c", 1), ("c", 3)]);
+        assert_eq!(t.sinks.len(), 2);
     }
 }

@@ -229,6 +229,7 @@ pub fn OverviewPage() -> impl IntoView {
                 Some(Ok(a)) => view! {
                     {overview_table(&a, forest_ref, forest_drawn)}
                     {group_plots_view(&a)}
+                    {trust_view(&a)}
                     {comparisons_table(&a)}
                     {disagreements_table(&id(), &a)}
                     {study_links(&id(), &a)}
@@ -283,6 +284,105 @@ fn GroupPlotCanvas(plot: crate::overview::GroupPlot) -> impl IntoView {
             ></canvas>
         </figure>
     }
+}
+
+/// The trust checks of the run (`--gradcam`, `--faithfulness`, `--sinks`): how far the methods'
+/// maps are apart, how often a map's top cells move the answer no more than random cells, and
+/// the attention sinks, each as `analysis.json` summarises it. Nothing when no check was made.
+fn trust_view(a: &Analysis) -> Option<AnyView> {
+    use crate::methods::method_label;
+    let t = crate::overview::trust_tables(a);
+    if t.models.is_empty() {
+        return None;
+    }
+    let ci = ci_label(a);
+    let f3 = |v: f64| format!("{v:.3}");
+    let opt3 = |v: Option<&radlens_shared::record::Summary>| v.map(|s| format!("{:.3}", s.mean)).unwrap_or_else(|| "—".into());
+    Some(
+        view! {
+            <section class="panel" id="trust">
+                <h2>"Can the maps be trusted?"</h2>
+                <p class="lede">
+                    {t.models.iter().map(|(m, s)| format!(
+                        "{m}: {} records checked, {} with a fallback map (Grad-CAM or uniform, labelled), {} with a check that could not be made.",
+                        s.records, s.fallbacks, s.records_with_notes
+                    )).collect::<Vec<_>>().join(" ")}
+                </p>
+                {(!t.agreement.is_empty()).then(|| view! {
+                    <h3>"Method agreement"</h3>
+                    <div class="table-wrap">
+                    <table class="data" id="trust-agreement">
+                        <thead><tr>
+                            <th>"Model"</th><th>"Map"</th><th>"Map"</th><th class="num">"Rows"</th>
+                            <th class="num">{format!("Mean JS distance, bits ({ci})")}</th>
+                            <th class="num">"Median"</th>
+                        </tr></thead>
+                        <tbody>
+                            {t.agreement.iter().map(|(m, r)| view! {
+                                <tr data-model=m.to_string() data-a=r.a.to_string() data-b=r.b.to_string()>
+                                    <td>{m.to_string()}</td><td>{method_label(r.a)}</td><td>{method_label(r.b)}</td>
+                                    <td class="num">{r.rows}</td>
+                                    <td class="num">{format_interval(r.mean_js_distance.as_ref())}</td>
+                                    <td class="num">{f3(r.js_distance.median)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                })}
+                {(!t.faithfulness.is_empty()).then(|| view! {
+                    <h3>"Faithfulness (deletion test)"</h3>
+                    <p class="muted">"Flagged: deleting the map's top k% cells moved the yes/no margin no more than deleting as many random cells."</p>
+                    <div class="table-wrap">
+                    <table class="data" id="trust-faithfulness">
+                        <thead><tr>
+                            <th>"Model"</th><th>"Map"</th><th class="num">"k"</th><th class="num">"Rows"</th>
+                            <th class="num">"Flagged"</th><th class="num">{format!("Flag rate ({ci})")}</th>
+                            <th class="num">"Mean Δtop"</th><th class="num">"Mean Δrandom"</th>
+                        </tr></thead>
+                        <tbody>
+                            {t.faithfulness.iter().map(|(m, r)| view! {
+                                <tr data-model=m.to_string() data-method=r.method.to_string() data-k=r.k_percent.to_string()
+                                    data-flagged=r.flagged.to_string() data-rate=r.flag_rate.as_ref().map(|i| i.estimate.to_string())>
+                                    <td>{m.to_string()}</td><td>{method_label(r.method)}</td>
+                                    <td class="num">{format!("{}%", r.k_percent)}</td>
+                                    <td class="num">{r.rows}</td><td class="num">{r.flagged}</td>
+                                    <td class="num">{format_interval(r.flag_rate.as_ref())}</td>
+                                    <td class="num">{format!("{:+.3}", r.delta_top.mean)}</td>
+                                    <td class="num">{format!("{:+.3}", r.delta_random.mean)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                })}
+                {(!t.sinks.is_empty()).then(|| view! {
+                    <h3>"Attention sinks"</h3>
+                    <div class="table-wrap">
+                    <table class="data" id="trust-sinks">
+                        <thead><tr>
+                            <th>"Model"</th><th class="num">"Studies with sinks"</th><th class="num">"Mean sink cells per study"</th>
+                            <th class="num">"Mean mass on sinks"</th><th class="num">"Mean focus"</th><th class="num">"Mean focus without sinks"</th>
+                        </tr></thead>
+                        <tbody>
+                            {t.sinks.iter().map(|(m, s)| view! {
+                                <tr data-model=m.to_string() data-studies=s.studies.to_string() data-with-sinks=s.studies_with_sinks.to_string()>
+                                    <td>{m.to_string()}</td>
+                                    <td class="num">{format!("{} / {}", s.studies_with_sinks, s.studies)}</td>
+                                    <td class="num">{f3(s.cells.mean)}</td>
+                                    <td class="num">{f3(s.mass.mean)}</td>
+                                    <td class="num">{opt3(s.focus.as_ref())}</td>
+                                    <td class="num">{opt3(s.focus_without.as_ref())}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    </div>
+                })}
+            </section>
+        }
+        .into_any(),
+    )
 }
 
 /// Every pair of models on the rows both answered: accuracies, the difference with its
@@ -1197,6 +1297,9 @@ fn case_card(
     use crate::study::{MapJson, provenance_line};
     let index = r.index;
     let has_map = r.record.map.is_some();
+    // A fallback map has no per-layer rows: say so instead of trying (and "failing") to re-fuse.
+    let not_refusable = r.record.map.as_ref().and_then(|m| crate::study::refusion_not_applicable(&m.provenance));
+    let refusable = has_map && not_refusable.is_none();
     let run2 = run.clone();
     let map: LocalResource<Option<Result<MapJson, ApiError>>> = LocalResource::new(move || {
         let run = run2.clone();
@@ -1220,7 +1323,7 @@ fn case_card(
     let rows: LocalResource<Option<Result<Vec<f32>, ApiError>>> = LocalResource::new(move || {
         let run = run3.clone();
         async move {
-            if !has_map {
+            if !refusable {
                 return None;
             }
             Some(
@@ -1292,6 +1395,8 @@ fn case_card(
         let (a, b) = (pinned_map.get()?, shown.get()?);
         radlens_shared::metrics::js_distance(&a, &b).ok()
     });
+    let sinks: Vec<usize> = crate::methods::sink_cells(&r.record).to_vec();
+    let sinks_attr = sinks.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
     let diff_on = Memo::new(move |_| cmp.diff.with(|d| d.contains(&index)));
     let diff_drawn = RwSignal::new(false);
     let bar_ref = NodeRef::<leptos::html::Canvas>::new();
@@ -1326,7 +1431,8 @@ fn case_card(
         let Some(canvas) = canvas_ref.get() else {
             return;
         };
-        match draw_overlay(&canvas, &m, &a) {
+        // Sink cells are outlined over whatever map is shown: they are the study's, not one map's.
+        match draw_overlay(&canvas, &m, &a).and_then(|()| crate::methods::outline_cells(&canvas, m.h, m.w, &sinks)) {
             Ok(()) => drawn.set(true),
             Err(err) => {
                 leptos::logging::error!("could not draw the map of record {index}: {err:?}")
@@ -1360,6 +1466,7 @@ fn case_card(
         .unwrap_or_default();
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
     let methods = crate::methods::methods_panel(run.clone(), index, crate::methods::panel_methods(&rec), img.clone(), opacity);
+    let trust = crate::methods::trust_panel(index, &rec);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
         a.map(|a| a.as_str().to_owned())
             .unwrap_or_else(|| "—".into())
@@ -1395,6 +1502,7 @@ fn case_card(
                         data-index=index.to_string()
                         data-drawn=move || drawn.get().to_string()
                         data-diff=move || diff_drawn.get().to_string()
+                        data-sinks=sinks_attr.clone()
                         role="img"
                         aria-label=format!("Attention map of {} for {}", rec.model, rec.sample_id)
                     ></canvas>
@@ -1444,11 +1552,14 @@ fn case_card(
             </div>
             {rec.map.as_ref().map(|sm| {
                 let st = sm.metrics;
+                let note = not_refusable.clone();
+                let applies = note.is_none().to_string();
                 view! {
                     <p
                         class="refused"
                         data-testid="refused"
                         data-index=index.to_string()
+                        data-applies=applies
                         data-stored-focus=format!("{:e}", st.focus)
                         data-stored-gini=format!("{:e}", st.gini)
                         data-stored-entropy=format!("{:e}", st.entropy_nats)
@@ -1456,10 +1567,11 @@ fn case_card(
                         data-gini=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.gini)).unwrap_or_default()
                         data-entropy=move || refused.get().and_then(|r| r.ok()).map(|r| format!("{:e}", r.metrics.entropy_nats)).unwrap_or_default()
                     >
-                        {move || match refused.get() {
-                            None => "re-fusing…".to_owned(),
-                            Some(Err(e)) => format!("re-fusion failed: {e}"),
-                            Some(Ok(r)) => format!(
+                        {move || match (&note, refused.get()) {
+                            (Some(note), _) => note.clone(),
+                            (None, None) => "re-fusing…".to_owned(),
+                            (None, Some(Err(e))) => format!("re-fusion failed: {e}"),
+                            (None, Some(Ok(r))) => format!(
                                 "re-fused: focus {:.3} · gini {:.3} · entropy {:.3} (stored {:.3} · {:.3} · {:.3})",
                                 r.metrics.focus, r.metrics.gini, r.metrics.entropy_nats, st.focus, st.gini, st.entropy_nats
                             ),
@@ -1515,6 +1627,7 @@ fn case_card(
                 }}
             </p>
             {methods}
+            {trust}
         </article>
     }
 }

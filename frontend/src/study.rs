@@ -1,7 +1,7 @@
 //! View model of the case/study view (`/runs/:id/studies/:study`): the grid of variants x
 //! models, the overlay bitmap (viridis at a chosen opacity) and the provenance line. Pure Rust.
 
-use radlens_shared::fusion::{Fused, HeadFusion, LayerRange, MapProvenance, layer_map, mean_of};
+use radlens_shared::fusion::{Fused, HeadFusion, LayerRange, MapMethod, MapProvenance, layer_map, mean_of};
 use radlens_shared::map::AttentionMap;
 use radlens_shared::metrics::MapMetrics;
 use serde::Deserialize;
@@ -531,8 +531,45 @@ pub fn overlay_box(p: &MapProvenance) -> (f64, f64, f64, f64) {
     )
 }
 
-/// One line saying where the map came from.
+/// What a map that stands in for attention is called, `None` for an attention map. A record's own
+/// map is a fallback when it carries a reason or is not made from attention rows.
+pub fn fallback_label(p: &MapProvenance) -> Option<&'static str> {
+    match p.method {
+        MapMethod::QueryToVisual | MapMethod::TokenConditioned if p.fallback_reason.is_none() => None,
+        MapMethod::UniformFallback => Some("Uniform fallback"),
+        MapMethod::Relative => Some("Relative map"),
+        _ => Some("Grad-CAM fallback"),
+    }
+}
+
+/// Why the head-fusion and layer controls do not apply to a map, `None` when they do: a fallback
+/// map has no per-layer attention rows to re-fuse (its stored rows are empty).
+pub fn refusion_not_applicable(p: &MapProvenance) -> Option<String> {
+    let label = fallback_label(p)?;
+    let reason = p.fallback_reason.as_deref().unwrap_or("no reason recorded");
+    Some(format!("{label}: {reason}; layer re-fusion does not apply"))
+}
+
+/// One line saying where the map came from. A fallback names its method and why it stands in,
+/// and leaves out the layers and heads it was not made from.
 pub fn provenance_line(p: &MapProvenance, image_share: f64) -> String {
+    if let Some(label) = fallback_label(p) {
+        let site = p.site.as_deref().map(|s| format!(" · gradient at {s}")).unwrap_or_default();
+        return format!(
+            "{} · {} ({}): {}{} · query: {} · grid {}×{} over {}×{} px · image share {:.3}",
+            p.model,
+            label,
+            p.method,
+            p.fallback_reason.as_deref().unwrap_or("no reason recorded"),
+            site,
+            p.query_mode,
+            p.geometry.h,
+            p.geometry.w,
+            p.geometry.image_w,
+            p.geometry.image_h,
+            image_share
+        );
+    }
     let layers = match (p.layers.first(), p.layers.last()) {
         (Some(a), Some(b)) if a != b => format!("layers {a}–{b}"),
         (Some(a), _) => format!("layer {a}"),
@@ -768,6 +805,35 @@ mod tests {
                 < 1e-15
         );
         assert_eq!(m[2][0], None);
+    }
+
+    /// A Grad-CAM map standing in for attention says so, with its reason, in the provenance
+    /// line and where the re-fusion result would be; an attention map gets neither.
+    #[test]
+    fn fallback_maps_say_why_and_that_refusion_does_not_apply() {
+        let attention: MapProvenance = serde_json::from_value(serde_json::json!({
+            "model": "gemma", "method": "query_to_visual", "layer_range": "last-quarter", "layers": [4, 5], "head_fusion": "mean",
+            "query_mode": "query", "query_positions": [9],
+            "geometry": {"h": 2, "w": 2, "crop": {"x0": 0.0, "y0": 0.0, "x1": 4.0, "y1": 4.0}, "image_w": 4, "image_h": 4}
+        }))
+        .unwrap();
+        assert_eq!(refusion_not_applicable(&attention), None);
+        assert!(provenance_line(&attention, 0.5).contains("layers 4–5"));
+        let reason = "attention: every captured layer is sliding-window and ends before the image";
+        let gradcam = MapProvenance {
+            method: MapMethod::Gradcam,
+            layers: Vec::new(),
+            site: Some("vision.blocks.3.output".into()),
+            fallback_reason: Some(reason.into()),
+            ..attention.clone()
+        };
+        assert_eq!(refusion_not_applicable(&gradcam).unwrap(), format!("Grad-CAM fallback: {reason}; layer re-fusion does not apply"));
+        let line = provenance_line(&gradcam, 0.0);
+        assert!(line.starts_with(&format!("gemma · Grad-CAM fallback (gradcam): {reason} · gradient at vision.blocks.3.output")), "{line}");
+        assert!(line.contains("grid 2×2") && line.contains("image share") && !line.contains("heads"), "{line}");
+        let uniform = MapProvenance { method: MapMethod::UniformFallback, site: None, fallback_reason: Some("attention: x; Grad-CAM: y".into()), ..gradcam };
+        assert_eq!(refusion_not_applicable(&uniform).unwrap(), "Uniform fallback: attention: x; Grad-CAM: y; layer re-fusion does not apply");
+        assert!(provenance_line(&uniform, 0.0).contains("Uniform fallback (uniform_fallback): attention: x; Grad-CAM: y"));
     }
 
     #[test]

@@ -543,6 +543,7 @@ async fn study_view(c: &Client, base: &str, records: &[CaseRecord], artifacts: &
         format!("{n_cards} cards for {cards} image-pass records"),
     )?;
     methods_side_by_side(c, records, &study).await?;
+    trust_checks(c, records, &study).await?;
     let prov = js(c, "return [...document.querySelectorAll('[data-testid=provenance]')].map(p => p.textContent);").await?;
     check(
         prov.as_array().is_some_and(|a| {
@@ -626,6 +627,43 @@ async fn methods_side_by_side(c: &Client, records: &[CaseRecord], study: &str) -
         checked += 1;
     }
     check(checked > 0, format!("no image-pass record in study {study}"))
+}
+
+/// The demo run makes deletion tests and sink checks: each image-pass card lists one deletion
+/// row per stored test (method and k in the stored order) with a "not faithful" badge exactly
+/// where the record is flagged, and the sink count, with the sink cells outlined in magenta on
+/// its overlay.
+async fn trust_checks(c: &Client, records: &[CaseRecord], study: &str) -> Res<()> {
+    let mut deletions = 0;
+    for (i, r) in records.iter().enumerate() {
+        if r.study_id != study || r.pass != radlens_shared::record::Pass::Image || r.map.is_none() {
+            continue;
+        }
+        let stored = radlens_frontend::methods::deletion_rows(r);
+        check(!stored.is_empty(), format!("record {i} has no deletion test: {:?}", r.trust))?;
+        let sel = format!("[data-testid=trust][data-index=\"{i}\"]");
+        let rows = wait_for_js(
+            c,
+            &format!("const rows = [...document.querySelectorAll('{sel} table.deletions tbody tr')]; return rows.length ? rows.map(t => [t.dataset.method, t.dataset.k, t.dataset.flagged, t.querySelector('[data-testid=verdict]').textContent]) : null;"),
+            &format!("record {i}: its deletion table"),
+        )
+        .await?;
+        let want: Vec<Value> = stored
+            .iter()
+            .map(|f| serde_json::json!([f.method.to_string(), f.k_percent.to_string(), f.flagged.to_string(), radlens_frontend::methods::deletion_verdict(f)]))
+            .collect();
+        check(rows == Value::Array(want.clone()), format!("record {i}: deletion rows {rows}, stored {want:?}"))?;
+        deletions += stored.len();
+        let cells = radlens_frontend::methods::sink_cells(r);
+        check(r.trust.as_ref().is_some_and(|t| t.sinks.is_some()), format!("record {i} has no sink check"))?;
+        let shown = js(c, &format!("return [document.querySelector('{sel} [data-testid=sinks]')?.dataset.cells, document.querySelector('canvas.overlay-map[data-index=\"{i}\"]').dataset.sinks];")).await?;
+        let list = cells.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        check(shown == serde_json::json!([cells.len().to_string(), list]), format!("record {i}: sinks shown {shown}, stored {cells:?}"))?;
+        // Outlined cells: magenta pixels on the overlay exactly when the study has sinks.
+        let magenta = js(c, &format!("const cv = document.querySelector('canvas.overlay-map[data-index=\"{i}\"]'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let j = 0; j < d.length; j += 4) if (d[j] === 255 && d[j+1] === 0 && d[j+2] === 255 && d[j+3] === 255) n++; return n;")).await?;
+        check((magenta.as_u64().unwrap_or(0) > 0) == !cells.is_empty(), format!("record {i}: {magenta} magenta pixels for sink cells {cells:?}"))?;
+    }
+    check(deletions > 0, format!("no deletion test shown in study {study}"))
 }
 
 /// Sets a control's value and fires `input` and `change`.
@@ -1189,5 +1227,24 @@ async fn overview_breakdowns(c: &Client, analysis: &Analysis) -> Res<()> {
         .map(|s| serde_json::json!([s, format!("/runs/{RUN}/studies/{s}")]))
         .collect();
     check(shown == Value::Array(want.clone()) || (want.is_empty() && shown.is_null()), format!("disagreement rows {shown}, analysis {want:?}"))?;
-    Ok(())
+    overview_trust(c, analysis).await
+}
+
+/// The overview's trust tables: one agreement row per method pair, one faithfulness row per
+/// method and k (with the flagged count) and one sink row per model, as analysis.json has them.
+async fn overview_trust(c: &Client, analysis: &Analysis) -> Res<()> {
+    let t = radlens_frontend::overview::trust_tables(analysis);
+    check(!t.agreement.is_empty() && !t.faithfulness.is_empty() && !t.sinks.is_empty(), "the demo analysis has agreement, faithfulness and sink summaries")?;
+    let shown = js(c, "const n = id => document.querySelectorAll(`#${id} tbody tr`).length; return [n('trust-agreement'), n('trust-faithfulness'), n('trust-sinks')];").await?;
+    check(
+        shown == serde_json::json!([t.agreement.len(), t.faithfulness.len(), t.sinks.len()]),
+        format!("trust rows shown {shown}; analysis.json: {} agreement, {} faithfulness, {} sinks", t.agreement.len(), t.faithfulness.len(), t.sinks.len()),
+    )?;
+    let flagged = js(c, "return [...document.querySelectorAll('#trust-faithfulness tbody tr')].map(tr => [tr.dataset.model, tr.dataset.method, tr.dataset.k, tr.dataset.flagged]);").await?;
+    let want: Vec<Value> = t
+        .faithfulness
+        .iter()
+        .map(|(m, f)| serde_json::json!([m, f.method.to_string(), f.k_percent.to_string(), f.flagged.to_string()]))
+        .collect();
+    check(flagged == Value::Array(want.clone()), format!("faithfulness rows {flagged}, analysis {want:?}"))
 }

@@ -45,9 +45,9 @@ pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: 
             query_mode: QueryMode::Query,
             text_only_pass: true,
             share_prefix: true,
-            // Grad-CAM and sinks (cheap: one backward per record, one prefill per image) so the
-            // server and dashboard tests see the extra maps; deletion tests are left to cli_study.
-            trust: Some(TrustSettings { gradcam: true, faithfulness: false, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
+            // Every trust check, so the server and dashboard tests see the extra maps, deletion
+            // tests and sinks (the tiny models keep the deletion forwards to a few seconds).
+            trust: Some(TrustSettings { gradcam: true, faithfulness: true, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
         },
         dtype: DType::F32,
         device: Device::Cpu,

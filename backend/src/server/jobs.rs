@@ -61,6 +61,23 @@ struct Spec {
     models: Vec<String>,
     n_studies: Option<usize>,
     text_only_pass: bool,
+    /// The opt-in trust checks, passed on as `--gradcam`, `--faithfulness`, `--sinks`.
+    checks: Checks,
+}
+
+/// Which trust checks a job asks the study for (each costs extra forwards per record).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+struct Checks {
+    gradcam: bool,
+    faithfulness: bool,
+    sinks: bool,
+}
+
+impl Checks {
+    /// The study's flags for these checks.
+    fn args(self) -> impl Iterator<Item = &'static str> {
+        [(self.gradcam, "--gradcam"), (self.faithfulness, "--faithfulness"), (self.sinks, "--sinks")].into_iter().filter_map(|(on, flag)| on.then_some(flag))
+    }
 }
 
 struct Job {
@@ -82,6 +99,7 @@ struct JobView {
     id: u64,
     run: String,
     models: Vec<String>,
+    checks: Checks,
     status: JobStatus,
     created: u64,
     started: Option<u64>,
@@ -153,6 +171,7 @@ impl Jobs {
             id: job.id,
             run: job.spec.run.clone(),
             models: job.spec.models.clone(),
+            checks: job.spec.checks,
             status: job.status,
             created: job.created,
             started: job.started,
@@ -230,6 +249,7 @@ fn run_job(jobs: &Jobs, id: u64, spec: &Spec) -> (JobStatus, Option<i32>) {
     if spec.text_only_pass {
         cmd.arg("--text-only-pass");
     }
+    cmd.args(spec.checks.args());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
@@ -277,8 +297,14 @@ fn text(part: &multipart::Part) -> Result<String, ApiError> {
     String::from_utf8(part.data.clone()).map(|s| s.trim().to_string()).map_err(|_| ApiError::BadRequest(format!("field {} is not UTF-8", part.name)))
 }
 
+/// A checkbox-like field: on for `1`, `true`, `on` or `yes` (a form's checked checkbox sends `on`).
+fn flag(part: &multipart::Part) -> Result<bool, ApiError> {
+    Ok(matches!(text(part)?.as_str(), "1" | "true" | "on" | "yes"))
+}
+
 /// POST /api/runs (multipart): `csv` (file), `model` (repeatable; default all), `name`
-/// (the run id; default `job-N`), `n_studies`, `text_only_pass`.
+/// (the run id; default `job-N`), `n_studies`, `text_only_pass`, and the trust checks
+/// `gradcam`, `faithfulness`, `sinks` (flags, as the study's `--gradcam` ...).
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     require_full(&req)?;
     let boundary = multipart::boundary(&req)?;
@@ -294,13 +320,17 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let mut csv = None;
     let mut models = Vec::new();
     let (mut name, mut n_studies, mut text_only) = (None, None, false);
+    let mut checks = Checks::default();
     for p in &parts {
         match p.name.as_str() {
             "csv" => csv = Some(p.data.clone()),
             "model" => models.push(text(p)?),
             "name" => name = Some(text(p)?),
             "n_studies" => n_studies = Some(text(p)?.parse::<usize>().map_err(|_| ApiError::BadRequest("n_studies must be a number".into()))?),
-            "text_only_pass" => text_only = matches!(text(p)?.as_str(), "1" | "true" | "on" | "yes"),
+            "text_only_pass" => text_only = flag(p)?,
+            "gradcam" => checks.gradcam = flag(p)?,
+            "faithfulness" => checks.faithfulness = flag(p)?,
+            "sinks" => checks.sinks = flag(p)?,
             other => return Err(ApiError::BadRequest(format!("unknown field {other:?}"))),
         }
     }
@@ -336,7 +366,7 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     let csv_path = dir.join(format!("{run}.csv"));
     std::fs::write(&csv_path, &csv).map_err(|e| ApiError::internal(format!("{}: {e}", csv_path.display())))?;
     inner.next_id += 1;
-    let spec = Spec { run: run.clone(), csv: csv_path, models, n_studies, text_only_pass: text_only };
+    let spec = Spec { run: run.clone(), csv: csv_path, models, n_studies, text_only_pass: text_only, checks };
     let job = Job {
         id,
         spec,
