@@ -365,16 +365,58 @@ async fn the_read_api_serves_a_run() {
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.body.starts_with(b"\x89PNG"));
 
-    // CSV of the filtered view (every page).
-    let csv = send(&app, g(&format!("/api/runs/demo/records.csv?model={model}"))).await;
+    // CSV of a view (every page, in the query's order): the dashboard's "Download CSV" of that
+    // view byte for byte (the shared header and writer), each row the record's `records.csv`
+    // row between its run index and its derived views.
+    let run_dir = fixture().runs.join("demo");
+    let records = radlens::study::run_dir::RunDir::open(&run_dir).unwrap().read_records().unwrap();
+    let csv = send(&app, g(&format!("/api/runs/demo/records.csv?model={model}&sort=-margin"))).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert!(csv.header("Content-Type").starts_with("text/csv"));
+    assert_eq!(csv.header("Content-Disposition"), "attachment; filename=\"demo-records.csv\"");
     let text = csv.text();
-    assert!(text.starts_with("index,sample_id,study_id"));
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes()).records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 2 * 6 * 2, "every page of the filtered view");
-    assert!(rows.iter().all(|r| &r[7] == model.as_str()));
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header, radlens_shared::records_csv::view_header());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // The same filter and order, worked out here from records.jsonl: margins descending,
+    // missing margins last, ties in run order.
+    let filter = radlens_shared::filter::RecordFilter { model: Some(model.clone()), ..Default::default() };
+    let mut want: Vec<usize> = (0..records.len()).filter(|&i| filter.matches(&records[i])).collect();
+    want.sort_by(|&a, &b| match (records[a].yes_no_margin, records[b].yes_no_margin) {
+        (Some(x), Some(y)) => y.total_cmp(&x),
+        (x, y) => y.is_some().cmp(&x.is_some()),
+    });
+    assert_eq!(want.len(), 2 * 6 * 2, "every page of the filtered view");
+    let got: Vec<usize> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(got, want);
+    // records.csv is in the analysis' order: rows join on (sample_id, model, pass).
+    let stored: std::collections::HashMap<(String, String, String), csv::StringRecord> = csv::Reader::from_path(run_dir.join("records.csv"))
+        .unwrap()
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            ((r[0].to_owned(), r[7].to_owned(), r[8].to_owned()), r)
+        })
+        .collect();
+    let n = radlens_shared::records_csv::COLUMNS.len();
+    for r in &rows {
+        let stored = &stored[&(r[1].to_owned(), r[8].to_owned(), r[9].to_owned())];
+        assert_eq!(r.iter().skip(1).take(n).collect::<Vec<_>>(), stored.iter().collect::<Vec<_>>(), "record {}", &r[0]);
+        assert!(["true", "false"].contains(&&r[n + 1]) && ["true", "false"].contains(&&r[n + 2]), "{r:?}");
+    }
+    let derived = radlens_shared::views::Derived::of(&records);
+    assert_eq!(text, radlens_shared::records_csv::view_csv(&records, |i| i, &derived, &want), "the dashboard's download of this view");
     assert_no_leak(&csv, "csv");
+    // The derived views filter as in the dashboard: `flipped=true` keeps exactly the rows the
+    // unfiltered CSV marks flipped.
+    let all_rows: Vec<csv::StringRecord> =
+        csv::Reader::from_reader(send(&app, g("/api/runs/demo/records.csv")).await.body.as_ref()).records().map(Result::unwrap).collect();
+    assert_eq!(all_rows.len(), records.len());
+    let marked: Vec<&str> = all_rows.iter().filter(|r| &r[n + 1] == "true").map(|r| r.get(0).unwrap()).collect();
+    let flipped = send(&app, g("/api/runs/demo/records.csv?flipped=true")).await;
+    let flipped: Vec<csv::StringRecord> = csv::Reader::from_reader(flipped.body.as_ref()).records().map(Result::unwrap).collect();
+    assert_eq!(flipped.iter().map(|r| r.get(0).unwrap()).collect::<Vec<_>>(), marked);
 
     // Out of range and missing.
     for p in ["/api/runs/demo/records/48", "/api/runs/demo/records/999999", "/api/runs/nope", "/api/runs/demo/images/0000000000000000", "/api/runs/demo/plots/nope.png"] {

@@ -119,6 +119,13 @@ pub struct ApiRecord {
     pub record: CaseRecord,
 }
 
+/// The shared views (`radlens_shared::views`) and CSV writer read the record inside.
+impl AsRef<CaseRecord> for ApiRecord {
+    fn as_ref(&self) -> &CaseRecord {
+        &self.record
+    }
+}
+
 /// One page of `GET /api/runs/{id}/records`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RecordsPage {

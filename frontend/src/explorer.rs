@@ -3,14 +3,15 @@
 //! the same code to recompute what the page must show.
 //!
 //! The filter is `radlens_shared::filter::RecordFilter` (the server's own), plus two views the
-//! records alone decide: "flipped vs base" and "models disagree".
+//! records alone decide: "flipped vs base" and "models disagree" (`radlens_shared::views`, which
+//! the server's `records.csv` endpoint uses too).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use radlens_shared::answer::Answer;
 use radlens_shared::filter::RecordFilter;
-use radlens_shared::record::{CaseRecord, Pass};
+use radlens_shared::record::CaseRecord;
 use radlens_shared::records_csv;
+pub use radlens_shared::views::{Derived, flipped_vs_base, models_disagree};
 
 use crate::api::ApiRecord;
 use crate::url_state::{encode_component, parse_query};
@@ -156,83 +157,6 @@ impl ExplorerState {
     }
 }
 
-/// `parsed` read in the base question's sense (a negated question's yes means no).
-fn in_base_sense(r: &CaseRecord) -> Option<bool> {
-    let yes = match r.parsed_answer? {
-        Answer::Yes => true,
-        Answer::No => false,
-        Answer::Unknown => return None,
-    };
-    Some(if r.polarity < 0 { !yes } else { yes })
-}
-
-/// Per record (same order): does its answer, read in the base question's sense, differ from
-/// the base variant's (variant 0) answer of the same study, model and pass?
-pub fn flipped_vs_base(records: &[ApiRecord]) -> Vec<bool> {
-    let mut base: HashMap<(&str, &str, Pass), Option<bool>> = HashMap::new();
-    for r in records.iter().map(|r| &r.record) {
-        if r.variant_index == 0 {
-            base.insert(
-                (r.study_id.as_str(), r.model.as_str(), r.pass),
-                in_base_sense(r),
-            );
-        }
-    }
-    records
-        .iter()
-        .map(|r| {
-            let r = &r.record;
-            if r.variant_index == 0 {
-                return false;
-            }
-            match (
-                in_base_sense(r),
-                base.get(&(r.study_id.as_str(), r.model.as_str(), r.pass)),
-            ) {
-                (Some(a), Some(Some(b))) => a != *b,
-                _ => false,
-            }
-        })
-        .collect()
-}
-
-/// Per record (same order): did the models answer its sample (same pass) differently?
-pub fn models_disagree(records: &[ApiRecord]) -> Vec<bool> {
-    let mut answers: HashMap<(&str, Pass), BTreeSet<Answer>> = HashMap::new();
-    let mut models: HashMap<(&str, Pass), BTreeSet<&str>> = HashMap::new();
-    for r in records.iter().map(|r| &r.record) {
-        let key = (r.sample_id.as_str(), r.pass);
-        if let Some(a) = r.parsed_answer {
-            answers.entry(key).or_default().insert(a);
-            models.entry(key).or_default().insert(r.model.as_str());
-        }
-    }
-    records
-        .iter()
-        .map(|r| {
-            let key = (r.record.sample_id.as_str(), r.record.pass);
-            answers.get(&key).is_some_and(|a| a.len() > 1)
-                && models.get(&key).is_some_and(|m| m.len() > 1)
-        })
-        .collect()
-}
-
-/// Precomputed per-record facts that do not depend on the view.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Derived {
-    pub flipped: Vec<bool>,
-    pub disagree: Vec<bool>,
-}
-
-impl Derived {
-    pub fn of(records: &[ApiRecord]) -> Self {
-        Self {
-            flipped: flipped_vs_base(records),
-            disagree: models_disagree(records),
-        }
-    }
-}
-
 fn cmp_opt_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> std::cmp::Ordering {
     use std::cmp::Ordering::*;
     match (a, b) {
@@ -251,8 +175,8 @@ pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Ve
     let mut idx: Vec<usize> = (0..records.len())
         .filter(|&i| {
             s.filter.matches(&records[i].record)
-                && (!s.flipped || derived.flipped.get(i).copied().unwrap_or(false))
-                && (!s.disagree || derived.disagree.get(i).copied().unwrap_or(false))
+                && (!s.flipped || derived.flipped(i))
+                && (!s.disagree || derived.disagree(i))
         })
         .collect();
     let r = |i: usize| &records[i].record;
@@ -284,30 +208,11 @@ pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Ve
     idx
 }
 
-/// The columns of the explorer's CSV download: the record's position in the run (the table's
-/// `#`), every `records.csv` column (so the two files join on `sample_id`, `model`, `pass`), then
-/// the two views the explorer derives.
-pub fn csv_header() -> Vec<&'static str> {
-    let mut h = vec!["index"];
-    h.extend(records_csv::COLUMNS);
-    h.extend(["flipped_vs_base", "models_disagree"]);
-    h
-}
-
 /// The CSV of the rows `selected` (positions into `records`, in the order shown): every matching
-/// row, not only the current page.
+/// row, not only the current page, written by the shared view writer (so it is what the server's
+/// `records.csv` endpoint sends for the same view).
 pub fn to_csv(records: &[ApiRecord], derived: &Derived, selected: &[usize]) -> String {
-    records_csv::to_csv(
-        csv_header(),
-        selected.iter().map(|&i| {
-            let mut row = vec![records[i].index.to_string()];
-            row.extend(records_csv::record_row(&records[i].record));
-            let flag = |v: &[bool]| v.get(i).copied().unwrap_or(false).to_string();
-            row.push(flag(&derived.flipped));
-            row.push(flag(&derived.disagree));
-            row
-        }),
-    )
+    records_csv::view_csv(records, |i| records[i].index, derived, selected)
 }
 
 impl ExplorerState {
@@ -457,7 +362,7 @@ mod tests {
         let d = Derived::of(&rs);
         let csv = to_csv(&rs, &d, &[2, 0]);
         let lines: Vec<&str> = csv.split_terminator('\n').collect();
-        let header = csv_header();
+        let header = records_csv::view_header();
         assert_eq!(lines[0], header.join(","));
         assert_eq!(header.len(), 1 + records_csv::COLUMNS.len() + 2);
         // Row 2 first (the order given), its question quoted across two physical lines.

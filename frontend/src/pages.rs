@@ -12,6 +12,7 @@ use wasm_bindgen::JsValue;
 
 use crate::api::{ApiError, ApiRecord, Endpoint, RunList};
 use crate::site::href;
+use crate::url_state::study_path;
 use crate::explorer::{
     Derived, ExplorerState, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, page_count, select,
     to_csv,
@@ -455,7 +456,7 @@ fn disagreements_table(run: &str, a: &Analysis) -> AnyView {
                         </tr></thead>
                         <tbody>
                             {rows.into_iter().map(|d| {
-                                let link = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&d.study_id)));
+                                let link = href(&study_path(&run, &d.study_id));
                                 let (key, label) = (d.study_id.clone(), d.study_id.clone());
                                 view! {
                                     <tr data-study=key>
@@ -492,7 +493,7 @@ fn study_links(run: &str, a: &Analysis) -> AnyView {
                 {seen
                     .into_iter()
                     .map(|(study, finding)| {
-                        let href = href(&format!("/runs/{}/studies/{}", enc(&run), enc(&study)));
+                        let href = href(&study_path(&run, &study));
                         let label = match finding {
                             Some(f) => format!("{study} ({f})"),
                             None => study.clone(),
@@ -807,7 +808,7 @@ fn explorer(
                     .map(|&i| {
                         let r = &d.0[i];
                         let rec = &r.record;
-                        let study_href = href(&format!("/runs/{}/studies/{}", enc(&id()), enc(&rec.study_id)));
+                        let study_href = href(&study_path(&id(), &rec.study_id));
                         let sample = rec.sample_id.clone();
                         let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
                         view! {
@@ -963,7 +964,8 @@ fn save_text_file(name: &str, text: &str, mime: &str) -> Result<String, JsValue>
 pub fn StudyPage() -> impl IntoView {
     let id = run_id();
     let params = use_params_map();
-    let study = move || params.read().get("study").unwrap_or_default();
+    // The route holds the study's export folder name (any id can be one), not the id itself.
+    let study = move || crate::url_state::study_of_param(&params.read().get("study").unwrap_or_default());
     let opts = RwSignal::new(crate::study::OverlayOpts::from_query(&location_search()));
     let refuse_opts = RwSignal::new(crate::study::RefuseOpts::from_query(&location_search()));
     let cmp = Compare {

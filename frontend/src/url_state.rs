@@ -300,9 +300,39 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+/// The route of a study's view, `/runs/RUN/studies/SEGMENT`: the segment is the study's folder
+/// name in a static export (`radlens_shared::static_site::study_segment`, URL-unreserved
+/// characters only, so every decoding layer leaves it as it is), so a file host finds that
+/// folder for any study id.
+pub fn study_path(run: &str, study_id: &str) -> String {
+    format!(
+        "/runs/{}/studies/{}",
+        encode_component(run),
+        encode_component(&radlens_shared::static_site::study_segment(study_id))
+    )
+}
+
+/// The study id of the `:study` route parameter (the segment of [`study_path`]).
+pub fn study_of_param(param: &str) -> String {
+    radlens_shared::static_site::study_of_segment(param)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn study_links_carry_the_export_folder_of_any_id() {
+        assert_eq!(study_path("demo", "00021397_000"), "/runs/demo/studies/00021397_000");
+        assert_eq!(study_path("demo", "pt 7/a"), "/runs/demo/studies/pt~207~2Fa");
+        assert_eq!(study_path("demo", ".."), "/runs/demo/studies/~2E~2E");
+        for id in ["pt 7/a", "..", "", "50%", "a%41", "é/\\x~"] {
+            let seg = radlens_shared::static_site::study_segment(id);
+            // Unreserved characters only: the URL segment is the folder name itself.
+            assert_eq!(encode_component(&seg), seg, "{id:?}");
+            assert_eq!(study_of_param(&seg), id, "{id:?}");
+        }
+    }
 
     #[test]
     fn defaults_are_within_bounds_and_round_trip() {

@@ -16,6 +16,7 @@
 //! - [`trust`]: deletion cells, attention sinks, the relative map and method agreement.
 //! - [`records_csv`]: a record as CSV cells and the CSV writer (`records.csv`, the dashboard's
 //!   download).
+//! - [`views`]: "flipped vs base" and "models disagree" over a run's records.
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
@@ -33,6 +34,7 @@ pub mod roi;
 pub mod static_site;
 pub mod stats;
 pub mod trust;
+pub mod views;
 
 pub use error::MetricError;
 pub use map::AttentionMap;

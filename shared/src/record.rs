@@ -192,6 +192,14 @@ pub struct CaseRecord {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Lets code over a run's records (`crate::views`) take bare records and the dashboard's
+/// records-with-index alike.
+impl AsRef<CaseRecord> for CaseRecord {
+    fn as_ref(&self) -> &CaseRecord {
+        self
+    }
+}
+
 impl CaseRecord {
     /// What identifies a record within a run (resume skips keys already written).
     pub fn key(&self) -> (String, String, Pass) {

@@ -1,9 +1,16 @@
 //! Records as CSV: the one flattening of a [`CaseRecord`] into spreadsheet cells and the one CSV
 //! writer. The backend writes a run's `records.csv` with it and the dashboard's "Download CSV"
 //! writes the explorer's rows with it, so a record reads the same in both files and they join
-//! on `sample_id`, `model` and `pass`.
+//! on `sample_id`, `model` and `pass`. The server's `GET /api/runs/{id}/records.csv` writes a
+//! view with [`view_csv`] too, so it is byte for byte the dashboard's download of that view.
+//!
+//! Every cell goes through [`defuse`] (CSV injection): a file opened in a spreadsheet never runs
+//! a question, answer or error message as a formula.
+
+use std::borrow::Cow;
 
 use crate::record::{CaseRecord, Pass};
+use crate::views::Derived;
 
 /// The columns of [`record_row`], in order (the whole of a run's `records.csv`).
 pub const COLUMNS: [&str; 33] = [
@@ -90,6 +97,33 @@ pub fn record_row(r: &CaseRecord) -> Vec<String> {
     ]
 }
 
+/// The columns of a view's CSV (the dashboard's "Download CSV" and the server's
+/// `records.csv` endpoint): the record's position in the run (the explorer's `#`, its line in
+/// `records.jsonl`), every [`COLUMNS`] (so it joins `records.csv`), then the two
+/// [`views`](crate::views).
+pub fn view_header() -> Vec<&'static str> {
+    let mut h = vec!["index"];
+    h.extend(COLUMNS);
+    h.extend(["flipped_vs_base", "models_disagree"]);
+    h
+}
+
+/// The CSV of a view under [`view_header`]: the records at positions `selected` (into
+/// `records`, in the order shown), each written with its run index `index(position)` and its
+/// views from `derived` (by position, computed over the whole run).
+pub fn view_csv<R: AsRef<CaseRecord>>(records: &[R], index: impl Fn(usize) -> usize, derived: &Derived, selected: &[usize]) -> String {
+    to_csv(
+        view_header(),
+        selected.iter().map(|&i| {
+            let mut row = vec![index(i).to_string()];
+            row.extend(record_row(records[i].as_ref()));
+            row.push(derived.flipped(i).to_string());
+            row.push(derived.disagree(i).to_string());
+            row
+        }),
+    )
+}
+
 /// A pass as `records.jsonl` spells it.
 pub fn pass_name(p: Pass) -> &'static str {
     match p {
@@ -98,8 +132,9 @@ pub fn pass_name(p: Pass) -> &'static str {
     }
 }
 
-/// Appends one CSV line to `out`, `\n`-terminated (RFC 4180 quoting): a field holding a comma,
-/// a double quote, CR or LF is quoted and its quotes doubled; others are written as they are.
+/// Appends one CSV line to `out`, `\n`-terminated: each field [`defuse`]d, then quoted as RFC
+/// 4180 says (a field holding a comma, a double quote, CR or LF is quoted and its quotes
+/// doubled; others are written as they are).
 pub fn push_row<I, S>(out: &mut String, fields: I)
 where
     I: IntoIterator<Item = S>,
@@ -122,13 +157,61 @@ where
 }
 
 fn push_field(out: &mut String, f: &str) {
+    let f = defuse(f);
     if f.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&f.replace('"', "\"\""));
         out.push('"');
     } else {
-        out.push_str(f);
+        out.push_str(&f);
     }
+}
+
+/// A cell as the CSV holds it. Spreadsheets run a cell that starts with `=`, `+`, `-`, `@`, tab
+/// or CR as a formula, so such text gets a leading `'` (which they read as "text follows"). A
+/// number (`-1`, `-0.25`, `+3`, `1e-3`) is data, not a formula, and stays as it is, so polarity
+/// and margins remain numbers; `-inf` and `NaN` are not numbers to a spreadsheet and are defused.
+pub fn defuse(cell: &str) -> Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_decimal_number(cell) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// `[+-]? (digits [. digits*] | . digits) [(e|E) [+-]? digits]`: a number as spreadsheets read
+/// one (unlike `str::parse::<f64>`, no `inf` or `nan`).
+fn is_decimal_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    if i < b.len() && matches!(b[i], b'+' | b'-') {
+        i += 1;
+    }
+    let mut mantissa = digits(&mut i);
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        mantissa += digits(&mut i);
+    }
+    if mantissa == 0 {
+        return false;
+    }
+    if i < b.len() && matches!(b[i], b'e' | b'E') {
+        i += 1;
+        if i < b.len() && matches!(b[i], b'+' | b'-') {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// A whole CSV: the header line, then one line per row.
@@ -174,6 +257,58 @@ mod tests {
     }
 
     #[test]
+    fn text_a_spreadsheet_would_run_as_a_formula_gets_a_leading_quote() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://x\",\"y\")", "'=HYPERLINK(\"http://x\",\"y\")"),
+            ("+cmd", "'+cmd"),
+            ("-cmd|' /C calc'!A0", "'-cmd|' /C calc'!A0"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("-", "'-"),
+            ("-inf", "'-inf"),
+            ("-NaN", "'-NaN"),
+            ("-1-1", "'-1-1"),
+            ("1e-3x", "1e-3x"),
+            ("2-1", "2-1"),
+            ("Is there an effusion? =no", "Is there an effusion? =no"),
+        ] {
+            assert_eq!(defuse(cell), written, "{cell:?}");
+        }
+        // Quoting still applies to the defused text.
+        assert_eq!(line(&["=a,b", "\rx"]), "\"'=a,b\",\"'\rx\"\n");
+    }
+
+    #[test]
+    fn numbers_stay_numbers_whatever_their_sign() {
+        for n in ["-1", "-0.25", "+3", "1e-3", "-1.5E+10", "-.5", "-5.", "0", "0.001"] {
+            assert_eq!(defuse(n), n, "{n:?}");
+        }
+        assert_eq!(line(&["-1", "-0.25", "x"]), "-1,-0.25,x\n");
+        for not_numbers in ["-e5", "-1e", "+.", "-1.2.3", "- 1"] {
+            assert_eq!(defuse(not_numbers), format!("'{not_numbers}"), "{not_numbers:?}");
+        }
+    }
+
+    #[test]
+    fn a_view_is_the_run_index_the_record_columns_and_the_views() {
+        let r: CaseRecord = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "sample_id": "s1#1", "study_id": "s1", "csv_line": 3, "variant_index": 1,
+            "strategy": "negation", "polarity": -1, "finding": null, "model": "m", "pass": "image", "image": "x.png",
+            "question": "=1+1", "ground_truth": "no", "parsed_answer": "no", "correct": true, "yes_no_margin": -0.5,
+            "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 2.5 },
+        }))
+        .unwrap();
+        let records = vec![r.clone(), r];
+        let derived = Derived { flipped: vec![false, true], disagree: vec![true, false] };
+        let csv = view_csv(&records, |i| 10 + i, &derived, &[1]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], view_header().join(","));
+        assert_eq!(view_header().len(), 1 + COLUMNS.len() + 2);
+        assert_eq!(lines[1], "11,s1#1,s1,,1,negation,-1,,m,image,x.png,'=1+1,no,,no,true,-0.5,,,,,,,,,,0,0,0,0,0,2.5,,,true,false");
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
     fn a_lone_empty_field_is_not_a_blank_line() {
         assert_eq!(line(&[""]), "\"\"\n");
         assert_eq!(line(&["", ""]), ",\n");
@@ -187,11 +322,12 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the text, an independent reader (the `csv` crate) reads back the same cells.
+        /// Whatever the text, an independent reader (the `csv` crate) reads back the same cells,
+        /// formulas defused.
         #[test]
         fn any_rows_read_back_unchanged(
             rows in proptest::collection::vec(
-                proptest::collection::vec("[a-z ,\"\r\n#'=-]{0,8}", 1..5), 1..6)
+                proptest::collection::vec("[a-z0-9 ,\"\r\n\t#'=+@.-]{0,8}", 1..5), 1..6)
         ) {
             let width = rows[0].len();
             let rows: Vec<Vec<String>> = rows.into_iter().map(|mut r| { r.resize(width, String::new()); r }).collect();
@@ -204,7 +340,8 @@ mod tests {
                 .records()
                 .map(|r| r.expect("a CSV record").iter().map(str::to_owned).collect())
                 .collect();
-            prop_assert_eq!(back, rows);
+            let want: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| defuse(c).into_owned()).collect()).collect();
+            prop_assert_eq!(back, want);
         }
     }
 }

@@ -3,8 +3,9 @@
 //! no radlens server), in headless Chromium. Deep links typed into the address bar open the
 //! overview (headline rows = analysis.json's models), the records explorer (total and
 //! "incorrect" counts = records.jsonl's; its CSV download, made in the page) and a study view
-//! (every map canvas drawn, the X-ray loaded); share and compare are hidden; in-app links keep
-//! the sub-path. Screenshot:
+//! (every map canvas drawn, the X-ray loaded) of a study whose id holds a space and a slash (the
+//! demo CSV's first study renamed), through its encoded folder, typed and clicked; share and compare are
+//! hidden; in-app links keep the sub-path. Screenshot:
 //! `<target>/browser-e2e/export-study.png`.
 
 use std::path::Path;
@@ -23,6 +24,10 @@ use super::{
 use crate::support::{Scratch, radlens};
 
 const RUN: &str = "demo";
+/// The first demo study's id in this test: a space and a slash, which no folder name may hold.
+const ODD_STUDY: &str = "pt 7/a b";
+/// Its folder in the export (`static_site::study_segment`).
+const ODD_FOLDER: &str = "pt~207~2Fa~20b";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
@@ -34,8 +39,20 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
     let run_dir = root.join("runs").join(RUN);
     let r2 = run_dir.clone();
     let m = root.join("models");
+    // The demo CSV with its first study renamed (the study ids are its first column).
+    let demo_csv = std::fs::read_to_string(crate::support::demo_run::demo_csv()).expect("demo CSV");
+    let first = demo_csv.lines().nth(1).and_then(|l| l.split(',').next()).expect("a first study").to_owned();
+    let csv = root.join("study.csv");
+    let edited: Vec<String> = demo_csv
+        .lines()
+        .map(|l| match l.strip_prefix(&format!("{first},")) {
+            Some(rest) => format!("{ODD_STUDY},{rest}"),
+            None => l.to_owned(),
+        })
+        .collect();
+    std::fs::write(&csv, edited.join("\n") + "\n").unwrap();
     let demo = tokio::task::spawn_blocking(move || {
-        crate::support::demo_run::build(&m, &r2, 2, vec!["radlens".into(), "study".into()])
+        crate::support::demo_run::build_from(&csv, &m, &r2, 2, vec!["radlens".into(), "study".into()])
     })
     .await
     .expect("demo run");
@@ -62,6 +79,17 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
         assert!(out.status.success(), "radlens export failed:\n{}", String::from_utf8_lossy(&out.stderr));
     }
     assert!(site.join("runs/demo/records/index.html").is_file());
+    // Every study has a deep-link folder directly under studies/, the odd id encoded.
+    let mut folders: Vec<String> = std::fs::read_dir(site.join("runs/demo/studies"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    folders.sort();
+    let mut want: Vec<String> = read_records(&run_dir).iter().map(|r| radlens_shared::static_site::study_segment(&r.study_id)).collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(folders, want);
+    assert!(site.join("runs/demo/studies").join(ODD_FOLDER).join("index.html").is_file(), "{folders:?}");
 
     let server = StaticServer::start_plain(www).await.expect("start the plain file host");
     let driver =
@@ -160,13 +188,15 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     want.sort();
     check(got == want, format!("CSV samples {got:?}, records.jsonl under the filter {want:?}"))?;
 
-    // 4. A study view: every map drawn, the X-ray loaded from the export.
+    // 4. A typed deep link to a study view whose id needs encoding: every map drawn, the X-ray
+    // loaded from the export.
     let study = records[0].study_id.clone();
+    check(study == ODD_STUDY, format!("the first study is {study:?}"))?;
     let maps = records
         .iter()
         .filter(|r| r.study_id == study && r.pass == Pass::Image && r.map.is_some())
         .count();
-    c.goto(&format!("{base}/runs/{RUN}/studies/{study}?opacity=0.7")).await.map_err(|e| e.to_string())?;
+    c.goto(&format!("{base}/runs/{RUN}/studies/{ODD_FOLDER}?opacity=0.7")).await.map_err(|e| e.to_string())?;
     wait_ready(
         c,
         &format!("document.querySelectorAll('canvas.overlay-map[data-drawn=\"true\"]').length === {maps} && [...document.querySelectorAll('figure.overlay img')].every(i => i.complete && i.naturalWidth > 0)"),
@@ -176,5 +206,17 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let painted = js(c, "const cv = document.querySelector('canvas.overlay-map'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;").await?;
     check(painted.as_u64().unwrap_or(0) > 0, format!("the first map paints {painted} pixels"))?;
     screenshot(c, &artifacts.join("export-study.png")).await?;
+    // The explorer's link to that study is the same URL, and after a click the address bar
+    // (what "copy link" or a reload uses) still names the folder.
+    c.goto(&format!("{base}/runs/{RUN}/records")).await.map_err(|e| e.to_string())?;
+    let want = format!("/site/runs/{RUN}/studies/{ODD_FOLDER}");
+    wait_ready(c, &format!("document.querySelector('#records a[href=\"{want}\"]')"), "the explorer's link to the study").await?;
+    js(c, &format!("document.querySelector('#records a[href=\"{want}\"]').click(); return null;")).await?;
+    wait_ready(
+        c,
+        &format!("location.pathname === '{want}' && document.querySelectorAll('canvas.overlay-map[data-drawn=\"true\"]').length === {maps}"),
+        "the study view after a click",
+    )
+    .await?;
     Ok(())
 }

@@ -30,11 +30,20 @@ pub struct DemoRun {
 /// Writes the demo models under `models_dir`, runs `n_studies` studies into `run_dir` and writes
 /// its analysis and report. `command_line` is what the manifest records.
 pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: Vec<String>) -> DemoRun {
-    let data = workspace_root().join("static/demo");
-    let images = data.join("cxr");
+    build_from(&demo_csv(), models_dir, run_dir, n_studies, command_line)
+}
+
+/// The bundled demo study CSV (its image paths are relative to the demo's `cxr/`).
+pub fn demo_csv() -> PathBuf {
+    workspace_root().join("static/demo/demo-study.csv")
+}
+
+/// [`build`] from `csv` (e.g. an edited copy of [`demo_csv`]) instead of the demo CSV.
+pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: Vec<String>) -> DemoRun {
+    let images = workspace_root().join("static/demo/cxr");
     let models = radlens::commands::demo::write_demo_models(models_dir).expect("demo models");
     let args = StudyArgs {
-        csv: data.join("demo-study.csv"),
+        csv: csv.to_path_buf(),
         images: images.clone(),
         models: models.clone(),
         out: run_dir.to_path_buf(),

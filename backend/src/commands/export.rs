@@ -3,17 +3,19 @@
 //! radlens server. File layout: `radlens_shared::static_site`.
 //!
 //! Deep links: `index.html` is written into every route folder (`runs/RUN/`,
-//! `runs/RUN/records/`, `runs/RUN/studies/STUDY/`, `playground/`), each pointing back to the
+//! `runs/RUN/records/`, `runs/RUN/studies/SEGMENT/`, `playground/`), each pointing back to the
 //! site root by a relative path, so a copied link opens on a host that only serves files, under
 //! any sub-path. The dashboard sees the `radlens-site-root` meta tag and reads the data files
-//! instead of `/api/...`; share links and compare (they need a server) are hidden.
+//! instead of `/api/...`; share links and compare (they need a server) are hidden. A study's
+//! folder is `static_site::study_segment` of its id (percent-encoded: any id, one folder
+//! directly under `studies/`), the segment the dashboard's study links hold.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use radlens_shared::record::{CaseRecord, Pass};
-use radlens_shared::static_site::{is_route_segment, root_prefix, study_key, DataFile, MARKER_FILE, MARKER_KIND, ROOT_META};
+use radlens_shared::static_site::{is_route_segment, root_prefix, study_key, study_segment, DataFile, MARKER_FILE, MARKER_KIND, MAX_FOLDER_NAME, ROOT_META};
 use serde_json::json;
 
 use crate::cli::ExportCmd;
@@ -28,7 +30,8 @@ pub struct Exported {
     pub run: String,
     pub files: usize,
     pub bytes: u64,
-    /// Studies whose id cannot be a folder name: no deep-link folder (they open from the site).
+    /// Studies with no deep-link folder (they open from inside the site): every study when the
+    /// run's name cannot be a folder, else those whose encoded id is over `MAX_FOLDER_NAME`.
     pub studies_without_folder: Vec<String>,
     /// Image names that were not found or not readable (their cards show no X-ray).
     pub missing_images: Vec<String>,
@@ -37,7 +40,7 @@ pub struct Exported {
 pub fn run(cmd: &ExportCmd) -> anyhow::Result<()> {
     let out = export(&cmd.run_dir, &cmd.out, cmd.images.as_deref(), cmd.dist.as_deref())?;
     for s in &out.studies_without_folder {
-        eprintln!("radlens export: study {s:?} cannot be a folder name: its page opens from inside the site, not from a typed URL");
+        eprintln!("radlens export: study {s:?} has no folder (run name not a plain folder name, or id over {MAX_FOLDER_NAME} bytes encoded): its page opens from inside the site, not from a typed URL");
     }
     if !out.missing_images.is_empty() {
         eprintln!(
@@ -90,8 +93,9 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
         }
     }
     for study in studies.keys() {
-        if is_route_segment(&run) && is_route_segment(study) {
-            routes.push(format!("runs/{run}/studies/{study}"));
+        let segment = study_segment(study);
+        if is_route_segment(&run) && segment.len() <= MAX_FOLDER_NAME {
+            routes.push(format!("runs/{run}/studies/{segment}"));
         } else {
             done.studies_without_folder.push(study.clone());
         }

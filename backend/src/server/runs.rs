@@ -11,6 +11,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, RunManifest};
+use radlens_shared::records_csv;
+use radlens_shared::views::Derived;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -187,14 +189,19 @@ fn list_plots(dir: &Path) -> BTreeMap<String, PathBuf> {
 
 // ---- records ----
 
-/// The paging, sorting and study part of a records query. Which records match is decided by
-/// `radlens_shared::filter::RecordFilter`, read from the same query string: the dashboard
-/// filters with the very same type, so a view means the same rows on both sides.
+/// The paging, sorting, study and derived-view part of a records query. Which records match is
+/// decided by `radlens_shared::filter::RecordFilter`, read from the same query string, and by
+/// the views of `radlens_shared::views`: the dashboard filters with the very same code, so a
+/// view means the same rows on both sides.
 #[derive(Debug, Default, Deserialize)]
 pub struct RecordQuery {
     pub study: Option<String>,
-    /// `index` (default), `sample_id`, `study_id`, `model`, `margin`, `latency`, `focus`,
-    /// `entropy`; a leading `-` sorts descending.
+    /// `true`: only records flipped vs their study's base question.
+    pub flipped: Option<bool>,
+    /// `true`: only records whose sample the models answered differently.
+    pub disagree: Option<bool>,
+    /// `index` (default), `sample_id`, `study_id`, `model`, `strategy`, `correct`, `margin`,
+    /// `latency`, `focus`, `entropy`; a leading `-` sorts descending.
     pub sort: Option<String>,
     pub offset: Option<usize>,
     pub limit: Option<usize>,
@@ -206,6 +213,8 @@ enum SortKey {
     SampleId,
     StudyId,
     Model,
+    Strategy,
+    Correct,
     Margin,
     Latency,
     Focus,
@@ -223,11 +232,13 @@ fn parse_sort(s: Option<&str>) -> Result<(SortKey, bool), ApiError> {
         "sample_id" => SortKey::SampleId,
         "study_id" => SortKey::StudyId,
         "model" => SortKey::Model,
+        "strategy" => SortKey::Strategy,
+        "correct" => SortKey::Correct,
         "margin" => SortKey::Margin,
         "latency" => SortKey::Latency,
         "focus" => SortKey::Focus,
         "entropy" => SortKey::Entropy,
-        _ => return Err(ApiError::BadRequest("sort must be one of index, sample_id, study_id, model, margin, latency, focus, entropy (prefix - for descending)".into())),
+        _ => return Err(ApiError::BadRequest("sort must be one of index, sample_id, study_id, model, strategy, correct, margin, latency, focus, entropy (prefix - for descending)".into())),
     };
     Ok((key, desc))
 }
@@ -243,10 +254,18 @@ pub fn filter_of(query_string: &str) -> Result<RecordFilter, ApiError> {
 /// Indices of the records the query selects, in the query's order.
 pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) -> Result<Vec<usize>, ApiError> {
     let (key, desc) = parse_sort(q.sort.as_deref())?;
+    let (flipped, disagree) = (q.flipped == Some(true), q.disagree == Some(true));
+    // Over the whole run, as the dashboard computes them; only when the query asks.
+    let derived = if flipped || disagree { Derived::of(records) } else { Derived::default() };
     let mut idx: Vec<usize> = records
         .iter()
         .enumerate()
-        .filter(|(_, r)| q.study.as_ref().is_none_or(|s| *s == r.study_id) && filter.matches(r))
+        .filter(|&(i, r)| {
+            q.study.as_ref().is_none_or(|s| *s == r.study_id)
+                && filter.matches(r)
+                && (!flipped || derived.flipped(i))
+                && (!disagree || derived.disagree(i))
+        })
         .map(|(i, _)| i)
         .collect();
     let num = |i: usize| -> Option<f64> {
@@ -264,6 +283,8 @@ pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) ->
         SortKey::SampleId => idx.sort_by(|&a, &b| records[a].sample_id.cmp(&records[b].sample_id)),
         SortKey::StudyId => idx.sort_by(|&a, &b| records[a].study_id.cmp(&records[b].study_id)),
         SortKey::Model => idx.sort_by(|&a, &b| records[a].model.cmp(&records[b].model)),
+        SortKey::Strategy => idx.sort_by(|&a, &b| records[a].strategy.cmp(&records[b].strategy)),
+        SortKey::Correct => idx.sort_by_key(|&i| records[i].correct),
         SortKey::Margin | SortKey::Latency | SortKey::Focus | SortKey::Entropy => {
             // Missing values last in either direction; ties by index (stable sort).
             idx.sort_by(|&a, &b| match (num(a), num(b)) {
@@ -305,64 +326,18 @@ pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     Ok(HttpResponse::Ok().json(json!({ "total": idx.len(), "offset": offset, "limit": limit, "records": page })))
 }
 
-fn csv_cell(s: &str) -> String {
-    // Spreadsheets run cells that start with these as formulas (CSV injection); a number such as
-    // a polarity of -1 or a negative margin is data and stays as it is.
-    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err() { format!("'{s}") } else { s.to_string() }
-}
-
-/// GET /api/runs/{id}/records.csv: the filtered view (all pages) as CSV.
+/// GET /api/runs/{id}/records.csv: the filtered view (all pages, in the query's order) as the
+/// dashboard's "Download CSV" writes it (`records_csv::view_csv`: same columns, same cells,
+/// formulas defused).
 pub async fn records_csv(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
     let idx = select(&all, &q, &filter_of(req.query_string())?)?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let head = [
-        "index", "sample_id", "study_id", "variant_index", "strategy", "polarity", "finding", "model", "pass", "image_id", "question",
-        "ground_truth", "answer_text", "parsed_answer", "correct", "yes_no_margin", "total_ms", "focus", "entropy_nats", "gini",
-        "top10_mass", "image_share", "error_stage", "error_message",
-    ];
-    w.write_record(head).map_err(ApiError::internal)?;
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    for &i in &idx {
-        let r = &all[i];
-        let m = r.map.as_ref();
-        let row = [
-            i.to_string(),
-            r.sample_id.clone(),
-            r.study_id.clone(),
-            r.variant_index.to_string(),
-            r.strategy.clone(),
-            r.polarity.to_string(),
-            opt(r.finding.clone()),
-            r.model.clone(),
-            match r.pass {
-                radlens_shared::record::Pass::Image => "image".into(),
-                radlens_shared::record::Pass::BlankImage => "blank_image".into(),
-            },
-            image_id(&r.image),
-            r.question.clone(),
-            opt(r.ground_truth.map(|a| a.to_string())),
-            opt(r.answer_text.clone()),
-            opt(r.parsed_answer.map(|a| a.to_string())),
-            opt(r.correct.map(|c| c.to_string())),
-            opt(r.yes_no_margin.map(|v| v.to_string())),
-            r.latency.total_ms.to_string(),
-            opt(m.map(|m| m.metrics.focus.to_string())),
-            opt(m.map(|m| m.metrics.entropy_nats.to_string())),
-            opt(m.map(|m| m.metrics.gini.to_string())),
-            opt(m.map(|m| m.metrics.top10_mass.to_string())),
-            opt(m.map(|m| m.image_share.to_string())),
-            opt(r.error.as_ref().map(|e| format!("{:?}", e.stage).to_lowercase())),
-            opt(r.error.as_ref().map(|e| e.message.clone())),
-        ];
-        w.write_record(row.iter().map(|s| csv_cell(s))).map_err(ApiError::internal)?;
-    }
-    let bytes = w.into_inner().map_err(ApiError::internal)?;
+    let body = records_csv::view_csv(&all, |i| i, &Derived::of(&all), &idx);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}-records.csv\"", sanitize_filename(&run.id))))
-        .body(bytes))
+        .body(body))
 }
 
 fn sanitize_filename(s: &str) -> String {
@@ -501,18 +476,4 @@ pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 fn png_response(png: actix_web::web::Bytes) -> HttpResponse {
     HttpResponse::Ok().content_type("image/png").insert_header((header::CACHE_CONTROL, "private, max-age=3600")).body(png)
-}
-
-#[cfg(test)]
-mod csv_cell_tests {
-    use super::csv_cell;
-
-    #[test]
-    fn formulas_are_defused_and_negative_numbers_kept() {
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
-        assert_eq!(csv_cell("-cmd|' /C calc'!A0"), "'-cmd|' /C calc'!A0");
-        assert_eq!(csv_cell("-1"), "-1");
-        assert_eq!(csv_cell("-0.25"), "-0.25");
-        assert_eq!(csv_cell("Is there an effusion?"), "Is there an effusion?");
-    }
 }
