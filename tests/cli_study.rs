@@ -48,7 +48,7 @@ fn run_ok(args: &[String]) {
 }
 
 fn records(dir: &Path) -> Vec<CaseRecord> {
-    RunDir::open(dir).unwrap().read_records().unwrap()
+    crate::support::run_records(dir)
 }
 
 fn by_key(records: &[CaseRecord]) -> BTreeMap<String, &CaseRecord> {

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::driver::ChromeDriver;
 use super::{
-    Res, artifact_dir, check, connect, js, preflight, screenshot, wait_for_js, with_page_state,
+    Res, artifact_dir, check, close_session, js, open_session, preflight, run_scenario, screenshot, wait_for_js,
 };
 use crate::support::Scratch;
 
@@ -49,14 +49,6 @@ fn demo_run() -> DemoRun {
     }
 }
 
-fn read_records(run_dir: &Path) -> Vec<CaseRecord> {
-    std::fs::read_to_string(run_dir.join("records.jsonl"))
-        .expect("records.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("a record line"))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_over_a_real_server_in_headless_chromium() {
@@ -77,39 +69,18 @@ async fn dashboard_over_a_real_server_in_headless_chromium() {
 
     let driver =
         ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
-    let client = tokio::time::timeout(Duration::from_secs(30), connect(&driver))
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "no WebDriver session within 30 s; chromedriver log:\n{}",
-                driver.log_tail()
-            )
-        })
-        .unwrap_or_else(|e| panic!("{e}\nchromedriver log:\n{}", driver.log_tail()));
-
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
+    let client = open_session(&driver).await;
+    let outcome = run_scenario(
+        &client,
+        &artifacts,
         Duration::from_secs(120),
         scenario(&client, &server.url(), &demo.runs.join(RUN), &artifacts, demo.models.len()),
     )
     .await;
-    let outcome = match outcome {
-        Ok(Err(e)) => Ok(Err(with_page_state(&client, &artifacts, e).await)),
-        other => other,
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    close_session(client).await;
     drop(driver);
-    tokio::task::spawn_blocking(move || server.stop())
-        .await
-        .ok();
-    match outcome {
-        Ok(Ok(())) => eprintln!(
-            "dashboard e2e passed in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ),
-        Ok(Err(e)) => panic!("dashboard e2e failed: {e}"),
-        Err(_) => panic!("dashboard e2e did not finish within 120 s"),
-    }
+    tokio::task::spawn_blocking(move || server.stop()).await.ok();
+    outcome.report("dashboard e2e");
 }
 
 async fn count_shown(c: &Client) -> Res<(usize, usize)> {
@@ -264,7 +235,7 @@ async fn scenario(
     js(c, "window.scrollTo(0, 0); return null;").await?;
 
     // 3. The explorer: every record, the "incorrect" count equal to records.jsonl's.
-    let records = read_records(run_dir);
+    let records = crate::support::run_records(run_dir);
     c.goto(&format!("{base}/runs/{RUN}/records"))
         .await
         .map_err(|e| e.to_string())?;

@@ -9,17 +9,17 @@
 //! `<target>/browser-e2e/export-study.png`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Client;
 use radlens_shared::filter::RecordFilter;
-use radlens_shared::record::{Analysis, CaseRecord, Pass};
+use radlens_shared::record::{Analysis, Pass};
 use serde_json::Value;
 
 use super::driver::ChromeDriver;
 use super::server::StaticServer;
 use super::{
-    Res, artifact_dir, check, connect, js, preflight, screenshot, wait_for_js, with_page_state,
+    Res, artifact_dir, check, close_session, js, open_session, preflight, run_scenario, screenshot, wait_for_js,
 };
 use crate::support::{Scratch, radlens};
 
@@ -85,7 +85,7 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     folders.sort();
-    let mut want: Vec<String> = read_records(&run_dir).iter().map(|r| radlens_shared::static_site::study_segment(&r.study_id)).collect();
+    let mut want: Vec<String> = crate::support::run_records(&run_dir).iter().map(|r| radlens_shared::static_site::study_segment(&r.study_id)).collect();
     want.sort();
     want.dedup();
     assert_eq!(folders, want);
@@ -94,36 +94,15 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
     let server = StaticServer::start_plain(www).await.expect("start the plain file host");
     let driver =
         ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
-    let client = tokio::time::timeout(Duration::from_secs(30), connect(&driver))
-        .await
-        .unwrap_or_else(|_| panic!("no WebDriver session within 30 s; chromedriver log:\n{}", driver.log_tail()))
-        .unwrap_or_else(|e| panic!("{e}\nchromedriver log:\n{}", driver.log_tail()));
-    let started = Instant::now();
+    let client = open_session(&driver).await;
     let base = format!("{}/site", server.base_url());
-    let outcome =
-        tokio::time::timeout(Duration::from_secs(90), scenario(&client, &base, &run_dir, &artifacts)).await;
-    let outcome = match outcome {
-        Ok(Err(e)) => Ok(Err(with_page_state(&client, &artifacts, e).await)),
-        other => other,
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    let outcome = run_scenario(&client, &artifacts, Duration::from_secs(90), scenario(&client, &base, &run_dir, &artifacts)).await;
+    close_session(client).await;
     drop(driver);
     drop(server);
-    match outcome {
-        Ok(Ok(())) => eprintln!("export e2e passed in {:.1} s", started.elapsed().as_secs_f64()),
-        Ok(Err(e)) => panic!("export e2e failed: {e}"),
-        Err(_) => panic!("export e2e did not finish within 90 s"),
-    }
+    outcome.report("export e2e");
 }
 
-fn read_records(run_dir: &Path) -> Vec<CaseRecord> {
-    std::fs::read_to_string(run_dir.join("records.jsonl"))
-        .expect("records.jsonl")
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("a record line"))
-        .collect()
-}
 
 /// Waits until `ready` (a JS expression) is true, or fails with the page's API error.
 async fn wait_ready(c: &Client, ready: &str, what: &str) -> Res<()> {
@@ -133,7 +112,7 @@ async fn wait_ready(c: &Client, ready: &str, what: &str) -> Res<()> {
 }
 
 async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> Res<()> {
-    let records = read_records(run_dir);
+    let records = crate::support::run_records(run_dir);
     let analysis: Analysis = serde_json::from_str(
         &std::fs::read_to_string(run_dir.join("analysis.json")).map_err(|e| e.to_string())?,
     )

@@ -98,38 +98,52 @@ async fn metrics_playground_in_headless_chromium() {
         .expect("start the static file server");
     let driver =
         ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
-    let client = tokio::time::timeout(Duration::from_secs(30), connect(&driver))
-        .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "no WebDriver session within 30 s; chromedriver log:\n{}",
-                driver.log_tail()
-            )
-        })
-        .unwrap_or_else(|e| panic!("{e}\nchromedriver log:\n{}", driver.log_tail()));
-
-    let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        SCENARIO_TIMEOUT,
-        scenario(&client, &server.base_url(), &artifacts),
-    )
-    .await;
-    let outcome = match outcome {
-        Ok(Err(e)) => Ok(Err(with_page_state(&client, &artifacts, e).await)),
-        other => other,
-    };
+    let client = open_session(&driver).await;
+    let outcome = run_scenario(&client, &artifacts, SCENARIO_TIMEOUT, scenario(&client, &server.base_url(), &artifacts)).await;
     // Always end the session (and so the browser); the guards then stop chromedriver and the server.
-    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+    close_session(client).await;
     drop(driver);
     drop(server);
-    match outcome {
-        Ok(Ok(())) => eprintln!(
-            "browser e2e passed in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ),
-        Ok(Err(e)) => panic!("browser e2e failed: {e}"),
-        Err(_) => panic!("browser e2e did not finish within {SCENARIO_TIMEOUT:?}"),
+    outcome.report("browser e2e");
+}
+
+/// A WebDriver session in headless Chromium, or a panic that shows chromedriver's log.
+async fn open_session(driver: &ChromeDriver) -> Client {
+    tokio::time::timeout(Duration::from_secs(30), connect(driver))
+        .await
+        .unwrap_or_else(|_| panic!("no WebDriver session within 30 s; chromedriver log:\n{}", driver.log_tail()))
+        .unwrap_or_else(|e| panic!("{e}\nchromedriver log:\n{}", driver.log_tail()))
+}
+
+async fn close_session(client: Client) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), client.close()).await;
+}
+
+/// How a scenario ended, reported once the browser and the servers are down.
+struct Outcome {
+    result: Result<Res<()>, tokio::time::error::Elapsed>,
+    started: Instant,
+    limit: Duration,
+}
+
+impl Outcome {
+    fn report(self, name: &str) {
+        match self.result {
+            Ok(Ok(())) => eprintln!("{name} passed in {:.1} s", self.started.elapsed().as_secs_f64()),
+            Ok(Err(e)) => panic!("{name} failed: {e}"),
+            Err(_) => panic!("{name} did not finish within {:?}", self.limit),
+        }
     }
+}
+
+/// Runs `scenario` within `limit`; a failure gains the page's state (its text and a screenshot).
+async fn run_scenario(client: &Client, artifacts: &Path, limit: Duration, scenario: impl std::future::Future<Output = Res<()>>) -> Outcome {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(limit, scenario).await {
+        Ok(Err(e)) => Ok(Err(with_page_state(client, artifacts, e).await)),
+        other => other,
+    };
+    Outcome { result, started, limit }
 }
 
 async fn connect(driver: &ChromeDriver) -> Res<Client> {

@@ -20,6 +20,11 @@ pub fn radlens_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_radlens-under-test"))
 }
 
+/// A run directory's records, read the way the backend reads them.
+pub fn run_records(run_dir: &Path) -> Vec<radlens_shared::record::CaseRecord> {
+    radlens::study::run_dir::RunDir::open(run_dir).expect("a run directory").read_records().expect("records.jsonl")
+}
+
 pub fn radlens(args: &[&str]) -> Output {
     Command::new(radlens_bin()).args(args).output().expect("run radlens")
 }

@@ -11,11 +11,8 @@ use serde::Serialize;
 use crate::alloc_stats;
 use crate::cli::BenchArgs;
 use crate::models::checkpoint::random::{normal_values, RandomWeights};
-use crate::models::gemma3::Gemma3;
-use crate::models::gemma3_text::LayerType;
 use crate::models::generate::greedy;
 use crate::models::linear::WeightFormat;
-use crate::models::llava::Llava;
 use crate::models::presets::Preset;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
 use crate::models::VisionLanguageModel;
@@ -28,41 +25,12 @@ struct BenchModel {
     image_size: usize,
 }
 
-fn build(arch: &str, seed: u64, dtype: DType, device: &Device) -> anyhow::Result<BenchModel> {
+fn build(preset: Preset, seed: u64, dtype: DType, device: &Device) -> anyhow::Result<BenchModel> {
+    let cfg = preset.config(None, None);
+    let model = super::bench_arch::build(&cfg, RandomWeights::var_builder(seed, dtype, device), WeightFormat::Dense)?;
     let question: Vec<u32> = (0..24u32).map(|i| 400 + 37 * i).collect();
-    match arch {
-        "llava" => {
-            let cfg = crate::models::presets::mid_llava();
-            let model = Llava::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
-            // BOS, "USER:", the image tokens, a question's worth of text, "ASSISTANT:".
-            let mut ids: Vec<u32> = vec![1, 3148, 1001, 29901];
-            ids.extend(std::iter::repeat_n(cfg.image_token_id, cfg.image_tokens()));
-            ids.extend(question);
-            let description = format!(
-                "random LLaVA: CLIP {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
-                cfg.vision.image_size(), 14, cfg.vision.num_layers(), cfg.vision.hidden_size(), cfg.text.num_layers, cfg.text.hidden_size, cfg.text.num_heads, cfg.text.num_kv_heads
-            );
-            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size() })
-        }
-        "gemma3" => {
-            let cfg = crate::models::presets::mid_gemma3();
-            let model = Gemma3::from_var_builder(cfg.clone(), RandomWeights::var_builder(seed, dtype, device))?;
-            let mut ids: Vec<u32> = vec![2, 5, 315, 309, 263, 304, 304, cfg.boi_token_id];
-            ids.extend(std::iter::repeat_n(cfg.image_token_id, cfg.image_tokens()));
-            ids.push(cfg.eoi_token_id);
-            ids.extend(question);
-            ids.extend([6, 263, 5, 411, 263]);
-            let t = &cfg.text;
-            let description = format!(
-                "random Gemma3: SigLIP {}/{} x{} blocks (hidden {}) pooled to {} tokens, text x{} layers {:?} (hidden {}, heads {}/{} kv, window {})",
-                cfg.vision.image_size, cfg.vision.patch_size, cfg.vision.num_layers, cfg.vision.block.hidden_size, cfg.image_tokens(),
-                t.num_layers(), t.layer_types.iter().map(|l| if *l == LayerType::Full { 'F' } else { 'S' }).collect::<String>(),
-                t.hidden_size, t.num_heads, t.num_kv_heads, t.sliding_window
-            );
-            Ok(BenchModel { model: Box::new(model), description, ids, image_size: cfg.vision.image_size })
-        }
-        other => anyhow::bail!("unknown --arch {other:?} (llava, gemma3)"),
-    }
+    let (ids, _) = cfg.prompt(&question);
+    Ok(BenchModel { model, description: format!("random {}", cfg.describe()), ids, image_size: cfg.image_size() })
 }
 
 #[derive(Serialize)]
@@ -106,10 +74,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "the mid-size capture benchmarks run on the CPU with dense weights; use a full-size --arch or --agreement-with for --device/--quantize"
     );
     if args.study {
-        return run_study_bench(args, dtype);
+        return run_study_bench(args, preset, dtype);
     }
     let before_weights = alloc_stats::current_bytes();
-    let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
+    let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
     let weights_mib = alloc_stats::current_bytes().saturating_sub(before_weights) as f64 / MIB;
     let l = ids.len();
     let pixels = Tensor::from_vec(normal_values(args.seed, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &device)?;
@@ -210,10 +178,10 @@ fn print_table(r: &Report) {
 
 /// Study throughput with and without the shared-prefix KV cache, as the study runner uses it:
 /// per study the image is encoded once; six variants share everything up to the question.
-fn run_study_bench(args: &BenchArgs, dtype: DType) -> anyhow::Result<()> {
+fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Result<()> {
     use crate::models::generate::{greedy_from, Prefix};
     let device = Device::Cpu;
-    let BenchModel { model, description, ids, image_size: side } = build(&args.arch, args.seed, dtype, &device)?;
+    let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
     let summary = model.summary();
     // The prompt up to the question: everything through the last image token and one more.
     let last_image = ids.iter().rposition(|&t| t == summary.image_token_id).context("no image token")?;

@@ -31,7 +31,7 @@ pub const VARIANTS: usize = 6;
 const QUESTION_TOKENS: usize = 24;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-fn build(cfg: &PresetConfig, vb: candle_nn::VarBuilder, format: WeightFormat) -> candle_core::Result<Box<dyn VisionLanguageModel>> {
+pub(crate) fn build(cfg: &PresetConfig, vb: candle_nn::VarBuilder, format: WeightFormat) -> candle_core::Result<Box<dyn VisionLanguageModel>> {
     Ok(match cfg {
         PresetConfig::Llava(c) => Box::new(Llava::from_var_builder_as(c.clone(), vb, format)?),
         PresetConfig::Gemma3(c) => Box::new(Gemma3::from_var_builder_as(c.clone(), vb, format)?),

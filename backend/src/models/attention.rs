@@ -56,23 +56,18 @@ pub fn attend(
         let kept = probabilities(&q.index_select(&index, 2)?, &k, spec, Some(&index))?.squeeze(0)?;
         probe.take(&at, &absolute(&rows, query_start), &kept)?;
     }
-    let dtype = v.dtype();
-    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
-    if let Some(cap) = spec.softcap {
-        scores = ((scores / cap)?.tanh()? * cap)?;
-    }
-    if let Some(mask) = spec.mask {
-        scores = scores.broadcast_add(&mask.to_dtype(dtype)?)?;
-    }
-    softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+    softmax_last_dim(&scores(&q, &k, spec, None)?)?.matmul(&v.contiguous()?)
 }
 
 /// Exact f32 attention probabilities `[1, heads, query, key]` of `q` (all its rows; `mask_rows`
 /// says which rows of the mask they are when `q` holds only some).
 fn probabilities(q: &Tensor, k: &Tensor, spec: &AttnSpec<'_>, mask_rows: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let qf = q.to_dtype(DType::F32)?;
-    let kf = k.to_dtype(DType::F32)?;
-    let mut scores = (qf.matmul(&kf.t()?)? * spec.scale)?;
+    softmax_last_dim(&scores(&q.to_dtype(DType::F32)?, &k.to_dtype(DType::F32)?, spec, mask_rows)?)
+}
+
+/// Scaled, soft-capped, masked `q . k` in `q`'s dtype, `[1, heads, query, key]`.
+fn scores(q: &Tensor, k: &Tensor, spec: &AttnSpec<'_>, mask_rows: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let mut scores = (q.matmul(&k.t()?)? * spec.scale)?;
     if let Some(cap) = spec.softcap {
         scores = ((scores / cap)?.tanh()? * cap)?;
     }
@@ -81,9 +76,9 @@ fn probabilities(q: &Tensor, k: &Tensor, spec: &AttnSpec<'_>, mask_rows: Option<
             Some(rows) => mask.index_select(rows, 0)?,
             None => mask.clone(),
         };
-        scores = scores.broadcast_add(&mask)?;
+        scores = scores.broadcast_add(&mask.to_dtype(scores.dtype())?)?;
     }
-    softmax_last_dim(&scores)
+    Ok(scores)
 }
 
 fn row_index(rows: &[usize], device: &candle_core::Device) -> candle_core::Result<Tensor> {

@@ -223,6 +223,27 @@ impl PresetConfig {
         }
     }
 
+    /// The architecture in one line (towers, layers, widths).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Llava(c) => format!(
+                "LLaVA: {} {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
+                if matches!(c.vision, VisionConfig::Clip(_)) { "CLIP" } else { "DINOv2" },
+                c.vision.image_size(), c.vision.image_size() / c.vision.grid(), c.vision.num_layers(), c.vision.hidden_size(),
+                c.text.num_layers, c.text.hidden_size, c.text.num_heads, c.text.num_kv_heads
+            ),
+            Self::Gemma3(c) => {
+                let t = &c.text;
+                format!(
+                    "Gemma3: SigLIP {}/{} x{} blocks (hidden {}) pooled to {} tokens, text x{} layers {} (hidden {}, heads {}/{} kv, window {})",
+                    c.vision.image_size, c.vision.patch_size, c.vision.num_layers, c.vision.block.hidden_size, c.image_tokens(),
+                    t.num_layers(), t.layer_types.iter().map(|l| if *l == LayerType::Full { 'F' } else { 'S' }).collect::<String>(),
+                    t.hidden_size, t.num_heads, t.num_kv_heads, t.sliding_window
+                )
+            }
+        }
+    }
+
     /// Transformer layers of the language model.
     pub fn text_layers(&self) -> usize {
         match self {
