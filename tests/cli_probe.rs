@@ -238,6 +238,9 @@ fn bench_full_size_architectures_need_random_weights() {
     let out = radlens(&["bench", "--arch", "llava-rad"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--random-weights"));
+    let out = radlens(&["bench", "--arch", "gpt2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("llava-1.5-7b, medgemma-4b, llava-rad"));
 }
 
 /// `--gradcam --faithfulness --sinks`: Grad-CAM and relative maps on the attention map's grid and

@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use radlens_shared::fusion::HeadFusion;
 use radlens_shared::metrics::js_distance;
@@ -336,7 +335,8 @@ pub struct AgreementReport {
 }
 
 fn agreement(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format: WeightFormat, reference: &str) -> anyhow::Result<()> {
-    let ref_dtype = crate::models::resolve_dtype(reference, device).map_err(anyhow::Error::msg).context("--agreement-with")?;
+    let ref_dtype = crate::models::resolve_dtype(reference, device)
+        .map_err(|message| crate::error::InputError::Flag { flag: "--agreement-with", message })?;
     crate::models::loader::check_dtype(ref_dtype, device)?;
     let new_tokens = args.new_tokens as usize;
     let mut results = Vec::new();
