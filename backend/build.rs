@@ -18,7 +18,8 @@ fn main() {
         collect(&dist, &dist, &mut files);
     }
     files.sort();
-    let mut code = String::from("/// The embedded dashboard files: (path relative to dist/, bytes).\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    let mut code =
+        String::from("/// The embedded dashboard files: (path relative to dist/, bytes).\npub static EMBEDDED: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
         code.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", abs.display().to_string()));
     }
@@ -38,7 +39,13 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
         if ft.is_dir() {
             collect(root, &path, out);
         } else if ft.is_file() {
-            let rel = path.strip_prefix(root).expect("inside dist").components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/");
+            let rel = path
+                .strip_prefix(root)
+                .expect("inside dist")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
             let abs = path.canonicalize().unwrap_or(path.clone());
             out.push((rel, abs));
         }

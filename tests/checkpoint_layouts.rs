@@ -10,7 +10,7 @@ use radlens::models::generate::greedy;
 use radlens::models::llava::Llava;
 use radlens::models::probe::NoProbe;
 
-use crate::support::{fixture, Scratch};
+use crate::support::{Scratch, fixture};
 
 fn reference() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture("reference-v1/llava-tiny/model.safetensors"), &Device::Cpu).unwrap()
@@ -43,7 +43,8 @@ fn write_model(dir: &Path, tensors: &HashMap<String, Tensor>, shards: usize) {
 
 fn first_logits(dir: &Path) -> Vec<f32> {
     let model = Llava::load(dir, DType::F32, &Device::Cpu).unwrap();
-    let case = candle_core::safetensors::load(fixture("reference-v1/reference/llava-tiny/case0/tensors.safetensors"), &Device::Cpu).unwrap();
+    let case =
+        candle_core::safetensors::load(fixture("reference-v1/reference/llava-tiny/case0/tensors.safetensors"), &Device::Cpu).unwrap();
     let ids: Vec<u32> = case["input_ids"].to_vec1::<i64>().unwrap().into_iter().map(|x| x as u32).collect();
     greedy(&model, &ids, &case["pixel_values"], 1, &mut NoProbe).unwrap().prompt_last_logits().to_vec()
 }

@@ -1,6 +1,6 @@
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::support::{fixture, radlens, Scratch};
+use crate::support::{Scratch, fixture, radlens};
 
 fn golden() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("metrics-golden.json")).unwrap()).unwrap()

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
-use crate::support::{fixture, radlens, Scratch};
+use crate::support::{Scratch, fixture, radlens};
 
 fn llava_dir() -> String {
     fixture("reference-v1/llava-tiny").display().to_string()
@@ -39,8 +39,16 @@ fn probe_answers_from_an_image_file_with_a_normalised_map() {
     let m = manifest("case1");
     let image = fixture(&format!("reference-v1/{}", m["image"].as_str().unwrap())).display().to_string();
     let report = json_out(&[
-        "probe", "--model", &llava_dir(), "--image", &image, "--question", m["question"].as_str().unwrap(),
-        "--max-new-tokens", "5", "--json",
+        "probe",
+        "--model",
+        &llava_dir(),
+        "--image",
+        &image,
+        "--question",
+        m["question"].as_str().unwrap(),
+        "--max-new-tokens",
+        "5",
+        "--json",
     ]);
     assert_eq!(report["architecture"], "llava");
     assert_eq!(report["input_ids"], m["input_ids"], "our prompt tokenises like the processor");
@@ -66,14 +74,26 @@ fn probe_answers_from_an_image_file_with_a_normalised_map() {
 #[test]
 fn dump_reproduces_the_reference_tensors() {
     let scratch = Scratch::new("probe-dump");
-    for (model, dir, case) in [("llava-tiny", llava_dir(), "case0"), ("llava-tiny", llava_dir(), "case2"), ("gemma3-tiny", gemma3_dir(), "case2")] {
+    for (model, dir, case) in
+        [("llava-tiny", llava_dir(), "case0"), ("llava-tiny", llava_dir(), "case2"), ("gemma3-tiny", gemma3_dir(), "case2")]
+    {
         let m = manifest_of(model, case);
         let dump = scratch.path().join(format!("{model}-{case}.safetensors"));
         let pv = case_dir(model, case).join("tensors.safetensors");
         let t = m["generated_ids"].as_array().unwrap().len().to_string();
         let mut args = vec![
-            "probe", "--model", &dir, "--pixel-values", pv.to_str().unwrap(), "--question",
-            m["question"].as_str().unwrap(), "--max-new-tokens", &t, "--dump", dump.to_str().unwrap(), "--json",
+            "probe",
+            "--model",
+            &dir,
+            "--pixel-values",
+            pv.to_str().unwrap(),
+            "--question",
+            m["question"].as_str().unwrap(),
+            "--max-new-tokens",
+            &t,
+            "--dump",
+            dump.to_str().unwrap(),
+            "--json",
         ];
         if let Some(system) = m["system_prompt"].as_str() {
             args.extend(["--system", system]);
@@ -107,18 +127,47 @@ fn dump_reproduces_the_reference_tensors() {
 fn gemma3_probe_reports_whole_image_geometry_and_blind_layers() {
     let m = manifest_of("gemma3-tiny", "case0");
     let image = fixture(&format!("reference-v1/{}", m["image"].as_str().unwrap())).display().to_string();
-    let report = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", m["question"].as_str().unwrap(), "--max-new-tokens", "5", "--json"]);
+    let report = json_out(&[
+        "probe",
+        "--model",
+        &gemma3_dir(),
+        "--image",
+        &image,
+        "--question",
+        m["question"].as_str().unwrap(),
+        "--max-new-tokens",
+        "5",
+        "--json",
+    ]);
     assert_eq!(report["architecture"], "gemma3");
     assert_eq!(report["input_ids"], m["input_ids"]);
     assert_eq!(report["generated_ids"], m["generated_ids"]);
     let prov = &report["map"]["provenance"];
     let crop = &prov["geometry"]["crop"];
-    assert_eq!((crop["x0"].as_f64(), crop["y0"].as_f64(), crop["x1"].as_f64(), crop["y1"].as_f64()), (Some(0.0), Some(0.0), Some(80.0), Some(64.0)));
+    assert_eq!(
+        (crop["x0"].as_f64(), crop["y0"].as_f64(), crop["x1"].as_f64(), crop["y1"].as_f64()),
+        (Some(0.0), Some(0.0), Some(80.0), Some(64.0))
+    );
     // 6 layers [S,S,F,S,S,F]: the last quarter is 4..5; layer 4's window (8) ends before the image.
     assert_eq!(prov["layers"], serde_json::json!([5]));
     assert_eq!(prov["layers_without_image"], serde_json::json!([4]));
     // Token-conditioned maps: the rows of a word of the question.
-    let term = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", m["question"].as_str().unwrap(), "--max-new-tokens", "2", "--query", "term:fracture", "--layers", "all", "--json"]);
+    let term = json_out(&[
+        "probe",
+        "--model",
+        &gemma3_dir(),
+        "--image",
+        &image,
+        "--question",
+        m["question"].as_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+        "--query",
+        "term:fracture",
+        "--layers",
+        "all",
+        "--json",
+    ]);
     assert_eq!(term["map"]["provenance"]["query_mode"], "term:fracture");
     assert!(!term["map"]["provenance"]["query_positions"].as_array().unwrap().is_empty());
 }
@@ -162,8 +211,18 @@ fn llava_rad_release_probes_and_dumps_like_the_reference() {
     let pv = case.join("tensors.safetensors");
     let model = root.join("llava-rad-tiny").display().to_string();
     let report = json_out(&[
-        "probe", "--model", &model, "--pixel-values", pv.to_str().unwrap(), "--question", m["question"].as_str().unwrap(),
-        "--max-new-tokens", "5", "--dump", dump.to_str().unwrap(), "--json",
+        "probe",
+        "--model",
+        &model,
+        "--pixel-values",
+        pv.to_str().unwrap(),
+        "--question",
+        m["question"].as_str().unwrap(),
+        "--max-new-tokens",
+        "5",
+        "--dump",
+        dump.to_str().unwrap(),
+        "--json",
     ]);
     assert_eq!(report["architecture"], "llava_rad");
     assert_eq!(report["generated_ids"], m["generated_ids"]);
@@ -180,7 +239,20 @@ fn llava_rad_release_probes_and_dumps_like_the_reference() {
 #[test]
 fn half_precision_on_the_cpu() {
     let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
-    let report = json_out(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2", "--dtype", "f16", "--json"]);
+    let report = json_out(&[
+        "probe",
+        "--model",
+        &llava_dir(),
+        "--image",
+        &image,
+        "--question",
+        "Is there an effusion?",
+        "--max-new-tokens",
+        "2",
+        "--dtype",
+        "f16",
+        "--json",
+    ]);
     let sum: f64 = report["map"]["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-6);
     let out = radlens(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "q", "--dtype", "bf16"]);
@@ -194,7 +266,22 @@ fn half_precision_on_the_cpu() {
 fn q8_weights_keep_the_answer_and_the_map() {
     let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
     for dir in [llava_dir(), gemma3_dir()] {
-        let ask = |q: &str| json_out(&["probe", "--model", &dir, "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2", "--quantize", q, "--json"]);
+        let ask = |q: &str| {
+            json_out(&[
+                "probe",
+                "--model",
+                &dir,
+                "--image",
+                &image,
+                "--question",
+                "Is there an effusion?",
+                "--max-new-tokens",
+                "2",
+                "--quantize",
+                q,
+                "--json",
+            ])
+        };
         let (dense, q8) = (ask("none"), ask("q8"));
         assert_eq!(q8["dtype"], "f32 + q8 weights", "{dir}");
         assert_eq!(dense["generated_ids"][0], q8["generated_ids"][0], "{dir}: first answer token moved");
@@ -203,7 +290,21 @@ fn q8_weights_keep_the_answer_and_the_map() {
         assert!(js > 0.0 && js < 0.05, "{dir}: map JS distance {js} bits between f32 and q8");
     }
     // Grad-CAM's backward passes through the 8-bit layers (by their dequantised weights).
-    let cam = json_out(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "1", "--quantize", "q8", "--gradcam", "--json"]);
+    let cam = json_out(&[
+        "probe",
+        "--model",
+        &llava_dir(),
+        "--image",
+        &image,
+        "--question",
+        "Is there an effusion?",
+        "--max-new-tokens",
+        "1",
+        "--quantize",
+        "q8",
+        "--gradcam",
+        "--json",
+    ]);
     let methods: Vec<&str> = cam["trust"]["maps"].as_array().unwrap().iter().map(|m| m["provenance"]["method"].as_str().unwrap()).collect();
     assert_eq!(methods, ["gradcam"], "{}", cam["trust"]);
     let out = radlens(&["probe", "--model", &llava_dir(), "--image", &image, "--question", "q", "--quantize", "q4"]);
@@ -216,8 +317,22 @@ fn q8_weights_keep_the_answer_and_the_map() {
 #[test]
 fn bench_compares_precisions_on_the_same_random_model() {
     let out = radlens(&[
-        "bench", "--arch", "llava", "--agreement-with", "f32", "--dtype", "f16", "--text-layers", "2", "--vision-layers", "1",
-        "--reps", "1", "--new-tokens", "2", "--json",
+        "bench",
+        "--arch",
+        "llava",
+        "--agreement-with",
+        "f32",
+        "--dtype",
+        "f16",
+        "--text-layers",
+        "2",
+        "--vision-layers",
+        "1",
+        "--reps",
+        "1",
+        "--new-tokens",
+        "2",
+        "--json",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -249,8 +364,19 @@ fn bench_full_size_architectures_need_random_weights() {
 fn probe_runs_the_trust_checks() {
     let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
     let report = json_out(&[
-        "probe", "--model", &llava_dir(), "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "2",
-        "--gradcam", "--faithfulness", "--sinks", "--json",
+        "probe",
+        "--model",
+        &llava_dir(),
+        "--image",
+        &image,
+        "--question",
+        "Is there an effusion?",
+        "--max-new-tokens",
+        "2",
+        "--gradcam",
+        "--faithfulness",
+        "--sinks",
+        "--json",
     ]);
     let trust = &report["trust"];
     let maps = trust["maps"].as_array().unwrap();
@@ -280,7 +406,20 @@ fn probe_runs_the_trust_checks() {
 #[test]
 fn probe_falls_back_to_a_labelled_gradcam() {
     let image = fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
-    let report = json_out(&["probe", "--model", &gemma3_dir(), "--image", &image, "--question", "Is there a fracture?", "--max-new-tokens", "2", "--layers", "4", "--json"]);
+    let report = json_out(&[
+        "probe",
+        "--model",
+        &gemma3_dir(),
+        "--image",
+        &image,
+        "--question",
+        "Is there a fracture?",
+        "--max-new-tokens",
+        "2",
+        "--layers",
+        "4",
+        "--json",
+    ]);
     let prov = &report["map"]["provenance"];
     assert_eq!(prov["method"], "gradcam");
     assert_eq!(prov["site"], "vision.blocks.1.output");

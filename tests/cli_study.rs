@@ -12,7 +12,7 @@ use radlens::study::run_dir::RunDir;
 use radlens_shared::record::CaseRecord;
 use serde_json::Value;
 
-use crate::support::{radlens, radlens_bin, workspace_root, Scratch};
+use crate::support::{Scratch, radlens, radlens_bin, workspace_root};
 
 fn demo_data() -> PathBuf {
     workspace_root().join("static/demo")
@@ -138,10 +138,14 @@ fn a_killed_study_resumes_without_losing_or_duplicating_records() {
     run_ok(&study_args(models, &clean, &["--n-studies", "12", "--text-only-pass"]));
     let (a, b) = (analysis_without_latency(&killed), analysis_without_latency(&clean));
     if a != b {
-        let dump = |v: &Value, n: &str| std::fs::write(scratch.path().parent().unwrap().join(n), serde_json::to_string_pretty(v).unwrap()).unwrap();
+        let dump = |v: &Value, n: &str| {
+            std::fs::write(scratch.path().parent().unwrap().join(n), serde_json::to_string_pretty(v).unwrap()).unwrap()
+        };
         dump(&a, "killed-analysis.json");
         dump(&b, "clean-analysis.json");
-        panic!("the resumed run's analysis differs from an uninterrupted run's (see killed-analysis.json, clean-analysis.json beside the scratch dir)");
+        panic!(
+            "the resumed run's analysis differs from an uninterrupted run's (see killed-analysis.json, clean-analysis.json beside the scratch dir)"
+        );
     }
 }
 
@@ -160,8 +164,19 @@ fn bad_rows_and_missing_images_become_error_records() {
     let out = scratch.path().join("run");
     let model = format!("llava={}", models[0].1.display());
     let result = radlens(&[
-        "study", "--csv", csv.to_str().unwrap(), "--images", data.join("cxr").to_str().unwrap(), "--model", &model,
-        "--out", out.to_str().unwrap(), "--resamples", "100", "--max-new-tokens", "2",
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        data.join("cxr").to_str().unwrap(),
+        "--model",
+        &model,
+        "--out",
+        out.to_str().unwrap(),
+        "--resamples",
+        "100",
+        "--max-new-tokens",
+        "2",
     ]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
@@ -175,8 +190,16 @@ fn bad_rows_and_missing_images_become_error_records() {
     assert!(missing.message.contains("missing.png"), "{}", missing.message);
 
     let strict = radlens(&[
-        "study", "--csv", csv.to_str().unwrap(), "--images", data.join("cxr").to_str().unwrap(), "--model", &model,
-        "--out", scratch.path().join("strict").to_str().unwrap(), "--strict",
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        data.join("cxr").to_str().unwrap(),
+        "--model",
+        &model,
+        "--out",
+        scratch.path().join("strict").to_str().unwrap(),
+        "--strict",
     ]);
     assert_eq!(strict.status.code(), Some(2), "a bad CSV is an input error");
     assert!(String::from_utf8_lossy(&strict.stderr).contains("line 3"));
@@ -245,7 +268,8 @@ fn trust_checks_are_recorded_and_resume() {
     }
     assert_eq!(checked, 2 * 6 * 2, "2 studies x 6 variants x 2 models");
     // The analysis summarises them per model, and the report has a section.
-    let analysis: radlens_shared::record::Analysis = serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    let analysis: radlens_shared::record::Analysis =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
     for m in &analysis.models {
         let t = m.trust.as_ref().unwrap_or_else(|| panic!("{}: no trust summary", m.model));
         assert_eq!(t.records, 12);
@@ -282,8 +306,23 @@ fn study_records_fall_back_to_a_labelled_gradcam() {
     let images = crate::support::fixture("reference-v1/images");
     let model = format!("g={}", crate::support::fixture("reference-v1/gemma3-tiny").display());
     let args: Vec<String> = [
-        "study", "--csv", csv.to_str().unwrap(), "--images", images.to_str().unwrap(), "--model", &model, "--out", out.to_str().unwrap(),
-        "--layers", "4", "--max-new-tokens", "2", "--resamples", "50", "--gradcam", "--faithfulness",
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--model",
+        &model,
+        "--out",
+        out.to_str().unwrap(),
+        "--layers",
+        "4",
+        "--max-new-tokens",
+        "2",
+        "--resamples",
+        "50",
+        "--gradcam",
+        "--faithfulness",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -2,13 +2,13 @@
 //! central finite difference of the same margin, and the map's shape and sign.
 
 use candle_core::{DType, Device, Tensor};
-use radlens::gradcam::{gradcam, margin_from_activations, margin_gradient, MarginTokens};
+use radlens::gradcam::{MarginTokens, gradcam, margin_from_activations, margin_gradient};
 use radlens::models::checkpoint::llava_rad::PartOverrides;
-use radlens::models::loader::{load_engine, Engine};
+use radlens::models::loader::{Engine, load_engine};
 use radlens::models::probe::NoProbe;
 
 use crate::support::fixture;
-use crate::support::parity::{assert_close, flat, Case};
+use crate::support::parity::{Case, assert_close, flat};
 
 fn engine(rel: &str) -> Engine {
     load_engine(&fixture(rel), &PartOverrides::default(), DType::F32, &Device::Cpu, radlens::models::linear::WeightFormat::Dense).unwrap()
@@ -90,10 +90,9 @@ fn llava_rad_gradient_matches_finite_differences() {
 /// The CAM lies on the attention map's grid, is non-negative, and names its block.
 #[test]
 fn cams_have_the_attention_grid_and_are_non_negative() {
-    for (rel, model, block) in [
-        ("reference-v1/llava-tiny", "llava-tiny", "vision.blocks."),
-        ("reference-v1/gemma3-tiny", "gemma3-tiny", "vision.blocks.1.output"),
-    ] {
+    for (rel, model, block) in
+        [("reference-v1/llava-tiny", "llava-tiny", "vision.blocks."), ("reference-v1/gemma3-tiny", "gemma3-tiny", "vision.blocks.1.output")]
+    {
         let e = engine(rel);
         let case = Case::load(model, "case1");
         let yes = e.prompter.tokenizer().single_token_spellings("yes");

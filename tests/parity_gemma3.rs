@@ -9,11 +9,11 @@ use candle_core::{DType, Device};
 use radlens::models::gemma3::Gemma3;
 use radlens::models::generate::greedy;
 use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
-use radlens::models::processor::gemma3::Gemma3Prompter;
 use radlens::models::processor::Prompter;
+use radlens::models::processor::gemma3::Gemma3Prompter;
 
 use crate::support::fixture;
-use crate::support::parity::{assert_close, flat, Case, ATTN_TOL, HIDDEN_TOL, LOGITS_TOL};
+use crate::support::parity::{ATTN_TOL, Case, HIDDEN_TOL, LOGITS_TOL, assert_close, flat};
 
 fn model_dir() -> PathBuf {
     fixture("reference-v1/gemma3-tiny")
@@ -59,7 +59,12 @@ fn logits_attention_and_generation_match_transformers() {
         assert_eq!(generation.ids, want_ids, "{name}: generated ids");
         let text = prompter.tokenizer().decode(&generation.ids, true).unwrap();
         assert_eq!(text, case.manifest["generated_text"].as_str().unwrap(), "{name}: generated text");
-        assert_close(&format!("{name} prompt_last_logits"), generation.prompt_last_logits(), &flat(case.t("prompt_last_logits")), LOGITS_TOL);
+        assert_close(
+            &format!("{name} prompt_last_logits"),
+            generation.prompt_last_logits(),
+            &flat(case.t("prompt_last_logits")),
+            LOGITS_TOL,
+        );
         let gen_logits = case.t("gen_logits");
         for (k, logits) in generation.step_logits.iter().enumerate() {
             assert_close(&format!("{name} gen_logits[{k}]"), logits, &flat(&gen_logits.get(k).unwrap()), LOGITS_TOL);
@@ -67,14 +72,24 @@ fn logits_attention_and_generation_match_transformers() {
         let prompt_attn = case.t("prompt_last_attn");
         for layer in 0..layers {
             let row = recorder.row(layer, l - 1).unwrap();
-            assert_close(&format!("{name} text.blocks.{layer}.attn.pattern[{}]", l - 1), &row.probs, &flat(&prompt_attn.get(layer).unwrap()), ATTN_TOL);
+            assert_close(
+                &format!("{name} text.blocks.{layer}.attn.pattern[{}]", l - 1),
+                &row.probs,
+                &flat(&prompt_attn.get(layer).unwrap()),
+                ATTN_TOL,
+            );
         }
         let gen_attn = case.t("gen_attn");
         for k in 0..want_ids.len() {
             for layer in 0..layers {
                 let row = recorder.row(layer, l - 1 + k).unwrap();
                 let want = gen_attn.get(k).unwrap().get(layer).unwrap();
-                assert_close(&format!("{name} gen_attn[{k}] layer {layer}"), &row.probs, &flat(&want.narrow(1, 0, l + k).unwrap()), ATTN_TOL);
+                assert_close(
+                    &format!("{name} gen_attn[{k}] layer {layer}"),
+                    &row.probs,
+                    &flat(&want.narrow(1, 0, l + k).unwrap()),
+                    ATTN_TOL,
+                );
             }
         }
         if let Some(full) = case.tensors.get("prompt_attn_full") {
@@ -105,6 +120,16 @@ fn vision_intermediates_match_on_case0() {
     let last = model.vision().forward(pv, &mut NoProbe).unwrap();
     assert_close("vision.last_hidden_state (post_layernorm)", &flat(&last), &flat(case.t("vision.last_hidden_state")), HIDDEN_TOL);
     assert_close("vision.pooled", &flat(&model.pooled_features(pv, &mut NoProbe).unwrap()), &flat(case.t("vision.pooled")), HIDDEN_TOL);
-    assert_close("vision.pooled_normed", &flat(&model.pooled_normed(pv, &mut NoProbe).unwrap()), &flat(case.t("vision.pooled_normed")), HIDDEN_TOL);
-    assert_close("vision.projector_output", &flat(&model.image_features(pv, &mut NoProbe).unwrap()), &flat(case.t("vision.projector_output")), HIDDEN_TOL);
+    assert_close(
+        "vision.pooled_normed",
+        &flat(&model.pooled_normed(pv, &mut NoProbe).unwrap()),
+        &flat(case.t("vision.pooled_normed")),
+        HIDDEN_TOL,
+    );
+    assert_close(
+        "vision.projector_output",
+        &flat(&model.image_features(pv, &mut NoProbe).unwrap()),
+        &flat(case.t("vision.projector_output")),
+        HIDDEN_TOL,
+    );
 }

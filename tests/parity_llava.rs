@@ -9,11 +9,11 @@ use candle_core::{DType, Device};
 use radlens::models::generate::greedy;
 use radlens::models::llava::Llava;
 use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
-use radlens::models::processor::llava::LlavaPrompter;
 use radlens::models::processor::Prompter;
+use radlens::models::processor::llava::LlavaPrompter;
 
 use crate::support::fixture;
-use crate::support::parity::{assert_close, flat, Case, ATTN_TOL, HIDDEN_TOL, LOGITS_TOL};
+use crate::support::parity::{ATTN_TOL, Case, HIDDEN_TOL, LOGITS_TOL, assert_close, flat};
 
 fn model_dir() -> PathBuf {
     fixture("reference-v1/llava-tiny")
@@ -57,7 +57,12 @@ fn logits_attention_and_generation_match_transformers() {
         assert_eq!(generation.ids, want_ids, "{name}: generated ids");
         let text = prompter.tokenizer().decode(&generation.ids, true).unwrap();
         assert_eq!(text, case.manifest["generated_text"].as_str().unwrap(), "{name}: generated text");
-        assert_close(&format!("{name} prompt_last_logits"), generation.prompt_last_logits(), &flat(case.t("prompt_last_logits")), LOGITS_TOL);
+        assert_close(
+            &format!("{name} prompt_last_logits"),
+            generation.prompt_last_logits(),
+            &flat(case.t("prompt_last_logits")),
+            LOGITS_TOL,
+        );
         let gen_logits = case.t("gen_logits");
         for (k, logits) in generation.step_logits.iter().enumerate() {
             assert_close(&format!("{name} gen_logits[{k}]"), logits, &flat(&gen_logits.get(k).unwrap()), LOGITS_TOL);
@@ -68,7 +73,12 @@ fn logits_attention_and_generation_match_transformers() {
         for layer in 0..layers {
             let row = recorder.row(layer, l - 1).unwrap_or_else(|| panic!("{name}: layer {layer} row not captured"));
             assert_eq!(row.keys, l);
-            assert_close(&format!("{name} text.blocks.{layer}.attn.pattern[query {}]", l - 1), &row.probs, &flat(&prompt_attn.get(layer).unwrap()), ATTN_TOL);
+            assert_close(
+                &format!("{name} text.blocks.{layer}.attn.pattern[query {}]", l - 1),
+                &row.probs,
+                &flat(&prompt_attn.get(layer).unwrap()),
+                ATTN_TOL,
+            );
         }
         // gen_attn [T, NL, H, L+T-1]: step k is the row at position L-1+k over L+k keys; zero beyond.
         let gen_attn = case.t("gen_attn");

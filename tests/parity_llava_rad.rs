@@ -5,15 +5,15 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use radlens::models::checkpoint::llava_rad::{assemble, LlavaRadParts, PartOverrides};
+use radlens::models::checkpoint::llava_rad::{LlavaRadParts, PartOverrides, assemble};
 use radlens::models::generate::greedy;
 use radlens::models::llava::Llava;
 use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
-use radlens::models::processor::llava::LlavaRadPrompter;
 use radlens::models::processor::Prompter;
+use radlens::models::processor::llava::LlavaRadPrompter;
 
-use crate::support::parity::{assert_close, flat, Case, ATTN_TOL, HIDDEN_TOL, LOGITS_TOL};
-use crate::support::{fixture, Scratch};
+use crate::support::parity::{ATTN_TOL, Case, HIDDEN_TOL, LOGITS_TOL, assert_close, flat};
+use crate::support::{Scratch, fixture};
 
 fn release() -> PathBuf {
     fixture("llava-rad-tiny-v1/llava-rad-tiny")
@@ -43,7 +43,8 @@ fn the_lora_merge_gives_the_reference_weights() {
     // Per-module sums of every merged weight: q, k, v, o, gate, up, down of each layer.
     let sums = c.t("merged.checksum_sum").to_vec2::<f64>().unwrap();
     let abs_sums = c.t("merged.checksum_abs_sum").to_vec2::<f64>().unwrap();
-    let modules = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
+    let modules =
+        ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
     for (layer, (want_sum, want_abs)) in sums.iter().zip(&abs_sums).enumerate() {
         for (m, module) in modules.iter().enumerate() {
             let (w, _, _) = store.load(&format!("language_model.model.layers.{layer}.{module}.weight"), &Device::Cpu).unwrap();
@@ -75,7 +76,11 @@ fn check_generation(model: &Llava, prompter: &LlavaRadPrompter, c: &Case) {
     let want_ids = c.ids("generated_ids");
     let l = input_ids.len();
     let layers = model.config().text.num_layers;
-    let policy = CapturePolicy { layers: (0..layers).collect(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: true }, prompt_len: l };
+    let policy = CapturePolicy {
+        layers: (0..layers).collect(),
+        rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: true },
+        prompt_len: l,
+    };
     let mut recorder = AttentionRecorder::new(policy);
     let generation = greedy(model, &input_ids, c.t("pixel_values"), want_ids.len(), &mut recorder).unwrap();
     assert_eq!(generation.ids, want_ids, "{name}: generated ids");
@@ -114,8 +119,18 @@ fn the_dinov2_trunk_and_projector_match_on_case0() {
     for (i, s) in states.iter().enumerate() {
         assert_close(&format!("vision.hidden_states[{i}]"), &flat(s), &flat(&want.get(i).unwrap()), HIDDEN_TOL);
     }
-    assert_close("vision.selected_features", &flat(&model.selected_features(pv, &mut NoProbe).unwrap()), &flat(c.t("vision.selected_features")), HIDDEN_TOL);
-    assert_close("vision.projector_output", &flat(&model.image_features(pv, &mut NoProbe).unwrap()), &flat(c.t("vision.projector_output")), HIDDEN_TOL);
+    assert_close(
+        "vision.selected_features",
+        &flat(&model.selected_features(pv, &mut NoProbe).unwrap()),
+        &flat(c.t("vision.selected_features")),
+        HIDDEN_TOL,
+    );
+    assert_close(
+        "vision.projector_output",
+        &flat(&model.image_features(pv, &mut NoProbe).unwrap()),
+        &flat(c.t("vision.projector_output")),
+        HIDDEN_TOL,
+    );
 }
 
 /// The real Vicuna repo ships only `pytorch_model-*.bin` shards: the same model from them.

@@ -12,15 +12,15 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::HeaderMap;
 use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
 use actix_web::test::{self, TestRequest};
 use actix_web::web::{Bytes, Data};
 use radlens::server::share::ShareKeys;
-use radlens::server::{app, AppState, ServeOptions};
-use serde_json::{json, Value};
+use radlens::server::{AppState, ServeOptions, app};
+use serde_json::{Value, json};
 
-use crate::support::{radlens_bin, workspace_root, Scratch};
+use crate::support::{Scratch, radlens_bin, workspace_root};
 
 const PORT: u16 = 8080;
 const HOST: &str = "127.0.0.1:8080";
@@ -45,7 +45,8 @@ fn fixture() -> &'static Fixture {
         let run_dir = runs.join("demo");
         // An absolute path in the recorded command line: the API must never send it.
         let command_line = vec!["radlens".into(), "study".into(), "--csv".into(), data.join("demo-study.csv").display().to_string()];
-        let crate::support::demo_run::DemoRun { models, images } = crate::support::demo_run::build(&root.join("models"), &run_dir, 2, command_line);
+        let crate::support::demo_run::DemoRun { models, images } =
+            crate::support::demo_run::build(&root.join("models"), &run_dir, 2, command_line);
         copy_dir(&run_dir, &runs.join("demo-secret"));
         std::fs::create_dir_all(runs.join("notarun")).unwrap();
         std::fs::write(runs.join("notarun/report.md"), "not a run").unwrap();
@@ -61,7 +62,8 @@ fn remove_stale_scratch() {
     let Some(base) = probe.path().parent().map(Path::to_path_buf) else { return };
     drop(probe);
     for e in std::fs::read_dir(base).into_iter().flatten().flatten() {
-        let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > Duration::from_secs(3600));
+        let old =
+            e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > Duration::from_secs(3600));
         if old && e.file_name().to_string_lossy().starts_with("server-api-") {
             let _ = std::fs::remove_dir_all(e.path());
         }
@@ -161,10 +163,26 @@ fn assert_security_headers(r: &Resp, what: &str) {
 fn every_route() -> Vec<(&'static str, String)> {
     let img = radlens::server::runs::image_id("00021397_000.png");
     let mut v: Vec<(&str, String)> = [
-        "/", "/index.html", "/radlens_frontend.js", "/runs/demo", "/some/page", "/api/runs", "/api/runs/demo", "/api/runs/demo/analysis",
-        "/api/runs/demo/report", "/api/runs/demo/records", "/api/runs/demo/records.csv", "/api/runs/demo/records/0",
-        "/api/runs/demo/records/0/map", "/api/runs/demo/records/0/map.bin", "/api/runs/demo/records/0/maps/gradcam", "/api/runs/demo/records/0/rows.bin", "/api/runs/demo/plots",
-        "/api/jobs", "/api/jobs/1/events", "/api/nothing",
+        "/",
+        "/index.html",
+        "/radlens_frontend.js",
+        "/runs/demo",
+        "/some/page",
+        "/api/runs",
+        "/api/runs/demo",
+        "/api/runs/demo/analysis",
+        "/api/runs/demo/report",
+        "/api/runs/demo/records",
+        "/api/runs/demo/records.csv",
+        "/api/runs/demo/records/0",
+        "/api/runs/demo/records/0/map",
+        "/api/runs/demo/records/0/map.bin",
+        "/api/runs/demo/records/0/maps/gradcam",
+        "/api/runs/demo/records/0/rows.bin",
+        "/api/runs/demo/plots",
+        "/api/jobs",
+        "/api/jobs/1/events",
+        "/api/nothing",
     ]
     .into_iter()
     .map(|p| ("GET", p.to_string()))
@@ -220,7 +238,13 @@ async fn the_token_becomes_a_session_cookie_and_hosts_are_checked() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.header("Location"), "/runs/demo?x=1&y=2");
     let cookie = r.header("Set-Cookie");
-    assert!(cookie.starts_with("radlens_session=") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"), "{cookie}");
+    assert!(
+        cookie.starts_with("radlens_session=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Path=/"),
+        "{cookie}"
+    );
     assert!(!cookie.contains(&token), "the cookie is not the token");
     assert_security_headers(&r, "redirect");
     let value = cookie.split(';').next().unwrap().to_string();
@@ -244,7 +268,9 @@ async fn the_token_becomes_a_session_cookie_and_hosts_are_checked() {
     let r = send(&app, authed(TestRequest::get().uri("/api/runs"), &state).to_request()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "no Host header");
     // Writes from another origin are refused, from this one accepted.
-    let share = |origin: &str| authed(post("/api/share"), &state).insert_header(("Origin", origin.to_string())).set_json(json!({"run": "demo"})).to_request();
+    let share = |origin: &str| {
+        authed(post("/api/share"), &state).insert_header(("Origin", origin.to_string())).set_json(json!({"run": "demo"})).to_request()
+    };
     for origin in ["http://evil.example", "null", "https://127.0.0.1:8080", "http://127.0.0.1:8081"] {
         assert_eq!(send(&app, share(origin)).await.status, StatusCode::FORBIDDEN, "{origin}");
     }
@@ -331,7 +357,10 @@ async fn the_read_api_serves_a_run() {
     let image_rec = &one_model["records"][0];
     let i = image_rec["index"].as_u64().unwrap();
     assert_eq!(image_rec["trust"]["maps"].as_array().unwrap().len(), 2, "{}", image_rec["trust"]);
-    let (ah, aw) = (image_rec["map"]["provenance"]["geometry"]["h"].as_u64().unwrap(), image_rec["map"]["provenance"]["geometry"]["w"].as_u64().unwrap());
+    let (ah, aw) = (
+        image_rec["map"]["provenance"]["geometry"]["h"].as_u64().unwrap(),
+        image_rec["map"]["provenance"]["geometry"]["w"].as_u64().unwrap(),
+    );
     for method in ["query_to_visual", "gradcam", "relative"] {
         let m = send(&app, g(&format!("/api/runs/demo/records/{i}/maps/{method}"))).await;
         assert_eq!(m.status, StatusCode::OK, "{method}: {}", m.text());
@@ -391,14 +420,15 @@ async fn the_read_api_serves_a_run() {
     let got: Vec<usize> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert_eq!(got, want);
     // records.csv is in the analysis' order: rows join on (sample_id, model, pass).
-    let stored: std::collections::HashMap<(String, String, String), csv::StringRecord> = csv::Reader::from_path(run_dir.join("records.csv"))
-        .unwrap()
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            ((r[0].to_owned(), r[7].to_owned(), r[8].to_owned()), r)
-        })
-        .collect();
+    let stored: std::collections::HashMap<(String, String, String), csv::StringRecord> =
+        csv::Reader::from_path(run_dir.join("records.csv"))
+            .unwrap()
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                ((r[0].to_owned(), r[7].to_owned(), r[8].to_owned()), r)
+            })
+            .collect();
     let n = radlens_shared::records_csv::COLUMNS.len();
     for r in &rows {
         let stored = &stored[&(r[1].to_owned(), r[8].to_owned(), r[9].to_owned())];
@@ -419,7 +449,13 @@ async fn the_read_api_serves_a_run() {
     assert_eq!(flipped.iter().map(|r| r.get(0).unwrap()).collect::<Vec<_>>(), marked);
 
     // Out of range and missing.
-    for p in ["/api/runs/demo/records/48", "/api/runs/demo/records/999999", "/api/runs/nope", "/api/runs/demo/images/0000000000000000", "/api/runs/demo/plots/nope.png"] {
+    for p in [
+        "/api/runs/demo/records/48",
+        "/api/runs/demo/records/999999",
+        "/api/runs/nope",
+        "/api/runs/demo/images/0000000000000000",
+        "/api/runs/demo/plots/nope.png",
+    ] {
         let r = send(&app, g(p)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{p}");
         assert_eq!(r.json()["error"], "not_found", "{p}");
@@ -436,15 +472,52 @@ async fn traversal_in_every_id_is_refused_without_leaking() {
     let app = test::init_service(app(state.clone())).await;
     let img = radlens::server::runs::image_id("00021397_000.png");
     let run_ids = [
-        "..", "%2e%2e", "%2E%2E", ".%2e", "...", ".", "%2e", "..%2f..", "..%2F..%2Fsecret.txt", "%2F", "%2fetc%2fpasswd",
-        "%2Fetc%2Fpasswd", "demo%2F..%2Fdemo-secret", "demo%2f..", "demo%5C..%5Cdemo-secret", "..%5c..", "DEMO", "Demo", "DEMO-SECRET",
-        "dem", "demo-", "demo-s", "demo-secre", "demo%20", "%20demo", "demo%00", "notarun", "secret.txt", "..%00", "%252e%252e", "~",
-        ".radlens-share-keys.json", ".radlens-jobs",
+        "..",
+        "%2e%2e",
+        "%2E%2E",
+        ".%2e",
+        "...",
+        ".",
+        "%2e",
+        "..%2f..",
+        "..%2F..%2Fsecret.txt",
+        "%2F",
+        "%2fetc%2fpasswd",
+        "%2Fetc%2Fpasswd",
+        "demo%2F..%2Fdemo-secret",
+        "demo%2f..",
+        "demo%5C..%5Cdemo-secret",
+        "..%5c..",
+        "DEMO",
+        "Demo",
+        "DEMO-SECRET",
+        "dem",
+        "demo-",
+        "demo-s",
+        "demo-secre",
+        "demo%20",
+        "%20demo",
+        "demo%00",
+        "notarun",
+        "secret.txt",
+        "..%00",
+        "%252e%252e",
+        "~",
+        ".radlens-share-keys.json",
+        ".radlens-jobs",
     ];
     let templates = [
-        "/api/runs/{}", "/api/runs/{}/analysis", "/api/runs/{}/report", "/api/runs/{}/records", "/api/runs/{}/records.csv",
-        "/api/runs/{}/records/0", "/api/runs/{}/records/0/map", "/api/runs/{}/records/0/map.bin", "/api/runs/{}/records/0/rows.bin",
-        "/api/runs/{}/plots", "/api/runs/{}/plots/accuracy.png",
+        "/api/runs/{}",
+        "/api/runs/{}/analysis",
+        "/api/runs/{}/report",
+        "/api/runs/{}/records",
+        "/api/runs/{}/records.csv",
+        "/api/runs/{}/records/0",
+        "/api/runs/{}/records/0/map",
+        "/api/runs/{}/records/0/map.bin",
+        "/api/runs/{}/records/0/rows.bin",
+        "/api/runs/{}/plots",
+        "/api/runs/{}/plots/accuracy.png",
     ];
     let mut checked = 0;
     let mut templates: Vec<String> = templates.iter().map(|s| s.to_string()).collect();
@@ -467,14 +540,29 @@ async fn traversal_in_every_id_is_refused_without_leaking() {
     }
     // Record indices, image ids and plot names.
     let others = [
-        "/api/runs/demo/records/-1", "/api/runs/demo/records/+1", "/api/runs/demo/records/1e1", "/api/runs/demo/records/0x1",
-        "/api/runs/demo/records/%2e%2e", "/api/runs/demo/records/..", "/api/runs/demo/records/99999999999999999999999",
-        "/api/runs/demo/records/%2F0", "/api/runs/demo/records//0",
-        "/api/runs/demo/images/..", "/api/runs/demo/images/..%2F..%2Fsecret.txt", "/api/runs/demo/images/%2e%2e%2fmanifest.json",
-        "/api/runs/demo/images/00021397_000.png", "/api/runs/demo/images/%2Fetc%2Fpasswd",
-        "/api/runs/demo/plots/..", "/api/runs/demo/plots/..%2Fmanifest.json", "/api/runs/demo/plots/%2e%2e%2fmanifest.json",
-        "/api/runs/demo/plots/..%2F..%2Fsecret.txt", "/api/runs/demo/plots/%2Fetc%2Fpasswd", "/api/runs/demo/plots/.",
-        "/api/runs/demo/plots/manifest.json", "/api/runs/demo/plots//etc/passwd", "/api/runs/demo/plots/..%5Cmanifest.json",
+        "/api/runs/demo/records/-1",
+        "/api/runs/demo/records/+1",
+        "/api/runs/demo/records/1e1",
+        "/api/runs/demo/records/0x1",
+        "/api/runs/demo/records/%2e%2e",
+        "/api/runs/demo/records/..",
+        "/api/runs/demo/records/99999999999999999999999",
+        "/api/runs/demo/records/%2F0",
+        "/api/runs/demo/records//0",
+        "/api/runs/demo/images/..",
+        "/api/runs/demo/images/..%2F..%2Fsecret.txt",
+        "/api/runs/demo/images/%2e%2e%2fmanifest.json",
+        "/api/runs/demo/images/00021397_000.png",
+        "/api/runs/demo/images/%2Fetc%2Fpasswd",
+        "/api/runs/demo/plots/..",
+        "/api/runs/demo/plots/..%2Fmanifest.json",
+        "/api/runs/demo/plots/%2e%2e%2fmanifest.json",
+        "/api/runs/demo/plots/..%2F..%2Fsecret.txt",
+        "/api/runs/demo/plots/%2Fetc%2Fpasswd",
+        "/api/runs/demo/plots/.",
+        "/api/runs/demo/plots/manifest.json",
+        "/api/runs/demo/plots//etc/passwd",
+        "/api/runs/demo/plots/..%5Cmanifest.json",
     ];
     let mut others: Vec<String> = others.iter().map(|s| s.to_string()).collect();
     others.push(format!("/api/runs/demo/images/{}", img.to_uppercase()));
@@ -521,14 +609,18 @@ async fn share_links_reach_one_run_read_only() {
     let share = |req: TestRequest| req.insert_header(("Cookie", format!("radlens_share={token}"))).to_request();
 
     // Its run's GET routes.
-    for p in ["/api/runs/demo", "/api/runs/demo/records", "/api/runs/demo/records/0/map", "/api/runs/demo/analysis", "/api/runs/demo/report"] {
+    for p in
+        ["/api/runs/demo", "/api/runs/demo/records", "/api/runs/demo/records/0/map", "/api/runs/demo/analysis", "/api/runs/demo/report"]
+    {
         assert_eq!(send(&app, share(get(p))).await.status, StatusCode::OK, "{p}");
     }
     let listed = send(&app, share(get("/api/runs"))).await.json();
     assert_eq!(listed["runs"].as_array().unwrap().len(), 1, "the list shows the shared run only");
     assert_eq!(listed["runs"][0]["id"], "demo");
     // Never another run (the sibling with the same prefix included), nor server-wide routes.
-    for p in ["/api/runs/demo-secret", "/api/runs/demo-secret/records", "/api/runs/demo-secret/records/0/map", "/api/runs/DEMO", "/api/jobs"] {
+    for p in
+        ["/api/runs/demo-secret", "/api/runs/demo-secret/records", "/api/runs/demo-secret/records/0/map", "/api/runs/DEMO", "/api/jobs"]
+    {
         let r = send(&app, share(get(p))).await;
         assert!(matches!(r.status.as_u16(), 403 | 404), "{p}: {}", r.status);
     }
@@ -556,7 +648,14 @@ async fn share_links_reach_one_run_read_only() {
     let longer = b64.encode(claims.to_string());
     let keys = ShareKeys::load(&fixture().runs).unwrap().unwrap();
     let expired = keys.sign("demo", radlens::server::share::now_secs() - 10);
-    for bad in [format!("{payload}.{bad_sig}"), format!("{other_run}.{sig}"), format!("{longer}.{sig}"), format!("{payload}."), expired.clone(), "x.y".into()] {
+    for bad in [
+        format!("{payload}.{bad_sig}"),
+        format!("{other_run}.{sig}"),
+        format!("{longer}.{sig}"),
+        format!("{payload}."),
+        expired.clone(),
+        "x.y".into(),
+    ] {
         let r = send(&app, get(&format!("/share/{bad}")).to_request()).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{bad}");
         assert!(r.header("Set-Cookie").is_empty());
@@ -611,18 +710,37 @@ async fn oversize_bodies_are_413() {
     assert_eq!(r.json()["error"], "payload_too_large");
     assert_security_headers(&r, "413");
     // Not JSON, or the wrong shape: 400/415, JSON bodies.
-    let r = send(&app, authed(post("/api/share"), &state).insert_header(("Content-Type", "application/json")).set_payload("{nope").to_request()).await;
+    let r = send(
+        &app,
+        authed(post("/api/share"), &state).insert_header(("Content-Type", "application/json")).set_payload("{nope").to_request(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = send(&app, authed(post("/api/share"), &state).insert_header(("Content-Type", "text/plain")).set_payload("{}").to_request()).await;
+    let r =
+        send(&app, authed(post("/api/share"), &state).insert_header(("Content-Type", "text/plain")).set_payload("{}").to_request()).await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // Uploads over their limits.
     let huge = vec![0u8; radlens::server::compare::UPLOAD_LIMIT + 1];
     let body = radlens::server::multipart::build("B0und", &[("image", Some("a.png"), &huge), ("question", None, b"Is there?")]);
-    let r = send(&app, authed(post("/api/compare"), &state).insert_header(("Content-Type", "multipart/form-data; boundary=B0und")).set_payload(body).to_request()).await;
+    let r = send(
+        &app,
+        authed(post("/api/compare"), &state)
+            .insert_header(("Content-Type", "multipart/form-data; boundary=B0und"))
+            .set_payload(body)
+            .to_request(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let huge = vec![b'a'; radlens::server::jobs::CSV_LIMIT + 100 * 1024];
     let body = radlens::server::multipart::build("B0und", &[("csv", Some("s.csv"), &huge)]);
-    let r = send(&app, authed(post("/api/runs"), &state).insert_header(("Content-Type", "multipart/form-data; boundary=B0und")).set_payload(body).to_request()).await;
+    let r = send(
+        &app,
+        authed(post("/api/runs"), &state)
+            .insert_header(("Content-Type", "multipart/form-data; boundary=B0und"))
+            .set_payload(body)
+            .to_request(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
@@ -651,8 +769,15 @@ async fn compare_refuses_decompression_bombs_and_non_images() {
     let app = test::init_service(app(state.clone())).await;
     let bomb = png_bomb();
     assert!(bomb.len() < 200_000, "the bomb is small on the wire: {} bytes", bomb.len());
-    let mp = |image: &[u8]| radlens::server::multipart::build("B0und", &[("image", Some("x.png"), image), ("question", None, b"Is there a pleural effusion?")]);
-    let req = |body: Vec<u8>| authed(post("/api/compare"), &state).insert_header(("Content-Type", "multipart/form-data; boundary=B0und")).set_payload(body).to_request();
+    let mp = |image: &[u8]| {
+        radlens::server::multipart::build("B0und", &[("image", Some("x.png"), image), ("question", None, b"Is there a pleural effusion?")])
+    };
+    let req = |body: Vec<u8>| {
+        authed(post("/api/compare"), &state)
+            .insert_header(("Content-Type", "multipart/form-data; boundary=B0und"))
+            .set_payload(body)
+            .to_request()
+    };
     let t = Instant::now();
     let r = send(&app, req(mp(&bomb))).await;
     assert!(r.status.is_client_error(), "{} {}", r.status, r.text());
@@ -672,8 +797,12 @@ async fn compare_answers_with_every_model_and_cross_model_divergence() {
     let state = state();
     let app = test::init_service(app(state.clone())).await;
     let png = std::fs::read(fixture().images.join("00021397_000.png")).unwrap();
-    let body = radlens::server::multipart::build("B0und", &[("image", Some("x.png"), &png), ("question", None, b"Is there a pleural effusion?")]);
-    let req = authed(post("/api/compare"), &state).insert_header(("Content-Type", "multipart/form-data; boundary=B0und")).set_payload(body).to_request();
+    let body =
+        radlens::server::multipart::build("B0und", &[("image", Some("x.png"), &png), ("question", None, b"Is there a pleural effusion?")]);
+    let req = authed(post("/api/compare"), &state)
+        .insert_header(("Content-Type", "multipart/form-data; boundary=B0und"))
+        .set_payload(body)
+        .to_request();
     let r = send(&app, req).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_no_leak(&r, "compare");
@@ -731,7 +860,13 @@ impl Http {
             }
             match self.try_request(method, target, headers) {
                 Ok(r) => return Ok(r),
-                Err(e) if attempt == 0 && matches!(e.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                Err(e)
+                    if attempt == 0
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        ) =>
+                {
                     self.stream = None;
                 }
                 Err(e) => {
@@ -768,7 +903,8 @@ impl Http {
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        let len: usize =
+            headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0; len];
         s.read_exact(&mut body)?;
         if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close")) {
@@ -792,13 +928,23 @@ fn a_real_server_refuses_raw_traversal_and_serves_the_dashboard() {
     let auth = [("Authorization", bearer.as_str())];
     // Raw paths that a browser would normalise, sent as they are.
     for target in [
-        "/api/runs/../runs/demo-secret", "/api/runs/demo/../demo-secret/records", "/api/runs/%2e%2e/%2e%2e/secret.txt",
-        "/api/runs/demo/plots/../../secret.txt", "/api/runs/demo/plots/..%2f..%2fmanifest.json", "/api/runs/demo/images/../../manifest.json",
-        "/api/runs//etc/passwd", "/api/runs/%2Fetc%2Fpasswd/records", "/../../etc/passwd", "/api/runs/demo\\..\\demo-secret",
+        "/api/runs/../runs/demo-secret",
+        "/api/runs/demo/../demo-secret/records",
+        "/api/runs/%2e%2e/%2e%2e/secret.txt",
+        "/api/runs/demo/plots/../../secret.txt",
+        "/api/runs/demo/plots/..%2f..%2fmanifest.json",
+        "/api/runs/demo/images/../../manifest.json",
+        "/api/runs//etc/passwd",
+        "/api/runs/%2Fetc%2Fpasswd/records",
+        "/../../etc/passwd",
+        "/api/runs/demo\\..\\demo-secret",
     ] {
         let r = c.request("GET", target, &auth).unwrap();
         let body = String::from_utf8_lossy(&r.body);
-        assert!(!body.contains("TOP-SECRET") && !body.contains("root:") && !body.contains(&fixture().root.display().to_string()), "{target}: {body}");
+        assert!(
+            !body.contains("TOP-SECRET") && !body.contains("root:") && !body.contains(&fixture().root.display().to_string()),
+            "{target}: {body}"
+        );
         if target.starts_with("/api/") {
             // Either refused, or (for `..` segments that the router may resolve) a listed run only.
             assert!(matches!(r.status, 400 | 404) || r.status == 200 && !target.contains("secret.txt"), "{target}: {} {body}", r.status);
@@ -827,7 +973,10 @@ fn a_real_server_refuses_raw_traversal_and_serves_the_dashboard() {
     assert!(r.header("content-security-policy").unwrap().contains("wasm-unsafe-eval"));
     // Wrong Host over the wire.
     let mut raw = TcpStream::connect(server.addr).unwrap();
-    raw.write_all(format!("GET /api/runs HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: {bearer}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    raw.write_all(
+        format!("GET /api/runs HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: {bearer}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     let mut text = String::new();
     raw.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 421"), "{text}");
@@ -894,7 +1043,14 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     // The events stream: progress lines, then the end.
     let mut sse = TcpStream::connect(server.addr).unwrap();
     sse.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    sse.write_all(format!("GET /api/jobs/{id}/events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {bearer}\r\nConnection: close\r\n\r\n", server.addr.port()).as_bytes()).unwrap();
+    sse.write_all(
+        format!(
+            "GET /api/jobs/{id}/events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {bearer}\r\nConnection: close\r\n\r\n",
+            server.addr.port()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let mut text = String::new();
     let _ = sse.read_to_string(&mut text);
     assert!(text.contains("text/event-stream"), "{text}");
@@ -902,15 +1058,21 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     assert!(text.contains("event: end") && text.contains("succeeded"), "{text}");
     let listed: Value = serde_json::from_slice(&c.request("GET", "/api/runs", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     assert_eq!(listed["runs"][0]["id"], "from-job", "the job's run is served");
-    let recs: Value = serde_json::from_slice(&c.request("GET", "/api/runs/from-job/records", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let recs: Value =
+        serde_json::from_slice(&c.request("GET", "/api/runs/from-job/records", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     assert_eq!(recs["total"], 2);
     // The checks reached the study: its manifest records them, and its records carry them.
-    let manifest: Value = serde_json::from_slice(&c.request("GET", "/api/runs/from-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
-    let trust: radlens_shared::record::TrustSettings = serde_json::from_value(manifest["capture"]["trust"].clone()).unwrap_or_else(|e| panic!("{e}: {manifest}"));
+    let manifest: Value =
+        serde_json::from_slice(&c.request("GET", "/api/runs/from-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let trust: radlens_shared::record::TrustSettings =
+        serde_json::from_value(manifest["capture"]["trust"].clone()).unwrap_or_else(|e| panic!("{e}: {manifest}"));
     assert!(trust.gradcam && trust.faithfulness && trust.sinks, "{trust:?}");
     for r in recs["records"].as_array().unwrap() {
         let t = &r["trust"];
-        assert!(!t["faithfulness"].as_array().unwrap().is_empty() && t["sinks"].is_object() && !t["maps"].as_array().unwrap().is_empty(), "{r}");
+        assert!(
+            !t["faithfulness"].as_array().unwrap().is_empty() && t["sinks"].is_object() && !t["maps"].as_array().unwrap().is_empty(),
+            "{r}"
+        );
     }
     // Unknown models are refused; a queued or running job can be cancelled.
     let bad = radlens::server::multipart::build("B0und", &[("csv", Some("s.csv"), csv.as_bytes()), ("model", None, b"nope")]);
@@ -947,11 +1109,14 @@ fn a_study_job_runs_streams_progress_and_can_be_cancelled() {
     }
     assert_eq!(post(&mut c, &format!("/api/jobs/{id}/cancel"), b"", "text/plain").status, 409, "already over");
     // What it wrote stays: the run is listed with part of its records (a rerun resumes it).
-    let recs: Value = serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job/records?limit=1", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let recs: Value =
+        serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job/records?limit=1", &[("Authorization", &bearer)]).unwrap().body)
+            .unwrap();
     let n = recs["total"].as_u64().unwrap();
     assert!(n > 0 && n < 400, "{n} records kept");
     // A job that asks for no check runs none.
-    let manifest: Value = serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&c.request("GET", "/api/runs/cancelled-job", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     assert!(manifest["capture"].is_object() && manifest["capture"].get("trust").is_none(), "{manifest}");
 }
 
@@ -962,7 +1127,8 @@ fn concurrent_load_on_loopback_has_no_errors() {
     let bearer = format!("Bearer {}", server.token);
     // Warm the caches (records, image) once.
     let mut c = Http::new(addr);
-    let recs: Value = serde_json::from_slice(&c.request("GET", "/api/runs/demo/records?limit=1", &[("Authorization", &bearer)]).unwrap().body).unwrap();
+    let recs: Value =
+        serde_json::from_slice(&c.request("GET", "/api/runs/demo/records?limit=1", &[("Authorization", &bearer)]).unwrap().body).unwrap();
     let img = recs["records"][0]["image_id"].as_str().unwrap().to_string();
     let targets: Vec<String> = vec![
         "/api/runs".into(),

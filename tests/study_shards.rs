@@ -14,13 +14,8 @@ use crate::support::{Scratch, radlens_bin, workspace_root};
 
 /// The scheduler variables radlens reads its shard from: a test run inside a Slurm array task
 /// or an Indexed Job pod must not shard the "unsharded" run.
-const SCHEDULER_ENV: [&str; 5] = [
-    "SLURM_ARRAY_TASK_ID",
-    "SLURM_ARRAY_TASK_COUNT",
-    "SLURM_ARRAY_TASK_MIN",
-    "JOB_COMPLETION_INDEX",
-    "RADLENS_SHARD_COUNT",
-];
+const SCHEDULER_ENV: [&str; 5] =
+    ["SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "JOB_COMPLETION_INDEX", "RADLENS_SHARD_COUNT"];
 
 fn spawn(args: &[String]) -> Child {
     let mut cmd = Command::new(radlens_bin());
@@ -33,11 +28,7 @@ fn spawn(args: &[String]) -> Child {
 
 fn finish(child: Child, args: &[String]) -> Output {
     let out = child.wait_with_output().expect("wait for radlens");
-    assert!(
-        out.status.success(),
-        "radlens {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "radlens {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     out
 }
 
@@ -55,12 +46,7 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn study_args(
-    models: &[(String, PathBuf)],
-    out: &Path,
-    shard: Option<&str>,
-    max_new_tokens: u32,
-) -> Vec<String> {
+fn study_args(models: &[(String, PathBuf)], out: &Path, shard: Option<&str>, max_new_tokens: u32) -> Vec<String> {
     let demo = workspace_root().join("static/demo");
     let mut a = vec![
         "study".to_string(),
@@ -85,12 +71,7 @@ fn study_args(
 fn merge_args(inputs: &[&Path], out: &Path) -> Vec<String> {
     let mut a = vec!["merge".to_string()];
     a.extend(inputs.iter().map(|p| s(p)));
-    a.extend([
-        "--out".into(),
-        s(out),
-        "--images".into(),
-        s(&workspace_root().join("static/demo/cxr")),
-    ]);
+    a.extend(["--out".into(), s(out), "--images".into(), s(&workspace_root().join("static/demo/cxr"))]);
     a
 }
 
@@ -135,8 +116,7 @@ fn strip(v: &mut Value) {
 }
 
 fn analysis(dir: &Path) -> Value {
-    let mut v: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("analysis.json")).unwrap()).unwrap();
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("analysis.json")).unwrap()).unwrap();
     strip(&mut v);
     v
 }
@@ -148,21 +128,15 @@ fn manifest(dir: &Path) -> RunManifest {
 #[test]
 fn merged_shards_equal_one_unsharded_run() {
     let scratch = Scratch::new("study-shards");
-    let models =
-        radlens::commands::demo::write_demo_models(&scratch.path().join("models")).unwrap();
-    let shard_dirs: Vec<PathBuf> = (0..3)
-        .map(|i| scratch.path().join(format!("shard-{i}")))
-        .collect();
+    let models = radlens::commands::demo::write_demo_models(&scratch.path().join("models")).unwrap();
+    let shard_dirs: Vec<PathBuf> = (0..3).map(|i| scratch.path().join(format!("shard-{i}"))).collect();
     let single = scratch.path().join("single");
     let odd = scratch.path().join("odd-shard-2");
 
     // All five studies at once: three shards, the unsharded run, and a shard of another study
     // (fewer new tokens).
-    let mut jobs: Vec<Vec<String>> = shard_dirs
-        .iter()
-        .enumerate()
-        .map(|(i, d)| study_args(&models, d, Some(&format!("{i}/3")), 3))
-        .collect();
+    let mut jobs: Vec<Vec<String>> =
+        shard_dirs.iter().enumerate().map(|(i, d)| study_args(&models, d, Some(&format!("{i}/3")), 3)).collect();
     jobs.push(study_args(&models, &single, None, 3));
     jobs.push(study_args(&models, &odd, Some("2/3"), 2));
     let children: Vec<Child> = jobs.iter().map(|a| spawn(a)).collect();
@@ -187,10 +161,7 @@ fn merged_shards_equal_one_unsharded_run() {
     assert_eq!(m_merged.bootstrap, m_single.bootstrap);
 
     // The records, one by one, with their maps read back through the merged attention store.
-    let (d_single, d_merged) = (
-        RunDir::open(&single).unwrap(),
-        RunDir::open(&merged).unwrap(),
-    );
+    let (d_single, d_merged) = (RunDir::open(&single).unwrap(), RunDir::open(&merged).unwrap());
     let (a, b) = (records_by_key(&d_single), records_by_key(&d_merged));
     assert!(!a.is_empty());
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
@@ -202,21 +173,12 @@ fn merged_shards_equal_one_unsharded_run() {
         assert_eq!(x.answer_text, y.answer_text, "{what}");
         assert_eq!(x.correct, y.correct, "{what}");
         assert_eq!(x.error, y.error, "{what}");
-        close_opt(
-            &format!("{what} yes_no_margin"),
-            x.yes_no_margin,
-            y.yes_no_margin,
-            1e-9,
-        );
+        close_opt(&format!("{what} yes_no_margin"), x.yes_no_margin, y.yes_no_margin, 1e-9);
         match (&x.map, &y.map) {
             (Some(p), Some(q)) => {
                 maps += 1;
                 for (name, u, v) in [
-                    (
-                        "entropy_nats",
-                        p.metrics.entropy_nats,
-                        q.metrics.entropy_nats,
-                    ),
+                    ("entropy_nats", p.metrics.entropy_nats, q.metrics.entropy_nats),
                     ("focus", p.metrics.focus, q.metrics.focus),
                     ("gini", p.metrics.gini, q.metrics.gini),
                     ("top10_mass", p.metrics.top10_mass, q.metrics.top10_mass),
@@ -226,32 +188,13 @@ fn merged_shards_equal_one_unsharded_run() {
                 }
                 assert_eq!(p.roi.is_some(), q.roi.is_some(), "{what} roi");
                 if let (Some(r), Some(t)) = (&p.roi, &q.roi) {
-                    close(
-                        &format!("{what} relevance_mass"),
-                        r.relevance_mass,
-                        t.relevance_mass,
-                        1e-9,
-                    );
-                    close(
-                        &format!("{what} rank_accuracy"),
-                        r.rank_accuracy,
-                        t.rank_accuracy,
-                        1e-9,
-                    );
-                    close(
-                        &format!("{what} pointing_game"),
-                        r.pointing_game,
-                        t.pointing_game,
-                        1e-9,
-                    );
+                    close(&format!("{what} relevance_mass"), r.relevance_mass, t.relevance_mass, 1e-9);
+                    close(&format!("{what} rank_accuracy"), r.rank_accuracy, t.rank_accuracy, 1e-9);
+                    close(&format!("{what} pointing_game"), r.pointing_game, t.pointing_game, 1e-9);
                 }
                 assert_eq!(p.values.shape, q.values.shape, "{what}");
                 assert_eq!(p.head_rows.shape, q.head_rows.shape, "{what}");
-                tensors_close(
-                    &format!("{what} values"),
-                    &d_single.read_f32(&p.values).unwrap(),
-                    &d_merged.read_f32(&q.values).unwrap(),
-                );
+                tensors_close(&format!("{what} values"), &d_single.read_f32(&p.values).unwrap(), &d_merged.read_f32(&q.values).unwrap());
                 tensors_close(
                     &format!("{what} head_rows"),
                     &d_single.read_f32(&p.head_rows).unwrap(),
@@ -274,25 +217,14 @@ fn merged_shards_equal_one_unsharded_run() {
 
     // A shard of another study (another --max-new-tokens) is refused, naming it and the field.
     let refused = scratch.path().join("refused");
-    let err = run_err(&merge_args(
-        &[&shard_dirs[0], &shard_dirs[1], &odd],
-        &refused,
-    ));
-    assert!(
-        err.contains("refusing to merge")
-            && err.contains("odd-shard-2")
-            && err.contains("max_new_tokens"),
-        "{err}"
-    );
+    let err = run_err(&merge_args(&[&shard_dirs[0], &shard_dirs[1], &odd], &refused));
+    assert!(err.contains("refusing to merge") && err.contains("odd-shard-2") && err.contains("max_new_tokens"), "{err}");
     assert!(!refused.join("manifest.json").exists());
 
     // A missing shard is a warning that names it.
     let partial = scratch.path().join("partial");
     let out = run_ok(&merge_args(&[&shard_dirs[0], &shard_dirs[2]], &partial));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("warning") && stderr.contains("1/3"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("warning") && stderr.contains("1/3"), "{stderr}");
     assert_eq!(manifest(&partial).fingerprint, m_single.fingerprint);
 }

@@ -2,7 +2,7 @@
 //! (`radlens_shared::fusion`): per row and layer, restrict to the image and fuse heads; average
 //! the layers; average the rows.
 
-use radlens_shared::fusion::{layer_map, mean_of, Fused, HeadFusion};
+use radlens_shared::fusion::{Fused, HeadFusion, layer_map, mean_of};
 
 use crate::models::error::{ModelError, Result};
 use crate::models::probe::AttentionRecorder;
@@ -31,9 +31,9 @@ pub fn fuse_captured(
     for &pos in positions {
         let mut per_layer = Vec::with_capacity(layers.len());
         for &layer in layers {
-            let row = recorder.row(layer, pos).ok_or_else(|| {
-                ModelError::Invalid(format!("text.blocks.{layer}.attn.pattern: query row {pos} was not captured"))
-            })?;
+            let row = recorder
+                .row(layer, pos)
+                .ok_or_else(|| ModelError::Invalid(format!("text.blocks.{layer}.attn.pattern: query row {pos} was not captured")))?;
             if let Some(fused) = layer_map(&row.probs, row.heads, image_positions, fusion)? {
                 per_layer.push(fused);
                 used.insert(layer);

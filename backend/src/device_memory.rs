@@ -5,8 +5,8 @@
 //! samples above the idle level before loading is what the model and its work needed; a peak
 //! shorter than a millisecond can be missed. Nothing is measured on the CPU.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 

@@ -44,7 +44,12 @@ impl MarginTokens {
 }
 
 /// The margin of the whole prompt, computed from the Grad-CAM block's output.
-pub fn margin_from_activations(model: &dyn VisionLanguageModel, input_ids: &[u32], activations: &Tensor, tokens: MarginTokens) -> Result<Tensor> {
+pub fn margin_from_activations(
+    model: &dyn VisionLanguageModel,
+    input_ids: &[u32],
+    activations: &Tensor,
+    tokens: MarginTokens,
+) -> Result<Tensor> {
     let features = model.features_from_gradcam_block(activations)?;
     let mut cache = model.new_cache();
     let logits = model.prefill_from(input_ids, 0, &features, &mut cache, &mut NoProbe)?;
@@ -71,7 +76,12 @@ pub struct MarginGradient {
 
 /// One tracked prompt forward and its backward. The activations are held in f32 (a `Var`) and
 /// cast to the model's dtype on entry, so half-precision models still get an f32 gradient.
-pub fn margin_gradient(model: &dyn VisionLanguageModel, input_ids: &[u32], activations: &Tensor, tokens: MarginTokens) -> Result<MarginGradient> {
+pub fn margin_gradient(
+    model: &dyn VisionLanguageModel,
+    input_ids: &[u32],
+    activations: &Tensor,
+    tokens: MarginTokens,
+) -> Result<MarginGradient> {
     let dtype = activations.dtype();
     let var = Var::from_tensor(&activations.detach().to_dtype(DType::F32)?)?;
     let margin = margin_from_activations(model, input_ids, &var.as_tensor().to_dtype(dtype)?, tokens)?;
@@ -99,7 +109,13 @@ pub struct Gradcam {
 }
 
 /// Grad-CAM of the yes-minus-no margin for `input_ids` (the whole prompt) and `pixel_values`.
-pub fn gradcam(model: &dyn VisionLanguageModel, input_ids: &[u32], pixel_values: &Tensor, yes_ids: &[u32], no_ids: &[u32]) -> Result<Gradcam> {
+pub fn gradcam(
+    model: &dyn VisionLanguageModel,
+    input_ids: &[u32],
+    pixel_values: &Tensor,
+    yes_ids: &[u32],
+    no_ids: &[u32],
+) -> Result<Gradcam> {
     let site = model.gradcam_site();
     let activations = model.gradcam_activations(pixel_values)?;
     // The untracked forward picks the spellings; the tracked one differentiates their margin.
@@ -110,7 +126,11 @@ pub fn gradcam(model: &dyn VisionLanguageModel, input_ids: &[u32], pixel_values:
     let (positions, channels) = mg.activations.dims2()?;
     let patches = site.patch_grid * site.patch_grid;
     if positions != site.skip + patches {
-        return Err(ModelError::Shape { site: site.name, expected: format!("{} positions", site.skip + patches), got: format!("{positions}") });
+        return Err(ModelError::Shape {
+            site: site.name,
+            expected: format!("{} positions", site.skip + patches),
+            got: format!("{positions}"),
+        });
     }
     let a = mg.activations.narrow(0, site.skip, patches)?.flatten_all()?.to_vec1::<f32>()?;
     let g = mg.gradient.narrow(0, site.skip, patches)?.flatten_all()?.to_vec1::<f32>()?;

@@ -10,14 +10,16 @@ use radlens_shared::geometry::MapGeometry;
 use radlens_shared::map::normalize_vec;
 use radlens_shared::record::Faithfulness;
 pub use radlens_shared::record::TrustSettings;
-use radlens_shared::trust::{deletion_count, method_agreement, random_cells, relative_map, top_cells, unfaithful, MethodPair, GENERIC_PROMPT};
+use radlens_shared::trust::{
+    GENERIC_PROMPT, MethodPair, deletion_count, method_agreement, random_cells, relative_map, top_cells, unfaithful,
+};
 
 use crate::attention_map::fuse_captured;
-use crate::gradcam::{gradcam, margin_of_pixels, MarginTokens};
+use crate::gradcam::{MarginTokens, gradcam, margin_of_pixels};
+use crate::models::VisionLanguageModel;
 use crate::models::error::{ModelError, Result};
 use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
 use crate::models::processor::Prompter;
-use crate::models::VisionLanguageModel;
 
 /// What one case is about: the model, the whole prompt, the pixels and the map grid.
 pub struct CaseInput<'a> {
@@ -41,11 +43,14 @@ pub struct MethodValues {
 pub fn gradcam_map(case: &CaseInput<'_>, like: &MapProvenance) -> Result<MethodValues> {
     let cam = gradcam(case.model, case.input_ids, case.pixel_values, case.yes_ids, case.no_ids)?;
     if (cam.h, cam.w) != (case.geometry.h, case.geometry.w) {
-        return Err(ModelError::Shape { site: cam.site.name, expected: format!("{}x{}", case.geometry.h, case.geometry.w), got: format!("{}x{}", cam.h, cam.w) });
+        return Err(ModelError::Shape {
+            site: cam.site.name,
+            expected: format!("{}x{}", case.geometry.h, case.geometry.w),
+            got: format!("{}x{}", cam.h, cam.w),
+        });
     }
-    let values = normalize_vec(&cam.cells).map_err(|_| {
-        ModelError::Invalid(format!("Grad-CAM at {} is zero everywhere: no patch raises the yes/no margin", cam.site.name))
-    })?;
+    let values = normalize_vec(&cam.cells)
+        .map_err(|_| ModelError::Invalid(format!("Grad-CAM at {} is zero everywhere: no patch raises the yes/no margin", cam.site.name)))?;
     let provenance = MapProvenance {
         method: MapMethod::Gradcam,
         layers: Vec::new(),
@@ -85,10 +90,17 @@ pub fn fallback_map(case: &CaseInput<'_>, like: &MapProvenance, attention_error:
 
 /// The generic prompt's attention map over the same image features (one prefill), fused as the
 /// question maps are: last prompt row, the same layers and head fusion.
-pub fn generic_map(model: &dyn VisionLanguageModel, prompter: &dyn Prompter, features: &Tensor, layers: &[usize], fusion: HeadFusion) -> Result<Vec<f64>> {
+pub fn generic_map(
+    model: &dyn VisionLanguageModel,
+    prompter: &dyn Prompter,
+    features: &Tensor,
+    layers: &[usize],
+    fusion: HeadFusion,
+) -> Result<Vec<f64>> {
     let prompt = prompter.encode(GENERIC_PROMPT, None)?;
     let l = prompt.input_ids.len();
-    let policy = CapturePolicy { layers: layers.to_vec(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
+    let policy =
+        CapturePolicy { layers: layers.to_vec(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
     let mut recorder = AttentionRecorder::new(policy);
     let mut cache = model.new_cache();
     model.prefill_from(&prompt.input_ids, 0, features, &mut cache, &mut recorder)?;
@@ -125,7 +137,13 @@ pub fn delete_cells(pixel_values: &Tensor, h: usize, w: usize, cells: &[usize]) 
 
 /// Deletion tests of each method's map: for each size, the top cells against `draws` random
 /// draws of as many cells (seeded from `seed`; the same draws for every method).
-pub fn faithfulness(case: &CaseInput<'_>, maps: &[&MethodValues], k_percents: &[u32], draws: usize, seed: u64) -> Result<Vec<Faithfulness>> {
+pub fn faithfulness(
+    case: &CaseInput<'_>,
+    maps: &[&MethodValues],
+    k_percents: &[u32],
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<Faithfulness>> {
     let features = case.model.encode_image(case.pixel_values, &mut crate::models::probe::NoProbe)?;
     let mut cache = case.model.new_cache();
     let logits = case.model.prefill_from(case.input_ids, 0, &features, &mut cache, &mut crate::models::probe::NoProbe)?.to_vec1::<f32>()?;

@@ -42,11 +42,7 @@ impl Endpoint {
             Endpoint::Records { run, offset } => {
                 format!("/api/runs/{}/records?offset={offset}&limit={FETCH_PAGE}", enc(run))
             }
-            Endpoint::Study { run, study } => format!(
-                "/api/runs/{}/records?study={}&pass=image&limit={FETCH_PAGE}",
-                enc(run),
-                enc(study)
-            ),
+            Endpoint::Study { run, study } => format!("/api/runs/{}/records?study={}&pass=image&limit={FETCH_PAGE}", enc(run), enc(study)),
             Endpoint::Map { run, index } => format!("/api/runs/{}/records/{index}/map", enc(run)),
             Endpoint::MethodMap { run, index, method } => format!("/api/runs/{}/records/{index}/maps/{method}", enc(run)),
             Endpoint::Rows { run, index } => {
@@ -82,10 +78,7 @@ impl Endpoint {
     pub fn url(&self, site_root: Option<&str>) -> Result<String, ApiError> {
         match site_root {
             None => Ok(self.api_url()),
-            Some(root) => self
-                .static_file()
-                .map(|f| format!("{root}{}", f.path()))
-                .ok_or(ApiError::NeedsServer),
+            Some(root) => self.static_file().map(|f| format!("{root}{}", f.path())).ok_or(ApiError::NeedsServer),
         }
     }
 }
@@ -156,15 +149,8 @@ pub fn share_target(run: &str, fragment: &str) -> String {
     let home = format!("/runs/{}", crate::url_state::encode_component(run));
     let view = fragment.strip_prefix('#').unwrap_or(fragment);
     let view = view.to_owned();
-    let inside = view == home
-        || view
-            .strip_prefix(&home)
-            .is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'));
-    if inside && !view.contains("//") && !view.contains("..") {
-        view
-    } else {
-        home
-    }
+    let inside = view == home || view.strip_prefix(&home).is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'));
+    if inside && !view.contains("//") && !view.contains("..") { view } else { home }
 }
 
 /// Page size of the paged fetch of all records (the server's maximum).
@@ -232,39 +218,24 @@ mod tests {
 
     #[test]
     fn error_messages_prefer_the_json_error_field() {
-        assert_eq!(
-            error_message(404, r#"{"error":"not_found","message":"run not found"}"#),
-            "run not found"
-        );
+        assert_eq!(error_message(404, r#"{"error":"not_found","message":"run not found"}"#), "run not found");
         assert_eq!(error_message(404, r#"{"error":"gone"}"#), "gone");
         assert_eq!(error_message(500, "boom"), "boom");
         assert!(error_message(401, "").contains("token"));
-        let e = ApiError::Status {
-            status: 404,
-            message: "run not found".into(),
-        };
+        let e = ApiError::Status { status: 404, message: "run not found".into() };
         assert_eq!(e.to_string(), "the server answered 404: run not found");
     }
 
     #[test]
     fn share_links_only_open_views_of_their_run() {
-        assert_eq!(
-            share_target("demo", "#/runs/demo/records?correct=false"),
-            "/runs/demo/records?correct=false"
-        );
+        assert_eq!(share_target("demo", "#/runs/demo/records?correct=false"), "/runs/demo/records?correct=false");
         assert_eq!(share_target("demo", "/runs/demo"), "/runs/demo");
-        assert_eq!(
-            share_target("demo", "#/runs/demo/studies/a%20b?opacity=0.3"),
-            "/runs/demo/studies/a%20b?opacity=0.3"
-        );
+        assert_eq!(share_target("demo", "#/runs/demo/studies/a%20b?opacity=0.3"), "/runs/demo/studies/a%20b?opacity=0.3");
         assert_eq!(share_target("demo", ""), "/runs/demo");
         assert_eq!(share_target("demo", "#/runs/demo-secret"), "/runs/demo");
         assert_eq!(share_target("demo", "#//evil.example/"), "/runs/demo");
         assert_eq!(share_target("demo", "#/runs/demo/../other"), "/runs/demo");
-        assert_eq!(
-            share_target("a b", "#/runs/a%20b/records"),
-            "/runs/a%20b/records"
-        );
+        assert_eq!(share_target("a b", "#/runs/a%20b/records"), "/runs/a%20b/records");
         assert!(share_request("demo", "/runs/demo?x=1").contains(r#""view":"/runs/demo?x=1""#));
     }
 
@@ -274,7 +245,11 @@ mod tests {
         let cases = [
             (Endpoint::Runs, "/api/runs", Some("data/runs.json")),
             (Endpoint::Analysis { run: run.clone() }, "/api/runs/my%20run/analysis", Some("data/analysis.json")),
-            (Endpoint::Records { run: run.clone(), offset: 1000 }, "/api/runs/my%20run/records?offset=1000&limit=1000", Some("data/records.json")),
+            (
+                Endpoint::Records { run: run.clone(), offset: 1000 },
+                "/api/runs/my%20run/records?offset=1000&limit=1000",
+                Some("data/records.json"),
+            ),
             (Endpoint::Map { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/map", Some("data/maps/7.json")),
             (Endpoint::Rows { run: run.clone(), index: 7 }, "/api/runs/my%20run/records/7/rows.bin", Some("data/rows/7.bin")),
             (
@@ -282,7 +257,11 @@ mod tests {
                 "/api/runs/my%20run/records/7/maps/gradcam",
                 Some("data/methods/7-gradcam.json"),
             ),
-            (Endpoint::Image { run: run.clone(), image_id: "0123456789abcdef".into() }, "/api/runs/my%20run/images/0123456789abcdef", Some("data/images/0123456789abcdef.png")),
+            (
+                Endpoint::Image { run: run.clone(), image_id: "0123456789abcdef".into() },
+                "/api/runs/my%20run/images/0123456789abcdef",
+                Some("data/images/0123456789abcdef.png"),
+            ),
             (Endpoint::Share, "/api/share", None),
             (Endpoint::Compare, "/api/compare", None),
         ];

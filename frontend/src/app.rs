@@ -24,10 +24,7 @@ const CANVAS_PX: u32 = 480;
 
 /// Mounts the app into `<body>` and removes the "Loading…" placeholder of `index.html`.
 pub fn mount() {
-    if let Some(el) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.get_element_by_id("loading"))
-    {
+    if let Some(el) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("loading")) {
         el.remove();
     }
     // A static host serves a route folder as `/runs/x/` (or `.../index.html`); the router
@@ -36,11 +33,7 @@ pub fn mount() {
         let loc = window.location();
         let path = loc.pathname().unwrap_or_default();
         if let Some(clean) = crate::site::mode().clean_pathname(&path) {
-            let url = format!(
-                "{clean}{}{}",
-                loc.search().unwrap_or_default(),
-                loc.hash().unwrap_or_default()
-            );
+            let url = format!("{clean}{}{}", loc.search().unwrap_or_default(), loc.hash().unwrap_or_default());
             if let Ok(h) = window.history() {
                 let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&url));
             }
@@ -50,9 +43,7 @@ pub fn mount() {
 }
 
 fn location_search() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default()
+    web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default()
 }
 
 /// Writes `state` into the query string, keeping any other keys and the hash, without adding a
@@ -63,12 +54,7 @@ fn write_url(state: &PlaygroundState) {
     };
     let location = window.location();
     let query = state.merge_into_query(&location.search().unwrap_or_default());
-    let url = format!(
-        "{}?{}{}",
-        location.pathname().unwrap_or_default(),
-        query,
-        location.hash().unwrap_or_default()
-    );
+    let url = format!("{}?{}{}", location.pathname().unwrap_or_default(), query, location.hash().unwrap_or_default());
     if let Ok(history) = window.history()
         && let Err(err) = history.replace_state_with_url(&JsValue::NULL, "", Some(&url))
     {
@@ -78,10 +64,7 @@ fn write_url(state: &PlaygroundState) {
 
 /// Paints the map onto the canvas, one block of pixels per cell.
 fn draw(canvas: &HtmlCanvasElement, e: &Evaluation) -> Result<(), JsValue> {
-    let ctx = canvas
-        .get_context("2d")?
-        .ok_or("the canvas has no 2d context")?
-        .dyn_into::<CanvasRenderingContext2d>()?;
+    let ctx = canvas.get_context("2d")?.ok_or("the canvas has no 2d context")?.dyn_into::<CanvasRenderingContext2d>()?;
     let (w, h) = (canvas.width(), canvas.height());
     match heatmap_rgba(e.map.h, e.map.w, &e.map.values, w as usize, h as usize) {
         Some(px) => {
@@ -241,11 +224,7 @@ fn Playground() -> impl IntoView {
 }
 
 /// One labelled slider with its current value and a help line.
-fn control(
-    p: Param,
-    state: RwSignal<PlaygroundState>,
-    set: impl Fn(Param, String) + Copy + Send + Sync + 'static,
-) -> impl IntoView {
+fn control(p: Param, state: RwSignal<PlaygroundState>, set: impl Fn(Param, String) + Copy + Send + Sync + 'static) -> impl IntoView {
     let spec = p.spec();
     let help_id = format!("{}-help", spec.key);
     view! {
@@ -277,11 +256,7 @@ fn metric_card(info: MetricInfo, evaluation: Memo<Evaluation>) -> impl IntoView 
     let value = move || evaluation.with(|e| e.value(info.key));
     let hint = move || {
         if info.key == "entropy" {
-            format!(
-                "{} Here ln N = {:.4}.",
-                info.hint,
-                evaluation.with(|e| e.max_entropy())
-            )
+            format!("{} Here ln N = {:.4}.", info.hint, evaluation.with(|e| e.max_entropy()))
         } else {
             info.hint.to_owned()
         }

@@ -98,25 +98,12 @@ impl Colormap {
 /// drawn as blocks of nearest-neighbour cells, coloured by `value / max` so the hottest cell is
 /// yellow and zero is the darkest purple. An all-zero grid is drawn all dark.
 /// Returns `None` for an empty grid or a `values` slice of the wrong length.
-pub fn heatmap_rgba(
-    h: usize,
-    w: usize,
-    values: &[f64],
-    width: usize,
-    height: usize,
-) -> Option<Vec<u8>> {
+pub fn heatmap_rgba(h: usize, w: usize, values: &[f64], width: usize, height: usize) -> Option<Vec<u8>> {
     if h == 0 || w == 0 || values.len() != h * w || width == 0 || height == 0 {
         return None;
     }
-    let max = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max);
-    let colours: Vec<[u8; 3]> = values
-        .iter()
-        .map(|&v| viridis(if max > 0.0 { v / max } else { 0.0 }))
-        .collect();
+    let max = values.iter().copied().filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
+    let colours: Vec<[u8; 3]> = values.iter().map(|&v| viridis(if max > 0.0 { v / max } else { 0.0 })).collect();
     let mut out = Vec::with_capacity(width * height * 4);
     for y in 0..height {
         let row = y * h / height;
@@ -181,10 +168,7 @@ mod tests {
         let mut last = -1.0;
         for i in 0..=200 {
             let l = luma(inferno(i as f64 / 200.0));
-            assert!(
-                l >= last - 1.0,
-                "inferno luma drops at step {i} (beyond channel rounding)"
-            );
+            assert!(l >= last - 1.0, "inferno luma drops at step {i} (beyond channel rounding)");
             last = l;
         }
         assert_eq!(gray(0.0), [0, 0, 0]);
@@ -200,14 +184,7 @@ mod tests {
     fn heatmap_blocks_cells_and_scales_by_the_maximum() {
         let px = heatmap_rgba(2, 2, &[0.0, 1.0, 0.5, 2.0], 4, 4).unwrap();
         assert_eq!(px.len(), 4 * 4 * 4);
-        let at = |x: usize, y: usize| {
-            [
-                px[(y * 4 + x) * 4],
-                px[(y * 4 + x) * 4 + 1],
-                px[(y * 4 + x) * 4 + 2],
-                px[(y * 4 + x) * 4 + 3],
-            ]
-        };
+        let at = |x: usize, y: usize| [px[(y * 4 + x) * 4], px[(y * 4 + x) * 4 + 1], px[(y * 4 + x) * 4 + 2], px[(y * 4 + x) * 4 + 3]];
         assert_eq!(at(0, 0), [0x44, 0x01, 0x54, 255]);
         assert_eq!(at(1, 1), at(0, 0));
         assert_eq!(at(3, 3), [0xfd, 0xe7, 0x25, 255]);
@@ -227,14 +204,9 @@ mod tests {
     /// must be the one this colour map makes.
     #[test]
     fn the_stylesheet_holds_this_colour_bar() {
-        let css =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/style.css"))
-                .unwrap();
+        let css = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/style.css")).unwrap();
         let want = format!("background: {};", css_gradient(11));
-        assert!(
-            css.contains(&want),
-            "static/style.css .colorbar must say: {want}"
-        );
+        assert!(css.contains(&want), "static/style.css .colorbar must say: {want}");
     }
 
     #[test]

@@ -56,11 +56,7 @@ pub struct CrossModel {
 
 /// The question kept in the URL (`q=`).
 pub fn question_from_query(query: &str) -> String {
-    parse_query(query)
-        .into_iter()
-        .find(|(k, _)| k == "q")
-        .map(|(_, v)| v)
-        .unwrap_or_default()
+    parse_query(query).into_iter().find(|(k, _)| k == "q").map(|(_, v)| v).unwrap_or_default()
 }
 
 /// The architecture as text (`"—"` when absent).

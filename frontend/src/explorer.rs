@@ -32,15 +32,8 @@ pub enum SortKey {
 }
 
 impl SortKey {
-    pub const ALL: [SortKey; 7] = [
-        SortKey::Index,
-        SortKey::SampleId,
-        SortKey::Model,
-        SortKey::Strategy,
-        SortKey::Correct,
-        SortKey::Margin,
-        SortKey::Focus,
-    ];
+    pub const ALL: [SortKey; 7] =
+        [SortKey::Index, SortKey::SampleId, SortKey::Model, SortKey::Strategy, SortKey::Correct, SortKey::Margin, SortKey::Focus];
 
     pub fn key(self) -> &'static str {
         match self {
@@ -77,15 +70,7 @@ pub struct ExplorerState {
 
 impl Default for ExplorerState {
     fn default() -> Self {
-        Self {
-            filter: RecordFilter::default(),
-            flipped: false,
-            disagree: false,
-            sort: SortKey::Index,
-            desc: false,
-            page: 0,
-            error: None,
-        }
+        Self { filter: RecordFilter::default(), flipped: false, disagree: false, sort: SortKey::Index, desc: false, page: 0, error: None }
     }
 }
 
@@ -130,19 +115,12 @@ impl ExplorerState {
             pairs.push(("disagree".into(), "true".into()));
         }
         if self.sort != SortKey::Index || self.desc {
-            pairs.push((
-                "sort".into(),
-                format!("{}{}", if self.desc { "-" } else { "" }, self.sort.key()),
-            ));
+            pairs.push(("sort".into(), format!("{}{}", if self.desc { "-" } else { "" }, self.sort.key())));
         }
         if self.page > 0 {
             pairs.push(("page".into(), (self.page + 1).to_string()));
         }
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
-            .collect::<Vec<_>>()
-            .join("&")
+        pairs.iter().map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v))).collect::<Vec<_>>().join("&")
     }
 
     /// Clicking a column header: the same column flips the direction, another sorts ascending.
@@ -173,24 +151,13 @@ fn cmp_opt_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> std::cmp::Ordering
 /// Positions (into `records`) of the matching records, in the state's order.
 pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..records.len())
-        .filter(|&i| {
-            s.filter.matches(&records[i].record)
-                && (!s.flipped || derived.flipped(i))
-                && (!s.disagree || derived.disagree(i))
-        })
+        .filter(|&i| s.filter.matches(&records[i].record) && (!s.flipped || derived.flipped(i)) && (!s.disagree || derived.disagree(i)))
         .collect();
     let r = |i: usize| &records[i].record;
     match s.sort {
-        SortKey::Margin => {
-            idx.sort_by(|&a, &b| cmp_opt_f64(r(a).yes_no_margin, r(b).yes_no_margin, s.desc))
-        }
-        SortKey::Focus => idx.sort_by(|&a, &b| {
-            cmp_opt_f64(
-                r(a).map.as_ref().map(|m| m.metrics.focus),
-                r(b).map.as_ref().map(|m| m.metrics.focus),
-                s.desc,
-            )
-        }),
+        SortKey::Margin => idx.sort_by(|&a, &b| cmp_opt_f64(r(a).yes_no_margin, r(b).yes_no_margin, s.desc)),
+        SortKey::Focus => idx
+            .sort_by(|&a, &b| cmp_opt_f64(r(a).map.as_ref().map(|m| m.metrics.focus), r(b).map.as_ref().map(|m| m.metrics.focus), s.desc)),
         other => {
             match other {
                 SortKey::Index => idx.sort_by_key(|&i| records[i].index),
@@ -225,10 +192,7 @@ impl ExplorerState {
 /// The download's file name: the run id (letters, digits, `-` and `_` kept, anything else `_`)
 /// and whether the rows are filtered, e.g. `demo-records-filtered.csv`.
 pub fn csv_filename(run: &str, s: &ExplorerState) -> String {
-    let run: String = run
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
+    let run: String = run.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     format!("{run}-records{}.csv", if s.is_filtered() { "-filtered" } else { "" })
 }
 
@@ -244,12 +208,7 @@ pub fn page_count(n: usize) -> usize {
 
 /// The distinct values of a field, sorted, for the filter's drop-downs.
 pub fn distinct(records: &[ApiRecord], f: impl Fn(&CaseRecord) -> Option<String>) -> Vec<String> {
-    records
-        .iter()
-        .filter_map(|r| f(&r.record))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    records.iter().filter_map(|r| f(&r.record)).collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 #[cfg(test)]
@@ -266,10 +225,7 @@ mod tests {
         s.desc = true;
         s.page = 2;
         let q = s.to_query();
-        assert!(
-            q.contains("correct=false") && q.contains("sort=-margin") && q.contains("page=3"),
-            "{q}"
-        );
+        assert!(q.contains("correct=false") && q.contains("sort=-margin") && q.contains("page=3"), "{q}");
         assert_eq!(ExplorerState::from_query(&format!("?{q}")), s);
         assert_eq!(ExplorerState::default().to_query(), "");
     }
@@ -283,10 +239,7 @@ mod tests {
 
     #[test]
     fn sort_toggles() {
-        let mut s = ExplorerState {
-            page: 3,
-            ..Default::default()
-        };
+        let mut s = ExplorerState { page: 3, ..Default::default() };
         s.toggle_sort(SortKey::Model);
         assert_eq!((s.sort, s.desc, s.page), (SortKey::Model, false, 0));
         s.toggle_sort(SortKey::Model);
@@ -294,14 +247,7 @@ mod tests {
     }
 
     /// A record with just what the derived views read.
-    fn rec(
-        index: usize,
-        study: &str,
-        variant: u32,
-        polarity: i8,
-        model: &str,
-        parsed: Option<&str>,
-    ) -> ApiRecord {
+    fn rec(index: usize, study: &str, variant: u32, polarity: i8, model: &str, parsed: Option<&str>) -> ApiRecord {
         let v = serde_json::json!({
             "schema_version": 1, "sample_id": format!("{study}#{variant}"), "study_id": study,
             "csv_line": index + 2, "variant_index": variant, "strategy": if variant == 0 { "baseline" } else { "negation" },
@@ -309,43 +255,25 @@ mod tests {
             "question": "q?", "ground_truth": "yes", "parsed_answer": parsed, "correct": parsed.map(|p| p == "yes"),
             "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
         });
-        ApiRecord {
-            index,
-            image_id: String::new(),
-            record: serde_json::from_value(v).expect("a record"),
-        }
+        ApiRecord { index, image_id: String::new(), record: serde_json::from_value(v).expect("a record") }
     }
 
     #[test]
     fn flips_are_polarity_aware_and_disagreement_is_per_sample() {
         let rs = vec![
             rec(0, "s1", 0, 1, "a", Some("yes")),
-            rec(1, "s1", 1, -1, "a", Some("no")), // negated: "no" means yes -> stable
-            rec(2, "s1", 2, 1, "a", Some("no")),  // flipped
+            rec(1, "s1", 1, -1, "a", Some("no")),     // negated: "no" means yes -> stable
+            rec(2, "s1", 2, 1, "a", Some("no")),      // flipped
             rec(3, "s1", 3, 1, "a", Some("unknown")), // unparsed: never a flip
-            rec(4, "s1", 0, 1, "b", Some("no")),  // b disagrees with a on s1#0
-            rec(5, "s1", 1, -1, "b", Some("no")), // same answer as a on s1#1
+            rec(4, "s1", 0, 1, "b", Some("no")),      // b disagrees with a on s1#0
+            rec(5, "s1", 1, -1, "b", Some("no")),     // same answer as a on s1#1
         ];
-        assert_eq!(
-            flipped_vs_base(&rs),
-            vec![false, false, true, false, false, true]
-        );
-        assert_eq!(
-            models_disagree(&rs),
-            vec![true, false, false, false, true, false]
-        );
+        assert_eq!(flipped_vs_base(&rs), vec![false, false, true, false, false, true]);
+        assert_eq!(models_disagree(&rs), vec![true, false, false, false, true, false]);
         let d = Derived::of(&rs);
-        let s = ExplorerState {
-            flipped: true,
-            ..Default::default()
-        };
+        let s = ExplorerState { flipped: true, ..Default::default() };
         assert_eq!(select(&rs, &d, &s), vec![2, 5]);
-        let s = ExplorerState {
-            disagree: true,
-            sort: SortKey::Index,
-            desc: true,
-            ..Default::default()
-        };
+        let s = ExplorerState { disagree: true, sort: SortKey::Index, desc: true, ..Default::default() };
         assert_eq!(select(&rs, &d, &s), vec![4, 0]);
         assert_eq!(distinct(&rs, |r| Some(r.model.clone())), vec!["a", "b"]);
     }

@@ -10,12 +10,7 @@ use web_sys::{RequestCredentials, RequestInit, Response};
 use crate::api::{ApiError, ApiRecord, Endpoint, RecordsPage, decode, error_message};
 
 fn js_text(v: &JsValue) -> String {
-    v.as_string()
-        .or_else(|| {
-            v.dyn_ref::<js_sys::Error>()
-                .map(|e| String::from(e.message()))
-        })
-        .unwrap_or_else(|| format!("{v:?}"))
+    v.as_string().or_else(|| v.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message()))).unwrap_or_else(|| format!("{v:?}"))
 }
 
 /// The URL of `ep` in this page's mode.

@@ -11,7 +11,5 @@ fn main() {
 /// and `cargo test --workspace` compile on the host.
 #[cfg(not(target_arch = "wasm32"))]
 fn main() {
-    eprintln!(
-        "radlens-frontend runs in the browser: build it with `scripts/build-web.sh` and serve `dist/`."
-    );
+    eprintln!("radlens-frontend runs in the browser: build it with `scripts/build-web.sh` and serve `dist/`.");
 }

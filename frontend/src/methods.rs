@@ -5,11 +5,11 @@
 //! Shown only for records of runs made with `--gradcam` or `--sinks` (or the demo).
 
 use radlens_shared::fusion::{MapMethod, MapProvenance};
-use radlens_shared::metrics::{js_distance, MapMetrics};
+use radlens_shared::metrics::{MapMetrics, js_distance};
 use radlens_shared::record::{CaseRecord, Faithfulness};
 use serde::Deserialize;
 
-use crate::study::{overlay_size, MapJson};
+use crate::study::{MapJson, overlay_size};
 
 /// `GET /api/runs/{run}/records/{n}/maps/{method}`: a map by one method.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -127,7 +127,7 @@ mod view {
     use leptos::prelude::*;
     use radlens_shared::fusion::MapMethod;
 
-    use super::{method_label, method_note, pairwise_js, MethodMapJson};
+    use super::{MethodMapJson, method_label, method_note, pairwise_js};
     use crate::api::{ApiError, Endpoint};
     use crate::fetch;
     use crate::study::{MapJson, OverlayOpts};
@@ -140,10 +140,7 @@ mod view {
         }
         let loaded: RwSignal<BTreeMap<String, Vec<f64>>> = RwSignal::new(BTreeMap::new());
         let own = methods[0];
-        let figures = methods
-            .iter()
-            .map(|&m| method_figure(run.clone(), index, m, m == own, img.clone(), opts, loaded))
-            .collect_view();
+        let figures = methods.iter().map(|&m| method_figure(run.clone(), index, m, m == own, img.clone(), opts, loaded)).collect_view();
         let order = methods.clone();
         let table = move || {
             let maps = loaded.get();
@@ -265,10 +262,7 @@ mod view {
     /// `draw_overlay` (same bitmap size), in magenta, a colour none of the colour maps uses.
     pub fn outline_cells(canvas: &web_sys::HtmlCanvasElement, h: usize, w: usize, cells: &[usize]) -> Result<(), wasm_bindgen::JsValue> {
         use wasm_bindgen::JsCast;
-        let ctx = canvas
-            .get_context("2d")?
-            .ok_or("the canvas has no 2d context")?
-            .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+        let ctx = canvas.get_context("2d")?.ok_or("the canvas has no 2d context")?.dyn_into::<web_sys::CanvasRenderingContext2d>()?;
         ctx.set_stroke_style_str(super::SINK_OUTLINE);
         for (x, y, side, _) in super::sink_rects(h, w, cells) {
             let lw = (side as f64 / 6.0).max(1.0).round();
@@ -368,8 +362,14 @@ mod tests {
     #[test]
     fn deletion_verdicts_follow_the_stored_flag() {
         let f = Faithfulness {
-            method: MapMethod::Gradcam, k_percent: 10, cells: 2, margin: 0.5,
-            delta_top: -0.1, delta_random: -0.3, random_draws: 3, flagged: true,
+            method: MapMethod::Gradcam,
+            k_percent: 10,
+            cells: 2,
+            margin: 0.5,
+            delta_top: -0.1,
+            delta_random: -0.3,
+            random_draws: 3,
+            flagged: true,
         };
         assert_eq!(deletion_verdict(&f), "not faithful");
         assert_eq!(deletion_verdict(&Faithfulness { flagged: false, ..f }), "beats random");

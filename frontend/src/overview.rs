@@ -4,12 +4,8 @@ use radlens_shared::record::{AgreementSummary, Analysis, FaithfulnessSummary, Mo
 use radlens_shared::stats::bootstrap::Interval;
 
 /// The columns of the headline table: key (`data-col`), header.
-pub const HEADLINE_COLUMNS: [(&str, &str); 4] = [
-    ("accuracy", "Accuracy"),
-    ("flip_rate", "Flip rate"),
-    ("full_consistency", "Full consistency"),
-    ("image_reliance", "Image reliance"),
-];
+pub const HEADLINE_COLUMNS: [(&str, &str); 4] =
+    [("accuracy", "Accuracy"), ("flip_rate", "Flip rate"), ("full_consistency", "Full consistency"), ("image_reliance", "Image reliance")];
 
 /// The interval of one headline column for one model.
 pub fn headline(m: &ModelAnalysis, key: &str) -> Option<Interval> {
@@ -36,16 +32,7 @@ pub fn ci_label(a: &Analysis) -> String {
         .iter()
         .flat_map(|m| HEADLINE_COLUMNS.iter().filter_map(|(k, _)| headline(m, k)))
         .next()
-        .map(|i| {
-            format!(
-                "{:.0}% CI",
-                if i.level <= 1.0 {
-                    i.level * 100.0
-                } else {
-                    i.level
-                }
-            )
-        })
+        .map(|i| format!("{:.0}% CI", if i.level <= 1.0 { i.level * 100.0 } else { i.level }))
         .unwrap_or_else(|| "95% CI".to_owned())
 }
 
@@ -125,13 +112,8 @@ pub fn group_plot(a: &Analysis, by: Breakdown, measure: GroupMeasure) -> GroupPl
             Breakdown::Finding => &m.by_finding,
         }
     }
-    let groups: Vec<String> = a
-        .models
-        .iter()
-        .flat_map(|m| groups_of(m, by).keys().cloned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let groups: Vec<String> =
+        a.models.iter().flat_map(|m| groups_of(m, by).keys().cloned()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let models: Vec<String> = a.models.iter().map(|m| m.model.clone()).collect();
     let mut points = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -216,7 +198,16 @@ mod tests {
     use radlens_shared::record::GroupStats;
 
     fn interval(estimate: f64) -> Interval {
-        Interval { estimate, lo: estimate - 0.1, hi: estimate + 0.1, level: 0.95, resamples: 10, valid_resamples: 10, seed: 0, unit: "study".into() }
+        Interval {
+            estimate,
+            lo: estimate - 0.1,
+            hi: estimate + 0.1,
+            level: 0.95,
+            resamples: 10,
+            valid_resamples: 10,
+            seed: 0,
+            unit: "study".into(),
+        }
     }
 
     fn group(acc: Option<f64>, flip: Option<f64>) -> GroupStats {
@@ -238,7 +229,8 @@ mod tests {
             "comparisons": [], "cross_model": [], "disagreements": [], "notes": []
         });
         let mut a: Analysis = serde_json::from_value(json).expect("a minimal analysis");
-        a.models[0].by_strategy = [("base".to_owned(), group(Some(0.5), None)), ("negation".to_owned(), group(Some(0.25), Some(0.5)))].into();
+        a.models[0].by_strategy =
+            [("base".to_owned(), group(Some(0.5), None)), ("negation".to_owned(), group(Some(0.25), Some(0.5)))].into();
         a.models[1].by_strategy = [("negation".to_owned(), group(Some(0.75), Some(0.0)))].into();
         let acc = group_plot(&a, Breakdown::Strategy, GroupMeasure::Accuracy);
         assert_eq!(acc.groups, ["base", "negation"]);
@@ -248,7 +240,10 @@ mod tests {
         // The base question's own strategy has no flip rate.
         assert_eq!(flip.points.iter().map(|p| (p.group, p.model)).collect::<Vec<_>>(), [(1, 0), (1, 1)]);
         // No finding has a full-consistency interval: no such plot.
-        assert_eq!(group_plots(&a).iter().map(|p| p.id).collect::<Vec<_>>(), ["plot-strategy-accuracy", "plot-strategy-flip", "plot-finding-accuracy", "plot-finding-flip"]);
+        assert_eq!(
+            group_plots(&a).iter().map(|p| p.id).collect::<Vec<_>>(),
+            ["plot-strategy-accuracy", "plot-strategy-flip", "plot-finding-accuracy", "plot-finding-flip"]
+        );
         let mut effusion = group(Some(0.5), Some(0.25));
         effusion.full_consistency = Some(interval(0.4));
         a.models[1].by_finding = [("effusion".to_owned(), effusion), ("mass".to_owned(), group(Some(0.5), None))].into();

@@ -11,14 +11,11 @@ use leptos_router::hooks::use_params_map;
 use wasm_bindgen::JsValue;
 
 use crate::api::{ApiError, ApiRecord, Endpoint, RunList};
-use crate::site::href;
-use crate::url_state::study_path;
-use crate::explorer::{
-    Derived, ExplorerState, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, page_count, select,
-    to_csv,
-};
+use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, page_count, select, to_csv};
 use crate::fetch::{self, enc};
 use crate::overview::{HEADLINE_COLUMNS, ci_label, format_interval, headline};
+use crate::site::href;
+use crate::url_state::study_path;
 use radlens_shared::record::{Analysis, Pass};
 
 /// The site header with the navigation.
@@ -77,23 +74,12 @@ pub fn ShareButton(run: String) -> impl IntoView {
         let run = run.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let loc = web_sys::window().map(|w| w.location());
-            let view = loc
-                .as_ref()
-                .map(|l| {
-                    format!(
-                        "{}{}",
-                        l.pathname().unwrap_or_default(),
-                        l.search().unwrap_or_default()
-                    )
-                })
-                .unwrap_or_default();
+            let view =
+                loc.as_ref().map(|l| format!("{}{}", l.pathname().unwrap_or_default(), l.search().unwrap_or_default())).unwrap_or_default();
             let origin = loc.and_then(|l| l.origin().ok()).unwrap_or_default();
-            let r = fetch::post_json::<crate::api::ShareResponse>(
-                &Endpoint::Share,
-                &crate::api::share_request(&run, &view),
-            )
-            .await
-            .map(|s| format!("{origin}{}", s.url));
+            let r = fetch::post_json::<crate::api::ShareResponse>(&Endpoint::Share, &crate::api::share_request(&run, &view))
+                .await
+                .map(|s| format!("{origin}{}", s.url));
             if let (Ok(url), Some(w)) = (&r, web_sys::window()) {
                 let _ = w.navigator().clipboard().write_text(url);
             }
@@ -117,25 +103,12 @@ pub fn ShareButton(run: String) -> impl IntoView {
 /// the view (inside that run only, see [`crate::api::share_target`]).
 #[component]
 pub fn RunsPage() -> impl IntoView {
-    let shared_run = crate::url_state::parse_query(&location_search())
-        .into_iter()
-        .find(|(k, _)| k == "run")
-        .map(|(_, v)| v);
+    let shared_run = crate::url_state::parse_query(&location_search()).into_iter().find(|(k, _)| k == "run").map(|(_, v)| v);
     if let Some(run) = shared_run {
-        let hash = web_sys::window()
-            .and_then(|w| w.location().hash().ok())
-            .unwrap_or_default();
+        let hash = web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default();
         let target = crate::api::share_target(&run, &hash);
         let navigate = leptos_router::hooks::use_navigate();
-        request_animation_frame(move || {
-            navigate(
-                &target,
-                leptos_router::NavigateOptions {
-                    replace: true,
-                    ..Default::default()
-                },
-            )
-        });
+        request_animation_frame(move || navigate(&target, leptos_router::NavigateOptions { replace: true, ..Default::default() }));
     }
     let runs = LocalResource::new(|| fetch::get_json::<RunList>(&Endpoint::Runs));
     view! {
@@ -482,8 +455,7 @@ fn disagreements_table(run: &str, a: &Analysis) -> AnyView {
 fn study_links(run: &str, a: &Analysis) -> AnyView {
     let mut seen = std::collections::BTreeMap::new();
     for st in &a.studies {
-        seen.entry(st.study_id.clone())
-            .or_insert_with(|| st.finding.clone());
+        seen.entry(st.study_id.clone()).or_insert_with(|| st.finding.clone());
     }
     let run = run.to_owned();
     view! {
@@ -507,11 +479,7 @@ fn study_links(run: &str, a: &Analysis) -> AnyView {
     .into_any()
 }
 
-fn overview_table(
-    a: &Analysis,
-    forest_ref: NodeRef<leptos::html::Canvas>,
-    forest_drawn: RwSignal<bool>,
-) -> AnyView {
+fn overview_table(a: &Analysis, forest_ref: NodeRef<leptos::html::Canvas>, forest_drawn: RwSignal<bool>) -> AnyView {
     let ci = ci_label(a);
     view! {
         {a.random_weights.then(random_banner)}
@@ -590,15 +558,11 @@ fn overview_table(
 }
 
 fn location_search() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().search().ok())
-        .unwrap_or_default()
+    web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default()
 }
 
 fn location_href() -> String {
-    web_sys::window()
-        .and_then(|w| w.location().href().ok())
-        .unwrap_or_default()
+    web_sys::window().and_then(|w| w.location().href().ok()).unwrap_or_default()
 }
 
 /// Replaces the query string (keeping the path and hash) without a history entry.
@@ -648,9 +612,7 @@ pub fn RecordsPage() -> impl IntoView {
             wasm_bindgen_futures::spawn_local(async move {
                 match wasm_bindgen_futures::JsFuture::from(p).await {
                     Ok(_) => copied.set("Link copied.".into()),
-                    Err(e) => copied.set(format!(
-                        "Could not copy ({e:?}); the link is in the address bar."
-                    )),
+                    Err(e) => copied.set(format!("Could not copy ({e:?}); the link is in the address bar.")),
                 }
             });
         }
@@ -738,30 +700,25 @@ fn explorer(
             </label>
         }
     };
-    let num_box = move |label: &'static str,
-                        key: &'static str,
-                        get: fn(&ExplorerState) -> Option<f64>,
-                        set: fn(&mut ExplorerState, Option<f64>)| {
-        view! {
-            <label class="field narrow">
-                <span>{label}</span>
-                <input
-                    type="number"
-                    step="0.05"
-                    id=format!("f-{key}")
-                    prop:value=move || state.with(|s| get(s).map(|v| v.to_string()).unwrap_or_default())
-                    on:change=move |ev| {
-                        let v = event_target_value(&ev).trim().parse::<f64>().ok().filter(|x| x.is_finite());
-                        update(&|s| { set(s, v); s.page = 0; });
-                    }
-                />
-            </label>
-        }
-    };
-    let check = move |label: &'static str,
-                      key: &'static str,
-                      get: fn(&ExplorerState) -> bool,
-                      set: fn(&mut ExplorerState, bool)| {
+    let num_box =
+        move |label: &'static str, key: &'static str, get: fn(&ExplorerState) -> Option<f64>, set: fn(&mut ExplorerState, Option<f64>)| {
+            view! {
+                <label class="field narrow">
+                    <span>{label}</span>
+                    <input
+                        type="number"
+                        step="0.05"
+                        id=format!("f-{key}")
+                        prop:value=move || state.with(|s| get(s).map(|v| v.to_string()).unwrap_or_default())
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev).trim().parse::<f64>().ok().filter(|x| x.is_finite());
+                            update(&|s| { set(s, v); s.page = 0; });
+                        }
+                    />
+                </label>
+            }
+        };
+    let check = move |label: &'static str, key: &'static str, get: fn(&ExplorerState) -> bool, set: fn(&mut ExplorerState, bool)| {
         view! {
             <label class="check">
                 <input
@@ -779,15 +736,7 @@ fn explorer(
     };
 
     let header = move |key: SortKey, label: &'static str| {
-        let mark = move || {
-            state.with(|s| {
-                if s.sort == key {
-                    if s.desc { " ▼" } else { " ▲" }
-                } else {
-                    ""
-                }
-            })
-        };
+        let mark = move || state.with(|s| if s.sort == key { if s.desc { " ▼" } else { " ▲" } } else { "" });
         view! {
             <th>
                 <button type="button" class="sort" data-sort=key.key() on:click=move |_| update(&|s| s.toggle_sort(key))>
@@ -944,9 +893,7 @@ fn save_text_file(name: &str, text: &str, mime: &str) -> Result<String, JsValue>
     opts.set_type(mime);
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts)?;
     let url = web_sys::Url::create_object_url_with_blob(&blob)?;
-    let doc = web_sys::window()
-        .and_then(|w| w.document())
-        .ok_or_else(|| JsValue::from_str("no document"))?;
+    let doc = web_sys::window().and_then(|w| w.document()).ok_or_else(|| JsValue::from_str("no document"))?;
     let a: web_sys::HtmlAnchorElement = doc.create_element("a")?.dyn_into()?;
     a.set_href(&url);
     a.set_download(name);
@@ -980,10 +927,7 @@ pub fn StudyPage() -> impl IntoView {
     };
     let records = LocalResource::new(move || {
         let (id, study) = (id(), study());
-        async move {
-            fetch::get_json::<crate::api::RecordsPage>(&Endpoint::Study { run: id, study })
-                .await
-        }
+        async move { fetch::get_json::<crate::api::RecordsPage>(&Endpoint::Study { run: id, study }).await }
     });
     // Every control rewrites the whole overlay query (replaceState).
     let update = move |f: &dyn Fn(&mut crate::study::OverlayOpts)| {
@@ -1002,12 +946,8 @@ pub fn StudyPage() -> impl IntoView {
     // One checkbox per layer any map of this study captured; none checked = as stored.
     let layer_boxes = move || {
         let Some(Ok(page)) = records.get() else { return ().into_any() };
-        let layers: std::collections::BTreeSet<usize> = page
-            .records
-            .iter()
-            .filter_map(|r| r.record.map.as_ref())
-            .flat_map(|m| crate::study::record_layers(&m.provenance))
-            .collect();
+        let layers: std::collections::BTreeSet<usize> =
+            page.records.iter().filter_map(|r| r.record.map.as_ref()).flat_map(|m| crate::study::record_layers(&m.provenance)).collect();
         view! {
             <fieldset class="layer-boxes" id="layers">
                 <legend>"Layers (none checked: as stored)"</legend>
@@ -1134,21 +1074,13 @@ pub fn StudyPage() -> impl IntoView {
 }
 
 /// Writes the study view's whole state into the URL query (replaceState).
-fn write_study_query(
-    opts: RwSignal<crate::study::OverlayOpts>,
-    refuse_opts: RwSignal<crate::study::RefuseOpts>,
-) {
+fn write_study_query(opts: RwSignal<crate::study::OverlayOpts>, refuse_opts: RwSignal<crate::study::RefuseOpts>) {
     let mut pairs = opts.get_untracked().query_pairs();
     pairs.extend(refuse_opts.get_untracked().query_pairs());
     // The pin and the difference toggles are written by their own controls; keep them.
-    let kept = crate::url_state::parse_query(&location_search())
-        .into_iter()
-        .filter(|(k, _)| k == "pin" || k == "diff");
+    let kept = crate::url_state::parse_query(&location_search()).into_iter().filter(|(k, _)| k == "pin" || k == "diff");
     pairs.extend(kept);
-    let q: Vec<String> = pairs
-        .into_iter()
-        .map(|(k, v)| format!("{k}={}", enc(&v)))
-        .collect();
+    let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
     replace_query(&q.join("&"));
 }
 
@@ -1163,19 +1095,7 @@ fn study_grid(
     let models_for_matrix = models.clone();
     let variants_for_matrix: Vec<(u32, Vec<Option<usize>>)> = rows
         .iter()
-        .map(|(v, cells)| {
-            (
-                *v,
-                cells
-                    .iter()
-                    .map(|c| {
-                        c.as_ref()
-                            .filter(|r| r.record.map.is_some())
-                            .map(|r| r.index)
-                    })
-                    .collect(),
-            )
-        })
+        .map(|(v, cells)| (*v, cells.iter().map(|c| c.as_ref().filter(|r| r.record.map.is_some()).map(|r| r.index)).collect()))
         .collect();
     let ncols = models.len();
     let grid_class = format!("study-grid cols-{}", ncols.min(4));
@@ -1218,10 +1138,8 @@ struct Compare {
 
 /// Sets (or with `None` removes) one key of the query string, keeping the others in order.
 fn set_query_key(key: &str, value: Option<String>) {
-    let mut pairs: Vec<(String, String)> = crate::url_state::parse_query(&location_search())
-        .into_iter()
-        .filter(|(k, _)| k != key)
-        .collect();
+    let mut pairs: Vec<(String, String)> =
+        crate::url_state::parse_query(&location_search()).into_iter().filter(|(k, _)| k != key).collect();
     if let Some(v) = value {
         pairs.push((key.to_owned(), v));
     }
@@ -1230,11 +1148,7 @@ fn set_query_key(key: &str, value: Option<String>) {
 }
 
 /// One variant x variant JS-distance table per model, over the maps the cards show.
-fn js_matrices(
-    models: Vec<String>,
-    variants: Vec<(u32, Vec<Option<usize>>)>,
-    cmp: Compare,
-) -> impl IntoView {
+fn js_matrices(models: Vec<String>, variants: Vec<(u32, Vec<Option<usize>>)>, cmp: Compare) -> impl IntoView {
     view! {
         <section class="panel js-matrices" id="js-matrices">
             <h2>"JS distance between variants (bits, shared js_distance)"</h2>
@@ -1309,30 +1223,19 @@ fn case_card(
             if !has_map {
                 return None;
             }
-            Some(
-                fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await,
-            )
+            Some(fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await)
         }
     });
     // The raw head rows, fetched once per record, re-fused on every choice.
     let run3 = run.clone();
-    let head_shape: Vec<usize> = r
-        .record
-        .map
-        .as_ref()
-        .map(|m| m.head_rows.shape.clone())
-        .unwrap_or_default();
+    let head_shape: Vec<usize> = r.record.map.as_ref().map(|m| m.head_rows.shape.clone()).unwrap_or_default();
     let rows: LocalResource<Option<Result<Vec<f32>, ApiError>>> = LocalResource::new(move || {
         let run = run3.clone();
         async move {
             if !refusable {
                 return None;
             }
-            Some(
-                fetch::get_bytes(&Endpoint::Rows { run, index })
-                    .await
-                    .map(|b| crate::study::f32_le(&b)),
-            )
+            Some(fetch::get_bytes(&Endpoint::Rows { run, index }).await.map(|b| crate::study::f32_le(&b)))
         }
     });
     let refused = Memo::new(move |_| -> Option<Result<crate::study::Refused, String>> {
@@ -1347,10 +1250,8 @@ fn case_card(
         };
         let shape = head_shape.clone();
         Some((|| {
-            let captured =
-                crate::study::captured_layers(&m.provenance, shape.get(1).copied().unwrap_or(0))?;
-            let idx =
-                crate::study::select_layers(&choice.layers, &captured, &m.provenance.layer_range)?;
+            let captured = crate::study::captured_layers(&m.provenance, shape.get(1).copied().unwrap_or(0))?;
+            let idx = crate::study::select_layers(&choice.layers, &captured, &m.provenance.layer_range)?;
             let fusion = choice.fusion.unwrap_or(m.provenance.head_fusion);
             crate::study::refuse(&raw, &shape, &idx, fusion, m.h, m.w)
         })())
@@ -1387,11 +1288,7 @@ fn case_card(
         if p == index {
             return None;
         }
-        cmp.shown.with(|s| {
-            s.get(&p)
-                .filter(|(m, _)| *m == model3)
-                .map(|(_, v)| v.clone())
-        })
+        cmp.shown.with(|s| s.get(&p).filter(|(m, _)| *m == model3).map(|(_, v)| v.clone()))
     });
     let js_to_pin = Memo::new(move |_| -> Option<f64> {
         let (a, b) = (pinned_map.get()?, shown.get()?);
@@ -1414,9 +1311,7 @@ fn case_card(
         m.values = values;
         let mut is_diff = false;
         if diff_on.get()
-            && let Some(d) = pinned_map
-                .get()
-                .and_then(|p| crate::study::difference_map(&p, &m.values))
+            && let Some(d) = pinned_map.get().and_then(|p| crate::study::difference_map(&p, &m.values))
         {
             m.values = d;
             is_diff = true;
@@ -1457,22 +1352,15 @@ fn case_card(
         let fx = (ev.client_x() as f64 - rect.left()) / rect.width();
         let fy = (ev.client_y() as f64 - rect.top()) / rect.height();
         let values = displayed.get_untracked().unwrap_or(m.values);
-        hover.set(
-            crate::study::cell_at(m.h, m.w, fx, fy)
-                .and_then(|(row, col, i)| values.get(i).map(|&v| (row, col, i, v))),
-        );
+        hover.set(crate::study::cell_at(m.h, m.w, fx, fy).and_then(|(row, col, i)| values.get(i).map(|&v| (row, col, i, v))));
     };
     let on_leave = move |_: leptos::ev::MouseEvent| hover.set(None);
     let rec = r.record;
-    let img = fetch::url(&Endpoint::Image { run: run.clone(), image_id: r.image_id.clone() })
-        .unwrap_or_default();
+    let img = fetch::url(&Endpoint::Image { run: run.clone(), image_id: r.image_id.clone() }).unwrap_or_default();
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
     let methods = crate::methods::methods_panel(run.clone(), index, crate::methods::panel_methods(&rec), img.clone(), opacity);
     let trust = crate::methods::trust_panel(index, &rec);
-    let fmt_ans = |a: Option<radlens_shared::answer::Answer>| {
-        a.map(|a| a.as_str().to_owned())
-            .unwrap_or_else(|| "—".into())
-    };
+    let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
     let correct = match rec.correct {
         Some(true) => "correct",
         Some(false) => "wrong",
@@ -1481,11 +1369,7 @@ fn case_card(
     let metrics = rec.map.as_ref().map(|m| {
         format!(
             "focus {:.3} · entropy {:.3} nats · gini {:.3} · top-10% {:.3} · image share {:.3}",
-            m.metrics.focus,
-            m.metrics.entropy_nats,
-            m.metrics.gini,
-            m.metrics.top10_mass,
-            m.image_share
+            m.metrics.focus, m.metrics.entropy_nats, m.metrics.gini, m.metrics.top10_mass, m.image_share
         )
     });
     view! {
@@ -1643,10 +1527,7 @@ fn draw_colorbar(
     use wasm_bindgen::{Clamped, JsCast};
     let (w, h) = (canvas.width(), canvas.height());
     let px = bar.rgba(opts, w as usize, h as usize);
-    let ctx = canvas
-        .get_context("2d")?
-        .ok_or("the canvas has no 2d context")?
-        .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+    let ctx = canvas.get_context("2d")?.ok_or("the canvas has no 2d context")?.dyn_into::<web_sys::CanvasRenderingContext2d>()?;
     let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), w, h)?;
     ctx.clear_rect(0.0, 0.0, w as f64, h as f64);
     ctx.put_image_data(&img, 0.0, 0.0)
@@ -1659,8 +1540,7 @@ pub(crate) fn draw_overlay(
     opacity: &crate::study::OverlayOpts,
 ) -> Result<(), JsValue> {
     use wasm_bindgen::{Clamped, JsCast};
-    let (pw, ph, px) =
-        crate::study::overlay_rgba(m, opacity).ok_or("the map does not match its grid")?;
+    let (pw, ph, px) = crate::study::overlay_rgba(m, opacity).ok_or("the map does not match its grid")?;
     if canvas.width() != pw as u32 || canvas.height() != ph as u32 {
         canvas.set_width(pw as u32);
         canvas.set_height(ph as u32);
@@ -1671,12 +1551,8 @@ pub(crate) fn draw_overlay(
     style.set_property("top", &format!("{top}%"))?;
     style.set_property("width", &format!("{width}%"))?;
     style.set_property("height", &format!("{height}%"))?;
-    let ctx = canvas
-        .get_context("2d")?
-        .ok_or("the canvas has no 2d context")?
-        .dyn_into::<web_sys::CanvasRenderingContext2d>()?;
-    let img =
-        web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), pw as u32, ph as u32)?;
+    let ctx = canvas.get_context("2d")?.ok_or("the canvas has no 2d context")?.dyn_into::<web_sys::CanvasRenderingContext2d>()?;
+    let img = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px), pw as u32, ph as u32)?;
     ctx.clear_rect(0.0, 0.0, pw as f64, ph as f64);
     ctx.put_image_data(&img, 0.0, 0.0)
 }
@@ -1727,12 +1603,8 @@ fn draw_group_plot(canvas: web_sys::HtmlCanvasElement, p: &crate::overview::Grou
     for pt in &p.points {
         let c = model_colour(pt.model);
         let xx = x(pt.group, pt.model);
-        chart
-            .draw_series(std::iter::once(PathElement::new(vec![(xx, pt.lo), (xx, pt.hi)], c.stroke_width(2))))
-            .map_err(|e| err(&e))?;
-        chart
-            .draw_series(std::iter::once(Circle::new((xx, pt.estimate), 4, c.filled())))
-            .map_err(|e| err(&e))?;
+        chart.draw_series(std::iter::once(PathElement::new(vec![(xx, pt.lo), (xx, pt.hi)], c.stroke_width(2)))).map_err(|e| err(&e))?;
+        chart.draw_series(std::iter::once(Circle::new((xx, pt.estimate), 4, c.filled()))).map_err(|e| err(&e))?;
     }
     let font = ("sans-serif", 12).into_font().color(&BLACK);
     for (gi, g) in p.groups.iter().enumerate() {
@@ -1751,10 +1623,7 @@ fn draw_group_plot(canvas: web_sys::HtmlCanvasElement, p: &crate::overview::Grou
 }
 
 /// The forest plot of the headline intervals, drawn with plotters on the canvas.
-fn draw_forest(
-    canvas: web_sys::HtmlCanvasElement,
-    rows: &[crate::overview::ForestRow],
-) -> Result<(), String> {
+fn draw_forest(canvas: web_sys::HtmlCanvasElement, rows: &[crate::overview::ForestRow]) -> Result<(), String> {
     use plotters::prelude::*;
     use plotters_canvas::CanvasBackend;
     const ROW_PX: u32 = 26;
@@ -1762,8 +1631,7 @@ fn draw_forest(
     let n = rows.len().max(1);
     canvas.set_width(900);
     canvas.set_height(50 + ROW_PX * n as u32);
-    let backend =
-        CanvasBackend::with_canvas_object(canvas).ok_or("the canvas has no 2d context")?;
+    let backend = CanvasBackend::with_canvas_object(canvas).ok_or("the canvas has no 2d context")?;
     let root = backend.into_drawing_area();
     let err = |e: &dyn std::fmt::Display| e.to_string();
     root.fill(&WHITE).map_err(|e| err(&e))?;
@@ -1791,25 +1659,17 @@ fn draw_forest(
     // Row i sits at y = n - i - 0.5 (first row on top).
     let y = |i: usize| n as f64 - i as f64 - 0.5;
     chart
-        .draw_series(rows.iter().enumerate().map(|(i, r)| {
-            PathElement::new(
-                vec![(r.lo, y(i)), (r.hi, y(i))],
-                colour(r.key).stroke_width(2),
-            )
-        }))
+        .draw_series(
+            rows.iter().enumerate().map(|(i, r)| PathElement::new(vec![(r.lo, y(i)), (r.hi, y(i))], colour(r.key).stroke_width(2))),
+        )
         .map_err(|e| err(&e))?;
     chart
-        .draw_series(
-            rows.iter()
-                .enumerate()
-                .map(|(i, r)| Circle::new((r.estimate, y(i)), 4, colour(r.key).filled())),
-        )
+        .draw_series(rows.iter().enumerate().map(|(i, r)| Circle::new((r.estimate, y(i)), 4, colour(r.key).filled())))
         .map_err(|e| err(&e))?;
     let font = ("sans-serif", 13).into_font().color(&BLACK);
     for (i, r) in rows.iter().enumerate() {
         let (_, py) = chart.backend_coord(&(0.0, y(i)));
-        root.draw(&Text::new(r.label.clone(), (10, py - 7), font.clone()))
-            .map_err(|e| err(&e))?;
+        root.draw(&Text::new(r.label.clone(), (10, py - 7), font.clone())).map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))
 }
@@ -1852,9 +1712,7 @@ pub fn ComparePage() -> impl IntoView {
                 return;
             }
         };
-        if form.append_with_blob_and_filename("image", &file, &file.name()).is_err()
-            || form.append_with_str("question", &q).is_err()
-        {
+        if form.append_with_blob_and_filename("image", &file, &file.name()).is_err() || form.append_with_str("question", &q).is_err() {
             form_error.set(Some("could not build the upload".into()));
             return;
         }
@@ -1903,12 +1761,7 @@ pub fn ComparePage() -> impl IntoView {
 }
 
 fn compare_result(r: crate::compare::CompareResponse, image_url: String) -> AnyView {
-    let cards = r
-        .models
-        .iter()
-        .cloned()
-        .map(|m| compare_card(m, image_url.clone()))
-        .collect_view();
+    let cards = r.models.iter().cloned().map(|m| compare_card(m, image_url.clone())).collect_view();
     let cross = r.cross_model.clone();
     view! {
         <section class="compare-results" data-testid="compare-results">

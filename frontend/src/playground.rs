@@ -18,39 +18,17 @@ pub struct MetricInfo {
 
 /// The four single-map metrics, in the order the page shows them.
 pub const MAP_METRICS: [MetricInfo; 4] = [
-    MetricInfo {
-        key: "entropy",
-        label: "Entropy",
-        unit: "nats",
-        hint: "−Σ p ln p; a uniform map has ln N.",
-    },
-    MetricInfo {
-        key: "focus",
-        label: "Focus",
-        unit: "",
-        hint: "1 − H / ln N: 0 = uniform, 1 = a single cell.",
-    },
-    MetricInfo {
-        key: "gini",
-        label: "Gini",
-        unit: "",
-        hint: "Inequality of the cell masses: 0 = uniform.",
-    },
-    MetricInfo {
-        key: "top10",
-        label: "Top-10% mass",
-        unit: "",
-        hint: "Share of the mass in the hottest 10% of cells.",
-    },
+    MetricInfo { key: "entropy", label: "Entropy", unit: "nats", hint: "−Σ p ln p; a uniform map has ln N." },
+    MetricInfo { key: "focus", label: "Focus", unit: "", hint: "1 − H / ln N: 0 = uniform, 1 = a single cell." },
+    MetricInfo { key: "gini", label: "Gini", unit: "", hint: "Inequality of the cell masses: 0 = uniform." },
+    MetricInfo { key: "top10", label: "Top-10% mass", unit: "", hint: "Share of the mass in the hottest 10% of cells." },
 ];
 
 /// Jensen-Shannon distance between the map and a uniform map of the same grid.
-pub const JS_UNIFORM: MetricInfo = MetricInfo {
-    key: "js_uniform",
-    label: "JS distance to uniform",
-    unit: "bits",
-    hint: "√(JS divergence) to the flat map: 0 = uniform.",
-};
+pub const JS_UNIFORM: MetricInfo =
+    MetricInfo {
+        key: "js_uniform", label: "JS distance to uniform", unit: "bits", hint: "√(JS divergence) to the flat map: 0 = uniform."
+    };
 
 /// What the page shows for one state.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,10 +52,7 @@ impl Evaluation {
         if key == JS_UNIFORM.key {
             return self.js_uniform;
         }
-        self.metrics
-            .as_ref()
-            .ok()
-            .and_then(|m| metric_value(m, key))
+        self.metrics.as_ref().ok().and_then(|m| metric_value(m, key))
     }
 }
 
@@ -96,18 +71,12 @@ pub fn metric_value(m: &MapMetrics, key: &str) -> Option<f64> {
 /// Errors (e.g. an all-zero map) become a message, never a panic.
 pub fn evaluate(state: &PlaygroundState) -> Evaluation {
     let map = synthesize(state);
-    let metrics = AttentionMap::new(map.h, map.w, map.values.clone())
-        .and_then(|m| MapMetrics::of(&m))
-        .map_err(|e| e.to_string());
+    let metrics = AttentionMap::new(map.h, map.w, map.values.clone()).and_then(|m| MapMetrics::of(&m)).map_err(|e| e.to_string());
     let js_uniform = match metrics {
         Ok(_) => js_distance(&map.values, &vec![1.0; map.values.len()]).ok(),
         Err(_) => None,
     };
-    Evaluation {
-        map,
-        metrics,
-        js_uniform,
-    }
+    Evaluation { map, metrics, js_uniform }
 }
 
 /// How a metric is printed on the page (the exact value goes into `data-value`).

@@ -86,12 +86,7 @@ pub fn mode() -> &'static Mode {
         let root = (|| {
             let window = web_sys::window()?;
             let doc = window.document()?;
-            let meta = doc
-                .query_selector(&format!(
-                    "meta[name=\"{}\"]",
-                    radlens_shared::static_site::ROOT_META
-                ))
-                .ok()??;
+            let meta = doc.query_selector(&format!("meta[name=\"{}\"]", radlens_shared::static_site::ROOT_META)).ok()??;
             let rel = meta.get_attribute("content")?;
             let here = window.location().href().ok()?;
             web_sys::Url::new_with_base(&rel, &here).ok().map(|u| u.href())
@@ -125,10 +120,7 @@ mod tests {
         assert_eq!(m.site_root(), Some("http://127.0.0.1:8000/sub/site/"));
         assert_eq!(m.router_base().as_deref(), Some("/sub/site"));
         assert_eq!(m.href("/runs/demo/records"), "/sub/site/runs/demo/records");
-        assert_eq!(
-            m.clean_pathname("/sub/site/runs/demo/records/"),
-            Some("/sub/site/runs/demo/records".into())
-        );
+        assert_eq!(m.clean_pathname("/sub/site/runs/demo/records/"), Some("/sub/site/runs/demo/records".into()));
         assert_eq!(m.clean_pathname("/sub/site/index.html"), Some("/sub/site/".into()));
         assert_eq!(m.clean_pathname("/sub/site"), Some("/sub/site/".into()));
         assert_eq!(m.clean_pathname("/sub/site/"), None);

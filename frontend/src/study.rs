@@ -68,10 +68,7 @@ impl RefuseOpts {
     pub fn from_query(query: &str) -> Self {
         let kv = parse_query(query);
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-        Self {
-            fusion: get("fusion").and_then(|v| v.parse().ok()),
-            layers: get("layers").unwrap_or_default().trim().to_owned(),
-        }
+        Self { fusion: get("fusion").and_then(|v| v.parse().ok()), layers: get("layers").unwrap_or_default().trim().to_owned() }
     }
 
     pub fn query_pairs(&self) -> Vec<(String, String)> {
@@ -98,29 +95,17 @@ pub fn fusion_key(f: HeadFusion) -> &'static str {
 /// The layers along the layer axis of a record's `rows.bin`: the resolved range, i.e. the used
 /// layers and those without image mass, ascending (`n` = the axis length, for a check).
 pub fn captured_layers(p: &MapProvenance, n: usize) -> Result<Vec<usize>, String> {
-    let mut l: Vec<usize> = p
-        .layers
-        .iter()
-        .chain(&p.layers_without_image)
-        .copied()
-        .collect();
+    let mut l: Vec<usize> = p.layers.iter().chain(&p.layers_without_image).copied().collect();
     l.sort_unstable();
     l.dedup();
     if l.len() != n {
-        return Err(format!(
-            "the rows hold {n} layers but the provenance names {}",
-            l.len()
-        ));
+        return Err(format!("the rows hold {n} layers but the provenance names {}", l.len()));
     }
     Ok(l)
 }
 
 /// Positions along the layer axis the `text` choice selects (empty: all captured layers).
-pub fn select_layers(
-    text: &str,
-    captured: &[usize],
-    stored: &LayerRange,
-) -> Result<Vec<usize>, String> {
+pub fn select_layers(text: &str, captured: &[usize], stored: &LayerRange) -> Result<Vec<usize>, String> {
     let text = text.trim();
     let all = || (0..captured.len()).collect::<Vec<_>>();
     if text.is_empty() {
@@ -130,17 +115,12 @@ pub fn select_layers(
     match range {
         LayerRange::All => Ok(all()),
         r if &r == stored => Ok(all()),
-        LayerRange::LastQuarter => {
-            Err("last-quarter needs the model's depth: list layers, e.g. 2-5".into())
-        }
+        LayerRange::LastQuarter => Err("last-quarter needs the model's depth: list layers, e.g. 2-5".into()),
         // A choice names layers of every model on the page; each map uses those it captured.
         LayerRange::List(mut l) => {
             l.sort_unstable();
             l.dedup();
-            let idx: Vec<usize> = l
-                .iter()
-                .filter_map(|x| captured.iter().position(|c| c == x))
-                .collect();
+            let idx: Vec<usize> = l.iter().filter_map(|x| captured.iter().position(|c| c == x)).collect();
             if idx.is_empty() {
                 return Err(format!(
                     "layers {} not captured for this model (captured: {})",
@@ -200,16 +180,8 @@ pub fn difference_map(a: &[f64], b: &[f64]) -> Option<Vec<f64>> {
         return None;
     }
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
-    let max = d
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max);
-    Some(if max > 0.0 {
-        d.iter().map(|v| v / max).collect()
-    } else {
-        d
-    })
+    let max = d.iter().copied().filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
+    Some(if max > 0.0 { d.iter().map(|v| v / max).collect() } else { d })
 }
 
 /// JS distance (bits, shared `js_distance`) between every pair of maps; `None` where a pair
@@ -229,10 +201,7 @@ pub fn js_matrix(maps: &[Option<&[f64]>]) -> Vec<Vec<Option<f64>>> {
 
 /// Little-endian f32 bytes.
 pub fn f32_le(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 /// A map re-fused in the browser.
@@ -246,18 +215,9 @@ pub struct Refused {
 /// Re-fuses `[rows, layers, heads, tokens]` raw rows over the layer axis positions `layer_idx`
 /// with `fusion`, as the backend does: per row, `layer_map` of each layer (layers without image
 /// mass left out), `mean_of` the layers; `mean_of` the rows. Metrics on the `h x w` grid.
-pub fn refuse(
-    rows: &[f32],
-    shape: &[usize],
-    layer_idx: &[usize],
-    fusion: HeadFusion,
-    h: usize,
-    w: usize,
-) -> Result<Refused, String> {
+pub fn refuse(rows: &[f32], shape: &[usize], layer_idx: &[usize], fusion: HeadFusion, h: usize, w: usize) -> Result<Refused, String> {
     let [nr, nl, nh, nt] = shape else {
-        return Err(format!(
-            "rows of shape {shape:?}, expected [rows, layers, heads, tokens]"
-        ));
+        return Err(format!("rows of shape {shape:?}, expected [rows, layers, heads, tokens]"));
     };
     let (nr, nl, nh, nt) = (*nr, *nl, *nh, *nt);
     if rows.len() != nr * nl * nh * nt {
@@ -275,9 +235,7 @@ pub fn refuse(
                 return Err(format!("layer position {l} beyond {nl}"));
             }
             let start = (r * nl + l) * nh * nt;
-            if let Some(f) = layer_map(&rows[start..start + nh * nt], nh, &positions, fusion)
-                .map_err(|e| e.to_string())?
-            {
+            if let Some(f) = layer_map(&rows[start..start + nh * nt], nh, &positions, fusion).map_err(|e| e.to_string())? {
                 per_layer.push(f);
             }
         }
@@ -291,22 +249,12 @@ pub fn refuse(
     let fused = mean_of(&per_row).map_err(|e| e.to_string())?;
     let map = AttentionMap::new(h, w, fused.values.clone()).map_err(|e| e.to_string())?;
     let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
-    Ok(Refused {
-        values: fused.values,
-        image_share: fused.image_share,
-        metrics,
-    })
+    Ok(Refused { values: fused.values, image_share: fused.image_share, metrics })
 }
 
 impl Default for OverlayOpts {
     fn default() -> Self {
-        Self {
-            opacity: DEFAULT_OPACITY,
-            threshold: 0.0,
-            colormap: Colormap::Viridis,
-            clip: 100.0,
-            smooth: false,
-        }
+        Self { opacity: DEFAULT_OPACITY, threshold: 0.0, colormap: Colormap::Viridis, clip: 100.0, smooth: false }
     }
 }
 
@@ -316,16 +264,10 @@ impl OverlayOpts {
         let d = Self::default();
         let kv = parse_query(query);
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        let num = |k: &str| {
-            get(k)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-        };
+        let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok()).filter(|v| v.is_finite());
         Self {
             opacity: opacity_from_query(query),
-            threshold: num("threshold")
-                .map(|v| v.clamp(0.0, 1.0))
-                .unwrap_or(d.threshold),
+            threshold: num("threshold").map(|v| v.clamp(0.0, 1.0)).unwrap_or(d.threshold),
             colormap: get("cmap").and_then(Colormap::parse).unwrap_or(d.colormap),
             clip: num("clip").map(|v| v.clamp(50.0, 100.0)).unwrap_or(d.clip),
             smooth: matches!(get("smooth"), Some("1" | "true")),
@@ -361,16 +303,7 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 /// The value of an `h x w` grid at pixel (`x`, `y`) of a `pw x ph` bitmap: the cell under it
 /// (nearest) or the bilinear interpolation between the four nearest cell centres (smooth).
 #[allow(clippy::too_many_arguments)]
-fn sample(
-    h: usize,
-    w: usize,
-    values: &[f64],
-    x: usize,
-    y: usize,
-    pw: usize,
-    ph: usize,
-    smooth: bool,
-) -> f64 {
+fn sample(h: usize, w: usize, values: &[f64], x: usize, y: usize, pw: usize, ph: usize, smooth: bool) -> f64 {
     if !smooth {
         return values[(y * h / ph) * w + x * w / pw];
     }
@@ -391,14 +324,7 @@ fn sample(
 /// RGBA pixels of an `h x w` grid painted with `opts` into a `pw x ph` bitmap: colour by
 /// `min(v, clip) / clip` (clip = the `opts.clip` percentile, the max at 100), alpha `opacity`,
 /// and fully transparent where `v < threshold * max`. `None` for a grid that does not match.
-pub fn paint(
-    h: usize,
-    w: usize,
-    values: &[f64],
-    opts: &OverlayOpts,
-    pw: usize,
-    ph: usize,
-) -> Option<Vec<u8>> {
+pub fn paint(h: usize, w: usize, values: &[f64], opts: &OverlayOpts, pw: usize, ph: usize) -> Option<Vec<u8>> {
     if h == 0 || w == 0 || values.len() != h * w || pw == 0 || ph == 0 {
         return None;
     }
@@ -410,17 +336,9 @@ pub fn paint(
         for x in 0..pw {
             let v = sample(h, w, values, x, y, pw, ph, opts.smooth);
             let v = if v.is_finite() { v } else { 0.0 };
-            let t = if scale > 0.0 {
-                (v / scale).min(1.0)
-            } else {
-                0.0
-            };
+            let t = if scale > 0.0 { (v / scale).min(1.0) } else { 0.0 };
             let [r, g, b] = opts.colormap.colour(t);
-            let alpha = if opts.threshold > 0.0 && v < cut {
-                0
-            } else {
-                a
-            };
+            let alpha = if opts.threshold > 0.0 && v < cut { 0 } else { a };
             out.extend_from_slice(&[r, g, b, alpha]);
         }
     }
@@ -430,16 +348,8 @@ pub fn paint(
 /// `(max, scale)` of a map under `opts`: its largest finite value, and the value the colour
 /// scale saturates at (the `clip` percentile; the max at 100 or when the percentile is 0).
 fn colour_scale(values: &[f64], opts: &OverlayOpts) -> (f64, f64) {
-    let max = values
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0_f64, f64::max);
-    let mut scale = if opts.clip >= 100.0 {
-        max
-    } else {
-        percentile(values, opts.clip)
-    };
+    let max = values.iter().copied().filter(|v| v.is_finite()).fold(0.0_f64, f64::max);
+    let mut scale = if opts.clip >= 100.0 { max } else { percentile(values, opts.clip) };
     if scale.is_nan() || scale <= 0.0 {
         scale = max;
     }
@@ -491,11 +401,7 @@ impl ColorBar {
 
 /// A map value in 4 significant digits.
 fn fmt_value(v: f64) -> String {
-    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) {
-        format!("{v:.4}")
-    } else {
-        format!("{v:.3e}")
-    }
+    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) { format!("{v:.4}") } else { format!("{v:.3e}") }
 }
 
 /// The overlay's RGBA pixels for a map painted with `opts`.
@@ -511,10 +417,7 @@ pub fn cell_at(h: usize, w: usize, fx: f64, fy: f64) -> Option<(usize, usize, us
     if !(0.0..1.0).contains(&fx) || !(0.0..1.0).contains(&fy) || h == 0 || w == 0 {
         return None;
     }
-    let (row, col) = (
-        ((fy * h as f64) as usize).min(h - 1),
-        ((fx * w as f64) as usize).min(w - 1),
-    );
+    let (row, col) = (((fy * h as f64) as usize).min(h - 1), ((fx * w as f64) as usize).min(w - 1));
     Some((row, col, row * w + col))
 }
 
@@ -523,12 +426,7 @@ pub fn cell_at(h: usize, w: usize, fx: f64, fy: f64) -> Option<(usize, usize, us
 pub fn overlay_box(p: &MapProvenance) -> (f64, f64, f64, f64) {
     let g = &p.geometry;
     let (iw, ih) = (g.image_w.max(1) as f64, g.image_h.max(1) as f64);
-    (
-        100.0 * g.crop.x0 / iw,
-        100.0 * g.crop.y0 / ih,
-        100.0 * g.crop.width() / iw,
-        100.0 * g.crop.height() / ih,
-    )
+    (100.0 * g.crop.x0 / iw, 100.0 * g.crop.y0 / ih, 100.0 * g.crop.width() / iw, 100.0 * g.crop.height() / ih)
 }
 
 /// What a map that stands in for attention is called, `None` for an attention map. A record's own
@@ -575,11 +473,8 @@ pub fn provenance_line(p: &MapProvenance, image_share: f64) -> String {
         (Some(a), _) => format!("layer {a}"),
         _ => "no layers".to_owned(),
     };
-    let skipped = if p.layers_without_image.is_empty() {
-        String::new()
-    } else {
-        format!(" ({} without image mass)", p.layers_without_image.len())
-    };
+    let skipped =
+        if p.layers_without_image.is_empty() { String::new() } else { format!(" ({} without image mass)", p.layers_without_image.len()) };
     format!(
         "{} · {} · {} ({}){} · heads: {} · query: {} · grid {}×{} over {}×{} px · image share {:.3}",
         p.model,
@@ -615,15 +510,8 @@ pub fn grid(records: &[ApiRecord]) -> (Vec<String>, Vec<VariantRow>) {
     let rows = variants
         .into_iter()
         .map(|v| {
-            let cells = models
-                .iter()
-                .map(|m| {
-                    records
-                        .iter()
-                        .find(|r| r.record.variant_index == v && &r.record.model == m)
-                        .cloned()
-                })
-                .collect();
+            let cells =
+                models.iter().map(|m| records.iter().find(|r| r.record.variant_index == v && &r.record.model == m).cloned()).collect();
             (v, cells)
         })
         .collect();
@@ -645,33 +533,17 @@ mod tests {
     #[test]
     fn overlay_options_round_trip_through_the_query() {
         assert_eq!(OverlayOpts::from_query(""), OverlayOpts::default());
-        let o = OverlayOpts {
-            opacity: 0.3,
-            threshold: 0.25,
-            colormap: Colormap::Inferno,
-            clip: 95.0,
-            smooth: true,
-        };
-        let q: Vec<String> = o
-            .query_pairs()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let o = OverlayOpts { opacity: 0.3, threshold: 0.25, colormap: Colormap::Inferno, clip: 95.0, smooth: true };
+        let q: Vec<String> = o.query_pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(OverlayOpts::from_query(&q.join("&")), o);
         let bad = OverlayOpts::from_query("threshold=5&cmap=jet&clip=10&smooth=no");
-        assert_eq!(
-            (bad.threshold, bad.colormap, bad.clip, bad.smooth),
-            (1.0, Colormap::Viridis, 50.0, false)
-        );
+        assert_eq!((bad.threshold, bad.colormap, bad.clip, bad.smooth), (1.0, Colormap::Viridis, 50.0, false));
     }
 
     #[test]
     fn painting_thresholds_clips_and_smooths() {
         let v = [0.0, 1.0, 0.5, 2.0];
-        let mut o = OverlayOpts {
-            opacity: 1.0,
-            ..Default::default()
-        };
+        let mut o = OverlayOpts { opacity: 1.0, ..Default::default() };
         let px = paint(2, 2, &v, &o, 2, 2).unwrap();
         assert_eq!(px[12..15], crate::colormap::viridis(1.0));
         assert_eq!(px[4..7], crate::colormap::viridis(0.5));
@@ -687,8 +559,7 @@ mod tests {
         o.clip = 100.0;
         o.smooth = true;
         let px = paint(2, 2, &v, &o, 8, 8).unwrap();
-        let distinct: std::collections::HashSet<[u8; 3]> =
-            px.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
+        let distinct: std::collections::HashSet<[u8; 3]> = px.chunks(4).map(|p| [p[0], p[1], p[2]]).collect();
         assert!(distinct.len() > 4, "smooth painting interpolates");
         o.colormap = Colormap::Gray;
         o.smooth = false;
@@ -706,11 +577,7 @@ mod tests {
             for l in 0..3 {
                 for hd in 0..2 {
                     for t in 0..4 {
-                        rows.push(if r == 0 && l == 1 {
-                            0.0
-                        } else {
-                            0.01 * (1 + r + 2 * l + 3 * hd + t * t) as f32
-                        });
+                        rows.push(if r == 0 && l == 1 { 0.0 } else { 0.01 * (1 + r + 2 * l + 3 * hd + t * t) as f32 });
                     }
                 }
             }
@@ -721,45 +588,21 @@ mod tests {
         let row = |r: usize, ls: &[usize]| {
             let f: Vec<Fused> = ls
                 .iter()
-                .filter_map(|&l| {
-                    layer_map(
-                        &rows[(r * 3 + l) * 8..(r * 3 + l) * 8 + 8],
-                        2,
-                        &pos,
-                        HeadFusion::Max,
-                    )
-                    .unwrap()
-                })
+                .filter_map(|&l| layer_map(&rows[(r * 3 + l) * 8..(r * 3 + l) * 8 + 8], 2, &pos, HeadFusion::Max).unwrap())
                 .collect();
             mean_of(&f).unwrap()
         };
         let want = mean_of(&[row(0, &[0, 1, 2]), row(1, &[0, 1, 2])]).unwrap();
         assert_eq!(got.values, want.values);
-        assert_eq!(
-            got.metrics,
-            MapMetrics::of(&AttentionMap::new(2, 2, want.values).unwrap()).unwrap()
-        );
+        assert_eq!(got.metrics, MapMetrics::of(&AttentionMap::new(2, 2, want.values).unwrap()).unwrap());
         assert!(refuse(&rows, &shape, &[1], HeadFusion::Mean, 2, 2).is_ok());
         assert!(refuse(&rows, &[2, 3], &[0], HeadFusion::Mean, 2, 2).is_err());
         // Layer selection against the captured layers 24..26.
         let cap = [24, 25, 26];
-        assert_eq!(
-            select_layers("", &cap, &LayerRange::LastQuarter).unwrap(),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            select_layers("25-26", &cap, &LayerRange::LastQuarter).unwrap(),
-            vec![1, 2]
-        );
-        assert_eq!(
-            select_layers("last-quarter", &cap, &LayerRange::LastQuarter).unwrap(),
-            vec![0, 1, 2]
-        );
-        assert!(
-            select_layers("3", &cap, &LayerRange::LastQuarter)
-                .unwrap_err()
-                .contains("not captured")
-        );
+        assert_eq!(select_layers("", &cap, &LayerRange::LastQuarter).unwrap(), vec![0, 1, 2]);
+        assert_eq!(select_layers("25-26", &cap, &LayerRange::LastQuarter).unwrap(), vec![1, 2]);
+        assert_eq!(select_layers("last-quarter", &cap, &LayerRange::LastQuarter).unwrap(), vec![0, 1, 2]);
+        assert!(select_layers("3", &cap, &LayerRange::LastQuarter).unwrap_err().contains("not captured"));
         assert!(select_layers("x-", &cap, &LayerRange::LastQuarter).is_err());
         // Layers of another model on the page are skipped; this model uses the ones it has.
         assert_eq!(select_layers("3,25", &cap, &LayerRange::LastQuarter).unwrap(), vec![1]);
@@ -772,38 +615,22 @@ mod tests {
         assert_eq!(toggle_layer("2", 2, false), "");
         assert_eq!(diff_from_query("opacity=0.5&diff=7,3&pin=1"), [3, 7].into());
         assert!(diff_from_query("pin=1").is_empty());
-        let q = RefuseOpts {
-            fusion: Some(HeadFusion::EntropyWeighted),
-            layers: "2-5".into(),
-        };
-        let s: Vec<String> = q
-            .query_pairs()
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let q = RefuseOpts { fusion: Some(HeadFusion::EntropyWeighted), layers: "2-5".into() };
+        let s: Vec<String> = q.query_pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(RefuseOpts::from_query(&s.join("&")), q);
         assert_eq!(RefuseOpts::from_query(""), RefuseOpts::default());
     }
 
     #[test]
     fn differences_and_js_matrix() {
-        assert_eq!(
-            difference_map(&[0.5, 0.25, 0.25], &[0.25, 0.25, 0.5]).unwrap(),
-            vec![1.0, 0.0, 1.0]
-        );
-        assert_eq!(
-            difference_map(&[0.5, 0.5], &[0.5, 0.5]).unwrap(),
-            vec![0.0, 0.0]
-        );
+        assert_eq!(difference_map(&[0.5, 0.25, 0.25], &[0.25, 0.25, 0.5]).unwrap(), vec![1.0, 0.0, 1.0]);
+        assert_eq!(difference_map(&[0.5, 0.5], &[0.5, 0.5]).unwrap(), vec![0.0, 0.0]);
         assert!(difference_map(&[1.0], &[0.5, 0.5]).is_none());
         let (a, b) = ([0.5, 0.5], [1.0, 0.0]);
         let m = js_matrix(&[Some(&a[..]), Some(&b[..]), None]);
         assert_eq!(m[0][0], Some(0.0));
         assert_eq!(m[0][1], m[1][0]);
-        assert!(
-            (m[0][1].unwrap() - radlens_shared::metrics::js_distance(&a, &b).unwrap()).abs()
-                < 1e-15
-        );
+        assert!((m[0][1].unwrap() - radlens_shared::metrics::js_distance(&a, &b).unwrap()).abs() < 1e-15);
         assert_eq!(m[2][0], None);
     }
 
@@ -831,8 +658,16 @@ mod tests {
         let line = provenance_line(&gradcam, 0.0);
         assert!(line.starts_with(&format!("gemma · Grad-CAM fallback (gradcam): {reason} · gradient at vision.blocks.3.output")), "{line}");
         assert!(line.contains("grid 2×2") && line.contains("image share") && !line.contains("heads"), "{line}");
-        let uniform = MapProvenance { method: MapMethod::UniformFallback, site: None, fallback_reason: Some("attention: x; Grad-CAM: y".into()), ..gradcam };
-        assert_eq!(refusion_not_applicable(&uniform).unwrap(), "Uniform fallback: attention: x; Grad-CAM: y; layer re-fusion does not apply");
+        let uniform = MapProvenance {
+            method: MapMethod::UniformFallback,
+            site: None,
+            fallback_reason: Some("attention: x; Grad-CAM: y".into()),
+            ..gradcam
+        };
+        assert_eq!(
+            refusion_not_applicable(&uniform).unwrap(),
+            "Uniform fallback: attention: x; Grad-CAM: y; layer re-fusion does not apply"
+        );
         assert!(provenance_line(&uniform, 0.0).contains("Uniform fallback (uniform_fallback): attention: x; Grad-CAM: y"));
     }
 

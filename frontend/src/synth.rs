@@ -36,17 +36,11 @@ mod tests {
         let s = PlaygroundState::default();
         let m = synthesize(&s);
         assert_eq!((m.h, m.w, m.values.len()), (24, 24, 576));
-        let argmax = (0..m.values.len())
-            .max_by(|&a, &b| m.values[a].total_cmp(&m.values[b]))
-            .unwrap();
+        let argmax = (0..m.values.len()).max_by(|&a, &b| m.values[a].total_cmp(&m.values[b])).unwrap();
         let (row, col) = (argmax / m.w, argmax % m.w);
         assert_eq!(col, (s.cx * 24.0) as usize);
         assert_eq!(row, (s.cy * 24.0) as usize);
-        assert!(
-            m.values
-                .iter()
-                .all(|&v| v >= s.floor && v <= s.floor + s.peak)
-        );
+        assert!(m.values.iter().all(|&v| v >= s.floor && v <= s.floor + s.peak));
         assert!(AttentionMap::new(m.h, m.w, m.values.clone()).is_ok());
     }
 
@@ -61,10 +55,7 @@ mod tests {
             for c in 0..10 {
                 let v = m.values[r * 10 + c];
                 assert!((v - m.values[c * 10 + r]).abs() < 1e-15, "transpose");
-                assert!(
-                    (v - m.values[(9 - r) * 10 + (9 - c)]).abs() < 1e-15,
-                    "point mirror"
-                );
+                assert!((v - m.values[(9 - r) * 10 + (9 - c)]).abs() < 1e-15, "point mirror");
             }
         }
     }

@@ -39,14 +39,7 @@ pub struct ParamSpec {
 }
 
 impl Param {
-    pub const ALL: [Param; 6] = [
-        Param::N,
-        Param::Cx,
-        Param::Cy,
-        Param::Sigma,
-        Param::Floor,
-        Param::Peak,
-    ];
+    pub const ALL: [Param; 6] = [Param::N, Param::Cx, Param::Cy, Param::Sigma, Param::Floor, Param::Peak];
 
     pub fn spec(self) -> &'static ParamSpec {
         match self {
@@ -132,14 +125,7 @@ pub struct PlaygroundState {
 
 impl Default for PlaygroundState {
     fn default() -> Self {
-        let mut s = Self {
-            n: 0,
-            cx: 0.0,
-            cy: 0.0,
-            sigma: 0.0,
-            floor: 0.0,
-            peak: 0.0,
-        };
+        let mut s = Self { n: 0, cx: 0.0, cy: 0.0, sigma: 0.0, floor: 0.0, peak: 0.0 };
         for p in Param::ALL {
             s.set(p, p.spec().default);
         }
@@ -163,11 +149,7 @@ impl PlaygroundState {
     /// A non-finite value resets the parameter to its default.
     pub fn set(&mut self, p: Param, value: f64) {
         let spec = p.spec();
-        let v = if value.is_finite() {
-            value.clamp(spec.min, spec.max)
-        } else {
-            spec.default
-        };
+        let v = if value.is_finite() { value.clamp(spec.min, spec.max) } else { spec.default };
         match p {
             Param::N => self.n = v.round() as usize,
             Param::Cx => self.cx = v,
@@ -305,11 +287,7 @@ pub fn encode_component(s: &str) -> String {
 /// characters only, so every decoding layer leaves it as it is), so a file host finds that
 /// folder for any study id.
 pub fn study_path(run: &str, study_id: &str) -> String {
-    format!(
-        "/runs/{}/studies/{}",
-        encode_component(run),
-        encode_component(&radlens_shared::static_site::study_segment(study_id))
-    )
+    format!("/runs/{}/studies/{}", encode_component(run), encode_component(&radlens_shared::static_site::study_segment(study_id)))
 }
 
 /// The study id of the `:study` route parameter (the segment of [`study_path`]).
@@ -340,17 +318,10 @@ mod tests {
         assert_eq!(s.n, 24);
         for p in Param::ALL {
             let spec = p.spec();
-            assert!(
-                spec.min <= spec.default && spec.default <= spec.max,
-                "{}",
-                spec.key
-            );
+            assert!(spec.min <= spec.default && spec.default <= spec.max, "{}", spec.key);
             assert_eq!(s.get(p), spec.default);
         }
-        assert_eq!(
-            s.to_query(),
-            "n=24&cx=0.38&cy=0.45&sigma=3&floor=0.02&peak=1"
-        );
+        assert_eq!(s.to_query(), "n=24&cx=0.38&cy=0.45&sigma=3&floor=0.02&peak=1");
         assert_eq!(PlaygroundState::from_query(&s.to_query()), s);
         assert_eq!(PlaygroundState::from_query(""), s);
         assert_eq!(PlaygroundState::from_query("?"), s);
@@ -392,10 +363,7 @@ mod tests {
         let mut s = PlaygroundState::default();
         s.set(Param::Cx, 0.7);
         let q = s.merge_into_query("?run=abc%2Fdef&cx=0.1&tab=maps&cx=0.2");
-        assert_eq!(
-            q,
-            "run=abc%2Fdef&cx=0.7&tab=maps&n=24&cy=0.45&sigma=3&floor=0.02&peak=1"
-        );
+        assert_eq!(q, "run=abc%2Fdef&cx=0.7&tab=maps&n=24&cy=0.45&sigma=3&floor=0.02&peak=1");
         let pairs = parse_query(&q);
         assert_eq!(pairs[0], ("run".to_owned(), "abc/def".to_owned()));
         assert_eq!(PlaygroundState::from_query(&q), s);

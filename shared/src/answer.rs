@@ -68,8 +68,7 @@ const HEDGES: &[&str] = &[
 ];
 const FIRST_YES: &[&str] = &["yes", "yeah", "yep", "present", "positive", "true"];
 const FIRST_NO: &[&str] = &["no", "nope", "absent", "negative", "false"];
-const NEGATION_CUES: &[&str] =
-    &["no", "not", "without", "absent", "negative for", "free of", "ruled out", "excluded", "none"];
+const NEGATION_CUES: &[&str] = &["no", "not", "without", "absent", "negative for", "free of", "ruled out", "excluded", "none"];
 const AFFIRMATIVE_CUES: &[&str] = &[
     "yes",
     "present",
@@ -116,10 +115,7 @@ pub fn parse_answer(text: &str) -> Answer {
 fn clean(text: &str) -> String {
     let lowered: String = text.to_lowercase().chars().filter(|c| !matches!(c, '*' | '_' | '`')).collect();
     let trimmed = trim_punct(&lowered);
-    let without_label = ["answer:", "a:"]
-        .iter()
-        .find_map(|label| trimmed.strip_prefix(label))
-        .unwrap_or(trimmed);
+    let without_label = ["answer:", "a:"].iter().find_map(|label| trimmed.strip_prefix(label)).unwrap_or(trimmed);
     trim_punct(without_label).to_string()
 }
 
@@ -137,8 +133,7 @@ fn words(text: &str) -> Vec<String> {
 
 fn contains_phrase(words: &[String], phrase: &str) -> bool {
     let needle: Vec<&str> = phrase.split_whitespace().collect();
-    !needle.is_empty()
-        && words.windows(needle.len()).any(|window| window.iter().zip(&needle).all(|(w, n)| w == n))
+    !needle.is_empty() && words.windows(needle.len()).any(|window| window.iter().zip(&needle).all(|(w, n)| w == n))
 }
 
 /// The decision margin `logit(yes) - logit(no)` at the first answer position: the largest logit

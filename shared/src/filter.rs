@@ -81,10 +81,13 @@ impl RecordFilter {
         push("model", self.model.clone());
         push("strategy", self.strategy.clone());
         push("finding", self.finding.clone());
-        push("pass", self.pass.map(|p| match p {
-            Pass::Image => "image".into(),
-            Pass::BlankImage => "blank_image".into(),
-        }));
+        push(
+            "pass",
+            self.pass.map(|p| match p {
+                Pass::Image => "image".into(),
+                Pass::BlankImage => "blank_image".into(),
+            }),
+        );
         push("parsed", self.parsed.map(|a| a.as_str().into()));
         push("correct", self.correct.map(|c| c.to_string()));
         push("error", self.error.map(|c| c.to_string()));

@@ -12,10 +12,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::MetricError;
 use crate::geometry::MapGeometry;
 use crate::map::normalize_vec;
 use crate::metrics::focus;
-use crate::MetricError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -71,7 +71,10 @@ impl LayerRange {
             Self::LastQuarter => Ok((3 * num_layers / 4..num_layers).collect()),
             Self::List(layers) => {
                 if let Some(bad) = layers.iter().find(|&&l| l >= num_layers) {
-                    return Err(MetricError::Invalid(format!("layer {bad} out of range: the model has {num_layers} layers (0..{})", num_layers - 1)));
+                    return Err(MetricError::Invalid(format!(
+                        "layer {bad} out of range: the model has {num_layers} layers (0..{})",
+                        num_layers - 1
+                    )));
                 }
                 let mut v = layers.clone();
                 v.sort_unstable();
@@ -245,9 +248,9 @@ pub struct Fused {
 pub fn image_map(row: &[f32], image_positions: &[usize]) -> Result<(Vec<f64>, f64), MetricError> {
     let mut restricted = Vec::with_capacity(image_positions.len());
     for &pos in image_positions {
-        let v = *row.get(pos).ok_or_else(|| {
-            MetricError::Invalid(format!("image token position {pos} is beyond the attention row of {} keys", row.len()))
-        })?;
+        let v = *row
+            .get(pos)
+            .ok_or_else(|| MetricError::Invalid(format!("image token position {pos} is beyond the attention row of {} keys", row.len())))?;
         restricted.push(f64::from(v));
     }
     let share = restricted.iter().sum::<f64>();
@@ -348,10 +351,7 @@ pub fn term_positions(tokens: &[&str], word: &str) -> Vec<usize> {
     let mut hits = Vec::new();
     for start in 0..text.len().saturating_sub(needle.len() - 1) {
         let end = start + needle.len();
-        if text[start..end] == needle[..]
-            && boundary(start.checked_sub(1).and_then(|i| text.get(i)))
-            && boundary(text.get(end))
-        {
+        if text[start..end] == needle[..] && boundary(start.checked_sub(1).and_then(|i| text.get(i))) && boundary(text.get(end)) {
             hits.extend_from_slice(&owner[start..end]);
         }
     }
@@ -417,7 +417,9 @@ mod tests {
 
     #[test]
     fn methods_print_as_they_are_stored() {
-        for m in [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::Relative, MapMethod::UniformFallback] {
+        for m in
+            [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::Relative, MapMethod::UniformFallback]
+        {
             assert_eq!(serde_json::to_value(m).unwrap(), serde_json::Value::String(m.to_string()));
         }
     }

@@ -77,15 +77,7 @@ pub fn bbox_mask(h: usize, w: usize, crop: &PixelBox, bbox: &PixelBox) -> Vec<bo
 /// `h x w` map `p` covering `crop` of an `image_w x image_h` image goes onto a `g x g` grid over
 /// the whole image. Mass is preserved whenever the crop lies inside the image; mass on a crop's
 /// part outside the image (padding) is dropped, since no image pixel is there.
-pub fn resample(
-    p: &[f64],
-    h: usize,
-    w: usize,
-    crop: &PixelBox,
-    image_w: u32,
-    image_h: u32,
-    g: usize,
-) -> Result<Vec<f64>, MetricError> {
+pub fn resample(p: &[f64], h: usize, w: usize, crop: &PixelBox, image_w: u32, image_h: u32, g: usize) -> Result<Vec<f64>, MetricError> {
     if p.len() != h * w || h == 0 || w == 0 {
         return Err(MetricError::GridMismatch { h, w, expected: h * w, got: p.len() });
     }

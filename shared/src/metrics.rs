@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::map::{normalize_vec, AttentionMap};
 use crate::MetricError;
+use crate::map::{AttentionMap, normalize_vec};
 
 /// The four single-map metrics stored with every map and recomputed in the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,11 +99,7 @@ pub fn js_divergence_maps(a: &AttentionMap, b: &AttentionMap) -> Result<f64, Met
 }
 
 fn same_grid(a: &AttentionMap, b: &AttentionMap) -> Result<(), MetricError> {
-    if (a.h, a.w) == (b.h, b.w) {
-        Ok(())
-    } else {
-        Err(MetricError::GridsDiffer { a_h: a.h, a_w: a.w, b_h: b.h, b_w: b.w })
-    }
+    if (a.h, a.w) == (b.h, b.w) { Ok(()) } else { Err(MetricError::GridsDiffer { a_h: a.h, a_w: a.w, b_h: b.h, b_w: b.w }) }
 }
 
 /// Mean over unordered pairs of `1 - js_distance`; needs at least two maps on one grid.

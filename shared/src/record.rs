@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::AttentionMap;
+use crate::MetricError;
 use crate::answer::Answer;
 use crate::fusion::{HeadFusion, LayerRange, MapProvenance, QueryMode};
 use crate::geometry::PixelBox;
@@ -17,8 +19,6 @@ use crate::metrics::MapMetrics;
 use crate::roi::RoiMetrics;
 use crate::stats::bootstrap::Interval;
 use crate::stats::mcnemar::McNemar;
-use crate::AttentionMap;
-use crate::MetricError;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -27,9 +27,7 @@ pub fn check_version(found: u32) -> Result<(), MetricError> {
     if found == SCHEMA_VERSION {
         Ok(())
     } else {
-        Err(MetricError::Invalid(format!(
-            "schema version {found} is not supported by this radlens (which reads version {SCHEMA_VERSION})"
-        )))
+        Err(MetricError::Invalid(format!("schema version {found} is not supported by this radlens (which reads version {SCHEMA_VERSION})")))
     }
 }
 

@@ -88,12 +88,8 @@ pub fn record_row(r: &CaseRecord) -> Vec<String> {
         l.decode_ms.to_string(),
         l.capture_ms.to_string(),
         l.total_ms.to_string(),
-        r.error
-            .as_ref()
-            .map_or_else(String::new, |e| e.stage.as_str().to_owned()),
-        r.error
-            .as_ref()
-            .map_or_else(String::new, |e| e.message.clone()),
+        r.error.as_ref().map_or_else(String::new, |e| e.stage.as_str().to_owned()),
+        r.error.as_ref().map_or_else(String::new, |e| e.message.clone()),
     ]
 }
 

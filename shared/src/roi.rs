@@ -32,11 +32,7 @@ pub fn roi_metrics(p: &[f64], mask: &[bool]) -> Result<Option<RoiMetrics>, Metri
     let hits = order[..k].iter().filter(|&&i| mask[i]).count();
     let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let pointing = p.iter().zip(mask).any(|(&x, &s)| s && x == max);
-    Ok(Some(RoiMetrics {
-        relevance_mass,
-        rank_accuracy: hits as f64 / k as f64,
-        pointing_game: if pointing { 1.0 } else { 0.0 },
-    }))
+    Ok(Some(RoiMetrics { relevance_mass, rank_accuracy: hits as f64 / k as f64, pointing_game: if pointing { 1.0 } else { 0.0 } }))
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::MetricError;
 use crate::fusion::MapMethod;
 use crate::map::normalize_vec;
 use crate::metrics::js_divergence_probs;
-use crate::MetricError;
 
 /// Deletion sizes of the faithfulness check, in percent of the cells.
 pub const DEFAULT_DELETION_PERCENTS: [u32; 2] = [10, 25];

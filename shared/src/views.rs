@@ -108,11 +108,11 @@ mod tests {
     fn a_flip_is_read_in_the_base_questions_sense_per_study_model_and_pass() {
         let rs = vec![
             rec("s1", 0, 1, "a", "image", Some("yes")),
-            rec("s1", 1, -1, "a", "image", Some("no")),       // negated: "no" means yes, stable
-            rec("s1", 2, 1, "a", "image", Some("no")),        // flipped
-            rec("s1", 3, 1, "a", "image", Some("unknown")),   // unparsed: never a flip
-            rec("s1", 2, 1, "a", "blank_image", Some("no")),  // its pass has no base: not a flip
-            rec("s2", 1, 1, "a", "image", Some("no")),        // its study has no base: not a flip
+            rec("s1", 1, -1, "a", "image", Some("no")),      // negated: "no" means yes, stable
+            rec("s1", 2, 1, "a", "image", Some("no")),       // flipped
+            rec("s1", 3, 1, "a", "image", Some("unknown")),  // unparsed: never a flip
+            rec("s1", 2, 1, "a", "blank_image", Some("no")), // its pass has no base: not a flip
+            rec("s2", 1, 1, "a", "image", Some("no")),       // its study has no base: not a flip
         ];
         assert_eq!(flipped_vs_base(&rs), vec![false, false, true, false, false, false]);
     }

@@ -1,12 +1,12 @@
 //! Every value in `fixtures/metrics-golden.json` (numpy/scipy) and `fixtures/answer-parsing.json`,
 //! checked to 1e-9 in f64. The statistics section is checked in `stats`' own tests.
 
-use radlens_shared::answer::{parse_answer, Answer};
-use radlens_shared::fusion::{fuse_heads, HeadFusion};
-use radlens_shared::geometry::{bbox_mask, resample, PixelBox};
-use radlens_shared::metrics::{consistency, js_distance, js_divergence, MapMetrics};
-use radlens_shared::roi::roi_metrics;
 use radlens_shared::AttentionMap;
+use radlens_shared::answer::{Answer, parse_answer};
+use radlens_shared::fusion::{HeadFusion, fuse_heads};
+use radlens_shared::geometry::{PixelBox, bbox_mask, resample};
+use radlens_shared::metrics::{MapMetrics, consistency, js_distance, js_divergence};
+use radlens_shared::roi::roi_metrics;
 use serde_json::Value;
 
 const TOL: f64 = 1e-9;

@@ -1,10 +1,10 @@
 //! Invariants that hold for every map, checked on random inputs (proptest).
 
 use proptest::prelude::*;
-use radlens_shared::fusion::{fuse_heads, mean_of, Fused, HeadFusion};
-use radlens_shared::geometry::{resample, PixelBox};
+use radlens_shared::fusion::{Fused, HeadFusion, fuse_heads, mean_of};
+use radlens_shared::geometry::{PixelBox, resample};
 use radlens_shared::map::normalize_vec;
-use radlens_shared::metrics::{focus, gini, js_divergence, js_distance, top10_mass};
+use radlens_shared::metrics::{focus, gini, js_distance, js_divergence, top10_mass};
 
 /// A non-negative vector with positive mass, normalised, with some exact zeros.
 fn prob_vec(len: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Vec<f64>> {

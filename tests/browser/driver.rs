@@ -23,22 +23,16 @@ impl ChromeDriver {
     /// Starts chromedriver and waits (at most `ready_within`) until it accepts connections.
     /// `work_dir` receives the log and the browser profile.
     pub fn start(work_dir: &Path, ready_within: Duration) -> Result<Self, String> {
-        std::fs::create_dir_all(work_dir)
-            .map_err(|e| format!("create {}: {e}", work_dir.display()))?;
+        std::fs::create_dir_all(work_dir).map_err(|e| format!("create {}: {e}", work_dir.display()))?;
         let unique = format!(
             "{}-{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
         );
         let profile_dir = work_dir.join(format!("chrome-profile-{unique}"));
-        std::fs::create_dir_all(&profile_dir)
-            .map_err(|e| format!("create {}: {e}", profile_dir.display()))?;
+        std::fs::create_dir_all(&profile_dir).map_err(|e| format!("create {}: {e}", profile_dir.display()))?;
         let log_path = work_dir.join("chromedriver.log");
-        let log =
-            File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
+        let log = File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
 
         let port = free_port().map_err(|e| format!("find a free port: {e}"))?;
@@ -49,12 +43,7 @@ impl ChromeDriver {
             .stderr(log_err)
             .spawn()
             .map_err(|e| format!("start {CHROMEDRIVER}: {e}"))?;
-        let mut driver = Self {
-            child,
-            port,
-            profile_dir,
-            log_path,
-        };
+        let mut driver = Self { child, port, profile_dir, log_path };
 
         let deadline = Instant::now() + ready_within;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
@@ -63,16 +52,10 @@ impl ChromeDriver {
                 return Ok(driver);
             }
             if let Ok(Some(status)) = driver.child.try_wait() {
-                return Err(format!(
-                    "chromedriver exited early ({status}); log:\n{}",
-                    driver.log_tail()
-                ));
+                return Err(format!("chromedriver exited early ({status}); log:\n{}", driver.log_tail()));
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "chromedriver did not listen on port {port} within {ready_within:?}; log:\n{}",
-                    driver.log_tail()
-                ));
+                return Err(format!("chromedriver did not listen on port {port} within {ready_within:?}; log:\n{}", driver.log_tail()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -98,11 +81,7 @@ impl Drop for ChromeDriver {
         // outlives chromedriver. Find exactly the processes started with our profile directory.
         let marker = self.profile_dir.to_string_lossy().into_owned();
         for pid in pids_with_arg_containing(&marker) {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).stderr(Stdio::null()).status();
         }
         // Chromium may still be writing into the profile for a moment after it is killed.
         for _ in 0..10 {
@@ -115,9 +94,7 @@ impl Drop for ChromeDriver {
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 /// Processes (Linux `/proc`) one of whose command-line arguments contains `needle`.
@@ -132,10 +109,7 @@ fn pids_with_arg_containing(needle: &str) -> Vec<u32> {
         .filter(|&pid| pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|raw| {
-                    raw.split(|&b| b == 0)
-                        .any(|arg| String::from_utf8_lossy(arg).contains(needle))
-                })
+                .map(|raw| raw.split(|&b| b == 0).any(|arg| String::from_utf8_lossy(arg).contains(needle)))
                 .unwrap_or(false)
         })
         .collect()

@@ -18,9 +18,7 @@ use serde_json::Value;
 
 use super::driver::ChromeDriver;
 use super::server::StaticServer;
-use super::{
-    Res, artifact_dir, check, close_session, js, open_session, preflight, run_scenario, screenshot, wait_for_js,
-};
+use super::{Res, artifact_dir, check, close_session, js, open_session, preflight, run_scenario, screenshot, wait_for_js};
 use crate::support::{Scratch, radlens};
 
 const RUN: &str = "demo";
@@ -51,11 +49,10 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
         })
         .collect();
     std::fs::write(&csv, edited.join("\n") + "\n").unwrap();
-    let demo = tokio::task::spawn_blocking(move || {
-        crate::support::demo_run::build_from(&csv, &m, &r2, 2, vec!["radlens".into(), "study".into()])
-    })
-    .await
-    .expect("demo run");
+    let demo =
+        tokio::task::spawn_blocking(move || crate::support::demo_run::build_from(&csv, &m, &r2, 2, vec!["radlens".into(), "study".into()]))
+            .await
+            .expect("demo run");
 
     // A folder holding someone's files is refused, by name, and left alone.
     let taken = root.join("taken");
@@ -80,20 +77,18 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
     }
     assert!(site.join("runs/demo/records/index.html").is_file());
     // Every study has a deep-link folder directly under studies/, the odd id encoded.
-    let mut folders: Vec<String> = std::fs::read_dir(site.join("runs/demo/studies"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut folders: Vec<String> =
+        std::fs::read_dir(site.join("runs/demo/studies")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     folders.sort();
-    let mut want: Vec<String> = crate::support::run_records(&run_dir).iter().map(|r| radlens_shared::static_site::study_segment(&r.study_id)).collect();
+    let mut want: Vec<String> =
+        crate::support::run_records(&run_dir).iter().map(|r| radlens_shared::static_site::study_segment(&r.study_id)).collect();
     want.sort();
     want.dedup();
     assert_eq!(folders, want);
     assert!(site.join("runs/demo/studies").join(ODD_FOLDER).join("index.html").is_file(), "{folders:?}");
 
     let server = StaticServer::start_plain(www).await.expect("start the plain file host");
-    let driver =
-        ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
+    let driver = ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
     let client = open_session(&driver).await;
     let base = format!("{}/site", server.base_url());
     let outcome = run_scenario(&client, &artifacts, Duration::from_secs(90), scenario(&client, &base, &run_dir, &artifacts)).await;
@@ -102,7 +97,6 @@ async fn exported_site_works_from_a_plain_file_host_under_a_sub_path() {
     drop(server);
     outcome.report("export e2e");
 }
-
 
 /// Waits until `ready` (a JS expression) is true, or fails with the page's API error.
 async fn wait_ready(c: &Client, ready: &str, what: &str) -> Res<()> {
@@ -113,10 +107,8 @@ async fn wait_ready(c: &Client, ready: &str, what: &str) -> Res<()> {
 
 async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> Res<()> {
     let records = crate::support::run_records(run_dir);
-    let analysis: Analysis = serde_json::from_str(
-        &std::fs::read_to_string(run_dir.join("analysis.json")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    let analysis: Analysis = serde_json::from_str(&std::fs::read_to_string(run_dir.join("analysis.json")).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
 
     // 1. A typed deep link to the overview (the host redirects to the folder's `/`).
     c.goto(&format!("{base}/runs/{RUN}")).await.map_err(|e| e.to_string())?;
@@ -124,12 +116,11 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let models = js(c, "return [...document.querySelectorAll('#headline tbody tr')].map(tr => tr.dataset.model);").await?;
     let want: Vec<&str> = analysis.models.iter().map(|m| m.model.as_str()).collect();
     check(models == serde_json::json!(want), format!("overview rows {models}, analysis models {want:?}"))?;
-    let hidden = js(c, "return [!!document.getElementById('share'), [...document.querySelectorAll('.site-nav a')].map(a => a.textContent)];").await?;
+    let hidden =
+        js(c, "return [!!document.getElementById('share'), [...document.querySelectorAll('.site-nav a')].map(a => a.textContent)];")
+            .await?;
     check(hidden[0] == Value::Bool(false), "no Share button on a static site")?;
-    check(
-        !hidden[1].to_string().contains("Compare"),
-        format!("no Compare link on a static site: nav {}", hidden[1]),
-    )?;
+    check(!hidden[1].to_string().contains("Compare"), format!("no Compare link on a static site: nav {}", hidden[1]))?;
     screenshot(c, &artifacts.join("export-overview.png")).await?;
 
     // 2. An in-app link keeps the sub-path; the explorer shows every record.
@@ -153,7 +144,10 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     )
     .await?;
     let search = js(c, "return [location.search, !!document.getElementById('copy-link')];").await?;
-    check(search[0] == serde_json::json!(format!("?correct=false&model={model}")) && search[1] == Value::Bool(true), format!("explorer URL and copy link: {search}"))?;
+    check(
+        search[0] == serde_json::json!(format!("?correct=false&model={model}")) && search[1] == Value::Bool(true),
+        format!("explorer URL and copy link: {search}"),
+    )?;
     screenshot(c, &artifacts.join("export-records.png")).await?;
     // "Download CSV" needs no server: the file is made in the page, one row per match.
     let file = super::click_download(c, "download-csv").await?;
@@ -161,7 +155,8 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let mut csv = csv::Reader::from_reader(file.text.as_bytes());
     let header = csv.headers().map_err(|e| e.to_string())?.clone();
     let sample = header.iter().position(|h| h == "sample_id").ok_or("no sample_id column")?;
-    let mut got: Vec<String> = csv.records().map(|r| r.map(|r| r[sample].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let mut got: Vec<String> =
+        csv.records().map(|r| r.map(|r| r[sample].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r)).map(|r| r.sample_id.clone()).collect();
     got.sort();
     want.sort();
@@ -171,10 +166,7 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     // loaded from the export.
     let study = records[0].study_id.clone();
     check(study == ODD_STUDY, format!("the first study is {study:?}"))?;
-    let maps = records
-        .iter()
-        .filter(|r| r.study_id == study && r.pass == Pass::Image && r.map.is_some())
-        .count();
+    let maps = records.iter().filter(|r| r.study_id == study && r.pass == Pass::Image && r.map.is_some()).count();
     c.goto(&format!("{base}/runs/{RUN}/studies/{ODD_FOLDER}?opacity=0.7")).await.map_err(|e| e.to_string())?;
     wait_ready(
         c,
@@ -193,7 +185,9 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     js(c, &format!("document.querySelector('#records a[href=\"{want}\"]').click(); return null;")).await?;
     wait_ready(
         c,
-        &format!("location.pathname === '{want}' && document.querySelectorAll('canvas.overlay-map[data-drawn=\"true\"]').length === {maps}"),
+        &format!(
+            "location.pathname === '{want}' && document.querySelectorAll('canvas.overlay-map[data-drawn=\"true\"]').length === {maps}"
+        ),
         "the study view after a click",
     )
     .await?;

@@ -13,9 +13,9 @@
 //! `chromium-driver`. Without them the test fails and says so; it never skips silently.
 
 mod dashboard;
+mod driver;
 mod export;
 mod scale;
-mod driver;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -38,37 +38,24 @@ const WAIT: Duration = Duration::from_secs(20);
 type Res<T> = Result<T, String>;
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
 }
 
 /// `<target>/browser-e2e`, found from the test executable (`<target>/<profile>/deps/…`), so it
 /// follows `CARGO_TARGET_DIR`.
 fn artifact_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| workspace_root().join("target"));
+    let target = exe.ancestors().nth(3).map(Path::to_path_buf).unwrap_or_else(|| workspace_root().join("target"));
     target.join("browser-e2e")
 }
 
 /// Fails (never skips) with instructions when the bundle or the browser is missing.
 fn preflight() -> PathBuf {
     let dist = workspace_root().join("dist");
-    let missing: Vec<&str> = [
-        "index.html",
-        "style.css",
-        "boot.js",
-        "radlens_frontend.js",
-        "radlens_frontend_bg.wasm",
-    ]
-    .into_iter()
-    .filter(|f| !dist.join(f).is_file())
-    .collect();
+    let missing: Vec<&str> = ["index.html", "style.css", "boot.js", "radlens_frontend.js", "radlens_frontend_bg.wasm"]
+        .into_iter()
+        .filter(|f| !dist.join(f).is_file())
+        .collect();
     assert!(
         missing.is_empty(),
         "browser e2e: the web bundle is not built ({} lacks {}).\n\
@@ -93,11 +80,8 @@ async fn metrics_playground_in_headless_chromium() {
     let artifacts = artifact_dir();
     std::fs::create_dir_all(&artifacts).expect("create the browser-e2e artifact dir");
 
-    let server = StaticServer::start(dist)
-        .await
-        .expect("start the static file server");
-    let driver =
-        ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
+    let server = StaticServer::start(dist).await.expect("start the static file server");
+    let driver = ChromeDriver::start(&artifacts, Duration::from_secs(15)).unwrap_or_else(|e| panic!("{e}"));
     let client = open_session(&driver).await;
     let outcome = run_scenario(&client, &artifacts, SCENARIO_TIMEOUT, scenario(&client, &server.base_url(), &artifacts)).await;
     // Always end the session (and so the browser); the guards then stop chromedriver and the server.
@@ -166,9 +150,7 @@ async fn connect(driver: &ChromeDriver) -> Res<Client> {
         "browserName": "chrome",
         "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
     });
-    let Value::Object(caps) = caps else {
-        unreachable!()
-    };
+    let Value::Object(caps) = caps else { unreachable!() };
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&driver.url())
@@ -178,94 +160,59 @@ async fn connect(driver: &ChromeDriver) -> Res<Client> {
 
 async fn scenario(c: &Client, base: &str, artifacts: &Path) -> Res<()> {
     // 1. The default view: title, four metrics equal to the native computation, the canvas.
-    c.goto(&format!("{base}/playground"))
-        .await
-        .map_err(|e| format!("open {base}/: {e}"))?;
+    c.goto(&format!("{base}/playground")).await.map_err(|e| format!("open {base}/: {e}"))?;
     wait_for_metrics(c).await?;
     let title = c.title().await.map_err(|e| e.to_string())?;
-    check(
-        title == "radlens",
-        format!("page title is {title:?}, expected \"radlens\""),
-    )?;
+    check(title == "radlens", format!("page title is {title:?}, expected \"radlens\""))?;
     check_metrics(c, &PlaygroundState::default(), "default view").await?;
     check_canvas(c, &PlaygroundState::default(), "default view").await?;
 
     // 2. A shared link reproduces its state: sliders, numbers and pixels.
     let query = "n=32&cx=0.25&cy=0.7&sigma=2.5&floor=0.01&peak=0.8";
     let state = PlaygroundState::from_query(query);
-    c.goto(&format!("{base}/playground?{query}"))
-        .await
-        .map_err(|e| e.to_string())?;
+    c.goto(&format!("{base}/playground?{query}")).await.map_err(|e| e.to_string())?;
     wait_for_metrics(c).await?;
     check_metrics(c, &state, "URL state").await?;
     check_canvas(c, &state, "URL state").await?;
     let sliders = js(c, "return ['n','cx','cy','sigma','floor','peak'].map(k => document.getElementById(k).value).join('&');").await?;
-    check(
-        sliders.as_str() == Some("32&0.25&0.7&2.5&0.01&0.8"),
-        format!("slider values after loading ?{query}: {sliders}"),
-    )?;
-    let labels = js(c, "return [...document.querySelectorAll('input')].every(i => i.id && document.querySelector(`label[for=\"${i.id}\"]`));").await?;
-    check(
-        labels == Value::Bool(true),
-        "every input has a <label for=…>",
-    )?;
+    check(sliders.as_str() == Some("32&0.25&0.7&2.5&0.01&0.8"), format!("slider values after loading ?{query}: {sliders}"))?;
+    let labels =
+        js(c, "return [...document.querySelectorAll('input')].every(i => i.id && document.querySelector(`label[for=\"${i.id}\"]`));")
+            .await?;
+    check(labels == Value::Bool(true), "every input has a <label for=…>")?;
     screenshot(c, &artifacts.join("playground.png")).await?;
 
     // 3. A real key press on a slider updates the numbers and replaces (not pushes) the URL.
     let history_before = js(c, "return history.length;").await?;
-    let cx = c
-        .find(Locator::Id("cx"))
-        .await
-        .map_err(|e| format!("find #cx: {e}"))?;
-    cx.send_keys("\u{E014}")
-        .await
-        .map_err(|e| format!("press → on #cx: {e}"))?; // WebDriver "ArrowRight"
-    let search = wait_for_js(
-        c,
-        "return location.search.includes('cx=0.26') ? location.search : null;",
-        "cx=0.26 in the URL",
-    )
-    .await?;
+    let cx = c.find(Locator::Id("cx")).await.map_err(|e| format!("find #cx: {e}"))?;
+    cx.send_keys("\u{E014}").await.map_err(|e| format!("press → on #cx: {e}"))?; // WebDriver "ArrowRight"
+    let search = wait_for_js(c, "return location.search.includes('cx=0.26') ? location.search : null;", "cx=0.26 in the URL").await?;
     let search = search.as_str().unwrap_or_default().to_owned();
     let moved = PlaygroundState::from_query(&search);
-    check(
-        moved.cx == 0.26 && moved.n == 32 && moved.sigma == 2.5,
-        format!("URL after → on cx: {search}"),
-    )?;
-    wait_for_js(
-        c,
-        "return document.getElementById('cx-value').textContent.trim() === '0.26' || null;",
-        "the cx readout to show 0.26",
-    )
-    .await?;
+    check(moved.cx == 0.26 && moved.n == 32 && moved.sigma == 2.5, format!("URL after → on cx: {search}"))?;
+    wait_for_js(c, "return document.getElementById('cx-value').textContent.trim() === '0.26' || null;", "the cx readout to show 0.26")
+        .await?;
     check_metrics(c, &moved, "after → on cx").await?;
     let history_after = js(c, "return history.length;").await?;
-    check(
-        history_before == history_after,
-        format!("history grew from {history_before} to {history_after}: use replaceState"),
-    )?;
+    check(history_before == history_after, format!("history grew from {history_before} to {history_after}: use replaceState"))?;
 
     // 4. A programmatic input event on another slider (grid size) is handled the same way.
-    js(c, "const el = document.getElementById('n'); el.value = '12'; el.dispatchEvent(new Event('input', {bubbles: true})); return null;").await?;
-    let search = wait_for_js(
+    js(c, "const el = document.getElementById('n'); el.value = '12'; el.dispatchEvent(new Event('input', {bubbles: true})); return null;")
+        .await?;
+    let search = wait_for_js(c, "return location.search.includes('n=12') ? location.search : null;", "n=12 in the URL").await?;
+    let twelve = PlaygroundState::from_query(search.as_str().unwrap_or_default());
+    check(twelve.n == 12 && twelve.cx == 0.26, format!("URL after setting n = 12: {search}"))?;
+    wait_for_js(
         c,
-        "return location.search.includes('n=12') ? location.search : null;",
-        "n=12 in the URL",
+        "return document.querySelector('[data-testid=grid-dims]').textContent.includes('12 × 12') || null;",
+        "the 12 × 12 caption",
     )
     .await?;
-    let twelve = PlaygroundState::from_query(search.as_str().unwrap_or_default());
-    check(
-        twelve.n == 12 && twelve.cx == 0.26,
-        format!("URL after setting n = 12: {search}"),
-    )?;
-    wait_for_js(c, "return document.querySelector('[data-testid=grid-dims]').textContent.includes('12 × 12') || null;", "the 12 × 12 caption").await?;
     check_metrics(c, &twelve, "after n = 12").await?;
     check_canvas(c, &twelve, "after n = 12").await?;
 
     // 5. An all-zero map: a readable error instead of numbers (and no panic).
-    c.goto(&format!("{base}/playground?peak=0&floor=0"))
-        .await
-        .map_err(|e| e.to_string())?;
+    c.goto(&format!("{base}/playground?peak=0&floor=0")).await.map_err(|e| e.to_string())?;
     let alert = c
         .wait()
         .at_most(WAIT)
@@ -273,24 +220,12 @@ async fn scenario(c: &Client, base: &str, artifacts: &Path) -> Res<()> {
         .await
         .map_err(|e| format!("no error message for an all-zero map: {e}"))?;
     let text = alert.text().await.map_err(|e| e.to_string())?;
-    check(
-        text.contains("zero"),
-        format!("error message for an all-zero map: {text:?}"),
-    )?;
-    check(
-        alert.attr("role").await.ok().flatten().as_deref() == Some("alert"),
-        "the error has role=alert",
-    )?;
+    check(text.contains("zero"), format!("error message for an all-zero map: {text:?}"))?;
+    check(alert.attr("role").await.ok().flatten().as_deref() == Some("alert"), "the error has role=alert")?;
     let shown = read_metrics(c).await?;
     for info in MAP_METRICS {
         let (value, text) = shown.get(info.key).cloned().unwrap_or_default();
-        check(
-            value.is_none() && text == "—",
-            format!(
-                "{} on an all-zero map: value {value:?}, text {text:?}",
-                info.key
-            ),
-        )?;
+        check(value.is_none() && text == "—", format!("{} on an all-zero map: value {value:?}, text {text:?}", info.key))?;
     }
     screenshot(c, &artifacts.join("playground-error.png")).await?;
     Ok(())
@@ -316,9 +251,7 @@ fn check(ok: bool, what: impl Into<String>) -> Res<()> {
 }
 
 async fn js(c: &Client, script: &str) -> Res<Value> {
-    c.execute(script, vec![])
-        .await
-        .map_err(|e| format!("script failed: {e}\n{script}"))
+    c.execute(script, vec![]).await.map_err(|e| format!("script failed: {e}\n{script}"))
 }
 
 /// A file the page handed to the browser to save: its `download` name, the Blob's type and text.
@@ -353,10 +286,7 @@ async fn click_download(c: &Client, id: &str) -> Res<Download> {
         if (!blob) return done({ error: 'the link points at ' + saved[1] + ', not at a Blob the page made' });
         blob[1].text().then(t => done({ name: saved[0], mime: blob[1].type, text: t }), e => done({ error: String(e) }));
     "#;
-    let v = c
-        .execute_async(script, vec![json!(id)])
-        .await
-        .map_err(|e| format!("download script failed: {e}"))?;
+    let v = c.execute_async(script, vec![json!(id)]).await.map_err(|e| format!("download script failed: {e}"))?;
     if let Some(e) = v.get("error") {
         return Err(format!("download from #{id}: {e}"));
     }
@@ -386,34 +316,23 @@ async fn wait_for_metrics(c: &Client) -> Res<()> {
         .for_element(Locator::Css("[data-metric=focus][data-value]"))
         .await
         .map(|_| ())
-        .map_err(|e| {
-            format!(
-                "the metrics did not render within {WAIT:?} (is dist/ built from this source?): {e}"
-            )
-        })
+        .map_err(|e| format!("the metrics did not render within {WAIT:?} (is dist/ built from this source?): {e}"))
 }
 
 /// `data-metric` -> (`data-value` parsed, shown text).
-async fn read_metrics(
-    c: &Client,
-) -> Res<std::collections::BTreeMap<String, (Option<f64>, String)>> {
+async fn read_metrics(c: &Client) -> Res<std::collections::BTreeMap<String, (Option<f64>, String)>> {
     let v = js(
         c,
         "const out = {}; for (const el of document.querySelectorAll('[data-metric]')) \
          out[el.dataset.metric] = [el.dataset.value ?? null, el.textContent.trim()]; return out;",
     )
     .await?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| format!("metrics script returned {v}"))?;
+    let obj = v.as_object().ok_or_else(|| format!("metrics script returned {v}"))?;
     Ok(obj
         .iter()
         .map(|(k, pair)| {
             let value = pair[0].as_str().and_then(|s| s.parse::<f64>().ok());
-            (
-                k.clone(),
-                (value, pair[1].as_str().unwrap_or_default().to_owned()),
-            )
+            (k.clone(), (value, pair[1].as_str().unwrap_or_default().to_owned()))
         })
         .collect())
 }
@@ -422,30 +341,18 @@ async fn read_metrics(
 /// between wasm and the host) and are printed with [`format_metric`].
 async fn check_metrics(c: &Client, state: &PlaygroundState, when: &str) -> Res<()> {
     let expected: Evaluation = evaluate(state);
-    check(
-        expected.metrics.is_ok(),
-        format!("{when}: the native metrics failed: {:?}", expected.metrics),
-    )?;
+    check(expected.metrics.is_ok(), format!("{when}: the native metrics failed: {:?}", expected.metrics))?;
     let shown = read_metrics(c).await?;
     for info in MAP_METRICS {
         let want = expected.value(info.key).expect("metrics are Ok");
         let Some((Some(got), text)) = shown.get(info.key).cloned() else {
-            return Err(format!(
-                "{when}: no value for data-metric={} (page shows {shown:?})",
-                info.key
-            ));
+            return Err(format!("{when}: no value for data-metric={} (page shows {shown:?})", info.key));
         };
         check(
             (got - want).abs() <= 1e-9 * want.abs().max(1.0),
-            format!(
-                "{when}: {} is {got} in the browser but {want} natively",
-                info.key
-            ),
+            format!("{when}: {} is {got} in the browser but {want} natively", info.key),
         )?;
-        check(
-            text == format_metric(got),
-            format!("{when}: {} is shown as {text:?}", info.key),
-        )?;
+        check(text == format_metric(got), format!("{when}: {} is shown as {text:?}", info.key))?;
     }
     Ok(())
 }
@@ -469,48 +376,25 @@ async fn check_canvas(c: &Client, state: &PlaygroundState, when: &str) -> Res<()
          return {{ w: W, h: H, distinct: seen.size, opaque, bx: bestAt % W, by: Math.floor(bestAt / W), samples }};"
     );
     let v = js(c, &script).await?;
-    let (w, h) = (
-        v["w"].as_u64().unwrap_or(0) as usize,
-        v["h"].as_u64().unwrap_or(0) as usize,
-    );
+    let (w, h) = (v["w"].as_u64().unwrap_or(0) as usize, v["h"].as_u64().unwrap_or(0) as usize);
     let distinct = v["distinct"].as_u64().unwrap_or(0);
     check(w > 0 && h > 0, format!("{when}: canvas is {w} x {h}"))?;
-    check(
-        distinct >= 10,
-        format!("{when}: the canvas holds only {distinct} distinct colours"),
-    )?;
-    check(
-        v["opaque"] == Value::Bool(true),
-        format!("{when}: the heatmap has transparent pixels"),
-    )?;
+    check(distinct >= 10, format!("{when}: the canvas holds only {distinct} distinct colours"))?;
+    check(v["opaque"] == Value::Bool(true), format!("{when}: the heatmap has transparent pixels"))?;
 
     let n = state.n as f64;
     let cell = w as f64 / n;
-    let (bx, by) = (
-        v["bx"].as_f64().unwrap_or(-1.0),
-        v["by"].as_f64().unwrap_or(-1.0),
-    );
+    let (bx, by) = (v["bx"].as_f64().unwrap_or(-1.0), v["by"].as_f64().unwrap_or(-1.0));
     let (ex, ey) = (state.cx * w as f64, state.cy * h as f64);
     check(
         (bx - ex).abs() <= 1.5 * cell && (by - ey).abs() <= 1.5 * cell,
-        format!(
-            "{when}: the hottest pixel is at ({bx}, {by}), the blob centre at ({ex:.0}, {ey:.0})"
-        ),
+        format!("{when}: the hottest pixel is at ({bx}, {by}), the blob centre at ({ex:.0}, {ey:.0})"),
     )?;
 
-    let samples = v["samples"]
-        .as_array()
-        .ok_or_else(|| format!("{when}: no pixel samples"))?;
+    let samples = v["samples"].as_array().ok_or_else(|| format!("{when}: no pixel samples"))?;
     let map = evaluate(state).map;
     let native = heatmap_rgba(map.h, map.w, &map.values, w, h).ok_or("native heatmap failed")?;
-    check(
-        samples.len() == map.h * map.w,
-        format!(
-            "{when}: {} samples for {} cells",
-            samples.len(),
-            map.h * map.w
-        ),
-    )?;
+    check(samples.len() == map.h * map.w, format!("{when}: {} samples for {} cells", samples.len(), map.h * map.w))?;
     for row in 0..map.h {
         for col in 0..map.w {
             let x = ((col as f64 + 0.5) * w as f64 / map.w as f64) as usize;
@@ -523,9 +407,7 @@ async fn check_canvas(c: &Client, state: &PlaygroundState, when: &str) -> Res<()
             let want = &native[i..i + 4];
             check(
                 got.len() == 4 && got.iter().zip(want).all(|(a, b)| a.abs_diff(*b) <= 1),
-                format!(
-                    "{when}: cell ({row}, {col}) pixel ({x}, {y}) is {got:?} in the browser, {want:?} natively"
-                ),
+                format!("{when}: cell ({row}, {col}) pixel ({x}, {y}) is {got:?} in the browser, {want:?} natively"),
             )?;
         }
     }
@@ -533,10 +415,7 @@ async fn check_canvas(c: &Client, state: &PlaygroundState, when: &str) -> Res<()
 }
 
 async fn screenshot(c: &Client, path: &Path) -> Res<()> {
-    let png = c
-        .screenshot()
-        .await
-        .map_err(|e| format!("screenshot: {e}"))?;
+    let png = c.screenshot().await.map_err(|e| format!("screenshot: {e}"))?;
     check(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG")?;
     std::fs::write(path, png).map_err(|e| format!("write {}: {e}", path.display()))?;
     eprintln!("browser e2e: screenshot saved to {}", path.display());

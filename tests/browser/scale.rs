@@ -36,15 +36,24 @@ struct FilterCase {
 
 fn filter_cases(records: &[CaseRecord]) -> Vec<FilterCase> {
     let model = records[0].model.clone();
-    let strategy = records
-        .iter()
-        .map(|r| r.strategy.clone())
-        .find(|s| *s != records[0].strategy)
-        .unwrap_or_else(|| records[0].strategy.clone());
+    let strategy =
+        records.iter().map(|r| r.strategy.clone()).find(|s| *s != records[0].strategy).unwrap_or_else(|| records[0].strategy.clone());
     vec![
-        FilterCase { label: format!("model = {model}"), id: "f-model", kind: "select", value: model.clone(), query: format!("model={model}") },
+        FilterCase {
+            label: format!("model = {model}"),
+            id: "f-model",
+            kind: "select",
+            value: model.clone(),
+            query: format!("model={model}"),
+        },
         FilterCase { label: "correct = no".into(), id: "f-correct", kind: "select", value: "false".into(), query: "correct=false".into() },
-        FilterCase { label: format!("strategy = {strategy}"), id: "f-strategy", kind: "select", value: strategy.clone(), query: format!("strategy={strategy}") },
+        FilterCase {
+            label: format!("strategy = {strategy}"),
+            id: "f-strategy",
+            kind: "select",
+            value: strategy.clone(),
+            query: format!("strategy={strategy}"),
+        },
         FilterCase { label: "search \"effusion\"".into(), id: "f-q", kind: "text", value: "effusion".into(), query: "q=effusion".into() },
         FilterCase { label: "flipped vs base".into(), id: "f-flipped", kind: "check", value: String::new(), query: "flipped=true".into() },
     ]
@@ -87,7 +96,12 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
     let mut filters = Vec::new();
     for f in filter_cases(records) {
         js(c, "document.getElementById('clear').click(); return null;").await?;
-        super::wait_for_js(c, &format!("return document.getElementById('match-count')?.dataset.count === '{total}' || null;"), "the cleared explorer").await?;
+        super::wait_for_js(
+            c,
+            &format!("return document.getElementById('match-count')?.dataset.count === '{total}' || null;"),
+            "the cleared explorer",
+        )
+        .await?;
         let want = select(&api, &derived, &ExplorerState::from_query(&f.query)).len();
         let ms = c
             .execute_async(
@@ -110,29 +124,18 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
         )?;
         filters.push((f.label, want, ms));
     }
-    check(
-        filters.iter().any(|(_, n, _)| *n > 0 && *n < total),
-        format!("no filter narrows the {total} records: {filters:?}"),
-    )?;
+    check(filters.iter().any(|(_, n, _)| *n > 0 && *n < total), format!("no filter narrows the {total} records: {filters:?}"))?;
     Ok(Figures { first_render_ms, filters })
 }
 
 /// The CSV download of a view that spans many pages (`query`, already shown on `base`'s
 /// `/runs/RUN/records`): every matching record, in the shared code's order, not only the page.
 pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[CaseRecord], query: &str) -> Res<usize> {
-    let api: Vec<ApiRecord> = records
-        .iter()
-        .enumerate()
-        .map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() })
-        .collect();
-    let want: Vec<String> = select(&api, &Derived::of(&api), &ExplorerState::from_query(query))
-        .into_iter()
-        .map(|i| i.to_string())
-        .collect();
-    check(
-        want.len() > radlens_frontend::explorer::PAGE_SIZE,
-        format!("{query} selects {} records: not more than a page", want.len()),
-    )?;
+    let api: Vec<ApiRecord> =
+        records.iter().enumerate().map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() }).collect();
+    let want: Vec<String> =
+        select(&api, &Derived::of(&api), &ExplorerState::from_query(query)).into_iter().map(|i| i.to_string()).collect();
+    check(want.len() > radlens_frontend::explorer::PAGE_SIZE, format!("{query} selects {} records: not more than a page", want.len()))?;
     c.goto(&format!("{base}/runs/{run}/records?{query}")).await.map_err(|e| e.to_string())?;
     super::wait_for_js(
         c,
@@ -142,14 +145,16 @@ pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[
     .await?;
     let file = super::click_download(c, "download-csv").await?;
     let mut csv = csv::Reader::from_reader(file.text.as_bytes());
-    let got: Vec<String> = csv
-        .records()
-        .map(|r| r.map(|r| r[0].to_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let got: Vec<String> = csv.records().map(|r| r.map(|r| r[0].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     check(
         got == want,
-        format!("{query}: the CSV lists {} records, the view {}; first {:?} vs {:?}", got.len(), want.len(), &got[..got.len().min(5)], &want[..want.len().min(5)]),
+        format!(
+            "{query}: the CSV lists {} records, the view {}; first {:?} vs {:?}",
+            got.len(),
+            want.len(),
+            &got[..got.len().min(5)],
+            &want[..want.len().min(5)]
+        ),
     )?;
     Ok(got.len())
 }
@@ -175,7 +180,8 @@ async fn dashboard_benchmark() {
         let root = root.clone();
         let runs = runs.clone();
         move || {
-            let demo = crate::support::demo_run::build(&root.join("models"), &root.join("template"), 2, vec!["radlens".into(), "study".into()]);
+            let demo =
+                crate::support::demo_run::build(&root.join("models"), &root.join("template"), 2, vec!["radlens".into(), "study".into()]);
             let records = crate::support::synthetic_run::scale_up(&root.join("template"), &runs.join("bench"), N, 7);
             (records, demo.images)
         }
@@ -194,7 +200,9 @@ async fn dashboard_benchmark() {
     let sign_in = server.url();
     let base = sign_in.split("/?token=").next().unwrap_or_default().to_owned();
     client.goto(&sign_in).await.expect("sign in");
-    super::wait_for_js(&client, "return document.querySelector('#runs tr[data-run=\"bench\"]') ? true : null;", "the runs list").await.expect("signed in");
+    super::wait_for_js(&client, "return document.querySelector('#runs tr[data-run=\"bench\"]') ? true : null;", "the runs list")
+        .await
+        .expect("signed in");
     let mut passes = Vec::new();
     for _ in 0..3 {
         match explorer_at_scale(&client, &base, "bench", &records).await {

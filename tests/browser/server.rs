@@ -37,11 +37,7 @@ impl StaticServer {
                 let root = root.clone();
                 tokio::spawn(async move {
                     // A stuck client must not keep a task alive forever.
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        handle(sock, &root, spa),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(Duration::from_secs(10), handle(sock, &root, spa)).await;
                 });
             }
         });
@@ -72,18 +68,11 @@ async fn handle(mut sock: TcpStream, root: &Path, spa: bool) -> std::io::Result<
     }
     let head = String::from_utf8_lossy(&buf);
     let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or("/"),
-    );
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or("/"));
 
     let mut location = String::new();
     let (status, content_type, body) = if method != "GET" && method != "HEAD" {
-        (
-            "405 Method Not Allowed",
-            "text/plain",
-            b"method not allowed\n".to_vec(),
-        )
+        ("405 Method Not Allowed", "text/plain", b"method not allowed\n".to_vec())
     } else if !spa {
         match resolve_plain(root, target) {
             Plain::File(path) => match std::fs::read(&path) {
@@ -202,17 +191,11 @@ fn content_type(path: &Path) -> &'static str {
 #[test]
 fn paths_stay_inside_the_root() {
     let root = Path::new("/srv/dist");
-    assert_eq!(
-        resolve(root, "/radlens_frontend.js?v=1"),
-        Some(root.join("radlens_frontend.js"))
-    );
+    assert_eq!(resolve(root, "/radlens_frontend.js?v=1"), Some(root.join("radlens_frontend.js")));
     assert_eq!(resolve(root, "/?cx=0.3"), Some(root.join("index.html")));
     assert_eq!(resolve(root, "/../etc/passwd"), None);
     assert_eq!(resolve(root, "/a/./b.js"), Some(root.join("a/b.js")));
-    assert_eq!(
-        resolve(root, "/playground?n=3"),
-        Some(root.join("index.html"))
-    );
+    assert_eq!(resolve(root, "/playground?n=3"), Some(root.join("index.html")));
 }
 
 #[test]

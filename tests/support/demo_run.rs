@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{DType, Device};
-use radlens::study::run::{run_study, StudyArgs};
+use radlens::study::run::{StudyArgs, run_study};
 use radlens::study::runner::{CaseSettings, Progress};
 use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
 use radlens_shared::record::{CaseRecord, TrustSettings};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use radlens::study::run_dir::{RunDir, ATTENTION, MANIFEST, RECORDS};
+use radlens::study::run_dir::{ATTENTION, MANIFEST, RECORDS, RunDir};
 use radlens_shared::answer::Answer;
 use radlens_shared::record::CaseRecord;
 
@@ -78,8 +78,7 @@ pub fn scale_up(template: &Path, out: &Path, n: usize, seed: u64) -> Vec<CaseRec
     manifest.study.studies = studies;
     manifest.study.rows = written.len() / manifest.models.len().max(1);
     manifest.study.planned_rows = manifest.study.rows;
-    std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("manifest json"))
-        .expect("write manifest.json");
+    std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("manifest json")).expect("write manifest.json");
     written
 }
 

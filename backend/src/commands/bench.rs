@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::alloc_stats;
 use crate::cli::BenchArgs;
-use crate::models::checkpoint::random::{normal_values, RandomWeights};
+use crate::models::VisionLanguageModel;
+use crate::models::checkpoint::random::{RandomWeights, normal_values};
 use crate::models::generate::greedy;
 use crate::models::linear::WeightFormat;
 use crate::models::presets::Preset;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
-use crate::models::VisionLanguageModel;
 
 /// A model to benchmark, its prompt ids and its input side.
 struct BenchModel {
@@ -180,7 +180,7 @@ fn print_table(r: &Report) {
 /// Study throughput with and without the shared-prefix KV cache, as the study runner uses it:
 /// per study the image is encoded once; six variants share everything up to the question.
 fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Result<()> {
-    use crate::models::generate::{greedy_from, Prefix};
+    use crate::models::generate::{Prefix, greedy_from};
     let device = Device::Cpu;
     let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
     let summary = model.summary();

@@ -17,20 +17,24 @@ use serde::Serialize;
 use crate::attention_map::fuse_captured;
 use crate::cli::BenchArgs;
 use crate::device_memory::MemorySampler;
-use crate::models::checkpoint::random::{normal_values, RandomWeights, ShapeOnly};
+use crate::models::checkpoint::random::{RandomWeights, ShapeOnly, normal_values};
 use crate::models::gemma3::Gemma3;
-use crate::models::generate::{greedy_from, Generation, Prefix};
+use crate::models::generate::{Generation, Prefix, greedy_from};
 use crate::models::linear::WeightFormat;
 use crate::models::llava::Llava;
 use crate::models::presets::{Preset, PresetConfig};
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
-use crate::models::{dtype_name, VisionLanguageModel};
+use crate::models::{VisionLanguageModel, dtype_name};
 
 pub const VARIANTS: usize = 6;
 const QUESTION_TOKENS: usize = 24;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-pub(crate) fn build(cfg: &PresetConfig, vb: candle_nn::VarBuilder, format: WeightFormat) -> candle_core::Result<Box<dyn VisionLanguageModel>> {
+pub(crate) fn build(
+    cfg: &PresetConfig,
+    vb: candle_nn::VarBuilder,
+    format: WeightFormat,
+) -> candle_core::Result<Box<dyn VisionLanguageModel>> {
     Ok(match cfg {
         PresetConfig::Llava(c) => Box::new(Llava::from_var_builder_as(c.clone(), vb, format)?),
         PresetConfig::Gemma3(c) => Box::new(Gemma3::from_var_builder_as(c.clone(), vb, format)?),
@@ -139,7 +143,17 @@ fn run_study(
     sync()?;
     let shared_ms = t.elapsed().as_secs_f64() * 1e3;
 
-    let mut timing = StudyTiming { total_ms: 0.0, encode_ms, shared_ms, prefill_ms: 0.0, decode_ms: 0.0, step_ms: Vec::new(), ids: Vec::new(), captured_values: 0, maps: Vec::new() };
+    let mut timing = StudyTiming {
+        total_ms: 0.0,
+        encode_ms,
+        shared_ms,
+        prefill_ms: 0.0,
+        decode_ms: 0.0,
+        step_ms: Vec::new(),
+        ids: Vec::new(),
+        captured_values: 0,
+        maps: Vec::new(),
+    };
     for q in &questions {
         let (ids, _) = cfg.prompt(q);
         let query = ids.len() - 1;
@@ -369,7 +383,8 @@ fn agreement(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, fo
         }
     }
     let cases = results[0].iter().map(|s| s.ids.len()).sum::<usize>();
-    let name = |d: DType, f: WeightFormat| format!("{}{}", dtype_name(d), if f == WeightFormat::Dense { String::new() } else { format!("+{f}") });
+    let name =
+        |d: DType, f: WeightFormat| format!("{}{}", dtype_name(d), if f == WeightFormat::Dense { String::new() } else { format!("+{f}") });
     let report = AgreementReport {
         arch: preset.name().into(),
         reference: name(ref_dtype, WeightFormat::Dense),

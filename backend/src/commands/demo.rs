@@ -12,7 +12,7 @@ use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
 use radlens_shared::record::TrustSettings;
 
 use crate::cli::DemoCmd;
-use crate::study::run::{run_study, StudyArgs, RANDOM_WEIGHTS_MARKER};
+use crate::study::run::{RANDOM_WEIGHTS_MARKER, StudyArgs, run_study};
 use crate::study::runner::{CaseSettings, Progress};
 
 /// A model directory's files, embedded at build time (the reference fixtures' tiny models).

@@ -13,16 +13,18 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use radlens_shared::record::{CaseRecord, Pass};
-use radlens_shared::static_site::{is_route_segment, root_prefix, study_key, study_segment, DataFile, MARKER_FILE, MARKER_KIND, MAX_FOLDER_NAME, ROOT_META};
+use radlens_shared::static_site::{
+    DataFile, MARKER_FILE, MARKER_KIND, MAX_FOLDER_NAME, ROOT_META, is_route_segment, root_prefix, study_key, study_segment,
+};
 use serde_json::json;
 
 use crate::cli::ExportCmd;
 use crate::server::assets::Assets;
 use crate::server::images::{reencode_png, resolve_inside};
 use crate::server::runs::{f32_bytes, image_id, map_json, method_map_json, record_json, run_summary};
-use crate::study::run_dir::{RunDir, ANALYSIS};
+use crate::study::run_dir::{ANALYSIS, RunDir};
 
 /// What an export wrote, and what it could not.
 #[derive(Debug, Default)]
@@ -40,7 +42,9 @@ pub struct Exported {
 pub fn run(cmd: &ExportCmd) -> anyhow::Result<()> {
     let out = export(&cmd.run_dir, &cmd.out, cmd.images.as_deref(), cmd.dist.as_deref())?;
     for s in &out.studies_without_folder {
-        eprintln!("radlens export: study {s:?} has no folder (run name not a plain folder name, or id over {MAX_FOLDER_NAME} bytes encoded): its page opens from inside the site, not from a typed URL");
+        eprintln!(
+            "radlens export: study {s:?} has no folder (run name not a plain folder name, or id over {MAX_FOLDER_NAME} bytes encoded): its page opens from inside the site, not from a typed URL"
+        );
     }
     if !out.missing_images.is_empty() {
         eprintln!(

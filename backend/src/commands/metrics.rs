@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use radlens_shared::metrics::{js_divergence_maps, MapMetrics};
 use radlens_shared::AttentionMap;
+use radlens_shared::metrics::{MapMetrics, js_divergence_maps};
 use serde::Serialize;
 
 use crate::error::InputError;
@@ -44,8 +44,7 @@ pub fn run(map_path: &Path, other_path: Option<&Path>) -> anyhow::Result<()> {
 pub fn read_map(path: &Path) -> Result<AttentionMap, InputError> {
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read { path: path.into(), source })?;
     // serde_json's message already names the line and column.
-    let map: AttentionMap =
-        serde_json::from_str(&text).map_err(|e| InputError::Parse { path: path.into(), message: e.to_string() })?;
+    let map: AttentionMap = serde_json::from_str(&text).map_err(|e| InputError::Parse { path: path.into(), message: e.to_string() })?;
     map.validate().map_err(|source| InputError::InvalidMap { path: path.into(), source })?;
     Ok(map)
 }

@@ -4,12 +4,12 @@ pub mod bench;
 pub mod bench_arch;
 pub mod demo;
 pub mod export;
+pub mod merge;
 pub mod metrics;
 pub mod probe;
-pub mod study;
 pub mod report;
-pub mod merge;
 pub mod serve;
+pub mod study;
 
 use crate::cli::{Cli, Command};
 

@@ -6,27 +6,27 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
-use radlens_shared::answer::{parse_answer, yes_no_margin, Answer};
-use radlens_shared::fusion::{term_positions, HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
-use radlens_shared::geometry::{MapGeometry, PixelBox};
-use radlens_shared::metrics::MapMetrics;
-use radlens_shared::map::normalize_vec;
-use radlens_shared::record::{Faithfulness, SinkCheck};
-use radlens_shared::trust::{sink_cells, without_cells, MethodPair, GENERIC_PROMPT, SINK_FACTOR};
 use radlens_shared::AttentionMap;
+use radlens_shared::answer::{Answer, parse_answer, yes_no_margin};
+use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode, term_positions};
+use radlens_shared::geometry::{MapGeometry, PixelBox};
+use radlens_shared::map::normalize_vec;
+use radlens_shared::metrics::MapMetrics;
+use radlens_shared::record::{Faithfulness, SinkCheck};
+use radlens_shared::trust::{GENERIC_PROMPT, MethodPair, SINK_FACTOR, sink_cells, without_cells};
 use serde::Serialize;
 
 use crate::attention_map::fuse_captured;
 use crate::cli::ProbeArgs;
 use crate::error::InputError;
-use crate::models::error::ModelError;
-use crate::models::generate::{greedy, Generation};
 use crate::models::checkpoint::llava_rad::PartOverrides;
+use crate::models::error::ModelError;
+use crate::models::generate::{Generation, greedy};
 use crate::models::llava::IMAGE_PLACEHOLDER;
 use crate::models::loader::load_engine;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
-use crate::trust::{agreement, fallback_map, faithfulness, generic_map, gradcam_map, relative, CaseInput, MethodValues, TrustSettings};
 use crate::models::processor::clip_image::load_image;
+use crate::trust::{CaseInput, MethodValues, TrustSettings, agreement, faithfulness, fallback_map, generic_map, gradcam_map, relative};
 
 #[derive(Serialize)]
 struct ProbeReport {
@@ -169,7 +169,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let yes = engine.prompter.tokenizer().single_token_spellings("yes");
     let no = engine.prompter.tokenizer().single_token_spellings("no");
     let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let case = CaseInput { model: engine.model.as_ref(), input_ids: &prompt.input_ids, pixel_values: &pixel_values, geometry, yes_ids: &yes, no_ids: &no };
+    let case = CaseInput {
+        model: engine.model.as_ref(),
+        input_ids: &prompt.input_ids,
+        pixel_values: &pixel_values,
+        geometry,
+        yes_ids: &yes,
+        no_ids: &no,
+    };
     let attention_provenance = |layers_used: Vec<usize>, layers_without_image: Vec<usize>| MapProvenance {
         model: model_name.clone(),
         method: MapMethod::QueryToVisual,
@@ -186,7 +193,10 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let (attention, image_share) = match fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion) {
         Ok(captured) => {
             let provenance = attention_provenance(captured.layers_used, captured.layers_without_image);
-            (MethodValues { values: normalize_vec(&captured.fused.values).map_err(ModelError::from)?, provenance }, captured.fused.image_share)
+            (
+                MethodValues { values: normalize_vec(&captured.fused.values).map_err(ModelError::from)?, provenance },
+                captured.fused.image_share,
+            )
         }
         // Attention could not be captured: Grad-CAM, else uniform, labelled as such.
         Err(e) => (fallback_map(&case, &attention_provenance(Vec::new(), Vec::new()), &e.to_string()), 0.0),
@@ -206,10 +216,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let report = ProbeReport {
         model: model_name.clone(),
         architecture: summary.architecture,
-        dtype: format!("{}{}", crate::models::dtype_name(dtype), match runtime.weights {
-            crate::models::linear::WeightFormat::Dense => String::new(),
-            q => format!(" + {q} weights"),
-        }),
+        dtype: format!(
+            "{}{}",
+            crate::models::dtype_name(dtype),
+            match runtime.weights {
+                crate::models::linear::WeightFormat::Dense => String::new(),
+                q => format!(" + {q} weights"),
+            }
+        ),
         question: args.question.clone(),
         input_ids: prompt.input_ids.clone(),
         image_token_positions: prompt.image_positions.clone(),
@@ -223,9 +237,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     };
     if let Some(path) = &args.dump {
         // Gemma3's processor also returns token_type_ids (1 at image soft tokens).
-        let token_type_ids = (summary.architecture == "gemma3").then(|| {
-            (0..l).map(|i| i64::from(prompt.image_positions.contains(&i))).collect::<Vec<i64>>()
-        });
+        let token_type_ids = (summary.architecture == "gemma3")
+            .then(|| (0..l).map(|i| i64::from(prompt.image_positions.contains(&i))).collect::<Vec<i64>>());
         write_dump(path, &prompt.input_ids, token_type_ids, &pixel_values, &generation, &recorder, summary.num_layers, summary.num_heads)?;
     }
     if args.json {
@@ -299,13 +312,15 @@ fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
     }
     let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| ModelError::Checkpoint { path: path.to_path_buf(), message: e.to_string() })?;
-    let pv = tensors.get("pixel_values").ok_or_else(|| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        message: "no tensor named pixel_values".into(),
-    })?;
+    let pv = tensors
+        .get("pixel_values")
+        .ok_or_else(|| ModelError::Checkpoint { path: path.to_path_buf(), message: "no tensor named pixel_values".into() })?;
     match pv.dims() {
         [1, 3, h, w] if h == w => Ok(pv.to_dtype(DType::F32)?),
-        dims => Err(ModelError::Checkpoint { path: path.to_path_buf(), message: format!("pixel_values has shape {dims:?}, expected [1, 3, S, S]") }),
+        dims => Err(ModelError::Checkpoint {
+            path: path.to_path_buf(),
+            message: format!("pixel_values has shape {dims:?}, expected [1, 3, S, S]"),
+        }),
     }
 }
 
@@ -325,7 +340,8 @@ fn write_dump(
     let l = input_ids.len();
     let t = generation.ids.len();
     // LLaVA-Rad's image span is written as -200, as its reference files (and its code) mark it.
-    let ids_i64 = |ids: &[u32]| Tensor::new(ids.iter().map(|&x| if x == IMAGE_PLACEHOLDER { -200 } else { i64::from(x) }).collect::<Vec<_>>(), &dev);
+    let ids_i64 =
+        |ids: &[u32]| Tensor::new(ids.iter().map(|&x| if x == IMAGE_PLACEHOLDER { -200 } else { i64::from(x) }).collect::<Vec<_>>(), &dev);
     let mut prompt_last = Vec::with_capacity(num_layers * num_heads * l);
     for layer in 0..num_layers {
         prompt_last.extend_from_slice(&recorder.row(layer, l - 1).context("prompt row not captured")?.probs);
@@ -400,17 +416,33 @@ fn print_human(r: &ProbeReport) {
     if let Some(trust) = &r.trust {
         for m in &trust.maps {
             let site = m.provenance.site.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
-            println!("{:<10} focus {:.4}  gini {:.4}  top10 {:.4}{site}", m.provenance.method.to_string(), m.metrics.focus, m.metrics.gini, m.metrics.top10_mass);
+            println!(
+                "{:<10} focus {:.4}  gini {:.4}  top10 {:.4}{site}",
+                m.provenance.method.to_string(),
+                m.metrics.focus,
+                m.metrics.gini,
+                m.metrics.top10_mass
+            );
         }
         for p in &trust.agreement {
             println!("agreement  JS distance {} vs {}: {:.4}", p.a, p.b, p.js_distance);
         }
         for f in &trust.faithfulness {
             let flag = if f.flagged { "  FLAGGED: no better than random cells" } else { "" };
-            println!("deletion   {} top {}% ({} cells): margin {:+.4}, random {:+.4}{flag}", f.method, f.k_percent, f.cells, f.delta_top, f.delta_random);
+            println!(
+                "deletion   {} top {}% ({} cells): margin {:+.4}, random {:+.4}{flag}",
+                f.method, f.k_percent, f.cells, f.delta_top, f.delta_random
+            );
         }
         if let Some(s) = &trust.sinks {
-            println!("sinks      {} cells above {}x uniform in this map and {:?}'s: {:?} ({:.1}% of the mass)", s.cells.len(), s.factor, s.generic_prompt, s.cells, 100.0 * s.mass);
+            println!(
+                "sinks      {} cells above {}x uniform in this map and {:?}'s: {:?} ({:.1}% of the mass)",
+                s.cells.len(),
+                s.factor,
+                s.generic_prompt,
+                s.cells,
+                100.0 * s.mass
+            );
         }
         for n in &trust.notes {
             println!("note       {n}");

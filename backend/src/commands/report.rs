@@ -44,18 +44,10 @@ pub fn regenerate(run_dir: &Path, images: Option<&Path>) -> anyhow::Result<Regen
     let dir = RunDir::open(run_dir)?;
     let manifest = dir.read_manifest()?;
     let records = dir.read_records()?;
-    let analysis =
-        analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(&dir))?;
+    let analysis = analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(&dir))?;
     dir.write_json_atomic(ANALYSIS, &analysis)?;
-    let plots = write_plots(&dir, &analysis, &records, images)
-        .context("cannot draw the report's figures")?;
+    let plots = write_plots(&dir, &analysis, &records, images).context("cannot draw the report's figures")?;
     let records_csv = write_records_csv(&dir, &records)?;
     let report = write_report(&dir, &manifest, &analysis, &plots)?;
-    Ok(Regenerated {
-        analysis,
-        analysis_json: dir.path(ANALYSIS),
-        plots,
-        records_csv,
-        report,
-    })
+    Ok(Regenerated { analysis, analysis_json: dir.path(ANALYSIS), plots, records_csv, report })
 }

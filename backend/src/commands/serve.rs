@@ -1,7 +1,7 @@
 //! `radlens serve`: the HTTP API and dashboard over a folder of run directories.
 
 use crate::cli::ServeCmd;
-use crate::server::{parse_models, serve_blocking, ServeOptions};
+use crate::server::{ServeOptions, parse_models, serve_blocking};
 
 pub fn run(cmd: &ServeCmd) -> anyhow::Result<()> {
     let mut opts = ServeOptions::new(&cmd.runs);

@@ -2,8 +2,8 @@
 //! plain log lines otherwise, or JSON lines (`--progress-json`) for the server.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,7 +11,7 @@ use radlens_shared::record::CaseRecord;
 
 use crate::cli::StudyCmd;
 use crate::error::InputError;
-use crate::study::run::{run_study, StudyArgs};
+use crate::study::run::{StudyArgs, run_study};
 use crate::study::runner::{CaseSettings, Progress};
 use crate::study::shard::Shard;
 
@@ -125,7 +125,9 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         Reporter::Json
     } else if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
-        bar.set_style(ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
+        );
         Reporter::Bar(bar)
     } else {
         Reporter::Lines { done: 0, total: 0 }
@@ -142,7 +144,10 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         outcome.run_dir.display()
     );
     if cmd.progress_json {
-        println!("{}", serde_json::json!({"event": "done", "written": outcome.written, "errors": outcome.errors, "skipped": outcome.skipped, "stopped": outcome.stopped}));
+        println!(
+            "{}",
+            serde_json::json!({"event": "done", "written": outcome.written, "errors": outcome.errors, "skipped": outcome.skipped, "stopped": outcome.stopped})
+        );
     } else {
         eprintln!("{summary}");
     }

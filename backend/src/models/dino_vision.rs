@@ -7,8 +7,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 use super::activation::Activation;
-use super::attention::{attend, AttnSpec};
-use super::norm::{layer_norm, LayerNorm};
+use super::attention::{AttnSpec, attend};
+use super::norm::{LayerNorm, layer_norm};
 use super::probe::{Probe, SiteName};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +93,8 @@ impl DinoVision {
         let cls_token = vb.get((1, 1, cfg.width), "cls_token")?;
         // No interpolation: the checkpoint must hold exactly grid^2 + 1 positions.
         let pos_embed = vb.get((1, cfg.grid() * cfg.grid() + 1, cfg.width), "pos_embed")?;
-        let blocks = (0..blocks.min(cfg.depth)).map(|i| Block::load(cfg, vb.pp("blocks").pp(i))).collect::<candle_core::Result<Vec<_>>>()?;
+        let blocks =
+            (0..blocks.min(cfg.depth)).map(|i| Block::load(cfg, vb.pp("blocks").pp(i))).collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self { patch_embed, cls_token, pos_embed, blocks, cfg: cfg.clone() })
     }
 

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use super::checkpoint::{safetensors_files, TensorStore};
+use super::checkpoint::{TensorStore, safetensors_files};
 use super::config::{generation_eos_ids, read_json};
 use super::error::{ModelError, Result};
 use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
@@ -34,10 +34,18 @@ pub struct RawConfig {
     pub mm_tokens_per_image: usize,
 }
 
-fn d_image_token() -> u32 { 262_144 }
-fn d_boi() -> u32 { 255_999 }
-fn d_eoi() -> u32 { 256_000 }
-fn d_mm_tokens() -> usize { 256 }
+fn d_image_token() -> u32 {
+    262_144
+}
+fn d_boi() -> u32 {
+    255_999
+}
+fn d_eoi() -> u32 {
+    256_000
+}
+fn d_mm_tokens() -> usize {
+    256
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -215,7 +223,14 @@ impl VisionLanguageModel for Gemma3 {
         Ok(self.image_features(pixel_values, probe)?)
     }
 
-    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+    fn prefill_from(
+        &self,
+        input_ids: &[u32],
+        start: usize,
+        features: &Tensor,
+        cache: &mut KvCache,
+        probe: &mut dyn Probe,
+    ) -> Result<Tensor> {
         // Image features go in unscaled: only token embeddings carry the sqrt(hidden) factor.
         let embeds = super::spliced_embeddings(input_ids, start, self.cfg.image_token_id, features, |ids| self.text.embed(ids))?;
         // The blocks of the whole prompt: keys before `start` may belong to an image block.

@@ -8,11 +8,11 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
 use super::activation::Activation;
-use super::attention::{attend, AttnSpec};
+use super::attention::{AttnSpec, attend};
 use super::config::{OneOrMany, RopeParameters};
 use super::kv_cache::KvCache;
 use super::linear::{Linear as ProjLinear, WeightFormat};
-use super::mask::{attention_mask, MaskKind};
+use super::mask::{MaskKind, attention_mask};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
 use super::rope::RotaryEmbedding;
@@ -64,18 +64,42 @@ pub struct RawConfig {
     pub eos_token_id: Option<OneOrMany>,
 }
 
-fn d_vocab() -> usize { 262_208 }
-fn d_hidden() -> usize { 2304 }
-fn d_intermediate() -> usize { 9216 }
-fn d_layers() -> usize { 26 }
-fn d_heads() -> usize { 8 }
-fn d_kv_heads() -> usize { 4 }
-fn d_head_dim() -> usize { 256 }
-fn d_act() -> String { "gelu_pytorch_tanh".into() }
-fn d_eps() -> f64 { 1e-6 }
-fn d_scalar() -> f64 { 256.0 }
-fn d_window() -> usize { 4096 }
-fn d_true() -> bool { true }
+fn d_vocab() -> usize {
+    262_208
+}
+fn d_hidden() -> usize {
+    2304
+}
+fn d_intermediate() -> usize {
+    9216
+}
+fn d_layers() -> usize {
+    26
+}
+fn d_heads() -> usize {
+    8
+}
+fn d_kv_heads() -> usize {
+    4
+}
+fn d_head_dim() -> usize {
+    256
+}
+fn d_act() -> String {
+    "gelu_pytorch_tanh".into()
+}
+fn d_eps() -> f64 {
+    1e-6
+}
+fn d_scalar() -> f64 {
+    256.0
+}
+fn d_window() -> usize {
+    4096
+}
+fn d_true() -> bool {
+    true
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerType {
@@ -320,7 +344,13 @@ impl Gemma3Text {
     /// Runs the decoder over `embeds` `[1, seq, hidden]` following what `cache` holds; `blocks`
     /// marks the prompt's image tokens (bidirectional within a block). Returns hidden states after
     /// the final norm.
-    pub fn forward_embeds(&self, embeds: &Tensor, blocks: &ImageBlocks, cache: &mut KvCache, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        blocks: &ImageBlocks,
+        cache: &mut KvCache,
+        probe: &mut dyn Probe,
+    ) -> candle_core::Result<Tensor> {
         let (b, seq, _) = embeds.dims3()?;
         let start = cache.len();
         let kv_len = start + seq;

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use candle_core::{Tensor, D};
+use candle_core::{D, Tensor};
 
+use super::VisionLanguageModel;
 use super::error::Result;
 use super::kv_cache::KvCache;
 use super::probe::Probe;
-use super::VisionLanguageModel;
 
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -74,7 +74,8 @@ pub fn greedy_from(
     let mut next = logits.argmax(D::Minus1)?.to_scalar::<u32>()?;
     let prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = Instant::now();
-    let mut out = Generation { ids: Vec::new(), step_logits: Vec::new(), stopped_at_eos: false, prefill_ms, decode_ms: 0.0, step_ms: Vec::new() };
+    let mut out =
+        Generation { ids: Vec::new(), step_logits: Vec::new(), stopped_at_eos: false, prefill_ms, decode_ms: 0.0, step_ms: Vec::new() };
     loop {
         out.step_logits.push(logits.to_vec1::<f32>()?);
         out.ids.push(next);

@@ -152,7 +152,8 @@ mod tests {
         let vb = RandomWeights::var_builder(3, DType::F32, &Device::Cpu);
         let dense = Linear::load(64, 32, false, WeightFormat::Dense, vb.pp("p")).unwrap();
         let q8 = Linear::load(64, 32, false, WeightFormat::Q8, vb.pp("p")).unwrap();
-        let x = candle_core::Var::new(Tensor::randn(0f32, 1.0, (1, 3, 64), &Device::Cpu).unwrap().to_vec3::<f32>().unwrap(), &Device::Cpu).unwrap();
+        let x = candle_core::Var::new(Tensor::randn(0f32, 1.0, (1, 3, 64), &Device::Cpu).unwrap().to_vec3::<f32>().unwrap(), &Device::Cpu)
+            .unwrap();
         let grad = |l: &Linear| {
             let g = l.forward(x.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap().backward().unwrap();
             g.get(x.as_tensor()).expect("a gradient reaches the input").flatten_all().unwrap().to_vec1::<f32>().unwrap()

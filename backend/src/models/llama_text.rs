@@ -5,11 +5,11 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-pub use super::kv_cache::KvCache;
-use super::attention::{attend, AttnSpec};
+use super::attention::{AttnSpec, attend};
 use super::config::{OneOrMany, RopeParameters};
+pub use super::kv_cache::KvCache;
 use super::linear::{Linear as ProjLinear, WeightFormat};
-use super::mask::{attention_mask, MaskKind};
+use super::mask::{MaskKind, attention_mask};
 use super::norm::RmsNorm;
 use super::probe::{Probe, SiteName};
 use super::rope::{RopeTables, RotaryEmbedding};
@@ -51,14 +51,30 @@ pub struct RawConfig {
     pub eos_token_id: Option<OneOrMany>,
 }
 
-fn d_vocab() -> usize { 32000 }
-fn d_hidden() -> usize { 4096 }
-fn d_intermediate() -> usize { 11008 }
-fn d_layers() -> usize { 32 }
-fn d_heads() -> usize { 32 }
-fn d_act() -> String { "silu".into() }
-fn d_max_pos() -> usize { 2048 }
-fn d_eps() -> f64 { 1e-6 }
+fn d_vocab() -> usize {
+    32000
+}
+fn d_hidden() -> usize {
+    4096
+}
+fn d_intermediate() -> usize {
+    11008
+}
+fn d_layers() -> usize {
+    32
+}
+fn d_heads() -> usize {
+    32
+}
+fn d_act() -> String {
+    "silu".into()
+}
+fn d_max_pos() -> usize {
+    2048
+}
+fn d_eps() -> f64 {
+    1e-6
+}
 
 /// The resolved text config: every default settled, nothing optional.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,10 +6,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use serde::Deserialize;
 
-use super::checkpoint::{safetensors_files, TensorStore};
+use super::checkpoint::{TensorStore, safetensors_files};
 use super::clip_vision::{self, Activation, ClipVision, VisionFeature};
-use super::dino_vision::{self, DinoVision};
 use super::config::{generation_eos_ids, read_json};
+use super::dino_vision::{self, DinoVision};
 use super::error::{ModelError, Result};
 use super::linear::WeightFormat;
 use super::llama_text::{self, KvCache, LlamaText};
@@ -36,11 +36,21 @@ pub struct RawConfig {
     pub tie_word_embeddings: Option<bool>,
 }
 
-fn d_image_token() -> u32 { 32000 }
-fn d_projector_act() -> String { "gelu".into() }
-fn d_feature_layer() -> serde_json::Value { serde_json::json!(-2) }
-fn d_strategy() -> String { "default".into() }
-fn d_true() -> bool { true }
+fn d_image_token() -> u32 {
+    32000
+}
+fn d_projector_act() -> String {
+    "gelu".into()
+}
+fn d_feature_layer() -> serde_json::Value {
+    serde_json::json!(-2)
+}
+fn d_strategy() -> String {
+    "default".into()
+}
+fn d_true() -> bool {
+    true
+}
 
 /// Whether the CLS position is kept among the image features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +159,10 @@ impl RawConfig {
             text.tie_word_embeddings |= tie;
         }
         let vision = self.vision_config.resolve()?;
-        let layer = self.vision_feature_layer.as_i64().ok_or_else(|| {
-            format!("vision_feature_layer = {}: only a single layer index is supported", self.vision_feature_layer)
-        })?;
+        let layer = self
+            .vision_feature_layer
+            .as_i64()
+            .ok_or_else(|| format!("vision_feature_layer = {}: only a single layer index is supported", self.vision_feature_layer))?;
         let select = match self.vision_feature_select_strategy.as_str() {
             "default" => FeatureSelect::Default,
             "full" => FeatureSelect::Full,
@@ -193,7 +204,8 @@ impl Llava {
             }
         }
         let store = TensorStore::open(&safetensors_files(dir)?)?;
-        Self::from_store(cfg, store, dtype, device, format).map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+        Self::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
     /// Loads LLaVA-Rad's native release (Vicuna base + LoRA adapter + projector + open_clip
@@ -203,9 +215,15 @@ impl Llava {
     }
 
     /// [`Llava::load_llava_rad`] with the decoder's projections held as `format`.
-    pub fn load_llava_rad_as(parts: &super::checkpoint::llava_rad::LlavaRadParts, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
+    pub fn load_llava_rad_as(
+        parts: &super::checkpoint::llava_rad::LlavaRadParts,
+        dtype: DType,
+        device: &Device,
+        format: WeightFormat,
+    ) -> Result<Self> {
         let (cfg, store) = super::checkpoint::llava_rad::assemble(parts, dtype)?;
-        Self::from_store(cfg, store, dtype, device, format).map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
+        Self::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
     }
 
     /// Builds the model from a checkpoint's canonical tensor names.
@@ -227,7 +245,13 @@ impl Llava {
             VisionConfig::Clip(c) => VisionTower::Clip(ClipVision::load(c, c.num_layers, vb.pp("vision_tower").pp("vision_model"))?),
             VisionConfig::Dino(c) => VisionTower::Dino(DinoVision::load(c, c.depth, vb.pp("vision_tower").pp("trunk"))?),
         };
-        let projector = Mlp2xGelu::load(cfg.vision.hidden_size(), cfg.text.hidden_size, cfg.projector_bias, cfg.projector_activation, vb.pp("multi_modal_projector"))?;
+        let projector = Mlp2xGelu::load(
+            cfg.vision.hidden_size(),
+            cfg.text.hidden_size,
+            cfg.projector_bias,
+            cfg.projector_activation,
+            vb.pp("multi_modal_projector"),
+        )?;
         let text = LlamaText::load(&cfg.text, vb.pp("language_model"), format)?;
         Ok(Self { vision, projector, text, cfg })
     }
@@ -262,7 +286,6 @@ impl Llava {
     pub fn image_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
         self.projector.forward(&self.selected_features(pixel_values, probe)?)
     }
-
 }
 
 /// `base` `[L, D]` with rows `positions` replaced by the rows of `rows` `[N, D]`, in order.
@@ -310,7 +333,14 @@ impl VisionLanguageModel for Llava {
         Ok(self.image_features(pixel_values, probe)?)
     }
 
-    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
+    fn prefill_from(
+        &self,
+        input_ids: &[u32],
+        start: usize,
+        features: &Tensor,
+        cache: &mut KvCache,
+        probe: &mut dyn Probe,
+    ) -> Result<Tensor> {
         let embeds = super::spliced_embeddings(input_ids, start, self.cfg.image_token_id, features, |ids| self.text.embed(ids))?;
         let hidden = self.text.forward_embeds(&embeds, cache, probe)?;
         Ok(self.text.last_logits(&hidden)?)

@@ -6,18 +6,18 @@ use std::path::Path;
 use candle_core::{DType, Device};
 use serde::Deserialize;
 
+use super::VisionLanguageModel;
+use super::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
 use super::config::read_json;
 use super::error::{ModelError, Result};
 use super::gemma3::Gemma3;
 use super::linear::WeightFormat;
 use super::llava::Llava;
-use super::processor::clip_image::ImageProcessorConfig;
-use super::processor::gemma3::Gemma3Prompter;
-use super::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
-use super::processor::clip_image::{Crop, Filter, Normalize, Resize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD};
-use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
 use super::processor::Prompter;
-use super::VisionLanguageModel;
+use super::processor::clip_image::ImageProcessorConfig;
+use super::processor::clip_image::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
+use super::processor::gemma3::Gemma3Prompter;
+use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
 
 /// A loaded model with its inputs side.
 pub struct Engine {
@@ -73,7 +73,9 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
         }
         other => Err(ModelError::Config {
             file: config_path,
-            message: format!("model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"),
+            message: format!(
+                "model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"
+            ),
         }),
     }
 }

@@ -14,7 +14,14 @@ pub enum MaskKind {
 /// The mask for `q_len` queries from `query_start` over `kv_len` keys. `blocks[pos]` >= 0 marks
 /// image tokens of one image block: they see each other in both directions (the window still
 /// bounds the past). `None` when nothing is hidden.
-pub fn attention_mask(query_start: usize, q_len: usize, kv_len: usize, kind: MaskKind, blocks: &[i32], device: &Device) -> candle_core::Result<Option<Tensor>> {
+pub fn attention_mask(
+    query_start: usize,
+    q_len: usize,
+    kv_len: usize,
+    kind: MaskKind,
+    blocks: &[i32],
+    device: &Device,
+) -> candle_core::Result<Option<Tensor>> {
     let block = |p: usize| blocks.get(p).copied().unwrap_or(-1);
     let mut any_hidden = false;
     let mut mask = Vec::with_capacity(q_len * kv_len);

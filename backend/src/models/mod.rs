@@ -16,13 +16,13 @@ pub mod gemma3;
 pub mod gemma3_text;
 pub mod generate;
 pub mod kv_cache;
-pub mod llama_text;
 pub mod linear;
+pub mod llama_text;
 pub mod llava;
-pub mod presets;
 pub mod loader;
 pub mod mask;
 pub mod norm;
+pub mod presets;
 pub mod probe;
 pub mod processor;
 pub mod projector;
@@ -74,7 +74,14 @@ pub trait VisionLanguageModel {
     fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor>;
     /// Runs `input_ids[start..]` after `cache`, which holds `input_ids[..start]`; image tokens
     /// in that range take their rows of `features`. Returns the last position's logits `[V]` f32.
-    fn prefill_from(&self, input_ids: &[u32], start: usize, features: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
+    fn prefill_from(
+        &self,
+        input_ids: &[u32],
+        start: usize,
+        features: &Tensor,
+        cache: &mut KvCache,
+        probe: &mut dyn Probe,
+    ) -> Result<Tensor>;
     /// The whole prompt with the image: `encode_image` then `prefill_from(.., 0, ..)`.
     fn prefill(&self, input_ids: &[u32], pixel_values: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor> {
         let features = self.encode_image(pixel_values, probe)?;
@@ -153,12 +160,8 @@ pub(crate) fn spliced_embeddings(
     // Image ids may lie outside the vocabulary (LLaVA-Rad): look up id 0; the row is replaced.
     let lookup: Vec<u32> = tail.iter().map(|&t| if t == image_token_id { 0 } else { t }).collect();
     let embeds = embed(&lookup)?.squeeze(0)?;
-    let (local, rows): (Vec<usize>, Vec<u32>) = image_positions
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| **p >= start)
-        .map(|(k, p)| (p - start, k as u32))
-        .unzip();
+    let (local, rows): (Vec<usize>, Vec<u32>) =
+        image_positions.iter().enumerate().filter(|(_, p)| **p >= start).map(|(k, p)| (p - start, k as u32)).unzip();
     if local.is_empty() {
         return Ok(embeds.unsqueeze(0)?);
     }

@@ -38,11 +38,7 @@ impl Module for RmsNorm {
         let xf = x.to_dtype(DType::F32)?;
         let inv_rms = (xf.sqr()?.mean_keepdim(candle_core::D::Minus1)? + self.eps)?.sqrt()?.recip()?;
         let normed = xf.broadcast_mul(&inv_rms)?;
-        if self.gemma {
-            normed.broadcast_mul(&self.scale)?.to_dtype(dtype)
-        } else {
-            normed.to_dtype(dtype)?.broadcast_mul(&self.scale)
-        }
+        if self.gemma { normed.broadcast_mul(&self.scale)?.to_dtype(dtype) } else { normed.to_dtype(dtype)?.broadcast_mul(&self.scale) }
     }
 }
 
@@ -86,9 +82,12 @@ mod tests {
     fn tracked_layer_norm_matches_the_kernel() {
         let dev = Device::Cpu;
         let vb = VarBuilder::from_tensors(
-            [("weight".to_string(), Tensor::new(&[1.5f32, -0.5, 2.0], &dev).unwrap()), ("bias".to_string(), Tensor::new(&[0.1f32, 0.2, -0.3], &dev).unwrap())]
-                .into_iter()
-                .collect(),
+            [
+                ("weight".to_string(), Tensor::new(&[1.5f32, -0.5, 2.0], &dev).unwrap()),
+                ("bias".to_string(), Tensor::new(&[0.1f32, 0.2, -0.3], &dev).unwrap()),
+            ]
+            .into_iter()
+            .collect(),
             DType::F32,
             &dev,
         );
@@ -108,9 +107,8 @@ mod tests {
         let w = (Tensor::randn(0f32, 0.1, 64, &dev).unwrap() + 1.0).unwrap();
         let x = Tensor::randn(0f32, 2.0, (1, 3, 64), &dev).unwrap();
         let exact = RmsNorm { scale: w.clone(), eps: 1e-5, gemma: false }.forward(&x).unwrap();
-        let half = RmsNorm { scale: w.to_dtype(DType::F16).unwrap(), eps: 1e-5, gemma: false }
-            .forward(&x.to_dtype(DType::F16).unwrap())
-            .unwrap();
+        let half =
+            RmsNorm { scale: w.to_dtype(DType::F16).unwrap(), eps: 1e-5, gemma: false }.forward(&x.to_dtype(DType::F16).unwrap()).unwrap();
         assert_eq!(half.dtype(), DType::F16);
         let err = (half.to_dtype(DType::F32).unwrap() - &exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(err < 1e-2, "fused f16 rms norm off by {err}");

@@ -10,7 +10,7 @@ use super::dino_vision;
 use super::gemma3;
 use super::gemma3_text::{self, LayerType, Rope};
 use super::llama_text;
-use super::llava::{self, FeatureSelect, VisionConfig, IMAGE_PLACEHOLDER};
+use super::llava::{self, FeatureSelect, IMAGE_PLACEHOLDER, VisionConfig};
 use super::siglip_vision;
 use super::vit_block::BlockConfig;
 
@@ -51,9 +51,10 @@ impl Preset {
 impl FromStr for Preset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            format!("unknown architecture {s:?} ({})", Self::ALL.map(Preset::name).join(", "))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown architecture {s:?} ({})", Self::ALL.map(Preset::name).join(", ")))
     }
 }
 
@@ -174,7 +175,13 @@ impl Preset {
                         eos_token_ids: vec![u32::MAX],
                     },
                     vision: siglip_vision::Config {
-                        block: BlockConfig { hidden_size: 1152, intermediate_size: 4304, num_heads: 16, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
+                        block: BlockConfig {
+                            hidden_size: 1152,
+                            intermediate_size: 4304,
+                            num_heads: 16,
+                            layer_norm_eps: 1e-6,
+                            activation: Activation::GeluTanh,
+                        },
                         num_layers: vision_layers.unwrap_or(27),
                         num_channels: 3,
                         image_size: 896,
@@ -229,16 +236,30 @@ impl PresetConfig {
             Self::Llava(c) => format!(
                 "LLaVA: {} {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
                 if matches!(c.vision, VisionConfig::Clip(_)) { "CLIP" } else { "DINOv2" },
-                c.vision.image_size(), c.vision.image_size() / c.vision.grid(), c.vision.num_layers(), c.vision.hidden_size(),
-                c.text.num_layers, c.text.hidden_size, c.text.num_heads, c.text.num_kv_heads
+                c.vision.image_size(),
+                c.vision.image_size() / c.vision.grid(),
+                c.vision.num_layers(),
+                c.vision.hidden_size(),
+                c.text.num_layers,
+                c.text.hidden_size,
+                c.text.num_heads,
+                c.text.num_kv_heads
             ),
             Self::Gemma3(c) => {
                 let t = &c.text;
                 format!(
                     "Gemma3: SigLIP {}/{} x{} blocks (hidden {}) pooled to {} tokens, text x{} layers {} (hidden {}, heads {}/{} kv, window {})",
-                    c.vision.image_size, c.vision.patch_size, c.vision.num_layers, c.vision.block.hidden_size, c.image_tokens(),
-                    t.num_layers(), t.layer_types.iter().map(|l| if *l == LayerType::Full { 'F' } else { 'S' }).collect::<String>(),
-                    t.hidden_size, t.num_heads, t.num_kv_heads, t.sliding_window
+                    c.vision.image_size,
+                    c.vision.patch_size,
+                    c.vision.num_layers,
+                    c.vision.block.hidden_size,
+                    c.image_tokens(),
+                    t.num_layers(),
+                    t.layer_types.iter().map(|l| if *l == LayerType::Full { 'F' } else { 'S' }).collect::<String>(),
+                    t.hidden_size,
+                    t.num_heads,
+                    t.num_kv_heads,
+                    t.sliding_window
                 )
             }
         }
@@ -323,7 +344,13 @@ pub fn mid_gemma3() -> gemma3::Config {
             eos_token_ids: vec![u32::MAX],
         },
         vision: siglip_vision::Config {
-            block: BlockConfig { hidden_size: 256, intermediate_size: 1024, num_heads: 4, layer_norm_eps: 1e-6, activation: Activation::GeluTanh },
+            block: BlockConfig {
+                hidden_size: 256,
+                intermediate_size: 1024,
+                num_heads: 4,
+                layer_norm_eps: 1e-6,
+                activation: Activation::GeluTanh,
+            },
             num_layers: 4,
             num_channels: 3,
             image_size: 448,
@@ -335,4 +362,3 @@ pub fn mid_gemma3() -> gemma3::Config {
         tokens_per_side: 16,
     }
 }
-

@@ -149,13 +149,11 @@ impl Probe for AttentionRecorder {
         }
         let start = query_positions.start;
         query_positions
-            .filter(|&p| {
-                if p < self.policy.prompt_len {
-                    self.policy.rows.prompt_positions.contains(&p)
-                } else {
-                    self.policy.rows.decode_steps
-                }
-            })
+            .filter(
+                |&p| {
+                    if p < self.policy.prompt_len { self.policy.rows.prompt_positions.contains(&p) } else { self.policy.rows.decode_steps }
+                },
+            )
             .map(|p| p - start)
             .collect()
     }

@@ -13,17 +13,15 @@ impl RotaryEmbedding {
     pub fn new(head_dim: usize, theta: f64, linear_factor: f64, device: &Device) -> candle_core::Result<Self> {
         let half = head_dim / 2;
         // As transformers: the exponent in f32, the power in f32.
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32) / linear_factor as f32)
-            .collect();
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32) / linear_factor as f32).collect();
         Ok(Self { inv_freq: Tensor::from_vec(inv_freq, (1, half), device)? })
     }
 
     /// cos/sin for positions `start .. start + len`, in `dtype`.
     pub fn tables(&self, start: usize, len: usize, dtype: DType) -> candle_core::Result<RopeTables> {
-        let positions = Tensor::arange(start as u32, (start + len) as u32, self.inv_freq.device())?
-            .to_dtype(DType::F32)?
-            .reshape((len, 1))?;
+        let positions =
+            Tensor::arange(start as u32, (start + len) as u32, self.inv_freq.device())?.to_dtype(DType::F32)?.reshape((len, 1))?;
         let freqs = positions.matmul(&self.inv_freq)?; // [len, half]
         Ok(RopeTables { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
     }

@@ -6,7 +6,7 @@ use candle_nn::{Conv2d, Embedding, VarBuilder};
 use serde::Deserialize;
 
 use super::activation::Activation;
-use super::norm::{layer_norm, LayerNorm};
+use super::norm::{LayerNorm, layer_norm};
 use super::probe::Probe;
 use super::vit_block::{BlockConfig, EncoderLayer};
 
@@ -33,15 +33,33 @@ pub struct RawConfig {
     pub layer_norm_eps: f64,
 }
 
-fn d_hidden() -> usize { 768 }
-fn d_intermediate() -> usize { 3072 }
-fn d_layers() -> usize { 12 }
-fn d_heads() -> usize { 12 }
-fn d_channels() -> usize { 3 }
-fn d_image() -> usize { 224 }
-fn d_patch() -> usize { 16 }
-fn d_act() -> String { "gelu_pytorch_tanh".into() }
-fn d_eps() -> f64 { 1e-6 }
+fn d_hidden() -> usize {
+    768
+}
+fn d_intermediate() -> usize {
+    3072
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_channels() -> usize {
+    3
+}
+fn d_image() -> usize {
+    224
+}
+fn d_patch() -> usize {
+    16
+}
+fn d_act() -> String {
+    "gelu_pytorch_tanh".into()
+}
+fn d_eps() -> f64 {
+    1e-6
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {

@@ -5,8 +5,8 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::activation::Activation;
-use super::attention::{attend, AttnSpec};
-use super::norm::{layer_norm, LayerNorm};
+use super::attention::{AttnSpec, attend};
+use super::norm::{LayerNorm, layer_norm};
 use super::probe::{Probe, SiteName};
 
 #[derive(Debug, Clone, Copy, PartialEq)]

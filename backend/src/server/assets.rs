@@ -6,13 +6,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use actix_web::http::{header, Method};
+use actix_web::http::{Method, header};
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::AppState;
 use super::auth::CSP;
 use super::error::ApiError;
-use super::AppState;
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/dist_assets.rs"));

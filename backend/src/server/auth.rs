@@ -6,22 +6,23 @@ use std::net::IpAddr;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpResponse, ResponseError};
 use subtle::ConstantTimeEq;
 
+use super::AppState;
 use super::error::ApiError;
 use super::share::verify_share_token;
-use super::AppState;
 
 /// The full-access session cookie (set by exchanging the start-up token).
 pub const SESSION_COOKIE: &str = "radlens_session";
 /// The read-only cookie of a share link, scoped to one run.
 pub const SHARE_COOKIE: &str = "radlens_share";
 
-pub const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; style-src 'self'; frame-ancestors 'none'";
+pub const CSP: &str =
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; style-src 'self'; frame-ancestors 'none'";
 
 /// What the request may do, decided by [`guard`] and stored in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,11 +150,7 @@ fn unauthorized(path: &str) -> HttpResponse {
 /// Adds the security headers to a response (`csp`: the policy, see `Assets::csp`).
 pub fn secure_headers(headers: &mut actix_web::http::header::HeaderMap, csp: &str) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(csp).unwrap_or_else(|_| HeaderValue::from_static(CSP)));
-    let set = [
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-    ];
+    let set = [(header::X_FRAME_OPTIONS, "DENY"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff"), (header::REFERRER_POLICY, "no-referrer")];
     for (name, value) in set {
         headers.insert(name, HeaderValue::from_static(value));
     }
@@ -212,10 +209,12 @@ fn decide(req: &ServiceRequest) -> Decision {
     let read = method == Method::GET || method == Method::HEAD;
     // Writes from a page of another origin are refused even when the browser would attach a
     // cookie (defence in depth beside SameSite). Scripts without an Origin header pass.
-    if !read
-        && let Some(origin) = req.headers().get(header::ORIGIN)
-    {
-        let ok = origin.to_str().ok().and_then(|o| o.strip_prefix("http://")).is_some_and(|o| state.allowed_hosts.contains(&o.to_ascii_lowercase()));
+    if !read && let Some(origin) = req.headers().get(header::ORIGIN) {
+        let ok = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("http://"))
+            .is_some_and(|o| state.allowed_hosts.contains(&o.to_ascii_lowercase()));
         if !ok {
             return Decision::Respond(ApiError::Forbidden("cross-origin request refused".into()).error_response());
         }

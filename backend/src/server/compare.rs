@@ -10,25 +10,25 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
+use radlens_shared::AttentionMap;
 use radlens_shared::answer::{parse_answer, yes_no_margin};
 use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
-use radlens_shared::geometry::{resample, MapGeometry, DEFAULT_COMMON_GRID};
-use radlens_shared::metrics::{js_divergence, MapMetrics};
-use radlens_shared::AttentionMap;
+use radlens_shared::geometry::{DEFAULT_COMMON_GRID, MapGeometry, resample};
+use radlens_shared::metrics::{MapMetrics, js_divergence};
 use serde_json::json;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::AppState;
 use super::auth::require_full;
 use super::error::ApiError;
-use super::images::{decode_limited, MAX_PIXELS};
+use super::images::{MAX_PIXELS, decode_limited};
 use super::multipart;
-use super::AppState;
 use crate::attention_map::fuse_captured;
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::generate::greedy;
 use crate::models::linear::WeightFormat;
-use crate::models::loader::{load_engine, Engine};
+use crate::models::loader::{Engine, load_engine};
 use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
 
 /// Largest upload (image + question).
@@ -90,7 +90,11 @@ struct ModelOutput {
     common: Vec<f64>,
 }
 
-fn run_all(specs: &[(String, PathBuf)], engines: &mut HashMap<String, Engine>, input: &CompareInput) -> Result<serde_json::Value, ApiError> {
+fn run_all(
+    specs: &[(String, PathBuf)],
+    engines: &mut HashMap<String, Engine>,
+    input: &CompareInput,
+) -> Result<serde_json::Value, ApiError> {
     let mut results = Vec::new();
     let mut commons: Vec<(String, Vec<f64>)> = Vec::new();
     for (name, dir) in specs {
@@ -149,7 +153,8 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
     let l = prompt.input_ids.len();
     let layer_range = LayerRange::LastQuarter;
     let layers = layer_range.resolve(summary.num_layers)?;
-    let policy = CapturePolicy { layers: layers.clone(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
+    let policy =
+        CapturePolicy { layers: layers.clone(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
     let mut recorder = AttentionRecorder::new(policy);
     let generation = greedy(engine.model.as_ref(), &prompt.input_ids, &pixel_values, MAX_NEW_TOKENS, &mut recorder)?;
     let query_positions = vec![l - 1];
@@ -207,7 +212,10 @@ pub async fn read_input(req: &HttpRequest, payload: web::Payload) -> Result<Comp
         }
     }
     let bytes = image.ok_or_else(|| ApiError::BadRequest("the image (field image) is missing".into()))?;
-    let question = question.map(|q| q.trim().to_string()).filter(|q| !q.is_empty()).ok_or_else(|| ApiError::BadRequest("the question (field question) is missing".into()))?;
+    let question = question
+        .map(|q| q.trim().to_string())
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("the question (field question) is missing".into()))?;
     if question.len() > MAX_QUESTION {
         return Err(ApiError::PayloadTooLarge(format!("the question is over {MAX_QUESTION} bytes")));
     }

@@ -83,7 +83,9 @@ impl ApiError {
             | Self::Unprocessable(m)
             | Self::TooManyRequests(m)
             | Self::Unavailable(m) => m.clone(),
-            Self::Unauthorized => "open the URL that `radlens serve` printed (it carries ?token=), or send Authorization: Bearer <token>".into(),
+            Self::Unauthorized => {
+                "open the URL that `radlens serve` printed (it carries ?token=), or send Authorization: Bearer <token>".into()
+            }
             Self::MethodNotAllowed => "method not allowed on this route".into(),
             Self::MisdirectedRequest => "this server does not answer for that Host".into(),
             Self::Internal(_) => "internal server error (see the server log)".into(),

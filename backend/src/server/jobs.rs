@@ -13,16 +13,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use super::AppState;
 use super::auth::require_full;
 use super::error::ApiError;
 use super::multipart;
 use super::share::now_secs;
-use super::AppState;
 
 /// Largest study CSV upload.
 pub const CSV_LIMIT: usize = 10 * 1024 * 1024;
@@ -76,7 +76,9 @@ struct Checks {
 impl Checks {
     /// The study's flags for these checks.
     fn args(self) -> impl Iterator<Item = &'static str> {
-        [(self.gradcam, "--gradcam"), (self.faithfulness, "--faithfulness"), (self.sinks, "--sinks")].into_iter().filter_map(|(on, flag)| on.then_some(flag))
+        [(self.gradcam, "--gradcam"), (self.faithfulness, "--faithfulness"), (self.sinks, "--sinks")]
+            .into_iter()
+            .filter_map(|(on, flag)| on.then_some(flag))
     }
 }
 
@@ -134,10 +136,7 @@ impl Jobs {
             changed: Notify::new(),
         });
         let weak = Arc::downgrade(&jobs);
-        std::thread::Builder::new()
-            .name("radlens-jobs".into())
-            .spawn(move || worker(weak))
-            .expect("spawn the job worker");
+        std::thread::Builder::new().name("radlens-jobs".into()).spawn(move || worker(weak)).expect("spawn the job worker");
         jobs
     }
 
@@ -237,7 +236,14 @@ fn run_job(jobs: &Jobs, id: u64, spec: &Spec) -> (JobStatus, Option<i32>) {
     let cfg = &jobs.config;
     let Some(images) = &cfg.images_dir else { return (JobStatus::Failed, None) };
     let mut cmd = Command::new(&cfg.exe);
-    cmd.arg("study").arg("--csv").arg(&spec.csv).arg("--images").arg(images).arg("--out").arg(cfg.runs_dir.join(&spec.run)).arg("--progress-json");
+    cmd.arg("study")
+        .arg("--csv")
+        .arg(&spec.csv)
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(cfg.runs_dir.join(&spec.run))
+        .arg("--progress-json");
     for name in &spec.models {
         if let Some((_, dir)) = cfg.models.iter().find(|(n, _)| n == name) {
             cmd.arg("--model").arg(format!("{name}={}", dir.display()));
@@ -294,7 +300,9 @@ fn valid_run_name(s: &str) -> bool {
 }
 
 fn text(part: &multipart::Part) -> Result<String, ApiError> {
-    String::from_utf8(part.data.clone()).map(|s| s.trim().to_string()).map_err(|_| ApiError::BadRequest(format!("field {} is not UTF-8", part.name)))
+    String::from_utf8(part.data.clone())
+        .map(|s| s.trim().to_string())
+        .map_err(|_| ApiError::BadRequest(format!("field {} is not UTF-8", part.name)))
 }
 
 /// A checkbox-like field: on for `1`, `true`, `on` or `yes` (a form's checked checkbox sends `on`).
@@ -326,7 +334,9 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
             "csv" => csv = Some(p.data.clone()),
             "model" => models.push(text(p)?),
             "name" => name = Some(text(p)?),
-            "n_studies" => n_studies = Some(text(p)?.parse::<usize>().map_err(|_| ApiError::BadRequest("n_studies must be a number".into()))?),
+            "n_studies" => {
+                n_studies = Some(text(p)?.parse::<usize>().map_err(|_| ApiError::BadRequest("n_studies must be a number".into()))?)
+            }
             "text_only_pass" => text_only = flag(p)?,
             "gradcam" => checks.gradcam = flag(p)?,
             "faithfulness" => checks.faithfulness = flag(p)?,
@@ -343,7 +353,10 @@ pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::
     }
     for m in &models {
         if !jobs.config.models.iter().any(|(n, _)| n == m) {
-            return Err(ApiError::BadRequest(format!("unknown model {m:?} (this server knows: {})", jobs.config.models.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))));
+            return Err(ApiError::BadRequest(format!(
+                "unknown model {m:?} (this server knows: {})",
+                jobs.config.models.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )));
         }
     }
     if let Some(n) = &name

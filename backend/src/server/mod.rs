@@ -246,7 +246,9 @@ pub fn routes(cfg: &mut ServiceConfig) {
 /// The application: state, routes and the guard. Used by [`start`] and by the tests.
 pub fn app(
     state: web::Data<AppState>,
-) -> App<impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>> {
+) -> App<
+    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>,
+> {
     App::new().app_data(state).configure(routes).wrap(from_fn(auth::guard))
 }
 

@@ -2,12 +2,12 @@
 //! route's byte limit (413 beyond), then split into parts. Uploads are small (a CSV, one image),
 //! so nothing streams to disk.
 
+use actix_web::HttpRequest;
 use actix_web::http::header;
 use actix_web::web::{self, BytesMut};
-use actix_web::HttpRequest;
 use futures_util::StreamExt;
 
-use super::error::{payload_error, ApiError};
+use super::error::{ApiError, payload_error};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
@@ -107,7 +107,12 @@ pub fn parse(body: &[u8], boundary: &str, max_parts: usize) -> Result<Vec<Part>,
         if parts.len() == max_parts {
             return Err(ApiError::PayloadTooLarge(format!("more than {max_parts} parts")));
         }
-        parts.push(Part { name: name.ok_or_else(|| bad("part without a name"))?, filename, content_type, data: body[data_start..data_end].to_vec() });
+        parts.push(Part {
+            name: name.ok_or_else(|| bad("part without a name"))?,
+            filename,
+            content_type,
+            data: body[data_start..data_end].to_vec(),
+        });
         pos = data_end + delim.len();
     }
 }
@@ -119,7 +124,10 @@ pub fn build(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
         out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
         match filename {
             Some(f) => out.extend_from_slice(
-                format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
             ),
             None => out.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
         }

@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, web};
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, RunManifest};
 use radlens_shared::records_csv;
 use radlens_shared::views::Derived;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::auth::{access_of, Access};
-use super::error::ApiError;
 use super::AppState;
-use crate::study::run_dir::{RunDir, ANALYSIS, MANIFEST, PLOTS, REPORT};
+use super::auth::{Access, access_of};
+use super::error::ApiError;
+use crate::study::run_dir::{ANALYSIS, MANIFEST, PLOTS, REPORT, RunDir};
 
 /// Longest page of records one request returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -139,14 +139,16 @@ pub async fn manifest(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
 /// GET /api/runs/{id}/analysis
 pub async fn analysis(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
-    let bytes = read_optional(&run.dir.path(ANALYSIS))?.ok_or_else(|| ApiError::NotFound("this run has no analysis yet (radlens report)".into()))?;
+    let bytes = read_optional(&run.dir.path(ANALYSIS))?
+        .ok_or_else(|| ApiError::NotFound("this run has no analysis yet (radlens report)".into()))?;
     Ok(HttpResponse::Ok().content_type("application/json").body(bytes))
 }
 
 /// GET /api/runs/{id}/report: report.md as text/markdown.
 pub async fn report(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
-    let bytes = read_optional(&run.dir.path(REPORT))?.ok_or_else(|| ApiError::NotFound("this run has no report yet (radlens report)".into()))?;
+    let bytes =
+        read_optional(&run.dir.path(REPORT))?.ok_or_else(|| ApiError::NotFound("this run has no report yet (radlens report)".into()))?;
     Ok(HttpResponse::Ok().content_type("text/markdown; charset=utf-8").body(bytes))
 }
 
@@ -413,14 +415,19 @@ pub async fn method_map(req: HttpRequest, state: web::Data<AppState>) -> Result<
     let other = || {
         r.trust.as_ref()?.maps.iter().find(|m| m.provenance.method.to_string() == wanted).map(|m| (&m.values, &m.provenance, &m.metrics))
     };
-    let (t, provenance, metrics) = own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
+    let (t, provenance, metrics) =
+        own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
     let values = tensor(&run, t).await?;
     Ok(HttpResponse::Ok().json(method_map_json(provenance, metrics, &values)))
 }
 
 /// A map by one method as the API sends it (`h`, `w`, `values`, provenance, metrics; no
 /// `image_share`, which only attention has).
-pub fn method_map_json(provenance: &radlens_shared::fusion::MapProvenance, metrics: &radlens_shared::metrics::MapMetrics, values: &[f32]) -> Value {
+pub fn method_map_json(
+    provenance: &radlens_shared::fusion::MapProvenance,
+    metrics: &radlens_shared::metrics::MapMetrics,
+    values: &[f32],
+) -> Value {
     json!({ "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics })
 }
 

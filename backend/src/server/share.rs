@@ -9,16 +9,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::auth::{random_hex32, require_full, unhex, SHARE_COOKIE};
-use super::error::ApiError;
 use super::AppState;
+use super::auth::{SHARE_COOKIE, random_hex32, require_full, unhex};
+use super::error::ApiError;
 
 pub const KEY_FILE: &str = ".radlens-share-keys.json";
 /// The longest a share link may live.
@@ -65,7 +65,12 @@ impl ShareKeys {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let keys: Self = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                anyhow::ensure!(keys.keys.contains_key(&keys.current), "{}: the current key {:?} is not among the keys", path.display(), keys.current);
+                anyhow::ensure!(
+                    keys.keys.contains_key(&keys.current),
+                    "{}: the current key {:?} is not among the keys",
+                    path.display(),
+                    keys.current
+                );
                 Ok(Some(keys))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -24,20 +24,15 @@ use radlens_shared::answer::{Answer, parse_answer};
 use radlens_shared::fusion::MapMethod;
 use radlens_shared::geometry::resample;
 use radlens_shared::metrics::{consistency, js_divergence};
+use radlens_shared::record::{AgreementSummary, Faithfulness, FaithfulnessSummary, SinkCheck, SinkSummary, TrustRecord, TrustSummary};
 use radlens_shared::record::{
-    Analysis, CaseRecord, CrossModelMaps, CrossModelRow, FlipMaps, GroupStats, ImageReliance,
-    LatencySummary, MapGroup, MapSummary, MarginSummary, ModelAnalysis, ModelComparison, Pass,
-    QuadrantShare, RecordCounts, RoiSummary, RunManifest, SCHEMA_VERSION, StudyDisagreement,
-    StudySummary, Summary, TensorRef,
-};
-use radlens_shared::record::{
-    AgreementSummary, Faithfulness, FaithfulnessSummary, SinkCheck, SinkSummary, TrustRecord,
-    TrustSummary,
+    Analysis, CaseRecord, CrossModelMaps, CrossModelRow, FlipMaps, GroupStats, ImageReliance, LatencySummary, MapGroup, MapSummary,
+    MarginSummary, ModelAnalysis, ModelComparison, Pass, QuadrantShare, RecordCounts, RoiSummary, RunManifest, SCHEMA_VERSION,
+    StudyDisagreement, StudySummary, Summary, TensorRef,
 };
 use radlens_shared::stats::{
-    BootstrapConfig, ClusterRatio, DEFAULT_LEVEL, Interval, Study, UNIT_SUBJECT, VariantRow,
-    cluster_bootstrap, consensus_score, flip_parts, flip_parts_for_strategy,
-    full_consistency_parts, group_studies, mcnemar, pair_rows, percentile_linear,
+    BootstrapConfig, ClusterRatio, DEFAULT_LEVEL, Interval, Study, UNIT_SUBJECT, VariantRow, cluster_bootstrap, consensus_score,
+    flip_parts, flip_parts_for_strategy, full_consistency_parts, group_studies, mcnemar, pair_rows, percentile_linear,
 };
 use radlens_shared::{AttentionMap, MetricError};
 use thiserror::Error;
@@ -55,26 +50,17 @@ pub enum AnalysisError {
 
 impl AnalysisError {
     fn records(message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: PathBuf::from(RECORDS),
-            message: message.into(),
-        }
+        Self::Invalid { path: PathBuf::from(RECORDS), message: message.into() }
     }
 
     fn manifest(message: impl Into<String>) -> Self {
-        Self::Invalid {
-            path: PathBuf::from(MANIFEST),
-            message: message.into(),
-        }
+        Self::Invalid { path: PathBuf::from(MANIFEST), message: message.into() }
     }
 
     /// [`analyze_records`] names files relative to the run directory; this anchors them.
     pub fn in_dir(self, dir: &RunDir) -> Self {
         match self {
-            Self::Invalid { path, message } if path.is_relative() => Self::Invalid {
-                path: dir.root().join(path),
-                message,
-            },
+            Self::Invalid { path, message } if path.is_relative() => Self::Invalid { path: dir.root().join(path), message },
             other => other,
         }
     }
@@ -97,11 +83,7 @@ pub fn analyze(dir: &RunDir) -> Result<Analysis> {
 /// directory's attention store, or anything a test provides). A map that cannot be read or is
 /// not a valid attention map is left out of the map statistics with a note; it does not stop
 /// the analysis, since the answers remain valid.
-pub fn analyze_records<E, F>(
-    manifest: &RunManifest,
-    records: &[CaseRecord],
-    mut load_map: F,
-) -> Result<Analysis>
+pub fn analyze_records<E, F>(manifest: &RunManifest, records: &[CaseRecord], mut load_map: F) -> Result<Analysis>
 where
     E: std::error::Error,
     F: FnMut(&TensorRef) -> std::result::Result<Vec<f32>, E>,
@@ -115,10 +97,7 @@ where
     let model_names = model_order(manifest, &records, &mut notes);
     let counts = record_counts(records.len() + duplicates, duplicates, &records);
     if counts.errors > 0 {
-        let blank = records
-            .iter()
-            .filter(|r| r.error.is_some() && r.pass == Pass::BlankImage)
-            .count();
+        let blank = records.iter().filter(|r| r.error.is_some() && r.pass == Pass::BlankImage).count();
         notes.push(format!(
             "{} error records ({} image pass, {} text-only pass) are counted but excluded from every statistic.",
             counts.errors,
@@ -138,19 +117,10 @@ where
     let mut studies = Vec::new();
     let mut per_model_rows = BTreeMap::new();
     for name in &model_names {
-        let random_weights = manifest
-            .models
-            .iter()
-            .any(|m| &m.name == name && m.random_weights);
+        let random_weights = manifest.models.iter().any(|m| &m.name == name && m.random_weights);
         let data = ModelData::new(name, &records, &mut notes)?;
         let summaries = study_summaries(&data, &maps, &mut notes);
-        models.push(analyze_model(
-            &data,
-            random_weights,
-            &boot,
-            &maps,
-            &summaries,
-        )?);
+        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries)?);
         studies.extend(summaries);
         per_model_rows.insert(name.clone(), data.rows.clone());
     }
@@ -160,21 +130,8 @@ where
     let mut cross_model = Vec::new();
     for (i, a) in model_names.iter().enumerate() {
         for b in &model_names[i + 1..] {
-            comparisons.push(compare_models(
-                a,
-                b,
-                &per_model_rows[a],
-                &per_model_rows[b],
-                &boot,
-            )?);
-            cross_model.push(cross_model_maps(
-                a,
-                b,
-                manifest.capture.common_grid,
-                &records,
-                &maps,
-                &mut notes,
-            ));
+            comparisons.push(compare_models(a, b, &per_model_rows[a], &per_model_rows[b], &boot)?);
+            cross_model.push(cross_model_maps(a, b, manifest.capture.common_grid, &records, &maps, &mut notes));
         }
     }
     let disagreements = disagreements(&records, &studies, &per_model_rows, &cross_model);
@@ -199,11 +156,7 @@ where
 /// dropped. `records.csv` and the analysis both go through here, so they list the same rows.
 pub fn dedupe_and_sort(records: &[CaseRecord]) -> (Vec<CaseRecord>, usize) {
     let mut seen = BTreeSet::new();
-    let mut kept: Vec<CaseRecord> = records
-        .iter()
-        .filter(|r| seen.insert(r.key()))
-        .cloned()
-        .collect();
+    let mut kept: Vec<CaseRecord> = records.iter().filter(|r| seen.insert(r.key())).cloned().collect();
     let duplicates = records.len() - kept.len();
     kept.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     (kept, duplicates)
@@ -214,17 +167,10 @@ fn sort_key(r: &CaseRecord) -> (&str, u32, &str, &str, Pass) {
 }
 
 /// The manifest's models in its order, then any model found only in the records (sorted).
-fn model_order(
-    manifest: &RunManifest,
-    records: &[CaseRecord],
-    notes: &mut Vec<String>,
-) -> Vec<String> {
+fn model_order(manifest: &RunManifest, records: &[CaseRecord], notes: &mut Vec<String>) -> Vec<String> {
     let mut names: Vec<String> = manifest.models.iter().map(|m| m.name.clone()).collect();
-    let extra: BTreeSet<&str> = records
-        .iter()
-        .map(|r| r.model.as_str())
-        .filter(|m| !manifest.models.iter().any(|x| x.name == *m))
-        .collect();
+    let extra: BTreeSet<&str> =
+        records.iter().map(|r| r.model.as_str()).filter(|m| !manifest.models.iter().any(|x| x.name == *m)).collect();
     if !extra.is_empty() {
         notes.push(format!(
             "records name models the manifest does not list: {}; they are analysed too.",
@@ -241,21 +187,15 @@ fn record_counts(read: usize, duplicates: usize, records: &[CaseRecord]) -> Reco
         read,
         duplicates,
         image_pass: image.clone().count(),
-        blank_image_pass: records
-            .iter()
-            .filter(|r| r.pass == Pass::BlankImage)
-            .count(),
+        blank_image_pass: records.iter().filter(|r| r.pass == Pass::BlankImage).count(),
         errors: records.iter().filter(|r| r.error.is_some()).count(),
-        unscorable: image
-            .filter(|r| r.error.is_none() && scorable(r).is_none())
-            .count(),
+        unscorable: image.filter(|r| r.error.is_none() && scorable(r).is_none()).count(),
     }
 }
 
 /// The parsed answer, parsing the text when only the text was stored.
 fn answer_of(r: &CaseRecord) -> Option<Answer> {
-    r.parsed_answer
-        .or_else(|| r.answer_text.as_deref().map(parse_answer))
+    r.parsed_answer.or_else(|| r.answer_text.as_deref().map(parse_answer))
 }
 
 /// `(answer, truth)` of a record the answer statistics can use: no error, an answer, and a
@@ -279,18 +219,9 @@ struct Boot {
 }
 
 impl Boot {
-    fn new(
-        manifest: &RunManifest,
-        records: &[CaseRecord],
-        notes: &mut Vec<String>,
-    ) -> Result<Self> {
+    fn new(manifest: &RunManifest, records: &[CaseRecord], notes: &mut Vec<String>) -> Result<Self> {
         let b = &manifest.bootstrap;
-        let config = BootstrapConfig {
-            resamples: b.resamples,
-            seed: b.seed,
-            level: DEFAULT_LEVEL,
-            unit: b.unit.clone(),
-        };
+        let config = BootstrapConfig { resamples: b.resamples, seed: b.seed, level: DEFAULT_LEVEL, unit: b.unit.clone() };
         // Fail on bad settings once, here, naming the manifest, not deep in some statistic.
         cluster_bootstrap(&[ClusterRatio::new("probe", 1.0, 1.0)], &config)
             .map_err(|e| AnalysisError::manifest(format!("bootstrap settings: {e}")))?;
@@ -310,10 +241,8 @@ impl Boot {
             cluster.entry(r.study_id.clone()).or_insert(label);
         }
         if !missing.is_empty() {
-            notes.push(format!(
-                "the bootstrap unit is subject, but {} studies have no subject id; each is its own cluster.",
-                missing.len()
-            ));
+            notes
+                .push(format!("the bootstrap unit is subject, but {} studies have no subject id; each is its own cluster.", missing.len()));
         }
         Ok(Self { config, cluster })
     }
@@ -354,10 +283,7 @@ struct LoadedMap {
 impl Maps {
     /// A real attention map of this row, if there is one.
     fn attention(&self, model: &str, sample: &str) -> Option<&AttentionMap> {
-        self.maps
-            .get(&(model.to_owned(), sample.to_owned()))
-            .filter(|m| m.attention)
-            .map(|m| &m.map)
+        self.maps.get(&(model.to_owned(), sample.to_owned())).filter(|m| m.attention).map(|m| &m.map)
     }
 }
 
@@ -368,36 +294,22 @@ where
 {
     let mut maps = BTreeMap::new();
     let mut failures: BTreeMap<&str, (usize, String)> = BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.pass == Pass::Image && r.error.is_none())
-    {
+    for r in records.iter().filter(|r| r.pass == Pass::Image && r.error.is_none()) {
         let Some(m) = &r.map else { continue };
         let g = &m.provenance.geometry;
-        let loaded = load(&m.values)
-            .map_err(|e| error_chain(&e))
-            .and_then(|values| {
-                if m.values.shape != [g.h, g.w] {
-                    return Err(format!(
-                        "stored shape {:?} is not the map's grid [{}, {}]",
-                        m.values.shape, g.h, g.w
-                    ));
-                }
-                AttentionMap::new(g.h, g.w, values.into_iter().map(f64::from).collect())
-                    .map_err(|e| e.to_string())
-            });
+        let loaded = load(&m.values).map_err(|e| error_chain(&e)).and_then(|values| {
+            if m.values.shape != [g.h, g.w] {
+                return Err(format!("stored shape {:?} is not the map's grid [{}, {}]", m.values.shape, g.h, g.w));
+            }
+            AttentionMap::new(g.h, g.w, values.into_iter().map(f64::from).collect()).map_err(|e| e.to_string())
+        });
         match loaded {
             Ok(map) => {
                 let attention = m.provenance.method != MapMethod::UniformFallback;
-                maps.insert(
-                    (r.model.clone(), r.sample_id.clone()),
-                    LoadedMap { map, attention },
-                );
+                maps.insert((r.model.clone(), r.sample_id.clone()), LoadedMap { map, attention });
             }
             Err(e) => {
-                let f = failures
-                    .entry(r.model.as_str())
-                    .or_insert((0, String::new()));
+                let f = failures.entry(r.model.as_str()).or_insert((0, String::new()));
                 if f.0 == 0 {
                     f.1 = format!("{} ({}): {e}", r.sample_id, m.values.file);
                 }
@@ -425,24 +337,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A map resampled by area onto the common `g x g` grid over its whole original image.
-fn on_common_grid(
-    r: &CaseRecord,
-    map: &AttentionMap,
-    g: usize,
-) -> std::result::Result<Vec<f64>, MetricError> {
+fn on_common_grid(r: &CaseRecord, map: &AttentionMap, g: usize) -> std::result::Result<Vec<f64>, MetricError> {
     let Some(m) = &r.map else {
         return Err(MetricError::Invalid("record has no map".to_owned()));
     };
     let geo = &m.provenance.geometry;
-    resample(
-        &map.normalized()?,
-        map.h,
-        map.w,
-        &geo.crop,
-        geo.image_w,
-        geo.image_h,
-        g,
-    )
+    resample(&map.normalized()?, map.h, map.w, &geo.crop, geo.image_w, geo.image_h, g)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -480,11 +380,8 @@ impl<'a> ModelData<'a> {
         let mine = records.iter().filter(|r| r.model == name);
         let image: Vec<&CaseRecord> = mine.clone().filter(|r| r.pass == Pass::Image).collect();
         let blank: Vec<&CaseRecord> = mine.filter(|r| r.pass == Pass::BlankImage).collect();
-        let blank_answers: BTreeMap<&str, Answer> = blank
-            .iter()
-            .filter(|r| r.error.is_none())
-            .filter_map(|r| Some((r.sample_id.as_str(), answer_of(r)?)))
-            .collect();
+        let blank_answers: BTreeMap<&str, Answer> =
+            blank.iter().filter(|r| r.error.is_none()).filter_map(|r| Some((r.sample_id.as_str(), answer_of(r)?))).collect();
 
         let mut by_study: BTreeMap<&str, Vec<(VariantRow, &CaseRecord)>> = BTreeMap::new();
         for r in &image {
@@ -510,8 +407,7 @@ impl<'a> ModelData<'a> {
             let (study_rows, recs): (Vec<VariantRow>, Vec<&CaseRecord>) = list.into_iter().unzip();
             let has_base = study_rows.first().is_some_and(|r| r.variant_index == 0);
             let study = if has_base {
-                let mut grouped = group_studies(&study_rows)
-                    .map_err(|e| AnalysisError::records(format!("model {name}: {e}")))?;
+                let mut grouped = group_studies(&study_rows).map_err(|e| AnalysisError::records(format!("model {name}: {e}")))?;
                 grouped.pop()
             } else {
                 notes.push(format!(
@@ -521,21 +417,9 @@ impl<'a> ModelData<'a> {
             };
             let finding = recs.first().and_then(|r| r.finding.clone());
             rows.extend(study_rows.iter().cloned());
-            studies.push(StudyRows {
-                id: id.to_owned(),
-                rows: study_rows,
-                records: recs,
-                study,
-                finding,
-            });
+            studies.push(StudyRows { id: id.to_owned(), rows: study_rows, records: recs, study, finding });
         }
-        Ok(Self {
-            name: name.to_owned(),
-            image,
-            blank,
-            rows,
-            studies,
-        })
+        Ok(Self { name: name.to_owned(), image, blank, rows, studies })
     }
 
     /// One part per study from `f`, labelled with the study id.
@@ -554,9 +438,7 @@ impl<'a> ModelData<'a> {
 /// without a base, which that statistic does not cover.
 fn study_part(s: &StudyRows, f: impl Fn(&[Study]) -> Vec<ClusterRatio>) -> (f64, f64) {
     match &s.study {
-        Some(study) => f(std::slice::from_ref(study))
-            .first()
-            .map_or((0.0, 0.0), |p| (p.num, p.den)),
+        Some(study) => f(std::slice::from_ref(study)).first().map_or((0.0, 0.0), |p| (p.num, p.den)),
         None => (0.0, 0.0),
     }
 }
@@ -581,25 +463,11 @@ fn fully_consistent(s: &StudyRows) -> Option<bool> {
 
 /// At least one row changed its answer without the image (`None` without text-only answers).
 fn image_reliant(s: &StudyRows) -> Option<bool> {
-    let with_blank: Vec<&VariantRow> = s
-        .rows
-        .iter()
-        .filter(|r| r.blank_image_answer.is_some())
-        .collect();
-    (!with_blank.is_empty()).then(|| {
-        with_blank
-            .iter()
-            .any(|r| Some(r.answer) != r.blank_image_answer)
-    })
+    let with_blank: Vec<&VariantRow> = s.rows.iter().filter(|r| r.blank_image_answer.is_some()).collect();
+    (!with_blank.is_empty()).then(|| with_blank.iter().any(|r| Some(r.answer) != r.blank_image_answer))
 }
 
-fn analyze_model(
-    data: &ModelData,
-    random_weights: bool,
-    boot: &Boot,
-    maps: &Maps,
-    summaries: &[StudySummary],
-) -> Result<ModelAnalysis> {
+fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Maps, summaries: &[StudySummary]) -> Result<ModelAnalysis> {
     let errors = data.image.iter().filter(|r| r.error.is_some()).count();
     let max_variants = data.studies.iter().map(|s| s.rows.len()).max().unwrap_or(0);
     let mut cs_k = BTreeMap::new();
@@ -633,12 +501,7 @@ fn analyze_model(
         yes_no_margin: margins(data),
         latency: latency(&data.image),
         maps: map_summary(data, maps, boot)?,
-        map_consistency: summarize(
-            &summaries
-                .iter()
-                .filter_map(|s| s.map_consistency)
-                .collect::<Vec<_>>(),
-        ),
+        map_consistency: summarize(&summaries.iter().filter_map(|s| s.map_consistency).collect::<Vec<_>>()),
         flipped_vs_stable: flipped_vs_stable(data, maps),
         trust: trust_summary(data, boot)?,
     })
@@ -647,12 +510,8 @@ fn analyze_model(
 /// The trust checks' summary rows: method agreement, faithfulness flag rates per method and
 /// size, sink counts. Rates and mean distances get study-clustered intervals like every rate.
 fn trust_summary(data: &ModelData, boot: &Boot) -> Result<Option<TrustSummary>> {
-    let checked: Vec<(&CaseRecord, &TrustRecord)> = data
-        .image
-        .iter()
-        .filter(|r| r.error.is_none())
-        .filter_map(|r| Some((*r, r.trust.as_ref()?)))
-        .collect();
+    let checked: Vec<(&CaseRecord, &TrustRecord)> =
+        data.image.iter().filter(|r| r.error.is_none()).filter_map(|r| Some((*r, r.trust.as_ref()?))).collect();
     if checked.is_empty() {
         return Ok(None);
     }
@@ -768,13 +627,9 @@ fn by_strategy(data: &ModelData, boot: &Boot) -> Result<BTreeMap<String, GroupSt
         let of = |s: &StudyRows| s.rows.iter().filter(|r| r.strategy == st).count();
         let accuracy = boot.interval(data.parts(|s| {
             let rows: Vec<&VariantRow> = s.rows.iter().filter(|r| r.strategy == st).collect();
-            (
-                rows.iter().filter(|r| r.is_correct()).count() as f64,
-                rows.len() as f64,
-            )
+            (rows.iter().filter(|r| r.is_correct()).count() as f64, rows.len() as f64)
         }))?;
-        let flip_rate =
-            boot.interval(data.parts(|s| study_part(s, |x| flip_parts_for_strategy(x, st))))?;
+        let flip_rate = boot.interval(data.parts(|s| study_part(s, |x| flip_parts_for_strategy(x, st))))?;
         out.insert(
             st.to_owned(),
             GroupStats {
@@ -794,10 +649,7 @@ fn by_strategy(data: &ModelData, boot: &Boot) -> Result<BTreeMap<String, GroupSt
 fn by_finding(data: &ModelData, boot: &Boot) -> Result<BTreeMap<String, GroupStats>> {
     let mut groups: BTreeMap<String, Vec<&StudyRows>> = BTreeMap::new();
     for s in &data.studies {
-        groups
-            .entry(s.finding.clone().unwrap_or_else(|| NO_FINDING.to_owned()))
-            .or_default()
-            .push(s);
+        groups.entry(s.finding.clone().unwrap_or_else(|| NO_FINDING.to_owned())).or_default().push(s);
     }
     let mut out = BTreeMap::new();
     for (finding, studies) in groups {
@@ -833,12 +685,7 @@ fn blank_image_accuracy(data: &ModelData, boot: &Boot) -> Result<Option<Interval
             e.1 += 1.0;
         }
     }
-    boot.interval(
-        per_study
-            .into_iter()
-            .map(|(id, (n, d))| ClusterRatio::new(id, n, d))
-            .collect(),
-    )
+    boot.interval(per_study.into_iter().map(|(id, (n, d))| ClusterRatio::new(id, n, d)).collect())
 }
 
 /// See [`ImageReliance`] for the definitions. `None` when the model has no text-only records.
@@ -847,45 +694,22 @@ fn image_reliance(data: &ModelData, boot: &Boot) -> Result<Option<ImageReliance>
         return Ok(None);
     }
     let rate = boot.interval(data.parts(|s| {
-        let with_blank: Vec<&VariantRow> = s
-            .rows
-            .iter()
-            .filter(|r| r.blank_image_answer.is_some())
-            .collect();
-        let changed = with_blank
-            .iter()
-            .filter(|r| Some(r.answer) != r.blank_image_answer)
-            .count();
+        let with_blank: Vec<&VariantRow> = s.rows.iter().filter(|r| r.blank_image_answer.is_some()).collect();
+        let changed = with_blank.iter().filter(|r| Some(r.answer) != r.blank_image_answer).count();
         (changed as f64, with_blank.len() as f64)
     }))?;
-    let quadrant =
-        |s: &StudyRows| -> Option<(bool, bool)> { Some((fully_consistent(s)?, image_reliant(s)?)) };
+    let quadrant = |s: &StudyRows| -> Option<(bool, bool)> { Some((fully_consistent(s)?, image_reliant(s)?)) };
     let share = |want: (bool, bool)| -> Result<QuadrantShare> {
         let parts = data.parts(|s| match quadrant(s) {
             Some(q) => (f64::from(u8::from(q == want)), 1.0),
             None => (0.0, 0.0),
         });
-        Ok(QuadrantShare {
-            studies: data
-                .studies
-                .iter()
-                .filter(|s| quadrant(s) == Some(want))
-                .count(),
-            share: boot.interval(parts)?,
-        })
+        Ok(QuadrantShare { studies: data.studies.iter().filter(|s| quadrant(s) == Some(want)).count(), share: boot.interval(parts)? })
     };
     Ok(Some(ImageReliance {
-        rows: data
-            .rows
-            .iter()
-            .filter(|r| r.blank_image_answer.is_some())
-            .count(),
+        rows: data.rows.iter().filter(|r| r.blank_image_answer.is_some()).count(),
         rate,
-        studies: data
-            .studies
-            .iter()
-            .filter(|s| quadrant(s).is_some())
-            .count(),
+        studies: data.studies.iter().filter(|s| quadrant(s).is_some()).count(),
         consistent_reliant: share((true, true))?,
         consistent_not_reliant: share((true, false))?,
         inconsistent_reliant: share((false, true))?,
@@ -902,29 +726,15 @@ fn margins(data: &ModelData) -> Option<MarginSummary> {
                 continue;
             };
             all.push(m);
-            if row.is_correct() {
-                correct.push(m)
-            } else {
-                wrong.push(m)
-            }
+            if row.is_correct() { correct.push(m) } else { wrong.push(m) }
         }
     }
-    Some(MarginSummary {
-        all: summarize(&all)?,
-        correct: summarize(&correct),
-        wrong: summarize(&wrong),
-    })
+    Some(MarginSummary { all: summarize(&all)?, correct: summarize(&correct), wrong: summarize(&wrong) })
 }
 
 fn latency(image: &[&CaseRecord]) -> LatencySummary {
-    let ok: Vec<_> = image
-        .iter()
-        .filter(|r| r.error.is_none())
-        .map(|r| r.latency)
-        .collect();
-    let of = |f: fn(&radlens_shared::record::Latency) -> f64| {
-        summarize(&ok.iter().map(f).collect::<Vec<_>>())
-    };
+    let ok: Vec<_> = image.iter().filter(|r| r.error.is_none()).map(|r| r.latency).collect();
+    let of = |f: fn(&radlens_shared::record::Latency) -> f64| summarize(&ok.iter().map(f).collect::<Vec<_>>());
     LatencySummary {
         preprocess_ms: of(|l| l.preprocess_ms),
         image_encode_ms: of(|l| l.image_encode_ms),
@@ -951,9 +761,7 @@ fn map_summary(data: &ModelData, maps: &Maps, boot: &Boot) -> Result<Option<MapS
             used.push(*r);
         }
     }
-    let metric = |f: fn(&CaseRecord) -> Option<f64>| {
-        summarize(&used.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
-    };
+    let metric = |f: fn(&CaseRecord) -> Option<f64>| summarize(&used.iter().filter_map(|r| f(r)).collect::<Vec<_>>());
     let (Some(focus), Some(gini), Some(top10_mass), Some(entropy_nats), Some(image_share)) = (
         metric(|r| r.map.as_ref().map(|m| m.metrics.focus)),
         metric(|r| r.map.as_ref().map(|m| m.metrics.gini)),
@@ -964,10 +772,8 @@ fn map_summary(data: &ModelData, maps: &Maps, boot: &Boot) -> Result<Option<MapS
         return Ok(None);
     };
 
-    let roi_rows: Vec<(&str, radlens_shared::roi::RoiMetrics)> = used
-        .iter()
-        .filter_map(|r| Some((r.study_id.as_str(), r.map.as_ref()?.roi?)))
-        .collect();
+    let roi_rows: Vec<(&str, radlens_shared::roi::RoiMetrics)> =
+        used.iter().filter_map(|r| Some((r.study_id.as_str(), r.map.as_ref()?.roi?))).collect();
     let roi = if roi_rows.is_empty() {
         None
     } else {
@@ -978,12 +784,7 @@ fn map_summary(data: &ModelData, maps: &Maps, boot: &Boot) -> Result<Option<MapS
                 e.0 += f(m);
                 e.1 += 1.0;
             }
-            boot.interval(
-                per_study
-                    .into_iter()
-                    .map(|(s, (n, d))| ClusterRatio::new(s, n, d))
-                    .collect(),
-            )
+            boot.interval(per_study.into_iter().map(|(s, (n, d))| ClusterRatio::new(s, n, d)).collect())
         };
         Some(RoiSummary {
             rows: roi_rows.len(),
@@ -992,16 +793,7 @@ fn map_summary(data: &ModelData, maps: &Maps, boot: &Boot) -> Result<Option<MapS
             pointing_game: mean(|m| m.pointing_game)?,
         })
     };
-    Ok(Some(MapSummary {
-        maps: used.len(),
-        methods,
-        focus,
-        gini,
-        top10_mass,
-        entropy_nats,
-        image_share,
-        roi,
-    }))
+    Ok(Some(MapSummary { maps: used.len(), methods, focus, gini, top10_mass, entropy_nats, image_share, roi }))
 }
 
 /// Attention consistency of one study's variants (all image-pass maps without an error, the
@@ -1013,9 +805,7 @@ fn study_map_consistency<'a>(
     maps: &Maps,
     notes: &mut Vec<String>,
 ) -> Option<f64> {
-    let with_maps: Vec<(&CaseRecord, &AttentionMap)> = records
-        .filter_map(|r| Some((r, maps.attention(model, &r.sample_id)?)))
-        .collect();
+    let with_maps: Vec<(&CaseRecord, &AttentionMap)> = records.filter_map(|r| Some((r, maps.attention(model, &r.sample_id)?))).collect();
     if with_maps.len() < 2 {
         return None;
     }
@@ -1024,40 +814,26 @@ fn study_map_consistency<'a>(
         Ok(c) => Some(c),
         Err(MetricError::GridsDiffer { .. }) => {
             const G: usize = radlens_shared::geometry::DEFAULT_COMMON_GRID;
-            let resampled: std::result::Result<Vec<AttentionMap>, MetricError> = with_maps
-                .iter()
-                .map(|(r, m)| on_common_grid(r, m, G).and_then(|v| AttentionMap::new(G, G, v)))
-                .collect();
+            let resampled: std::result::Result<Vec<AttentionMap>, MetricError> =
+                with_maps.iter().map(|(r, m)| on_common_grid(r, m, G).and_then(|v| AttentionMap::new(G, G, v))).collect();
             match resampled.and_then(|l| consistency(&l)) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    notes.push(format!(
-                        "model {model}, study {}: map consistency: {e}",
-                        with_maps[0].0.study_id
-                    ));
+                    notes.push(format!("model {model}, study {}: map consistency: {e}", with_maps[0].0.study_id));
                     None
                 }
             }
         }
         Err(e) => {
-            notes.push(format!(
-                "model {model}, study {}: map consistency: {e}",
-                with_maps[0].0.study_id
-            ));
+            notes.push(format!("model {model}, study {}: map consistency: {e}", with_maps[0].0.study_id));
             None
         }
     }
 }
 
 /// All of a model's image-pass records of one study, for [`StudySummary`] and consistency.
-fn study_records<'a>(
-    data: &'a ModelData,
-    id: &'a str,
-) -> impl Iterator<Item = &'a CaseRecord> + 'a {
-    data.image
-        .iter()
-        .copied()
-        .filter(move |r| r.study_id == id && r.error.is_none())
+fn study_records<'a>(data: &'a ModelData, id: &'a str) -> impl Iterator<Item = &'a CaseRecord> + 'a {
+    data.image.iter().copied().filter(move |r| r.study_id == id && r.error.is_none())
 }
 
 fn flipped_vs_stable(data: &ModelData, maps: &Maps) -> Option<FlipMaps> {
@@ -1065,23 +841,14 @@ fn flipped_vs_stable(data: &ModelData, maps: &Maps) -> Option<FlipMaps> {
     for s in &data.studies {
         let Some(study) = &s.study else { continue };
         let base = study.base().adjusted_answer();
-        for (row, r) in s
-            .rows
-            .iter()
-            .zip(&s.records)
-            .filter(|(row, _)| row.variant_index > 0)
-        {
+        for (row, r) in s.rows.iter().zip(&s.records).filter(|(row, _)| row.variant_index > 0) {
             if maps.attention(&data.name, &r.sample_id).is_none() {
                 continue;
             }
             let Some(m) = r.map.as_ref().map(|m| m.metrics) else {
                 continue;
             };
-            if row.adjusted_answer() != base {
-                flipped.push(m)
-            } else {
-                stable.push(m)
-            }
+            if row.adjusted_answer() != base { flipped.push(m) } else { stable.push(m) }
         }
     }
     if flipped.is_empty() && stable.is_empty() {
@@ -1093,10 +860,7 @@ fn flipped_vs_stable(data: &ModelData, maps: &Maps) -> Option<FlipMaps> {
         gini: summarize(&ms.iter().map(|m| m.gini).collect::<Vec<_>>()),
         top10_mass: summarize(&ms.iter().map(|m| m.top10_mass).collect::<Vec<_>>()),
     };
-    Some(FlipMaps {
-        flipped: group(&flipped),
-        stable: group(&stable),
-    })
+    Some(FlipMaps { flipped: group(&flipped), stable: group(&stable) })
 }
 
 fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Vec<StudySummary> {
@@ -1107,10 +871,7 @@ fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Ve
     ids.into_iter()
         .map(|(id, recs)| {
             let scored = data.studies.iter().find(|s| s.id == id);
-            let base = recs
-                .iter()
-                .find(|r| r.variant_index == 0)
-                .unwrap_or(&recs[0]);
+            let base = recs.iter().find(|r| r.variant_index == 0).unwrap_or(&recs[0]);
             let flips = scored.map_or(0, |s| {
                 let (num, _) = flip_part(s);
                 num as usize
@@ -1127,12 +888,7 @@ fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Ve
                 fully_consistent: scored.and_then(fully_consistent),
                 flips,
                 image_reliant: scored.and_then(image_reliant),
-                map_consistency: study_map_consistency(
-                    &data.name,
-                    study_records(data, id),
-                    maps,
-                    notes,
-                ),
+                map_consistency: study_map_consistency(&data.name, study_records(data, id), maps, notes),
             }
         })
         .collect()
@@ -1143,31 +899,15 @@ fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Ve
 
 /// Clustered and exact McNemar on the rows (study, variant) that both models answered, and the
 /// accuracy difference with its interval.
-fn compare_models(
-    a: &str,
-    b: &str,
-    rows_a: &[VariantRow],
-    rows_b: &[VariantRow],
-    boot: &Boot,
-) -> Result<ModelComparison> {
+fn compare_models(a: &str, b: &str, rows_a: &[VariantRow], rows_b: &[VariantRow], boot: &Boot) -> Result<ModelComparison> {
     let key = |r: &VariantRow| (r.study_id.clone(), r.variant_index);
     let keys_a: BTreeSet<_> = rows_a.iter().map(key).collect();
     let keys_b: BTreeSet<_> = rows_b.iter().map(key).collect();
     let both: BTreeSet<_> = keys_a.intersection(&keys_b).collect();
-    let pa: Vec<VariantRow> = rows_a
-        .iter()
-        .filter(|r| both.contains(&key(r)))
-        .cloned()
-        .collect();
-    let pb: Vec<VariantRow> = rows_b
-        .iter()
-        .filter(|r| both.contains(&key(r)))
-        .cloned()
-        .collect();
-    let paired = pair_rows(&pa, &pb)
-        .map_err(|e| AnalysisError::records(format!("models {a} and {b}: {e}")))?;
-    let test =
-        mcnemar(&paired).map_err(|e| AnalysisError::records(format!("models {a} and {b}: {e}")))?;
+    let pa: Vec<VariantRow> = rows_a.iter().filter(|r| both.contains(&key(r))).cloned().collect();
+    let pb: Vec<VariantRow> = rows_b.iter().filter(|r| both.contains(&key(r))).cloned().collect();
+    let paired = pair_rows(&pa, &pb).map_err(|e| AnalysisError::records(format!("models {a} and {b}: {e}")))?;
+    let test = mcnemar(&paired).map_err(|e| AnalysisError::records(format!("models {a} and {b}: {e}")))?;
     let mut per_study: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for p in &paired {
         let e = per_study.entry(&p.study_id).or_default();
@@ -1175,9 +915,7 @@ fn compare_models(
         e.1 += 1.0;
     }
     let n = paired.len() as f64;
-    let share = |f: fn(&radlens_shared::stats::PairedRow) -> bool| {
-        (n > 0.0).then(|| paired.iter().filter(|p| f(p)).count() as f64 / n)
-    };
+    let share = |f: fn(&radlens_shared::stats::PairedRow) -> bool| (n > 0.0).then(|| paired.iter().filter(|p| f(p)).count() as f64 / n);
     Ok(ModelComparison {
         model_a: a.to_owned(),
         model_b: b.to_owned(),
@@ -1185,26 +923,14 @@ fn compare_models(
         studies: per_study.len(),
         accuracy_a: share(|p| p.a_correct),
         accuracy_b: share(|p| p.b_correct),
-        accuracy_difference: boot.interval(
-            per_study
-                .into_iter()
-                .map(|(s, (n, d))| ClusterRatio::new(s, n, d))
-                .collect(),
-        )?,
+        accuracy_difference: boot.interval(per_study.into_iter().map(|(s, (n, d))| ClusterRatio::new(s, n, d)).collect())?,
         mcnemar: test,
     })
 }
 
 /// JS divergence (bits) and distance of the two models' maps of every sample both mapped, on
 /// the common grid over the whole image (the models' grids and crops differ).
-fn cross_model_maps(
-    a: &str,
-    b: &str,
-    grid: usize,
-    records: &[CaseRecord],
-    maps: &Maps,
-    notes: &mut Vec<String>,
-) -> CrossModelMaps {
+fn cross_model_maps(a: &str, b: &str, grid: usize, records: &[CaseRecord], maps: &Maps, notes: &mut Vec<String>) -> CrossModelMaps {
     let image: BTreeMap<(&str, &str), &CaseRecord> = records
         .iter()
         .filter(|r| r.pass == Pass::Image && r.error.is_none())
@@ -1222,9 +948,7 @@ fn cross_model_maps(
         let Some(mb) = maps.attention(b, sample) else {
             continue;
         };
-        let js = on_common_grid(ra, ma, grid)
-            .and_then(|p| Ok((p, on_common_grid(rb, mb, grid)?)))
-            .and_then(|(p, q)| js_divergence(&p, &q));
+        let js = on_common_grid(ra, ma, grid).and_then(|p| Ok((p, on_common_grid(rb, mb, grid)?))).and_then(|(p, q)| js_divergence(&p, &q));
         match js {
             Ok(d) => per_row.push(CrossModelRow {
                 sample_id: (*sample).to_owned(),
@@ -1239,9 +963,7 @@ fn cross_model_maps(
         }
     }
     if let Some((n, first)) = failed {
-        notes.push(format!(
-            "models {a} and {b}: {n} rows could not be compared on the common grid; first: {first}"
-        ));
+        notes.push(format!("models {a} and {b}: {n} rows could not be compared on the common grid; first: {first}"));
     }
     CrossModelMaps {
         model_a: a.to_owned(),
@@ -1262,19 +984,14 @@ fn disagreements(
 ) -> Vec<StudyDisagreement> {
     let mut info: BTreeMap<&str, (Option<String>, String)> = BTreeMap::new();
     for r in records.iter().filter(|r| r.pass == Pass::Image) {
-        let e = info
-            .entry(&r.study_id)
-            .or_insert_with(|| (r.finding.clone(), r.image.clone()));
+        let e = info.entry(&r.study_id).or_insert_with(|| (r.finding.clone(), r.image.clone()));
         if r.variant_index == 0 {
             *e = (r.finding.clone(), r.image.clone());
         }
     }
     let mut answers: BTreeMap<(&str, u32), BTreeSet<Answer>> = BTreeMap::new();
     for r in rows.values().flatten() {
-        answers
-            .entry((&r.study_id, r.variant_index))
-            .or_default()
-            .insert(r.answer);
+        answers.entry((&r.study_id, r.variant_index)).or_default().insert(r.answer);
     }
     let mut js: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for row in cross.iter().flat_map(|c| &c.per_row) {
@@ -1286,26 +1003,15 @@ fn disagreements(
             study_id: id.to_owned(),
             finding,
             image,
-            flips: studies
-                .iter()
-                .filter(|s| s.study_id == id)
-                .map(|s| s.flips)
-                .sum(),
-            answer_disagreements: answers
-                .range((id, 0)..=(id, u32::MAX))
-                .filter(|(_, set)| set.len() > 1)
-                .count(),
+            flips: studies.iter().filter(|s| s.study_id == id).map(|s| s.flips).sum(),
+            answer_disagreements: answers.range((id, 0)..=(id, u32::MAX)).filter(|(_, set)| set.len() > 1).count(),
             mean_js_distance: js.get(id).map(|v| v.iter().sum::<f64>() / v.len() as f64),
         })
         .collect();
     out.sort_by(|a, b| {
         (b.flips + b.answer_disagreements)
             .cmp(&(a.flips + a.answer_disagreements))
-            .then(
-                b.mean_js_distance
-                    .unwrap_or(-1.0)
-                    .total_cmp(&a.mean_js_distance.unwrap_or(-1.0)),
-            )
+            .then(b.mean_js_distance.unwrap_or(-1.0).total_cmp(&a.mean_js_distance.unwrap_or(-1.0)))
             .then(a.study_id.cmp(&b.study_id))
     });
     out
@@ -1346,8 +1052,8 @@ pub(crate) mod fixture {
     use radlens_shared::geometry::{MapGeometry, PixelBox, bbox_mask};
     use radlens_shared::metrics::MapMetrics;
     use radlens_shared::record::{
-        BootstrapSettings, CaptureSettings, CaseError, CaseRecord, ErrorStage, Latency, MapRecord,
-        ModelInfo, Pass, RunManifest, SCHEMA_VERSION, StudySource,
+        BootstrapSettings, CaptureSettings, CaseError, CaseRecord, ErrorStage, Latency, MapRecord, ModelInfo, Pass, RunManifest,
+        SCHEMA_VERSION, StudySource,
     };
     use radlens_shared::roi::roi_metrics;
 
@@ -1362,8 +1068,7 @@ pub(crate) mod fixture {
     pub fn temp_dir(tag: &str) -> PathBuf {
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("radlens-study-{tag}-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("radlens-study-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -1391,13 +1096,7 @@ pub(crate) mod fixture {
             updated_at: "2025-01-01T00:00:00Z".to_owned(),
             radlens_version: "0.1.0".to_owned(),
             arguments: Vec::new(),
-            study: StudySource {
-                csv_name: "study.csv".to_owned(),
-                csv_sha256: "0".repeat(64),
-                rows: 9,
-                studies: 3,
-                planned_rows: 9,
-            },
+            study: StudySource { csv_name: "study.csv".to_owned(), csv_sha256: "0".repeat(64), rows: 9, studies: 3, planned_rows: 9 },
             models: vec![model(A, 2), model(B, 4)],
             capture: CaptureSettings {
                 layer_range: LayerRange::LastQuarter,
@@ -1408,11 +1107,7 @@ pub(crate) mod fixture {
                 text_only_pass: true,
                 trust: None,
             },
-            bootstrap: BootstrapSettings {
-                resamples: 300,
-                seed,
-                unit: "study".to_owned(),
-            },
+            bootstrap: BootstrapSettings { resamples: 300, seed, unit: "study".to_owned() },
             shard: None,
             n_studies: None,
             fingerprint: "fixture".to_owned(),
@@ -1443,17 +1138,9 @@ pub(crate) mod fixture {
     /// cs_1 = (2/3 + 1 + 0)/3 = 5/9, cs_2 = (1/3 + 1 + 0)/3 = 4/9, cs_3 = (0 + 1)/2 = 1/2.
     pub fn answers(model: &str) -> [[Option<Answer>; 3]; 3] {
         if model == A {
-            [
-                [Some(Yes), Some(Yes), Some(No)],
-                [Some(No), Some(Yes), Some(Yes)],
-                [Some(Yes), Some(Yes), Some(Yes)],
-            ]
+            [[Some(Yes), Some(Yes), Some(No)], [Some(No), Some(Yes), Some(Yes)], [Some(Yes), Some(Yes), Some(Yes)]]
         } else {
-            [
-                [Some(Yes), Some(No), Some(No)],
-                [Some(No), Some(No), Some(Yes)],
-                [Some(Unknown), None, Some(Yes)],
-            ]
+            [[Some(Yes), Some(No), Some(No)], [Some(No), Some(No), Some(Yes)], [Some(Unknown), None, Some(Yes)]]
         }
     }
 
@@ -1498,14 +1185,7 @@ pub(crate) mod fixture {
         (study == 0).then(|| PixelBox::new(0.0, 0.0, 32.0, 32.0).unwrap())
     }
 
-    pub fn record(
-        study: usize,
-        variant: usize,
-        model: &str,
-        pass: Pass,
-        answer: Option<Answer>,
-        map: Option<MapRecord>,
-    ) -> CaseRecord {
+    pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Option<Answer>, map: Option<MapRecord>) -> CaseRecord {
         let (strategy, polarity) = VARIANTS[variant];
         let truth = BASE_TRUTH[study].with_polarity(polarity);
         let id = STUDIES[study];
@@ -1518,14 +1198,7 @@ pub(crate) mod fixture {
             variant_index: variant as u32,
             strategy: strategy.to_owned(),
             polarity,
-            finding: Some(
-                if study == 1 {
-                    "pneumothorax"
-                } else {
-                    "effusion"
-                }
-                .to_owned(),
-            ),
+            finding: Some(if study == 1 { "pneumothorax" } else { "effusion" }.to_owned()),
             model: model.to_owned(),
             pass,
             image: format!("{id}.png"),
@@ -1535,9 +1208,7 @@ pub(crate) mod fixture {
             answer_text: answer.map(|a| format!("{a}.")),
             parsed_answer: answer,
             correct: answer.map(|a| a == truth),
-            yes_no_margin: answer
-                .filter(|_| model == A)
-                .map(|a| if a == Yes { 2.0 + variant as f64 } else { -2.0 }),
+            yes_no_margin: answer.filter(|_| model == A).map(|a| if a == Yes { 2.0 + variant as f64 } else { -2.0 }),
             latency: Latency {
                 preprocess_ms: 1.0,
                 image_encode_ms: if variant == 0 { 20.0 } else { 0.0 },
@@ -1547,10 +1218,7 @@ pub(crate) mod fixture {
                 total_ms: 106.0 + study as f64 + variant as f64,
             },
             map,
-            error: answer.is_none().then(|| CaseError {
-                stage: ErrorStage::Inference,
-                message: "out of memory".to_owned(),
-            }),
+            error: answer.is_none().then(|| CaseError { stage: ErrorStage::Inference, message: "out of memory".to_owned() }),
             trust: None,
             metadata: Default::default(),
         }
@@ -1570,9 +1238,7 @@ pub(crate) mod fixture {
                         let (g, values) = raw_map(model, s, v);
                         let t = store.append(&values, vec![g, g]).unwrap();
                         store.flush().unwrap();
-                        let m =
-                            AttentionMap::new(g, g, values.iter().map(|&x| f64::from(x)).collect())
-                                .unwrap();
+                        let m = AttentionMap::new(g, g, values.iter().map(|&x| f64::from(x)).collect()).unwrap();
                         let p = m.normalized().unwrap();
                         let crop = PixelBox::image(IMAGE, IMAGE).unwrap();
                         MapRecord {
@@ -1585,54 +1251,31 @@ pub(crate) mod fixture {
                                 query_mode: QueryMode::Query,
                                 query_positions: vec![10],
                                 layers_without_image: vec![],
-                                geometry: MapGeometry {
-                                    h: g,
-                                    w: g,
-                                    crop,
-                                    image_w: IMAGE,
-                                    image_h: IMAGE,
-                                },
+                                geometry: MapGeometry { h: g, w: g, crop, image_w: IMAGE, image_h: IMAGE },
                                 site: None,
                                 fallback_reason: None,
                             },
                             image_share: 0.25 + 0.1 * s as f64,
                             metrics: MapMetrics::of(&m).unwrap(),
-                            roi: roi(s).and_then(|b| {
-                                roi_metrics(&p, &bbox_mask(g, g, &crop, &b)).unwrap()
-                            }),
+                            roi: roi(s).and_then(|b| roi_metrics(&p, &bbox_mask(g, g, &crop, &b)).unwrap()),
                             head_rows: t.clone(),
                             values: t,
                         }
                     });
-                    writer
-                        .append(&record(s, v, model, Pass::Image, *answer, map))
-                        .unwrap();
+                    writer.append(&record(s, v, model, Pass::Image, *answer, map)).unwrap();
                     if model == A {
-                        writer
-                            .append(&record(
-                                s,
-                                v,
-                                model,
-                                Pass::BlankImage,
-                                Some(BLANK_A[s][v]),
-                                None,
-                            ))
-                            .unwrap();
+                        writer.append(&record(s, v, model, Pass::BlankImage, Some(BLANK_A[s][v]), None)).unwrap();
                     }
                 }
             }
         }
         // A duplicate of an existing key with another answer: the first must win.
-        writer
-            .append(&record(0, 0, A, Pass::Image, Some(No), None))
-            .unwrap();
+        writer.append(&record(0, 0, A, Pass::Image, Some(No), None)).unwrap();
 
         let images = root.join("images");
         std::fs::create_dir_all(&images).unwrap();
         for (i, id) in STUDIES.iter().enumerate() {
-            let img = image::GrayImage::from_fn(IMAGE, IMAGE, |x, y| {
-                image::Luma([((x + y) * 3 / 2 + 20 * i as u32).min(255) as u8])
-            });
+            let img = image::GrayImage::from_fn(IMAGE, IMAGE, |x, y| image::Luma([((x + y) * 3 / 2 + 20 * i as u32).min(255) as u8]));
             img.save(images.join(format!("{id}.png"))).unwrap();
         }
         (dir, images)
@@ -1680,8 +1323,19 @@ mod tests {
                     r.trust = Some(TrustRecord {
                         // Grad-CAM flagged on s1's three rows only; attention never.
                         faithfulness: vec![row(MapMethod::QueryToVisual, false), row(MapMethod::Gradcam, s == 0)],
-                        agreement: vec![MethodPair { a: MapMethod::QueryToVisual, b: MapMethod::Gradcam, js_divergence: 0.04, js_distance: 0.2 * (s + 1) as f64 }],
-                        sinks: Some(SinkCheck { factor: 5.0, generic_prompt: "Describe the image.".into(), cells: vec![0; s], mass: 0.1, metrics_without: None }),
+                        agreement: vec![MethodPair {
+                            a: MapMethod::QueryToVisual,
+                            b: MapMethod::Gradcam,
+                            js_divergence: 0.04,
+                            js_distance: 0.2 * (s + 1) as f64,
+                        }],
+                        sinks: Some(SinkCheck {
+                            factor: 5.0,
+                            generic_prompt: "Describe the image.".into(),
+                            cells: vec![0; s],
+                            mass: 0.1,
+                            metrics_without: None,
+                        }),
                         ..TrustRecord::default()
                     });
                 }
@@ -1748,29 +1402,9 @@ mod tests {
         close(est(&eff.accuracy), 5.0 / 6.0);
         close(est(&eff.full_consistency), 1.0 / 2.0);
 
-        let s = |m: &str, id: &str| {
-            a.studies
-                .iter()
-                .find(|s| s.model == m && s.study_id == id)
-                .unwrap()
-        };
-        assert_eq!(
-            (
-                s(A, "s2").flips,
-                s(A, "s2").correct,
-                s(A, "s2").fully_consistent
-            ),
-            (1, 2, Some(false))
-        );
-        assert_eq!(
-            (
-                s(B, "s3").variants,
-                s(B, "s3").answered,
-                s(B, "s3").errors,
-                s(B, "s3").flips
-            ),
-            (3, 2, 1, 1)
-        );
+        let s = |m: &str, id: &str| a.studies.iter().find(|s| s.model == m && s.study_id == id).unwrap();
+        assert_eq!((s(A, "s2").flips, s(A, "s2").correct, s(A, "s2").fully_consistent), (1, 2, Some(false)));
+        assert_eq!((s(B, "s3").variants, s(B, "s3").answered, s(B, "s3").errors, s(B, "s3").flips), (3, 2, 1, 1));
     }
 
     #[test]
@@ -1778,31 +1412,14 @@ mod tests {
         let a = fixture_analysis("errors");
         assert_eq!(a.records.read, 28);
         assert_eq!(a.records.duplicates, 1);
-        assert_eq!(
-            (
-                a.records.image_pass,
-                a.records.blank_image_pass,
-                a.records.errors
-            ),
-            (18, 9, 1)
-        );
+        assert_eq!((a.records.image_pass, a.records.blank_image_pass, a.records.errors), (18, 9, 1));
         let mb = model(&a, B);
         assert_eq!((mb.rows, mb.answered, mb.errors), (9, 8, 1));
         assert_eq!(mb.accuracy.as_ref().unwrap().estimate, 5.0 / 8.0);
-        assert!(
-            a.notes
-                .iter()
-                .any(|n| n.contains("1 error records") && n.contains("excluded")),
-            "{:?}",
-            a.notes
-        );
+        assert!(a.notes.iter().any(|n| n.contains("1 error records") && n.contains("excluded")), "{:?}", a.notes);
         assert!(a.notes.iter().any(|n| n.contains("duplicate")));
         // The duplicate (answer no) did not replace the first s1#0 record (answer yes).
-        let s1 = a
-            .studies
-            .iter()
-            .find(|s| s.model == A && s.study_id == "s1")
-            .unwrap();
+        let s1 = a.studies.iter().find(|s| s.model == A && s.study_id == "s1").unwrap();
         assert_eq!(s1.correct, 3);
         // Error records have no latency in the summary: 8 rows for B.
         assert_eq!(mb.latency.total_ms.as_ref().unwrap().n, 8);
@@ -1829,11 +1446,7 @@ mod tests {
         // Model B has no text-only records: no image reliance at all (not 0).
         assert!(model(&a, B).image_reliance.is_none());
         assert!(model(&a, B).blank_image_accuracy.is_none());
-        let s1 = a
-            .studies
-            .iter()
-            .find(|s| s.model == A && s.study_id == "s1")
-            .unwrap();
+        let s1 = a.studies.iter().find(|s| s.model == A && s.study_id == "s1").unwrap();
         assert_eq!(s1.image_reliant, Some(false));
     }
 
@@ -1858,12 +1471,7 @@ mod tests {
     fn intervals_hold_their_estimate_and_repeat_with_the_seed() {
         let a = fixture_analysis("ci");
         let m = model(&a, A);
-        let all = [
-            &m.accuracy,
-            &m.flip_rate,
-            &m.full_consistency,
-            &m.blank_image_accuracy,
-        ];
+        let all = [&m.accuracy, &m.flip_rate, &m.full_consistency, &m.blank_image_accuracy];
         for i in all.into_iter().flatten() {
             assert!(i.lo <= i.estimate && i.estimate <= i.hi, "{i:?}");
             assert_eq!((i.resamples, i.seed, i.unit.as_str()), (300, 7, "study"));
@@ -1894,13 +1502,7 @@ mod tests {
     #[test]
     fn map_statistics() {
         let a = fixture_analysis("maps");
-        let s = |m: &str, id: &str| {
-            a.studies
-                .iter()
-                .find(|s| s.model == m && s.study_id == id)
-                .unwrap()
-                .clone()
-        };
+        let s = |m: &str, id: &str| a.studies.iter().find(|s| s.model == m && s.study_id == id).unwrap().clone();
         // Identical maps within a study: consistency 1.
         close(s(A, "s1").map_consistency.unwrap(), 1.0);
         close(s(A, "s3").map_consistency.unwrap(), 1.0);
@@ -1958,20 +1560,12 @@ mod tests {
         let (dir, _) = fixture::write_run("bad", 7);
         let mut records = dir.read_records().unwrap();
         // A negated variant whose truth was not inverted.
-        let r = records
-            .iter_mut()
-            .find(|r| r.sample_id == "s1#2" && r.pass == Pass::Image)
-            .unwrap();
+        let r = records.iter_mut().find(|r| r.sample_id == "s1#2" && r.pass == Pass::Image).unwrap();
         r.ground_truth = r.ground_truth.map(Answer::invert);
         let manifest = dir.read_manifest().unwrap();
-        let err = analyze_records(&manifest, &records, |t| dir.read_f32(t))
-            .unwrap_err()
-            .in_dir(&dir);
+        let err = analyze_records(&manifest, &records, |t| dir.read_f32(t)).unwrap_err().in_dir(&dir);
         let text = err.to_string();
-        assert!(
-            text.contains(&dir.path(RECORDS).display().to_string()) && text.contains("s1"),
-            "{text}"
-        );
+        assert!(text.contains(&dir.path(RECORDS).display().to_string()) && text.contains("s1"), "{text}");
     }
 
     #[test]
@@ -1981,10 +1575,7 @@ mod tests {
         manifest.bootstrap.unit = "row".to_owned();
         dir.write_manifest(&manifest).unwrap();
         let text = analyze(&dir).unwrap_err().to_string();
-        assert!(
-            text.contains("manifest.json") && text.contains("bootstrap"),
-            "{text}"
-        );
+        assert!(text.contains("manifest.json") && text.contains("bootstrap"), "{text}");
     }
 
     #[test]
@@ -1994,9 +1585,7 @@ mod tests {
         let a = analyze(&dir).unwrap();
         assert!(model(&a, B).maps.is_none());
         assert!(
-            a.notes.iter().any(|n| n.contains("model-b")
-                && n.contains("could not be read")
-                && n.contains("model-b.f32")),
+            a.notes.iter().any(|n| n.contains("model-b") && n.contains("could not be read") && n.contains("model-b.f32")),
             "{:?}",
             a.notes
         );
@@ -2018,12 +1607,7 @@ mod tests {
         assert_eq!(acc.unit, "subject");
         // Two clusters: p1 (s1 + s2: 5/6) and p2 (s3: 2/3); every resample is a mix of those.
         for x in [acc.lo, acc.hi] {
-            assert!(
-                [5.0 / 6.0, 2.0 / 3.0, 7.0 / 9.0]
-                    .iter()
-                    .any(|v| (x - v).abs() < 1e-9),
-                "{x}"
-            );
+            assert!([5.0 / 6.0, 2.0 / 3.0, 7.0 / 9.0].iter().any(|v| (x - v).abs() < 1e-9), "{x}");
         }
     }
 

@@ -21,15 +21,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use radlens_shared::record::{
-    CaseRecord, ModelInfo, RunManifest, SCHEMA_VERSION, StudySource, TensorRef,
-};
+use radlens_shared::record::{CaseRecord, ModelInfo, RunManifest, SCHEMA_VERSION, StudySource, TensorRef};
 use serde_json::Value;
 
 use super::run::fingerprint;
-use super::run_dir::{
-    ANALYSIS, ATTENTION, AttentionFile, MANIFEST, PLOTS, RECORDS, RECORDS_CSV, REPORT, RunDir,
-};
+use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, MANIFEST, PLOTS, RECORDS, RECORDS_CSV, REPORT, RunDir};
 
 /// What [`merge_runs`] did.
 #[derive(Debug)]
@@ -67,16 +63,7 @@ fn now() -> String {
 
 /// The attention file name of a model, as `radlens study` makes it.
 fn slug(model: &str) -> String {
-    model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 /// `dir` made absolute and, where it exists, canonical: to tell two spellings of one directory.
@@ -87,14 +74,9 @@ fn identity(dir: &Path) -> PathBuf {
     let abs = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|c| c.join(dir))
-            .unwrap_or_else(|_| dir.to_path_buf())
+        std::env::current_dir().map(|c| c.join(dir)).unwrap_or_else(|_| dir.to_path_buf())
     };
-    match (
-        abs.parent().and_then(|p| p.canonicalize().ok()),
-        abs.file_name(),
-    ) {
+    match (abs.parent().and_then(|p| p.canonicalize().ok()), abs.file_name()) {
         (Some(parent), Some(name)) => parent.join(name),
         _ => abs,
     }
@@ -119,12 +101,7 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<(String, String
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                differences(
-                    &format!("{prefix}.{k}"),
-                    x.get(k).unwrap_or(&Value::Null),
-                    y.get(k).unwrap_or(&Value::Null),
-                    out,
-                );
+                differences(&format!("{prefix}.{k}"), x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
             }
         }
         _ if a != b => out.push((prefix.to_string(), show(a), show(b))),
@@ -133,10 +110,7 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<(String, String
 }
 
 fn describe(n: Option<usize>) -> String {
-    n.map_or_else(
-        || "all studies (no --n-studies)".to_string(),
-        |n| format!("--n-studies {n}"),
-    )
+    n.map_or_else(|| "all studies (no --n-studies)".to_string(), |n| format!("--n-studies {n}"))
 }
 
 /// The `--n-studies` a run was started with, checked against its fingerprint. `None` when the
@@ -156,16 +130,10 @@ fn read_inputs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<V
     let mut inputs: Vec<Input> = Vec::with_capacity(dirs.len());
     for d in dirs {
         if let Some(other) = seen.insert(identity(d), d.clone()) {
-            bail!(
-                "{} is given twice (also as {})",
-                d.display(),
-                other.display()
-            );
+            bail!("{} is given twice (also as {})", d.display(), other.display());
         }
         let dir = RunDir::open(d)?;
-        let manifest = dir
-            .read_manifest()
-            .with_context(|| format!("{}: cannot read its manifest", d.display()))?;
+        let manifest = dir.read_manifest().with_context(|| format!("{}: cannot read its manifest", d.display()))?;
         let Some(shard) = manifest.shard else {
             bail!(
                 "{}: not a shard (its manifest has no shard): merge combines the run directories of `radlens study --shard I/N` (or of Slurm array tasks / Kubernetes Indexed Job pods)",
@@ -179,12 +147,7 @@ fn read_inputs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<V
                 manifest.radlens_version
             );
         };
-        inputs.push(Input {
-            dir,
-            manifest,
-            shard,
-            n_studies,
-        });
+        inputs.push(Input { dir, manifest, shard, n_studies });
     }
 
     let first = &inputs[0];
@@ -192,15 +155,10 @@ fn read_inputs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<V
         let (a, b) = (&input.manifest, &first.manifest);
         let (here, there) = (input.name(), first.name());
         let refuse = |what: String| -> anyhow::Error {
-            anyhow::anyhow!(
-                "refusing to merge: {here} is not a shard of the same study as {there}: {what}"
-            )
+            anyhow::anyhow!("refusing to merge: {here} is not a shard of the same study as {there}: {what}")
         };
         let list = |d: Vec<(String, String, String)>| -> String {
-            d.iter()
-                .map(|(what, a, b)| format!("{what} differs ({a} in {here}, {b} in {there})"))
-                .collect::<Vec<_>>()
-                .join("; ")
+            d.iter().map(|(what, a, b)| format!("{what} differs ({a} in {here}, {b} in {there})")).collect::<Vec<_>>().join("; ")
         };
         if a.study.csv_sha256 != b.study.csv_sha256 {
             return Err(refuse(format!(
@@ -210,37 +168,18 @@ fn read_inputs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<V
         }
         let names = |m: &RunManifest| m.models.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
         if names(a) != names(b) {
-            return Err(refuse(format!(
-                "the models differ ({} in {here}, {} in {there})",
-                names(a).join(", "),
-                names(b).join(", ")
-            )));
+            return Err(refuse(format!("the models differ ({} in {here}, {} in {there})", names(a).join(", "), names(b).join(", "))));
         }
         for (x, y) in a.models.iter().zip(&b.models) {
             let mut d = Vec::new();
-            differences(
-                &format!("model {}", x.name),
-                &model_identity(x),
-                &model_identity(y),
-                &mut d,
-            );
+            differences(&format!("model {}", x.name), &model_identity(x), &model_identity(y), &mut d);
             if !d.is_empty() {
                 return Err(refuse(list(d)));
             }
         }
         let mut d = Vec::new();
-        differences(
-            "capture",
-            &serde_json::to_value(&a.capture)?,
-            &serde_json::to_value(&b.capture)?,
-            &mut d,
-        );
-        differences(
-            "bootstrap",
-            &serde_json::to_value(&a.bootstrap)?,
-            &serde_json::to_value(&b.bootstrap)?,
-            &mut d,
-        );
+        differences("capture", &serde_json::to_value(&a.capture)?, &serde_json::to_value(&b.capture)?, &mut d);
+        differences("bootstrap", &serde_json::to_value(&a.bootstrap)?, &serde_json::to_value(&b.bootstrap)?, &mut d);
         if !d.is_empty() {
             return Err(refuse(list(d)));
         }
@@ -283,14 +222,15 @@ fn read_inputs(dirs: &[PathBuf], warnings: &mut Vec<String>) -> anyhow::Result<V
     let count = first.shard.1;
     let mut by_index: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for input in &inputs {
-        by_index
-            .entry(input.shard.0)
-            .or_default()
-            .push(input.name());
+        by_index.entry(input.shard.0).or_default().push(input.name());
     }
     for (i, names) in &by_index {
         if names.len() > 1 {
-            warnings.push(format!("shard {i}/{count} is given {} times ({}); records are deduplicated, the first wins", names.len(), names.join(", ")));
+            warnings.push(format!(
+                "shard {i}/{count} is given {} times ({}); records are deduplicated, the first wins",
+                names.len(),
+                names.join(", ")
+            ));
         }
     }
     Ok(inputs)
@@ -307,7 +247,12 @@ fn prepare_out(out: &Path, force: bool) -> anyhow::Result<RunDir> {
         if manifest.exists() {
             let n = dir
                 .read_records()
-                .with_context(|| format!("{} holds a run directory whose records cannot be read; use another --out, or --force to replace it", out.display()))?
+                .with_context(|| {
+                    format!(
+                        "{} holds a run directory whose records cannot be read; use another --out, or --force to replace it",
+                        out.display()
+                    )
+                })?
                 .len();
             if n > 0 {
                 bail!(
@@ -331,12 +276,10 @@ fn prepare_out(out: &Path, force: bool) -> anyhow::Result<RunDir> {
     for name in [ATTENTION, PLOTS] {
         let p = dir.path(name);
         if p.exists() {
-            std::fs::remove_dir_all(&p)
-                .with_context(|| format!("cannot remove {}", p.display()))?;
+            std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
-    std::fs::create_dir_all(dir.path(ATTENTION))
-        .with_context(|| format!("cannot create {}", dir.path(ATTENTION).display()))?;
+    std::fs::create_dir_all(dir.path(ATTENTION)).with_context(|| format!("cannot create {}", dir.path(ATTENTION).display()))?;
     Ok(dir)
 }
 
@@ -370,31 +313,16 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
         .unwrap_or_else(now);
     // A shard given twice counts once.
     let mut counted = HashSet::new();
-    let planned_rows = inputs
-        .iter()
-        .filter(|x| counted.insert(x.shard.0))
-        .map(|x| x.manifest.study.planned_rows)
-        .sum();
+    let planned_rows = inputs.iter().filter(|x| counted.insert(x.shard.0)).map(|x| x.manifest.study.planned_rows).sum();
     RunManifest {
         schema_version: SCHEMA_VERSION,
-        run_id: out
-            .file_name()
-            .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned()),
+        run_id: out.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned()),
         created_at,
         updated_at: now(),
         radlens_version: env!("CARGO_PKG_VERSION").into(),
         arguments: arguments.to_vec(),
-        study: StudySource {
-            planned_rows,
-            ..first.study.clone()
-        },
-        fingerprint: fingerprint(
-            &first.study.csv_sha256,
-            &models,
-            &first.capture,
-            None,
-            inputs[0].n_studies,
-        ),
+        study: StudySource { planned_rows, ..first.study.clone() },
+        fingerprint: fingerprint(&first.study.csv_sha256, &models, &first.capture, None, inputs[0].n_studies),
         models,
         capture: first.capture.clone(),
         bootstrap: first.bootstrap.clone(),
@@ -405,14 +333,9 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
 
 /// Copies one tensor from `from` into the merged store and returns where it now is.
 fn copy_tensor(from: &RunDir, t: &TensorRef, to: &mut AttentionFile) -> anyhow::Result<TensorRef> {
-    let values = from.read_f32(t).with_context(|| {
-        format!(
-            "{}: cannot read the attention data at {} offset {}",
-            from.root().display(),
-            t.file,
-            t.offset
-        )
-    })?;
+    let values = from
+        .read_f32(t)
+        .with_context(|| format!("{}: cannot read the attention data at {} offset {}", from.root().display(), t.file, t.offset))?;
     Ok(to.append(&values, t.shape.clone())?)
 }
 
@@ -423,31 +346,19 @@ pub fn merge_runs(inputs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result
 }
 
 /// [`merge_runs`], recording `arguments` (the merge's command line) in the merged manifest.
-pub fn merge_runs_as(
-    inputs: &[PathBuf],
-    out: &Path,
-    force: bool,
-    arguments: &[String],
-) -> anyhow::Result<MergeOutcome> {
+pub fn merge_runs_as(inputs: &[PathBuf], out: &Path, force: bool, arguments: &[String]) -> anyhow::Result<MergeOutcome> {
     let mut warnings = Vec::new();
     let inputs = read_inputs(inputs, &mut warnings)?;
     let out_id = identity(out);
     if let Some(x) = inputs.iter().find(|x| identity(x.dir.root()) == out_id) {
-        bail!(
-            "--out {} is one of the inputs ({}); merge into a new directory",
-            out.display(),
-            x.name()
-        );
+        bail!("--out {} is one of the inputs ({}); merge into a new directory", out.display(), x.name());
     }
 
     let count = inputs[0].shard.1;
     let present: BTreeSet<u32> = inputs.iter().map(|x| x.shard.0).collect();
     let missing_shards: Vec<u32> = (0..count).filter(|i| !present.contains(i)).collect();
     if !missing_shards.is_empty() {
-        let list: Vec<String> = missing_shards
-            .iter()
-            .map(|i| format!("{i}/{count}"))
-            .collect();
+        let list: Vec<String> = missing_shards.iter().map(|i| format!("{i}/{count}")).collect();
         warnings.push(format!(
             "missing shard(s) {}: the merged run lacks their studies (run them and merge again, or resume the merged run with the unsharded `radlens study` command)",
             list.join(", ")
@@ -458,16 +369,9 @@ pub fn merge_runs_as(
     let mut seen = HashSet::new();
     let mut kept: Vec<(usize, CaseRecord)> = Vec::new();
     let mut read = 0;
-    let passes = if inputs[0].manifest.capture.text_only_pass {
-        2
-    } else {
-        1
-    };
+    let passes = if inputs[0].manifest.capture.text_only_pass { 2 } else { 1 };
     for (i, input) in inputs.iter().enumerate() {
-        let records = input
-            .dir
-            .read_records()
-            .with_context(|| format!("{}: cannot read its records", input.name()))?;
+        let records = input.dir.read_records().with_context(|| format!("{}: cannot read its records", input.name()))?;
         read += records.len();
         let distinct: HashSet<_> = records.iter().map(CaseRecord::key).collect();
         let planned = input.manifest.study.planned_rows * passes * input.manifest.models.len();
@@ -487,32 +391,17 @@ pub fn merge_runs_as(
     }
     let duplicates = read - kept.len();
     let manifest = merged_manifest(&inputs, out, arguments);
-    let model_index = |m: &str| {
-        manifest
-            .models
-            .iter()
-            .position(|x| x.name == m)
-            .unwrap_or(usize::MAX)
-    };
+    let model_index = |m: &str| manifest.models.iter().position(|x| x.name == m).unwrap_or(usize::MAX);
     kept.sort_by(|(_, a), (_, b)| {
-        (
-            model_index(&a.model),
-            &a.model,
-            &a.study_id,
-            a.variant_index,
-            a.pass,
-            &a.sample_id,
-            a.csv_line,
-        )
-            .cmp(&(
-                model_index(&b.model),
-                &b.model,
-                &b.study_id,
-                b.variant_index,
-                b.pass,
-                &b.sample_id,
-                b.csv_line,
-            ))
+        (model_index(&a.model), &a.model, &a.study_id, a.variant_index, a.pass, &a.sample_id, a.csv_line).cmp(&(
+            model_index(&b.model),
+            &b.model,
+            &b.study_id,
+            b.variant_index,
+            b.pass,
+            &b.sample_id,
+            b.csv_line,
+        ))
     });
 
     let dir = prepare_out(out, force)?;
@@ -544,28 +433,17 @@ pub fn merge_runs_as(
     let path = dir.path(RECORDS);
     let tmp = dir.path(&format!("{RECORDS}.tmp"));
     {
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         let mut w = std::io::BufWriter::new(file);
         for r in &records {
             serde_json::to_writer(&mut w, r)?;
             w.write_all(b"\n")?;
         }
-        w.into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     dir.write_manifest(&manifest)?;
-    Ok(MergeOutcome {
-        manifest,
-        records: records.len(),
-        duplicates,
-        tensors,
-        missing_shards,
-        warnings,
-    })
+    Ok(MergeOutcome { manifest, records: records.len(), duplicates, tensors, missing_shards, warnings })
 }
 
 #[cfg(test)]
@@ -597,23 +475,10 @@ mod tests {
             let mut sm = m.clone();
             sm.shard = Some((index, count));
             sm.n_studies = n_studies;
-            sm.study.planned_rows = mine
-                .iter()
-                .map(|r| &r.sample_id)
-                .collect::<BTreeSet<_>>()
-                .len();
-            sm.fingerprint = fingerprint(
-                &m.study.csv_sha256,
-                &m.models,
-                &m.capture,
-                sm.shard,
-                n_studies,
-            );
+            sm.study.planned_rows = mine.iter().map(|r| &r.sample_id).collect::<BTreeSet<_>>().len();
+            sm.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, sm.shard, n_studies);
             dir.write_manifest(&sm).unwrap();
-            let text: String = mine
-                .iter()
-                .map(|r| serde_json::to_string(r).unwrap() + "\n")
-                .collect();
+            let text: String = mine.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
             std::fs::write(dir.path(RECORDS), text).unwrap();
             dirs.push(dir.root().to_path_buf());
         }
@@ -644,33 +509,17 @@ mod tests {
             match (&x.map, &y.map) {
                 (Some(p), Some(q)) => {
                     assert!(q.values.file.starts_with("attention/"));
-                    assert_eq!(
-                        single.read_f32(&p.values).unwrap(),
-                        merged.read_f32(&q.values).unwrap()
-                    );
-                    assert_eq!(
-                        single.read_f32(&p.head_rows).unwrap(),
-                        merged.read_f32(&q.head_rows).unwrap()
-                    );
+                    assert_eq!(single.read_f32(&p.values).unwrap(), merged.read_f32(&q.values).unwrap());
+                    assert_eq!(single.read_f32(&p.head_rows).unwrap(), merged.read_f32(&q.head_rows).unwrap());
                 }
                 (None, None) => {}
                 _ => panic!("map presence differs for {:?}", x.key()),
             }
         }
         // Deterministic order: model, study, variant, pass.
-        let order: Vec<_> = b
-            .iter()
-            .map(|r| (r.model.clone(), r.study_id.clone(), r.variant_index, r.pass))
-            .collect();
+        let order: Vec<_> = b.iter().map(|r| (r.model.clone(), r.study_id.clone(), r.variant_index, r.pass)).collect();
         let mut sorted = order.clone();
-        sorted.sort_by_key(|(m, s, v, p)| {
-            (
-                outcome.manifest.models.iter().position(|x| &x.name == m),
-                s.clone(),
-                *v,
-                *p,
-            )
-        });
+        sorted.sort_by_key(|(m, s, v, p)| (outcome.manifest.models.iter().position(|x| &x.name == m), s.clone(), *v, *p));
         assert_eq!(order, sorted);
 
         let mut mm = merged.read_manifest().unwrap();
@@ -697,11 +546,7 @@ mod tests {
         let root = single.root().parent().unwrap().to_path_buf();
         let outcome = merge_runs(&dirs[..2], &root.join("partial"), false).unwrap();
         assert_eq!(outcome.missing_shards, vec![2]);
-        assert!(
-            outcome.warnings.iter().any(|w| w.contains("2/3")),
-            "{:?}",
-            outcome.warnings
-        );
+        assert!(outcome.warnings.iter().any(|w| w.contains("2/3")), "{:?}", outcome.warnings);
 
         // Another capture setting (with a fingerprint to match, as a real run would write).
         let odd = RunDir::open(&dirs[2]).unwrap();
@@ -709,13 +554,8 @@ mod tests {
         m.capture.max_new_tokens = 3;
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, None);
         odd.write_manifest(&m).unwrap();
-        let err = merge_runs(&dirs, &root.join("refused"), false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("shard-2") && err.contains("capture.max_new_tokens differs (3 in"),
-            "{err}"
-        );
+        let err = merge_runs(&dirs, &root.join("refused"), false).unwrap_err().to_string();
+        assert!(err.contains("shard-2") && err.contains("capture.max_new_tokens differs (3 in"), "{err}");
         assert!(!root.join("refused").join(MANIFEST).exists());
 
         // Another --n-studies.
@@ -723,51 +563,28 @@ mod tests {
         m.n_studies = Some(2);
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, Some(2));
         odd.write_manifest(&m).unwrap();
-        let err = merge_runs(&dirs, &root.join("refused"), false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--n-studies 2") && err.contains("no --n-studies"),
-            "{err}"
-        );
+        let err = merge_runs(&dirs, &root.join("refused"), false).unwrap_err().to_string();
+        assert!(err.contains("--n-studies 2") && err.contains("no --n-studies"), "{err}");
 
         // Another shard count.
         m.shard = Some((2, 4));
         m.n_studies = None;
         m.fingerprint = fingerprint(&m.study.csv_sha256, &m.models, &m.capture, m.shard, None);
         odd.write_manifest(&m).unwrap();
-        let err = merge_runs(&dirs, &root.join("refused"), false)
-            .unwrap_err()
-            .to_string();
+        let err = merge_runs(&dirs, &root.join("refused"), false).unwrap_err().to_string();
         assert!(err.contains("2/4") && err.contains("/3"), "{err}");
 
         // An unsharded run, an edited manifest, the output among the inputs.
-        let err = merge_runs(
-            &[dirs[0].clone(), single.root().to_path_buf()],
-            &root.join("refused"),
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = merge_runs(&[dirs[0].clone(), single.root().to_path_buf()], &root.join("refused"), false).unwrap_err().to_string();
         assert!(err.contains("not a shard"), "{err}");
         m.shard = Some((2, 3));
         m.fingerprint = "edited".into();
         odd.write_manifest(&m).unwrap();
-        let err = merge_runs(&dirs, &root.join("refused"), false)
-            .unwrap_err()
-            .to_string();
+        let err = merge_runs(&dirs, &root.join("refused"), false).unwrap_err().to_string();
         assert!(err.contains("fingerprint"), "{err}");
-        let err = merge_runs(&dirs[..2], &dirs[1], true)
-            .unwrap_err()
-            .to_string();
+        let err = merge_runs(&dirs[..2], &dirs[1], true).unwrap_err().to_string();
         assert!(err.contains("is one of the inputs"), "{err}");
-        let err = merge_runs(
-            &[dirs[0].clone(), dirs[0].clone()],
-            &root.join("refused"),
-            false,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = merge_runs(&[dirs[0].clone(), dirs[0].clone()], &root.join("refused"), false).unwrap_err().to_string();
         assert!(err.contains("given twice"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }

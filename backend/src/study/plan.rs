@@ -16,8 +16,20 @@ use thiserror::Error;
 
 const REQUIRED: [&str; 4] = ["study_id", "image_path", "question", "answer"];
 const KNOWN: [&str; 14] = [
-    "study_id", "image_path", "question", "answer", "question_variant", "variant_id", "variant_index", "strategy", "polarity",
-    "finding", "subject_id", "roi_x", "roi_y", "roi_w",
+    "study_id",
+    "image_path",
+    "question",
+    "answer",
+    "question_variant",
+    "variant_id",
+    "variant_index",
+    "strategy",
+    "polarity",
+    "finding",
+    "subject_id",
+    "roi_x",
+    "roi_y",
+    "roi_w",
 ];
 
 #[derive(Debug, Error)]
@@ -278,7 +290,10 @@ mod tests {
 
     #[test]
     fn the_prototypes_csv_with_an_unnamed_index_column_is_accepted() {
-        let p = write("seed", ",dicom_id,subject_id,study_id,question,question_type,answer,split,image_path\n1,d1,10,s1,is there effusion?,presence,no,train,a.jpg\n5,d2,10,s2,is there fracture?,presence,yes,train,b.jpg\n");
+        let p = write(
+            "seed",
+            ",dicom_id,subject_id,study_id,question,question_type,answer,split,image_path\n1,d1,10,s1,is there effusion?,presence,no,train,a.jpg\n5,d2,10,s2,is there fracture?,presence,yes,train,b.jpg\n",
+        );
         let plan = read_plan(&p).unwrap();
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
         assert_eq!(plan.rows[0].metadata.get("csv_index").map(String::as_str), Some("1"));

@@ -28,19 +28,13 @@ pub enum PlotError {
     #[error("{path}: {message}")]
     Draw { path: PathBuf, message: String },
     #[error("{path}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 type Result<T> = std::result::Result<T, PlotError>;
 
 /// The bundled font, registered with plotters as `sans-serif`.
-static FONT: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../static/fonts/DejaVuSans.ttf"
-));
+static FONT: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../static/fonts/DejaVuSans.ttf"));
 const FAMILY: &str = "sans-serif";
 
 /// Title suffix of a run whose models have random weights.
@@ -84,27 +78,12 @@ fn register_font() -> std::result::Result<(), String> {
 /// study's image cannot be read, its overlay is skipped with a note on stderr (the other
 /// figures need no image). Overlays from an earlier report (`overlay_*.png`) are removed first,
 /// so `plots/` never mixes two reports' picks.
-pub fn write_plots(
-    dir: &RunDir,
-    analysis: &Analysis,
-    records: &[CaseRecord],
-    images: Option<&Path>,
-) -> Result<Vec<PathBuf>> {
+pub fn write_plots(dir: &RunDir, analysis: &Analysis, records: &[CaseRecord], images: Option<&Path>) -> Result<Vec<PathBuf>> {
     let out = dir.path(PLOTS);
-    std::fs::create_dir_all(&out).map_err(|source| PlotError::Io {
-        path: out.clone(),
-        source,
-    })?;
-    register_font().map_err(|message| PlotError::Draw {
-        path: out.clone(),
-        message,
-    })?;
+    std::fs::create_dir_all(&out).map_err(|source| PlotError::Io { path: out.clone(), source })?;
+    register_font().map_err(|message| PlotError::Draw { path: out.clone(), message })?;
     let (records, _) = dedupe_and_sort(records);
-    let suffix = if analysis.random_weights {
-        format!(" — {RANDOM_WEIGHTS}")
-    } else {
-        String::new()
-    };
+    let suffix = if analysis.random_weights { format!(" — {RANDOM_WEIGHTS}") } else { String::new() };
     let mut files = Vec::new();
     let mut emit = |name: &str, written: Result<bool>| -> Result<()> {
         if written? {
@@ -113,76 +92,28 @@ pub fn write_plots(
         Ok(())
     };
 
-    emit(
-        "rates_by_model.png",
-        rates_by_model(&out.join("rates_by_model.png"), analysis, &suffix),
-    )?;
-    emit(
-        "accuracy_by_strategy.png",
-        by_strategy(
-            &out.join("accuracy_by_strategy.png"),
-            analysis,
-            &suffix,
-            Rate::Accuracy,
-        ),
-    )?;
-    emit(
-        "flip_rate_by_strategy.png",
-        by_strategy(
-            &out.join("flip_rate_by_strategy.png"),
-            analysis,
-            &suffix,
-            Rate::FlipRate,
-        ),
-    )?;
-    for (name, metric) in [
-        ("focus_by_model.png", Metric::Focus),
-        ("gini_by_model.png", Metric::Gini),
-    ] {
-        emit(
-            name,
-            metric_histogram(&out.join(name), analysis, &records, &suffix, metric),
-        )?;
+    emit("rates_by_model.png", rates_by_model(&out.join("rates_by_model.png"), analysis, &suffix))?;
+    emit("accuracy_by_strategy.png", by_strategy(&out.join("accuracy_by_strategy.png"), analysis, &suffix, Rate::Accuracy))?;
+    emit("flip_rate_by_strategy.png", by_strategy(&out.join("flip_rate_by_strategy.png"), analysis, &suffix, Rate::FlipRate))?;
+    for (name, metric) in [("focus_by_model.png", Metric::Focus), ("gini_by_model.png", Metric::Gini)] {
+        emit(name, metric_histogram(&out.join(name), analysis, &records, &suffix, metric))?;
     }
-    emit(
-        "cross_model_js.png",
-        cross_model_histogram(&out.join("cross_model_js.png"), analysis, &suffix),
-    )?;
-    emit(
-        "latency.png",
-        latency_boxes(&out.join("latency.png"), analysis, &records, &suffix),
-    )?;
+    emit("cross_model_js.png", cross_model_histogram(&out.join("cross_model_js.png"), analysis, &suffix))?;
+    emit("latency.png", latency_boxes(&out.join("latency.png"), analysis, &records, &suffix))?;
 
     remove_old_overlays(&out)?;
     match images {
         None => eprintln!("radlens: note: no --images folder given; overlay figures are skipped"),
         Some(images) => {
             let picks = analysis.disagreements.iter().filter(|d| {
-                records.iter().any(|r| {
-                    r.study_id == d.study_id
-                        && r.pass == Pass::Image
-                        && r.error.is_none()
-                        && r.map.is_some()
-                })
+                records.iter().any(|r| r.study_id == d.study_id && r.pass == Pass::Image && r.error.is_none() && r.map.is_some())
             });
             for (rank, d) in picks.take(OVERLAY_STUDIES).enumerate() {
                 let name = format!("overlay_{}_{}.png", rank + 1, file_safe(&d.study_id));
                 let path = out.join(&name);
-                match overlay(
-                    &path,
-                    dir,
-                    analysis,
-                    &records,
-                    &d.study_id,
-                    images,
-                    rank + 1,
-                    &suffix,
-                ) {
+                match overlay(&path, dir, analysis, &records, &d.study_id, images, rank + 1, &suffix) {
                     Ok(()) => files.push(path),
-                    Err(OverlaySkip::Note(note)) => eprintln!(
-                        "radlens: note: overlay of study {} skipped: {note}",
-                        d.study_id
-                    ),
+                    Err(OverlaySkip::Note(note)) => eprintln!("radlens: note: overlay of study {} skipped: {note}", d.study_id),
                     Err(OverlaySkip::Fatal(e)) => return Err(e),
                 }
             }
@@ -192,10 +123,7 @@ pub fn write_plots(
 }
 
 fn remove_old_overlays(out: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(out).map_err(|source| PlotError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(out).map_err(|source| PlotError::Io { path: out.to_path_buf(), source })?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
@@ -209,15 +137,7 @@ fn remove_old_overlays(out: &Path) -> Result<()> {
 
 /// A study id as a file-name part.
 fn file_safe(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,25 +157,15 @@ impl<T, E: std::fmt::Display> Str<T> for std::result::Result<T, E> {
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 /// Draws onto `pixels` (RGB, `w x h`, already holding any raster content) and saves a PNG.
-fn render(
-    path: &Path,
-    (w, h): (u32, u32),
-    mut pixels: Vec<u8>,
-    draw: impl FnOnce(&Area) -> std::result::Result<(), String>,
-) -> Result<()> {
-    let fail = |message: String| PlotError::Draw {
-        path: path.to_path_buf(),
-        message,
-    };
+fn render(path: &Path, (w, h): (u32, u32), mut pixels: Vec<u8>, draw: impl FnOnce(&Area) -> std::result::Result<(), String>) -> Result<()> {
+    let fail = |message: String| PlotError::Draw { path: path.to_path_buf(), message };
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
         draw(&root).map_err(fail)?;
         root.present().s().map_err(fail)?;
     }
-    let img = image::RgbImage::from_raw(w, h, pixels)
-        .ok_or_else(|| fail("pixel buffer has the wrong size".to_owned()))?;
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|e| fail(format!("cannot write PNG: {e}")))
+    let img = image::RgbImage::from_raw(w, h, pixels).ok_or_else(|| fail("pixel buffer has the wrong size".to_owned()))?;
+    img.save_with_format(path, image::ImageFormat::Png).map_err(|e| fail(format!("cannot write PNG: {e}")))
 }
 
 fn blank(w: u32, h: u32) -> Vec<u8> {
@@ -293,12 +203,7 @@ where
 {
     for (i, name) in names.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(i as f64, y0.clone()));
-        root.draw(&Text::new(
-            name.clone(),
-            (px, py + 8),
-            font(14).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))
-        .s()?;
+        root.draw(&Text::new(name.clone(), (px, py + 8), font(14).pos(Pos::new(HPos::Center, VPos::Top)))).s()?;
     }
     Ok(())
 }
@@ -320,11 +225,7 @@ struct Bars {
 }
 
 fn rates_by_model(path: &Path, a: &Analysis, suffix: &str) -> Result<bool> {
-    let mut categories = vec![
-        "accuracy".to_owned(),
-        "flip rate".to_owned(),
-        "full consistency".to_owned(),
-    ];
+    let mut categories = vec!["accuracy".to_owned(), "flip rate".to_owned(), "full consistency".to_owned()];
     let reliance = a.models.iter().any(|m| m.image_reliance.is_some());
     if reliance {
         categories.push("image reliance".to_owned());
@@ -334,11 +235,7 @@ fn rates_by_model(path: &Path, a: &Analysis, suffix: &str) -> Result<bool> {
         .models
         .iter()
         .map(|m| {
-            let mut v = vec![
-                m.accuracy.clone(),
-                m.flip_rate.clone(),
-                m.full_consistency.clone(),
-            ];
+            let mut v = vec![m.accuracy.clone(), m.flip_rate.clone(), m.full_consistency.clone()];
             if reliance {
                 let r = m.image_reliance.as_ref();
                 v.push(r.and_then(|r| r.rate.clone()));
@@ -348,76 +245,35 @@ fn rates_by_model(path: &Path, a: &Analysis, suffix: &str) -> Result<bool> {
         })
         .collect();
     let level = level_of(a);
-    bar_chart(
-        path,
-        &format!("Answer robustness per model ({level} CI){suffix}"),
-        "share",
-        &Bars { categories, series },
-    )
+    bar_chart(path, &format!("Answer robustness per model ({level} CI){suffix}"), "share", &Bars { categories, series })
 }
 
 fn by_strategy(path: &Path, a: &Analysis, suffix: &str, rate: Rate) -> Result<bool> {
-    let strategies: BTreeSet<&String> =
-        a.models.iter().flat_map(|m| m.by_strategy.keys()).collect();
+    let strategies: BTreeSet<&String> = a.models.iter().flat_map(|m| m.by_strategy.keys()).collect();
     let pick = |g: &radlens_shared::record::GroupStats| match rate {
         Rate::Accuracy => g.accuracy.clone(),
         Rate::FlipRate => g.flip_rate.clone(),
     };
     // Strategies with no value anywhere (the base's flip rate) are left out.
-    let categories: Vec<String> = strategies
-        .into_iter()
-        .filter(|s| {
-            a.models
-                .iter()
-                .any(|m| m.by_strategy.get(*s).and_then(pick).is_some())
-        })
-        .cloned()
-        .collect();
-    let series = a
-        .models
-        .iter()
-        .map(|m| {
-            (
-                m.model.clone(),
-                categories
-                    .iter()
-                    .map(|s| m.by_strategy.get(s).and_then(pick))
-                    .collect(),
-            )
-        })
-        .collect();
+    let categories: Vec<String> =
+        strategies.into_iter().filter(|s| a.models.iter().any(|m| m.by_strategy.get(*s).and_then(pick).is_some())).cloned().collect();
+    let series =
+        a.models.iter().map(|m| (m.model.clone(), categories.iter().map(|s| m.by_strategy.get(s).and_then(pick)).collect())).collect();
     let (what, y) = match rate {
         Rate::Accuracy => ("Accuracy", "accuracy"),
-        Rate::FlipRate => (
-            "Flip rate",
-            "flip rate (polarity-adjusted, vs the base question)",
-        ),
+        Rate::FlipRate => ("Flip rate", "flip rate (polarity-adjusted, vs the base question)"),
     };
     let level = level_of(a);
-    bar_chart(
-        path,
-        &format!("{what} by rephrasing strategy ({level} CI){suffix}"),
-        y,
-        &Bars { categories, series },
-    )
+    bar_chart(path, &format!("{what} by rephrasing strategy ({level} CI){suffix}"), y, &Bars { categories, series })
 }
 
 fn level_of(a: &Analysis) -> String {
-    let level = a
-        .models
-        .iter()
-        .find_map(|m| m.accuracy.as_ref().map(|i| i.level))
-        .unwrap_or(0.95);
+    let level = a.models.iter().find_map(|m| m.accuracy.as_ref().map(|i| i.level)).unwrap_or(0.95);
     format!("{:.0}%", level * 100.0)
 }
 
 fn bar_chart(path: &Path, title: &str, y_desc: &str, bars: &Bars) -> Result<bool> {
-    if bars.categories.is_empty()
-        || bars
-            .series
-            .iter()
-            .all(|(_, v)| v.iter().all(Option::is_none))
-    {
+    if bars.categories.is_empty() || bars.series.iter().all(|(_, v)| v.iter().all(Option::is_none)) {
         return Ok(false);
     }
     let n = bars.categories.len();
@@ -438,11 +294,7 @@ fn bar_chart(path: &Path, title: &str, y_desc: &str, bars: &Bars) -> Result<bool
             .x_labels(0)
             .y_desc(y_desc)
             .y_label_formatter(&|y| {
-                if *y <= 1.0 + 1e-9 {
-                    format!("{y:.1}")
-                } else {
-                    String::new()
-                }
+                if *y <= 1.0 + 1e-9 { format!("{y:.1}") } else { String::new() }
             })
             .label_style(font(13))
             .light_line_style(RGBColor(238, 238, 238))
@@ -457,30 +309,14 @@ fn bar_chart(path: &Path, title: &str, y_desc: &str, bars: &Bars) -> Result<bool
             for (i, v) in values.iter().enumerate() {
                 let x = i as f64 + offset;
                 let Some(v) = v else {
-                    labels.push(Text::new(
-                        "n/a".to_owned(),
-                        (x, 0.0),
-                        font(11).pos(Pos::new(HPos::Center, VPos::Bottom)),
-                    ));
+                    labels.push(Text::new("n/a".to_owned(), (x, 0.0), font(11).pos(Pos::new(HPos::Center, VPos::Bottom))));
                     continue;
                 };
-                rects.push(Rectangle::new(
-                    [(x - width * 0.42, 0.0), (x + width * 0.42, v.estimate)],
-                    c.mix(0.75).filled(),
-                ));
+                rects.push(Rectangle::new([(x - width * 0.42, 0.0), (x + width * 0.42, v.estimate)], c.mix(0.75).filled()));
                 let cap = width * 0.15;
-                whiskers.push(PathElement::new(
-                    vec![(x, v.lo), (x, v.hi)],
-                    BLACK.stroke_width(2),
-                ));
-                whiskers.push(PathElement::new(
-                    vec![(x - cap, v.lo), (x + cap, v.lo)],
-                    BLACK.stroke_width(2),
-                ));
-                whiskers.push(PathElement::new(
-                    vec![(x - cap, v.hi), (x + cap, v.hi)],
-                    BLACK.stroke_width(2),
-                ));
+                whiskers.push(PathElement::new(vec![(x, v.lo), (x, v.hi)], BLACK.stroke_width(2)));
+                whiskers.push(PathElement::new(vec![(x - cap, v.lo), (x + cap, v.lo)], BLACK.stroke_width(2)));
+                whiskers.push(PathElement::new(vec![(x - cap, v.hi), (x + cap, v.hi)], BLACK.stroke_width(2)));
                 labels.push(Text::new(
                     format!("{:.2}", v.estimate),
                     (x, v.hi.max(v.estimate) + 0.01),
@@ -519,27 +355,16 @@ enum Metric {
 
 /// A model's attention maps (image pass, no error, not a uniform fallback): what the analysis
 /// summarises, so the histograms show the same rows.
-fn attention_maps<'a>(
-    records: &'a [CaseRecord],
-    model: &'a str,
-) -> impl Iterator<Item = &'a CaseRecord> + 'a {
+fn attention_maps<'a>(records: &'a [CaseRecord], model: &'a str) -> impl Iterator<Item = &'a CaseRecord> + 'a {
     records.iter().filter(move |r| {
         r.model == model
             && r.pass == Pass::Image
             && r.error.is_none()
-            && r.map
-                .as_ref()
-                .is_some_and(|m| m.provenance.method != MapMethod::UniformFallback)
+            && r.map.as_ref().is_some_and(|m| m.provenance.method != MapMethod::UniformFallback)
     })
 }
 
-fn metric_histogram(
-    path: &Path,
-    a: &Analysis,
-    records: &[CaseRecord],
-    suffix: &str,
-    metric: Metric,
-) -> Result<bool> {
+fn metric_histogram(path: &Path, a: &Analysis, records: &[CaseRecord], suffix: &str, metric: Metric) -> Result<bool> {
     let series: Vec<(String, Vec<f64>)> = a
         .models
         .iter()
@@ -559,14 +384,7 @@ fn metric_histogram(
         Metric::Focus => ("focus", "1 - H/ln n: 0 = uniform, 1 = one cell"),
         Metric::Gini => ("Gini", "0 = uniform, 1 = one cell"),
     };
-    histogram(
-        path,
-        &format!("Attention {name} per model ({note}){suffix}"),
-        name,
-        "share of maps",
-        &series,
-        (0.0, 1.0),
-    )
+    histogram(path, &format!("Attention {name} per model ({note}){suffix}"), name, "share of maps", &series, (0.0, 1.0))
 }
 
 fn cross_model_histogram(path: &Path, a: &Analysis, suffix: &str) -> Result<bool> {
@@ -574,19 +392,12 @@ fn cross_model_histogram(path: &Path, a: &Analysis, suffix: &str) -> Result<bool
         .cross_model
         .iter()
         .filter(|c| !c.per_row.is_empty())
-        .map(|c| {
-            (
-                format!("{} vs {}", c.model_a, c.model_b),
-                c.per_row.iter().map(|r| r.js_distance).collect(),
-            )
-        })
+        .map(|c| (format!("{} vs {}", c.model_a, c.model_b), c.per_row.iter().map(|r| r.js_distance).collect()))
         .collect();
     let grid = a.cross_model.first().map_or(0, |c| c.grid);
     histogram(
         path,
-        &format!(
-            "Cross-model attention divergence, same question ({grid}x{grid} common grid){suffix}"
-        ),
+        &format!("Cross-model attention divergence, same question ({grid}x{grid} common grid){suffix}"),
         "Jensen-Shannon distance (bits): 0 = same map, 1 = disjoint",
         "share of rows",
         &series,
@@ -595,14 +406,7 @@ fn cross_model_histogram(path: &Path, a: &Analysis, suffix: &str) -> Result<bool
 }
 
 /// Overlaid histograms (20 bins over `range`) of each series as a share of its values.
-fn histogram(
-    path: &Path,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    series: &[(String, Vec<f64>)],
-    range: (f64, f64),
-) -> Result<bool> {
+fn histogram(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(String, Vec<f64>)], range: (f64, f64)) -> Result<bool> {
     if series.is_empty() {
         return Ok(false);
     }
@@ -616,19 +420,10 @@ fn histogram(
                 let bin = (((x - range.0) / step).floor().max(0.0) as usize).min(BINS - 1);
                 counts[bin] += 1;
             }
-            counts
-                .into_iter()
-                .map(|c| c as f64 / v.len() as f64)
-                .collect()
+            counts.into_iter().map(|c| c as f64 / v.len() as f64).collect()
         })
         .collect();
-    let top = shares
-        .iter()
-        .flatten()
-        .copied()
-        .fold(0.0, f64::max)
-        .max(0.05)
-        * 1.15;
+    let top = shares.iter().flatten().copied().fold(0.0, f64::max).max(0.05) * 1.15;
     render(path, SIZE, blank(SIZE.0, SIZE.1), |root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, caption_font(title))
@@ -649,27 +444,19 @@ fn histogram(
             .s()?;
         for (j, ((name, values), share)) in series.iter().zip(&shares).enumerate() {
             let c = color(j);
-            let bars = share
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s > 0.0)
-                .map(move |(b, s)| {
-                    let x0 = range.0 + b as f64 * step;
-                    Rectangle::new([(x0, 0.0), (x0 + step, *s)], c.mix(0.35).filled())
-                });
+            let bars = share.iter().enumerate().filter(|(_, s)| **s > 0.0).map(move |(b, s)| {
+                let x0 = range.0 + b as f64 * step;
+                Rectangle::new([(x0, 0.0), (x0 + step, *s)], c.mix(0.35).filled())
+            });
             chart
                 .draw_series(bars)
                 .s()?
                 .label(format!("{name} (n = {})", values.len()))
                 .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
-            let outline = share
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| **s > 0.0)
-                .map(move |(b, s)| {
-                    let x0 = range.0 + b as f64 * step;
-                    Rectangle::new([(x0, 0.0), (x0 + step, *s)], c.stroke_width(2))
-                });
+            let outline = share.iter().enumerate().filter(|(_, s)| **s > 0.0).map(move |(b, s)| {
+                let x0 = range.0 + b as f64 * step;
+                Rectangle::new([(x0, 0.0), (x0 + step, *s)], c.stroke_width(2))
+            });
             chart.draw_series(outline).s()?;
         }
         chart
@@ -705,9 +492,7 @@ fn latency_boxes(path: &Path, a: &Analysis, records: &[CaseRecord], suffix: &str
                 .map(|m| {
                     let mut v: Vec<f64> = records
                         .iter()
-                        .filter(|r| {
-                            r.model == m.model && r.pass == Pass::Image && r.error.is_none()
-                        })
+                        .filter(|r| r.model == m.model && r.pass == Pass::Image && r.error.is_none())
                         .map(|r| f(&r.latency))
                         .filter(|x| x.is_finite() && *x > 0.0)
                         .collect();
@@ -718,10 +503,7 @@ fn latency_boxes(path: &Path, a: &Analysis, records: &[CaseRecord], suffix: &str
         })
         .collect();
     let all: Vec<f64> = values.iter().flatten().flatten().copied().collect();
-    let (Some(lo), Some(hi)) = (
-        all.iter().copied().reduce(f64::min),
-        all.iter().copied().reduce(f64::max),
-    ) else {
+    let (Some(lo), Some(hi)) = (all.iter().copied().reduce(f64::min), all.iter().copied().reduce(f64::max)) else {
         return Ok(false);
     };
     let names: Vec<String> = stages.iter().map(|(n, _)| (*n).to_owned()).collect();
@@ -754,31 +536,16 @@ fn latency_boxes(path: &Path, a: &Analysis, records: &[CaseRecord], suffix: &str
             let mut lines = Vec::new();
             for (i, per_model) in values.iter().enumerate() {
                 let v = &per_model[j];
-                let (Some(q1), Some(med), Some(q3)) = (
-                    percentile_linear(v, 0.25),
-                    percentile_linear(v, 0.5),
-                    percentile_linear(v, 0.75),
-                ) else {
+                let (Some(q1), Some(med), Some(q3)) = (percentile_linear(v, 0.25), percentile_linear(v, 0.5), percentile_linear(v, 0.75))
+                else {
                     continue;
                 };
                 let x = i as f64 + offset;
                 let half = width * 0.4;
-                boxes.push(Rectangle::new(
-                    [(x - half, q1), (x + half, q3)],
-                    c.mix(0.6).filled(),
-                ));
-                lines.push(PathElement::new(
-                    vec![(x - half, med), (x + half, med)],
-                    BLACK.stroke_width(2),
-                ));
-                lines.push(PathElement::new(
-                    vec![(x, v[0]), (x, q1)],
-                    c.stroke_width(2),
-                ));
-                lines.push(PathElement::new(
-                    vec![(x, q3), (x, v[v.len() - 1])],
-                    c.stroke_width(2),
-                ));
+                boxes.push(Rectangle::new([(x - half, q1), (x + half, q3)], c.mix(0.6).filled()));
+                lines.push(PathElement::new(vec![(x - half, med), (x + half, med)], BLACK.stroke_width(2)));
+                lines.push(PathElement::new(vec![(x, v[0]), (x, q1)], c.stroke_width(2)));
+                lines.push(PathElement::new(vec![(x, q3), (x, v[v.len() - 1])], c.stroke_width(2)));
             }
             chart
                 .draw_series(boxes)
@@ -834,22 +601,12 @@ const COLORBAR_W: u32 = 80;
 
 /// A perceptually ordered dark-to-bright colour ramp (inferno-like), `v` in [0, 1].
 fn heat(v: f64) -> [f64; 3] {
-    const STOPS: [[f64; 3]; 5] = [
-        [0.0, 0.0, 4.0],
-        [87.0, 16.0, 110.0],
-        [188.0, 55.0, 84.0],
-        [249.0, 142.0, 9.0],
-        [252.0, 255.0, 164.0],
-    ];
+    const STOPS: [[f64; 3]; 5] = [[0.0, 0.0, 4.0], [87.0, 16.0, 110.0], [188.0, 55.0, 84.0], [249.0, 142.0, 9.0], [252.0, 255.0, 164.0]];
     let t = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
     let i = (t.floor() as usize).min(STOPS.len() - 2);
     let f = t - i as f64;
     let (a, b) = (STOPS[i], STOPS[i + 1]);
-    [
-        a[0] + (b[0] - a[0]) * f,
-        a[1] + (b[1] - a[1]) * f,
-        a[2] + (b[2] - a[2]) * f,
-    ]
+    [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f]
 }
 
 /// One cell of the figure: a model's map of one variant.
@@ -870,47 +627,27 @@ fn overlay(
     rank: usize,
     suffix: &str,
 ) -> std::result::Result<(), OverlaySkip> {
-    let rows: Vec<&CaseRecord> = records
-        .iter()
-        .filter(|r| r.study_id == study && r.pass == Pass::Image && r.error.is_none())
-        .collect();
+    let rows: Vec<&CaseRecord> = records.iter().filter(|r| r.study_id == study && r.pass == Pass::Image && r.error.is_none()).collect();
     let Some(first) = rows.first() else {
         return Err(OverlaySkip::Note("no answered rows".to_owned()));
     };
     let image_path = images.join(&first.image);
-    let gray = image::open(&image_path)
-        .map_err(|e| OverlaySkip::Note(format!("cannot read image {}: {e}", image_path.display())))?
-        .to_luma8();
-    let variants: Vec<u32> = rows
-        .iter()
-        .map(|r| r.variant_index)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .take(OVERLAY_VARIANTS)
-        .collect();
-    let models: Vec<&str> = analysis
-        .models
-        .iter()
-        .map(|m| m.model.as_str())
-        .filter(|m| rows.iter().any(|r| r.model == *m))
-        .take(OVERLAY_MODELS)
-        .collect();
+    let gray =
+        image::open(&image_path).map_err(|e| OverlaySkip::Note(format!("cannot read image {}: {e}", image_path.display())))?.to_luma8();
+    let variants: Vec<u32> = rows.iter().map(|r| r.variant_index).collect::<BTreeSet<_>>().into_iter().take(OVERLAY_VARIANTS).collect();
+    let models: Vec<&str> =
+        analysis.models.iter().map(|m| m.model.as_str()).filter(|m| rows.iter().any(|r| r.model == *m)).take(OVERLAY_MODELS).collect();
 
     // Maps normalised to their maximum, for display only.
     let mut grid: BTreeMap<(usize, usize), Panel> = BTreeMap::new();
     for (mi, model) in models.iter().enumerate() {
         for (vi, v) in variants.iter().enumerate() {
-            let Some(record) = rows
-                .iter()
-                .find(|r| r.model == *model && r.variant_index == *v)
-            else {
+            let Some(record) = rows.iter().find(|r| r.model == *model && r.variant_index == *v) else {
                 continue;
             };
             let map = match &record.map {
                 Some(m) => {
-                    let values = dir
-                        .read_f32(&m.values)
-                        .map_err(|e| OverlaySkip::Note(format!("{e}: {}", source_of(&e))))?;
+                    let values = dir.read_f32(&m.values).map_err(|e| OverlaySkip::Note(format!("{e}: {}", source_of(&e))))?;
                     let max = values.iter().copied().fold(0.0f32, f32::max);
                     (max > 0.0 && values.len() == m.provenance.geometry.h * m.provenance.geometry.w)
                         .then(|| values.iter().map(|x| f64::from(x.max(0.0) / max)).collect())
@@ -923,16 +660,10 @@ fn overlay(
 
     let (iw, ih) = gray.dimensions();
     if iw == 0 || ih == 0 {
-        return Err(OverlaySkip::Note(format!(
-            "image {} is empty",
-            image_path.display()
-        )));
+        return Err(OverlaySkip::Note(format!("image {} is empty", image_path.display())));
     }
     let scale = f64::from(PANEL) / f64::from(iw.max(ih));
-    let (dw, dh) = (
-        ((f64::from(iw) * scale).round() as u32).max(1),
-        ((f64::from(ih) * scale).round() as u32).max(1),
-    );
+    let (dw, dh) = (((f64::from(iw) * scale).round() as u32).max(1), ((f64::from(ih) * scale).round() as u32).max(1));
     let shown = image::imageops::resize(&gray, dw, dh, image::imageops::FilterType::Triangle);
 
     let cols = variants.len() as u32;
@@ -968,11 +699,7 @@ fn overlay(
                         let v = map[r as usize * geo.w + c as usize];
                         let a = 0.7 * v;
                         let hc = heat(v);
-                        rgb = [
-                            g * (1.0 - a) + hc[0] * a,
-                            g * (1.0 - a) + hc[1] * a,
-                            g * (1.0 - a) + hc[2] * a,
-                        ];
+                        rgb = [g * (1.0 - a) + hc[0] * a, g * (1.0 - a) + hc[1] * a, g * (1.0 - a) + hc[2] * a];
                     }
                 }
                 put(&mut pixels, ox + px, oy + py, rgb);
@@ -980,14 +707,7 @@ fn overlay(
         }
     }
     // Colour bar: bright (top) = the map's maximum.
-    let (bx, by, bh) = (
-        w - COLORBAR_W + 10,
-        HEADER_H + 16,
-        (nrows * (PANEL + LABEL_H + MARGIN))
-            .min(260)
-            .saturating_sub(40)
-            .max(40),
-    );
+    let (bx, by, bh) = (w - COLORBAR_W + 10, HEADER_H + 16, (nrows * (PANEL + LABEL_H + MARGIN)).min(260).saturating_sub(40).max(40));
     for y in 0..bh {
         let rgb = heat(1.0 - f64::from(y) / f64::from(bh.max(2) - 1));
         for x in 0..14 {
@@ -1000,18 +720,10 @@ fn overlay(
         .filter(|r| r.variant_index == 0)
         .filter_map(|r| Some((r.model.as_str(), r.parsed_answer?.with_polarity(r.polarity))))
         .collect();
-    let finding = first
-        .finding
-        .clone()
-        .unwrap_or_else(|| "no finding named".to_owned());
+    let finding = first.finding.clone().unwrap_or_else(|| "no finding named".to_owned());
     let fatal = |e: PlotError| OverlaySkip::Fatal(e);
     render(path, (w, h), pixels, |root| {
-        root.draw(&Text::new(
-            format!("#{rank} most disagreeing: study {study} ({finding}){suffix}"),
-            (MARGIN as i32, 10),
-            font(17),
-        ))
-        .s()?;
+        root.draw(&Text::new(format!("#{rank} most disagreeing: study {study} ({finding}){suffix}"), (MARGIN as i32, 10), font(17))).s()?;
         root.draw(&Text::new(
             "fused attention over the X-ray, scaled to each map's maximum; green: radiologist box; cyan: the model's crop",
             (MARGIN as i32, 36),
@@ -1022,13 +734,20 @@ fn overlay(
             let (ox, oy) = origin(*mi, *vi);
             let r = panel.record;
             let to_display = |x: f64, y: f64, iw: u32, ih: u32| -> (i32, i32) {
-                ((f64::from(ox) + x / f64::from(iw) * f64::from(dw)).round() as i32, (f64::from(oy) + y / f64::from(ih) * f64::from(dh)).round() as i32)
+                (
+                    (f64::from(ox) + x / f64::from(iw) * f64::from(dw)).round() as i32,
+                    (f64::from(oy) + y / f64::from(ih) * f64::from(dh)).round() as i32,
+                )
             };
             let (gw, gh) = r.map.as_ref().map_or((iw, ih), |m| (m.provenance.geometry.image_w, m.provenance.geometry.image_h));
             if let Some(m) = &r.map {
                 let crop = m.provenance.geometry.crop;
                 if crop.x0 > 0.0 || crop.y0 > 0.0 || crop.x1 < f64::from(gw) || crop.y1 < f64::from(gh) {
-                    root.draw(&Rectangle::new([to_display(crop.x0, crop.y0, gw, gh), to_display(crop.x1, crop.y1, gw, gh)], CYAN.stroke_width(1))).s()?;
+                    root.draw(&Rectangle::new(
+                        [to_display(crop.x0, crop.y0, gw, gh), to_display(crop.x1, crop.y1, gw, gh)],
+                        CYAN.stroke_width(1),
+                    ))
+                    .s()?;
                 }
             }
             if let Some(b) = &r.roi {
@@ -1088,30 +807,18 @@ mod tests {
         let analysis = analyze(&dir).unwrap();
         let records = dir.read_records().unwrap();
         let files = write_plots(&dir, &analysis, &records, Some(&images)).unwrap();
-        let names: Vec<String> = files
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         let mut expected: Vec<String> = CHARTS.iter().map(|s| (*s).to_owned()).collect();
         // Ranked s3, s2, s1 (see the analysis tests).
-        expected.extend(
-            ["overlay_1_s3.png", "overlay_2_s2.png", "overlay_3_s1.png"].map(str::to_owned),
-        );
+        expected.extend(["overlay_1_s3.png", "overlay_2_s2.png", "overlay_3_s1.png"].map(str::to_owned));
         assert_eq!(names, expected);
         for f in &files {
-            assert!(
-                std::fs::metadata(f).unwrap().len() > 1000,
-                "{}",
-                f.display()
-            );
+            assert!(std::fs::metadata(f).unwrap().len() > 1000, "{}", f.display());
             let (w, h) = png_size(f);
             assert!(w >= 400 && h >= 300, "{}: {w}x{h}", f.display());
         }
         // 3 variants x 2 models of 230 px panels.
-        assert_eq!(
-            png_size(&dir.path("plots/overlay_1_s3.png")),
-            (12 * 2 + 3 * (230 + 12) + 80, 64 + 2 * (230 + 40 + 12) + 12)
-        );
+        assert_eq!(png_size(&dir.path("plots/overlay_1_s3.png")), (12 * 2 + 3 * (230 + 12) + 80, 64 + 2 * (230 + 40 + 12) + 12));
     }
 
     #[test]

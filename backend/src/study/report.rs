@@ -9,9 +9,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use radlens_shared::record::{
-    Analysis, CaseRecord, GroupStats, ModelAnalysis, RunManifest, Summary,
-};
+use radlens_shared::record::{Analysis, CaseRecord, GroupStats, ModelAnalysis, RunManifest, Summary};
 use radlens_shared::records_csv;
 use radlens_shared::stats::Interval;
 use thiserror::Error;
@@ -23,10 +21,7 @@ use super::run_dir::{RECORDS_CSV, REPORT, RunDir};
 #[derive(Debug, Error)]
 pub enum ReportError {
     #[error("{path}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 type Result<T> = std::result::Result<T, ReportError>;
@@ -36,21 +31,8 @@ const TOP_STUDIES: usize = 10;
 
 /// Writes `report.md` and returns its path. `plots` are the files [`super::plots::write_plots`]
 /// wrote; they are linked relative to the run directory.
-pub fn write_report(
-    dir: &RunDir,
-    manifest: &RunManifest,
-    analysis: &Analysis,
-    plots: &[PathBuf],
-) -> Result<PathBuf> {
-    let rel: Vec<String> = plots
-        .iter()
-        .map(|p| {
-            p.strip_prefix(dir.root())
-                .unwrap_or(p)
-                .to_string_lossy()
-                .replace('\\', "/")
-        })
-        .collect();
+pub fn write_report(dir: &RunDir, manifest: &RunManifest, analysis: &Analysis, plots: &[PathBuf]) -> Result<PathBuf> {
+    let rel: Vec<String> = plots.iter().map(|p| p.strip_prefix(dir.root()).unwrap_or(p).to_string_lossy().replace('\\', "/")).collect();
     let text = render_report(manifest, analysis, &rel);
     let path = dir.path(REPORT);
     write_atomic(&path, text.as_bytes())?;
@@ -59,21 +41,12 @@ pub fn write_report(
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(&tmp, bytes).map_err(|source| ReportError::Io { path: tmp.clone(), source })?;
+    std::fs::rename(&tmp, path).map_err(|source| ReportError::Io { path: path.to_path_buf(), source })
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -90,13 +63,8 @@ fn interval(i: Option<&Interval>) -> String {
 
 fn pct(i: Option<&Interval>) -> String {
     match i {
-        Some(i) => format!(
-            "{:.1}% (95% CI {:.1}–{:.1}%)",
-            100.0 * i.estimate,
-            100.0 * i.lo,
-            100.0 * i.hi
-        )
-        .replace("95%", &format!("{:.0}%", 100.0 * i.level)),
+        Some(i) => format!("{:.1}% (95% CI {:.1}–{:.1}%)", 100.0 * i.estimate, 100.0 * i.lo, 100.0 * i.hi)
+            .replace("95%", &format!("{:.0}%", 100.0 * i.level)),
         None => "no value".to_owned(),
     }
 }
@@ -106,10 +74,7 @@ fn num(x: Option<f64>, digits: usize) -> String {
 }
 
 fn mean_median(s: Option<&Summary>, digits: usize) -> String {
-    s.map_or_else(
-        || "–".to_owned(),
-        |s| format!("{:.digits$} / {:.digits$}", s.mean, s.median),
-    )
+    s.map_or_else(|| "–".to_owned(), |s| format!("{:.digits$} / {:.digits$}", s.mean, s.median))
 }
 
 /// Markdown table cells cannot hold `|` or line breaks.
@@ -119,17 +84,9 @@ fn cell(s: &str) -> String {
 
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out, "| {} |", header.join(" | "));
-    let _ = writeln!(
-        out,
-        "|{}",
-        header.iter().map(|_| "---|").collect::<String>()
-    );
+    let _ = writeln!(out, "|{}", header.iter().map(|_| "---|").collect::<String>());
     for r in rows {
-        let _ = writeln!(
-            out,
-            "| {} |",
-            r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
-        );
+        let _ = writeln!(out, "| {} |", r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | "));
     }
     out.push('\n');
 }
@@ -142,12 +99,7 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
     let mut out = String::new();
     let o = &mut out;
     let _ = writeln!(o, "# radlens report: run `{}`\n", a.run_id);
-    let random: Vec<&str> = a
-        .models
-        .iter()
-        .filter(|m| m.random_weights)
-        .map(|m| m.model.as_str())
-        .collect();
+    let random: Vec<&str> = a.models.iter().filter(|m| m.random_weights).map(|m| m.model.as_str()).collect();
     if !random.is_empty() {
         let _ = writeln!(
             o,
@@ -194,11 +146,7 @@ fn summary(o: &mut String, manifest: &RunManifest, a: &Analysis) {
                 m.dtype,
                 m.grid_h,
                 m.grid_w,
-                if m.random_weights {
-                    ", **random weights**"
-                } else {
-                    ""
-                }
+                if m.random_weights { ", **random weights**" } else { "" }
             )
         })
         .collect();
@@ -210,9 +158,7 @@ fn summary(o: &mut String, manifest: &RunManifest, a: &Analysis) {
         manifest.study.rows,
         manifest.study.studies,
         manifest.study.planned_rows,
-        manifest
-            .shard
-            .map_or_else(String::new, |(i, n)| format!(", shard {} of {n}", i + 1))
+        manifest.shard.map_or_else(String::new, |(i, n)| format!(", shard {} of {n}", i + 1))
     );
     let r = &a.records;
     let _ = writeln!(
@@ -222,16 +168,9 @@ fn summary(o: &mut String, manifest: &RunManifest, a: &Analysis) {
         r.image_pass,
         r.blank_image_pass,
         r.errors,
-        if r.duplicates > 0 {
-            format!("; duplicate records ignored: {}", r.duplicates)
-        } else {
-            String::new()
-        },
+        if r.duplicates > 0 { format!("; duplicate records ignored: {}", r.duplicates) } else { String::new() },
         if r.unscorable > 0 {
-            format!(
-                "; unscorable records (no answer or no yes/no truth) left out: {}",
-                r.unscorable
-            )
+            format!("; unscorable records (no answer or no yes/no truth) left out: {}", r.unscorable)
         } else {
             String::new()
         },
@@ -265,11 +204,7 @@ fn biggest_findings(a: &Analysis) -> Vec<String> {
     let worst = a
         .models
         .iter()
-        .flat_map(|m| {
-            m.by_strategy
-                .iter()
-                .filter_map(move |(s, g)| Some((m, s, g.flip_rate.as_ref()?)))
-        })
+        .flat_map(|m| m.by_strategy.iter().filter_map(move |(s, g)| Some((m, s, g.flip_rate.as_ref()?))))
         .max_by(|x, y| x.2.estimate.total_cmp(&y.2.estimate).then(y.1.cmp(x.1)));
     if let Some((m, s, i)) = worst {
         if i.estimate > 0.0 {
@@ -297,17 +232,10 @@ fn biggest_findings(a: &Analysis) -> Vec<String> {
         }
     }
     if a.comparisons.iter().all(|c| c.mcnemar.p_clustered >= 0.05) && !a.comparisons.is_empty() {
-        out.push(
-            "no pair of models differs significantly in accuracy (clustered McNemar p ≥ 0.05)."
-                .to_owned(),
-        );
+        out.push("no pair of models differs significantly in accuracy (clustered McNemar p ≥ 0.05).".to_owned());
     }
     for m in &a.models {
-        if let Some((r, d)) = m
-            .image_reliance
-            .as_ref()
-            .and_then(|r| Some((r, r.consistent_not_reliant.share.as_ref()?)))
-        {
+        if let Some((r, d)) = m.image_reliance.as_ref().and_then(|r| Some((r, r.consistent_not_reliant.share.as_ref()?))) {
             out.push(format!(
                 "`{}`: {} of {} studies are consistent but not image-reliant (same answers with a blank image), the dangerous quadrant: {}.",
                 m.model,
@@ -322,11 +250,7 @@ fn biggest_findings(a: &Analysis) -> Vec<String> {
 
 fn per_model(o: &mut String, a: &Analysis) {
     let _ = writeln!(o, "## Per model\n");
-    let _ = writeln!(
-        o,
-        "Estimate [lower, upper] of the {} interval; rates over answered rows (errors excluded).\n",
-        level(a)
-    );
+    let _ = writeln!(o, "Estimate [lower, upper] of the {} interval; rates over answered rows (errors excluded).\n", level(a));
     let rows: Vec<Vec<String>> = a
         .models
         .iter()
@@ -344,58 +268,25 @@ fn per_model(o: &mut String, a: &Analysis) {
             ]
         })
         .collect();
-    table(
-        o,
-        &[
-            "model",
-            "rows",
-            "answered",
-            "errors",
-            "studies",
-            "accuracy",
-            "flip rate",
-            "full consistency",
-            "text-only accuracy",
-        ],
-        &rows,
-    );
-    let max_k = a
-        .models
-        .iter()
-        .flat_map(|m| m.cs_k.keys().copied())
-        .max()
-        .unwrap_or(0);
+    table(o, &["model", "rows", "answered", "errors", "studies", "accuracy", "flip rate", "full consistency", "text-only accuracy"], &rows);
+    let max_k = a.models.iter().flat_map(|m| m.cs_k.keys().copied()).max().unwrap_or(0);
     if max_k > 0 {
         let _ = writeln!(
             o,
             "Consensus score `cs_k` (chance that k variants drawn from a study are all correct; `cs_1` is study-weighted accuracy):\n"
         );
-        let header: Vec<String> = std::iter::once("model".to_owned())
-            .chain((1..=max_k).map(|k| format!("cs_{k}")))
-            .collect();
+        let header: Vec<String> = std::iter::once("model".to_owned()).chain((1..=max_k).map(|k| format!("cs_{k}"))).collect();
         let rows: Vec<Vec<String>> = a
             .models
             .iter()
-            .map(|m| {
-                std::iter::once(format!("`{}`", m.model))
-                    .chain((1..=max_k).map(|k| interval(m.cs_k.get(&k))))
-                    .collect()
-            })
+            .map(|m| std::iter::once(format!("`{}`", m.model)).chain((1..=max_k).map(|k| interval(m.cs_k.get(&k)))).collect())
             .collect();
-        table(
-            o,
-            &header.iter().map(String::as_str).collect::<Vec<_>>(),
-            &rows,
-        );
+        table(o, &header.iter().map(String::as_str).collect::<Vec<_>>(), &rows);
     }
 }
 
 fn level(a: &Analysis) -> String {
-    let l = a
-        .models
-        .iter()
-        .find_map(|m| m.accuracy.as_ref().map(|i| i.level))
-        .unwrap_or(0.95);
+    let l = a.models.iter().find_map(|m| m.accuracy.as_ref().map(|i| i.level)).unwrap_or(0.95);
     format!("{:.0}%", 100.0 * l)
 }
 
@@ -434,40 +325,18 @@ fn strategies(o: &mut String, a: &Analysis) {
         o,
         "Flip rate of a strategy: its (base, variant) pairs whose polarity-adjusted answers differ; the base question's own strategy has none.\n"
     );
-    table(
-        o,
-        &[
-            "model",
-            "strategy",
-            "studies",
-            "rows",
-            "accuracy",
-            "flip rate",
-        ],
-        &rows,
-    );
+    table(o, &["model", "strategy", "studies", "rows", "accuracy", "flip rate"], &rows);
 }
 
 fn findings(o: &mut String, a: &Analysis) {
-    let only_none = a
-        .models
-        .iter()
-        .all(|m| m.by_finding.keys().all(|k| k == NO_FINDING));
+    let only_none = a.models.iter().all(|m| m.by_finding.keys().all(|k| k == NO_FINDING));
     if only_none {
         return;
     }
     let _ = writeln!(o, "## Per finding\n");
     table(
         o,
-        &[
-            "model",
-            "finding",
-            "studies",
-            "rows",
-            "accuracy",
-            "flip rate",
-            "full consistency",
-        ],
+        &["model", "finding", "studies", "rows", "accuracy", "flip rate", "full consistency"],
         &group_rows(a, |m| &m.by_finding, true),
     );
 }
@@ -486,9 +355,7 @@ fn reliance(o: &mut String, a: &Analysis) {
         .iter()
         .filter_map(|m| {
             let r = m.image_reliance.as_ref()?;
-            let q = |s: &radlens_shared::record::QuadrantShare| {
-                format!("{} ({})", s.studies, interval(s.share.as_ref()))
-            };
+            let q = |s: &radlens_shared::record::QuadrantShare| format!("{} ({})", s.studies, interval(s.share.as_ref()));
             Some(vec![
                 format!("`{}`", m.model),
                 r.rows.to_string(),
@@ -546,24 +413,7 @@ fn comparisons(o: &mut String, a: &Analysis) {
             ]
         })
         .collect();
-    table(
-        o,
-        &[
-            "A",
-            "B",
-            "rows",
-            "studies",
-            "acc A",
-            "acc B",
-            "A − B",
-            "b",
-            "c",
-            "Durkalski χ²",
-            "p clustered",
-            "p exact",
-        ],
-        &rows,
-    );
+    table(o, &["A", "B", "rows", "studies", "acc A", "acc B", "A − B", "b", "c", "Durkalski χ²", "p clustered", "p exact"], &rows);
 }
 
 fn maps(o: &mut String, a: &Analysis) {
@@ -580,12 +430,7 @@ fn maps(o: &mut String, a: &Analysis) {
         .iter()
         .filter_map(|m| {
             let s = m.maps.as_ref()?;
-            let methods = s
-                .methods
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let methods = s.methods.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ");
             Some(vec![
                 format!("`{}`", m.model),
                 format!("{} ({methods})", s.maps),
@@ -597,19 +442,7 @@ fn maps(o: &mut String, a: &Analysis) {
             ])
         })
         .collect();
-    table(
-        o,
-        &[
-            "model",
-            "maps",
-            "focus",
-            "Gini",
-            "top-10% mass",
-            "image share",
-            "map consistency",
-        ],
-        &rows,
-    );
+    table(o, &["model", "maps", "focus", "Gini", "top-10% mass", "image share", "map consistency"], &rows);
 
     let roi: Vec<Vec<String>> = a
         .models
@@ -627,17 +460,7 @@ fn maps(o: &mut String, a: &Analysis) {
         .collect();
     if !roi.is_empty() {
         let _ = writeln!(o, "Against the radiologists' boxes (rows with a box):\n");
-        table(
-            o,
-            &[
-                "model",
-                "rows",
-                "relevance mass",
-                "rank accuracy",
-                "pointing game",
-            ],
-            &roi,
-        );
+        table(o, &["model", "rows", "relevance mass", "rank accuracy", "pointing game"], &roi);
     }
 
     let flips: Vec<Vec<String>> = a
@@ -648,21 +471,9 @@ fn maps(o: &mut String, a: &Analysis) {
             Some(vec![
                 format!("`{}`", m.model),
                 format!("{} / {}", f.flipped.rows, f.stable.rows),
-                format!(
-                    "{} vs {}",
-                    mean_median(f.flipped.focus.as_ref(), 3),
-                    mean_median(f.stable.focus.as_ref(), 3)
-                ),
-                format!(
-                    "{} vs {}",
-                    mean_median(f.flipped.gini.as_ref(), 3),
-                    mean_median(f.stable.gini.as_ref(), 3)
-                ),
-                format!(
-                    "{} vs {}",
-                    mean_median(f.flipped.top10_mass.as_ref(), 3),
-                    mean_median(f.stable.top10_mass.as_ref(), 3)
-                ),
+                format!("{} vs {}", mean_median(f.flipped.focus.as_ref(), 3), mean_median(f.stable.focus.as_ref(), 3)),
+                format!("{} vs {}", mean_median(f.flipped.gini.as_ref(), 3), mean_median(f.stable.gini.as_ref(), 3)),
+                format!("{} vs {}", mean_median(f.flipped.top10_mass.as_ref(), 3), mean_median(f.stable.top10_mass.as_ref(), 3)),
             ])
         })
         .collect();
@@ -671,17 +482,7 @@ fn maps(o: &mut String, a: &Analysis) {
             o,
             "Flipped vs stable rephrasings (mean / median; variants whose polarity-adjusted answer differs from the base vs those that agree):\n"
         );
-        table(
-            o,
-            &[
-                "model",
-                "rows flipped / stable",
-                "focus",
-                "Gini",
-                "top-10% mass",
-            ],
-            &flips,
-        );
+        table(o, &["model", "rows flipped / stable", "focus", "Gini", "top-10% mass"], &flips);
     }
 
     let cross: Vec<Vec<String>> = a
@@ -703,11 +504,7 @@ fn maps(o: &mut String, a: &Analysis) {
             o,
             "Cross-model divergence of the maps of the same question, each resampled by area onto the common grid over the whole image (bits; 0 = identical, 1 = disjoint):\n"
         );
-        table(
-            o,
-            &["A", "B", "grid", "rows", "JS divergence", "JS distance"],
-            &cross,
-        );
+        table(o, &["A", "B", "grid", "rows", "JS divergence", "JS distance"], &cross);
     }
 }
 
@@ -736,13 +533,20 @@ fn trust(o: &mut String, a: &Analysis) {
         .iter()
         .flat_map(|(name, t)| {
             t.agreement.iter().map(move |p| {
-                vec![format!("`{name}`"), format!("{} vs {}", p.a, p.b), p.rows.to_string(), interval(p.mean_js_distance.as_ref()), mean_median(Some(&p.js_distance), 3)]
+                vec![
+                    format!("`{name}`"),
+                    format!("{} vs {}", p.a, p.b),
+                    p.rows.to_string(),
+                    interval(p.mean_js_distance.as_ref()),
+                    mean_median(Some(&p.js_distance), 3),
+                ]
             })
         })
         .collect();
     if !agreement.is_empty() {
         let _ = writeln!(o, "### Method agreement\n");
-        let _ = writeln!(o, "Jensen-Shannon distance (bits, 0 = the same map, 1 = disjoint) between two methods' maps of the same record.\n");
+        let _ =
+            writeln!(o, "Jensen-Shannon distance (bits, 0 = the same map, 1 = disjoint) between two methods' maps of the same record.\n");
         table(o, &["model", "methods", "rows", "mean JS distance [CI]", "mean / median"], &agreement);
     }
 
@@ -768,7 +572,11 @@ fn trust(o: &mut String, a: &Analysis) {
             o,
             "Each map's top k% cells are deleted (their pixels set to the image's per-channel mean) and the change in the yes/no margin is compared with deleting as many random cells (mean of seeded draws). A map is flagged when its top cells move the margin no more than random ones: `|Δtop| ≤ |Δrandom|`.\n"
         );
-        table(o, &["model", "method", "k", "rows", "flagged", "Δ margin, top cells (mean / median)", "Δ margin, random cells"], &faithfulness);
+        table(
+            o,
+            &["model", "method", "k", "rows", "flagged", "Δ margin, top cells (mean / median)", "Δ margin, random cells"],
+            &faithfulness,
+        );
     }
 
     let sinks: Vec<Vec<String>> = models
@@ -813,10 +621,7 @@ fn margins_latency(o: &mut String, a: &Analysis) {
         .collect();
     if !margins.is_empty() {
         let _ = writeln!(o, "## Answer margins\n");
-        let _ = writeln!(
-            o,
-            "`logit(yes) − logit(no)` at the first answer position, mean / median.\n"
-        );
+        let _ = writeln!(o, "`logit(yes) − logit(no)` at the first answer position, mean / median.\n");
         table(o, &["model", "rows", "all", "correct", "wrong"], &margins);
     }
     let _ = writeln!(o, "## Latency\n");
@@ -824,12 +629,7 @@ fn margins_latency(o: &mut String, a: &Analysis) {
         o,
         "Milliseconds per row, mean / median / p95 (errors excluded; work shared by a study's variants is recorded on its first variant).\n"
     );
-    let f = |s: Option<&Summary>| {
-        s.map_or_else(
-            || "–".to_owned(),
-            |s| format!("{:.1} / {:.1} / {:.1}", s.mean, s.median, s.p95),
-        )
-    };
+    let f = |s: Option<&Summary>| s.map_or_else(|| "–".to_owned(), |s| format!("{:.1} / {:.1} / {:.1}", s.mean, s.median, s.p95));
     let rows: Vec<Vec<String>> = a
         .models
         .iter()
@@ -845,18 +645,7 @@ fn margins_latency(o: &mut String, a: &Analysis) {
             ]
         })
         .collect();
-    table(
-        o,
-        &[
-            "model",
-            "image encode",
-            "prefill",
-            "decode",
-            "capture",
-            "total",
-        ],
-        &rows,
-    );
+    table(o, &["model", "image encode", "prefill", "decode", "capture", "total"], &rows);
 }
 
 fn figures(o: &mut String, plots: &[String]) {
@@ -866,17 +655,13 @@ fn figures(o: &mut String, plots: &[String]) {
         let _ = writeln!(o, "No figures were drawn.\n");
     }
     for p in plain {
-        let name = Path::new(p)
-            .file_stem()
-            .map_or_else(String::new, |s| s.to_string_lossy().replace('_', " "));
+        let name = Path::new(p).file_stem().map_or_else(String::new, |s| s.to_string_lossy().replace('_', " "));
         let _ = writeln!(o, "![{name}]({p})\n");
     }
 }
 
 fn is_overlay(p: &str) -> bool {
-    Path::new(p)
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("overlay_"))
+    Path::new(p).file_name().is_some_and(|n| n.to_string_lossy().starts_with("overlay_"))
 }
 
 fn disagreeing(o: &mut String, a: &Analysis, plots: &[String]) {
@@ -895,12 +680,7 @@ fn disagreeing(o: &mut String, a: &Analysis, plots: &[String]) {
                 .studies
                 .iter()
                 .filter(|s| s.study_id == d.study_id)
-                .map(|s| {
-                    format!(
-                        "{}: {}/{} correct, {} flips",
-                        s.model, s.correct, s.answered, s.flips
-                    )
-                })
+                .map(|s| format!("{}: {}/{} correct, {} flips", s.model, s.correct, s.answered, s.flips))
                 .collect::<Vec<_>>()
                 .join("; ");
             vec![
@@ -914,19 +694,7 @@ fn disagreeing(o: &mut String, a: &Analysis, plots: &[String]) {
             ]
         })
         .collect();
-    table(
-        o,
-        &[
-            "#",
-            "study",
-            "finding",
-            "flips",
-            "answer disagreements",
-            "mean JS distance",
-            "per model",
-        ],
-        &rows,
-    );
+    table(o, &["#", "study", "finding", "flips", "answer disagreements", "mean JS distance", "per model"], &rows);
     let overlays: Vec<&String> = plots.iter().filter(|p| is_overlay(p)).collect();
     if overlays.is_empty() {
         let _ = writeln!(
@@ -971,32 +739,20 @@ mod tests {
         }
         assert_eq!(out.plots.len(), 10);
         let report = std::fs::read_to_string(&out.report).unwrap();
-        assert!(
-            report.contains("WARNING: random weights (pipeline demo)"),
-            "{report}"
-        );
+        assert!(report.contains("WARNING: random weights (pipeline demo)"), "{report}");
         // The summary comes first, before the tables.
         let summary = report.find("## Summary").unwrap();
         assert!(summary < report.find("## Per model").unwrap());
-        assert!(
-            report.contains("0.778 ["),
-            "A's accuracy 7/9 with its interval"
-        );
+        assert!(report.contains("0.778 ["), "A's accuracy 7/9 with its interval");
         assert!(report.contains("**error records: 1**"));
         assert!(report.contains("## Paired comparisons (McNemar)"));
-        assert!(
-            report.contains("(plots/rates_by_model.png)")
-                && report.contains("(plots/overlay_1_s3.png)")
-        );
+        assert!(report.contains("(plots/rates_by_model.png)") && report.contains("(plots/overlay_1_s3.png)"));
         assert!(report.contains("consistent & NOT reliant (dangerous)"));
         assert!(report.contains("the least robust rephrasing is"));
 
         // analysis.json is what `analyze` computes, and a second run writes the same bytes.
         let json = std::fs::read_to_string(dir.path(ANALYSIS)).unwrap();
-        assert_eq!(
-            json,
-            serde_json::to_string_pretty(&analyze(&dir).unwrap()).unwrap()
-        );
+        assert_eq!(json, serde_json::to_string_pretty(&analyze(&dir).unwrap()).unwrap());
         crate::commands::report::regenerate(dir.root(), Some(&images)).unwrap();
         assert_eq!(json, std::fs::read_to_string(dir.path(ANALYSIS)).unwrap());
         assert_eq!(report, std::fs::read_to_string(&out.report).unwrap());
@@ -1007,48 +763,20 @@ mod tests {
         let (dir, _) = fixture::write_run("csv", 7);
         let path = write_records_csv(&dir, &dir.read_records().unwrap()).unwrap();
         let mut reader = csv::Reader::from_path(&path).unwrap();
-        let header: Vec<String> = reader
-            .headers()
-            .unwrap()
-            .iter()
-            .map(str::to_owned)
-            .collect();
+        let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
         assert_eq!(header, CSV_COLUMNS);
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
         // 28 lines less the duplicate.
         assert_eq!(rows.len(), 27);
         let col = |name: &str| CSV_COLUMNS.iter().position(|c| *c == name).unwrap();
         let error = rows.iter().find(|r| !r[col("error")].is_empty()).unwrap();
-        assert_eq!(
-            (
-                &error[col("sample_id")],
-                &error[col("model")],
-                &error[col("error_stage")]
-            ),
-            ("s3#1", "model-b", "inference")
-        );
+        assert_eq!((&error[col("sample_id")], &error[col("model")], &error[col("error_stage")]), ("s3#1", "model-b", "inference"));
         assert_eq!(&error[col("parsed_answer")], "");
-        let negated = rows
-            .iter()
-            .find(|r| {
-                &r[col("sample_id")] == "s1#2"
-                    && &r[col("model")] == "model-a"
-                    && &r[col("pass")] == "image"
-            })
-            .unwrap();
-        assert_eq!(
-            (
-                &negated[col("polarity")],
-                &negated[col("ground_truth")],
-                &negated[col("correct")]
-            ),
-            ("-1", "no", "true")
-        );
+        let negated =
+            rows.iter().find(|r| &r[col("sample_id")] == "s1#2" && &r[col("model")] == "model-a" && &r[col("pass")] == "image").unwrap();
+        assert_eq!((&negated[col("polarity")], &negated[col("ground_truth")], &negated[col("correct")]), ("-1", "no", "true"));
         assert!(negated[col("relevance_mass")].parse::<f64>().is_ok());
-        let blank = rows
-            .iter()
-            .filter(|r| &r[col("pass")] == "blank_image")
-            .count();
+        let blank = rows.iter().filter(|r| &r[col("pass")] == "blank_image").count();
         assert_eq!(blank, 9);
     }
 

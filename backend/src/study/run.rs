@@ -6,19 +6,19 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use candle_core::{DType, Device};
-use radlens_shared::record::{BootstrapSettings, CaptureSettings, ModelInfo, Pass, RunManifest, StudySource, SCHEMA_VERSION};
+use radlens_shared::record::{BootstrapSettings, CaptureSettings, ModelInfo, Pass, RunManifest, SCHEMA_VERSION, StudySource};
 use sha2::{Digest, Sha256};
 
-use super::plan::{read_plan, PlanError};
-use super::run_dir::{AttentionFile, RunDir, RunWriter, ANALYSIS, ATTENTION, RECORDS, RECORDS_CSV, REPORT};
+use super::plan::{PlanError, read_plan};
+use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, RECORDS, RECORDS_CSV, REPORT, RunDir, RunWriter};
 use super::runner::{CaseSettings, ModelRun, Progress};
 use super::shard::Shard;
 use crate::models::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
+use crate::models::dtype_name;
 use crate::models::linear::WeightFormat;
 use crate::models::loader::load_engine;
-use crate::models::dtype_name;
 
 /// A file in a model directory that marks its weights as random (the demo's tiny models).
 pub const RANDOM_WEIGHTS_MARKER: &str = "RANDOM_WEIGHTS";
@@ -128,7 +128,13 @@ fn now() -> String {
 }
 
 /// Everything that decides the records' content. A resume must match it exactly.
-pub(crate) fn fingerprint(csv_sha256: &str, models: &[ModelInfo], capture: &CaptureSettings, shard: Option<(u32, u32)>, n_studies: Option<usize>) -> String {
+pub(crate) fn fingerprint(
+    csv_sha256: &str,
+    models: &[ModelInfo],
+    capture: &CaptureSettings,
+    shard: Option<(u32, u32)>,
+    n_studies: Option<usize>,
+) -> String {
     // The weight format joins the dtype only when quantised, so older runs keep their fingerprint.
     let precision = |m: &ModelInfo| if m.quantization == "none" { m.dtype.clone() } else { format!("{}+{}", m.dtype, m.quantization) };
     let models: Vec<_> = models.iter().map(|m| (&m.name, &m.config_sha256, &m.weights_fingerprint, precision(m))).collect();
@@ -178,7 +184,8 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         text_only_pass: args.settings.text_only_pass,
         trust: args.settings.trust.clone(),
     };
-    let mut infos = args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut infos =
+        args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;
     let shard = args.shard.map(|s| (s.index, s.count));
     let fp = fingerprint(&plan.csv_sha256, &infos, &capture, shard, args.n_studies);
 
@@ -260,7 +267,8 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         dir.write_manifest(&manifest)?;
         let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let mut attention = AttentionFile::open(&dir, &slug)?;
-        let run = ModelRun { name, engine: &engine, device: &args.device, images: &args.images, settings: &args.settings, done: &done, stop };
+        let run =
+            ModelRun { name, engine: &engine, device: &args.device, images: &args.images, settings: &args.settings, done: &done, stop };
         let stats = run.run(&studies, &mut writer, &mut attention, progress)?;
         outcome.written += stats.written;
         outcome.skipped += stats.skipped;

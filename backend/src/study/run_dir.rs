@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use radlens_shared::record::{check_version, CaseRecord, RunManifest, TensorRef};
+use radlens_shared::record::{CaseRecord, RunManifest, TensorRef, check_version};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -78,7 +78,8 @@ impl RunDir {
     pub fn read_manifest(&self) -> Result<RunManifest> {
         let path = self.path(MANIFEST);
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let m: RunManifest = serde_json::from_str(&text).map_err(|e| RunDirError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let m: RunManifest =
+            serde_json::from_str(&text).map_err(|e| RunDirError::Invalid { path: path.clone(), message: e.to_string() })?;
         check_version(m.schema_version).map_err(|e| RunDirError::Invalid { path, message: e.to_string() })?;
         Ok(m)
     }

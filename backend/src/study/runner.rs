@@ -17,19 +17,21 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use image::DynamicImage;
-use radlens_shared::answer::{parse_answer, yes_no_margin};
-use radlens_shared::fusion::{term_positions, HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
-use radlens_shared::geometry::{bbox_mask, MapGeometry};
-use radlens_shared::metrics::MapMetrics;
-use radlens_shared::record::{CaseError, CaseRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SinkCheck, TrustRecord, SCHEMA_VERSION};
-use radlens_shared::trust::{sink_cells, without_cells, GENERIC_PROMPT, SINK_FACTOR};
-use radlens_shared::roi::roi_metrics;
 use radlens_shared::AttentionMap;
+use radlens_shared::answer::{parse_answer, yes_no_margin};
+use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode, term_positions};
+use radlens_shared::geometry::{MapGeometry, bbox_mask};
+use radlens_shared::metrics::MapMetrics;
+use radlens_shared::record::{
+    CaseError, CaseRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, SinkCheck, TrustRecord,
+};
+use radlens_shared::roi::roi_metrics;
+use radlens_shared::trust::{GENERIC_PROMPT, SINK_FACTOR, sink_cells, without_cells};
 
 use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
 use crate::attention_map::fuse_captured;
-use crate::models::generate::{greedy_from, Generation, Prefix};
+use crate::models::generate::{Generation, Prefix, greedy_from};
 use crate::models::loader::Engine;
 use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
 use crate::models::processor::clip_image::load_image;
@@ -128,7 +130,13 @@ impl ModelRun<'_> {
         Ok(stats)
     }
 
-    fn run_study(&self, rows: &[&StudyRow], pass: Pass, blank: &mut Option<EncodedImage>, attention: &mut AttentionFile) -> anyhow::Result<Vec<CaseRecord>> {
+    fn run_study(
+        &self,
+        rows: &[&StudyRow],
+        pass: Pass,
+        blank: &mut Option<EncodedImage>,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
         let mut out = Vec::with_capacity(rows.len());
         // Rows with CSV problems never reach the model.
         let (bad, good): (Vec<&StudyRow>, Vec<&StudyRow>) = rows.iter().partition(|r| r.problem.is_some());
@@ -147,14 +155,26 @@ impl ModelRun<'_> {
             let encoded = match pass {
                 Pass::Image => self.encode(&self.images.join(&image_path)),
                 Pass::BlankImage => match blank {
-                    Some(b) => Ok(EncodedImage { features: b.features.clone(), pixels: b.pixels.clone(), geometry: b.geometry, preprocess_ms: 0.0, encode_ms: 0.0 }),
+                    Some(b) => Ok(EncodedImage {
+                        features: b.features.clone(),
+                        pixels: b.pixels.clone(),
+                        geometry: b.geometry,
+                        preprocess_ms: 0.0,
+                        encode_ms: 0.0,
+                    }),
                     None => {
                         // A blank (black) image: the text-only pass. Its size does not matter, it
                         // is resized to the model's input like any other.
                         let img = DynamicImage::new_luma8(512, 512);
                         let e = self.encode_image(&img);
                         if let Ok(e) = &e {
-                            *blank = Some(EncodedImage { features: e.features.clone(), pixels: e.pixels.clone(), geometry: e.geometry, preprocess_ms: 0.0, encode_ms: 0.0 });
+                            *blank = Some(EncodedImage {
+                                features: e.features.clone(),
+                                pixels: e.pixels.clone(),
+                                geometry: e.geometry,
+                                preprocess_ms: 0.0,
+                                encode_ms: 0.0,
+                            });
                         }
                         e
                     }
@@ -192,7 +212,13 @@ impl ModelRun<'_> {
         Ok(EncodedImage { features, pixels, geometry, preprocess_ms, encode_ms: ms(t) })
     }
 
-    fn run_variants(&self, rows: &[&StudyRow], pass: Pass, image: &EncodedImage, attention: &mut AttentionFile) -> anyhow::Result<Vec<CaseRecord>> {
+    fn run_variants(
+        &self,
+        rows: &[&StudyRow],
+        pass: Pass,
+        image: &EncodedImage,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
         let mut out = Vec::new();
         let mut prompts = Vec::new();
         for r in rows {
@@ -216,7 +242,11 @@ impl ModelRun<'_> {
         // Never cut through an image block: its tokens attend to each other in both directions.
         if let Some((_, p)) = prompts.first() {
             let image_id = self.engine.model.summary().image_token_id;
-            while prefix_len > 0 && prefix_len < p.input_ids.len() && p.input_ids[prefix_len - 1] == image_id && p.input_ids[prefix_len] == image_id {
+            while prefix_len > 0
+                && prefix_len < p.input_ids.len()
+                && p.input_ids[prefix_len - 1] == image_id
+                && p.input_ids[prefix_len] == image_id
+            {
                 prefix_len -= 1;
             }
             if p.image_positions.iter().any(|&i| i >= prefix_len) {
@@ -252,7 +282,16 @@ impl ModelRun<'_> {
                 image_encode_ms: if first { image.encode_ms } else { 0.0 },
                 ..Latency::default()
             };
-            let record = self.run_case(row, pass, prompt, image, prefix_cache.as_ref().map(|c| (c, prefix_len)), generic.as_ref(), &mut latency, attention);
+            let record = self.run_case(
+                row,
+                pass,
+                prompt,
+                image,
+                prefix_cache.as_ref().map(|c| (c, prefix_len)),
+                generic.as_ref(),
+                &mut latency,
+                attention,
+            );
             let mut record = match record {
                 Ok((r, p)) => {
                     attention_maps.push(p);
@@ -284,7 +323,8 @@ impl ModelRun<'_> {
     fn generic_map(&self, image: &EncodedImage) -> Result<Vec<f64>, String> {
         let s = self.settings;
         let layers = s.layer_range.resolve(self.engine.model.summary().num_layers).map_err(|e| e.to_string())?;
-        trust::generic_map(self.engine.model.as_ref(), self.engine.prompter.as_ref(), &image.features, &layers, s.head_fusion).map_err(|e| e.to_string())
+        trust::generic_map(self.engine.model.as_ref(), self.engine.prompter.as_ref(), &image.features, &layers, s.head_fusion)
+            .map_err(|e| e.to_string())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,7 +361,10 @@ impl ModelRun<'_> {
         let prefix = prefix.filter(|(_, n)| term_rows.iter().all(|&p| p >= *n));
         let policy = CapturePolicy {
             layers: if capture { layers.clone() } else { Vec::new() },
-            rows: RowSelection { prompt_positions: [term_rows.clone(), vec![l - 1]].concat(), decode_steps: s.query_mode == QueryMode::Answer },
+            rows: RowSelection {
+                prompt_positions: [term_rows.clone(), vec![l - 1]].concat(),
+                decode_steps: s.query_mode == QueryMode::Answer,
+            },
             prompt_len: l,
         };
         let mut recorder = AttentionRecorder::new(policy);
@@ -339,10 +382,21 @@ impl ModelRun<'_> {
         let tokenizer = self.engine.prompter.tokenizer();
         let answer_text = tokenizer.decode(generation.answer_ids(), true).map_err(|e| (ErrorStage::Inference, e.to_string()))?;
         let parsed = parse_answer(&answer_text);
-        let margin = yes_no_margin(generation.prompt_last_logits(), &tokenizer.single_token_spellings("yes"), &tokenizer.single_token_spellings("no"));
+        let margin = yes_no_margin(
+            generation.prompt_last_logits(),
+            &tokenizer.single_token_spellings("yes"),
+            &tokenizer.single_token_spellings("no"),
+        );
         let yes = tokenizer.single_token_spellings("yes");
         let no = tokenizer.single_token_spellings("no");
-        let case = CaseInput { model: self.engine.model.as_ref(), input_ids: ids, pixel_values: &image.pixels, geometry: image.geometry, yes_ids: &yes, no_ids: &no };
+        let case = CaseInput {
+            model: self.engine.model.as_ref(),
+            input_ids: ids,
+            pixel_values: &image.pixels,
+            geometry: image.geometry,
+            yes_ids: &yes,
+            no_ids: &no,
+        };
         let (map, attention_p, trust) = if capture {
             let t = Instant::now();
             let query_positions: Vec<usize> = match &s.query_mode {
@@ -360,7 +414,10 @@ impl ModelRun<'_> {
                 }
             };
             latency.capture_ms = ms(t);
-            let trust = s.trust.as_ref().map(|settings| self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention));
+            let trust = s
+                .trust
+                .as_ref()
+                .map(|settings| self.trust_record(&case, settings, &m, p.as_deref(), fallback, generic, row, image, attention));
             (Some(m), p, trust)
         } else {
             (None, None, None)
@@ -452,7 +509,13 @@ impl ModelRun<'_> {
     }
 
     /// Stores another method's map (normalised) with its metrics.
-    fn store_trust_map(&self, m: &MethodValues, row: &StudyRow, image: &EncodedImage, attention: &mut AttentionFile) -> Result<MethodMap, String> {
+    fn store_trust_map(
+        &self,
+        m: &MethodValues,
+        row: &StudyRow,
+        image: &EncodedImage,
+        attention: &mut AttentionFile,
+    ) -> Result<MethodMap, String> {
         let g = image.geometry;
         let map = AttentionMap::new(g.h, g.w, m.values.clone()).map_err(|e| e.to_string())?;
         let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
@@ -466,10 +529,23 @@ impl ModelRun<'_> {
     }
 
     /// A fallback map as the record's map: no attention rows behind it (`head_rows` is empty).
-    fn store_method_map(&self, m: &MethodValues, row: &StudyRow, image: &EncodedImage, attention: &mut AttentionFile) -> Result<MapRecord, String> {
+    fn store_method_map(
+        &self,
+        m: &MethodValues,
+        row: &StudyRow,
+        image: &EncodedImage,
+        attention: &mut AttentionFile,
+    ) -> Result<MapRecord, String> {
         let stored = self.store_trust_map(m, row, image, attention)?;
         let head_rows = attention.append(&[], vec![0]).map_err(|e| e.to_string())?;
-        Ok(MapRecord { provenance: stored.provenance, image_share: 0.0, metrics: stored.metrics, roi: stored.roi, values: stored.values, head_rows })
+        Ok(MapRecord {
+            provenance: stored.provenance,
+            image_share: 0.0,
+            metrics: stored.metrics,
+            roi: stored.roi,
+            values: stored.values,
+            head_rows,
+        })
     }
 
     /// Fuses the captured rows into the record's map, and stores the map and the raw image rows.
@@ -485,7 +561,8 @@ impl ModelRun<'_> {
         attention: &mut AttentionFile,
     ) -> Result<(MapRecord, Option<Vec<f64>>), String> {
         let s = self.settings;
-        let captured = fuse_captured(recorder, layers, query_positions, &prompt.image_positions, s.head_fusion).map_err(|e| e.to_string())?;
+        let captured =
+            fuse_captured(recorder, layers, query_positions, &prompt.image_positions, s.head_fusion).map_err(|e| e.to_string())?;
         let g = image.geometry;
         let map = AttentionMap::new(g.h, g.w, captured.fused.values.clone()).map_err(|e| e.to_string())?;
         let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;

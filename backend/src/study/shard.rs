@@ -34,7 +34,8 @@ impl Shard {
             return Self::parse(&format!("{}/{count}", index.saturating_sub(min))).map(Some);
         }
         if let Some(index) = num("JOB_COMPLETION_INDEX")? {
-            let count = num("RADLENS_SHARD_COUNT")?.ok_or("JOB_COMPLETION_INDEX is set but RADLENS_SHARD_COUNT (the Job's completions) is not")?;
+            let count =
+                num("RADLENS_SHARD_COUNT")?.ok_or("JOB_COMPLETION_INDEX is set but RADLENS_SHARD_COUNT (the Job's completions) is not")?;
             return Self::parse(&format!("{index}/{count}")).map(Some);
         }
         Ok(None)
@@ -68,10 +69,20 @@ mod tests {
 
     #[test]
     fn schedulers_environment_is_read() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
-        assert_eq!(Shard::from_env(env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap(), Some(Shard { index: 2, count: 4 }));
-        assert_eq!(Shard::from_env(env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "3")])).unwrap(), Some(Shard { index: 2, count: 4 }));
-        assert_eq!(Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1"), ("RADLENS_SHARD_COUNT", "3")])).unwrap(), Some(Shard { index: 1, count: 3 }));
+        let env =
+            |pairs: &'static [(&'static str, &'static str)]| move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string());
+        assert_eq!(
+            Shard::from_env(env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")])).unwrap(),
+            Some(Shard { index: 2, count: 4 })
+        );
+        assert_eq!(
+            Shard::from_env(env(&[("SLURM_ARRAY_TASK_ID", "5"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "3")])).unwrap(),
+            Some(Shard { index: 2, count: 4 })
+        );
+        assert_eq!(
+            Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1"), ("RADLENS_SHARD_COUNT", "3")])).unwrap(),
+            Some(Shard { index: 1, count: 3 })
+        );
         assert!(Shard::from_env(env(&[("JOB_COMPLETION_INDEX", "1")])).is_err());
         assert_eq!(Shard::from_env(env(&[])).unwrap(), None);
         assert!(Shard::parse("3/3").is_err());

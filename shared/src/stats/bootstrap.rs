@@ -32,22 +32,14 @@ pub struct BootstrapConfig {
 
 impl Default for BootstrapConfig {
     fn default() -> Self {
-        Self {
-            resamples: DEFAULT_RESAMPLES,
-            seed: 0,
-            level: DEFAULT_LEVEL,
-            unit: UNIT_STUDY.to_owned(),
-        }
+        Self { resamples: DEFAULT_RESAMPLES, seed: 0, level: DEFAULT_LEVEL, unit: UNIT_STUDY.to_owned() }
     }
 }
 
 impl BootstrapConfig {
     /// The defaults (B = 2000, 95%, study unit) with the given seed.
     pub fn with_seed(seed: u64) -> Self {
-        Self {
-            seed,
-            ..Self::default()
-        }
+        Self { seed, ..Self::default() }
     }
 }
 
@@ -82,31 +74,17 @@ pub struct Interval {
 /// parts). Errors: `resamples == 0`, a level outside (0, 1), an unknown unit, a non-finite part
 /// or a negative denominator ([`MetricError::Invalid`]); no valid resample at all
 /// ([`MetricError::TooFew`]).
-pub fn cluster_bootstrap(
-    parts: &[ClusterRatio],
-    config: &BootstrapConfig,
-) -> Result<Option<Interval>, MetricError> {
+pub fn cluster_bootstrap(parts: &[ClusterRatio], config: &BootstrapConfig) -> Result<Option<Interval>, MetricError> {
     if config.resamples == 0 {
-        return Err(MetricError::Invalid(
-            "bootstrap needs at least one resample".to_owned(),
-        ));
+        return Err(MetricError::Invalid("bootstrap needs at least one resample".to_owned()));
     }
     if !(config.level > 0.0 && config.level < 1.0) {
-        return Err(MetricError::Invalid(format!(
-            "confidence level {} is not in (0, 1)",
-            config.level
-        )));
+        return Err(MetricError::Invalid(format!("confidence level {} is not in (0, 1)", config.level)));
     }
     if config.unit != UNIT_STUDY && config.unit != UNIT_SUBJECT {
-        return Err(MetricError::Invalid(format!(
-            "bootstrap unit {:?} is neither {UNIT_STUDY:?} nor {UNIT_SUBJECT:?}",
-            config.unit
-        )));
+        return Err(MetricError::Invalid(format!("bootstrap unit {:?} is neither {UNIT_STUDY:?} nor {UNIT_SUBJECT:?}", config.unit)));
     }
-    if let Some(bad) = parts
-        .iter()
-        .find(|p| !p.num.is_finite() || !p.den.is_finite() || p.den < 0.0)
-    {
+    if let Some(bad) = parts.iter().find(|p| !p.num.is_finite() || !p.den.is_finite() || p.den < 0.0) {
         return Err(MetricError::Invalid(format!(
             "cluster {}: num {} / den {} must be finite with den >= 0",
             bad.cluster, bad.num, bad.den
@@ -134,22 +112,13 @@ pub fn cluster_bootstrap(
         }
     }
     if values.is_empty() {
-        return Err(MetricError::TooFew {
-            what: "cluster bootstrap resamples with a non-zero denominator",
-            needed: 1,
-            got: 0,
-        });
+        return Err(MetricError::TooFew { what: "cluster bootstrap resamples with a non-zero denominator", needed: 1, got: 0 });
     }
     values.sort_by(f64::total_cmp);
     let tail = (1.0 - config.level) / 2.0;
-    let (Some(lo), Some(hi)) = (
-        percentile_linear(&values, tail),
-        percentile_linear(&values, 1.0 - tail),
-    ) else {
+    let (Some(lo), Some(hi)) = (percentile_linear(&values, tail), percentile_linear(&values, 1.0 - tail)) else {
         // Unreachable: values is non-empty and both quantiles lie in [0, 1].
-        return Err(MetricError::Invalid(
-            "bootstrap quantiles out of range".to_owned(),
-        ));
+        return Err(MetricError::Invalid("bootstrap quantiles out of range".to_owned()));
     };
     Ok(Some(Interval {
         estimate,
@@ -179,11 +148,7 @@ pub fn percentile_linear(sorted: &[f64], q: f64) -> Option<f64> {
     let t = h - below as f64;
     let (a, b) = (sorted[below], sorted[above]);
     let diff = b - a;
-    Some(if t >= 0.5 {
-        b - diff * (1.0 - t)
-    } else {
-        a + diff * t
-    })
+    Some(if t >= 0.5 { b - diff * (1.0 - t) } else { a + diff * t })
 }
 
 #[cfg(test)]
@@ -192,15 +157,11 @@ mod tests {
     use rand::Rng;
 
     fn parts(v: &[(&str, f64, f64)]) -> Vec<ClusterRatio> {
-        v.iter()
-            .map(|&(c, n, d)| ClusterRatio::new(c, n, d))
-            .collect()
+        v.iter().map(|&(c, n, d)| ClusterRatio::new(c, n, d)).collect()
     }
 
     fn sample() -> Vec<ClusterRatio> {
-        (0..40)
-            .map(|i| ClusterRatio::new(format!("s{i:02}"), (i % 3) as f64, (1 + i % 4) as f64))
-            .collect()
+        (0..40).map(|i| ClusterRatio::new(format!("s{i:02}"), (i % 3) as f64, (1 + i % 4) as f64)).collect()
     }
 
     #[test]
@@ -232,12 +193,8 @@ mod tests {
 
     #[test]
     fn different_seeds_give_different_intervals() {
-        let a = cluster_bootstrap(&sample(), &BootstrapConfig::with_seed(1))
-            .unwrap()
-            .unwrap();
-        let b = cluster_bootstrap(&sample(), &BootstrapConfig::with_seed(2))
-            .unwrap()
-            .unwrap();
+        let a = cluster_bootstrap(&sample(), &BootstrapConfig::with_seed(1)).unwrap().unwrap();
+        let b = cluster_bootstrap(&sample(), &BootstrapConfig::with_seed(2)).unwrap().unwrap();
         assert_eq!(a.estimate, b.estimate);
         assert!((a.lo, a.hi) != (b.lo, b.hi));
     }
@@ -248,37 +205,21 @@ mod tests {
         shuffled.reverse();
         shuffled.swap(3, 17);
         let config = BootstrapConfig::with_seed(7);
-        assert_eq!(
-            cluster_bootstrap(&shuffled, &config),
-            cluster_bootstrap(&sample(), &config)
-        );
+        assert_eq!(cluster_bootstrap(&shuffled, &config), cluster_bootstrap(&sample(), &config));
     }
 
     #[test]
     fn parts_of_one_cluster_are_resampled_together() {
-        let split = parts(&[
-            ("a", 1.0, 1.0),
-            ("b", 0.0, 2.0),
-            ("a", 0.0, 1.0),
-            ("c", 3.0, 3.0),
-        ]);
+        let split = parts(&[("a", 1.0, 1.0), ("b", 0.0, 2.0), ("a", 0.0, 1.0), ("c", 3.0, 3.0)]);
         let whole = parts(&[("a", 1.0, 2.0), ("b", 0.0, 2.0), ("c", 3.0, 3.0)]);
-        let config = BootstrapConfig {
-            resamples: 300,
-            ..BootstrapConfig::with_seed(3)
-        };
-        assert_eq!(
-            cluster_bootstrap(&split, &config),
-            cluster_bootstrap(&whole, &config)
-        );
+        let config = BootstrapConfig { resamples: 300, ..BootstrapConfig::with_seed(3) };
+        assert_eq!(cluster_bootstrap(&split, &config), cluster_bootstrap(&whole, &config));
     }
 
     #[test]
     fn clusters_with_equal_ratios_give_a_degenerate_interval() {
         let p = parts(&[("a", 1.0, 2.0), ("b", 2.0, 4.0), ("c", 3.0, 6.0)]);
-        let i = cluster_bootstrap(&p, &BootstrapConfig::with_seed(0))
-            .unwrap()
-            .unwrap();
+        let i = cluster_bootstrap(&p, &BootstrapConfig::with_seed(0)).unwrap().unwrap();
         assert_eq!((i.estimate, i.lo, i.hi), (0.5, 0.5, 0.5));
     }
 
@@ -286,17 +227,10 @@ mod tests {
     fn resamples_without_a_denominator_are_skipped_and_counted() {
         // Only one of three clusters is covered: (2/3)^3 of resamples miss it.
         let p = parts(&[("a", 1.0, 1.0), ("b", 0.0, 0.0), ("c", 0.0, 0.0)]);
-        let config = BootstrapConfig {
-            resamples: 500,
-            ..BootstrapConfig::with_seed(9)
-        };
+        let config = BootstrapConfig { resamples: 500, ..BootstrapConfig::with_seed(9) };
         let i = cluster_bootstrap(&p, &config).unwrap().unwrap();
         assert_eq!(i.resamples, 500);
-        assert!(
-            i.valid_resamples < 500 && i.valid_resamples > 250,
-            "{}",
-            i.valid_resamples
-        );
+        assert!(i.valid_resamples < 500 && i.valid_resamples > 250, "{}", i.valid_resamples);
         assert_eq!((i.estimate, i.lo, i.hi), (1.0, 1.0, 1.0));
     }
 
@@ -304,87 +238,28 @@ mod tests {
     fn a_statistic_without_a_value_has_no_interval() {
         let config = BootstrapConfig::default();
         assert_eq!(cluster_bootstrap(&[], &config), Ok(None));
-        assert_eq!(
-            cluster_bootstrap(&parts(&[("a", 0.0, 0.0)]), &config),
-            Ok(None)
-        );
+        assert_eq!(cluster_bootstrap(&parts(&[("a", 0.0, 0.0)]), &config), Ok(None));
     }
 
     #[test]
     fn invalid_configurations_and_parts_are_rejected() {
         let p = sample();
-        let invalid = |c: BootstrapConfig, p: &[ClusterRatio]| {
-            matches!(cluster_bootstrap(p, &c), Err(MetricError::Invalid(_)))
-        };
-        assert!(invalid(
-            BootstrapConfig {
-                resamples: 0,
-                ..Default::default()
-            },
-            &p
-        ));
-        assert!(invalid(
-            BootstrapConfig {
-                level: 1.0,
-                ..Default::default()
-            },
-            &p
-        ));
-        assert!(invalid(
-            BootstrapConfig {
-                level: f64::NAN,
-                ..Default::default()
-            },
-            &p
-        ));
-        assert!(invalid(
-            BootstrapConfig {
-                unit: "row".to_owned(),
-                ..Default::default()
-            },
-            &p
-        ));
-        assert!(invalid(
-            BootstrapConfig::default(),
-            &parts(&[("a", 1.0, -1.0)])
-        ));
-        assert!(invalid(
-            BootstrapConfig::default(),
-            &parts(&[("a", f64::NAN, 1.0)])
-        ));
-        let subject = BootstrapConfig {
-            unit: UNIT_SUBJECT.to_owned(),
-            resamples: 50,
-            ..Default::default()
-        };
-        assert_eq!(
-            cluster_bootstrap(&p, &subject).unwrap().unwrap().unit,
-            "subject"
-        );
+        let invalid = |c: BootstrapConfig, p: &[ClusterRatio]| matches!(cluster_bootstrap(p, &c), Err(MetricError::Invalid(_)));
+        assert!(invalid(BootstrapConfig { resamples: 0, ..Default::default() }, &p));
+        assert!(invalid(BootstrapConfig { level: 1.0, ..Default::default() }, &p));
+        assert!(invalid(BootstrapConfig { level: f64::NAN, ..Default::default() }, &p));
+        assert!(invalid(BootstrapConfig { unit: "row".to_owned(), ..Default::default() }, &p));
+        assert!(invalid(BootstrapConfig::default(), &parts(&[("a", 1.0, -1.0)])));
+        assert!(invalid(BootstrapConfig::default(), &parts(&[("a", f64::NAN, 1.0)])));
+        let subject = BootstrapConfig { unit: UNIT_SUBJECT.to_owned(), resamples: 50, ..Default::default() };
+        assert_eq!(cluster_bootstrap(&p, &subject).unwrap().unwrap().unit, "subject");
     }
 
     #[test]
     fn interval_serializes_with_its_provenance() {
-        let i = cluster_bootstrap(
-            &sample(),
-            &BootstrapConfig {
-                resamples: 100,
-                ..BootstrapConfig::with_seed(5)
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let i = cluster_bootstrap(&sample(), &BootstrapConfig { resamples: 100, ..BootstrapConfig::with_seed(5) }).unwrap().unwrap();
         let json = serde_json::to_value(&i).unwrap();
-        for key in [
-            "estimate",
-            "lo",
-            "hi",
-            "level",
-            "resamples",
-            "valid_resamples",
-            "seed",
-            "unit",
-        ] {
+        for key in ["estimate", "lo", "hi", "level", "resamples", "valid_resamples", "seed", "unit"] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         let back: Interval = serde_json::from_value(json).unwrap();
@@ -408,10 +283,7 @@ mod tests {
                     ClusterRatio::new(format!("c{c:03}"), hits as f64, f64::from(size))
                 })
                 .collect();
-            let config = BootstrapConfig {
-                resamples: 300,
-                ..BootstrapConfig::with_seed(u64::from(rep))
-            };
+            let config = BootstrapConfig { resamples: 300, ..BootstrapConfig::with_seed(u64::from(rep)) };
             let i = cluster_bootstrap(&p, &config).unwrap().unwrap();
             covered += u32::from(i.lo <= TRUE_P && TRUE_P <= i.hi);
         }

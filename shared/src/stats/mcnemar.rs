@@ -54,46 +54,27 @@ pub fn pair_rows(a: &[VariantRow], b: &[VariantRow]) -> Result<Vec<PairedRow>, M
     let a = index_rows(a, "A")?;
     let b = index_rows(b, "B")?;
     if let Some((study, variant)) = b.keys().find(|k| !a.contains_key(*k)) {
-        return Err(MetricError::Invalid(format!(
-            "model A has no row for study {study} variant {variant}"
-        )));
+        return Err(MetricError::Invalid(format!("model A has no row for study {study} variant {variant}")));
     }
     let mut paired = Vec::with_capacity(a.len());
     for ((study, variant), ra) in &a {
         let Some(rb) = b.get(&(study.clone(), *variant)) else {
-            return Err(MetricError::Invalid(format!(
-                "model B has no row for study {study} variant {variant}"
-            )));
+            return Err(MetricError::Invalid(format!("model B has no row for study {study} variant {variant}")));
         };
         if ra.truth != rb.truth {
-            return Err(MetricError::Invalid(format!(
-                "study {study} variant {variant}: the models' rows disagree on the ground truth"
-            )));
+            return Err(MetricError::Invalid(format!("study {study} variant {variant}: the models' rows disagree on the ground truth")));
         }
-        paired.push(PairedRow {
-            study_id: study.clone(),
-            a_correct: ra.is_correct(),
-            b_correct: rb.is_correct(),
-        });
+        paired.push(PairedRow { study_id: study.clone(), a_correct: ra.is_correct(), b_correct: rb.is_correct() });
     }
     Ok(paired)
 }
 
 /// Rows by `(study_id, variant_index)`; a repeated key is [`MetricError::Invalid`].
-fn index_rows<'a>(
-    rows: &'a [VariantRow],
-    model: &str,
-) -> Result<BTreeMap<(String, u32), &'a VariantRow>, MetricError> {
+fn index_rows<'a>(rows: &'a [VariantRow], model: &str) -> Result<BTreeMap<(String, u32), &'a VariantRow>, MetricError> {
     let mut map = BTreeMap::new();
     for r in rows {
-        if map
-            .insert((r.study_id.clone(), r.variant_index), r)
-            .is_some()
-        {
-            return Err(MetricError::Invalid(format!(
-                "model {model} has two rows for study {} variant {}",
-                r.study_id, r.variant_index
-            )));
+        if map.insert((r.study_id.clone(), r.variant_index), r).is_some() {
+            return Err(MetricError::Invalid(format!("model {model} has two rows for study {} variant {}", r.study_id, r.variant_index)));
         }
     }
     Ok(map)
@@ -108,15 +89,7 @@ pub fn study_counts(rows: &[PairedRow]) -> Vec<StudyCounts> {
         e.1 += u64::from(!r.a_correct && r.b_correct);
         e.2 += 1;
     }
-    by_id
-        .into_iter()
-        .map(|(id, (b, c, n))| StudyCounts {
-            study_id: id.to_owned(),
-            b,
-            c,
-            n,
-        })
-        .collect()
+    by_id.into_iter().map(|(id, (b, c, n))| StudyCounts { study_id: id.to_owned(), b, c, n }).collect()
 }
 
 /// Clustered and exact McNemar tests of model A against model B on paired rows.
@@ -149,33 +122,22 @@ pub fn mcnemar_from_counts(counts: &[StudyCounts]) -> Result<McNemar, MetricErro
         (0.0, 1.0)
     } else {
         let chi2 = sum_d * sum_d / sum_d2;
-        let dist = ChiSquared::new(1.0)
-            .map_err(|e| MetricError::Invalid(format!("chi-square distribution: {e}")))?;
+        let dist = ChiSquared::new(1.0).map_err(|e| MetricError::Invalid(format!("chi-square distribution: {e}")))?;
         (chi2, dist.sf(chi2))
     };
-    Ok(McNemar {
-        chi2,
-        p_clustered,
-        b,
-        c,
-        p_exact: exact_mcnemar_p(b, c)?,
-        studies: counts.len(),
-    })
+    Ok(McNemar { chi2, p_clustered, b, c, p_exact: exact_mcnemar_p(b, c)?, studies: counts.len() })
 }
 
 /// Two-sided exact McNemar p-value: `min(1, 2 P[X <= min(b, c)])` with
 /// `X ~ Binomial(b + c, 1/2)`; `b + c = 0` gives 1.
 pub fn exact_mcnemar_p(b: u64, c: u64) -> Result<f64, MetricError> {
     let Some(n) = b.checked_add(c) else {
-        return Err(MetricError::Invalid(format!(
-            "b + c overflows: b = {b}, c = {c}"
-        )));
+        return Err(MetricError::Invalid(format!("b + c overflows: b = {b}, c = {c}")));
     };
     if n == 0 {
         return Ok(1.0);
     }
-    let dist = Binomial::new(0.5, n)
-        .map_err(|e| MetricError::Invalid(format!("binomial distribution: {e}")))?;
+    let dist = Binomial::new(0.5, n).map_err(|e| MetricError::Invalid(format!("binomial distribution: {e}")))?;
     Ok((2.0 * dist.cdf(b.min(c))).min(1.0))
 }
 
@@ -187,23 +149,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn paired(study: &str, a: bool, b: bool) -> PairedRow {
-        PairedRow {
-            study_id: study.to_owned(),
-            a_correct: a,
-            b_correct: b,
-        }
+        PairedRow { study_id: study.to_owned(), a_correct: a, b_correct: b }
     }
 
     fn counts(v: &[(u64, u64, u64)]) -> Vec<StudyCounts> {
-        v.iter()
-            .enumerate()
-            .map(|(i, &(b, c, n))| StudyCounts {
-                study_id: format!("s{i}"),
-                b,
-                c,
-                n,
-            })
-            .collect()
+        v.iter().enumerate().map(|(i, &(b, c, n))| StudyCounts { study_id: format!("s{i}"), b, c, n }).collect()
     }
 
     #[test]
@@ -221,11 +171,7 @@ mod tests {
         let m = mcnemar(&rows).unwrap();
         // chi2 = 0.75^2 / (0.25^2 + 0.5^2) = 1.8; p = erfc(sqrt(0.9)) = 0.17971249487899985
         assert!((m.chi2 - 1.8).abs() < 1e-12);
-        assert!(
-            (m.p_clustered - 0.179_712_494_878_999_85).abs() < 1e-9,
-            "{}",
-            m.p_clustered
-        );
+        assert!((m.p_clustered - 0.179_712_494_878_999_85).abs() < 1e-9, "{}", m.p_clustered);
         assert_eq!((m.b, m.c, m.studies), (3, 1, 2));
         // 2 P[Binomial(4, 1/2) <= 1] = 2 * 5/16
         assert!((m.p_exact - 0.625).abs() < 1e-12);
@@ -233,21 +179,11 @@ mod tests {
 
     #[test]
     fn no_discordance_gives_chi2_zero_and_p_one() {
-        let rows = [
-            paired("s1", true, true),
-            paired("s1", false, false),
-            paired("s2", true, true),
-        ];
+        let rows = [paired("s1", true, true), paired("s1", false, false), paired("s2", true, true)];
         let m = mcnemar(&rows).unwrap();
-        assert_eq!(
-            (m.chi2, m.p_clustered, m.b, m.c, m.p_exact),
-            (0.0, 1.0, 0, 0, 1.0)
-        );
+        assert_eq!((m.chi2, m.p_clustered, m.b, m.c, m.p_exact), (0.0, 1.0, 0, 0, 1.0));
         let empty = mcnemar(&[]).unwrap();
-        assert_eq!(
-            (empty.chi2, empty.p_clustered, empty.p_exact, empty.studies),
-            (0.0, 1.0, 1.0, 0)
-        );
+        assert_eq!((empty.chi2, empty.p_clustered, empty.p_exact, empty.studies), (0.0, 1.0, 1.0, 0));
     }
 
     #[test]
@@ -270,26 +206,14 @@ mod tests {
 
     #[test]
     fn inconsistent_counts_are_rejected() {
-        assert!(matches!(
-            mcnemar_from_counts(&counts(&[(1, 0, 0)])),
-            Err(MetricError::Invalid(_))
-        ));
-        assert!(matches!(
-            mcnemar_from_counts(&counts(&[(2, 2, 3)])),
-            Err(MetricError::Invalid(_))
-        ));
+        assert!(matches!(mcnemar_from_counts(&counts(&[(1, 0, 0)])), Err(MetricError::Invalid(_))));
+        assert!(matches!(mcnemar_from_counts(&counts(&[(2, 2, 3)])), Err(MetricError::Invalid(_))));
     }
 
     #[test]
     fn rows_of_two_models_are_paired_by_study_and_variant() {
-        let a = [
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 1, "negation", -1, Yes, No),
-        ];
-        let b = [
-            row("s", 1, "negation", -1, No, No),
-            row("s", 0, "original", 1, Yes, Yes),
-        ];
+        let a = [row("s", 0, "original", 1, Yes, Yes), row("s", 1, "negation", -1, Yes, No)];
+        let b = [row("s", 1, "negation", -1, No, No), row("s", 0, "original", 1, Yes, Yes)];
         let p = pair_rows(&a, &b).unwrap();
         assert_eq!(p, vec![paired("s", true, true), paired("s", false, true)]);
         let m = mcnemar(&p).unwrap();
@@ -298,29 +222,14 @@ mod tests {
 
     #[test]
     fn unpaired_rows_are_rejected() {
-        let a = [
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 1, "synonym", 1, Yes, Yes),
-        ];
+        let a = [row("s", 0, "original", 1, Yes, Yes), row("s", 1, "synonym", 1, Yes, Yes)];
         let b = [row("s", 0, "original", 1, Yes, Yes)];
         assert!(matches!(pair_rows(&a, &b), Err(MetricError::Invalid(_))));
         assert!(matches!(pair_rows(&b, &a), Err(MetricError::Invalid(_))));
-        let other_truth = [
-            row("s", 0, "original", 1, Yes, No),
-            row("s", 1, "synonym", 1, Yes, Yes),
-        ];
-        assert!(matches!(
-            pair_rows(&a, &other_truth),
-            Err(MetricError::Invalid(_))
-        ));
-        let dup = [
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 0, "original", 1, No, Yes),
-        ];
-        assert!(matches!(
-            pair_rows(&dup, &dup),
-            Err(MetricError::Invalid(_))
-        ));
+        let other_truth = [row("s", 0, "original", 1, Yes, No), row("s", 1, "synonym", 1, Yes, Yes)];
+        assert!(matches!(pair_rows(&a, &other_truth), Err(MetricError::Invalid(_))));
+        let dup = [row("s", 0, "original", 1, Yes, Yes), row("s", 0, "original", 1, No, Yes)];
+        assert!(matches!(pair_rows(&dup, &dup), Err(MetricError::Invalid(_))));
     }
 
     #[test]
@@ -329,22 +238,14 @@ mod tests {
         let mut rows = Vec::new();
         for st in stats["studies"].as_array().unwrap() {
             let id = st["study_id"].as_str().unwrap();
-            let (a, b) = (
-                st["a_correct"].as_array().unwrap(),
-                st["b_correct"].as_array().unwrap(),
-            );
+            let (a, b) = (st["a_correct"].as_array().unwrap(), st["b_correct"].as_array().unwrap());
             for (x, y) in a.iter().zip(b) {
                 rows.push(paired(id, x.as_i64() == Some(1), y.as_i64() == Some(1)));
             }
         }
         let m = mcnemar(&rows).unwrap();
         let f = |k: &str| stats[k].as_f64().unwrap();
-        assert!(
-            (m.chi2 - f("durkalski_chi2")).abs() < 1e-9,
-            "{} vs {}",
-            m.chi2,
-            f("durkalski_chi2")
-        );
+        assert!((m.chi2 - f("durkalski_chi2")).abs() < 1e-9, "{} vs {}", m.chi2, f("durkalski_chi2"));
         assert!((m.p_clustered - f("durkalski_p")).abs() < 1e-9);
         assert_eq!(m.b, stats["mcnemar_b"].as_u64().unwrap());
         assert_eq!(m.c, stats["mcnemar_c"].as_u64().unwrap());
@@ -353,25 +254,11 @@ mod tests {
     }
 
     fn study_counts_strategy() -> impl Strategy<Value = Vec<StudyCounts>> {
-        prop::collection::vec((1u64..8).prop_flat_map(|n| (0..=n, Just(n))), 0..20).prop_flat_map(
-            |v| {
-                v.into_iter()
-                    .map(|(b, n)| (Just(b), 0..=n - b, Just(n)))
-                    .collect::<Vec<_>>()
-                    .prop_map(|triples| {
-                        triples
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, (b, c, n))| StudyCounts {
-                                study_id: format!("s{i}"),
-                                b,
-                                c,
-                                n,
-                            })
-                            .collect()
-                    })
-            },
-        )
+        prop::collection::vec((1u64..8).prop_flat_map(|n| (0..=n, Just(n))), 0..20).prop_flat_map(|v| {
+            v.into_iter().map(|(b, n)| (Just(b), 0..=n - b, Just(n))).collect::<Vec<_>>().prop_map(|triples| {
+                triples.into_iter().enumerate().map(|(i, (b, c, n))| StudyCounts { study_id: format!("s{i}"), b, c, n }).collect()
+            })
+        })
     }
 
     proptest! {

@@ -15,16 +15,11 @@ pub mod mcnemar;
 pub mod robustness;
 
 pub use bootstrap::{
-    BootstrapConfig, DEFAULT_LEVEL, DEFAULT_RESAMPLES, Interval, UNIT_STUDY, UNIT_SUBJECT,
-    cluster_bootstrap, percentile_linear,
+    BootstrapConfig, DEFAULT_LEVEL, DEFAULT_RESAMPLES, Interval, UNIT_STUDY, UNIT_SUBJECT, cluster_bootstrap, percentile_linear,
 };
-pub use mcnemar::{
-    McNemar, PairedRow, StudyCounts, exact_mcnemar_p, mcnemar, mcnemar_from_counts, pair_rows,
-    study_counts,
-};
+pub use mcnemar::{McNemar, PairedRow, StudyCounts, exact_mcnemar_p, mcnemar, mcnemar_from_counts, pair_rows, study_counts};
 pub use robustness::{
-    ClusterRatio, Study, VariantRow, accuracy, accuracy_parts, consensus_score, cs_k, cs_k_parts,
-    flip_parts, flip_parts_for_strategy, flip_rate, flip_rate_by_strategy, full_consistency,
-    full_consistency_parts, group_studies, image_reliance, image_reliance_parts, merge_clusters,
-    ratio, strategies,
+    ClusterRatio, Study, VariantRow, accuracy, accuracy_parts, consensus_score, cs_k, cs_k_parts, flip_parts, flip_parts_for_strategy,
+    flip_rate, flip_rate_by_strategy, full_consistency, full_consistency_parts, group_studies, image_reliance, image_reliance_parts,
+    merge_clusters, ratio, strategies,
 };

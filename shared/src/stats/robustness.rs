@@ -46,7 +46,6 @@ impl VariantRow {
     }
 }
 
-
 /// The validated variants of one study, sorted by `variant_index`; the first is the base.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Study {
@@ -107,35 +106,21 @@ pub fn group_studies(rows: &[VariantRow]) -> Result<Vec<Study>, MetricError> {
     let mut studies = Vec::with_capacity(by_id.len());
     for (id, mut variants) in by_id {
         variants.sort_by_key(|r| r.variant_index);
-        if let Some(pair) = variants
-            .windows(2)
-            .find(|w| w[0].variant_index == w[1].variant_index)
-        {
-            return Err(MetricError::Invalid(format!(
-                "study {id} has two rows for variant {}",
-                pair[0].variant_index
-            )));
+        if let Some(pair) = variants.windows(2).find(|w| w[0].variant_index == w[1].variant_index) {
+            return Err(MetricError::Invalid(format!("study {id} has two rows for variant {}", pair[0].variant_index)));
         }
         let base = variants[0];
         if base.variant_index != 0 {
-            return Err(MetricError::Invalid(format!(
-                "study {id} has no base question (variant_index 0)"
-            )));
+            return Err(MetricError::Invalid(format!("study {id} has no base question (variant_index 0)")));
         }
         let base_truth = base.truth.with_polarity(base.polarity);
-        if let Some(bad) = variants
-            .iter()
-            .find(|r| r.truth.with_polarity(r.polarity) != base_truth)
-        {
+        if let Some(bad) = variants.iter().find(|r| r.truth.with_polarity(r.polarity) != base_truth) {
             return Err(MetricError::Invalid(format!(
                 "study {id} variant {}: truth {:?} with polarity {} contradicts the base truth {:?}",
                 bad.variant_index, bad.truth, bad.polarity, base.truth
             )));
         }
-        studies.push(Study {
-            id: id.to_owned(),
-            variants: variants.into_iter().cloned().collect(),
-        });
+        studies.push(Study { id: id.to_owned(), variants: variants.into_iter().cloned().collect() });
     }
     Ok(studies)
 }
@@ -151,19 +136,13 @@ pub struct ClusterRatio {
 
 impl ClusterRatio {
     pub fn new(cluster: impl Into<String>, num: f64, den: f64) -> Self {
-        Self {
-            cluster: cluster.into(),
-            num,
-            den,
-        }
+        Self { cluster: cluster.into(), num, den }
     }
 }
 
 /// `sum num / sum den`; `None` when the denominators sum to zero (the statistic has no value).
 pub fn ratio(parts: &[ClusterRatio]) -> Option<f64> {
-    let (num, den) = parts
-        .iter()
-        .fold((0.0, 0.0), |(n, d), p| (n + p.num, d + p.den));
+    let (num, den) = parts.iter().fold((0.0, 0.0), |(n, d), p| (n + p.num, d + p.den));
     (den != 0.0).then(|| num / den)
 }
 
@@ -177,18 +156,12 @@ pub fn merge_clusters(parts: &[ClusterRatio]) -> Vec<ClusterRatio> {
         e.0 += p.num;
         e.1 += p.den;
     }
-    merged
-        .into_iter()
-        .map(|(c, (num, den))| ClusterRatio::new(c, num, den))
-        .collect()
+    merged.into_iter().map(|(c, (num, den))| ClusterRatio::new(c, num, den)).collect()
 }
 
 /// Accuracy parts: correct rows / rows per study (row-pooled over the data set).
 pub fn accuracy_parts(studies: &[Study]) -> Vec<ClusterRatio> {
-    studies
-        .iter()
-        .map(|s| ClusterRatio::new(&s.id, s.correct_count() as f64, s.variants.len() as f64))
-        .collect()
+    studies.iter().map(|s| ClusterRatio::new(&s.id, s.correct_count() as f64, s.variants.len() as f64)).collect()
 }
 
 /// Share of rows whose answer equals the truth (unknown is wrong).
@@ -229,20 +202,14 @@ pub fn flip_rate(studies: &[Study]) -> Option<f64> {
 
 /// The distinct strategies of the rephrasings (variants 1..), sorted.
 pub fn strategies(studies: &[Study]) -> Vec<String> {
-    let set: BTreeSet<&str> = studies
-        .iter()
-        .flat_map(|s| s.rephrasings().iter().map(|r| r.strategy.as_str()))
-        .collect();
+    let set: BTreeSet<&str> = studies.iter().flat_map(|s| s.rephrasings().iter().map(|r| r.strategy.as_str())).collect();
     set.into_iter().map(str::to_owned).collect()
 }
 
 /// Flip rate per strategy of the variant. Every listed strategy has at least one pair, so each
 /// has a value.
 pub fn flip_rate_by_strategy(studies: &[Study]) -> BTreeMap<String, f64> {
-    strategies(studies)
-        .into_iter()
-        .filter_map(|st| ratio(&flip_parts_for_strategy(studies, &st)).map(|r| (st, r)))
-        .collect()
+    strategies(studies).into_iter().filter_map(|st| ratio(&flip_parts_for_strategy(studies, &st)).map(|r| (st, r))).collect()
 }
 
 /// Full-consistency parts: 1/1 for a study with >= 2 variants whose polarity-adjusted answers
@@ -274,11 +241,7 @@ pub fn consensus_score(n: usize, correct: usize, k: usize) -> Option<f64> {
         return None;
     }
     // prod_{i<k} (c - i) / (n - i) equals C(c,k)/C(n,k) without overflowing factorials.
-    Some(
-        (0..k)
-            .map(|i| correct.saturating_sub(i) as f64 / (n - i) as f64)
-            .product(),
-    )
+    Some((0..k).map(|i| correct.saturating_sub(i) as f64 / (n - i) as f64).product())
 }
 
 /// `cs_k` parts: `C(c,k)/C(n,k)` over 1 for each study with `n >= k` variants, 0/0 otherwise.
@@ -290,12 +253,10 @@ pub fn cs_k_parts(studies: &[Study], k: u32) -> Result<Vec<ClusterRatio>, Metric
     let k = k as usize;
     Ok(studies
         .iter()
-        .map(
-            |s| match consensus_score(s.variants.len(), s.correct_count(), k) {
-                Some(score) => ClusterRatio::new(&s.id, score, 1.0),
-                None => ClusterRatio::new(&s.id, 0.0, 0.0),
-            },
-        )
+        .map(|s| match consensus_score(s.variants.len(), s.correct_count(), k) {
+            Some(score) => ClusterRatio::new(&s.id, score, 1.0),
+            None => ClusterRatio::new(&s.id, 0.0, 0.0),
+        })
         .collect())
 }
 
@@ -335,19 +296,9 @@ pub(crate) mod tests {
     use super::*;
     use Answer::{No, Unknown, Yes};
 
-    const GOLDEN: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/metrics-golden.json"
-    ));
+    const GOLDEN: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/metrics-golden.json"));
 
-    pub(crate) fn row(
-        study: &str,
-        idx: u32,
-        strategy: &str,
-        pol: i8,
-        ans: Answer,
-        truth: Answer,
-    ) -> VariantRow {
+    pub(crate) fn row(study: &str, idx: u32, strategy: &str, pol: i8, ans: Answer, truth: Answer) -> VariantRow {
         VariantRow {
             study_id: study.to_owned(),
             variant_index: idx,
@@ -399,22 +350,13 @@ pub(crate) mod tests {
         let studies = group_studies(&rows).unwrap();
         assert_eq!(accuracy(&studies), Some(3.0 / 5.0));
         let parts = accuracy_parts(&studies);
-        assert_eq!(
-            parts,
-            vec![
-                ClusterRatio::new("a", 2.0, 3.0),
-                ClusterRatio::new("b", 1.0, 2.0)
-            ]
-        );
+        assert_eq!(parts, vec![ClusterRatio::new("a", 2.0, 3.0), ClusterRatio::new("b", 1.0, 2.0)]);
     }
 
     #[test]
     fn a_negated_variant_answered_with_the_inverted_answer_is_not_a_flip() {
         // Base "is there an effusion?" -> yes; negated "is there no effusion?" -> no: consistent.
-        let rows = [
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 1, "negation", -1, No, No),
-        ];
+        let rows = [row("s", 0, "original", 1, Yes, Yes), row("s", 1, "negation", -1, No, No)];
         let studies = group_studies(&rows).unwrap();
         assert_eq!(flip_rate(&studies), Some(0.0));
         assert_eq!(full_consistency(&studies), Some(1.0));
@@ -422,10 +364,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_negated_variant_answered_with_the_same_raw_answer_is_a_flip() {
-        let rows = [
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 1, "negation", -1, Yes, No),
-        ];
+        let rows = [row("s", 0, "original", 1, Yes, Yes), row("s", 1, "negation", -1, Yes, No)];
         let studies = group_studies(&rows).unwrap();
         assert_eq!(flip_rate(&studies), Some(1.0));
         assert_eq!(full_consistency(&studies), Some(0.0));
@@ -446,13 +385,7 @@ pub(crate) mod tests {
         ];
         let studies = group_studies(&rows).unwrap();
         let parts = flip_parts(&studies);
-        assert_eq!(
-            parts,
-            vec![
-                ClusterRatio::new("s", 2.0, 2.0),
-                ClusterRatio::new("t", 0.0, 1.0)
-            ]
-        );
+        assert_eq!(parts, vec![ClusterRatio::new("s", 2.0, 2.0), ClusterRatio::new("t", 0.0, 1.0)]);
         assert_eq!(flip_rate(&studies), Some(2.0 / 3.0));
     }
 
@@ -471,25 +404,12 @@ pub(crate) mod tests {
         let studies = group_studies(&rows).unwrap();
         // Pair-weighted: 2 flips / 4 pairs, not the study mean (1/3 + 1) / 2.
         assert_eq!(flip_rate(&studies), Some(0.5));
-        assert_eq!(
-            strategies(&studies),
-            vec!["negation".to_owned(), "synonym".to_owned()]
-        );
+        assert_eq!(strategies(&studies), vec!["negation".to_owned(), "synonym".to_owned()]);
         let by = flip_rate_by_strategy(&studies);
         assert_eq!(by.get("synonym"), Some(&0.5));
         assert_eq!(by.get("negation"), Some(&0.5));
-        assert_eq!(
-            by.get("original"),
-            None,
-            "the base's strategy is not a variant strategy"
-        );
-        assert_eq!(
-            flip_parts_for_strategy(&studies, "negation"),
-            vec![
-                ClusterRatio::new("a", 0.0, 1.0),
-                ClusterRatio::new("b", 1.0, 1.0)
-            ]
-        );
+        assert_eq!(by.get("original"), None, "the base's strategy is not a variant strategy");
+        assert_eq!(flip_parts_for_strategy(&studies, "negation"), vec![ClusterRatio::new("a", 0.0, 1.0), ClusterRatio::new("b", 1.0, 1.0)]);
     }
 
     #[test]
@@ -505,11 +425,7 @@ pub(crate) mod tests {
         let studies = group_studies(&rows).unwrap();
         assert_eq!(
             full_consistency_parts(&studies),
-            vec![
-                ClusterRatio::new("a", 1.0, 1.0),
-                ClusterRatio::new("b", 0.0, 1.0),
-                ClusterRatio::new("c", 0.0, 0.0),
-            ]
+            vec![ClusterRatio::new("a", 1.0, 1.0), ClusterRatio::new("b", 0.0, 1.0), ClusterRatio::new("c", 0.0, 0.0),]
         );
         assert_eq!(full_consistency(&studies), Some(0.5));
     }
@@ -548,16 +464,8 @@ pub(crate) mod tests {
             row("b", 1, "negation", -1, Yes, Yes),
         ];
         let studies = group_studies(&rows).unwrap();
-        assert!(close(
-            cs_k(&studies, 1).unwrap().unwrap(),
-            (2.0 / 3.0 + 1.0) / 2.0,
-            1e-15
-        ));
-        assert!(close(
-            cs_k(&studies, 2).unwrap().unwrap(),
-            (1.0 / 3.0 + 1.0) / 2.0,
-            1e-15
-        ));
+        assert!(close(cs_k(&studies, 1).unwrap().unwrap(), (2.0 / 3.0 + 1.0) / 2.0, 1e-15));
+        assert!(close(cs_k(&studies, 2).unwrap().unwrap(), (1.0 / 3.0 + 1.0) / 2.0, 1e-15));
         // Only study a has 3 variants.
         assert_eq!(cs_k(&studies, 3).unwrap(), Some(0.0));
         assert_eq!(cs_k(&studies, 4).unwrap(), None);
@@ -577,28 +485,15 @@ pub(crate) mod tests {
             with_blank(row("b", 1, "negation", -1, Yes, Yes), Yes),
         ];
         let studies = group_studies(&rows).unwrap();
-        assert_eq!(
-            image_reliance_parts(&studies),
-            vec![
-                ClusterRatio::new("a", 1.0, 2.0),
-                ClusterRatio::new("b", 1.0, 2.0)
-            ]
-        );
+        assert_eq!(image_reliance_parts(&studies), vec![ClusterRatio::new("a", 1.0, 2.0), ClusterRatio::new("b", 1.0, 2.0)]);
         assert_eq!(image_reliance(&studies), Some(0.5));
     }
 
     #[test]
     fn studies_are_sorted_by_id_and_variants_by_index_whatever_the_row_order() {
-        let rows = [
-            row("z", 1, "synonym", 1, No, Yes),
-            row("a", 0, "original", 1, Yes, Yes),
-            row("z", 0, "original", 1, Yes, Yes),
-        ];
+        let rows = [row("z", 1, "synonym", 1, No, Yes), row("a", 0, "original", 1, Yes, Yes), row("z", 0, "original", 1, Yes, Yes)];
         let studies = group_studies(&rows).unwrap();
-        assert_eq!(
-            studies.iter().map(Study::id).collect::<Vec<_>>(),
-            ["a", "z"]
-        );
+        assert_eq!(studies.iter().map(Study::id).collect::<Vec<_>>(), ["a", "z"]);
         assert_eq!(studies[1].base().variant_index, 0);
         assert_eq!(studies[1].rephrasings().len(), 1);
         let mut reversed = rows.to_vec();
@@ -608,40 +503,20 @@ pub(crate) mod tests {
 
     #[test]
     fn malformed_studies_are_rejected() {
-        let invalid =
-            |rows: &[VariantRow]| matches!(group_studies(rows), Err(MetricError::Invalid(_)));
+        let invalid = |rows: &[VariantRow]| matches!(group_studies(rows), Err(MetricError::Invalid(_)));
         assert!(invalid(&[row("s", 1, "synonym", 1, Yes, Yes)]), "no base");
-        assert!(invalid(&[
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 0, "original", 1, No, Yes)
-        ]));
-        assert!(
-            invalid(&[row("s", 0, "original", 0, Yes, Yes)]),
-            "polarity 0"
-        );
-        assert!(
-            invalid(&[row("s", 0, "original", 2, Yes, Yes)]),
-            "polarity 2"
-        );
-        assert!(
-            invalid(&[row("s", 0, "original", 1, Yes, Unknown)]),
-            "unknown truth"
-        );
+        assert!(invalid(&[row("s", 0, "original", 1, Yes, Yes), row("s", 0, "original", 1, No, Yes)]));
+        assert!(invalid(&[row("s", 0, "original", 0, Yes, Yes)]), "polarity 0");
+        assert!(invalid(&[row("s", 0, "original", 2, Yes, Yes)]), "polarity 2");
+        assert!(invalid(&[row("s", 0, "original", 1, Yes, Unknown)]), "unknown truth");
         // A negated variant whose truth was not inverted.
-        assert!(invalid(&[
-            row("s", 0, "original", 1, Yes, Yes),
-            row("s", 1, "negation", -1, No, Yes)
-        ]));
+        assert!(invalid(&[row("s", 0, "original", 1, Yes, Yes), row("s", 1, "negation", -1, No, Yes)]));
         assert_eq!(group_studies(&[]).unwrap(), vec![]);
     }
 
     #[test]
     fn parts_of_all_statistics_line_up_one_per_study() {
-        let rows = [
-            row("a", 0, "original", 1, Yes, Yes),
-            row("b", 0, "original", 1, Yes, Yes),
-            row("b", 1, "synonym", 1, Yes, Yes),
-        ];
+        let rows = [row("a", 0, "original", 1, Yes, Yes), row("b", 0, "original", 1, Yes, Yes), row("b", 1, "synonym", 1, Yes, Yes)];
         let studies = group_studies(&rows).unwrap();
         let ids = |p: Vec<ClusterRatio>| p.into_iter().map(|c| c.cluster).collect::<Vec<_>>();
         let want = vec!["a".to_owned(), "b".to_owned()];
@@ -654,19 +529,9 @@ pub(crate) mod tests {
 
     #[test]
     fn merging_clusters_sums_parts_and_keeps_the_ratio() {
-        let parts = [
-            ClusterRatio::new("s2", 1.0, 2.0),
-            ClusterRatio::new("s1", 0.0, 1.0),
-            ClusterRatio::new("s2", 2.0, 2.0),
-        ];
+        let parts = [ClusterRatio::new("s2", 1.0, 2.0), ClusterRatio::new("s1", 0.0, 1.0), ClusterRatio::new("s2", 2.0, 2.0)];
         let merged = merge_clusters(&parts);
-        assert_eq!(
-            merged,
-            vec![
-                ClusterRatio::new("s1", 0.0, 1.0),
-                ClusterRatio::new("s2", 3.0, 4.0)
-            ]
-        );
+        assert_eq!(merged, vec![ClusterRatio::new("s1", 0.0, 1.0), ClusterRatio::new("s2", 3.0, 4.0)]);
         assert_eq!(ratio(&merged), ratio(&parts));
     }
 

@@ -14,14 +14,14 @@ use serde::Deserialize;
 
 use super::lora::{self, AdapterConfig};
 use super::pickle::read_tensors;
-use super::{safetensors_files, TensorStore};
+use super::{TensorStore, safetensors_files};
+use crate::models::activation::Activation;
 use crate::models::clip_vision::VisionFeature;
 use crate::models::config::{generation_eos_ids, read_json};
 use crate::models::dino_vision;
 use crate::models::error::{ModelError, Result};
 use crate::models::llama_text;
-use crate::models::llava::{Config, FeatureSelect, VisionConfig, IMAGE_PLACEHOLDER};
-use crate::models::activation::Activation;
+use crate::models::llava::{Config, FeatureSelect, IMAGE_PLACEHOLDER, VisionConfig};
 
 /// The real release's file names, the fallback when `config.json` names paths that do not exist.
 const REAL_VISION_CHECKPOINT: &str = "biomedclipcxr_518_checkpoint.pt";
@@ -63,9 +63,15 @@ pub struct RawConfig {
     pub mm_use_im_start_end: bool,
 }
 
-fn d_select_layer() -> i64 { -2 }
-fn d_select_feature() -> String { "patch".into() }
-fn d_projector() -> String { "mlp2x_gelu".into() }
+fn d_select_layer() -> i64 {
+    -2
+}
+fn d_select_feature() -> String {
+    "patch".into()
+}
+fn d_projector() -> String {
+    "mlp2x_gelu".into()
+}
 
 /// The open_clip model config (`biomedclipcxr_518.json`).
 #[derive(Debug, Clone, Deserialize)]
@@ -131,7 +137,10 @@ impl LlavaRadParts {
         let vision_config = resolve_named(&repo, raw.mm_vision_tower_config.as_deref(), REAL_VISION_CONFIG);
         for (path, what) in [(&vision_checkpoint, "the vision-tower checkpoint"), (&vision_config, "the vision-tower config")] {
             if !path.exists() {
-                return Err(ModelError::MissingFile { path: path.clone(), hint: format!(" ({what}, named by {})", repo.join("config.json").display()) });
+                return Err(ModelError::MissingFile {
+                    path: path.clone(),
+                    hint: format!(" ({what}, named by {})", repo.join("config.json").display()),
+                });
             }
         }
         Ok(Self { base, repo, vision_checkpoint, vision_config })
@@ -291,7 +300,12 @@ fn vision_config(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<di
     let (width, depth, head_width, mlp_ratio, patch) = match (v.width, v.layers, v.head_width) {
         (Some(w), Some(l), Some(hw)) => (w, l, hw, v.mlp_ratio.unwrap_or(4.0), v.patch_size.unwrap_or(14)),
         _ if known_dinov2_base => (768, 12, 64, 4.0, 14),
-        _ => return Err(err(format!("vision_cfg names timm model {:?}, whose architecture radlens does not know; add width, layers, head_width, patch_size", v.timm_model_name))),
+        _ => {
+            return Err(err(format!(
+                "vision_cfg names timm model {:?}, whose architecture radlens does not know; add width, layers, head_width, patch_size",
+                v.timm_model_name
+            )));
+        }
     };
     let image_size = v.image_size.ok_or_else(|| err("vision_cfg.image_size is missing".into()))?;
     if head_width == 0 || width % head_width != 0 {
@@ -306,7 +320,11 @@ fn vision_config(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<di
         image_size,
         layer_norm_eps: 1e-6,
     };
-    let blocks = shapes.keys().filter_map(|k| k.strip_prefix("vision_tower.trunk.blocks.")?.split('.').next()?.parse::<usize>().ok()).max().map_or(0, |m| m + 1);
+    let blocks = shapes
+        .keys()
+        .filter_map(|k| k.strip_prefix("vision_tower.trunk.blocks.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
     let checks = [
         ("vision_tower.trunk.cls_token", vec![1, 1, cfg.width]),
         ("vision_tower.trunk.pos_embed", vec![1, cfg.grid() * cfg.grid() + 1, cfg.width]),
@@ -316,7 +334,11 @@ fn vision_config(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<di
     for (name, want) in checks {
         match shapes.get(name) {
             Some(got) if *got == want => {}
-            Some(got) => return Err(err(format!("{name} has shape {got:?} but this config implies {want:?} (image_size {image_size}: no pos_embed interpolation is done)"))),
+            Some(got) => {
+                return Err(err(format!(
+                    "{name} has shape {got:?} but this config implies {want:?} (image_size {image_size}: no pos_embed interpolation is done)"
+                )));
+            }
             None => return Err(err(format!("the checkpoint has no {name}"))),
         }
     }

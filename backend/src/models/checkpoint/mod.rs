@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
 use serde::Deserialize;
 
 use super::error::{ModelError, Result};
@@ -29,8 +29,7 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
             weight_map: HashMap<String, String>,
         }
         let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io { path: index.clone(), source })?;
-        let parsed: Index = serde_json::from_str(&text)
-            .map_err(|e| ModelError::Config { file: index.clone(), message: e.to_string() })?;
+        let parsed: Index = serde_json::from_str(&text).map_err(|e| ModelError::Config { file: index.clone(), message: e.to_string() })?;
         let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
         shards.sort();
         shards.dedup();
@@ -156,9 +155,10 @@ impl TensorStore {
 
     /// A tensor by canonical name, in its stored dtype, with the file and key it came from.
     pub fn load(&self, name: &str, dev: &Device) -> candle_core::Result<(Tensor, &Path, &str)> {
-        let held = self.keys.get(name).ok_or_else(|| {
-            candle_core::Error::Msg(format!("tensor {name} not found in the checkpoint ({})", self.file_list()))
-        })?;
+        let held = self
+            .keys
+            .get(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("tensor {name} not found in the checkpoint ({})", self.file_list())))?;
         match held {
             Held::Mapped { file, key } => {
                 let st = self.mmaps[*file].as_ref().expect("mapped entries come from mapped files");

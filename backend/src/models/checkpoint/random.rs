@@ -5,11 +5,11 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::VarBuilder;
 
 pub struct RandomWeights {
     seed: u64,

@@ -252,10 +252,7 @@ impl RawImageProcessorConfig {
                     (Some(s), None, None, None) => Resize::ShortestEdge(s),
                     (None, None, Some(height), Some(width)) => Resize::Exact { height, width },
                     _ => {
-                        return Err(field_err(
-                            "size",
-                            format!("unsupported combination {d:?}{}", expected_form("size")),
-                        ));
+                        return Err(field_err("size", format!("unsupported combination {d:?}{}", expected_form("size"))));
                     }
                 },
             }
@@ -271,10 +268,7 @@ impl RawImageProcessorConfig {
         let resample = match self.resample {
             None => Filter::Bicubic,
             Some(code) => Filter::from_pil(code).ok_or_else(|| {
-                field_err(
-                    "resample",
-                    format!("PIL resampling code {code} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)"),
-                )
+                field_err("resample", format!("PIL resampling code {code} is not supported (0 nearest, 1 lanczos, 2 bilinear, 3 bicubic)"))
             })?,
         };
 
@@ -289,14 +283,9 @@ impl RawImageProcessorConfig {
                 None => (DEFAULT_SIZE, DEFAULT_SIZE),
                 // transformers reads an integer crop size as a square (default_to_square=True).
                 Some(RawSize::Int(s)) => (*s, *s),
-                Some(RawSize::Dict(RawSizeDict { shortest_edge: None, longest_edge: None, height: Some(h), width: Some(w) })) => {
-                    (*h, *w)
-                }
+                Some(RawSize::Dict(RawSizeDict { shortest_edge: None, longest_edge: None, height: Some(h), width: Some(w) })) => (*h, *w),
                 Some(RawSize::Dict(d)) => {
-                    return Err(field_err(
-                        "crop_size",
-                        format!("unsupported combination {d:?}{}", expected_form("crop_size")),
-                    ));
+                    return Err(field_err("crop_size", format!("unsupported combination {d:?}{}", expected_form("crop_size"))));
                 }
             };
             if height == 0 || width == 0 {
@@ -436,9 +425,7 @@ impl ImageProcessorConfig {
         let (out_w, out_h) = self.output_size(image_w, image_h);
         let (left, top) = match self.crop {
             Crop::Off => (0, 0),
-            Crop::Center { .. } => {
-                (floor_half(i64::from(rw) - i64::from(out_w)), floor_half(i64::from(rh) - i64::from(out_h)))
-            }
+            Crop::Center { .. } => (floor_half(i64::from(rw) - i64::from(out_w)), floor_half(i64::from(rh) - i64::from(out_h))),
         };
 
         let scale = self.rescale_factor as f32;
@@ -467,12 +454,7 @@ impl ImageProcessorConfig {
         // linearly (output pixel centres sit at (i + 0.5) * scale), so edges map by the ratio.
         let sx = f64::from(image_w) / f64::from(rw);
         let sy = f64::from(image_h) / f64::from(rh);
-        let crop = PixelBox::new(
-            left as f64 * sx,
-            top as f64 * sy,
-            (left + w as i64) as f64 * sx,
-            (top + h as i64) as f64 * sy,
-        )?;
+        let crop = PixelBox::new(left as f64 * sx, top as f64 * sy, (left + w as i64) as f64 * sx, (top + h as i64) as f64 * sy)?;
 
         Ok(PreprocessedImage { pixel_values, height: h, width: w, crop, image_w, image_h })
     }
@@ -644,13 +626,11 @@ mod tests {
         let cfg = llava_config();
         for case in ["case0", "case1", "case2"] {
             let dir = fixture(&format!("reference/llava-tiny/{case}"));
-            let manifest: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+            let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
             let image_rel = manifest["image"].as_str().unwrap();
             let out = cfg.preprocess(&load_image(&fixture(image_rel)).unwrap()).unwrap();
 
-            let tensors: HashMap<String, Tensor> =
-                candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu).unwrap();
+            let tensors: HashMap<String, Tensor> = candle_core::safetensors::load(dir.join("tensors.safetensors"), &Device::Cpu).unwrap();
             let golden = &tensors["pixel_values"];
             let ours = out.to_tensor(&Device::Cpu).unwrap();
             assert_eq!(ours.dims(), golden.dims(), "{case}");
@@ -759,10 +739,7 @@ mod tests {
         // Grey + alpha likewise keeps the grey and drops the alpha.
         let la = image::ImageBuffer::from_fn(30, 20, |x, y| LumaA([(x * 8) as u8, (y * 12) as u8]));
         let grey = GrayImage::from_fn(30, 20, |x, _| image::Luma([(x * 8) as u8]));
-        assert_eq!(
-            cfg.preprocess(&DynamicImage::ImageLumaA8(la)).unwrap(),
-            cfg.preprocess(&DynamicImage::ImageLuma8(grey)).unwrap()
-        );
+        assert_eq!(cfg.preprocess(&DynamicImage::ImageLumaA8(la)).unwrap(), cfg.preprocess(&DynamicImage::ImageLuma8(grey)).unwrap());
     }
 
     #[test]

@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
+use super::Prompter;
 use super::llava::EncodedPrompt;
 use super::tokenizer::TextTokenizer;
-use super::Prompter;
 use crate::models::error::{ModelError, Result};
 
 pub const BOI: &str = "<start_of_image>";

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::tokenizer::TextTokenizer;
 use super::Prompter;
+use super::tokenizer::TextTokenizer;
 use crate::models::error::{ModelError, Result};
 
 pub const IMAGE_TOKEN: &str = "<image>";
@@ -39,7 +39,6 @@ impl LlavaPrompter {
         let tokenizer = TextTokenizer::load(&model_dir.join("tokenizer.json"))?;
         Ok(Self { tokenizer, image_token_id, image_tokens })
     }
-
 }
 
 impl Prompter for LlavaPrompter {

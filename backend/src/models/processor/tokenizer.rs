@@ -12,7 +12,10 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     pub fn load(path: &Path) -> Result<Self> {
         if !path.exists() {
-            return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: " (the model directory needs its tokenizer.json)".into() });
+            return Err(ModelError::MissingFile {
+                path: path.to_path_buf(),
+                hint: " (the model directory needs its tokenizer.json)".into(),
+            });
         }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
