@@ -259,7 +259,7 @@ fn trust_checks_are_recorded_and_resume() {
             assert_eq!(values.len(), map.provenance.geometry.h * map.provenance.geometry.w);
             assert!(values.iter().all(|&v| v >= 0.0) && (values.iter().sum::<f32>() - 1.0).abs() < 1e-4);
         }
-        assert!(t.maps[0].provenance.site.as_deref().is_some_and(|s| s.starts_with("vision.blocks.")));
+        assert!(t.maps[0].provenance.site.is_some_and(|s| s.to_string().starts_with("vision.blocks.")));
         assert_eq!(t.faithfulness.len(), 2 * 3);
         assert_eq!(t.agreement.len(), 3);
         let sinks = t.sinks.as_ref().expect("sinks are checked per study");

@@ -2,7 +2,7 @@
 //! central finite difference of the same margin, and the map's shape and sign.
 
 use candle_core::{DType, Device, Tensor};
-use radlens::gradcam::{MarginTokens, gradcam, margin_from_activations, margin_gradient};
+use radlens::case::gradcam::{MarginTokens, gradcam, margin_from_activations, margin_gradient};
 use radlens::models::checkpoint::llava_rad::PartOverrides;
 use radlens::models::loader::{Engine, load_engine};
 use radlens::models::probe::NoProbe;
@@ -102,6 +102,6 @@ fn cams_have_the_attention_grid_and_are_non_negative() {
         assert_eq!((cam.h, cam.w), (s.grid_h, s.grid_w), "{model}: the attention map's grid");
         assert!(cam.cells.iter().all(|&v| v >= 0.0 && v.is_finite()), "{model}: {:?}", cam.cells);
         assert!(cam.cells.iter().sum::<f64>() > 0.0, "{model}: some patch raises the margin");
-        assert!(cam.site.name.starts_with(block), "{model}: {}", cam.site.name);
+        assert!(cam.site.name.to_string().starts_with(block), "{model}: {}", cam.site.name);
     }
 }

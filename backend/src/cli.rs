@@ -3,6 +3,10 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
+use radlens_shared::record::TrustSettings;
+
+use crate::case::CaseSpec;
 
 #[derive(Debug, Parser)]
 #[command(name = "radlens", version, about = "Attention maps and robustness studies for medical vision-language models", long_about = None)]
@@ -125,7 +129,7 @@ pub struct StudyCmd {
     pub images: PathBuf,
     /// A model as NAME=DIR (repeatable; run one after the other).
     #[arg(long, value_name = "NAME=DIR", required = true)]
-    pub model: Vec<String>,
+    pub model: Vec<ModelSpec>,
     /// The run directory (created, or resumed when it exists).
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
@@ -315,8 +319,8 @@ pub struct TrustArgs {
 }
 
 impl TrustArgs {
-    pub fn settings(&self) -> Option<radlens_shared::record::TrustSettings> {
-        radlens_shared::record::TrustSettings {
+    pub fn settings(&self) -> Option<TrustSettings> {
+        TrustSettings {
             gradcam: self.gradcam,
             faithfulness: self.faithfulness,
             sinks: self.sinks,
@@ -332,14 +336,21 @@ impl TrustArgs {
 pub struct CaptureArgs {
     /// Layers to aggregate: all, last-quarter, or a list such as 0,4,8-11.
     #[arg(long, default_value = "last-quarter")]
-    pub layers: String,
+    pub layers: LayerRange,
     /// Head fusion: mean, max or entropy (entropy-weighted).
     #[arg(long, default_value = "mean")]
-    pub fusion: String,
+    pub fusion: HeadFusion,
     /// Query rows: query (the last prompt token), answer (the rows that produced the answer
     /// tokens) or term:<word> (the prompt tokens of a word).
     #[arg(long, default_value = "query")]
-    pub query: String,
+    pub query: QueryMode,
+}
+
+impl CaptureArgs {
+    /// The case spec these flags ask for.
+    pub fn spec(&self, max_new_tokens: usize, trust: Option<TrustSettings>) -> CaseSpec {
+        CaseSpec { layers: self.layers.clone(), head_fusion: self.fusion, query: self.query.clone(), max_new_tokens, trust }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -358,7 +369,7 @@ pub struct ServeCmd {
     pub images: Option<PathBuf>,
     /// A model as NAME=DIR (repeatable): what study jobs and /api/compare may use, by name.
     #[arg(long, value_name = "NAME=DIR")]
-    pub model: Vec<String>,
+    pub model: Vec<ModelSpec>,
     /// Add a new current share-link key (older keys are kept, so their links stay valid until
     /// they expire), then serve.
     #[arg(long)]
@@ -366,4 +377,30 @@ pub struct ServeCmd {
     /// Serve this dashboard folder instead of the bundle embedded at build time.
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
+}
+
+/// `--model NAME=DIR`: a model's name in records and the dashboard, and its local directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl std::str::FromStr for ModelSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((name, dir)) if !name.trim().is_empty() && !dir.trim().is_empty() => {
+                Ok(Self { name: name.trim().to_string(), dir: dir.trim().into() })
+            }
+            _ => Err(format!("{s:?}: expected NAME=DIR")),
+        }
+    }
+}
+
+impl ModelSpec {
+    /// As the study and the server keep them.
+    pub fn pairs(specs: &[ModelSpec]) -> Vec<(String, PathBuf)> {
+        specs.iter().map(|m| (m.name.clone(), m.dir.clone())).collect()
+    }
 }

@@ -3,16 +3,14 @@
 //! library directly where a process boundary adds nothing.
 
 pub mod alloc_stats;
-pub mod attention_map;
+pub mod case;
 pub mod cli;
 pub mod commands;
 pub mod device_memory;
 pub mod error;
-pub mod gradcam;
 pub mod models;
 pub mod server;
 pub mod study;
-pub mod trust;
 
 use std::process::ExitCode;
 

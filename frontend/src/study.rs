@@ -452,7 +452,7 @@ pub fn refusion_not_applicable(p: &MapProvenance) -> Option<String> {
 /// and leaves out the layers and heads it was not made from.
 pub fn provenance_line(p: &MapProvenance, image_share: f64) -> String {
     if let Some(label) = fallback_label(p) {
-        let site = p.site.as_deref().map(|s| format!(" · gradient at {s}")).unwrap_or_default();
+        let site = p.site.map(|s| format!(" · gradient at {s}")).unwrap_or_default();
         return format!(
             "{} · {} ({}): {}{} · query: {} · grid {}×{} over {}×{} px · image share {:.3}",
             p.model,
@@ -650,7 +650,7 @@ mod tests {
         let gradcam = MapProvenance {
             method: MapMethod::Gradcam,
             layers: Vec::new(),
-            site: Some("vision.blocks.3.output".into()),
+            site: Some(radlens_shared::site::SiteName::vision_output(3)),
             fallback_reason: Some(reason.into()),
             ..attention.clone()
         };

@@ -229,7 +229,7 @@ pub struct MapProvenance {
     pub geometry: MapGeometry,
     /// Grad-CAM only: the block differentiated at, e.g. `vision.blocks.22.output`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<String>,
+    pub site: Option<crate::site::SiteName>,
     /// Why this map stands in for attention (a fallback), when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,

@@ -18,6 +18,7 @@
 //!   download).
 //! - [`views`]: "flipped vs base" and "models disagree" over a run's records.
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
+//! - [`site`]: capture-site names (`text.blocks.12.attn.pattern`), typed, printed and parsed.
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
 
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod record;
 pub mod records_csv;
 pub mod roi;
+pub mod site;
 pub mod static_site;
 pub mod stats;
 pub mod trust;

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use candle_core::{DType, Device};
+use radlens::case::CaseSpec;
 use radlens::study::run::{StudyArgs, run_study};
-use radlens::study::runner::{CaseSettings, Progress};
-use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
+use radlens::study::runner::{Progress, StudySettings};
 use radlens_shared::record::{CaseRecord, TrustSettings};
 
 use super::workspace_root;
@@ -47,16 +47,15 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
         images: images.clone(),
         models: models.clone(),
         out: run_dir.to_path_buf(),
-        settings: CaseSettings {
-            max_new_tokens: 3,
-            layer_range: LayerRange::LastQuarter,
-            head_fusion: HeadFusion::Mean,
-            query_mode: QueryMode::Query,
+        settings: StudySettings {
+            case: CaseSpec {
+                // Every trust check, so the server and dashboard tests see the extra maps, deletion
+                // tests and sinks (the tiny models keep the deletion forwards to a few seconds).
+                trust: Some(TrustSettings { gradcam: true, faithfulness: true, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
+                ..CaseSpec::standard(3)
+            },
             text_only_pass: true,
             share_prefix: true,
-            // Every trust check, so the server and dashboard tests see the extra maps, deletion
-            // tests and sinks (the tiny models keep the deletion forwards to a few seconds).
-            trust: Some(TrustSettings { gradcam: true, faithfulness: true, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
         },
         dtype: DType::F32,
         device: Device::Cpu,

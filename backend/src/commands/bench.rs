@@ -6,16 +6,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
+use radlens_shared::fusion::{LayerRange, QueryMode};
 use serde::Serialize;
 
 use crate::alloc_stats;
+use crate::case::{Capture, CasePlan, CaseSpec, QueryRows, generate_captured};
 use crate::cli::BenchArgs;
 use crate::models::VisionLanguageModel;
 use crate::models::checkpoint::random::{RandomWeights, normal_values};
-use crate::models::generate::greedy;
 use crate::models::linear::WeightFormat;
 use crate::models::presets::Preset;
-use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
+use crate::models::probe::NoProbe;
+use crate::models::processor::EncodedPrompt;
 
 /// A model to benchmark, its prompt ids and its input side.
 struct BenchModel {
@@ -85,42 +87,38 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     let summary = model.summary();
     let (nl, heads) = (summary.num_layers, summary.num_heads);
-    let last_quarter: Vec<usize> = (3 * nl / 4..nl).collect();
-    let policy = |layers: Vec<usize>| CapturePolicy {
-        layers,
-        rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: true },
-        prompt_len: l,
+    // The study's plans: the layers as the study resolves them, the query and answer rows.
+    let plan = |layers: LayerRange| {
+        CasePlan::resolve(CaseSpec { layers, query: QueryMode::Answer, ..CaseSpec::standard(args.new_tokens as usize) }, "bench", &summary)
     };
-    let variants: Vec<(&str, Option<CapturePolicy>)> = vec![
-        ("none", None),
-        ("last-quarter (query + answer rows)", Some(policy(last_quarter))),
-        ("all layers (query + answer rows)", Some(policy((0..nl).collect()))),
+    let image_positions = ids.iter().enumerate().filter(|(_, t)| **t == summary.image_token_id).map(|(i, _)| i).collect();
+    let prompt = EncodedPrompt { input_ids: ids.clone(), image_positions };
+    let rows = QueryRows::last_row(l);
+    let variants: Vec<(&str, CasePlan, Capture)> = vec![
+        ("none", plan(LayerRange::LastQuarter)?, Capture::Nothing),
+        ("last-quarter (query + answer rows)", plan(LayerRange::LastQuarter)?, Capture::Map),
+        ("all layers (query + answer rows)", plan(LayerRange::All)?, Capture::Map),
     ];
 
     let mut measured = Vec::new();
-    for (name, policy) in &variants {
+    for (name, plan, capture) in &variants {
         let mut times = Vec::new();
         let mut peak = 0usize;
         let mut captured = 0usize;
         // One warm-up run, then the timed ones.
         for rep in 0..=args.reps as usize {
-            let mut recorder = policy.clone().map(AttentionRecorder::new);
-            let mut none = NoProbe;
-            let probe: &mut dyn Probe = match recorder.as_mut() {
-                Some(r) => r,
-                None => &mut none,
-            };
             let base = alloc_stats::current_bytes();
             alloc_stats::reset_peak();
             let t = Instant::now();
-            let generation = greedy(model.as_ref(), &ids, &pixels, args.new_tokens as usize, probe)?;
+            let features = model.encode_image(&pixels, &mut NoProbe)?;
+            let (generation, recorder) = generate_captured(model.as_ref(), plan, &features, &prompt, &rows, None, *capture)?;
             let elapsed = t.elapsed().as_secs_f64() * 1e3;
             anyhow::ensure!(generation.ids.len() == args.new_tokens as usize, "generation stopped early");
             if rep > 0 {
                 times.push(elapsed);
                 peak = peak.max(alloc_stats::peak_bytes().saturating_sub(base));
             }
-            captured = recorder.as_ref().map_or(0, |r| r.stored_values() * 4);
+            captured = recorder.stored_values() * 4;
         }
         times.sort_by(f64::total_cmp);
         measured.push((name.to_string(), times[times.len() / 2], times[0], peak, captured));
@@ -180,7 +178,7 @@ fn print_table(r: &Report) {
 /// Study throughput with and without the shared-prefix KV cache, as the study runner uses it:
 /// per study the image is encoded once; six variants share everything up to the question.
 fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Result<()> {
-    use crate::models::generate::{Prefix, greedy_from};
+    use crate::models::generate::Prefix;
     let device = Device::Cpu;
     let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
     let summary = model.summary();
@@ -198,6 +196,8 @@ fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Re
         })
         .collect();
     let new_tokens = args.new_tokens as usize;
+    // Throughput only: the study's plan, capturing nothing.
+    let plan = CasePlan::resolve(CaseSpec::standard(new_tokens), "bench", &summary)?;
     let mut timings = Vec::new();
     for share in [false, true] {
         let t = Instant::now();
@@ -214,7 +214,9 @@ fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Re
             };
             for v in &variants {
                 let p = cache.as_ref().map(|c| Prefix { cache: c, len: prefix.len() });
-                answers.push(greedy_from(model.as_ref(), v, &features, p, new_tokens, &mut NoProbe)?.ids);
+                let prompt = EncodedPrompt { input_ids: v.clone(), image_positions: Vec::new() };
+                let rows = QueryRows::last_row(v.len());
+                answers.push(generate_captured(model.as_ref(), &plan, &features, &prompt, &rows, p, Capture::Nothing)?.0.ids);
             }
         }
         timings.push((t.elapsed().as_secs_f64(), answers));

@@ -10,20 +10,22 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use radlens_shared::fusion::HeadFusion;
+use radlens_shared::fusion::QueryMode;
+use radlens_shared::geometry::{MapGeometry, PixelBox};
 use radlens_shared::metrics::js_distance;
 use serde::Serialize;
 
-use crate::attention_map::fuse_captured;
+use crate::case::{Capture, CasePlan, CaseSpec, QueryRows, fused_map, generate_captured};
 use crate::cli::BenchArgs;
 use crate::device_memory::MemorySampler;
 use crate::models::checkpoint::random::{RandomWeights, ShapeOnly, normal_values};
 use crate::models::gemma3::Gemma3;
-use crate::models::generate::{Generation, Prefix, greedy_from};
+use crate::models::generate::Prefix;
 use crate::models::linear::WeightFormat;
 use crate::models::llava::Llava;
 use crate::models::presets::{Preset, PresetConfig};
-use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, Probe, RowSelection};
+use crate::models::probe::NoProbe;
+use crate::models::processor::EncodedPrompt;
 use crate::models::{VisionLanguageModel, dtype_name};
 
 pub const VARIANTS: usize = 6;
@@ -110,11 +112,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The last quarter of `layers`, at least one.
-fn last_quarter(layers: usize) -> Vec<usize> {
-    (layers - (layers / 4).max(1)..layers).collect()
-}
-
 /// Runs one study; `capture` adds the last-quarter probe on every variant.
 fn run_study(
     model: &dyn VisionLanguageModel,
@@ -130,7 +127,16 @@ fn run_study(
     let prefix = first[..shared].to_vec();
     let summary = model.summary();
     let image_positions: Vec<usize> = first.iter().enumerate().filter(|(_, t)| **t == summary.image_token_id).map(|(i, _)| i).collect();
-    let layers = last_quarter(summary.num_layers);
+    // The study's plan: its last quarter of the layers, the query row and the answer rows.
+    let spec = CaseSpec { query: QueryMode::Answer, ..CaseSpec::standard(new_tokens) };
+    let plan = CasePlan::resolve(spec, "bench", &summary)?;
+    let geometry = MapGeometry {
+        h: summary.grid_h,
+        w: summary.grid_w,
+        crop: PixelBox::image(cfg.image_size() as u32, cfg.image_size() as u32)?,
+        image_w: cfg.image_size() as u32,
+        image_h: cfg.image_size() as u32,
+    };
 
     sync()?;
     let t = Instant::now();
@@ -156,29 +162,21 @@ fn run_study(
     };
     for q in &questions {
         let (ids, _) = cfg.prompt(q);
-        let query = ids.len() - 1;
-        let mut recorder = capture.then(|| {
-            AttentionRecorder::new(CapturePolicy {
-                layers: layers.clone(),
-                rows: RowSelection { prompt_positions: vec![query], decode_steps: true },
-                prompt_len: ids.len(),
-            })
-        });
-        let mut none = NoProbe;
-        let probe: &mut dyn Probe = match recorder.as_mut() {
-            Some(r) => r,
-            None => &mut none,
-        };
-        let g: Generation = greedy_from(model, &ids, &features, Some(Prefix { cache: &cache, len: shared }), new_tokens, probe)?;
+        let prompt = EncodedPrompt { input_ids: ids, image_positions: image_positions.clone() };
+        let rows = QueryRows::last_row(prompt.input_ids.len());
+        let capture = if capture { Capture::Map } else { Capture::Nothing };
+        let prefix = Some(Prefix { cache: &cache, len: shared });
+        let (g, recorder) = generate_captured(model, &plan, &features, &prompt, &rows, prefix, capture)?;
         anyhow::ensure!(g.ids.len() == new_tokens, "generation stopped after {} of {new_tokens} tokens", g.ids.len());
         timing.prefill_ms += g.prefill_ms;
         timing.decode_ms += g.decode_ms;
         timing.step_ms.extend(&g.step_ms);
         timing.ids.push(g.ids);
-        if let Some(r) = &recorder {
-            timing.captured_values += r.stored_values();
-            let map = fuse_captured(r, &layers, &[query], &image_positions, HeadFusion::Mean)?;
-            timing.maps.push(map.fused.values);
+        if capture == Capture::Map {
+            timing.captured_values += recorder.stored_values();
+            // The map of the query row, as the study's default map is made.
+            let map = fused_map(&plan, &recorder, &[rows.last], &prompt, geometry).map_err(anyhow::Error::msg)?;
+            timing.maps.push(map.own.values);
         }
     }
     sync()?;

@@ -6,14 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::case::CaseSpec;
 use anyhow::Context;
 use candle_core::{DType, Device};
-use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
 use radlens_shared::record::TrustSettings;
 
 use crate::cli::DemoCmd;
 use crate::study::run::{RANDOM_WEIGHTS_MARKER, StudyArgs, run_study};
-use crate::study::runner::{CaseSettings, Progress};
+use crate::study::runner::{Progress, StudySettings};
 
 /// A model directory's files, embedded at build time (the reference fixtures' tiny models).
 struct EmbeddedModel {
@@ -108,16 +108,15 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         images: images.clone(),
         models,
         out: run_dir.clone(),
-        settings: CaseSettings {
-            max_new_tokens: 8,
-            layer_range: LayerRange::LastQuarter,
-            head_fusion: HeadFusion::Mean,
-            query_mode: QueryMode::Query,
+        settings: StudySettings {
+            case: CaseSpec {
+                // Grad-CAM and relative maps for the dashboard's method comparison (cheap: one
+                // backward per record, one prefill per image); deletion tests are opt-in elsewhere.
+                trust: Some(TrustSettings { gradcam: true, faithfulness: false, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
+                ..CaseSpec::standard(8)
+            },
             text_only_pass: true,
             share_prefix: true,
-            // Grad-CAM and relative maps for the dashboard's method comparison (cheap: one
-            // backward per record, one prefill per image); deletion tests are opt-in elsewhere.
-            trust: Some(TrustSettings { gradcam: true, faithfulness: false, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
         },
         dtype: DType::F32,
         device: Device::Cpu,

@@ -7,26 +7,24 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use radlens_shared::AttentionMap;
-use radlens_shared::answer::{Answer, parse_answer, yes_no_margin};
-use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode, term_positions};
-use radlens_shared::geometry::{MapGeometry, PixelBox};
-use radlens_shared::map::normalize_vec;
+use radlens_shared::answer::Answer;
+use radlens_shared::fusion::MapProvenance;
 use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{Faithfulness, SinkCheck};
-use radlens_shared::trust::{GENERIC_PROMPT, MethodPair, SINK_FACTOR, sink_cells, without_cells};
+use radlens_shared::trust::MethodPair;
 use serde::Serialize;
 
-use crate::attention_map::fuse_captured;
+use crate::case::trust::{self, MethodValues};
+use crate::case::{Capture, Case, CaseError, CaseImage, CaseOutcome, CasePlan, run_case};
 use crate::cli::ProbeArgs;
 use crate::error::InputError;
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::error::ModelError;
-use crate::models::generate::{Generation, greedy};
+use crate::models::generate::Generation;
 use crate::models::llava::IMAGE_PLACEHOLDER;
 use crate::models::loader::load_engine;
-use crate::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
-use crate::models::processor::clip_image::load_image;
-use crate::trust::{CaseInput, MethodValues, TrustSettings, agreement, faithfulness, fallback_map, generic_map, gradcam_map, relative};
+use crate::models::probe::AttentionRecorder;
+use crate::models::processor::preprocess::load_image;
 
 #[derive(Serialize)]
 struct ProbeReport {
@@ -83,15 +81,8 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-fn flag<T, E: std::fmt::Display>(flag: &'static str, r: Result<T, E>) -> Result<T, InputError> {
-    r.map_err(|e| InputError::Flag { flag, message: e.to_string() })
-}
-
 pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let start = Instant::now();
-    let layer_range: LayerRange = flag("--layers", args.capture.layers.parse())?;
-    let fusion: HeadFusion = flag("--fusion", args.capture.fusion.parse())?;
-    let query_mode: QueryMode = flag("--query", args.capture.query.parse())?;
     let runtime = args.runtime.resolve()?;
     let (dtype, device) = (runtime.dtype, runtime.device.clone());
     crate::models::loader::check_dtype(dtype, &device)?;
@@ -100,119 +91,86 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let overrides = PartOverrides { base: args.base.clone(), vision_checkpoint: args.vision_checkpoint.clone() };
     let engine = load_engine(&args.model, &overrides, dtype, &device, runtime.weights)?;
     let summary = engine.model.summary();
+    let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let spec = args.capture.spec(args.max_new_tokens as usize, args.trust.settings());
+    let plan = CasePlan::resolve(spec, &model_name, &summary).map_err(|e| InputError::Flag { flag: "--layers", message: e.to_string() })?;
     timings.load = ms(start);
 
     let t = Instant::now();
     let image = args.image.as_deref().map(load_image).transpose()?;
     let preprocessed = image.as_ref().map(|img| engine.image_processor.preprocess(img)).transpose()?;
-    let (pixel_values, geometry) = match &args.pixel_values {
+    let case_image = match &args.pixel_values {
         Some(path) => {
             let pv = read_pixel_values(path)?.to_device(&device)?;
-            let side = pv.dim(3)?;
+            let side = pv.dim(3)? as u32;
             // Stored pixels: the geometry comes from the image when given, else the input square.
             let geometry = match &preprocessed {
-                Some(p) => MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: p.crop, image_w: p.image_w, image_h: p.image_h },
-                None => MapGeometry {
+                Some(p) => radlens_shared::geometry::MapGeometry {
                     h: summary.grid_h,
                     w: summary.grid_w,
-                    crop: PixelBox::image(side as u32, side as u32)?,
-                    image_w: side as u32,
-                    image_h: side as u32,
+                    crop: p.crop,
+                    image_w: p.image_w,
+                    image_h: p.image_h,
                 },
+                None => CaseImage::square_geometry(&engine, side).map_err(ModelError::from)?,
             };
-            (pv, geometry)
+            CaseImage::from_pixels(&engine, pv, geometry)?
         }
         None => {
-            let p = preprocessed.as_ref().context("an image is required without --pixel-values")?;
-            let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: p.crop, image_w: p.image_w, image_h: p.image_h };
-            (p.to_tensor(&device)?, geometry)
+            let img = image.as_ref().context("an image is required without --pixel-values")?;
+            CaseImage::encode(&engine, img, &device).map_err(|e| match e {
+                crate::case::image::EncodeError::Preprocess(e) | crate::case::image::EncodeError::Encode(e) => e,
+            })?
         }
     };
     let prompt = engine.prompter.encode(&args.question, args.system.as_deref())?;
     timings.preprocess = ms(t);
 
-    let l = prompt.input_ids.len();
-    let layers = flag("--layers", layer_range.resolve(summary.num_layers))?;
-    let term_rows = match &query_mode {
-        QueryMode::Term(word) => {
-            let pieces = engine.prompter.tokenizer().pieces(&prompt.input_ids);
-            let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-            let rows = term_positions(&refs, word);
-            if rows.is_empty() {
-                return Err(InputError::Flag { flag: "--query", message: format!("the prompt has no token spelling {word:?}") }.into());
-            }
-            rows
+    // The generic prompt's map (sinks and the relative map), over the same features.
+    let t = Instant::now();
+    let sinks = plan.spec.trust.as_ref().is_some_and(|s| s.sinks);
+    let generic = sinks.then(|| trust::generic_map(&engine, &plan, &case_image.features).map_err(|e| format!("generic-prompt map: {e}")));
+    let generic_ms = ms(t);
+
+    // A dump keeps every layer (and every decode step); otherwise only what the map uses.
+    let capture = if args.dump.is_some() { Capture::EveryLayer } else { Capture::Map };
+    let case = Case {
+        engine: &engine,
+        plan: &plan,
+        image: &case_image,
+        prompt: &prompt,
+        prefix: None,
+        capture,
+        generic: generic.as_ref(),
+        seed: 0,
+    };
+    let outcome = run_case(case).map_err(|e| -> anyhow::Error {
+        match e {
+            CaseError::TermNotFound(_) | CaseError::Plan(_) => InputError::Flag { flag: "--query", message: e.to_string() }.into(),
+            CaseError::Inference(e) => e.into(),
         }
-        _ => Vec::new(),
-    };
-    let policy = CapturePolicy {
-        // A dump keeps every layer; otherwise only the layers the map uses.
-        layers: if args.dump.is_some() { (0..summary.num_layers).collect() } else { layers.clone() },
-        rows: RowSelection {
-            prompt_positions: if term_rows.is_empty() { vec![l - 1] } else { [term_rows.clone(), vec![l - 1]].concat() },
-            decode_steps: args.dump.is_some() || query_mode == QueryMode::Answer,
-        },
-        prompt_len: l,
-    };
-    let mut recorder = AttentionRecorder::new(policy);
-    let generation = greedy(engine.model.as_ref(), &prompt.input_ids, &pixel_values, args.max_new_tokens as usize, &mut recorder)?;
+    })?;
+    let CaseOutcome { generation, answer_text, parsed, margin, map, trust: checks, recorder, capture_ms, trust_ms, .. } = outcome;
+    let map = map.context("the probe captures a map")?;
     timings.prefill = generation.prefill_ms;
     timings.decode = generation.decode_ms;
+    timings.capture = capture_ms;
+    timings.trust = trust_ms + generic_ms;
 
-    let t = Instant::now();
-    let query_positions: Vec<usize> = match &query_mode {
-        QueryMode::Query => vec![l - 1],
-        // The rows that produced each answer token (EOS excluded): positions L-1 .. L-2+n.
-        QueryMode::Answer => (0..generation.answer_ids().len().max(1)).map(|k| l - 1 + k).collect(),
-        QueryMode::Term(_) => term_rows,
+    let image_share = map.attention.as_ref().map_or(0.0, |a| a.image_share);
+    let sink_check = match (&generic, &map.attention) {
+        (Some(Ok(g)), Some(_)) => trust::sink_checks(&[Some(&map.own.values)], g).pop().flatten(),
+        _ => None,
     };
-    let yes = engine.prompter.tokenizer().single_token_spellings("yes");
-    let no = engine.prompter.tokenizer().single_token_spellings("no");
-    let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let case = CaseInput {
-        model: engine.model.as_ref(),
-        input_ids: &prompt.input_ids,
-        pixel_values: &pixel_values,
-        geometry,
-        yes_ids: &yes,
-        no_ids: &no,
-    };
-    let attention_provenance = |layers_used: Vec<usize>, layers_without_image: Vec<usize>| MapProvenance {
-        model: model_name.clone(),
-        method: MapMethod::QueryToVisual,
-        layer_range: layer_range.clone(),
-        layers: layers_used,
-        head_fusion: fusion,
-        query_mode: query_mode.clone(),
-        query_positions: query_positions.clone(),
-        layers_without_image,
-        geometry,
-        site: None,
-        fallback_reason: None,
-    };
-    let (attention, image_share) = match fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, fusion) {
-        Ok(captured) => {
-            let provenance = attention_provenance(captured.layers_used, captured.layers_without_image);
-            (
-                MethodValues { values: normalize_vec(&captured.fused.values).map_err(ModelError::from)?, provenance },
-                captured.fused.image_share,
-            )
-        }
-        // Attention could not be captured: Grad-CAM, else uniform, labelled as such.
-        Err(e) => (fallback_map(&case, &attention_provenance(Vec::new(), Vec::new()), &e.to_string()), 0.0),
-    };
-    let map = AttentionMap::new(geometry.h, geometry.w, attention.values.clone()).map_err(ModelError::from)?;
-    let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
-    timings.capture = ms(t);
-
-    let t = Instant::now();
-    let trust = match args.trust.settings() {
-        Some(settings) => Some(probe_trust(&case, &settings, &attention, &engine, &pixel_values, &layers, fusion)?),
-        None => None,
-    };
-    timings.trust = ms(t);
-
-    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
+    let trust = checks.map(|c| -> anyhow::Result<ProbeTrust> {
+        Ok(ProbeTrust {
+            maps: c.maps.into_iter().map(probe_map).collect::<Result<_, _>>()?,
+            faithfulness: c.faithfulness,
+            sinks: sink_check,
+            agreement: c.agreement,
+            notes: c.notes,
+        })
+    });
     let report = ProbeReport {
         model: model_name.clone(),
         architecture: summary.architecture,
@@ -228,18 +186,28 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         input_ids: prompt.input_ids.clone(),
         image_token_positions: prompt.image_positions.clone(),
         generated_ids: generation.ids.clone(),
-        parsed_answer: parse_answer(&answer),
-        answer,
-        yes_no_margin: yes_no_margin(generation.prompt_last_logits(), &yes, &no),
-        map: ProbeMap { map, image_share, metrics, provenance: attention.provenance },
-        trust,
+        parsed_answer: parsed,
+        answer: answer_text,
+        yes_no_margin: margin,
+        map: ProbeMap { image_share, ..probe_map(map.own)? },
+        trust: trust.transpose()?,
         timings_ms: Timings { total: ms(start), ..timings },
     };
     if let Some(path) = &args.dump {
+        let l = prompt.input_ids.len();
         // Gemma3's processor also returns token_type_ids (1 at image soft tokens).
         let token_type_ids = (summary.architecture == "gemma3")
             .then(|| (0..l).map(|i| i64::from(prompt.image_positions.contains(&i))).collect::<Vec<i64>>());
-        write_dump(path, &prompt.input_ids, token_type_ids, &pixel_values, &generation, &recorder, summary.num_layers, summary.num_heads)?;
+        write_dump(
+            path,
+            &prompt.input_ids,
+            token_type_ids,
+            &case_image.pixels,
+            &generation,
+            &recorder,
+            summary.num_layers,
+            summary.num_heads,
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -249,61 +217,12 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The trust checks of one question: Grad-CAM, the relative map and sinks against the generic
-/// prompt (the question's map and the generic one are the "variants" here), deletion tests and
-/// agreement. A check that fails is a note; the others are kept.
-fn probe_trust(
-    case: &CaseInput<'_>,
-    settings: &TrustSettings,
-    attention: &MethodValues,
-    engine: &crate::models::loader::Engine,
-    pixel_values: &Tensor,
-    layers: &[usize],
-    fusion: HeadFusion,
-) -> anyhow::Result<ProbeTrust> {
-    let mut out = ProbeTrust::default();
-    let is_attention = attention.provenance.method == MapMethod::QueryToVisual;
-    let mut methods = vec![attention.clone()];
-    if settings.gradcam && attention.provenance.method != MapMethod::Gradcam {
-        match gradcam_map(case, &attention.provenance) {
-            Ok(m) => methods.push(m),
-            Err(e) => out.notes.push(format!("gradcam: {e}")),
-        }
-    }
-    if settings.sinks && is_attention {
-        let features = engine.model.encode_image(pixel_values, &mut NoProbe)?;
-        match generic_map(engine.model.as_ref(), engine.prompter.as_ref(), &features, layers, fusion) {
-            Ok(generic) => {
-                let cells = sink_cells(&[&attention.values, &generic], SINK_FACTOR);
-                out.sinks = Some(SinkCheck {
-                    factor: SINK_FACTOR,
-                    generic_prompt: GENERIC_PROMPT.to_string(),
-                    mass: cells.iter().fold(0.0, |acc, &c| acc + attention.values[c]),
-                    metrics_without: without_cells(&attention.values, &cells).ok().map(|q| MapMetrics::of_probs(&q)),
-                    cells,
-                });
-                match relative(attention, &generic) {
-                    Ok(m) => methods.push(m),
-                    Err(e) => out.notes.push(format!("relative map: {e}")),
-                }
-            }
-            Err(e) => out.notes.push(format!("generic-prompt map: {e}")),
-        }
-    }
-    if settings.faithfulness {
-        let refs: Vec<&MethodValues> = methods.iter().collect();
-        match faithfulness(case, &refs, &settings.k_percents, settings.random_draws, 0) {
-            Ok(f) => out.faithfulness = f,
-            Err(e) => out.notes.push(format!("faithfulness: {e}")),
-        }
-    }
-    out.agreement = agreement(&methods.iter().collect::<Vec<_>>());
-    for m in methods.into_iter().skip(1) {
-        let map = AttentionMap::new(case.geometry.h, case.geometry.w, m.values).map_err(ModelError::from)?;
-        let metrics = MapMetrics::of(&map).map_err(ModelError::from)?;
-        out.maps.push(ProbeMap { map, image_share: 0.0, metrics, provenance: m.provenance });
-    }
-    Ok(out)
+/// A normalised map as the probe prints it, with its metrics.
+fn probe_map(m: MethodValues) -> Result<ProbeMap, ModelError> {
+    let g = m.provenance.geometry;
+    let map = AttentionMap::new(g.h, g.w, m.values)?;
+    let metrics = MapMetrics::of(&map)?;
+    Ok(ProbeMap { map, image_share: 0.0, metrics, provenance: m.provenance })
 }
 
 fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
@@ -415,7 +334,7 @@ fn print_human(r: &ProbeReport) {
     );
     if let Some(trust) = &r.trust {
         for m in &trust.maps {
-            let site = m.provenance.site.as_deref().map(|s| format!(" at {s}")).unwrap_or_default();
+            let site = m.provenance.site.map(|s| format!(" at {s}")).unwrap_or_default();
             println!(
                 "{:<10} focus {:.4}  gini {:.4}  top10 {:.4}{site}",
                 m.provenance.method.to_string(),

@@ -9,10 +9,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use radlens_shared::record::CaseRecord;
 
-use crate::cli::StudyCmd;
+use crate::cli::{ModelSpec, StudyCmd};
 use crate::error::InputError;
 use crate::study::run::{StudyArgs, run_study};
-use crate::study::runner::{CaseSettings, Progress};
+use crate::study::runner::{Progress, StudySettings};
 use crate::study::shard::Shard;
 
 /// How progress is shown.
@@ -67,35 +67,21 @@ fn flag<T>(flag: &'static str, r: Result<T, String>) -> Result<T, InputError> {
     r.map_err(|message| InputError::Flag { flag, message })
 }
 
-fn parse_models(specs: &[String]) -> Result<Vec<(String, std::path::PathBuf)>, InputError> {
-    specs
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((name, dir)) if !name.trim().is_empty() && !dir.trim().is_empty() => Ok((name.trim().to_string(), dir.trim().into())),
-            _ => Err(InputError::Flag { flag: "--model", message: format!("{s:?}: expected NAME=DIR") }),
-        })
-        .collect()
-}
-
 pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
     let shard = match &cmd.shard {
         Some(s) => Some(flag("--shard", Shard::parse(s))?),
         None => flag("--shard", Shard::from_env(|k| std::env::var(k).ok()))?,
     };
-    let settings = CaseSettings {
-        max_new_tokens: cmd.max_new_tokens as usize,
-        layer_range: flag("--layers", cmd.capture.layers.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
-        head_fusion: flag("--fusion", cmd.capture.fusion.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
-        query_mode: flag("--query", cmd.capture.query.parse().map_err(|e: radlens_shared::MetricError| e.to_string()))?,
+    let settings = StudySettings {
+        case: cmd.capture.spec(cmd.max_new_tokens as usize, cmd.trust.settings()),
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
-        trust: cmd.trust.settings(),
     };
     let runtime = cmd.runtime.resolve()?;
     let args = StudyArgs {
         csv: cmd.csv.clone(),
         images: cmd.images.clone(),
-        models: parse_models(&cmd.model)?,
+        models: ModelSpec::pairs(&cmd.model),
         out: cmd.out.clone(),
         settings,
         dtype: runtime.dtype,

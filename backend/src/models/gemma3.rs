@@ -15,7 +15,7 @@ use super::gemma3_text::{self, Gemma3Text, ImageBlocks};
 use super::kv_cache::KvCache;
 use super::linear::WeightFormat;
 use super::norm::RmsNorm;
-use super::probe::{NoProbe, Probe};
+use super::probe::{NoProbe, Probe, SiteName};
 use super::siglip_vision::{self, SiglipVision};
 use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
@@ -250,7 +250,7 @@ impl VisionLanguageModel for Gemma3 {
     /// is computed per patch and each token takes the sum of its pooled patches.
     fn gradcam_site(&self) -> GradcamSite {
         GradcamSite {
-            name: format!("vision.blocks.{}.output", self.cfg.vision.num_layers.saturating_sub(1)),
+            name: SiteName::vision_output(self.cfg.vision.num_layers.saturating_sub(1)),
             skip: 0,
             patch_grid: self.cfg.vision.grid(),
             pool: self.cfg.pool_kernel(),

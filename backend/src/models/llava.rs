@@ -13,7 +13,7 @@ use super::dino_vision::{self, DinoVision};
 use super::error::{ModelError, Result};
 use super::linear::WeightFormat;
 use super::llama_text::{self, KvCache, LlamaText};
-use super::probe::{NoProbe, Probe};
+use super::probe::{NoProbe, Probe, SiteName};
 use super::projector::Mlp2xGelu;
 use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
@@ -357,7 +357,7 @@ impl VisionLanguageModel for Llava {
     fn gradcam_site(&self) -> GradcamSite {
         let VisionFeature::BlockOutput(n) = self.cfg.feature;
         GradcamSite {
-            name: if n == 0 { "vision.embeddings".into() } else { format!("vision.blocks.{}.output", n - 1) },
+            name: if n == 0 { SiteName::vision_embeddings() } else { SiteName::vision_output(n - 1) },
             skip: 1, // CLS comes first in both towers
             patch_grid: self.cfg.vision.grid(),
             pool: 1,

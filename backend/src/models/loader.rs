@@ -14,10 +14,10 @@ use super::gemma3::Gemma3;
 use super::linear::WeightFormat;
 use super::llava::Llava;
 use super::processor::Prompter;
-use super::processor::clip_image::ImageProcessorConfig;
-use super::processor::clip_image::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
 use super::processor::gemma3::Gemma3Prompter;
 use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
+use super::processor::preprocess::ImageProcessorConfig;
+use super::processor::preprocess::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
 
 /// A loaded model with its inputs side.
 pub struct Engine {

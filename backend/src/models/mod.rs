@@ -2,8 +2,11 @@
 //! mechanism ([`probe`]), and checkpoint layouts kept apart from the math ([`checkpoint`]).
 //!
 //! Capture sites, for a newcomer looking for one: every attention pattern is captured in
-//! `attention::attend`, named `text.blocks.N.attn.pattern` (`llama_text::Attention`) or
-//! `vision.blocks.N.attn.pattern` (`clip_vision::Attention`).
+//! `attention::attend`, named `text.blocks.N.attn.pattern` (called from `llama_text::Attention`
+//! and `gemma3_text`'s decoder layer) or `vision.blocks.N.attn.pattern` (called from
+//! `vit_block::VitBlock`, shared by the CLIP and SigLIP towers, and `dino_vision`'s block). The
+//! names are `radlens_shared::site::SiteName`. What a case captures, and how the rows become a
+//! map, is decided in `crate::case` (`CasePlan`), never here.
 
 pub mod activation;
 pub mod attention;
@@ -55,7 +58,7 @@ pub struct ModelSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GradcamSite {
     /// `vision.blocks.N.output` (or `vision.embeddings` when the features are the embeddings).
-    pub name: String,
+    pub name: probe::SiteName,
     /// Leading positions that are not patches (CLS), left out of the map.
     pub skip: usize,
     /// Patches per side, row-major after `skip`.

@@ -7,53 +7,11 @@
 //! [`NoProbe`], and nothing is materialised that was not asked for.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 
 use candle_core::Tensor;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tower {
-    Vision,
-    Text,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Site {
-    /// Post-softmax attention probabilities, `[heads, query, key]` (f32).
-    AttnPattern,
-}
-
-/// A capture site: a tower, a block and a place in it. Prints as `text.blocks.12.attn.pattern`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SiteName {
-    pub tower: Tower,
-    pub layer: usize,
-    pub site: Site,
-}
-
-impl SiteName {
-    pub fn text_attn(layer: usize) -> Self {
-        Self { tower: Tower::Text, layer, site: Site::AttnPattern }
-    }
-
-    pub fn vision_attn(layer: usize) -> Self {
-        Self { tower: Tower::Vision, layer, site: Site::AttnPattern }
-    }
-}
-
-impl fmt::Display for SiteName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tower = match self.tower {
-            Tower::Vision => "vision",
-            Tower::Text => "text",
-        };
-        let site = match self.site {
-            Site::AttnPattern => "attn.pattern",
-        };
-        write!(f, "{tower}.blocks.{}.{site}", self.layer)
-    }
-}
+pub use radlens_shared::site::{Site, SiteName, Tower};
 
 /// Receives the slices of activations that it asked for.
 pub trait Probe {
@@ -174,12 +132,6 @@ impl Probe for AttentionRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn site_names_print_their_place_in_the_tree() {
-        assert_eq!(SiteName::text_attn(12).to_string(), "text.blocks.12.attn.pattern");
-        assert_eq!(SiteName::vision_attn(0).to_string(), "vision.blocks.0.attn.pattern");
-    }
 
     #[test]
     fn recorder_wants_only_its_layers_and_rows() {

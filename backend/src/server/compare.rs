@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use anyhow::Context;
 use candle_core::{DType, Device};
 use radlens_shared::AttentionMap;
-use radlens_shared::answer::{parse_answer, yes_no_margin};
-use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode};
-use radlens_shared::geometry::{DEFAULT_COMMON_GRID, MapGeometry, resample};
+use radlens_shared::geometry::{DEFAULT_COMMON_GRID, resample};
 use radlens_shared::metrics::{MapMetrics, js_divergence};
 use serde_json::json;
 
@@ -24,12 +23,11 @@ use super::auth::require_full;
 use super::error::ApiError;
 use super::images::{MAX_PIXELS, decode_limited};
 use super::multipart;
-use crate::attention_map::fuse_captured;
+use crate::case::image::EncodeError;
+use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec, run_case};
 use crate::models::checkpoint::llava_rad::PartOverrides;
-use crate::models::generate::greedy;
 use crate::models::linear::WeightFormat;
 use crate::models::loader::{Engine, load_engine};
-use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
 
 /// Largest upload (image + question).
 pub const UPLOAD_LIMIT: usize = 20 * 1024 * 1024;
@@ -144,47 +142,33 @@ const COMMON_GRID: usize = DEFAULT_COMMON_GRID;
 
 fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<ModelOutput> {
     let t = Instant::now();
-    let device = Device::Cpu;
     let summary = engine.model.summary();
-    let pre = engine.image_processor.preprocess(&input.image)?;
-    let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h };
-    let pixel_values = pre.to_tensor(&device)?;
+    // Compare's fixed settings: the standard map (last quarter, mean over heads, last prompt row).
+    let plan = CasePlan::resolve(CaseSpec::standard(MAX_NEW_TOKENS), name, &summary)?;
+    let image = CaseImage::encode(engine, &input.image, &Device::Cpu).map_err(|e| match e {
+        EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
+    })?;
     let prompt = engine.prompter.encode(&input.question, None)?;
-    let l = prompt.input_ids.len();
-    let layer_range = LayerRange::LastQuarter;
-    let layers = layer_range.resolve(summary.num_layers)?;
-    let policy =
-        CapturePolicy { layers: layers.clone(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
-    let mut recorder = AttentionRecorder::new(policy);
-    let generation = greedy(engine.model.as_ref(), &prompt.input_ids, &pixel_values, MAX_NEW_TOKENS, &mut recorder)?;
-    let query_positions = vec![l - 1];
-    let captured = fuse_captured(&recorder, &layers, &query_positions, &prompt.image_positions, HeadFusion::Mean)?;
-    let map = AttentionMap::new(geometry.h, geometry.w, captured.fused.values.clone())?;
+    let case = Case { engine, plan: &plan, image: &image, prompt: &prompt, prefix: None, capture: Capture::Map, generic: None, seed: 0 };
+    let outcome = run_case(case)?;
+    let case_map = outcome.map.context("compare captures a map")?;
+    // Compare shows attention only: a fallback map is an error here, not a silent stand-in.
+    let attention = case_map
+        .attention
+        .as_ref()
+        .with_context(|| format!("no attention map: {}", case_map.own.provenance.fallback_reason.clone().unwrap_or_default()))?;
+    let geometry = image.geometry;
+    let map = AttentionMap::new(geometry.h, geometry.w, attention.fused.clone())?;
     let metrics = MapMetrics::of(&map)?;
     let common = resample(&map.values, map.h, map.w, &geometry.crop, geometry.image_w, geometry.image_h, COMMON_GRID)?;
-    let answer = engine.prompter.tokenizer().decode(generation.answer_ids(), true)?;
-    let yes = engine.prompter.tokenizer().single_token_spellings("yes");
-    let no = engine.prompter.tokenizer().single_token_spellings("no");
-    let provenance = MapProvenance {
-        model: name.to_string(),
-        method: MapMethod::QueryToVisual,
-        layer_range,
-        layers: captured.layers_used,
-        head_fusion: HeadFusion::Mean,
-        query_mode: QueryMode::Query,
-        query_positions,
-        layers_without_image: captured.layers_without_image,
-        geometry,
-        site: None,
-        fallback_reason: None,
-    };
+    let provenance = case_map.own.provenance;
     let json = json!({
         "model": name,
         "architecture": summary.architecture,
-        "answer": answer,
-        "parsed_answer": parse_answer(&answer),
-        "yes_no_margin": yes_no_margin(generation.prompt_last_logits(), &yes, &no),
-        "map": {"h": map.h, "w": map.w, "values": map.values, "provenance": provenance, "image_share": captured.fused.image_share, "metrics": metrics},
+        "answer": outcome.answer_text,
+        "parsed_answer": outcome.parsed,
+        "yes_no_margin": outcome.margin,
+        "map": {"h": map.h, "w": map.w, "values": map.values, "provenance": provenance, "image_share": attention.image_share, "metrics": metrics},
         "common_map": {"h": COMMON_GRID, "w": COMMON_GRID, "values": common},
         "latency_ms": t.elapsed().as_secs_f64() * 1e3,
     });

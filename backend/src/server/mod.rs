@@ -20,7 +20,7 @@ pub mod share;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
@@ -353,17 +353,4 @@ pub fn serve_blocking(opts: ServeOptions) -> anyhow::Result<()> {
     })?;
     state.jobs.shutdown();
     Ok(())
-}
-
-/// `NAME=DIR` specs.
-pub fn parse_models(specs: &[String]) -> anyhow::Result<Vec<(String, PathBuf)>> {
-    specs
-        .iter()
-        .map(|s| {
-            let (name, dir) = s.split_once('=').with_context(|| format!("--model {s:?}: expected NAME=DIR"))?;
-            anyhow::ensure!(!name.is_empty() && !dir.is_empty(), "--model {s:?}: expected NAME=DIR");
-            anyhow::ensure!(Path::new(dir).is_dir(), "--model {s:?}: {dir} is not a folder");
-            Ok((name.to_string(), PathBuf::from(dir)))
-        })
-        .collect()
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::{PlanError, read_plan};
 use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, RECORDS, RECORDS_CSV, REPORT, RunDir, RunWriter};
-use super::runner::{CaseSettings, ModelRun, Progress};
+use super::runner::{ModelRun, Progress, StudySettings};
 use super::shard::Shard;
 use crate::models::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
 use crate::models::dtype_name;
@@ -30,7 +30,7 @@ pub struct StudyArgs {
     /// `(name, directory)` per model, in run order.
     pub models: Vec<(String, PathBuf)>,
     pub out: PathBuf,
-    pub settings: CaseSettings,
+    pub settings: StudySettings,
     pub dtype: DType,
     pub device: Device,
     /// How the decoder's projections are held (`--quantize`).
@@ -175,14 +175,16 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
     }
     let studies = plan.studies();
 
+    // The manifest's form of the settings (what a resume must match).
+    let case = &args.settings.case;
     let capture = CaptureSettings {
-        layer_range: args.settings.layer_range.clone(),
-        head_fusion: args.settings.head_fusion,
-        query_mode: args.settings.query_mode.clone(),
-        max_new_tokens: args.settings.max_new_tokens as u32,
+        layer_range: case.layers.clone(),
+        head_fusion: case.head_fusion,
+        query_mode: case.query.clone(),
+        max_new_tokens: case.max_new_tokens as u32,
         common_grid: args.common_grid,
         text_only_pass: args.settings.text_only_pass,
-        trust: args.settings.trust.clone(),
+        trust: case.trust.clone(),
     };
     let mut infos =
         args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;

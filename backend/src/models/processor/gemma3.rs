@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
+use super::EncodedPrompt;
 use super::Prompter;
-use super::llava::EncodedPrompt;
 use super::tokenizer::TextTokenizer;
 use crate::models::error::{ModelError, Result};
 

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use super::Prompter;
 use super::tokenizer::TextTokenizer;
+use super::{EncodedPrompt, Prompter};
 use crate::models::error::{ModelError, Result};
 
 pub const IMAGE_TOKEN: &str = "<image>";
@@ -19,13 +19,6 @@ pub fn prompt_text(question: &str, system: Option<&str>) -> String {
 /// `prompt_text` with `<image>` repeated `image_tokens` times.
 pub fn expanded_prompt_text(question: &str, system: Option<&str>, image_tokens: usize) -> String {
     prompt_text(question, system).replacen(IMAGE_TOKEN, &IMAGE_TOKEN.repeat(image_tokens), 1)
-}
-
-/// Encoded prompt with where its image tokens are.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedPrompt {
-    pub input_ids: Vec<u32>,
-    pub image_positions: Vec<usize>,
 }
 
 pub struct LlavaPrompter {

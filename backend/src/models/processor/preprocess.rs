@@ -1,7 +1,8 @@
-//! CLIP-style image preprocessing, as transformers' `CLIPImageProcessor` with the PIL backend does
-//! it for LLaVA: RGB conversion, shortest-edge resize, center crop, rescale, normalisation. Each
-//! output also records which part of the original image it covers, so attention over the patch
-//! grid can be drawn back onto the image the user gave.
+//! Image preprocessing for every model, as transformers' image processors with the PIL backend
+//! do it: RGB conversion, a resize (shortest edge for CLIP / LLaVA and LLaVA-Rad, the whole image
+//! stretched for Gemma3's SigLIP), a centre crop or none, rescale, normalisation; and reading the
+//! image file. Each output also records which part of the original image it covers, so attention
+//! over the patch grid can be drawn back onto the image the user gave.
 //!
 //! The resize uses the `image` crate's filters, not PIL's. The kernels are the same (PIL's
 //! BICUBIC is Catmull-Rom, a = -0.5; BILINEAR is the triangle), but PIL rounds to 8 bits between

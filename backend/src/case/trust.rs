@@ -1,25 +1,28 @@
-//! The opt-in checks that say whether a map can be trusted, run per case by `radlens probe` and the
-//! study runner: Grad-CAM as a second method (and the labelled fallback when attention cannot be
-//! captured), deletion-based faithfulness, the generic-prompt map behind sinks and the relative
-//! map, and the agreement between methods. The math lives in `radlens_shared::trust` and
-//! [`crate::gradcam`]; this module runs the extra forwards.
+//! The opt-in checks that say whether a map can be trusted, run per case by [`super::run_case`]:
+//! Grad-CAM as a second method (and the labelled fallback when attention cannot be captured),
+//! deletion-based faithfulness, the generic-prompt map behind sinks and the relative map, and
+//! the agreement between methods. The math lives in `radlens_shared::trust` and
+//! [`super::gradcam`]; this module runs the extra forwards.
 
 use candle_core::{DType, Tensor};
-use radlens_shared::fusion::{HeadFusion, MapMethod, MapProvenance};
+use radlens_shared::fusion::{MapMethod, MapProvenance};
 use radlens_shared::geometry::MapGeometry;
 use radlens_shared::map::normalize_vec;
-use radlens_shared::record::Faithfulness;
+use radlens_shared::metrics::MapMetrics;
 pub use radlens_shared::record::TrustSettings;
+use radlens_shared::record::{Faithfulness, SinkCheck};
 use radlens_shared::trust::{
-    GENERIC_PROMPT, MethodPair, deletion_count, method_agreement, random_cells, relative_map, top_cells, unfaithful,
+    GENERIC_PROMPT, MethodPair, SINK_FACTOR, deletion_count, method_agreement, random_cells, relative_map, sink_cells, top_cells,
+    unfaithful, without_cells,
 };
 
-use crate::attention_map::fuse_captured;
-use crate::gradcam::{MarginTokens, gradcam, margin_of_pixels};
+use super::capture::fuse_captured;
+use super::gradcam::{MarginTokens, gradcam, margin_of_pixels};
+use super::plan::{CasePlan, last_prompt_row};
 use crate::models::VisionLanguageModel;
 use crate::models::error::{ModelError, Result};
-use crate::models::probe::{AttentionRecorder, CapturePolicy, RowSelection};
-use crate::models::processor::Prompter;
+use crate::models::loader::Engine;
+use crate::models::probe::AttentionRecorder;
 
 /// What one case is about: the model, the whole prompt, the pixels and the map grid.
 pub struct CaseInput<'a> {
@@ -44,7 +47,7 @@ pub fn gradcam_map(case: &CaseInput<'_>, like: &MapProvenance) -> Result<MethodV
     let cam = gradcam(case.model, case.input_ids, case.pixel_values, case.yes_ids, case.no_ids)?;
     if (cam.h, cam.w) != (case.geometry.h, case.geometry.w) {
         return Err(ModelError::Shape {
-            site: cam.site.name,
+            site: cam.site.name.to_string(),
             expected: format!("{}x{}", case.geometry.h, case.geometry.w),
             got: format!("{}x{}", cam.h, cam.w),
         });
@@ -89,23 +92,92 @@ pub fn fallback_map(case: &CaseInput<'_>, like: &MapProvenance, attention_error:
 }
 
 /// The generic prompt's attention map over the same image features (one prefill), fused as the
-/// question maps are: last prompt row, the same layers and head fusion.
-pub fn generic_map(
-    model: &dyn VisionLanguageModel,
-    prompter: &dyn Prompter,
-    features: &Tensor,
-    layers: &[usize],
-    fusion: HeadFusion,
-) -> Result<Vec<f64>> {
-    let prompt = prompter.encode(GENERIC_PROMPT, None)?;
+/// question maps are: last prompt row, the plan's layers and head fusion.
+pub fn generic_map(engine: &Engine, plan: &CasePlan, features: &Tensor) -> Result<Vec<f64>> {
+    let prompt = engine.prompter.encode(GENERIC_PROMPT, None)?;
     let l = prompt.input_ids.len();
-    let policy =
-        CapturePolicy { layers: layers.to_vec(), rows: RowSelection { prompt_positions: vec![l - 1], decode_steps: false }, prompt_len: l };
-    let mut recorder = AttentionRecorder::new(policy);
-    let mut cache = model.new_cache();
-    model.prefill_from(&prompt.input_ids, 0, features, &mut cache, &mut recorder)?;
-    let captured = fuse_captured(&recorder, layers, &[l - 1], &prompt.image_positions, fusion)?;
+    let mut recorder = AttentionRecorder::new(plan.last_row_policy(l));
+    let mut cache = engine.model.new_cache();
+    engine.model.prefill_from(&prompt.input_ids, 0, features, &mut cache, &mut recorder)?;
+    let captured = fuse_captured(&recorder, &plan.layers, &[last_prompt_row(l)], &prompt.image_positions, plan.spec.head_fusion)?;
     Ok(normalize_vec(&captured.fused.values)?)
+}
+
+/// The trust checks of one case: the other methods' maps (normalised, with provenance), the
+/// deletion tests of every map and their agreement. A check that fails is a note; the others
+/// are kept. Sinks need every variant's map and are added by [`sink_checks`].
+#[derive(Debug, Clone, Default)]
+pub struct TrustChecks {
+    /// Grad-CAM and the relative map, as asked for (the case's own map is not repeated here).
+    pub maps: Vec<MethodValues>,
+    pub faithfulness: Vec<Faithfulness>,
+    pub agreement: Vec<MethodPair>,
+    pub notes: Vec<String>,
+}
+
+/// Runs the checks `settings` asks for on a case whose own map is `own` (attention, or the
+/// fallback standing in for it: the deletion tests and agreement cover it too; the relative map
+/// needs attention).
+pub fn checks(
+    case: &CaseInput<'_>,
+    settings: &TrustSettings,
+    own: &MethodValues,
+    generic: Option<&std::result::Result<Vec<f64>, String>>,
+    seed: u64,
+) -> TrustChecks {
+    let mut out = TrustChecks::default();
+    let mut methods = vec![own.clone()];
+    // A fallback record's own map may already be the Grad-CAM.
+    if settings.gradcam && own.provenance.method != MapMethod::Gradcam {
+        match gradcam_map(case, &own.provenance) {
+            Ok(m) => methods.push(m),
+            Err(e) => out.notes.push(format!("gradcam: {e}")),
+        }
+    }
+    if settings.sinks {
+        let attention = Some(own).filter(|m| m.provenance.method == MapMethod::QueryToVisual);
+        match (generic, attention) {
+            (Some(Ok(g)), Some(att)) => match relative(att, g) {
+                Ok(m) => methods.push(m),
+                Err(e) => out.notes.push(format!("relative map: {e}")),
+            },
+            (Some(Err(e)), _) => out.notes.push(e.clone()),
+            _ => out.notes.push("relative map: no attention map".into()),
+        }
+    }
+    if settings.faithfulness {
+        let refs: Vec<&MethodValues> = methods.iter().collect();
+        match faithfulness(case, &refs, &settings.k_percents, settings.random_draws, seed) {
+            Ok(f) => out.faithfulness = f,
+            Err(e) => out.notes.push(format!("faithfulness: {e}")),
+        }
+    }
+    out.agreement = agreement(&methods.iter().collect::<Vec<_>>());
+    out.maps = methods.split_off(1);
+    out
+}
+
+/// Sinks of a set of maps of one image (a study's variants, or a probe's one question): cells
+/// above `SINK_FACTOR / n` in every map and in the generic map. Each map gets the cells, the
+/// mass it puts on them and its metrics without them; `None` maps (no attention) get none.
+pub fn sink_checks(maps: &[Option<&[f64]>], generic: &[f64]) -> Vec<Option<SinkCheck>> {
+    let mut all: Vec<&[f64]> = maps.iter().flatten().copied().collect();
+    if all.is_empty() {
+        return maps.iter().map(|_| None).collect();
+    }
+    all.push(generic);
+    let cells = sink_cells(&all, SINK_FACTOR);
+    maps.iter()
+        .map(|p| {
+            p.map(|p| SinkCheck {
+                factor: SINK_FACTOR,
+                generic_prompt: GENERIC_PROMPT.to_string(),
+                cells: cells.clone(),
+                mass: cells.iter().fold(0.0, |acc, &c| acc + p[c]),
+                metrics_without: without_cells(p, &cells).ok().map(|q| MapMetrics::of_probs(&q)),
+            })
+        })
+        .collect()
 }
 
 /// The relative map of a question's attention map against the generic map.

@@ -127,7 +127,7 @@ pub fn gradcam(
     let patches = site.patch_grid * site.patch_grid;
     if positions != site.skip + patches {
         return Err(ModelError::Shape {
-            site: site.name,
+            site: site.name.to_string(),
             expected: format!("{} positions", site.skip + patches),
             got: format!("{positions}"),
         });
