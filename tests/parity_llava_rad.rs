@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
-use radlens::models::checkpoint::llava_rad::{LlavaRadParts, PartOverrides, assemble};
+use radlens::models::checkpoint::llava_rad::{self, LlavaRadParts, PartOverrides, assemble};
 use radlens::models::generate::greedy;
 use radlens::models::llava::Llava;
 use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
@@ -25,7 +25,7 @@ fn case(name: &str) -> Case {
 
 fn load(dir: &Path) -> Llava {
     let parts = LlavaRadParts::locate(dir, &PartOverrides::default()).unwrap();
-    Llava::load_llava_rad(&parts, DType::F32, &Device::Cpu).unwrap()
+    llava_rad::load(&parts, DType::F32, &Device::Cpu).unwrap()
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn the_base_loads_from_pytorch_pickles_alone() {
     // A missing shard is named, with the index that lists it.
     std::fs::remove_file(root.join("base/pytorch_model-00002-of-00002.bin")).unwrap();
     let parts = LlavaRadParts::locate(&root, &PartOverrides::default()).unwrap();
-    let err = Llava::load_llava_rad(&parts, DType::F32, &Device::Cpu).err().expect("load fails").to_string();
+    let err = llava_rad::load(&parts, DType::F32, &Device::Cpu).err().expect("load fails").to_string();
     assert!(err.contains("pytorch_model-00002-of-00002.bin"), "{err}");
 }
 

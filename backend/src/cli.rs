@@ -7,6 +7,8 @@ use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
 use radlens_shared::record::TrustSettings;
 
 use crate::case::CaseSpec;
+use crate::models::linear::WeightFormat;
+use crate::models::presets::Preset;
 
 #[derive(Debug, Parser)]
 #[command(name = "radlens", version, about = "Attention maps and robustness studies for medical vision-language models", long_about = None)]
@@ -184,7 +186,7 @@ pub struct BenchArgs {
     /// architecture with random weights, timed on the study protocol: llava-1.5-7b,
     /// medgemma-4b, llava-rad.
     #[arg(long, default_value = "llava")]
-    pub arch: String,
+    pub arch: Preset,
     /// Full-size architectures only: instantiate them with random weights (speed does not
     /// depend on the values). Required for those, as radlens never downloads weights.
     #[arg(long)]
@@ -196,15 +198,8 @@ pub struct BenchArgs {
     /// Tokens generated after the prompt.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub new_tokens: u32,
-    /// cpu, or cuda / cuda:N (builds with the `cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// auto (f32 on the CPU, bf16 on a GPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
-    /// none or q8 (the language model's projections as 8-bit blocks).
-    #[arg(long, default_value = "none", value_name = "none|q8")]
-    pub quantize: String,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Compare this run's precision (--dtype, --quantize) with dense weights in this dtype on
     /// the same random model: answer agreement and map JS distance.
     #[arg(long, value_name = "DTYPE")]
@@ -282,7 +277,7 @@ pub struct MergeCmd {
     pub force: bool,
 }
 
-/// Where and in what precision the models run (shared by `probe` and `study`).
+/// Where and in what precision the models run (shared by `probe`, `study` and `bench`).
 #[derive(Debug, clap::Args)]
 pub struct RuntimeArgs {
     /// cpu, or cuda / cuda:N (builds with the `cuda` feature).
@@ -295,7 +290,7 @@ pub struct RuntimeArgs {
     /// Hold the language model's projection weights as 8-bit blocks (q8: GGML Q8_0), so a 7B
     /// model fits a 16 GB GPU; none keeps them in --dtype.
     #[arg(long, default_value = "none", value_name = "none|q8")]
-    pub quantize: String,
+    pub quantize: WeightFormat,
 }
 
 /// The trust checks (shared by `probe` and `study`): each is opt-in, as each costs extra passes.

@@ -63,11 +63,8 @@ struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    use crate::error::InputError::Flag;
-    let preset: Preset = args.arch.parse().map_err(|message| Flag { flag: "--arch", message })?;
-    let device = crate::models::parse_device(&args.device).map_err(|message| Flag { flag: "--device", message })?;
-    let dtype = crate::models::resolve_dtype(&args.dtype, &device).map_err(|message| Flag { flag: "--dtype", message })?;
-    let format: WeightFormat = args.quantize.parse().map_err(|message| Flag { flag: "--quantize", message })?;
+    let preset = args.arch;
+    let crate::commands::Runtime { device, dtype, weights: format } = args.runtime.resolve()?;
     crate::models::loader::check_dtype(dtype, &device)?;
     if preset.is_full_size() || args.agreement_with.is_some() || args.dry_run {
         return super::bench_arch::run(preset, args, &device, dtype, format);

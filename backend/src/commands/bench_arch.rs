@@ -112,6 +112,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// What the bench captures: the study's plan (its last quarter of the layers, as `--layers
+/// last-quarter` resolves it), at the query row and the answer rows.
+fn capture_plan(summary: &crate::models::ModelSummary, new_tokens: usize) -> anyhow::Result<CasePlan> {
+    let spec = CaseSpec { query: QueryMode::Answer, ..CaseSpec::standard(new_tokens) };
+    Ok(CasePlan::resolve(spec, "bench", summary)?)
+}
+
 /// Runs one study; `capture` adds the last-quarter probe on every variant.
 fn run_study(
     model: &dyn VisionLanguageModel,
@@ -127,9 +134,7 @@ fn run_study(
     let prefix = first[..shared].to_vec();
     let summary = model.summary();
     let image_positions: Vec<usize> = first.iter().enumerate().filter(|(_, t)| **t == summary.image_token_id).map(|(i, _)| i).collect();
-    // The study's plan: its last quarter of the layers, the query row and the answer rows.
-    let spec = CaseSpec { query: QueryMode::Answer, ..CaseSpec::standard(new_tokens) };
-    let plan = CasePlan::resolve(spec, "bench", &summary)?;
+    let plan = capture_plan(&summary, new_tokens)?;
     let geometry = MapGeometry {
         h: summary.grid_h,
         w: summary.grid_w,
@@ -408,6 +413,19 @@ fn agreement(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, fo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bench captures the layers the study does: on 34-layer MedGemma the last quarter is
+    /// 25..=33 (nine layers; the bench's own cut once took eight).
+    #[test]
+    fn the_bench_captures_the_studys_last_quarter() {
+        let cfg = Preset::MedGemma4b.config(None, None);
+        let model = build(&cfg, ShapeOnly::default().var_builder(DType::F32), WeightFormat::Dense).unwrap();
+        let summary = model.summary();
+        assert_eq!(summary.num_layers, 34);
+        let study = radlens_shared::fusion::LayerRange::LastQuarter.resolve(34).unwrap();
+        assert_eq!(capture_plan(&summary, 16).unwrap().layers, study);
+        assert_eq!(study.len(), 9);
+    }
 
     /// The presets have transformers' shapes: the parameter counts the baseline printed for the
     /// same configurations (scripts/gpu/baseline-*.jsonl), less what radlens does not load.

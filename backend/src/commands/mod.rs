@@ -39,7 +39,6 @@ impl crate::cli::RuntimeArgs {
         use crate::error::InputError::Flag;
         let device = crate::models::parse_device(&self.device).map_err(|message| Flag { flag: "--device", message })?;
         let dtype = crate::models::resolve_dtype(&self.dtype, &device).map_err(|message| Flag { flag: "--dtype", message })?;
-        let weights = self.quantize.parse().map_err(|message| Flag { flag: "--quantize", message })?;
-        Ok(Runtime { device, dtype, weights })
+        Ok(Runtime { device, dtype, weights: self.quantize })
     }
 }

@@ -208,24 +208,6 @@ impl Llava {
             .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
-    /// Loads LLaVA-Rad's native release (Vicuna base + LoRA adapter + projector + open_clip
-    /// trunk), merging the adapter at load time.
-    pub fn load_llava_rad(parts: &super::checkpoint::llava_rad::LlavaRadParts, dtype: DType, device: &Device) -> Result<Self> {
-        Self::load_llava_rad_as(parts, dtype, device, WeightFormat::Dense)
-    }
-
-    /// [`Llava::load_llava_rad`] with the decoder's projections held as `format`.
-    pub fn load_llava_rad_as(
-        parts: &super::checkpoint::llava_rad::LlavaRadParts,
-        dtype: DType,
-        device: &Device,
-        format: WeightFormat,
-    ) -> Result<Self> {
-        let (cfg, store) = super::checkpoint::llava_rad::assemble(parts, dtype)?;
-        Self::from_store(cfg, store, dtype, device, format)
-            .map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
-    }
-
     /// Builds the model from a checkpoint's canonical tensor names.
     pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device, format: WeightFormat) -> candle_core::Result<Self> {
         Self::from_var_builder_as(cfg, store.into_var_builder(dtype, device), format)

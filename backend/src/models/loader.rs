@@ -41,7 +41,7 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
     check_dtype(dtype, device)?;
     if LlavaRadParts::looks_like(dir) || overrides.base.is_some() {
         let parts = LlavaRadParts::locate(dir, overrides)?;
-        let model = Llava::load_llava_rad_as(&parts, dtype, device, format)?;
+        let model = super::checkpoint::llava_rad::load_as(&parts, dtype, device, format)?;
         let cfg = model.config();
         let prompter = LlavaRadPrompter::load(&parts.base, cfg.image_tokens())?;
         // open_clip's eval transform: bicubic shortest edge, centre crop, OpenAI CLIP mean/std.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use super::lora::{self, AdapterConfig};
@@ -20,8 +20,9 @@ use crate::models::clip_vision::VisionFeature;
 use crate::models::config::{generation_eos_ids, read_json};
 use crate::models::dino_vision;
 use crate::models::error::{ModelError, Result};
+use crate::models::linear::WeightFormat;
 use crate::models::llama_text;
-use crate::models::llava::{Config, FeatureSelect, IMAGE_PLACEHOLDER, VisionConfig};
+use crate::models::llava::{Config, FeatureSelect, IMAGE_PLACEHOLDER, Llava, VisionConfig};
 
 /// The real release's file names, the fallback when `config.json` names paths that do not exist.
 const REAL_VISION_CHECKPOINT: &str = "biomedclipcxr_518_checkpoint.pt";
@@ -151,6 +152,19 @@ impl LlavaRadParts {
 /// `lm_head.*` -> `language_model.lm_head.*`.
 fn base_canonical(key: &str) -> String {
     format!("language_model.{key}")
+}
+
+/// Loads LLaVA-Rad's native release (Vicuna base + LoRA adapter + projector + open_clip
+/// trunk) as a [`Llava`], merging the adapter at load time.
+pub fn load(parts: &LlavaRadParts, dtype: DType, device: &Device) -> Result<Llava> {
+    load_as(parts, dtype, device, WeightFormat::Dense)
+}
+
+/// [`load`] with the decoder's projections held as `format`.
+pub fn load_as(parts: &LlavaRadParts, dtype: DType, device: &Device, format: WeightFormat) -> Result<Llava> {
+    let (cfg, store) = assemble(parts, dtype)?;
+    Llava::from_store(cfg, store, dtype, device, format)
+        .map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })
 }
 
 /// The assembled config and tensors (LoRA already merged, in `dtype`).
