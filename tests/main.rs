@@ -17,6 +17,9 @@ mod parity_llava_rad;
 /// Grad-CAM: autograd against finite differences on the tiny fixtures; the map's grid and sign.
 mod gradcam;
 
+/// The occlusion reference map (grounding G1): batched and prefix-reusing against a slow reference.
+mod occlusion;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 

@@ -16,6 +16,7 @@
 pub mod capture;
 pub mod gradcam;
 pub mod image;
+pub mod occlusion;
 pub mod plan;
 pub mod run;
 pub mod trust;

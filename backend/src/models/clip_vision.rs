@@ -180,7 +180,8 @@ impl ClipVision {
         }
         let patches = self.patch_embedding.forward(&pixel_values.to_dtype(self.class_embedding.dtype())?)?; // [1, d, g, g]
         let patches = patches.flatten_from(2)?.transpose(1, 2)?; // [1, g*g, d]
-        let cls = self.class_embedding.reshape((1, 1, self.cfg.hidden_size))?;
+        // One CLS row per image of the batch (occlusion encodes many images at once).
+        let cls = self.class_embedding.reshape((1, 1, self.cfg.hidden_size))?.repeat((patches.dim(0)?, 1, 1))?;
         let x = Tensor::cat(&[&cls, &patches], 1)?;
         let positions = Tensor::arange(0u32, x.dim(1)? as u32, x.device())?;
         let x = x.broadcast_add(&self.position_embedding.forward(&positions)?)?;

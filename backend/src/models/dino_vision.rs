@@ -114,7 +114,9 @@ impl DinoVision {
         }
         let patches = self.patch_embed.forward(&pixel_values.to_dtype(self.cls_token.dtype())?)?; // [1, d, g, g]
         let patches = patches.flatten_from(2)?.transpose(1, 2)?; // [1, g*g, d], row-major
-        let x = Tensor::cat(&[&self.cls_token, &patches], 1)?.broadcast_add(&self.pos_embed)?;
+        // One CLS row per image of the batch (occlusion encodes many images at once).
+        let cls = self.cls_token.repeat((patches.dim(0)?, 1, 1))?;
+        let x = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.pos_embed)?;
         let mut states = vec![x];
         for (i, block) in self.blocks[..blocks].iter().enumerate() {
             let next = block.forward(&states[states.len() - 1], i, probe)?;

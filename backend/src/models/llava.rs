@@ -315,6 +315,13 @@ impl VisionLanguageModel for Llava {
         Ok(self.image_features(pixel_values, probe)?)
     }
 
+    /// One vision forward for the whole batch (the towers take `[B, ..]`), then each image's
+    /// tokens through the projector.
+    fn encode_images(&self, pixel_values: &Tensor) -> Result<Vec<Tensor>> {
+        let hidden = self.vision.forward(pixel_values, self.cfg.feature, &mut NoProbe)?; // [B, 1 + patches, hidden]
+        (0..hidden.dim(0)?).map(|b| Ok(self.projector.forward(&self.select(&hidden.narrow(0, b, 1)?)?)?)).collect()
+    }
+
     fn prefill_from(
         &self,
         input_ids: &[u32],

@@ -75,6 +75,11 @@ pub trait VisionLanguageModel {
     fn new_cache(&self) -> KvCache;
     /// The image's features as they replace the image tokens, `[image_tokens, hidden]`.
     fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor>;
+    /// [`Self::encode_image`] of each of `pixel_values` `[B, C, S, S]`, without capture. One
+    /// image at a time unless the model batches its vision tower (LLaVA does).
+    fn encode_images(&self, pixel_values: &Tensor) -> Result<Vec<Tensor>> {
+        (0..pixel_values.dim(0)?).map(|b| self.encode_image(&pixel_values.narrow(0, b, 1)?, &mut probe::NoProbe)).collect()
+    }
     /// Runs `input_ids[start..]` after `cache`, which holds `input_ids[..start]`; image tokens
     /// in that range take their rows of `features`. Returns the last position's logits `[V]` f32.
     fn prefill_from(
@@ -153,7 +158,8 @@ pub(crate) fn spliced_embeddings(
 ) -> Result<Tensor> {
     let image_positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == image_token_id).map(|(i, _)| i).collect();
     let n = features.dim(0)?;
-    if image_positions.len() != n {
+    // A run of text without image tokens (the prompt before the image) splices nothing.
+    if !image_positions.is_empty() && image_positions.len() != n {
         return Err(error::ModelError::Invalid(format!(
             "the prompt has {} image tokens (id {image_token_id}) but the image gives {n} features",
             image_positions.len()

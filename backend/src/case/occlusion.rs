@@ -1,0 +1,142 @@
+//! The occlusion reference map (grounding spec G1): for each cell of a `g x g` grid over the
+//! model's input, the change of the yes/no margin when that cell is hidden,
+//! `support_c = s (m - m_c)` with `s` the sign of the model's own answer. Positive where hiding
+//! the cell weakens the answer: a causal map to hold the other maps against.
+//!
+//! Cost and reuse. A case needs `g^2` forwards. What is reused:
+//! - the occluded images are encoded once per image and shared by every question about it
+//!   ([`OccludedImages`]), `batch` of them per vision forward where the model batches its
+//!   tower (LLaVA, LLaVA-Rad; Gemma3 encodes one at a time);
+//! - the KV cache of the prompt before the first image token is computed once per case and
+//!   each occluded forward starts from a copy of it.
+//!
+//! What is not: the vision encoding of untouched patches. Every tower here (CLIP, SigLIP, the
+//! DINOv2 of LLaVA-Rad) attends globally from its first block on, so one hidden patch changes
+//! every token's features; only the patch embedding of the others would be reusable, and it is
+//! the cheapest part. The language model runs the image and the question once per cell (its KV
+//! cache has no batch dimension).
+
+use candle_core::Tensor;
+
+use super::gradcam::MarginTokens;
+use super::trust::delete_cells;
+use crate::models::VisionLanguageModel;
+use crate::models::error::{ModelError, Result};
+use crate::models::probe::NoProbe;
+
+/// `--occlusion-grid` and `--occlusion-batch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OcclusionSettings {
+    /// Cells per side (`g`).
+    pub grid: usize,
+    /// Occluded images per vision forward.
+    pub batch: usize,
+}
+
+impl Default for OcclusionSettings {
+    fn default() -> Self {
+        Self { grid: 16, batch: 16 }
+    }
+}
+
+/// The `g^2` occluded versions of one image (row-major cells), encoded.
+pub struct OccludedImages {
+    pub grid: usize,
+    /// `features[c]`: what replaces the image tokens with cell `c` hidden.
+    pub features: Vec<Tensor>,
+}
+
+impl OccludedImages {
+    /// Hides each cell of `pixels` `[1, C, S, S]` in turn (its input pixels set to the
+    /// per-channel mean of the whole input, as the deletion test does) and encodes the results.
+    pub fn encode(model: &dyn VisionLanguageModel, pixels: &Tensor, settings: OcclusionSettings) -> Result<Self> {
+        let g = settings.grid;
+        let side = pixels.dim(3)?;
+        if g == 0 || g > side || pixels.dim(2)? != side {
+            return Err(ModelError::Invalid(format!(
+                "occlusion grid {g} x {g} does not fit the model's {side} x {side} input: choose --occlusion-grid between 1 and {side}"
+            )));
+        }
+        let cells = g * g;
+        let mut features = Vec::with_capacity(cells);
+        let batch = settings.batch.max(1);
+        for start in (0..cells).step_by(batch) {
+            let occluded: Vec<Tensor> =
+                (start..(start + batch).min(cells)).map(|c| delete_cells(pixels, g, g, &[c])).collect::<Result<_>>()?;
+            features.extend(model.encode_images(&Tensor::cat(&occluded, 0)?)?);
+        }
+        Ok(Self { grid: g, features })
+    }
+}
+
+/// One case's occlusion map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OcclusionMap {
+    pub grid: usize,
+    /// `m`, the unperturbed margin, and `s`, its sign (+1 when `m >= 0`).
+    pub margin: f64,
+    pub sign: f64,
+    /// `m_c` per cell, row-major.
+    pub occluded_margins: Vec<f64>,
+    /// `s (m - m_c)` per cell, row-major: the signed map.
+    pub support: Vec<f64>,
+}
+
+impl OcclusionMap {
+    /// The positive part of the support, normalised: where hiding the cell weakens the answer,
+    /// as a map that can be overlaid and compared like the others. `None` when no cell has
+    /// positive support.
+    pub fn positive_map(&self) -> Option<Vec<f64>> {
+        let total: f64 = self.support.iter().filter(|v| **v > 0.0).sum();
+        (total > 0.0).then(|| self.support.iter().map(|&v| v.max(0.0) / total).collect())
+    }
+}
+
+/// The occlusion map of `input_ids` against the unperturbed `features` and `occluded`. The
+/// margin compares the best-scoring single-token spellings of "yes" and "no" at the
+/// unperturbed input, kept fixed for every occluded forward.
+pub fn occlusion_map(
+    model: &dyn VisionLanguageModel,
+    input_ids: &[u32],
+    image_token_id: u32,
+    features: &Tensor,
+    occluded: &OccludedImages,
+    yes_ids: &[u32],
+    no_ids: &[u32],
+) -> Result<OcclusionMap> {
+    let first_image = input_ids
+        .iter()
+        .position(|&t| t == image_token_id)
+        .ok_or_else(|| ModelError::Invalid("occlusion needs a prompt with image tokens".into()))?;
+    // The text before the image is the same for every cell.
+    let mut before = model.new_cache();
+    if first_image > 0 {
+        model.prefill_from(&input_ids[..first_image], 0, features, &mut before, &mut NoProbe)?;
+    }
+    let logits_of = |f: &Tensor| -> Result<Vec<f32>> {
+        let mut cache = before.clone();
+        Ok(model.prefill_from(input_ids, first_image, f, &mut cache, &mut NoProbe)?.to_vec1::<f32>()?)
+    };
+    let logits = logits_of(features)?;
+    let tokens = MarginTokens::pick(&logits, yes_ids, no_ids)
+        .ok_or_else(|| ModelError::Invalid("occlusion needs single-token spellings of \"yes\" and \"no\" in the vocabulary".into()))?;
+    let margin_of = |l: &[f32]| f64::from(l[tokens.yes as usize] - l[tokens.no as usize]);
+    let margin = margin_of(&logits);
+    let sign = if margin >= 0.0 { 1.0 } else { -1.0 };
+    let occluded_margins = occluded.features.iter().map(|f| Ok(margin_of(&logits_of(f)?))).collect::<Result<Vec<f64>>>()?;
+    let support = occluded_margins.iter().map(|&mc| sign * (margin - mc)).collect();
+    Ok(OcclusionMap { grid: occluded.grid, margin, sign, occluded_margins, support })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_positive_part_is_normalised_and_absent_without_support() {
+        let m = OcclusionMap { grid: 2, margin: 1.0, sign: 1.0, occluded_margins: vec![0.0; 4], support: vec![1.0, -2.0, 3.0, 0.0] };
+        assert_eq!(m.positive_map().unwrap(), vec![0.25, 0.0, 0.75, 0.0]);
+        let none = OcclusionMap { support: vec![-1.0, 0.0, -0.5, 0.0], ..m };
+        assert!(none.positive_map().is_none());
+    }
+}

@@ -1,0 +1,125 @@
+//! The occlusion reference map (grounding spec G1) on the tiny fixtures: the batched, prefix-
+//! reusing computation equals a slow one-full-forward-per-cell reference; a cell that is
+//! already the fill value has no support; a grid that does not fit the input is refused.
+
+use candle_core::{DType, Device, Tensor};
+use radlens::case::gradcam::MarginTokens;
+use radlens::case::occlusion::{OccludedImages, OcclusionSettings, occlusion_map};
+use radlens::case::trust::delete_cells;
+use radlens::models::checkpoint::llava_rad::PartOverrides;
+use radlens::models::loader::{Engine, load_engine};
+use radlens::models::probe::NoProbe;
+
+use crate::support::fixture;
+use crate::support::parity::Case;
+
+fn engine(rel: &str) -> Engine {
+    load_engine(&fixture(rel), &PartOverrides::default(), DType::F32, &Device::Cpu, radlens::models::linear::WeightFormat::Dense).unwrap()
+}
+
+/// The margin of a whole prompt forward from scratch on `pixels`.
+fn full_margin(e: &Engine, ids: &[u32], pixels: &Tensor, tokens: MarginTokens) -> f64 {
+    let model = e.model.as_ref();
+    let features = model.encode_image(pixels, &mut NoProbe).unwrap();
+    let mut cache = model.new_cache();
+    let l = model.prefill_from(ids, 0, &features, &mut cache, &mut NoProbe).unwrap().to_vec1::<f32>().unwrap();
+    f64::from(l[tokens.yes as usize] - l[tokens.no as usize])
+}
+
+fn matches_the_slow_reference(e: &Engine, case: &Case, grid: usize, batch: usize) {
+    let model = e.model.as_ref();
+    let ids = case.ids("input_ids");
+    let pixels = case.t("pixel_values");
+    let yes = e.prompter.tokenizer().single_token_spellings("yes");
+    let no = e.prompter.tokenizer().single_token_spellings("no");
+    let features = model.encode_image(pixels, &mut NoProbe).unwrap();
+    let occluded = OccludedImages::encode(model, pixels, OcclusionSettings { grid, batch }).unwrap();
+    let map = occlusion_map(model, &ids, model.summary().image_token_id, &features, &occluded, &yes, &no).unwrap();
+    assert_eq!(map.support.len(), grid * grid);
+
+    let mut cache = model.new_cache();
+    let logits = model.prefill_from(&ids, 0, &features, &mut cache, &mut NoProbe).unwrap().to_vec1::<f32>().unwrap();
+    let tokens = MarginTokens::pick(&logits, &yes, &no).unwrap();
+    let m = full_margin(e, &ids, pixels, tokens);
+    assert!((map.margin - m).abs() < 1e-5, "{}: margin {} vs {m}", case.name, map.margin);
+    let s = if m >= 0.0 { 1.0 } else { -1.0 };
+    let mut worst = 0f64;
+    for c in 0..grid * grid {
+        let mc = full_margin(e, &ids, &delete_cells(pixels, grid, grid, &[c]).unwrap(), tokens);
+        let want = s * (m - mc);
+        worst = worst.max((map.support[c] - want).abs());
+        assert!((map.support[c] - want).abs() < 1e-5, "{} cell {c}: support {} vs the slow reference {want}", case.name, map.support[c]);
+    }
+    eprintln!("{}: {grid}x{grid} occlusion, batch {batch}: worst |support - reference| {worst:.2e}", case.name);
+    assert!(map.support.iter().any(|v| v.abs() > 1e-6), "{}: some cell moves the margin", case.name);
+}
+
+#[test]
+fn llava_occlusion_equals_one_forward_per_cell() {
+    matches_the_slow_reference(&engine("reference-v1/llava-tiny"), &Case::load("llava-tiny", "case0"), 4, 5);
+}
+
+#[test]
+fn gemma3_occlusion_equals_one_forward_per_cell() {
+    matches_the_slow_reference(&engine("reference-v1/gemma3-tiny"), &Case::load("gemma3-tiny", "case0"), 4, 3);
+}
+
+#[test]
+fn llava_rad_occlusion_equals_one_forward_per_cell() {
+    let case = Case::load_from("llava-rad-tiny-v1/reference/llava-rad-tiny/case0", "llava-rad-tiny/case0");
+    matches_the_slow_reference(&engine("llava-rad-tiny-v1/llava-rad-tiny"), &case, 3, 4);
+}
+
+/// Planted: cell 5 of a 4x4 grid is made of the fill value itself (per channel, the mean of the
+/// rest of the input, which is then the mean of the whole input), so hiding it changes nothing.
+#[test]
+fn a_cell_that_is_already_the_fill_has_no_support() {
+    let e = engine("reference-v1/llava-tiny");
+    let case = Case::load("llava-tiny", "case0");
+    let pixels = case.t("pixel_values");
+    let (_, channels, side, _) = pixels.dims4().unwrap();
+    let (g, cell) = (4, 5);
+    let (r, c) = (cell / g, cell % g);
+    let inside = |y: usize, x: usize| (r * side / g..(r + 1) * side / g).contains(&y) && (c * side / g..(c + 1) * side / g).contains(&x);
+    let mut v = pixels.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for ch in 0..channels {
+        let plane = &mut v[ch * side * side..(ch + 1) * side * side];
+        let (mut sum, mut n) = (0f64, 0usize);
+        for y in 0..side {
+            for x in 0..side {
+                if !inside(y, x) {
+                    sum += f64::from(plane[y * side + x]);
+                    n += 1;
+                }
+            }
+        }
+        let fill = (sum / n as f64) as f32;
+        for y in 0..side {
+            for x in 0..side {
+                if inside(y, x) {
+                    plane[y * side + x] = fill;
+                }
+            }
+        }
+    }
+    let planted = Tensor::from_vec(v, pixels.dims(), &Device::Cpu).unwrap();
+    let model = e.model.as_ref();
+    let yes = e.prompter.tokenizer().single_token_spellings("yes");
+    let no = e.prompter.tokenizer().single_token_spellings("no");
+    let features = model.encode_image(&planted, &mut NoProbe).unwrap();
+    let occluded = OccludedImages::encode(model, &planted, OcclusionSettings { grid: g, batch: 16 }).unwrap();
+    let map = occlusion_map(model, &case.ids("input_ids"), model.summary().image_token_id, &features, &occluded, &yes, &no).unwrap();
+    assert!(map.support[cell].abs() < 1e-5, "support at the constant cell: {}", map.support[cell]);
+    let moved = map.support.iter().enumerate().filter(|(i, v)| *i != cell && v.abs() > 1e-4).count();
+    assert!(moved > 0, "the other cells do move the margin: {:?}", map.support);
+}
+
+#[test]
+fn a_grid_larger_than_the_input_is_refused_with_both_sizes() {
+    let e = engine("reference-v1/llava-tiny");
+    let case = Case::load("llava-tiny", "case0");
+    let pixels = case.t("pixel_values");
+    let side = pixels.dim(3).unwrap();
+    let err = OccludedImages::encode(e.model.as_ref(), pixels, OcclusionSettings { grid: side + 1, batch: 4 }).err().unwrap().to_string();
+    assert!(err.contains(&format!("{}", side + 1)) && err.contains(&format!("{side} x {side}")), "{err}");
+}
