@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
@@ -107,18 +108,35 @@ struct ShareResponse {
     expires: u64,
 }
 
-/// Characters a URL fragment may hold as they are (RFC 3986 `fragment`); the rest are escaped.
+/// Characters a URL fragment may hold as they are (RFC 3986 `fragment`, and `%` so an escape
+/// the dashboard already wrote stays one); the rest are escaped.
+const FRAGMENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/')
+    .remove(b'?')
+    .remove(b'%');
+
+/// RFC 3986 `unreserved` stays, everything else is escaped.
+const SEGMENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn fragment_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, FRAGMENT_ESCAPED).to_string()
 }
 
 /// POST /api/share {run, view, ttl_hours}: a signed link to one run.
@@ -147,15 +165,7 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Jso
 
 /// Percent-encodes a path segment.
 pub fn segment_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT_ESCAPED).to_string()
 }
 
 /// GET /share/{token}: verify, set the run-scoped read-only cookie, redirect to the run's
@@ -185,5 +195,26 @@ mod tests {
     fn fragments_and_segments_are_escaped() {
         assert_eq!(fragment_escape("a b#c"), "a%20b%23c");
         assert_eq!(segment_escape("a/b c"), "a%2Fb%20c");
+    }
+
+    /// The hand-written escapes these replaced, as they were: every byte keeps its old form.
+    #[test]
+    fn escapes_are_those_of_the_hand_written_versions() {
+        fn old(s: &str, keep: &[u8]) -> String {
+            let mut out = String::with_capacity(s.len());
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || keep.contains(&b) {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+        let ascii: String = (0u8..128).map(char::from).collect();
+        for s in [ascii.as_str(), "é ü 日本 🫁", "run id/with %41 and #frag?x=1&y"] {
+            assert_eq!(fragment_escape(s), old(s, b"-._~!$&'()*+,;=:@/?%"), "{s:?}");
+            assert_eq!(segment_escape(s), old(s, b"-._~"), "{s:?}");
+        }
     }
 }
