@@ -66,6 +66,9 @@ pub fn is_loopback(host: &str) -> bool {
     }
 }
 
+/// One cookie's value. Hand-written on purpose: actix-web's `cookies` feature (the `cookie` crate)
+/// is off in this workspace, and the server only ever reads two names whose values are hex or
+/// base64url tokens (no quoting, no percent-decoding), and writes fixed `Set-Cookie` strings.
 fn cookie<'a>(req: &'a ServiceRequest, name: &str) -> Option<&'a str> {
     for value in req.headers().get_all(header::COOKIE) {
         let Ok(text) = value.to_str() else { continue };
@@ -86,7 +89,9 @@ fn bearer(req: &ServiceRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The `token` parameter of a query string, and the query without it.
+/// The `token` parameter of a query string, and the query without it. Split by hand rather
+/// than parsed and re-serialised (`serde_urlencoded`), so the other parameters reach the
+/// redirect byte for byte, however the page encoded them.
 fn split_token(query: &str) -> (Option<&str>, String) {
     let mut token = None;
     let mut rest = Vec::new();

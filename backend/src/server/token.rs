@@ -22,6 +22,8 @@ pub fn random_hex32() -> String {
     hex(&bytes)
 }
 
+// Lower-case hex, by hand: two short functions, where the `hex` crate would be a dependency for
+// them alone. The key file and the tokens depend on this exact form.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
