@@ -109,6 +109,8 @@ pub fn inline_script_hashes(html: &str) -> Vec<String> {
     out
 }
 
+/// The dashboard bundle's few file types, as a table: `mime_guess` would be a dependency (and a
+/// database) for ten entries, and its types carry no `charset`, which the text files here state.
 fn content_type(name: &str) -> &'static str {
     match name.rsplit_once('.').map(|(_, e)| e) {
         Some("html") => "text/html; charset=utf-8",

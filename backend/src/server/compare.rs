@@ -183,9 +183,7 @@ pub struct CompareInput {
 
 /// Reads and checks the multipart upload.
 pub async fn read_input(req: &HttpRequest, payload: web::Payload) -> Result<CompareInput, ApiError> {
-    let boundary = multipart::boundary(req)?;
-    let body = multipart::read_body(req, payload, UPLOAD_LIMIT).await?;
-    let parts = multipart::parse(&body, &boundary, 8)?;
+    let parts = multipart::read(req, payload, UPLOAD_LIMIT, 8).await?;
     let mut image = None;
     let mut question = None;
     for p in parts {

@@ -315,9 +315,7 @@ fn flag(part: &multipart::Part) -> Result<bool, ApiError> {
 /// `gradcam`, `faithfulness`, `sinks` (flags, as the study's `--gradcam` ...).
 pub async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     require_full(&req)?;
-    let boundary = multipart::boundary(&req)?;
-    let body = multipart::read_body(&req, payload, CSV_LIMIT + 64 * 1024).await?;
-    let parts = multipart::parse(&body, &boundary, 32)?;
+    let parts = multipart::read(&req, payload, CSV_LIMIT + 64 * 1024, 32).await?;
     let jobs = &state.jobs;
     if jobs.config.images_dir.is_none() {
         return Err(ApiError::Unavailable("this server was started without --images: it cannot run studies".into()));

@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod multipart;
 pub mod runs;
 pub mod share;
+pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpListener};

@@ -1,11 +1,24 @@
-//! A small `multipart/form-data` reader for the upload routes: the body is read whole under the
-//! route's byte limit (413 beyond), then split into parts. Uploads are small (a CSV, one image),
-//! so nothing streams to disk.
+//! `multipart/form-data` uploads for the upload routes (`POST /api/runs`, `POST /api/compare`).
+//! The parsing is `actix-multipart`'s; what this module adds is the routes' policy around it:
+//!
+//! - 415 unless the body is `multipart/form-data` with a boundary of 1 to 70 characters
+//!   (RFC 2046), decided before a byte of the body is read;
+//! - 413 when the body is over the route's byte limit: at once from `Content-Length`, else as
+//!   soon as the streamed bytes pass it (the limit counts the whole body, boundaries included);
+//! - 413 beyond the route's number of parts, 400 for a malformed body; all as [`ApiError`]s.
+//!
+//! Uploads are small (a CSV, one image), so each part is collected in memory; nothing streams
+//! to disk. [`build`] writes a body, for clients and tests.
 
-use actix_web::HttpRequest;
+use std::cell::Cell;
+use std::rc::Rc;
+
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::error::PayloadError;
 use actix_web::http::header;
-use actix_web::web::{self, BytesMut};
-use futures_util::StreamExt;
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage, HttpRequest, mime};
+use futures_util::{Stream, StreamExt};
 
 use super::error::{ApiError, payload_error};
 
@@ -17,104 +30,93 @@ pub struct Part {
     pub data: Vec<u8>,
 }
 
-/// Reads a body of at most `limit` bytes.
-pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<BytesMut, ApiError> {
-    let too_large = || ApiError::PayloadTooLarge(format!("body over the limit of {limit} bytes"));
+/// The longest boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
+
+fn unsupported() -> ApiError {
+    ApiError::UnsupportedMediaType("expected Content-Type: multipart/form-data; boundary=...".into())
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("body over the limit of {limit} bytes"))
+}
+
+fn malformed(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("malformed multipart body: {detail}"))
+}
+
+/// `multipart/form-data` with a usable boundary (other `multipart/*` types are refused too).
+fn is_form_data(req: &HttpRequest) -> bool {
+    let Ok(Some(ct)) = req.mime_type() else { return false };
+    ct.type_() == mime::MULTIPART
+        && ct.subtype() == mime::FORM_DATA
+        && ct.get_param(mime::BOUNDARY).is_some_and(|b| !b.as_str().is_empty() && b.as_str().len() <= MAX_BOUNDARY)
+}
+
+/// The crate's errors in the API's shapes. `over_limit`: our byte counter (not the crate's
+/// own parser buffer) ended the stream.
+fn api_error(e: MultipartError, over_limit: bool, limit: usize) -> ApiError {
+    match e {
+        MultipartError::ContentTypeMissing
+        | MultipartError::ContentTypeParse
+        | MultipartError::ContentTypeIncompatible
+        | MultipartError::BoundaryMissing => unsupported(),
+        MultipartError::Payload(PayloadError::Overflow) if over_limit => too_large(limit),
+        MultipartError::Payload(PayloadError::Overflow) => malformed("a part's headers are too long"),
+        MultipartError::Payload(e) => payload_error(e),
+        other => malformed(other),
+    }
+}
+
+/// Reads the parts of a `multipart/form-data` body of at most `limit` bytes and `max_parts`
+/// parts (`payload`: the request's body, e.g. `web::Payload`).
+pub async fn read(
+    req: &HttpRequest,
+    payload: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
+    limit: usize,
+    max_parts: usize,
+) -> Result<Vec<Part>, ApiError> {
+    if !is_form_data(req) {
+        return Err(unsupported());
+    }
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
-        return Err(too_large());
+        return Err(too_large(limit));
     }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(payload_error)?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The boundary of a `multipart/form-data` content type.
-pub fn boundary(req: &HttpRequest) -> Result<String, ApiError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let bad = || ApiError::UnsupportedMediaType("expected Content-Type: multipart/form-data; boundary=...".into());
-    let mut parts = ct.split(';');
-    if !parts.next().unwrap_or_default().trim().eq_ignore_ascii_case("multipart/form-data") {
-        return Err(bad());
-    }
-    for p in parts {
-        if let Some((k, v)) = p.trim().split_once('=')
-            && k.trim().eq_ignore_ascii_case("boundary")
-        {
-            let b = v.trim().trim_matches('"');
-            if !b.is_empty() && b.len() <= 70 {
-                return Ok(b.to_string());
+    let over_limit = Rc::new(Cell::new(false));
+    let mut seen = 0usize;
+    let counted = {
+        let over_limit = Rc::clone(&over_limit);
+        payload.map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len();
+            if seen > limit {
+                over_limit.set(true);
+                return Err(PayloadError::Overflow);
             }
-        }
-    }
-    Err(bad())
-}
-
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from > hay.len() || needle.is_empty() {
-        return None;
-    }
-    hay[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from)
-}
-
-fn param(disposition: &str, key: &str) -> Option<String> {
-    for p in disposition.split(';').skip(1) {
-        if let Some((k, v)) = p.trim().split_once('=')
-            && k.trim().eq_ignore_ascii_case(key)
-        {
-            return Some(v.trim().trim_matches('"').to_string());
-        }
-    }
-    None
-}
-
-/// Splits a multipart body into its parts (at most `max_parts`).
-pub fn parse(body: &[u8], boundary: &str, max_parts: usize) -> Result<Vec<Part>, ApiError> {
-    let bad = |m: &str| ApiError::BadRequest(format!("malformed multipart body: {m}"));
-    let open = format!("--{boundary}");
-    let delim = format!("\r\n--{boundary}");
-    let mut pos = find(body, open.as_bytes(), 0).ok_or_else(|| bad("no boundary"))? + open.len();
+            Ok(chunk)
+        })
+    };
+    let error = |e| api_error(e, over_limit.get(), limit);
+    let mut form = Multipart::new(req.headers(), counted);
     let mut parts = Vec::new();
-    loop {
-        if body[pos..].starts_with(b"--") {
-            return Ok(parts);
-        }
-        if !body[pos..].starts_with(b"\r\n") {
-            return Err(bad("boundary not followed by a line break"));
-        }
-        pos += 2;
-        let head_end = find(body, b"\r\n\r\n", pos).ok_or_else(|| bad("part without headers"))?;
-        let head = std::str::from_utf8(&body[pos..head_end]).map_err(|_| bad("headers are not UTF-8"))?;
-        let (mut name, mut filename, mut content_type) = (None, None, None);
-        for line in head.split("\r\n") {
-            let Some((k, v)) = line.split_once(':') else { continue };
-            if k.trim().eq_ignore_ascii_case("content-disposition") {
-                name = param(v, "name");
-                filename = param(v, "filename");
-            } else if k.trim().eq_ignore_ascii_case("content-type") {
-                content_type = Some(v.trim().to_string());
-            }
-        }
-        let data_start = head_end + 4;
-        let data_end = find(body, delim.as_bytes(), data_start).ok_or_else(|| bad("unterminated part"))?;
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(error)?;
         if parts.len() == max_parts {
             return Err(ApiError::PayloadTooLarge(format!("more than {max_parts} parts")));
         }
-        parts.push(Part {
-            name: name.ok_or_else(|| bad("part without a name"))?,
-            filename,
-            content_type,
-            data: body[data_start..data_end].to_vec(),
-        });
-        pos = data_end + delim.len();
+        // Never `None` for form-data (the crate refuses a part without a name), kept as a check.
+        let name = field.name().ok_or_else(|| malformed("part without a name"))?.to_owned();
+        let filename = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_owned);
+        let content_type = field.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_owned());
+        let mut data = Vec::new();
+        while let Some(chunk) = field.next().await {
+            data.extend_from_slice(&chunk.map_err(error)?);
+        }
+        parts.push(Part { name, filename, content_type, data });
     }
+    Ok(parts)
 }
 
 /// Builds a multipart body (for clients and tests): `(name, filename, bytes)`.
@@ -140,18 +142,58 @@ pub fn build(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::test::TestRequest;
+
     use super::*;
 
-    #[test]
-    fn parts_round_trip() {
+    /// Parses `body` sent with content type `ct` (its Content-Length set, unless `chunked`).
+    async fn parse_as(ct: &str, body: Vec<u8>, limit: usize, max_parts: usize, chunked: bool) -> Result<Vec<Part>, ApiError> {
+        let mut req = TestRequest::default().insert_header((header::CONTENT_TYPE, ct));
+        if !chunked {
+            req = req.insert_header((header::CONTENT_LENGTH, body.len()));
+        }
+        let req = req.to_http_request();
+        // One byte per chunk when `chunked`: the counter must stop a body with no length.
+        let chunks: Vec<Result<Bytes, PayloadError>> =
+            if chunked { body.into_iter().map(|b| Ok(Bytes::copy_from_slice(&[b]))).collect() } else { vec![Ok(Bytes::from(body))] };
+        read(&req, futures_util::stream::iter(chunks), limit, max_parts).await
+    }
+
+    async fn parse(body: &[u8], boundary: &str, max_parts: usize) -> Result<Vec<Part>, ApiError> {
+        parse_as(&format!("multipart/form-data; boundary={boundary}"), body.to_vec(), 1 << 20, max_parts, false).await
+    }
+
+    #[actix_web::test]
+    async fn parts_round_trip() {
         let body = build("XyZ", &[("question", None, b"Is there?"), ("image", Some("a.png"), b"\x89PNG\r\n-XyZ--not a boundary")]);
-        let parts = parse(&body, "XyZ", 8).unwrap();
+        let parts = parse(&body, "XyZ", 8).await.unwrap();
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].name, "question");
         assert_eq!(parts[0].data, b"Is there?");
         assert_eq!(parts[1].filename.as_deref(), Some("a.png"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("application/octet-stream"));
         assert_eq!(parts[1].data, b"\x89PNG\r\n-XyZ--not a boundary");
-        assert!(parse(b"garbage", "XyZ", 8).is_err());
-        assert!(matches!(parse(&body, "XyZ", 1), Err(ApiError::PayloadTooLarge(_))));
+        assert!(parse(b"garbage", "XyZ", 8).await.is_err());
+        assert!(matches!(parse(&body, "XyZ", 1).await, Err(ApiError::PayloadTooLarge(_))));
+    }
+
+    #[actix_web::test]
+    async fn wrong_types_are_415_and_big_bodies_413() {
+        let body = build("XyZ", &[("csv", Some("s.csv"), &[b'a'; 100])]);
+        for ct in ["application/json", "multipart/mixed; boundary=XyZ", "multipart/form-data", "multipart/form-data; boundary="] {
+            let r = parse_as(ct, body.clone(), 1 << 20, 8, false).await;
+            assert!(matches!(r, Err(ApiError::UnsupportedMediaType(_))), "{ct}: {r:?}");
+        }
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(MAX_BOUNDARY + 1));
+        assert!(matches!(parse_as(&long, body.clone(), 1 << 20, 8, false).await, Err(ApiError::UnsupportedMediaType(_))));
+        // Over the limit by one byte, with and without a length; at the limit it reads.
+        let ct = "multipart/form-data; boundary=XyZ";
+        for chunked in [false, true] {
+            let r = parse_as(ct, body.clone(), body.len() - 1, 8, chunked).await;
+            assert_eq!(r, Err(ApiError::PayloadTooLarge(format!("body over the limit of {} bytes", body.len() - 1))), "chunked {chunked}");
+            assert_eq!(parse_as(ct, body.clone(), body.len(), 8, chunked).await.unwrap()[0].data, [b'a'; 100]);
+        }
+        let no_name = b"--XyZ\r\nContent-Disposition: form-data\r\n\r\nx\r\n--XyZ--\r\n".to_vec();
+        assert!(matches!(parse_as(ct, no_name, 1 << 20, 8, false).await, Err(ApiError::BadRequest(_))));
     }
 }

@@ -5,54 +5,24 @@
 //! signed before still verify until they expire. The view state stays in the fragment: the
 //! browser never sends it to the server.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use super::AppState;
-use super::auth::{SHARE_COOKIE, random_hex32, require_full, unhex};
+use super::auth::{SHARE_COOKIE, require_full};
 use super::error::ApiError;
+// The token format lives in `token.rs` (the guard in `auth.rs` verifies share cookies with it);
+// re-exported so `share::ShareKeys` & co. stay where callers and tests look for them.
+pub use super::token::{Claims, ShareError, ShareKeys, now_secs, verify_share_token};
 
 pub const KEY_FILE: &str = ".radlens-share-keys.json";
 /// The longest a share link may live.
 pub const MAX_TTL_HOURS: u64 = 24 * 90;
 pub const DEFAULT_TTL_HOURS: u64 = 72;
-
-type HmacSha256 = Hmac<Sha256>;
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ShareKeys {
-    pub current: String,
-    /// kid -> 32-byte key, hex.
-    pub keys: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Claims {
-    pub run: String,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
-    pub kid: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShareError {
-    Malformed,
-    UnknownKey,
-    BadSignature,
-    Expired,
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 impl ShareKeys {
     pub fn path(runs: &Path) -> PathBuf {
@@ -91,15 +61,6 @@ impl ShareKeys {
         }
     }
 
-    /// Adds a fresh key and makes it current; the old keys stay so their links still verify.
-    pub fn add_key(&mut self) -> String {
-        let kid = format!("k{}", self.keys.len() + 1);
-        let kid = if self.keys.contains_key(&kid) { format!("k{}", &random_hex32()[..8]) } else { kid };
-        self.keys.insert(kid.clone(), random_hex32());
-        self.current = kid.clone();
-        kid
-    }
-
     /// Writes the file atomically, readable by its owner only.
     pub fn save(&self, runs: &Path) -> anyhow::Result<()> {
         let path = Self::path(runs);
@@ -129,39 +90,6 @@ impl ShareKeys {
         keys.save(runs)?;
         Ok(kid)
     }
-
-    fn mac(&self, kid: &str) -> Option<HmacSha256> {
-        let key = unhex(self.keys.get(kid)?)?;
-        HmacSha256::new_from_slice(&key).ok()
-    }
-
-    /// `{payload}.{sig}` for `run`, expiring at `exp`, signed with the current key.
-    pub fn sign(&self, run: &str, exp: u64) -> String {
-        let claims = Claims { run: run.to_string(), exp, kid: self.current.clone() };
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
-        let mut mac = self.mac(&self.current).expect("the current key exists and is valid hex");
-        mac.update(payload.as_bytes());
-        let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{payload}.{sig}")
-    }
-}
-
-/// Checks a share token's signature (in constant time) and expiry.
-pub fn verify_share_token(keys: &ShareKeys, token: &str, now: u64) -> Result<Claims, ShareError> {
-    if token.len() > 4096 {
-        return Err(ShareError::Malformed);
-    }
-    let (payload, sig) = token.split_once('.').ok_or(ShareError::Malformed)?;
-    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| ShareError::Malformed)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ShareError::Malformed)?;
-    let claims: Claims = serde_json::from_slice(&bytes).map_err(|_| ShareError::Malformed)?;
-    let mut mac = keys.mac(&claims.kid).ok_or(ShareError::UnknownKey)?;
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&sig).map_err(|_| ShareError::BadSignature)?;
-    if claims.exp <= now {
-        return Err(ShareError::Expired);
-    }
-    Ok(claims)
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,18 +108,35 @@ struct ShareResponse {
     expires: u64,
 }
 
-/// Characters a URL fragment may hold as they are (RFC 3986 `fragment`); the rest are escaped.
+/// Characters a URL fragment may hold as they are (RFC 3986 `fragment`, and `%` so an escape
+/// the dashboard already wrote stays one); the rest are escaped.
+const FRAGMENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/')
+    .remove(b'?')
+    .remove(b'%');
+
+/// RFC 3986 `unreserved` stays, everything else is escaped.
+const SEGMENT_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn fragment_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        let keep = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
-        if keep {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, FRAGMENT_ESCAPED).to_string()
 }
 
 /// POST /api/share {run, view, ttl_hours}: a signed link to one run.
@@ -220,15 +165,7 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Jso
 
 /// Percent-encodes a path segment.
 pub fn segment_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, SEGMENT_ESCAPED).to_string()
 }
 
 /// GET /share/{token}: verify, set the run-scoped read-only cookie, redirect to the run's
@@ -254,42 +191,30 @@ pub async fn open(state: web::Data<AppState>, token: web::Path<String>) -> Resul
 mod tests {
     use super::*;
 
-    fn keys() -> ShareKeys {
-        let mut k = ShareKeys::default();
-        k.add_key();
-        k
-    }
-
-    #[test]
-    fn signed_links_verify_and_tampering_is_refused() {
-        let k = keys();
-        let t = k.sign("demo", 1000);
-        assert_eq!(verify_share_token(&k, &t, 999).unwrap().run, "demo");
-        assert_eq!(verify_share_token(&k, &t, 1000), Err(ShareError::Expired));
-        let (payload, sig) = t.split_once('.').unwrap();
-        let forged = URL_SAFE_NO_PAD.encode(br#"{"run":"other","exp":1000,"kid":"k1"}"#);
-        assert_eq!(verify_share_token(&k, &format!("{forged}.{sig}"), 0), Err(ShareError::BadSignature));
-        let mut bad = sig.to_string();
-        bad.replace_range(0..1, if bad.starts_with('A') { "B" } else { "A" });
-        assert_eq!(verify_share_token(&k, &format!("{payload}.{bad}"), 0), Err(ShareError::BadSignature));
-        assert_eq!(verify_share_token(&k, "garbage", 0), Err(ShareError::Malformed));
-        assert_eq!(verify_share_token(&keys(), &t, 0), Err(ShareError::BadSignature), "another key file");
-    }
-
-    #[test]
-    fn rotation_keeps_old_links_valid() {
-        let mut k = keys();
-        let old = k.sign("demo", 100);
-        let kid = k.add_key();
-        assert_eq!(k.current, kid);
-        let new = k.sign("demo", 100);
-        assert_eq!(verify_share_token(&k, &old, 0).unwrap().kid, "k1");
-        assert_eq!(verify_share_token(&k, &new, 0).unwrap().kid, kid);
-    }
-
     #[test]
     fn fragments_and_segments_are_escaped() {
         assert_eq!(fragment_escape("a b#c"), "a%20b%23c");
         assert_eq!(segment_escape("a/b c"), "a%2Fb%20c");
+    }
+
+    /// The hand-written escapes these replaced, as they were: every byte keeps its old form.
+    #[test]
+    fn escapes_are_those_of_the_hand_written_versions() {
+        fn old(s: &str, keep: &[u8]) -> String {
+            let mut out = String::with_capacity(s.len());
+            for b in s.bytes() {
+                if b.is_ascii_alphanumeric() || keep.contains(&b) {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+            out
+        }
+        let ascii: String = (0u8..128).map(char::from).collect();
+        for s in [ascii.as_str(), "é ü 日本 🫁", "run id/with %41 and #frag?x=1&y"] {
+            assert_eq!(fragment_escape(s), old(s, b"-._~!$&'()*+,;=:@/?%"), "{s:?}");
+            assert_eq!(segment_escape(s), old(s, b"-._~"), "{s:?}");
+        }
     }
 }
