@@ -7,26 +7,11 @@
 use radlens_shared::fusion::{MapMethod, MapProvenance};
 use radlens_shared::metrics::{MapMetrics, js_distance};
 use radlens_shared::record::{CaseRecord, Faithfulness};
-use serde::Deserialize;
 
-use crate::study::{MapJson, overlay_size};
+use crate::study::overlay_size;
 
-/// `GET /api/runs/{run}/records/{n}/maps/{method}`: a map by one method.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct MethodMapJson {
-    pub h: usize,
-    pub w: usize,
-    pub values: Vec<f64>,
-    pub provenance: MapProvenance,
-    pub metrics: MapMetrics,
-}
-
-impl MethodMapJson {
-    /// As the overlay drawing code takes it (no attention mass on the image: 0).
-    pub fn into_map_json(self) -> MapJson {
-        MapJson { h: self.h, w: self.w, values: self.values, provenance: self.provenance, image_share: 0.0, metrics: self.metrics }
-    }
-}
+/// `GET /api/runs/{run}/records/{n}/maps/{method}`: a map by one method (the shared wire type).
+pub use radlens_shared::api::MethodMapPayload;
 
 /// The methods shown side by side: the record's own map first (attention, or the labelled
 /// fallback standing in for it), then the checks' maps. Empty when the record has no other map.
@@ -127,10 +112,10 @@ mod view {
     use leptos::prelude::*;
     use radlens_shared::fusion::MapMethod;
 
-    use super::{MethodMapJson, method_label, method_note, pairwise_js};
+    use super::{MethodMapPayload, method_label, method_note, pairwise_js};
     use crate::api::{ApiError, Endpoint};
     use crate::fetch;
-    use crate::study::{MapJson, OverlayOpts};
+    use crate::study::{MapPayload, OverlayOpts};
 
     /// The side-by-side panel of one record, `methods` from [`super::panel_methods`] (nothing
     /// when there is no other method's map).
@@ -281,13 +266,13 @@ mod view {
         opts: RwSignal<OverlayOpts>,
         loaded: RwSignal<BTreeMap<String, Vec<f64>>>,
     ) -> impl IntoView {
-        let map: LocalResource<Result<MapJson, ApiError>> = LocalResource::new(move || {
+        let map: LocalResource<Result<MapPayload, ApiError>> = LocalResource::new(move || {
             let run = run.clone();
             async move {
                 if own {
-                    fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await
+                    fetch::get_json::<MapPayload>(&Endpoint::Map { run, index }).await
                 } else {
-                    fetch::get_json::<MethodMapJson>(&Endpoint::MethodMap { run, index, method }).await.map(MethodMapJson::into_map_json)
+                    fetch::get_json::<MethodMapPayload>(&Endpoint::MethodMap { run, index, method }).await.map(MethodMapPayload::into_map)
                 }
             }
         });

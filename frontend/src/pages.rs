@@ -1210,20 +1210,20 @@ fn case_card(
     refuse_opts: RwSignal<crate::study::RefuseOpts>,
     cmp: Compare,
 ) -> impl IntoView {
-    use crate::study::{MapJson, provenance_line};
+    use crate::study::{MapPayload, provenance_line};
     let index = r.index;
     let has_map = r.record.map.is_some();
     // A fallback map has no per-layer rows: say so instead of trying (and "failing") to re-fuse.
     let not_refusable = r.record.map.as_ref().and_then(|m| crate::study::refusion_not_applicable(&m.provenance));
     let refusable = has_map && not_refusable.is_none();
     let run2 = run.clone();
-    let map: LocalResource<Option<Result<MapJson, ApiError>>> = LocalResource::new(move || {
+    let map: LocalResource<Option<Result<MapPayload, ApiError>>> = LocalResource::new(move || {
         let run = run2.clone();
         async move {
             if !has_map {
                 return None;
             }
-            Some(fetch::get_json::<MapJson>(&Endpoint::Map { run, index }).await)
+            Some(fetch::get_json::<MapPayload>(&Endpoint::Map { run, index }).await)
         }
     });
     // The raw head rows, fetched once per record, re-fused on every choice.
@@ -1536,7 +1536,7 @@ fn draw_colorbar(
 /// Draws the overlay bitmap (one `putImageData`) and places the canvas over the crop the map covers.
 pub(crate) fn draw_overlay(
     canvas: &web_sys::HtmlCanvasElement,
-    m: &crate::study::MapJson,
+    m: &crate::study::MapPayload,
     opacity: &crate::study::OverlayOpts,
 ) -> Result<(), JsValue> {
     use wasm_bindgen::{Clamped, JsCast};

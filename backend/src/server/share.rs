@@ -164,21 +164,7 @@ pub fn verify_share_token(keys: &ShareKeys, token: &str, now: u64) -> Result<Cla
     Ok(claims)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    pub run: String,
-    /// The dashboard's view state; it goes into the link's fragment only.
-    #[serde(default)]
-    pub view: String,
-    pub ttl_hours: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ShareResponse {
-    url: String,
-    expires: u64,
-}
+pub use radlens_shared::api::{ShareRequest, ShareResponse};
 
 /// Characters a URL fragment may hold as they are (RFC 3986 `fragment`); the rest are escaped.
 fn fragment_escape(s: &str) -> String {
