@@ -253,9 +253,7 @@ mod tests {
 
     #[test]
     fn the_file_name_says_which_run_and_whether_it_is_filtered() {
-        let mut s = ExplorerState::default();
-        s.sort = SortKey::Focus;
-        s.page = 4;
+        let mut s = ExplorerState { sort: SortKey::Focus, page: 4, ..Default::default() };
         assert_eq!(csv_filename("demo", &s), "demo-records.csv");
         s.filter.correct = Some(false);
         assert_eq!(csv_filename("demo", &s), "demo-records-filtered.csv");
