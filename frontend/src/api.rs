@@ -1,9 +1,10 @@
-//! The JSON shapes of the radlens server API (`backend/src/server/runs.rs`) as the dashboard
-//! reads them. Pure serde types, so they compile natively and the browser test can use them.
+//! The dashboard's side of the radlens server API: every request as an [`Endpoint`] (its URL on
+//! a server, from the shared route table `radlens_shared::api::routes`, or its file in a static
+//! export), the JSON payloads (the shared `radlens_shared::api` types, re-exported), and
+//! [`ApiError`]. Pure Rust, so it compiles natively and the browser test can use it.
 
-use radlens_shared::record::CaseRecord;
+use radlens_shared::api::routes::{self, fill};
 use radlens_shared::static_site::{DataFile, study_key};
-use serde::Deserialize;
 
 use crate::url_state::encode_component as enc;
 
@@ -37,22 +38,18 @@ impl Endpoint {
     /// The URL on a radlens server.
     pub fn api_url(&self) -> String {
         match self {
-            Endpoint::Runs => "/api/runs".into(),
-            Endpoint::Analysis { run } => format!("/api/runs/{}/analysis", enc(run)),
-            Endpoint::Records { run, offset } => {
-                format!("/api/runs/{}/records?offset={offset}&limit={FETCH_PAGE}", enc(run))
+            Endpoint::Runs => routes::RUNS.into(),
+            Endpoint::Analysis { run } => fill(routes::ANALYSIS, &[&enc(run)]),
+            Endpoint::Records { run, offset } => format!("{}?offset={offset}&limit={FETCH_PAGE}", fill(routes::RECORDS, &[&enc(run)])),
+            Endpoint::Study { run, study } => {
+                format!("{}?study={}&pass=image&limit={FETCH_PAGE}", fill(routes::RECORDS, &[&enc(run)]), enc(study))
             }
-            Endpoint::Study { run, study } => format!("/api/runs/{}/records?study={}&pass=image&limit={FETCH_PAGE}", enc(run), enc(study)),
-            Endpoint::Map { run, index } => format!("/api/runs/{}/records/{index}/map", enc(run)),
-            Endpoint::MethodMap { run, index, method } => format!("/api/runs/{}/records/{index}/maps/{method}", enc(run)),
-            Endpoint::Rows { run, index } => {
-                format!("/api/runs/{}/records/{index}/rows.bin", enc(run))
-            }
-            Endpoint::Image { run, image_id } => {
-                format!("/api/runs/{}/images/{}", enc(run), enc(image_id))
-            }
-            Endpoint::Share => "/api/share".into(),
-            Endpoint::Compare => "/api/compare".into(),
+            Endpoint::Map { run, index } => fill(routes::MAP, &[&enc(run), &index.to_string()]),
+            Endpoint::MethodMap { run, index, method } => fill(routes::METHOD_MAP, &[&enc(run), &index.to_string(), &method.to_string()]),
+            Endpoint::Rows { run, index } => fill(routes::ROWS_BIN, &[&enc(run), &index.to_string()]),
+            Endpoint::Image { run, image_id } => fill(routes::IMAGE, &[&enc(run), &enc(image_id)]),
+            Endpoint::Share => routes::SHARE.into(),
+            Endpoint::Compare => routes::COMPARE.into(),
         }
     }
 
@@ -83,61 +80,14 @@ impl Endpoint {
     }
 }
 
-/// One entry of `GET /api/runs`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunSummary {
-    pub id: String,
-    pub run_id: String,
-    pub created: String,
-    pub updated: String,
-    pub models: Vec<String>,
-    pub rows: usize,
-    pub studies: usize,
-    pub random_weights: bool,
-    pub has_analysis: bool,
-}
-
-/// `GET /api/runs`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RunList {
-    pub runs: Vec<RunSummary>,
-}
-
-/// A record as the API sends it: the record plus its index in the run and its image's opaque id.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ApiRecord {
-    pub index: usize,
-    pub image_id: String,
-    #[serde(flatten)]
-    pub record: CaseRecord,
-}
-
-/// The shared views (`radlens_shared::views`) and CSV writer read the record inside.
-impl AsRef<CaseRecord> for ApiRecord {
-    fn as_ref(&self) -> &CaseRecord {
-        &self.record
-    }
-}
-
-/// One page of `GET /api/runs/{id}/records`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RecordsPage {
-    pub total: usize,
-    pub offset: usize,
-    pub limit: usize,
-    pub records: Vec<ApiRecord>,
-}
-
-/// `POST /api/share`'s answer: a path (`/share/TOKEN#VIEW`) and its expiry (unix seconds).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ShareResponse {
-    pub url: String,
-    pub expires: u64,
-}
+/// The JSON payloads, defined once in `radlens_shared::api` (the server serialises the same
+/// types).
+pub use radlens_shared::api::{ApiRecord, RecordsPage, RunList, RunSummary, ShareResponse};
 
 /// The body of `POST /api/share`: the run and the view (path and query) to reopen.
 pub fn share_request(run: &str, view: &str) -> String {
-    serde_json::json!({ "run": run, "view": view }).to_string()
+    let body = radlens_shared::api::ShareRequest { run: run.to_owned(), view: view.to_owned(), ttl_hours: None };
+    serde_json::to_string(&body).expect("a share request serialises")
 }
 
 /// Where a share link lands: the server redirects it to `/?run=RUN` and the browser keeps the

@@ -1,5 +1,14 @@
 //! The viridis colour map (perceptually uniform, colour-blind friendly, readable in greyscale)
 //! and the heatmap's RGBA pixels.
+//!
+//! Why hand-written tables and not a crate: `colorous` 1.0.16 (dtolnay, d3-scale-chromatic's
+//! schemes) was checked. Its viridis and inferno are 256-colour ramps evaluated with an f32
+//! B-spline, not these 11 stops joined linearly, so its pixels differ (by 1-2 levels between
+//! stops: at t = 0.05 viridis is `#461364` here, about `#471365` there): every overlay, colour
+//! bar and heatmap would change colour, and the CSS colour bar in `static/style.css` (checked
+//! against [`css_gradient`]) with them. Its only grey (`GREYS`) is ColorBrewer's white-to-black
+//! scheme, not the linear black-to-white ramp of [`gray`]. Size was not the reason (its tables
+//! are a few KB); identical pixels were.
 
 use std::fmt::Write as _;
 

@@ -2,57 +2,11 @@
 //! (every model of the server's `--model` list on one uploaded image and question) and the
 //! text the page shows for it. Pure Rust.
 
-use radlens_shared::answer::Answer;
-use serde::Deserialize;
-
-use crate::study::MapJson;
+use crate::study::MapPayload;
 use crate::url_state::parse_query;
 
-/// `POST /api/compare`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CompareResponse {
-    pub question: String,
-    pub image: ImageSize,
-    pub models: Vec<ModelAnswer>,
-    #[serde(default)]
-    pub cross_model: Vec<CrossModel>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct ImageSize {
-    pub width: u32,
-    pub height: u32,
-}
-
-/// One model's answer, or its `error`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ModelAnswer {
-    pub model: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub architecture: Option<serde_json::Value>,
-    #[serde(default)]
-    pub answer: Option<String>,
-    #[serde(default)]
-    pub parsed_answer: Option<Answer>,
-    #[serde(default)]
-    pub yes_no_margin: Option<f64>,
-    #[serde(default)]
-    pub map: Option<MapJson>,
-    #[serde(default)]
-    pub latency_ms: Option<f64>,
-}
-
-/// The Jensen-Shannon divergence of two models' maps on the common grid.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CrossModel {
-    pub model_a: String,
-    pub model_b: String,
-    pub grid: usize,
-    pub js_divergence: f64,
-    pub js_distance: f64,
-}
+/// `POST /api/compare` (the shared wire types).
+pub use radlens_shared::api::{CompareResponse, CrossModel, ImageSize, ModelAnswer};
 
 /// The question kept in the URL (`q=`).
 pub fn question_from_query(query: &str) -> String {
@@ -60,16 +14,12 @@ pub fn question_from_query(query: &str) -> String {
 }
 
 /// The architecture as text (`"—"` when absent).
-pub fn architecture_text(v: &Option<serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "—".into(),
-    }
+pub fn architecture_text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "—".into())
 }
 
 /// The metrics line of a map.
-pub fn metrics_line(m: &MapJson) -> String {
+pub fn metrics_line(m: &MapPayload) -> String {
     format!(
         "focus {:.3} · entropy {:.3} nats · gini {:.3} · top-10% {:.3} · image share {:.3}",
         m.metrics.focus, m.metrics.entropy_nats, m.metrics.gini, m.metrics.top10_mass, m.image_share
@@ -99,6 +49,6 @@ mod tests {
         assert!(r.models[0].map.is_none());
         assert_eq!(r.cross_model[0].js_distance, 0.5);
         assert_eq!(architecture_text(&None), "—");
-        assert_eq!(architecture_text(&Some(serde_json::json!("llava"))), "llava");
+        assert_eq!(architecture_text(&Some("llava".into())), "llava");
     }
 }

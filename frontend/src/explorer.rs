@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::CaseRecord;
 use radlens_shared::records_csv;
-pub use radlens_shared::views::{Derived, flipped_vs_base, models_disagree};
+pub use radlens_shared::views::{Derived, flipped_vs_base, models_disagree, sort_records};
 
 use crate::api::ApiRecord;
 use crate::url_state::{encode_component, parse_query};
@@ -19,37 +19,16 @@ use crate::url_state::{encode_component, parse_query};
 /// Rows per page.
 pub const PAGE_SIZE: usize = 50;
 
-/// A sortable column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SortKey {
-    Index,
-    SampleId,
-    Model,
-    Strategy,
-    Correct,
-    Margin,
-    Focus,
-}
+/// The record order is the shared one (`radlens_shared::views`, which the server's `sort=` uses).
+pub use radlens_shared::views::SortKey;
 
-impl SortKey {
-    pub const ALL: [SortKey; 7] =
-        [SortKey::Index, SortKey::SampleId, SortKey::Model, SortKey::Strategy, SortKey::Correct, SortKey::Margin, SortKey::Focus];
+/// The columns the explorer sorts by (its headers); a `sort=` naming another key is ignored.
+pub const SORT_COLUMNS: [SortKey; 7] =
+    [SortKey::Index, SortKey::SampleId, SortKey::Model, SortKey::Strategy, SortKey::Correct, SortKey::Margin, SortKey::Focus];
 
-    pub fn key(self) -> &'static str {
-        match self {
-            SortKey::Index => "index",
-            SortKey::SampleId => "sample_id",
-            SortKey::Model => "model",
-            SortKey::Strategy => "strategy",
-            SortKey::Correct => "correct",
-            SortKey::Margin => "margin",
-            SortKey::Focus => "focus",
-        }
-    }
-
-    pub fn from_key(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.key() == s)
-    }
+/// The explorer column a `sort=` key names.
+pub fn sort_column(key: &str) -> Option<SortKey> {
+    SortKey::from_key(key).filter(|k| SORT_COLUMNS.contains(k))
 }
 
 /// Everything the explorer's URL holds.
@@ -93,7 +72,7 @@ impl ExplorerState {
                         Some(k) => (true, k),
                         None => (false, v.as_str()),
                     };
-                    if let Some(k) = SortKey::from_key(key) {
+                    if let Some(k) = sort_column(key) {
                         s.sort = k;
                         s.desc = desc;
                     }
@@ -135,43 +114,12 @@ impl ExplorerState {
     }
 }
 
-fn cmp_opt_f64(a: Option<f64>, b: Option<f64>, desc: bool) -> std::cmp::Ordering {
-    use std::cmp::Ordering::*;
-    match (a, b) {
-        (Some(x), Some(y)) => {
-            let o = x.total_cmp(&y);
-            if desc { o.reverse() } else { o }
-        }
-        (Some(_), None) => Less,
-        (None, Some(_)) => Greater,
-        (None, None) => Equal,
-    }
-}
-
 /// Positions (into `records`) of the matching records, in the state's order.
 pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..records.len())
         .filter(|&i| s.filter.matches(&records[i].record) && (!s.flipped || derived.flipped(i)) && (!s.disagree || derived.disagree(i)))
         .collect();
-    let r = |i: usize| &records[i].record;
-    match s.sort {
-        SortKey::Margin => idx.sort_by(|&a, &b| cmp_opt_f64(r(a).yes_no_margin, r(b).yes_no_margin, s.desc)),
-        SortKey::Focus => idx
-            .sort_by(|&a, &b| cmp_opt_f64(r(a).map.as_ref().map(|m| m.metrics.focus), r(b).map.as_ref().map(|m| m.metrics.focus), s.desc)),
-        other => {
-            match other {
-                SortKey::Index => idx.sort_by_key(|&i| records[i].index),
-                SortKey::SampleId => idx.sort_by(|&a, &b| r(a).sample_id.cmp(&r(b).sample_id)),
-                SortKey::Model => idx.sort_by(|&a, &b| r(a).model.cmp(&r(b).model)),
-                SortKey::Strategy => idx.sort_by(|&a, &b| r(a).strategy.cmp(&r(b).strategy)),
-                SortKey::Correct => idx.sort_by_key(|&i| r(i).correct),
-                SortKey::Margin | SortKey::Focus => unreachable!(),
-            }
-            if s.desc {
-                idx.reverse();
-            }
-        }
-    }
+    sort_records(records, &mut idx, s.sort, s.desc, |i| records[i].index);
     idx
 }
 
@@ -305,9 +253,7 @@ mod tests {
 
     #[test]
     fn the_file_name_says_which_run_and_whether_it_is_filtered() {
-        let mut s = ExplorerState::default();
-        s.sort = SortKey::Focus;
-        s.page = 4;
+        let mut s = ExplorerState { sort: SortKey::Focus, page: 4, ..Default::default() };
         assert_eq!(csv_filename("demo", &s), "demo-records.csv");
         s.filter.correct = Some(false);
         assert_eq!(csv_filename("demo", &s), "demo-records-filtered.csv");

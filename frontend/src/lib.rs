@@ -2,7 +2,8 @@
 //!
 //! Everything except the leptos parts is plain Rust with native unit tests, and is also what the
 //! browser e2e test (`tests/browser`) uses to recompute what the page should show:
-//! - [`api`]: the server API's JSON shapes and error messages;
+//! - [`api`]: the dashboard's requests (URLs from the shared route table), the shared JSON
+//!   payloads (`radlens_shared::api`) and error messages;
 //! - [`explorer`]: the records explorer's filter, sort, paging and URL query;
 //! - [`overview`]: the run overview's headline table;
 //! - [`site`]: server or static-export mode, the export's base path and data root;
@@ -11,12 +12,13 @@
 //! - [`colormap`]: the viridis colour map and the heatmap's RGBA pixels;
 //! - [`compare`]: the compare page's JSON answer and its text;
 //! - [`study`]: the case view's variant x model grid, overlay bitmap and provenance line;
-//! - [`methods`]: attention, Grad-CAM and relative maps of a record side by side, with their JS;
+//! - [`methods`]: attention, Grad-CAM and relative maps of a record side by side, with their JS,
+//!   and its deletion tests and sink check;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
 //!
-//! [`app`], [`fetch`] and [`pages`] (the leptos components and the HTTP client) only exist on
-//! `wasm32`.
+//! [`app`], [`fetch`] and [`pages`] (the leptos components, one file per page, and the HTTP
+//! client) only exist on `wasm32`.
 
 pub mod api;
 pub mod colormap;

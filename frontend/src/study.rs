@@ -1,25 +1,17 @@
 //! View model of the case/study view (`/runs/:id/studies/:study`): the grid of variants x
 //! models, the overlay bitmap (viridis at a chosen opacity) and the provenance line. Pure Rust.
 
-use radlens_shared::fusion::{Fused, HeadFusion, LayerRange, MapMethod, MapProvenance, layer_map, mean_of};
+use radlens_shared::MetricError;
+use radlens_shared::fusion::{HeadFusion, HeadRows, LayerRange, MapMethod, MapProvenance, fuse_rows};
 use radlens_shared::map::AttentionMap;
 use radlens_shared::metrics::MapMetrics;
-use serde::Deserialize;
 
 use crate::api::ApiRecord;
 use crate::colormap::Colormap;
 use crate::url_state::parse_query;
 
-/// `GET /api/runs/{id}/records/{n}/map`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct MapJson {
-    pub h: usize,
-    pub w: usize,
-    pub values: Vec<f64>,
-    pub provenance: MapProvenance,
-    pub image_share: f64,
-    pub metrics: MapMetrics,
-}
+/// `GET /api/runs/{id}/records/{n}/map` (the shared wire type).
+pub use radlens_shared::api::MapPayload;
 
 /// Default overlay opacity.
 pub const DEFAULT_OPACITY: f64 = 0.6;
@@ -213,8 +205,9 @@ pub struct Refused {
 }
 
 /// Re-fuses `[rows, layers, heads, tokens]` raw rows over the layer axis positions `layer_idx`
-/// with `fusion`, as the backend does: per row, `layer_map` of each layer (layers without image
-/// mass left out), `mean_of` the layers; `mean_of` the rows. Metrics on the `h x w` grid.
+/// with `fusion`, as the backend does: the shared `fuse_rows` (per row, `layer_map` of each
+/// layer, layers without image mass left out, `mean_of` the layers; `mean_of` the rows) over
+/// rows already restricted to the image tokens. Metrics on the `h x w` grid.
 pub fn refuse(rows: &[f32], shape: &[usize], layer_idx: &[usize], fusion: HeadFusion, h: usize, w: usize) -> Result<Refused, String> {
     let [nr, nl, nh, nt] = shape else {
         return Err(format!("rows of shape {shape:?}, expected [rows, layers, heads, tokens]"));
@@ -226,27 +219,17 @@ pub fn refuse(rows: &[f32], shape: &[usize], layer_idx: &[usize], fusion: HeadFu
     if layer_idx.is_empty() {
         return Err("no layers selected".into());
     }
+    if let Some(l) = layer_idx.iter().find(|&&l| l >= nl).filter(|_| nr > 0) {
+        return Err(format!("layer position {l} beyond {nl}"));
+    }
     let positions: Vec<usize> = (0..nt).collect();
-    let mut per_row = Vec::with_capacity(nr);
-    for r in 0..nr {
-        let mut per_layer: Vec<Fused> = Vec::new();
-        for &l in layer_idx {
-            if l >= nl {
-                return Err(format!("layer position {l} beyond {nl}"));
-            }
-            let start = (r * nl + l) * nh * nt;
-            if let Some(f) = layer_map(&rows[start..start + nh * nt], nh, &positions, fusion).map_err(|e| e.to_string())? {
-                per_layer.push(f);
-            }
-        }
-        if !per_layer.is_empty() {
-            per_row.push(mean_of(&per_layer).map_err(|e| e.to_string())?);
-        }
-    }
-    if per_row.is_empty() {
-        return Err("no selected layer puts any mass on the image".into());
-    }
-    let fused = mean_of(&per_row).map_err(|e| e.to_string())?;
+    let fused = fuse_rows::<MetricError>(nr, layer_idx, &positions, fusion, |r, l| {
+        let start = (r * nl + l) * nh * nt;
+        Ok(HeadRows { probs: &rows[start..start + nh * nt], heads: nh })
+    })
+    .map_err(|e| e.to_string())?
+    .ok_or_else(|| "no selected layer puts any mass on the image".to_string())?
+    .fused;
     let map = AttentionMap::new(h, w, fused.values.clone()).map_err(|e| e.to_string())?;
     let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
     Ok(Refused { values: fused.values, image_share: fused.image_share, metrics })
@@ -286,19 +269,8 @@ impl OverlayOpts {
     }
 }
 
-/// The `p`-th percentile (`0..=100`, linear interpolation between order statistics) of the
-/// finite values; 0 for none.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let x = (p.clamp(0.0, 100.0) / 100.0) * (v.len() - 1) as f64;
-    let i = x.floor() as usize;
-    let j = (i + 1).min(v.len() - 1);
-    v[i] + (v[j] - v[i]) * (x - i as f64)
-}
+/// The `p`-th percentile of the finite values (the shared definition).
+pub use radlens_shared::stats::percentile;
 
 /// The value of an `h x w` grid at pixel (`x`, `y`) of a `pw x ph` bitmap: the cell under it
 /// (nearest) or the bilinear interpolation between the four nearest cell centres (smooth).
@@ -405,7 +377,7 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// The overlay's RGBA pixels for a map painted with `opts`.
-pub fn overlay_rgba(m: &MapJson, opts: &OverlayOpts) -> Option<(usize, usize, Vec<u8>)> {
+pub fn overlay_rgba(m: &MapPayload, opts: &OverlayOpts) -> Option<(usize, usize, Vec<u8>)> {
     let (pw, ph) = overlay_size(m.h, m.w);
     let px = paint(m.h, m.w, &m.values, opts, pw, ph)?;
     Some((pw, ph, px))
@@ -521,6 +493,7 @@ pub fn grid(records: &[ApiRecord]) -> (Vec<String>, Vec<VariantRow>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use radlens_shared::fusion::{Fused, layer_map, mean_of};
 
     #[test]
     fn opacity_is_read_and_clamped() {

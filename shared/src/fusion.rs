@@ -5,7 +5,10 @@
 //! 2. [`fuse_heads`]: head fusion per layer (mean, max, entropy-weighted).
 //! 3. [`mean_of`]: layer aggregation over the layer range, and the same again over query rows
 //!    (the answer tokens, or a term's prompt tokens).
-//! [`layer_map`] does steps 1-2 for one captured `[heads, keys]` row block.
+//!
+//! [`layer_map`] does steps 1-2 for one captured `[heads, keys]` row block, and [`fuse_rows`]
+//! all three for a set of captured rows: the one entry point the backend (`fuse_captured`, at
+//! capture time) and the dashboard (re-fusion in the browser) both call.
 
 use std::fmt;
 use std::str::FromStr;
@@ -290,7 +293,7 @@ pub fn mean_of(items: &[Fused]) -> Result<Fused, MetricError> {
 /// is left out of the fusion; `None` when no head sees the image at all. The image share averages
 /// all heads, zeros included.
 pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion: HeadFusion) -> Result<Option<Fused>, MetricError> {
-    if heads == 0 || probs.len() % heads != 0 {
+    if heads == 0 || !probs.len().is_multiple_of(heads) {
         return Err(MetricError::Invalid(format!("{} attention values do not split into {heads} heads", probs.len())));
     }
     let keys = probs.len() / heads;
@@ -310,6 +313,63 @@ pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion:
         return Ok(None);
     }
     Ok(Some(Fused { values: fuse_heads(&maps, fusion)?, image_share: share / heads as f64 }))
+}
+
+/// One captured `[heads, keys]` row block of post-softmax probabilities (row-major).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HeadRows<'a> {
+    pub probs: &'a [f32],
+    pub heads: usize,
+}
+
+/// The fused map of several query rows over several layers, and which layers took part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusedRows {
+    pub fused: Fused,
+    /// The entries of `layers` where at least one row put mass on the image, ascending.
+    pub layers_used: Vec<usize>,
+    /// The entries of `layers` where no row put any mass on the image (sliding windows that end
+    /// before the image), in `layers` order: left out and reported, never replaced by a uniform
+    /// map.
+    pub layers_without_image: Vec<usize>,
+}
+
+/// Steps 1-3 for `rows` query rows over `layers`: per row, [`layer_map`] of each layer (layers
+/// without image mass left out) and [`mean_of`] those layers; then [`mean_of`] the rows (rows
+/// that see the image at no layer left out). `row(r, layer)` gives the `[heads, keys]` block of
+/// row `r` (`0..rows`) at `layer` (an entry of `layers`); its error is passed on, as is any
+/// error of the fusion itself. `Ok(None)`: no row puts mass on the image at any layer (the
+/// caller words that error, since it knows which rows and layers it asked for).
+pub fn fuse_rows<'a, E: From<MetricError>>(
+    rows: usize,
+    layers: &[usize],
+    image_positions: &[usize],
+    fusion: HeadFusion,
+    mut row: impl FnMut(usize, usize) -> Result<HeadRows<'a>, E>,
+) -> Result<Option<FusedRows>, E> {
+    let mut per_row = Vec::with_capacity(rows);
+    let mut used = vec![false; layers.len()];
+    for r in 0..rows {
+        let mut per_layer = Vec::with_capacity(layers.len());
+        for (i, &layer) in layers.iter().enumerate() {
+            let block = row(r, layer)?;
+            if let Some(fused) = layer_map(block.probs, block.heads, image_positions, fusion)? {
+                per_layer.push(fused);
+                used[i] = true;
+            }
+        }
+        if !per_layer.is_empty() {
+            per_row.push(mean_of(&per_layer)?);
+        }
+    }
+    if per_row.is_empty() {
+        return Ok(None);
+    }
+    let mut layers_used: Vec<usize> = layers.iter().zip(&used).filter(|&(_, &u)| u).map(|(&l, _)| l).collect();
+    layers_used.sort_unstable();
+    layers_used.dedup();
+    let layers_without_image = layers.iter().copied().filter(|l| !layers_used.contains(l)).collect();
+    Ok(Some(FusedRows { fused: mean_of(&per_row)?, layers_used, layers_without_image }))
 }
 
 fn check_same_length(maps: &[Vec<f64>], what: &'static str) -> Result<usize, MetricError> {
@@ -363,6 +423,62 @@ pub fn term_positions(tokens: &[&str], word: &str) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fuse_rows_averages_layers_then_rows_and_reports_blind_layers() {
+        // 2 rows x 3 layers of one head over 3 keys; image = keys 1..3. Layer 7 never sees it.
+        let block = |r: usize, l: usize| -> [f32; 3] {
+            match (r, l) {
+                (_, 7) => [1.0, 0.0, 0.0],
+                (0, 3) => [0.0, 1.0, 0.0],
+                (0, _) => [0.0, 0.0, 1.0],
+                (_, 3) => [0.5, 0.25, 0.25],
+                _ => [0.0, 0.5, 0.5],
+            }
+        };
+        let store: Vec<Vec<[f32; 3]>> = (0..2).map(|r| [3, 5, 7].iter().map(|&l| block(r, l)).collect()).collect();
+        let layers = [3, 5, 7];
+        let out = fuse_rows::<MetricError>(2, &layers, &[1, 2], HeadFusion::Mean, |r, l| {
+            let i = layers.iter().position(|&x| x == l).unwrap();
+            Ok(HeadRows { probs: &store[r][i], heads: 1 })
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(out.layers_used, vec![3, 5]);
+        assert_eq!(out.layers_without_image, vec![7]);
+        // Row 0: mean([1,0],[0,1]) = [.5,.5]; row 1: mean([.5,.5],[.5,.5]) = [.5,.5].
+        assert_eq!(out.fused.values, vec![0.5, 0.5]);
+        // Shares: row 0 (1 + 1)/2 = 1, row 1 (0.5 + 1)/2 = 0.75; mean 0.875.
+        assert_eq!(out.fused.image_share, 0.875);
+        // The same by hand with the building blocks.
+        let by_hand = mean_of(&[
+            mean_of(&[
+                layer_map(&store[0][0], 1, &[1, 2], HeadFusion::Mean).unwrap().unwrap(),
+                layer_map(&store[0][1], 1, &[1, 2], HeadFusion::Mean).unwrap().unwrap(),
+            ])
+            .unwrap(),
+            mean_of(&[
+                layer_map(&store[1][0], 1, &[1, 2], HeadFusion::Mean).unwrap().unwrap(),
+                layer_map(&store[1][1], 1, &[1, 2], HeadFusion::Mean).unwrap().unwrap(),
+            ])
+            .unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(out.fused, by_hand);
+    }
+
+    #[test]
+    fn fuse_rows_without_image_mass_is_none_and_passes_errors_on() {
+        let blind = [1.0f32, 0.0, 0.0];
+        let none = fuse_rows::<MetricError>(1, &[0, 1], &[1, 2], HeadFusion::Max, |_, _| Ok(HeadRows { probs: &blind, heads: 1 })).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(fuse_rows::<MetricError>(0, &[0], &[1], HeadFusion::Mean, |_, _| unreachable!()).unwrap(), None);
+        let missing =
+            fuse_rows::<MetricError>(1, &[4], &[1], HeadFusion::Mean, |r, l| Err(MetricError::Invalid(format!("row {r} layer {l}"))));
+        assert_eq!(missing.unwrap_err().to_string(), MetricError::Invalid("row 0 layer 4".into()).to_string());
+        let bad = fuse_rows::<MetricError>(1, &[0], &[1], HeadFusion::Mean, |_, _| Ok(HeadRows { probs: &blind, heads: 2 }));
+        assert!(bad.is_err());
+    }
 
     #[test]
     fn last_quarter_of_32_layers_is_24_to_31() {

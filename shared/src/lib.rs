@@ -16,13 +16,15 @@
 //! - [`trust`]: deletion cells, attention sinks, the relative map and method agreement.
 //! - [`records_csv`]: a record as CSV cells and the CSV writer (`records.csv`, the dashboard's
 //!   download).
-//! - [`views`]: "flipped vs base" and "models disagree" over a run's records.
+//! - [`views`]: "flipped vs base" and "models disagree" over a run's records, and their sort order.
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
 //! - [`site`]: capture-site names (`text.blocks.12.attn.pattern`), typed, printed and parsed.
+//! - [`api`]: the server's route paths and every JSON payload between server and dashboard.
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
 
 pub mod answer;
+pub mod api;
 pub mod error;
 pub mod filter;
 pub mod fusion;

@@ -304,6 +304,19 @@ pub struct SinkCheck {
     pub metrics_without: Option<MapMetrics>,
 }
 
+impl SinkCheck {
+    /// The sink check of one map (`values`, normalised) with its sink `cells` (found over the
+    /// study's maps by `trust::sink_cells` at `factor`; `generic_prompt` is the prompt of the
+    /// generic map they were checked against): the mass the map puts on them and its metrics
+    /// with them zeroed and renormalised (`None` when they hold all the mass). A cell beyond the
+    /// map adds nothing.
+    pub fn new(factor: f64, generic_prompt: impl Into<String>, values: &[f64], cells: Vec<usize>) -> Self {
+        let mass = cells.iter().fold(0.0, |acc, &c| acc + values.get(c).copied().unwrap_or(0.0));
+        let metrics_without = crate::trust::without_cells(values, &cells).ok().map(|q| MapMetrics::of_probs(&q));
+        Self { factor, generic_prompt: generic_prompt.into(), cells, mass, metrics_without }
+    }
+}
+
 /// A little-endian f32 array inside the run directory's attention store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorRef {
@@ -712,6 +725,18 @@ pub struct StudyDisagreement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sink_check_holds_the_sinks_mass_and_the_metrics_without_them() {
+        let p = [0.5, 0.25, 0.125, 0.125];
+        let s = SinkCheck::new(2.0, "generic", &p, vec![0]);
+        assert_eq!((s.factor, s.generic_prompt.as_str(), s.cells.as_slice(), s.mass), (2.0, "generic", &[0usize][..], 0.5));
+        assert_eq!(s.metrics_without, Some(MapMetrics::of_probs(&[0.0, 0.5, 0.25, 0.25])));
+        let none = SinkCheck::new(2.0, "g", &p, Vec::new());
+        assert_eq!((none.mass, none.metrics_without), (0.0, Some(MapMetrics::of_probs(&p))));
+        // The sinks hold all the mass: nothing is left to measure.
+        assert_eq!(SinkCheck::new(2.0, "g", &[1.0, 0.0], vec![0]).metrics_without, None);
+    }
 
     #[test]
     fn records_of_another_schema_version_are_refused() {

@@ -1,6 +1,7 @@
 //! Views of a run's records that no single record decides: "flipped vs base" and "models
 //! disagree". The dashboard filters on them and both CSV downloads (the explorer's and the
-//! server's `records.csv` endpoint) write them, so they are defined once, here.
+//! server's `records.csv` endpoint) write them, so they are defined once, here. So is the record
+//! order ([`SortKey`], [`sort_records`]): the server's `sort=` and the explorer's column headers.
 //!
 //! Both are computed over every record of the run (never over a filtered subset), so a record's
 //! flags do not change with the view it is seen in.
@@ -65,6 +66,107 @@ pub fn models_disagree<R: AsRef<CaseRecord>>(records: &[R]) -> Vec<bool> {
         .collect()
 }
 
+/// A key records are sorted by (`sort=KEY`, `-KEY` descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Index,
+    SampleId,
+    StudyId,
+    Model,
+    Strategy,
+    Correct,
+    Margin,
+    Latency,
+    Focus,
+    Entropy,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 10] = [
+        SortKey::Index,
+        SortKey::SampleId,
+        SortKey::StudyId,
+        SortKey::Model,
+        SortKey::Strategy,
+        SortKey::Correct,
+        SortKey::Margin,
+        SortKey::Latency,
+        SortKey::Focus,
+        SortKey::Entropy,
+    ];
+
+    /// The key's name in a query string.
+    pub fn key(self) -> &'static str {
+        match self {
+            SortKey::Index => "index",
+            SortKey::SampleId => "sample_id",
+            SortKey::StudyId => "study_id",
+            SortKey::Model => "model",
+            SortKey::Strategy => "strategy",
+            SortKey::Correct => "correct",
+            SortKey::Margin => "margin",
+            SortKey::Latency => "latency",
+            SortKey::Focus => "focus",
+            SortKey::Entropy => "entropy",
+        }
+    }
+
+    pub fn from_key(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.key() == s)
+    }
+
+    /// A `sort=` value: the key and whether it is descending (a leading `-`).
+    pub fn parse(s: &str) -> Option<(Self, bool)> {
+        match s.strip_prefix('-') {
+            Some(k) => Some((Self::from_key(k)?, true)),
+            None => Some((Self::from_key(s)?, false)),
+        }
+    }
+
+    /// The record's value for a numeric key (`None` for a missing value or a non-numeric key).
+    fn number(self, r: &CaseRecord) -> Option<f64> {
+        match self {
+            SortKey::Margin => r.yes_no_margin,
+            SortKey::Latency => Some(r.latency.total_ms),
+            SortKey::Focus => r.map.as_ref().map(|m| m.metrics.focus),
+            SortKey::Entropy => r.map.as_ref().map(|m| m.metrics.entropy_nats),
+            _ => None,
+        }
+    }
+}
+
+/// Sorts `idx` (positions into `records`) by `key`. `index_of(position)` is the record's index in
+/// its run (what [`SortKey::Index`] sorts by). Text and `correct` keys sort ascending (stable)
+/// and reverse for `desc`; numeric keys (margin, latency, focus, entropy) put missing values last
+/// in either direction, ties in their incoming order.
+pub fn sort_records<R: AsRef<CaseRecord>>(records: &[R], idx: &mut [usize], key: SortKey, desc: bool, index_of: impl Fn(usize) -> usize) {
+    use std::cmp::Ordering;
+    let r = |i: usize| records[i].as_ref();
+    match key {
+        SortKey::Margin | SortKey::Latency | SortKey::Focus | SortKey::Entropy => {
+            idx.sort_by(|&a, &b| match (key.number(r(a)), key.number(r(b))) {
+                (Some(x), Some(y)) => {
+                    let o = x.total_cmp(&y);
+                    if desc { o.reverse() } else { o }
+                }
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            });
+            return;
+        }
+        SortKey::Index => idx.sort_by_key(|&i| index_of(i)),
+        SortKey::SampleId => idx.sort_by(|&a, &b| r(a).sample_id.cmp(&r(b).sample_id)),
+        SortKey::StudyId => idx.sort_by(|&a, &b| r(a).study_id.cmp(&r(b).study_id)),
+        SortKey::Model => idx.sort_by(|&a, &b| r(a).model.cmp(&r(b).model)),
+        SortKey::Strategy => idx.sort_by(|&a, &b| r(a).strategy.cmp(&r(b).strategy)),
+        SortKey::Correct => idx.sort_by_key(|&i| r(i).correct),
+    }
+    if desc {
+        idx.reverse();
+    }
+}
+
 /// Both views of every record of a run, by position.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Derived {
@@ -102,6 +204,37 @@ mod tests {
             "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
         }))
         .expect("a record")
+    }
+
+    #[test]
+    fn records_sort_by_text_reversed_when_descending_and_numbers_with_missing_last() {
+        let mut rs = vec![
+            rec("s2", 0, 1, "b", "image", Some("yes")),
+            rec("s1", 0, 1, "a", "image", Some("no")),
+            rec("s1", 1, 1, "b", "image", None),
+            rec("s3", 0, 1, "a", "image", Some("yes")),
+        ];
+        for (r, m) in rs.iter_mut().zip([Some(0.5), None, Some(-1.0), Some(0.5)]) {
+            r.yes_no_margin = m;
+        }
+        let sorted = |key: SortKey, desc: bool| {
+            let mut idx: Vec<usize> = (0..rs.len()).collect();
+            sort_records(&rs, &mut idx, key, desc, |i| 10 - i);
+            idx
+        };
+        assert_eq!(sorted(SortKey::Index, false), vec![3, 2, 1, 0]);
+        assert_eq!(sorted(SortKey::Model, false), vec![1, 3, 0, 2]);
+        assert_eq!(sorted(SortKey::Model, true), vec![2, 0, 3, 1]);
+        assert_eq!(sorted(SortKey::StudyId, false), vec![1, 2, 0, 3]);
+        assert_eq!(sorted(SortKey::Correct, false), vec![2, 1, 0, 3]);
+        // Numbers: ties keep their order, missing values last in both directions.
+        assert_eq!(sorted(SortKey::Margin, false), vec![2, 0, 3, 1]);
+        assert_eq!(sorted(SortKey::Margin, true), vec![0, 3, 2, 1]);
+        assert_eq!(SortKey::parse("-focus"), Some((SortKey::Focus, true)));
+        assert_eq!(SortKey::parse("sample_id"), Some((SortKey::SampleId, false)));
+        assert_eq!(SortKey::parse("-"), None);
+        assert_eq!(SortKey::parse("size"), None);
+        assert!(SortKey::ALL.iter().all(|k| SortKey::from_key(k.key()) == Some(*k)));
     }
 
     #[test]

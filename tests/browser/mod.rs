@@ -1,7 +1,8 @@
 //! Browser end-to-end test of the dashboard bundle in `dist/` (built by `scripts/build-web.sh`):
 //! a tiny static server + chromedriver + headless Debian Chromium, driven with fantoccini.
 //!
-//! `dashboard`: the pages over a real `radlens serve` (runs, overview, records explorer).
+//! `dashboard`: the pages over a real `radlens serve` (runs, overview, records explorer, study
+//! view, compare, share links), as named steps over one server and one browser session.
 //! The playground test (at `/playground`) checks that the metrics playground renders the four metrics, that a URL reproduces its
 //! state (the numbers are recomputed natively here with `radlens_frontend` + `radlens_shared`,
 //! the same code the page runs as wasm), that moving a slider rewrites the query with

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use radlens_shared::api::RunList;
 use radlens_shared::record::{CaseRecord, Pass};
 use radlens_shared::static_site::{
     DataFile, MARKER_FILE, MARKER_KIND, MAX_FOLDER_NAME, ROOT_META, is_route_segment, root_prefix, study_key, study_segment,
@@ -23,7 +24,7 @@ use serde_json::json;
 use crate::cli::ExportCmd;
 use crate::server::assets::Assets;
 use crate::server::images::{reencode_png, resolve_inside};
-use crate::server::runs::{f32_bytes, image_id, map_json, method_map_json, record_json, run_summary};
+use crate::server::runs::{f32_bytes, image_id, map_payload, method_map_payload, records_page, run_summary};
 use crate::study::run_dir::{ANALYSIS, RunDir};
 
 /// What an export wrote, and what it could not.
@@ -112,7 +113,7 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
 
     // The data.
     let summary = run_summary(run.clone(), &run_dir).with_context(|| format!("{}: cannot read the manifest", run_dir.display()))?;
-    w.json(&DataFile::Runs.path(), &json!({ "runs": [summary] }))?;
+    w.json(&DataFile::Runs.path(), &RunList { runs: vec![summary] })?;
     match std::fs::read(dir.path(ANALYSIS)) {
         Ok(b) => w.write(&DataFile::Analysis.path(), &b)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,12 +134,12 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
     for (i, r) in records.iter().enumerate() {
         let Some(m) = &r.map else { continue };
         let values = dir.read_f32(&m.values).with_context(|| format!("record {i}: cannot read its map"))?;
-        w.json(&DataFile::Map(i).path(), &map_json(m, &values))?;
+        w.json(&DataFile::Map(i).path(), &map_payload(m, values))?;
         let rows = dir.read_f32(&m.head_rows).with_context(|| format!("record {i}: cannot read its head rows"))?;
         w.write(&DataFile::Rows(i).path(), &f32_bytes(&rows))?;
         for mm in r.trust.iter().flat_map(|t| &t.maps) {
             let values = dir.read_f32(&mm.values).with_context(|| format!("record {i}: cannot read its {} map", mm.provenance.method))?;
-            w.json(&DataFile::MethodMap(i, mm.provenance.method).path(), &method_map_json(&mm.provenance, &mm.metrics, &values))?;
+            w.json(&DataFile::MethodMap(i, mm.provenance.method).path(), &method_map_payload(&mm.provenance, &mm.metrics, values))?;
         }
     }
     let mut seen = HashSet::new();
@@ -176,10 +177,9 @@ fn images_of(arguments: &[String]) -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
-/// A records page holding `idx` (the shape of `GET /api/runs/RUN/records`).
-fn page(records: &[CaseRecord], idx: &[usize]) -> serde_json::Value {
-    let list: Vec<serde_json::Value> = idx.iter().map(|&i| record_json(i, &records[i])).collect();
-    json!({ "total": list.len(), "offset": 0, "limit": list.len(), "records": list })
+/// A records page holding `idx` (the shape of `GET /api/runs/RUN/records`), all in one page.
+fn page<'a>(records: &'a [CaseRecord], idx: &[usize]) -> radlens_shared::api::RecordsPage<&'a CaseRecord> {
+    records_page(records, idx, 0, idx.len())
 }
 
 /// An empty (or new) folder, or a previous export (whose contents are replaced). Anything else
@@ -242,7 +242,7 @@ impl Writer {
         Ok(())
     }
 
-    fn json(&mut self, rel: &str, v: &serde_json::Value) -> anyhow::Result<()> {
+    fn json(&mut self, rel: &str, v: &impl serde::Serialize) -> anyhow::Result<()> {
         let text = serde_json::to_vec(v).with_context(|| format!("encode {rel}"))?;
         self.write(rel, &text)
     }

@@ -12,9 +12,9 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device};
 use radlens_shared::AttentionMap;
+use radlens_shared::api::{CompareResponse, CrossModel, GridPayload, ImageSize, MapPayload, ModelAnswer};
 use radlens_shared::geometry::{DEFAULT_COMMON_GRID, resample};
 use radlens_shared::metrics::{MapMetrics, js_divergence};
-use serde_json::json;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -83,7 +83,7 @@ impl Models {
 }
 
 struct ModelOutput {
-    json: serde_json::Value,
+    answer: ModelAnswer,
     /// The map on the common grid over the whole image.
     common: Vec<f64>,
 }
@@ -103,7 +103,7 @@ fn run_all(
                 }
                 Err(e) => {
                     eprintln!("radlens serve: compare: cannot load model {name}: {e}");
-                    results.push(json!({"model": name, "error": "the model could not be loaded (see the server log)"}));
+                    results.push(ModelAnswer::failed(name, "the model could not be loaded (see the server log)"));
                     continue;
                 }
             }
@@ -112,11 +112,11 @@ fn run_all(
         match run_one(name, engine, input) {
             Ok(out) => {
                 commons.push((name.clone(), out.common));
-                results.push(out.json);
+                results.push(out.answer);
             }
             Err(e) => {
                 eprintln!("radlens serve: compare: model {name}: {e:#}");
-                results.push(json!({"model": name, "error": "the model failed on this input (see the server log)"}));
+                results.push(ModelAnswer::failed(name, "the model failed on this input (see the server log)"));
             }
         }
     }
@@ -126,16 +126,23 @@ fn run_all(
             let (a, pa) = &commons[i];
             let (b, pb) = &commons[j];
             if let Ok(d) = js_divergence(pa, pb) {
-                cross.push(json!({"model_a": a, "model_b": b, "grid": COMMON_GRID, "js_divergence": d, "js_distance": d.sqrt()}));
+                cross.push(CrossModel {
+                    model_a: a.clone(),
+                    model_b: b.clone(),
+                    grid: COMMON_GRID,
+                    js_divergence: d,
+                    js_distance: d.sqrt(),
+                });
             }
         }
     }
-    Ok(json!({
-        "question": input.question,
-        "image": {"width": input.image.width(), "height": input.image.height()},
-        "models": results,
-        "cross_model": cross,
-    }))
+    let response = CompareResponse {
+        question: input.question.clone(),
+        image: ImageSize { width: input.image.width(), height: input.image.height() },
+        models: results,
+        cross_model: cross,
+    };
+    serde_json::to_value(response).map_err(ApiError::internal)
 }
 
 const COMMON_GRID: usize = DEFAULT_COMMON_GRID;
@@ -162,17 +169,18 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
     let metrics = MapMetrics::of(&map)?;
     let common = resample(&map.values, map.h, map.w, &geometry.crop, geometry.image_w, geometry.image_h, COMMON_GRID)?;
     let provenance = case_map.own.provenance;
-    let json = json!({
-        "model": name,
-        "architecture": summary.architecture,
-        "answer": outcome.answer_text,
-        "parsed_answer": outcome.parsed,
-        "yes_no_margin": outcome.margin,
-        "map": {"h": map.h, "w": map.w, "values": map.values, "provenance": provenance, "image_share": attention.image_share, "metrics": metrics},
-        "common_map": {"h": COMMON_GRID, "w": COMMON_GRID, "values": common},
-        "latency_ms": t.elapsed().as_secs_f64() * 1e3,
-    });
-    Ok(ModelOutput { json, common })
+    let answer = ModelAnswer {
+        model: name.to_string(),
+        error: None,
+        architecture: Some(summary.architecture.to_string()),
+        parsed_answer: Some(outcome.parsed),
+        yes_no_margin: outcome.margin,
+        map: Some(MapPayload { h: map.h, w: map.w, values: map.values, provenance, image_share: attention.image_share, metrics }),
+        common_map: Some(GridPayload { h: COMMON_GRID, w: COMMON_GRID, values: common.clone() }),
+        latency_ms: Some(t.elapsed().as_secs_f64() * 1e3),
+        answer: Some(outcome.answer_text),
+    };
+    Ok(ModelOutput { answer, common })
 }
 
 /// The checked inputs of a compare request.

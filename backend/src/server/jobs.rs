@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Serialize;
-use serde_json::json;
 use tokio::sync::Notify;
 
 use super::AppState;
@@ -38,21 +36,8 @@ pub struct JobConfig {
     pub exe: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobStatus {
-    fn finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
-    }
-}
+pub use radlens_shared::api::JobStatus;
+use radlens_shared::api::{JobChecks as Checks, JobEnd, JobEvent, JobList, JobView};
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -65,21 +50,11 @@ struct Spec {
     checks: Checks,
 }
 
-/// Which trust checks a job asks the study for (each costs extra forwards per record).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-struct Checks {
-    gradcam: bool,
-    faithfulness: bool,
-    sinks: bool,
-}
-
-impl Checks {
-    /// The study's flags for these checks.
-    fn args(self) -> impl Iterator<Item = &'static str> {
-        [(self.gradcam, "--gradcam"), (self.faithfulness, "--faithfulness"), (self.sinks, "--sinks")]
-            .into_iter()
-            .filter_map(|(on, flag)| on.then_some(flag))
-    }
+/// The study's flags for the trust checks a job asks for (each costs extra forwards per record).
+fn check_args(checks: Checks) -> impl Iterator<Item = &'static str> {
+    [(checks.gradcam, "--gradcam"), (checks.faithfulness, "--faithfulness"), (checks.sinks, "--sinks")]
+        .into_iter()
+        .filter_map(|(on, flag)| on.then_some(flag))
 }
 
 struct Job {
@@ -94,21 +69,6 @@ struct Job {
     dropped: usize,
     child: Option<Arc<Mutex<Child>>>,
     cancel: bool,
-}
-
-#[derive(Serialize)]
-struct JobView {
-    id: u64,
-    run: String,
-    models: Vec<String>,
-    checks: Checks,
-    status: JobStatus,
-    created: u64,
-    started: Option<u64>,
-    finished: Option<u64>,
-    exit_code: Option<i32>,
-    events: usize,
-    last_event: Option<serde_json::Value>,
 }
 
 struct Inner {
@@ -255,13 +215,14 @@ fn run_job(jobs: &Jobs, id: u64, spec: &Spec) -> (JobStatus, Option<i32>) {
     if spec.text_only_pass {
         cmd.arg("--text-only-pass");
     }
-    cmd.args(spec.checks.args());
+    cmd.args(check_args(spec.checks));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("radlens serve: job {id}: cannot start the study: {e}");
-            jobs.push_event(id, json!({"event": "error", "text": "the study process could not be started"}).to_string());
+            let event = JobEvent::Error { text: "the study process could not be started".into() };
+            jobs.push_event(id, serde_json::to_string(&event).expect("a job event serialises"));
             return (JobStatus::Failed, None);
         }
     };
@@ -405,7 +366,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     require_full(&req)?;
     let inner = state.jobs.inner.lock().expect("jobs lock");
     let views: Vec<JobView> = inner.jobs.values().map(Jobs::view).collect();
-    Ok(HttpResponse::Ok().json(json!({ "jobs": views })))
+    Ok(HttpResponse::Ok().json(JobList { jobs: views }))
 }
 
 fn job_id(req: &HttpRequest, state: &AppState) -> Result<u64, ApiError> {
@@ -464,7 +425,7 @@ pub async fn events(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
                 return Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (jobs, next, false)));
             }
             if finished {
-                let end = format!("event: end\ndata: {}\n\n", json!({"status": status}));
+                let end = format!("event: end\ndata: {}\n\n", serde_json::to_string(&JobEnd { status }).expect("a job end serialises"));
                 return Some((Ok(Bytes::from(end)), (jobs, next, true)));
             }
             if tokio::time::timeout(Duration::from_secs(15), notified).await.is_err() {

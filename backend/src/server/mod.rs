@@ -215,32 +215,34 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// The route table: every route of the server, in one place.
+/// The route table: every route of the server, in one place. The paths are
+/// `radlens_shared::api::routes`, which the dashboard's requests are built from too.
 pub fn routes(cfg: &mut ServiceConfig) {
+    use radlens_shared::api::routes::*;
     use web::{get, post};
     cfg.app_data(error::json_config(JSON_LIMIT))
         .app_data(error::query_config())
         .app_data(error::path_config())
-        .service(resource("/api/runs").route(get().to(runs::list)).route(post().to(jobs::submit)))
-        .service(resource("/api/runs/{id}").route(get().to(runs::manifest)))
-        .service(resource("/api/runs/{id}/analysis").route(get().to(runs::analysis)))
-        .service(resource("/api/runs/{id}/report").route(get().to(runs::report)))
-        .service(resource("/api/runs/{id}/records").route(get().to(runs::records)))
-        .service(resource("/api/runs/{id}/records.csv").route(get().to(runs::records_csv)))
-        .service(resource("/api/runs/{id}/records/{n}").route(get().to(runs::record)))
-        .service(resource("/api/runs/{id}/records/{n}/map").route(get().to(runs::map)))
-        .service(resource("/api/runs/{id}/records/{n}/map.bin").route(get().to(runs::map_bin)))
-        .service(resource("/api/runs/{id}/records/{n}/maps/{method}").route(get().to(runs::method_map)))
-        .service(resource("/api/runs/{id}/records/{n}/rows.bin").route(get().to(runs::rows_bin)))
-        .service(resource("/api/runs/{id}/images/{image_id}").route(get().to(runs::image)))
-        .service(resource("/api/runs/{id}/plots").route(get().to(runs::plots)))
-        .service(resource("/api/runs/{id}/plots/{name}").route(get().to(runs::plot)))
-        .service(resource("/api/share").route(post().to(share::create)))
-        .service(resource("/share/{token}").route(get().to(share::open)))
-        .service(resource("/api/jobs").route(get().to(jobs::list)))
-        .service(resource("/api/jobs/{id}/events").route(get().to(jobs::events)))
-        .service(resource("/api/jobs/{id}/cancel").route(post().to(jobs::cancel)))
-        .service(resource("/api/compare").route(post().to(compare::compare)))
+        .service(resource(RUNS).route(get().to(runs::list)).route(post().to(jobs::submit)))
+        .service(resource(RUN).route(get().to(runs::manifest)))
+        .service(resource(ANALYSIS).route(get().to(runs::analysis)))
+        .service(resource(REPORT).route(get().to(runs::report)))
+        .service(resource(RECORDS).route(get().to(runs::records)))
+        .service(resource(RECORDS_CSV).route(get().to(runs::records_csv)))
+        .service(resource(RECORD).route(get().to(runs::record)))
+        .service(resource(MAP).route(get().to(runs::map)))
+        .service(resource(MAP_BIN).route(get().to(runs::map_bin)))
+        .service(resource(METHOD_MAP).route(get().to(runs::method_map)))
+        .service(resource(ROWS_BIN).route(get().to(runs::rows_bin)))
+        .service(resource(IMAGE).route(get().to(runs::image)))
+        .service(resource(PLOTS).route(get().to(runs::plots)))
+        .service(resource(PLOT).route(get().to(runs::plot)))
+        .service(resource(SHARE).route(post().to(share::create)))
+        .service(resource(SHARE_LINK).route(get().to(share::open)))
+        .service(resource(JOBS).route(get().to(jobs::list)))
+        .service(resource(JOB_EVENTS).route(get().to(jobs::events)))
+        .service(resource(JOB_CANCEL).route(post().to(jobs::cancel)))
+        .service(resource(COMPARE).route(post().to(compare::compare)))
         .default_service(web::to(assets::fallback));
 }
 

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use radlens_shared::api::{ApiRecord, MapPayload, MethodMapPayload, PlotList, RecordsPage, RunList, RunSummary};
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, RunManifest};
 use radlens_shared::records_csv;
-use radlens_shared::views::Derived;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use radlens_shared::views::{Derived, SortKey, sort_records};
+use serde::Deserialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -72,20 +73,6 @@ fn read_manifest(run: &Run) -> Result<RunManifest, ApiError> {
     run.dir.read_manifest().map_err(ApiError::internal)
 }
 
-/// One entry of `GET /api/runs` (and of a static export's `data/runs.json`).
-#[derive(Serialize)]
-pub struct RunSummary {
-    id: String,
-    run_id: String,
-    created: String,
-    updated: String,
-    models: Vec<String>,
-    rows: usize,
-    studies: usize,
-    random_weights: bool,
-    has_analysis: bool,
-}
-
 /// The summary of the run directory `dir` listed as `id` (`None` without a readable manifest).
 pub fn run_summary(id: String, dir: &Path) -> Option<RunSummary> {
     let m = RunDir::open(dir).and_then(|d| d.read_manifest()).ok()?;
@@ -121,7 +108,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     })
     .await
     .map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(json!({ "runs": out })))
+    Ok(HttpResponse::Ok().json(RunList { runs: out }))
 }
 
 /// GET /api/runs/{id}: the manifest without `arguments` (the command line holds local paths).
@@ -174,7 +161,7 @@ pub async fn plot(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn plots(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let names: Vec<String> = list_plots(&run.dir.path(PLOTS)).into_keys().collect();
-    Ok(HttpResponse::Ok().json(json!({ "plots": names })))
+    Ok(HttpResponse::Ok().json(PlotList { plots: names }))
 }
 
 fn list_plots(dir: &Path) -> BTreeMap<String, PathBuf> {
@@ -209,40 +196,8 @@ pub struct RecordQuery {
     pub limit: Option<usize>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SortKey {
-    Index,
-    SampleId,
-    StudyId,
-    Model,
-    Strategy,
-    Correct,
-    Margin,
-    Latency,
-    Focus,
-    Entropy,
-}
-
 fn parse_sort(s: Option<&str>) -> Result<(SortKey, bool), ApiError> {
-    let s = s.unwrap_or("index");
-    let (desc, key) = match s.strip_prefix('-') {
-        Some(k) => (true, k),
-        None => (false, s),
-    };
-    let key = match key {
-        "index" => SortKey::Index,
-        "sample_id" => SortKey::SampleId,
-        "study_id" => SortKey::StudyId,
-        "model" => SortKey::Model,
-        "strategy" => SortKey::Strategy,
-        "correct" => SortKey::Correct,
-        "margin" => SortKey::Margin,
-        "latency" => SortKey::Latency,
-        "focus" => SortKey::Focus,
-        "entropy" => SortKey::Entropy,
-        _ => return Err(ApiError::BadRequest("sort must be one of index, sample_id, study_id, model, strategy, correct, margin, latency, focus, entropy (prefix - for descending)".into())),
-    };
-    Ok((key, desc))
+    SortKey::parse(s.unwrap_or("index")).ok_or_else(|| ApiError::BadRequest("sort must be one of index, sample_id, study_id, model, strategy, correct, margin, latency, focus, entropy (prefix - for descending)".into()))
 }
 
 /// The shared record filter of a query string (`model`, `strategy`, `finding`, `pass`, `parsed`,
@@ -270,51 +225,21 @@ pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) ->
         })
         .map(|(i, _)| i)
         .collect();
-    let num = |i: usize| -> Option<f64> {
-        let r = &records[i];
-        match key {
-            SortKey::Margin => r.yes_no_margin,
-            SortKey::Latency => Some(r.latency.total_ms),
-            SortKey::Focus => r.map.as_ref().map(|m| m.metrics.focus),
-            SortKey::Entropy => r.map.as_ref().map(|m| m.metrics.entropy_nats),
-            _ => None,
-        }
-    };
-    match key {
-        SortKey::Index => {}
-        SortKey::SampleId => idx.sort_by(|&a, &b| records[a].sample_id.cmp(&records[b].sample_id)),
-        SortKey::StudyId => idx.sort_by(|&a, &b| records[a].study_id.cmp(&records[b].study_id)),
-        SortKey::Model => idx.sort_by(|&a, &b| records[a].model.cmp(&records[b].model)),
-        SortKey::Strategy => idx.sort_by(|&a, &b| records[a].strategy.cmp(&records[b].strategy)),
-        SortKey::Correct => idx.sort_by_key(|&i| records[i].correct),
-        SortKey::Margin | SortKey::Latency | SortKey::Focus | SortKey::Entropy => {
-            // Missing values last in either direction; ties by index (stable sort).
-            idx.sort_by(|&a, &b| match (num(a), num(b)) {
-                (Some(x), Some(y)) => {
-                    let o = x.total_cmp(&y);
-                    if desc { o.reverse() } else { o }
-                }
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
-            return Ok(idx);
-        }
-    }
-    if desc {
-        idx.reverse();
-    }
+    // The shared order, as the dashboard sorts; a record's position is its index.
+    sort_records(records, &mut idx, key, desc, |i| i);
     Ok(idx)
 }
 
 /// A record as the API sends it: the record plus its `index` and `image_id`.
-pub fn record_json(index: usize, r: &CaseRecord) -> Value {
-    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-    if let Some(obj) = v.as_object_mut() {
-        obj.insert("index".into(), json!(index));
-        obj.insert("image_id".into(), json!(image_id(&r.image)));
-    }
-    v
+pub fn api_record(index: usize, r: &CaseRecord) -> ApiRecord<&CaseRecord> {
+    ApiRecord { index, image_id: image_id(&r.image), record: r }
+}
+
+/// The records page holding `idx` (positions into `all`) from `offset`, at most `limit` of them;
+/// `total` is `idx.len()`.
+pub fn records_page<'a>(all: &'a [CaseRecord], idx: &[usize], offset: usize, limit: usize) -> RecordsPage<&'a CaseRecord> {
+    let records = idx.iter().skip(offset).take(limit).map(|&i| api_record(i, &all[i])).collect();
+    RecordsPage { total: idx.len(), offset, limit, records }
 }
 
 /// GET /api/runs/{id}/records?<RecordFilter pairs>&study=&sort=&offset=&limit=
@@ -324,8 +249,7 @@ pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     let idx = select(&all, &q, &filter_of(req.query_string())?)?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let page: Vec<Value> = idx.iter().skip(offset).take(limit).map(|&i| record_json(i, &all[i])).collect();
-    Ok(HttpResponse::Ok().json(json!({ "total": idx.len(), "offset": offset, "limit": limit, "records": page })))
+    Ok(HttpResponse::Ok().json(records_page(&all, &idx, offset, limit)))
 }
 
 /// GET /api/runs/{id}/records.csv: the filtered view (all pages, in the query's order) as the
@@ -368,7 +292,7 @@ async fn record_of(req: &HttpRequest, state: &AppState) -> Result<(Run, Arc<Vec<
 /// GET /api/runs/{id}/records/{n}
 pub async fn record(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (_, all, n) = record_of(&req, &state).await?;
-    Ok(HttpResponse::Ok().json(record_json(n, &all[n])))
+    Ok(HttpResponse::Ok().json(api_record(n, &all[n])))
 }
 
 async fn tensor(run: &Run, t: &radlens_shared::record::TensorRef) -> Result<Vec<f32>, ApiError> {
@@ -390,18 +314,17 @@ pub async fn map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     let (run, all, n) = record_of(&req, &state).await?;
     let m = all[n].map.as_ref().ok_or_else(|| ApiError::NotFound("this record has no map".into()))?;
     let values = tensor(&run, &m.values).await?;
-    Ok(HttpResponse::Ok().json(map_json(m, &values)))
+    Ok(HttpResponse::Ok().json(map_payload(m, values)))
 }
 
-/// A record's fused map as the API sends it (`h`, `w`, `values`, provenance, metrics).
-pub fn map_json(m: &radlens_shared::record::MapRecord, values: &[f32]) -> Value {
+/// A record's fused map as the API sends it (`h`, `w`, `values`, provenance, image share,
+/// metrics), with its stored values.
+pub fn map_payload(m: &radlens_shared::record::MapRecord, values: Vec<f32>) -> MapPayload<f32> {
     let (h, w) = match m.values.shape.as_slice() {
         [h, w] => (*h, *w),
         _ => (m.provenance.geometry.h, m.provenance.geometry.w),
     };
-    json!({
-        "h": h, "w": w, "values": values, "provenance": m.provenance, "image_share": m.image_share, "metrics": m.metrics,
-    })
+    MapPayload { h, w, values, provenance: m.provenance.clone(), image_share: m.image_share, metrics: m.metrics }
 }
 
 /// GET /api/runs/{id}/records/{n}/maps/{method}: the record's map by one method as JSON, for
@@ -418,17 +341,17 @@ pub async fn method_map(req: HttpRequest, state: web::Data<AppState>) -> Result<
     let (t, provenance, metrics) =
         own.or_else(other).ok_or_else(|| ApiError::NotFound(format!("this record has no {wanted} map").chars().take(80).collect()))?;
     let values = tensor(&run, t).await?;
-    Ok(HttpResponse::Ok().json(method_map_json(provenance, metrics, &values)))
+    Ok(HttpResponse::Ok().json(method_map_payload(provenance, metrics, values)))
 }
 
 /// A map by one method as the API sends it (`h`, `w`, `values`, provenance, metrics; no
 /// `image_share`, which only attention has).
-pub fn method_map_json(
+pub fn method_map_payload(
     provenance: &radlens_shared::fusion::MapProvenance,
     metrics: &radlens_shared::metrics::MapMetrics,
-    values: &[f32],
-) -> Value {
-    json!({ "h": provenance.geometry.h, "w": provenance.geometry.w, "values": values, "provenance": provenance, "metrics": metrics })
+    values: Vec<f32>,
+) -> MethodMapPayload<f32> {
+    MethodMapPayload { h: provenance.geometry.h, w: provenance.geometry.w, values, provenance: provenance.clone(), metrics: *metrics }
 }
 
 /// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.

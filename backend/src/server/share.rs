@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::{SHARE_COOKIE, require_full};
@@ -92,21 +91,7 @@ impl ShareKeys {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShareRequest {
-    pub run: String,
-    /// The dashboard's view state; it goes into the link's fragment only.
-    #[serde(default)]
-    pub view: String,
-    pub ttl_hours: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ShareResponse {
-    url: String,
-    expires: u64,
-}
+pub use radlens_shared::api::{ShareRequest, ShareResponse};
 
 /// Characters a URL fragment may hold as they are (RFC 3986 `fragment`, and `%` so an escape
 /// the dashboard already wrote stays one); the rest are escaped.

@@ -151,6 +151,16 @@ pub fn percentile_linear(sorted: &[f64], q: f64) -> Option<f64> {
     Some(if t >= 0.5 { b - diff * (1.0 - t) } else { a + diff * t })
 }
 
+/// The `p`-th percentile (`p` in `0..=100`, clamped) of the finite values of `values` (any
+/// order), by [`percentile_linear`]; 0 when none is finite. The dashboard's colour scale clips
+/// at it, so the browser and the analysis share one definition of a percentile.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let q = if p.is_nan() { 0.0 } else { p.clamp(0.0, 100.0) / 100.0 };
+    percentile_linear(&v, q).unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +172,19 @@ mod tests {
 
     fn sample() -> Vec<ClusterRatio> {
         (0..40).map(|i| ClusterRatio::new(format!("s{i:02}"), (i % 3) as f64, (1 + i % 4) as f64)).collect()
+    }
+
+    #[test]
+    fn percentile_of_unsorted_values_skips_non_finite_ones() {
+        let v = [2.0, f64::NAN, 0.0, 1.0, 0.5, f64::INFINITY];
+        assert_eq!(percentile(&v, 50.0), 0.75);
+        assert_eq!(percentile(&v, 0.0), 0.0);
+        assert_eq!(percentile(&v, 100.0), 2.0);
+        assert_eq!(percentile(&v, 250.0), 2.0);
+        assert_eq!(percentile(&v, -1.0), 0.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[f64::NAN], 50.0), 0.0);
+        assert_eq!(percentile(&[3.0], 90.0), 3.0);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! rows, which are correlated within a study) and recomputes that ratio of sums.
 //!
 //! - [`robustness`]: rows, studies, accuracy, flip rate, full consistency, `cs_k`, image reliance.
-//! - [`bootstrap`]: the seeded cluster bootstrap and its [`Interval`].
+//! - [`bootstrap`]: the seeded cluster bootstrap and its [`Interval`]; [`percentile_linear`]
+//!   (numpy's) and [`percentile`] (over unsorted values, for the dashboard's colour scale).
 //! - [`mcnemar`]: clustered (Durkalski) and exact McNemar tests for two models on the same rows.
 
 pub mod bootstrap;
@@ -15,7 +16,7 @@ pub mod mcnemar;
 pub mod robustness;
 
 pub use bootstrap::{
-    BootstrapConfig, DEFAULT_LEVEL, DEFAULT_RESAMPLES, Interval, UNIT_STUDY, UNIT_SUBJECT, cluster_bootstrap, percentile_linear,
+    BootstrapConfig, DEFAULT_LEVEL, DEFAULT_RESAMPLES, Interval, UNIT_STUDY, UNIT_SUBJECT, cluster_bootstrap, percentile, percentile_linear,
 };
 pub use mcnemar::{McNemar, PairedRow, StudyCounts, exact_mcnemar_p, mcnemar, mcnemar_from_counts, pair_rows, study_counts};
 pub use robustness::{
