@@ -5,6 +5,7 @@
 //! 2. [`fuse_heads`]: head fusion per layer (mean, max, entropy-weighted).
 //! 3. [`mean_of`]: layer aggregation over the layer range, and the same again over query rows
 //!    (the answer tokens, or a term's prompt tokens).
+//!
 //! [`layer_map`] does steps 1-2 for one captured `[heads, keys]` row block.
 
 use std::fmt;
@@ -290,7 +291,7 @@ pub fn mean_of(items: &[Fused]) -> Result<Fused, MetricError> {
 /// is left out of the fusion; `None` when no head sees the image at all. The image share averages
 /// all heads, zeros included.
 pub fn layer_map(probs: &[f32], heads: usize, image_positions: &[usize], fusion: HeadFusion) -> Result<Option<Fused>, MetricError> {
-    if heads == 0 || probs.len() % heads != 0 {
+    if heads == 0 || !probs.len().is_multiple_of(heads) {
         return Err(MetricError::Invalid(format!("{} attention values do not split into {heads} heads", probs.len())));
     }
     let keys = probs.len() / heads;

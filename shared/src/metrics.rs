@@ -155,7 +155,7 @@ mod tests {
         let a = AttentionMap::new(2, 2, vec![1.0; 4]).unwrap();
         let b = AttentionMap::new(1, 4, vec![1.0; 4]).unwrap();
         assert!(matches!(js_divergence_maps(&a, &b), Err(MetricError::GridsDiffer { .. })));
-        assert!(matches!(consistency(&[a.clone()]), Err(MetricError::TooFew { .. })));
+        assert!(matches!(consistency(std::slice::from_ref(&a)), Err(MetricError::TooFew { .. })));
         assert!(matches!(consistency(&[a, b]), Err(MetricError::GridsDiffer { .. })));
     }
 }
