@@ -133,7 +133,7 @@ fn box_controls_match() {
         close_all(&format!("{name} mirror box"), &as_xywh(&c.mirror_box), &floats(&case["mirror_box"]));
         close_opt(&format!("{name} mirror mass"), c.mirror_mass, &case["mirror_mass"]);
         assert_eq!(c.n_controls, u(&case["n_controls"]), "{name} n_controls");
-        let boxes = control_boxes(&geometry, &roi);
+        let boxes = control_boxes(&geometry, &roi).unwrap();
         let want_boxes = case["control_boxes"].as_array().unwrap();
         assert_eq!(boxes.len(), want_boxes.len(), "{name} control box count");
         for (j, (got, want)) in boxes.iter().zip(want_boxes).enumerate() {

@@ -148,6 +148,9 @@ pub fn score_boxes(predicted: Vec<PixelBox>, truths: &[PixelBox]) -> Result<BoxS
     let i = union_area(&inter);
     let p = union_area(&predicted.iter().map(corners).collect::<Vec<_>>());
     let q = union_area(&truths.iter().map(corners).collect::<Vec<_>>());
+    if !(q > 0.0 && q.is_finite()) {
+        return Err(MetricError::Invalid(format!("the ground-truth boxes cover an area of {q}: recall needs a positive, finite one")));
+    }
     let precision = if p == 0.0 { 0.0 } else { i / p };
     let recall = i / q;
     let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
@@ -204,5 +207,6 @@ mod tests {
         let s = score_boxes(vec![PixelBox::new(0.0, 0.0, 2.0, 2.0).unwrap()], &[PixelBox::new(1.0, 0.0, 3.0, 2.0).unwrap()]).unwrap();
         assert_eq!((s.box_iou, s.box_precision, s.box_recall), (2.0 / 6.0, 0.5, 0.5));
         assert!(score_boxes(vec![], &[]).is_err());
+        assert!(score_boxes(vec![], &[PixelBox { x0: 1.0, y0: 1.0, x1: 1.0, y1: 5.0 }]).is_err());
     }
 }

@@ -88,6 +88,10 @@ fn rect_stats(p: &[f64], w: usize, max: f64, rows: std::ops::Range<usize>, cols:
 /// The empty-mask test is the caller's.
 fn for_each_position(crop: &PixelBox, roi: &PixelBox, mut f: impl FnMut(f64, f64)) {
     let (bw, bh) = (roi.width(), roi.height());
+    if bw <= 0.0 || bh <= 0.0 {
+        // A zero-area control's mask is empty: no control at all.
+        return;
+    }
     let sx = (bw / 2.0).floor().max(1.0);
     let sy = (bh / 2.0).floor().max(1.0);
     let (start_x, start_y) = (crop.x0.ceil(), crop.y0.ceil());
@@ -115,17 +119,31 @@ fn for_each_position(crop: &PixelBox, roi: &PixelBox, mut f: impl FnMut(f64, f64
     }
 }
 
-fn check(map: &AttentionMap, geometry: &MapGeometry) -> Result<(), MetricError> {
-    if (map.h, map.w) != (geometry.h, geometry.w) {
-        return Err(MetricError::GridsDiffer { a_h: map.h, a_w: map.w, b_h: geometry.h, b_w: geometry.w });
+/// The crop must be a proper box; the radiologist box must be finite with `x0 <= x1` and
+/// `y0 <= y1`. A zero-area box is allowed: its mask is empty, so it has no mass and no control.
+fn check_boxes(geometry: &MapGeometry, roi: &PixelBox) -> Result<(), MetricError> {
+    let c = &geometry.crop;
+    PixelBox::new(c.x0, c.y0, c.x1, c.y1)?;
+    let finite = [roi.x0, roi.y0, roi.x1, roi.y1].iter().all(|v| v.is_finite());
+    if !(finite && roi.x0 <= roi.x1 && roi.y0 <= roi.y1) {
+        return Err(MetricError::InvalidCrop { x0: roi.x0, y0: roi.y0, x1: roi.x1, y1: roi.y1 });
     }
     Ok(())
 }
 
+fn check(map: &AttentionMap, geometry: &MapGeometry, roi: &PixelBox) -> Result<(), MetricError> {
+    if (map.h, map.w) != (geometry.h, geometry.w) {
+        return Err(MetricError::GridsDiffer { a_h: map.h, a_w: map.w, b_h: geometry.h, b_w: geometry.w });
+    }
+    check_boxes(geometry, roi)
+}
+
 /// Every control box of `roi` on this grid, in the spec's order: same size, inside the crop,
 /// not overlapping `roi`, with a non-empty mask. The list can be long for a small box (a 3 x 3
-/// box on a 1024-pixel crop has thousands); [`box_controls`] does not build it.
-pub fn control_boxes(geometry: &MapGeometry, roi: &PixelBox) -> Vec<PixelBox> {
+/// box on a 1024-pixel crop has thousands); [`box_controls`] does not build it. Errors: a crop
+/// that is not a proper box, a radiologist box that is not finite or has negative size.
+pub fn control_boxes(geometry: &MapGeometry, roi: &PixelBox) -> Result<Vec<PixelBox>, MetricError> {
+    check_boxes(geometry, roi)?;
     let centres = Centres::of(geometry);
     let mut out = Vec::new();
     for_each_position(&geometry.crop, roi, |x, y| {
@@ -135,12 +153,12 @@ pub fn control_boxes(geometry: &MapGeometry, roi: &PixelBox) -> Vec<PixelBox> {
             out.push(PixelBox { x0: x, y0: y, x1: x + bw, y1: y + bh });
         }
     });
-    out
+    Ok(out)
 }
 
 /// The G2 figures of `map` (over `geometry`) against the radiologist's box `roi`.
 pub fn box_controls(map: &AttentionMap, geometry: &MapGeometry, roi: &PixelBox) -> Result<BoxControls, MetricError> {
-    check(map, geometry)?;
+    check(map, geometry, roi)?;
     let p = map.normalized()?;
     let max = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let centres = Centres::of(geometry);
@@ -247,7 +265,21 @@ mod tests {
         let c = box_controls(&map, &g, &PixelBox::from_xywh(10.0, 10.0, 3.0, 3.0).unwrap()).unwrap();
         assert_eq!((c.mass, c.pointing_game, c.roi_lift), (None, None, None));
         assert!(c.n_controls > 0);
-        assert_eq!(c.n_controls, control_boxes(&g, &PixelBox::from_xywh(10.0, 10.0, 3.0, 3.0).unwrap()).len());
+        assert_eq!(c.n_controls, control_boxes(&g, &PixelBox::from_xywh(10.0, 10.0, 3.0, 3.0).unwrap()).unwrap().len());
+    }
+
+    #[test]
+    fn a_zero_area_box_has_no_mass_and_no_controls_and_a_nan_box_is_an_error() {
+        let g = geometry(4, 4, 64.0);
+        let map = AttentionMap::new(4, 4, vec![1.0; 16]).unwrap();
+        let flat = PixelBox { x0: 8.0, y0: 0.0, x1: 8.0, y1: 30.0 };
+        let c = box_controls(&map, &g, &flat).unwrap();
+        assert_eq!((c.mass, c.mirror_mass, c.n_controls, c.roi_lift, c.pointing_game), (None, None, 0, None, None));
+        assert_eq!(control_boxes(&g, &flat).unwrap(), vec![]);
+        let nan = PixelBox { x0: f64::NAN, y0: 0.0, x1: 8.0, y1: 8.0 };
+        assert!(matches!(box_controls(&map, &g, &nan), Err(MetricError::InvalidCrop { .. })));
+        assert!(control_boxes(&g, &nan).is_err());
+        assert!(matches!(box_controls(&AttentionMap::new(2, 2, vec![1.0; 4]).unwrap(), &g, &flat), Err(MetricError::GridsDiffer { .. })));
     }
 
     #[test]
@@ -256,7 +288,7 @@ mod tests {
         // positions minus the 2 x 2 (x, y in 0, 8) that overlap [0, 16)^2.
         let g = geometry(4, 4, 64.0);
         let roi = PixelBox::from_xywh(0.0, 0.0, 16.0, 16.0).unwrap();
-        let boxes = control_boxes(&g, &roi);
+        let boxes = control_boxes(&g, &roi).unwrap();
         assert_eq!(boxes.len(), 49 - 4);
         assert_eq!(boxes[0], PixelBox::new(16.0, 0.0, 32.0, 16.0).unwrap());
         let map = AttentionMap::new(4, 4, vec![1.0; 16]).unwrap();

@@ -7,6 +7,8 @@
 //! - [`controls`] (G2): the radiologist box against its mirror and same-size control boxes.
 //! - [`box_score`] (G3): the MedGround-Bench box score on the grid.
 //! - [`null_edits`] (G4): `contrast90` and the paraphrase-to-null ratio of a study.
+//! - [`conditions`] (G6): answer agreement, accuracy and the image-reliance shares per image
+//!   condition.
 //! - [`randomization`] (G5): the cascading weight-randomisation curve and its flag.
 //! - [`decision`] (G7): margin AUROC, answer entropy, near ties and the flip screen.
 //! - [`rank`]: average ranks and Spearman's rho, shared by G1 and G5.
@@ -16,6 +18,7 @@
 //! what it stores per record.
 
 pub mod box_score;
+pub mod conditions;
 pub mod controls;
 pub mod decision;
 pub mod null_edits;
@@ -26,6 +29,7 @@ pub mod rank;
 use serde::{Deserialize, Serialize};
 
 pub use box_score::{BoxScore, box_score, predicted_boxes, score_boxes, union_area};
+pub use conditions::{ConditionFigures, ConditionRow, ImageCondition, ImageConditionSummary, image_condition_summary};
 pub use controls::{
     BoxControls, ControlParts, box_controls, control_boxes, control_parts, mean_roi_lift, mirror_box, share_beating_controls,
 };
