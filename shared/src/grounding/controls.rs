@@ -247,6 +247,25 @@ mod tests {
     }
 
     #[test]
+    fn row_and_column_ranges_are_exactly_the_bbox_mask() {
+        // Odd crops and grids, boxes on and between cell centres, partly outside the crop.
+        for (h, w, crop) in
+            [(7usize, 5usize, PixelBox::new(3.5, -2.0, 97.25, 61.0).unwrap()), (37, 37, PixelBox::new(0.0, 112.0, 1024.0, 912.0).unwrap())]
+        {
+            let g = MapGeometry { h, w, crop, image_w: 1024, image_h: 1024 };
+            let centres = Centres::of(&g);
+            for k in 0..400u32 {
+                let x0 = f64::from(k * 37 % 1100) - 40.0 + f64::from(k % 3) * 0.25;
+                let y0 = f64::from(k * 53 % 1000) - 30.0;
+                let b = PixelBox::new(x0, y0, x0 + f64::from(1 + k * 7 % 300), y0 + f64::from(1 + k * 11 % 250)).unwrap();
+                let (rows, cols) = centres.cells(b.x0, b.y0, b.x1, b.y1);
+                let ours: Vec<bool> = (0..h * w).map(|i| rows.contains(&(i / w)) && cols.contains(&(i % w))).collect();
+                assert_eq!(ours, crate::geometry::bbox_mask(h, w, &crop, &b), "{h}x{w} box {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_box_covering_the_whole_crop_has_no_controls() {
         let g = geometry(4, 4, 64.0);
         let map = AttentionMap::new(4, 4, (1..=16).map(f64::from).collect()).unwrap();
