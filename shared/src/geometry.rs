@@ -78,17 +78,36 @@ pub fn bbox_mask(h: usize, w: usize, crop: &PixelBox, bbox: &PixelBox) -> Vec<bo
 /// the whole image. Mass is preserved whenever the crop lies inside the image; mass on a crop's
 /// part outside the image (padding) is dropped, since no image pixel is there.
 pub fn resample(p: &[f64], h: usize, w: usize, crop: &PixelBox, image_w: u32, image_h: u32, g: usize) -> Result<Vec<f64>, MetricError> {
+    if image_w == 0 || image_h == 0 {
+        return Err(MetricError::Invalid(format!("cannot resample onto a {g} x {g} grid over a {image_w} x {image_h} image")));
+    }
+    resample_to_rect(p, h, w, crop, &PixelBox::image(image_w, image_h)?, g, g)
+}
+
+/// The general form of [`resample`]: an `h x w` map `p` over `crop` onto a `gh x gw` grid laid
+/// over `target` (any rectangle in the same original-image pixels), by overlap area. Mass
+/// outside `target` is dropped. `target = crop` re-grids a map over its own crop (grounding.md
+/// G1 compares a map with the occlusion grid that way).
+pub fn resample_to_rect(
+    p: &[f64],
+    h: usize,
+    w: usize,
+    crop: &PixelBox,
+    target: &PixelBox,
+    gh: usize,
+    gw: usize,
+) -> Result<Vec<f64>, MetricError> {
     if p.len() != h * w || h == 0 || w == 0 {
         return Err(MetricError::GridMismatch { h, w, expected: h * w, got: p.len() });
     }
-    if g == 0 || image_w == 0 || image_h == 0 {
-        return Err(MetricError::Invalid(format!("cannot resample onto a {g} x {g} grid over a {image_w} x {image_h} image")));
+    if gh == 0 || gw == 0 {
+        return Err(MetricError::Invalid(format!("cannot resample onto a {gh} x {gw} grid")));
     }
     // Area weights factor into a row part and a column part: ox*oy/area = (oy/sh) * (ox/sw).
-    let wy = axis_weights(h, crop.y0, crop.y1, f64::from(image_h), g);
-    let wx = axis_weights(w, crop.x0, crop.x1, f64::from(image_w), g);
+    let wy = axis_weights(h, crop.y0, crop.y1, target.y0, target.y1, gh);
+    let wx = axis_weights(w, crop.x0, crop.x1, target.x0, target.x1, gw);
     // tmp[r][C] = sum_c p[r][c] wx[c][C]; out[R][C] = sum_r wy[r][R] tmp[r][C].
-    let mut tmp = vec![0.0; h * g];
+    let mut tmp = vec![0.0; h * gw];
     for r in 0..h {
         for c in 0..w {
             let v = p[r * w + c];
@@ -96,15 +115,15 @@ pub fn resample(p: &[f64], h: usize, w: usize, crop: &PixelBox, image_w: u32, im
                 continue;
             }
             for &(col, weight) in &wx[c] {
-                tmp[r * g + col] += v * weight;
+                tmp[r * gw + col] += v * weight;
             }
         }
     }
-    let mut out = vec![0.0; g * g];
+    let mut out = vec![0.0; gh * gw];
     for r in 0..h {
         for &(row, weight) in &wy[r] {
-            for col in 0..g {
-                out[row * g + col] += tmp[r * g + col] * weight;
+            for col in 0..gw {
+                out[row * gw + col] += tmp[r * gw + col] * weight;
             }
         }
     }
@@ -112,16 +131,16 @@ pub fn resample(p: &[f64], h: usize, w: usize, crop: &PixelBox, image_w: u32, im
 }
 
 /// For each of `n` source intervals evenly splitting `[lo, hi)`, the target intervals of the
-/// `g` that evenly split `[0, extent)` it overlaps, with the overlapped fraction of its length.
-fn axis_weights(n: usize, lo: f64, hi: f64, extent: f64, g: usize) -> Vec<Vec<(usize, f64)>> {
-    let step = extent / g as f64;
+/// `g` that evenly split `[t_lo, t_hi)` it overlaps, with the overlapped fraction of its length.
+fn axis_weights(n: usize, lo: f64, hi: f64, t_lo: f64, t_hi: f64, g: usize) -> Vec<Vec<(usize, f64)>> {
+    let step = (t_hi - t_lo) / g as f64;
     (0..n)
         .map(|i| {
             let s0 = lo + i as f64 * (hi - lo) / n as f64;
             let s1 = lo + (i + 1) as f64 * (hi - lo) / n as f64;
             (0..g)
                 .filter_map(|t| {
-                    let overlap = s1.min((t + 1) as f64 * step) - s0.max(t as f64 * step);
+                    let overlap = s1.min(t_lo + (t + 1) as f64 * step) - s0.max(t_lo + t as f64 * step);
                     (overlap > 0.0).then(|| (t, overlap / (s1 - s0)))
                 })
                 .collect()

@@ -10,6 +10,8 @@
 //! - [`geometry`]: crop boxes, bounding box -> cell mask, mass-preserving resampling.
 //! - [`fusion`]: raw attention rows -> one map (image restriction, head fusion, layer and query
 //!   aggregation) with its provenance.
+//! - [`grounding`]: grounding.md G1-G7: occlusion agreement, box controls, box score, null
+//!   edits, the randomisation check and decision quality.
 //! - [`answer`]: `parse_answer` and the yes/no decision margin.
 //! - [`stats`]: robustness statistics, cluster-bootstrap intervals, clustered and exact McNemar.
 //! - [`record`]: the versioned serde types of a run directory.
@@ -29,6 +31,7 @@ pub mod error;
 pub mod filter;
 pub mod fusion;
 pub mod geometry;
+pub mod grounding;
 pub mod map;
 pub mod metrics;
 pub mod record;

@@ -1,0 +1,252 @@
+//! G6: image conditions. Each row can be re-run with its image replaced (blank, another study's
+//! image, its box or a control box filled, a null edit); these are the per-model shares over
+//! those runs, each from per-study parts for [`crate::stats::cluster_bootstrap`]. No golden
+//! values: they are plain shares.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::MetricError;
+use crate::answer::Answer;
+use crate::stats::robustness::{ClusterRatio, merge_clusters, ratio};
+
+/// The image a row was run with (grounding.md G6's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageCondition {
+    Real,
+    /// metrics.md's blank image (the text-only pass); no truth.
+    Blank,
+    /// Another study's image with the same finding and the opposite truth; truth: the swapped
+    /// study's.
+    SwapOpposite,
+    /// Likewise with the same truth; truth: this row's.
+    SwapSame,
+    /// The radiologist box filled with the per-channel mean of the original.
+    RoiOccluded,
+    /// The first G2 control box filled the same way.
+    ControlOccluded,
+    Jpeg90,
+    Contrast90,
+}
+
+impl ImageCondition {
+    pub const ALL: [ImageCondition; 8] = [
+        ImageCondition::Real,
+        ImageCondition::Blank,
+        ImageCondition::SwapOpposite,
+        ImageCondition::SwapSame,
+        ImageCondition::RoiOccluded,
+        ImageCondition::ControlOccluded,
+        ImageCondition::Jpeg90,
+        ImageCondition::Contrast90,
+    ];
+}
+
+/// One row's answer under one condition, next to what G6 compares it with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionRow {
+    /// The row (sample) this is a run of; joins a row's conditions.
+    pub row_id: String,
+    pub study_id: String,
+    pub condition: ImageCondition,
+    /// The parsed answer under `condition` (unknown is a value of its own).
+    pub answer: Answer,
+    /// The same row's parsed answer under `real`.
+    pub real_answer: Answer,
+    /// The truth under `condition` (the table's "truth" column); `None` for `blank`.
+    pub truth: Option<Answer>,
+    /// This row's own truth (its `real` truth), for `visual_reliance`.
+    pub real_truth: Option<Answer>,
+}
+
+fn parts_by_study<'a>(rows: impl Iterator<Item = &'a ConditionRow>, hit: impl Fn(&ConditionRow) -> Option<bool>) -> Vec<ClusterRatio> {
+    let parts: Vec<ClusterRatio> = rows
+        .map(|r| match hit(r) {
+            Some(h) => ClusterRatio::new(&r.study_id, f64::from(u8::from(h)), 1.0),
+            None => ClusterRatio::new(&r.study_id, 0.0, 0.0),
+        })
+        .collect();
+    merge_clusters(&parts)
+}
+
+fn of(rows: &[ConditionRow], condition: ImageCondition) -> impl Iterator<Item = &ConditionRow> {
+    rows.iter().filter(move |r| r.condition == condition)
+}
+
+/// `answer_agreement` parts: rows of `condition` whose answer equals their `real` answer.
+pub fn answer_agreement_parts(rows: &[ConditionRow], condition: ImageCondition) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, condition), |r| Some(r.answer == r.real_answer))
+}
+
+/// `accuracy` parts: rows of `condition` with a yes/no truth whose answer equals it.
+pub fn accuracy_parts(rows: &[ConditionRow], condition: ImageCondition) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, condition), |r| match r.truth {
+        Some(t @ (Answer::Yes | Answer::No)) => Some(r.answer == t),
+        _ => None,
+    })
+}
+
+/// `image_sensitivity` parts: `blank` rows whose answer differs from the `real` one (so the
+/// share is `1 - answer_agreement(blank)`).
+pub fn image_sensitivity_parts(rows: &[ConditionRow]) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, ImageCondition::Blank), |r| Some(r.answer != r.real_answer))
+}
+
+/// Parts of the second term of `visual_reliance`: `blank` rows (with a yes/no real truth)
+/// whose answer equals the real truth.
+pub fn blank_accuracy_parts(rows: &[ConditionRow]) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, ImageCondition::Blank), |r| match r.real_truth {
+        Some(t @ (Answer::Yes | Answer::No)) => Some(r.answer == t),
+        _ => None,
+    })
+}
+
+/// Boxed rows (rows with a `roi_occluded` run) that also have a `control_occluded` run: each
+/// row's (study, changed under roi_occluded, changed under control_occluded).
+fn boxed(rows: &[ConditionRow]) -> Result<Vec<(&str, bool, bool)>, MetricError> {
+    let mut by_row: BTreeMap<&str, (Option<&ConditionRow>, Option<&ConditionRow>)> = BTreeMap::new();
+    for r in rows {
+        let slot = by_row.entry(r.row_id.as_str()).or_default();
+        let place = match r.condition {
+            ImageCondition::RoiOccluded => &mut slot.0,
+            ImageCondition::ControlOccluded => &mut slot.1,
+            _ => continue,
+        };
+        if place.replace(r).is_some() {
+            return Err(MetricError::Invalid(format!("row {} has two {:?} runs", r.row_id, r.condition)));
+        }
+    }
+    Ok(by_row
+        .into_values()
+        .filter_map(|(roi, control)| {
+            let (roi, control) = (roi?, control?);
+            Some((roi.study_id.as_str(), roi.answer != roi.real_answer, control.answer != control.real_answer))
+        })
+        .collect())
+}
+
+/// `causal_grounding_rate` parts: boxed rows whose answer changes under `roi_occluded` but not
+/// under `control_occluded`, over boxed rows with both runs (a row without a control box has no
+/// `control_occluded` run and is not counted).
+pub fn causal_grounding_parts(rows: &[ConditionRow]) -> Result<Vec<ClusterRatio>, MetricError> {
+    let parts: Vec<ClusterRatio> =
+        boxed(rows)?.into_iter().map(|(s, roi, control)| ClusterRatio::new(s, f64::from(u8::from(roi && !control)), 1.0)).collect();
+    Ok(merge_clusters(&parts))
+}
+
+/// `control_change_rate` parts: the same rows, those whose answer changes under `control_occluded`.
+pub fn control_change_parts(rows: &[ConditionRow]) -> Result<Vec<ClusterRatio>, MetricError> {
+    let parts: Vec<ClusterRatio> =
+        boxed(rows)?.into_iter().map(|(s, _, control)| ClusterRatio::new(s, f64::from(u8::from(control)), 1.0)).collect();
+    Ok(merge_clusters(&parts))
+}
+
+/// `answer_agreement` and `accuracy` of one condition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionFigures {
+    pub condition: ImageCondition,
+    pub rows: usize,
+    pub answer_agreement: Option<f64>,
+    /// `None` where the condition has no truth (`blank`).
+    pub accuracy: Option<f64>,
+}
+
+/// One model's G6 figures (point estimates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageConditionSummary {
+    /// The conditions present, in [`ImageCondition::ALL`] order.
+    pub conditions: Vec<ConditionFigures>,
+    /// `1 - answer_agreement(blank)`.
+    pub image_sensitivity: Option<f64>,
+    /// `accuracy(real) - share of blank rows whose answer equals the real truth`.
+    pub visual_reliance: Option<f64>,
+    /// `accuracy(swap_opposite)`: how often the answer follows the swapped image's truth.
+    pub swap_following: Option<f64>,
+    pub causal_grounding_rate: Option<f64>,
+    pub control_change_rate: Option<f64>,
+}
+
+pub fn image_condition_summary(rows: &[ConditionRow]) -> Result<ImageConditionSummary, MetricError> {
+    let conditions = ImageCondition::ALL
+        .iter()
+        .filter_map(|&c| {
+            let n = of(rows, c).count();
+            (n > 0).then(|| ConditionFigures {
+                condition: c,
+                rows: n,
+                answer_agreement: ratio(&answer_agreement_parts(rows, c)),
+                accuracy: ratio(&accuracy_parts(rows, c)),
+            })
+        })
+        .collect();
+    let real_accuracy = ratio(&accuracy_parts(rows, ImageCondition::Real));
+    let blank_accuracy = ratio(&blank_accuracy_parts(rows));
+    Ok(ImageConditionSummary {
+        conditions,
+        image_sensitivity: ratio(&image_sensitivity_parts(rows)),
+        visual_reliance: real_accuracy.zip(blank_accuracy).map(|(a, b)| a - b),
+        swap_following: ratio(&accuracy_parts(rows, ImageCondition::SwapOpposite)),
+        causal_grounding_rate: ratio(&causal_grounding_parts(rows)?),
+        control_change_rate: ratio(&control_change_parts(rows)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Answer::{No, Unknown, Yes};
+    use ImageCondition::*;
+
+    fn row(id: &str, study: &str, condition: ImageCondition, answer: Answer, real: Answer, truth: Option<Answer>) -> ConditionRow {
+        ConditionRow {
+            row_id: id.to_owned(),
+            study_id: study.to_owned(),
+            condition,
+            answer,
+            real_answer: real,
+            truth,
+            real_truth: Some(Yes),
+        }
+    }
+
+    #[test]
+    fn shares_over_conditions() {
+        let rows = vec![
+            row("a", "s1", Real, Yes, Yes, Some(Yes)),
+            row("b", "s2", Real, No, No, Some(Yes)),
+            // Unknown is its own value: it disagrees with the real "no".
+            row("a", "s1", Blank, Yes, Yes, None),
+            row("b", "s2", Blank, Unknown, No, None),
+            row("a", "s1", SwapOpposite, No, Yes, Some(No)),
+            row("b", "s2", SwapOpposite, No, No, Some(No)),
+            row("a", "s1", RoiOccluded, No, Yes, Some(Yes)),
+            row("a", "s1", ControlOccluded, Yes, Yes, Some(Yes)),
+            row("b", "s2", RoiOccluded, Yes, No, Some(Yes)),
+            row("b", "s2", ControlOccluded, Yes, No, Some(Yes)),
+        ];
+        let s = image_condition_summary(&rows).unwrap();
+        assert_eq!(s.conditions.len(), 5);
+        assert_eq!(s.conditions[1].condition, Blank);
+        assert_eq!((s.conditions[1].answer_agreement, s.conditions[1].accuracy), (Some(0.5), None));
+        assert_eq!(s.image_sensitivity, Some(0.5));
+        // accuracy(real) 1/2 minus blank answers equal to the real truth (yes) 1/2.
+        assert_eq!(s.visual_reliance, Some(0.0));
+        assert_eq!(s.swap_following, Some(1.0));
+        assert_eq!(s.causal_grounding_rate, Some(0.5));
+        assert_eq!(s.control_change_rate, Some(0.5));
+    }
+
+    #[test]
+    fn no_runs_no_values_and_duplicates_are_errors() {
+        let s = image_condition_summary(&[]).unwrap();
+        assert!(s.conditions.is_empty());
+        assert_eq!((s.image_sensitivity, s.visual_reliance, s.causal_grounding_rate), (None, None, None));
+        let dup = vec![row("a", "s1", RoiOccluded, No, Yes, None), row("a", "s1", RoiOccluded, No, Yes, None)];
+        assert!(image_condition_summary(&dup).is_err());
+        // A boxed row without a control run is not counted.
+        let lone = vec![row("a", "s1", RoiOccluded, No, Yes, None)];
+        assert_eq!(image_condition_summary(&lone).unwrap().causal_grounding_rate, None);
+    }
+}
