@@ -6,8 +6,10 @@ demo: setup web build
 	$(or $(CARGO_TARGET_DIR),target)/release/radlens demo --out runs/demo --serve
 
 test: setup-browser
+	cargo fmt --all -- --check
 	scripts/build-web.sh debug
 	cargo build -p radlens-shared --target wasm32-unknown-unknown
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 
 setup:
