@@ -105,7 +105,7 @@ impl RawConfig {
         }
         let heads = self.num_attention_heads;
         let kv = self.num_key_value_heads.unwrap_or(heads);
-        if heads == 0 || kv == 0 || heads % kv != 0 {
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
             return Err(format!("text_config: {heads} attention heads cannot share {kv} key/value heads"));
         }
         let head_dim = self.head_dim.unwrap_or(self.hidden_size / heads);

@@ -79,10 +79,10 @@ impl Config {
 
 impl RawConfig {
     pub fn resolve(self) -> Result<Config, String> {
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             return Err(format!("vision_config: image_size {} is not a multiple of patch_size {}", self.image_size, self.patch_size));
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!("vision_config: hidden_size {} does not split into {} heads", self.hidden_size, self.num_attention_heads));
         }
         Ok(Config {

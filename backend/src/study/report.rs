@@ -719,7 +719,7 @@ pub use radlens_shared::records_csv::COLUMNS as CSV_COLUMNS;
 pub fn write_records_csv(dir: &RunDir, records: &[CaseRecord]) -> Result<PathBuf> {
     let path = dir.path(RECORDS_CSV);
     let (records, _) = dedupe_and_sort(records);
-    let csv = records_csv::to_csv(CSV_COLUMNS, records.iter().map(|r| records_csv::record_row(r)));
+    let csv = records_csv::to_csv(CSV_COLUMNS, records.iter().map(records_csv::record_row));
     write_atomic(&path, csv.as_bytes())?;
     Ok(path)
 }

@@ -33,6 +33,9 @@ use crate::models::probe::NoProbe;
 use crate::models::processor::EncodedPrompt;
 use crate::models::processor::preprocess::load_image;
 
+/// Why a case has no record of its own: the stage and the message of its error record.
+type CaseFailure = (ErrorStage, String);
+
 /// How a study runs its cases.
 #[derive(Debug, Clone)]
 pub struct StudySettings {
@@ -317,7 +320,7 @@ impl ModelRun<'_> {
         pass: Pass,
         case: Case<'_>,
         attention: &mut AttentionFile,
-    ) -> Result<(CaseRecord, Option<Vec<f64>>), (ErrorStage, String)> {
+    ) -> Result<(CaseRecord, Option<Vec<f64>>), CaseFailure> {
         let outcome = run_case(case).map_err(|e| (e.stage(), e.to_string()))?;
         let t = std::time::Instant::now();
         let (map, own) = match &outcome.map {

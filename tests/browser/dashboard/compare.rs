@@ -94,7 +94,7 @@ pub(super) async fn compare_page(c: &Client, base: &str, n_models: usize, artifa
         err.as_str().is_some_and(|t| t.contains("415") || t.to_lowercase().contains("image")),
         format!("the error for a non-image: {err}"),
     )?;
-    check(js(c, "return document.querySelectorAll('article.compare-card').length;").await? == Value::from(0), "no cards beside the error")?;
+    check(js(c, "return document.querySelectorAll('article.compare-card').length;").await? == 0, "no cards beside the error")?;
     screenshot(c, &artifacts.join("dashboard-compare-error.png")).await?;
     // The question survives a reload (the image does not).
     c.refresh().await.map_err(|e| e.to_string())?;

@@ -147,7 +147,7 @@ pub(super) async fn trust_checks(c: &Client, records: &[CaseRecord], study: &str
         // Outlined cells: magenta pixels on the overlay exactly when the study has sinks.
         let magenta = js(c, &format!("const cv = document.querySelector('canvas.overlay-map[data-index=\"{i}\"]'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let j = 0; j < d.length; j += 4) if (d[j] === 255 && d[j+1] === 0 && d[j+2] === 255 && d[j+3] === 255) n++; return n;")).await?;
         check(
-            (magenta.as_u64().unwrap_or(0) > 0) == !cells.is_empty(),
+            (magenta.as_u64().unwrap_or(0) > 0) != cells.is_empty(),
             format!("record {i}: {magenta} magenta pixels for sink cells {cells:?}"),
         )?;
     }
@@ -318,11 +318,10 @@ pub(super) async fn refusion(c: &Client, base: &str, study: &str, artifacts: &Pa
     let deadline = Instant::now() + super::super::WAIT;
     loop {
         let v = js(c, REFUSED).await?;
-        if let Ok(r) = refused_rows(&v) {
-            if !r.is_empty() && !all_equal_stored(&r) {
+        if let Ok(r) = refused_rows(&v)
+            && !r.is_empty() && !all_equal_stored(&r) {
                 break;
             }
-        }
         if Instant::now() > deadline {
             return Err(format!("max head fusion did not change the metrics: {v}"));
         }

@@ -24,11 +24,10 @@ pub fn canonical_name(key: &str) -> String {
         name = format!("{}{}", r.to, &key[r.from.len()..]);
     }
     // transformers 5.x raw saves drop the tower's `vision_model.` level.
-    if let Some(rest) = name.strip_prefix("vision_tower.") {
-        if !rest.starts_with("vision_model.") {
+    if let Some(rest) = name.strip_prefix("vision_tower.")
+        && !rest.starts_with("vision_model.") {
             name = format!("vision_tower.vision_model.{rest}");
         }
-    }
     name
 }
 

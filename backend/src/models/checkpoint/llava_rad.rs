@@ -3,6 +3,7 @@
 //! - `llava-rad/`: `config.json` (Llama fields + `mm_*`), the PEFT LoRA adapter merged at load
 //!   (`W += alpha/r * B A`), the projector in `non_lora_trainables.bin`, and the BiomedCLIP-CXR
 //!   open_clip checkpoint whose `state_dict` holds the timm trunk (`module.visual.trunk.*`).
+//!
 //! Keys land under the canonical LLaVA names (`language_model.*`, `multi_modal_projector.*`) and
 //! `vision_tower.trunk.*` for the DINOv2-style tower.
 
@@ -247,11 +248,10 @@ pub fn assemble(parts: &LlavaRadParts, dtype: DType) -> Result<(Config, TensorSt
     let shapes: HashMap<String, Vec<usize>> = trunk.iter().map(|(k, _, t)| (k.clone(), t.dims().to_vec())).collect();
     store.add_loaded(&parts.vision_checkpoint, trunk)?;
     let vision = vision_config(&parts.vision_config, &shapes)?;
-    if let Some(h) = mm_hidden {
-        if h != vision.width {
+    if let Some(h) = mm_hidden
+        && h != vision.width {
             return Err(cfg_err(format!("mm_hidden_size {h} but the vision trunk is {} wide", vision.width)));
         }
-    }
     let feature = VisionFeature::from_hf_index(select_layer, vision.depth).map_err(cfg_err)?;
     let cfg = Config {
         text,

@@ -55,18 +55,6 @@ impl Prompter for LlavaPrompter {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_image_marker_is_expanded_once_per_token() {
-        assert_eq!(prompt_text("Is there a fracture?", None), "USER: <image>\nIs there a fracture? ASSISTANT:");
-        assert_eq!(expanded_prompt_text("Q?", None, 2), "USER: <image><image>\nQ? ASSISTANT:");
-        assert_eq!(prompt_text("Q?", Some("Be brief.")), "Be brief. USER: <image>\nQ? ASSISTANT:");
-    }
-}
-
 /// LLaVA-Rad's conversation template v1 (`conv_vicuna_v1`) system sentence.
 pub const VICUNA_V1_SYSTEM: &str = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions.";
 
@@ -108,5 +96,17 @@ impl Prompter for LlavaRadPrompter {
         let rest = self.tokenizer.encode(after, true)?;
         input_ids.extend_from_slice(rest.get(1..).unwrap_or_default());
         Ok(EncodedPrompt { input_ids, image_positions: (start..start + self.image_tokens).collect() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_image_marker_is_expanded_once_per_token() {
+        assert_eq!(prompt_text("Is there a fracture?", None), "USER: <image>\nIs there a fracture? ASSISTANT:");
+        assert_eq!(expanded_prompt_text("Q?", None, 2), "USER: <image><image>\nQ? ASSISTANT:");
+        assert_eq!(prompt_text("Q?", Some("Be brief.")), "Be brief. USER: <image>\nQ? ASSISTANT:");
     }
 }

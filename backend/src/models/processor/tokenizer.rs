@@ -53,13 +53,11 @@ impl TextTokenizer {
         }
         let mut ids = Vec::new();
         for spelling in [cap.clone(), lower.clone(), format!(" {cap}"), format!(" {lower}")] {
-            if let Ok(enc) = self.inner.encode(spelling.as_str(), false) {
-                if let [id] = enc.get_ids() {
-                    if !ids.contains(id) {
+            if let Ok(enc) = self.inner.encode(spelling.as_str(), false)
+                && let [id] = enc.get_ids()
+                    && !ids.contains(id) {
                         ids.push(*id);
                     }
-                }
-            }
         }
         ids
     }
