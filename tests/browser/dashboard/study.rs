@@ -319,9 +319,11 @@ pub(super) async fn refusion(c: &Client, base: &str, study: &str, artifacts: &Pa
     loop {
         let v = js(c, REFUSED).await?;
         if let Ok(r) = refused_rows(&v)
-            && !r.is_empty() && !all_equal_stored(&r) {
-                break;
-            }
+            && !r.is_empty()
+            && !all_equal_stored(&r)
+        {
+            break;
+        }
         if Instant::now() > deadline {
             return Err(format!("max head fusion did not change the metrics: {v}"));
         }

@@ -25,9 +25,10 @@ pub fn canonical_name(key: &str) -> String {
     }
     // transformers 5.x raw saves drop the tower's `vision_model.` level.
     if let Some(rest) = name.strip_prefix("vision_tower.")
-        && !rest.starts_with("vision_model.") {
-            name = format!("vision_tower.vision_model.{rest}");
-        }
+        && !rest.starts_with("vision_model.")
+    {
+        name = format!("vision_tower.vision_model.{rest}");
+    }
     name
 }
 

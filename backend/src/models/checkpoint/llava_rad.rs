@@ -249,9 +249,10 @@ pub fn assemble(parts: &LlavaRadParts, dtype: DType) -> Result<(Config, TensorSt
     store.add_loaded(&parts.vision_checkpoint, trunk)?;
     let vision = vision_config(&parts.vision_config, &shapes)?;
     if let Some(h) = mm_hidden
-        && h != vision.width {
-            return Err(cfg_err(format!("mm_hidden_size {h} but the vision trunk is {} wide", vision.width)));
-        }
+        && h != vision.width
+    {
+        return Err(cfg_err(format!("mm_hidden_size {h} but the vision trunk is {} wide", vision.width)));
+    }
     let feature = VisionFeature::from_hf_index(select_layer, vision.depth).map_err(cfg_err)?;
     let cfg = Config {
         text,

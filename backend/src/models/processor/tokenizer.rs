@@ -55,9 +55,10 @@ impl TextTokenizer {
         for spelling in [cap.clone(), lower.clone(), format!(" {cap}"), format!(" {lower}")] {
             if let Ok(enc) = self.inner.encode(spelling.as_str(), false)
                 && let [id] = enc.get_ids()
-                    && !ids.contains(id) {
-                        ids.push(*id);
-                    }
+                && !ids.contains(id)
+            {
+                ids.push(*id);
+            }
         }
         ids
     }
