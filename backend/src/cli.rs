@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
-use radlens_shared::record::TrustSettings;
+use radlens_shared::record::{GroundingSettings, TrustSettings};
 
 use crate::case::CaseSpec;
 use crate::models::linear::WeightFormat;
@@ -143,6 +143,12 @@ pub struct StudyCmd {
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Grounding figures on every image-pass record: the occlusion reference map and each map's
+    /// agreement with it; on rows with a box, each map's lift over control boxes and box score.
+    #[arg(long)]
+    pub grounding: bool,
+    #[command(flatten)]
+    pub grounding_args: GroundingArgs,
     /// Only the first N studies of the CSV.
     #[arg(long)]
     pub n_studies: Option<usize>,
@@ -248,6 +254,15 @@ pub struct ProbeArgs {
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// The occlusion reference map and each map's agreement with it (g x g extra forwards).
+    #[arg(long)]
+    pub occlusion: bool,
+    /// A radiologist box x,y,w,h in the image's pixels: each map's lift over control boxes and
+    /// box score (with --occlusion).
+    #[arg(long = "box", value_name = "X,Y,W,H", requires = "occlusion")]
+    pub roi: Option<BoxArg>,
+    #[command(flatten)]
+    pub grounding_args: GroundingArgs,
     /// Write every layer's captured rows and the inputs to a safetensors file.
     #[arg(long, value_name = "OUT.safetensors")]
     pub dump: Option<PathBuf>,
@@ -343,8 +358,44 @@ pub struct CaptureArgs {
 
 impl CaptureArgs {
     /// The case spec these flags ask for.
-    pub fn spec(&self, max_new_tokens: usize, trust: Option<TrustSettings>) -> CaseSpec {
-        CaseSpec { layers: self.layers.clone(), head_fusion: self.fusion, query: self.query.clone(), max_new_tokens, trust }
+    pub fn spec(&self, max_new_tokens: usize, trust: Option<TrustSettings>, grounding: Option<GroundingSettings>) -> CaseSpec {
+        CaseSpec { layers: self.layers.clone(), head_fusion: self.fusion, query: self.query.clone(), max_new_tokens, trust, grounding }
+    }
+}
+
+/// The occlusion reference map's settings (shared by `probe --occlusion` and `study --grounding`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GroundingArgs {
+    /// Cells per side of the occlusion grid: g x g extra forwards per question.
+    #[arg(long, value_name = "G", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub occlusion_grid: u32,
+    /// Occluded images encoded per vision forward (speed and memory only; not part of a run's
+    /// configuration).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub occlusion_batch: u32,
+}
+
+impl GroundingArgs {
+    pub fn settings(&self, on: bool) -> Option<GroundingSettings> {
+        on.then_some(GroundingSettings { occlusion_grid: self.occlusion_grid as usize, occlusion_batch: self.occlusion_batch as usize })
+    }
+}
+
+/// `--box x,y,w,h`: a radiologist box in the original image's pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxArg(pub radlens_shared::geometry::PixelBox);
+
+impl std::str::FromStr for BoxArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let nums: Vec<f64> =
+            s.split(',').map(|v| v.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| format!("{s:?}: expected x,y,w,h"))?;
+        match nums.as_slice() {
+            &[x, y, w, h] => radlens_shared::geometry::PixelBox::from_xywh(x, y, w, h)
+                .map(BoxArg)
+                .map_err(|e| format!("{s:?}: {e} (a box needs a positive width and height)")),
+            _ => Err(format!("{s:?}: expected four numbers x,y,w,h")),
+        }
     }
 }
 

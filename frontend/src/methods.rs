@@ -33,6 +33,7 @@ pub fn method_label(m: MapMethod) -> &'static str {
         MapMethod::Gradcam => "Grad-CAM",
         MapMethod::Relative => "relative to a generic prompt",
         MapMethod::UniformFallback => "uniform (fallback)",
+        MapMethod::Occlusion => "occlusion (causal reference)",
     }
 }
 

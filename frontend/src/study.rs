@@ -408,6 +408,7 @@ pub fn fallback_label(p: &MapProvenance) -> Option<&'static str> {
         MapMethod::QueryToVisual | MapMethod::TokenConditioned if p.fallback_reason.is_none() => None,
         MapMethod::UniformFallback => Some("Uniform fallback"),
         MapMethod::Relative => Some("Relative map"),
+        MapMethod::Occlusion => Some("Occlusion map"),
         _ => Some("Grad-CAM fallback"),
     }
 }

@@ -198,6 +198,9 @@ pub enum MapMethod {
     /// The question's attention map over the map of a generic prompt ("Describe the image.").
     Relative,
     UniformFallback,
+    /// Grounding G1: where hiding a cell weakens the model's own answer (the positive part of the
+    /// occlusion support, normalised), on the occlusion grid over the same crop.
+    Occlusion,
 }
 
 impl fmt::Display for MapMethod {
@@ -209,6 +212,7 @@ impl fmt::Display for MapMethod {
             Self::Gradcam => "gradcam",
             Self::Relative => "relative",
             Self::UniformFallback => "uniform_fallback",
+            Self::Occlusion => "occlusion",
         })
     }
 }
@@ -533,9 +537,14 @@ mod tests {
 
     #[test]
     fn methods_print_as_they_are_stored() {
-        for m in
-            [MapMethod::QueryToVisual, MapMethod::TokenConditioned, MapMethod::Gradcam, MapMethod::Relative, MapMethod::UniformFallback]
-        {
+        for m in [
+            MapMethod::QueryToVisual,
+            MapMethod::TokenConditioned,
+            MapMethod::Gradcam,
+            MapMethod::Relative,
+            MapMethod::UniformFallback,
+            MapMethod::Occlusion,
+        ] {
             assert_eq!(serde_json::to_value(m).unwrap(), serde_json::Value::String(m.to_string()));
         }
     }

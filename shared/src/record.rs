@@ -110,6 +110,25 @@ pub struct CaptureSettings {
     /// fingerprints, and resumes, are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustSettings>,
+    /// The grounding figures (`--grounding`); absent when not asked for, as `trust`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<GroundingSettings>,
+}
+
+/// `--grounding`: the occlusion reference map (G1) of every image-pass record on a `g x g` grid,
+/// and the box controls and box score (G2, G3) of every map of a record with a box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroundingSettings {
+    pub occlusion_grid: usize,
+    /// Occluded images per vision forward (speed only; not part of what a resume must match).
+    #[serde(skip)]
+    pub occlusion_batch: usize,
+}
+
+impl Default for GroundingSettings {
+    fn default() -> Self {
+        Self { occlusion_grid: crate::grounding::DEFAULT_OCCLUSION_GRID, occlusion_batch: 16 }
+    }
 }
 
 /// Which trust checks a run makes (`--gradcam`, `--faithfulness`, `--sinks`); each costs extra
@@ -185,6 +204,9 @@ pub struct CaseRecord {
     /// Grad-CAM, faithfulness and sink checks, when the run asked for them (absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustRecord>,
+    /// Grounding figures (spec G1-G3), when the run asked for them (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<crate::grounding::CaseGrounding>,
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,

@@ -12,9 +12,12 @@
 //! - [`capture`]: captured rows -> one map (the shared crate's fusion).
 //! - [`gradcam`], [`trust`]: Grad-CAM, deletion tests, the generic-prompt map behind sinks and
 //!   the relative map, method agreement.
+//! - [`occlusion`], [`grounding`]: the occlusion reference map (grounding spec G1) and every
+//!   map's agreement with it, box controls and box score (G2, G3).
 
 pub mod capture;
 pub mod gradcam;
+pub mod grounding;
 pub mod image;
 pub mod occlusion;
 pub mod plan;

@@ -7,7 +7,7 @@
 
 use radlens_shared::fusion::{HeadFusion, LayerRange, MapMethod, MapProvenance, QueryMode, term_positions};
 use radlens_shared::geometry::MapGeometry;
-use radlens_shared::record::TrustSettings;
+use radlens_shared::record::{GroundingSettings, TrustSettings};
 use radlens_shared::site::SiteName;
 
 use super::CaseError;
@@ -25,13 +25,22 @@ pub struct CaseSpec {
     pub max_new_tokens: usize,
     /// Grad-CAM, deletion tests, sinks and the relative map (opt-in: each costs passes).
     pub trust: Option<TrustSettings>,
+    /// The occlusion reference map, box controls and box score (opt-in: `g^2` forwards).
+    pub grounding: Option<GroundingSettings>,
 }
 
 impl CaseSpec {
     /// The map every command makes unless told otherwise: the last quarter of the layers, the
     /// mean over heads, the last prompt row.
     pub fn standard(max_new_tokens: usize) -> Self {
-        Self { layers: LayerRange::LastQuarter, head_fusion: HeadFusion::Mean, query: QueryMode::Query, max_new_tokens, trust: None }
+        Self {
+            layers: LayerRange::LastQuarter,
+            head_fusion: HeadFusion::Mean,
+            query: QueryMode::Query,
+            max_new_tokens,
+            trust: None,
+            grounding: None,
+        }
     }
 }
 

@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use candle_core::Tensor;
 use radlens_shared::answer::{Answer, parse_answer, yes_no_margin};
-use radlens_shared::geometry::MapGeometry;
+use radlens_shared::geometry::{MapGeometry, PixelBox};
 use radlens_shared::map::normalize_vec;
 
 use super::CaseError;
 use super::capture::fuse_captured;
+use super::grounding::{self, GroundingOutcome};
 use super::image::{CaseImage, ms};
+use super::occlusion::OccludedImages;
 use super::plan::{Capture, CasePlan, QueryRows};
 use super::trust::{self, CaseInput, MethodValues, TrustChecks};
 use crate::models::VisionLanguageModel;
@@ -36,6 +38,10 @@ pub struct Case<'a> {
     pub generic: Option<&'a Result<Vec<f64>, String>>,
     /// Seeds the deletion tests' random cells (stable per sample, so a resume draws the same).
     pub seed: u64,
+    /// The radiologist box, for the box controls and box score.
+    pub roi: Option<PixelBox>,
+    /// The image's occluded encodings, when the caller shares them between questions.
+    pub occluded: Option<&'a OccludedImages>,
 }
 
 /// The raw attention behind a map.
@@ -72,9 +78,11 @@ pub struct CaseOutcome {
     pub map: Option<CaseMap>,
     /// The plan's trust checks, when it asks for any and there is a map.
     pub trust: Option<TrustChecks>,
+    /// The grounding figures, when the plan asks for them and there is a map.
+    pub grounding: Option<GroundingOutcome>,
     /// What the probe kept (`probe --dump` writes it).
     pub recorder: AttentionRecorder,
-    /// Fusion (and a fallback's extra pass) and the trust checks' passes.
+    /// Fusion (and a fallback's extra pass), and the trust checks' and grounding's passes.
     pub capture_ms: f64,
     pub trust_ms: f64,
 }
@@ -82,7 +90,7 @@ pub struct CaseOutcome {
 /// Runs `case`. A map that cannot be fused from attention is replaced by the labelled fallback
 /// (Grad-CAM, else uniform), never an error; a trust check that fails is a note.
 pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
-    let Case { engine, plan, image, prompt, prefix, capture, generic, seed } = case;
+    let Case { engine, plan, image, prompt, prefix, capture, generic, seed, roi, occluded } = case;
     let tokenizer = engine.prompter.tokenizer();
     let rows = plan.query_rows(prompt, tokenizer)?;
     let (generation, recorder) =
@@ -115,6 +123,14 @@ pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
         (Some(settings), Some(map)) => Some(trust::checks(&input, settings, &map.own, generic, seed)),
         _ => None,
     };
+    // Grounding holds every map the case made against the occlusion reference and the box.
+    let grounding = match (plan.spec.grounding, &map) {
+        (Some(settings), Some(map)) => {
+            let maps: Vec<&MethodValues> = std::iter::once(&map.own).chain(trust.iter().flat_map(|t| t.maps.iter())).collect();
+            Some(grounding::ground(&input, image, settings, occluded, &maps, roi))
+        }
+        _ => None,
+    };
     let trust_ms = ms(t);
 
     Ok(CaseOutcome {
@@ -124,6 +140,7 @@ pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
         rows,
         map,
         trust,
+        grounding,
         recorder,
         generation,
         capture_ms,

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use radlens_shared::AttentionMap;
 use radlens_shared::answer::Answer;
 use radlens_shared::fusion::MapProvenance;
+use radlens_shared::grounding::CaseGrounding;
 use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{Faithfulness, SinkCheck};
 use radlens_shared::trust::MethodPair;
@@ -42,6 +43,9 @@ struct ProbeReport {
     /// `--gradcam`, `--faithfulness`, `--sinks`: other methods' maps and the checks.
     #[serde(skip_serializing_if = "Option::is_none")]
     trust: Option<ProbeTrust>,
+    /// `--occlusion` (and `--box`): the grounding figures of every map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grounding: Option<CaseGrounding>,
     timings_ms: Timings,
 }
 
@@ -92,7 +96,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let engine = load_engine(&args.model, &overrides, dtype, &device, runtime.weights)?;
     let summary = engine.model.summary();
     let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let spec = args.capture.spec(args.max_new_tokens as usize, args.trust.settings());
+    let spec = args.capture.spec(args.max_new_tokens as usize, args.trust.settings(), args.grounding_args.settings(args.occlusion));
     let plan = CasePlan::resolve(spec, &model_name, &summary).map_err(|e| InputError::Flag { flag: "--layers", message: e.to_string() })?;
     timings.load = ms(start);
 
@@ -126,6 +130,28 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let prompt = engine.prompter.encode(&args.question, args.system.as_deref())?;
     timings.preprocess = ms(t);
 
+    // A box must lie on the image (its pixels, not the model's input).
+    let roi = args.roi.map(|b| b.0);
+    if let Some(b) = roi {
+        let g = case_image.geometry;
+        if b.x0 < 0.0 || b.y0 < 0.0 || b.x1 > f64::from(g.image_w) || b.y1 > f64::from(g.image_h) {
+            return Err(InputError::Flag {
+                flag: "--box",
+                message: format!("({}, {})-({}, {}) is not inside the {}x{} image", b.x0, b.y0, b.x1, b.y1, g.image_w, g.image_h),
+            }
+            .into());
+        }
+    }
+    if let Some(g) = plan.spec.grounding {
+        let side = case_image.pixels.dim(3)?;
+        if g.occlusion_grid > side {
+            return Err(InputError::Flag {
+                flag: "--occlusion-grid",
+                message: format!("{} is larger than the model's {side} x {side} input", g.occlusion_grid),
+            }
+            .into());
+        }
+    }
     // The generic prompt's map (sinks and the relative map), over the same features.
     let t = Instant::now();
     let sinks = plan.spec.trust.as_ref().is_some_and(|s| s.sinks);
@@ -143,6 +169,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         capture,
         generic: generic.as_ref(),
         seed: 0,
+        roi,
+        occluded: None,
     };
     let outcome = run_case(case).map_err(|e| -> anyhow::Error {
         match e {
@@ -150,7 +178,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             CaseError::Inference(e) => e.into(),
         }
     })?;
-    let CaseOutcome { generation, answer_text, parsed, margin, map, trust: checks, recorder, capture_ms, trust_ms, .. } = outcome;
+    let CaseOutcome { generation, answer_text, parsed, margin, map, trust: checks, grounding, recorder, capture_ms, trust_ms, .. } =
+        outcome;
     let map = map.context("the probe captures a map")?;
     timings.prefill = generation.prefill_ms;
     timings.decode = generation.decode_ms;
@@ -162,9 +191,10 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         (Some(Ok(g)), Some(_)) => trust::sink_checks(&[Some(&map.own.values)], g).pop().flatten(),
         _ => None,
     };
+    let occlusion_map = grounding.as_ref().and_then(|g| g.occlusion_map.clone());
     let trust = checks.map(|c| -> anyhow::Result<ProbeTrust> {
         Ok(ProbeTrust {
-            maps: c.maps.into_iter().map(probe_map).collect::<Result<_, _>>()?,
+            maps: c.maps.into_iter().chain(occlusion_map.clone()).map(probe_map).collect::<Result<_, _>>()?,
             faithfulness: c.faithfulness,
             sinks: sink_check,
             agreement: c.agreement,
@@ -190,7 +220,14 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         answer: answer_text,
         yes_no_margin: margin,
         map: ProbeMap { image_share, ..probe_map(map.own)? },
-        trust: trust.transpose()?,
+        trust: match trust.transpose()? {
+            // Grounding alone: the occlusion map is shown with the other methods' maps.
+            None if occlusion_map.is_some() => {
+                Some(ProbeTrust { maps: occlusion_map.into_iter().map(probe_map).collect::<Result<_, _>>()?, ..ProbeTrust::default() })
+            }
+            t => t,
+        },
+        grounding: grounding.map(|g| g.record),
         timings_ms: Timings { total: ms(start), ..timings },
     };
     if let Some(path) = &args.dump {
@@ -367,9 +404,68 @@ fn print_human(r: &ProbeReport) {
             println!("note       {n}");
         }
     }
+    if let Some(g) = &r.grounding {
+        print_grounding(g);
+    }
     let t = &r.timings_ms;
     println!(
         "timings    load {:.0} ms, preprocess {:.0} ms, prefill {:.0} ms, decode {:.0} ms, capture {:.1} ms, trust checks {:.0} ms, total {:.0} ms",
         t.load, t.preprocess, t.prefill, t.decode, t.capture, t.trust, t.total
     );
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))
+}
+
+/// The grounding lines: the occlusion support, then per map its agreement with it, its lift
+/// over control boxes and its box score.
+fn print_grounding(g: &CaseGrounding) {
+    if let Some(o) = &g.occlusion {
+        let positive = o.support.iter().filter(|v| **v > 0.0).count();
+        println!(
+            "occlusion  {g}x{g} cells over the {s}x{s} input: margin {m:+.4}; {positive} cells weaken the answer when hidden",
+            g = o.grid,
+            s = o.input_side,
+            m = o.margin
+        );
+    }
+    for m in &g.maps {
+        let f = &m.figures;
+        if let Some(a) = &f.occlusion {
+            println!(
+                "grounding  {:<16} vs occlusion: spearman {}, top-10% overlap {:.4}, support mass {}",
+                m.method.to_string(),
+                opt(a.occlusion_spearman),
+                a.occlusion_topk_overlap,
+                opt(a.occlusion_support_mass)
+            );
+        }
+        if let Some(c) = &f.box_controls {
+            println!(
+                "box        {:<16} mass {} vs {} control boxes {} (lift {}, percentile {}); mirror {}",
+                m.method.to_string(),
+                opt(c.mass),
+                c.n_controls,
+                opt(c.control_mass_mean),
+                opt(c.roi_lift),
+                opt(c.roi_percentile),
+                opt(c.mirror_mass)
+            );
+        }
+        if let Some(b) = &f.box_score {
+            println!(
+                "box score  {:<16} IoU {:.4}, precision {:.4}, recall {:.4}, F1 {:.4} ({} boxes)",
+                m.method.to_string(),
+                b.box_iou,
+                b.box_precision,
+                b.box_recall,
+                b.box_f1,
+                b.boxes.len()
+            );
+        }
+    }
+    for n in &g.notes {
+        println!("note       {n}");
+    }
 }

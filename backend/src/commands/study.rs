@@ -73,7 +73,7 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         None => flag("--shard", Shard::from_env(|k| std::env::var(k).ok()))?,
     };
     let settings = StudySettings {
-        case: cmd.capture.spec(cmd.max_new_tokens as usize, cmd.trust.settings()),
+        case: cmd.capture.spec(cmd.max_new_tokens as usize, cmd.trust.settings(), cmd.grounding_args.settings(cmd.grounding)),
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
     };

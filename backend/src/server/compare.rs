@@ -156,7 +156,18 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
         EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
     })?;
     let prompt = engine.prompter.encode(&input.question, None)?;
-    let case = Case { engine, plan: &plan, image: &image, prompt: &prompt, prefix: None, capture: Capture::Map, generic: None, seed: 0 };
+    let case = Case {
+        engine,
+        plan: &plan,
+        image: &image,
+        prompt: &prompt,
+        prefix: None,
+        capture: Capture::Map,
+        generic: None,
+        seed: 0,
+        roi: None,
+        occluded: None,
+    };
     let outcome = run_case(case)?;
     let case_map = outcome.map.context("compare captures a map")?;
     // Compare shows attention only: a fallback map is an error here, not a silent stand-in.

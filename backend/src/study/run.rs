@@ -185,6 +185,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         common_grid: args.common_grid,
         text_only_pass: args.settings.text_only_pass,
         trust: case.trust.clone(),
+        grounding: case.grounding,
     };
     let mut infos =
         args.models.iter().map(|(n, d)| model_info(n, d, args.dtype, &args.device, args.weights)).collect::<anyhow::Result<Vec<_>>>()?;

@@ -25,6 +25,7 @@ use radlens_shared::roi::roi_metrics;
 use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
 use crate::case::image::EncodeError;
+use crate::case::occlusion::{OccludedImages, OcclusionSettings};
 use crate::case::trust::{self, MethodValues, TrustChecks};
 use crate::case::{Capture, Case, CaseImage, CaseMap, CasePlan, CaseSpec, run_case};
 use crate::models::generate::Prefix;
@@ -262,6 +263,15 @@ impl ModelRun<'_> {
             None
         };
         let capture = if pass == Pass::Image { Capture::Map } else { Capture::Nothing };
+        // Grounding: the occluded images, encoded once for all of this image's questions.
+        let occluded = match (plan.spec.grounding, pass) {
+            (Some(g), Pass::Image) => {
+                let settings = OcclusionSettings { grid: g.occlusion_grid, batch: g.occlusion_batch };
+                // On failure each case tries again and notes why in its record.
+                OccludedImages::encode(self.engine.model.as_ref(), &image.pixels, settings).ok()
+            }
+            _ => None,
+        };
         let mut own_maps: Vec<Option<Vec<f64>>> = Vec::new();
         for (i, (row, prompt)) in prompts.iter().enumerate() {
             let first = i == 0;
@@ -274,6 +284,8 @@ impl ModelRun<'_> {
                 capture,
                 generic: generic.as_ref(),
                 seed: trust::seed_of(&row.sample_id()),
+                roi: row.roi,
+                occluded: occluded.as_ref(),
             };
             let mut record = match self.record_of(row, pass, case, attention) {
                 Ok((record, own)) => {
@@ -332,7 +344,18 @@ impl ModelRun<'_> {
         };
         // Fusion and storing the map; the trust checks' passes are not capture.
         let capture_ms = if map.is_some() { outcome.capture_ms + t.elapsed().as_secs_f64() * 1e3 } else { 0.0 };
-        let trust = outcome.trust.as_ref().zip(map.as_ref()).map(|(checks, _)| self.store_trust(checks, row, attention));
+        let mut trust = outcome.trust.as_ref().zip(map.as_ref()).map(|(checks, _)| self.store_trust(checks, row, attention));
+        let grounding = outcome.grounding.as_ref().filter(|_| map.is_some()).map(|g| {
+            // The occlusion map is stored beside the other methods' maps, so every view of them has it.
+            if let Some(m) = &g.occlusion_map {
+                let t = trust.get_or_insert_with(TrustRecord::default);
+                match self.store_method_map(m, row, attention) {
+                    Ok(mm) => t.maps.push(mm),
+                    Err(e) => t.notes.push(format!("occlusion: {e}")),
+                }
+            }
+            g.record.clone()
+        });
         let mut record = self.base_record(row, pass);
         record.correct = row.answer.map(|truth| outcome.parsed == truth);
         record.answer_text = Some(outcome.answer_text);
@@ -346,6 +369,7 @@ impl ModelRun<'_> {
         };
         record.map = map;
         record.trust = trust;
+        record.grounding = grounding;
         Ok((record, own))
     }
 
@@ -434,6 +458,7 @@ impl ModelRun<'_> {
             map: None,
             error: None,
             trust: None,
+            grounding: None,
             metadata: {
                 // The variant's name is kept with the other uninterpreted columns.
                 let mut m = row.metadata.clone();

@@ -65,6 +65,45 @@ pub struct GroundingRecord {
     pub answer_entropy_bits: Option<f64>,
 }
 
+/// The occlusion support of one case (G1), stored with its record: `support_c = s (m - m_c)`
+/// on a `grid x grid` grid over the model's `input_side` input, row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OcclusionSupport {
+    pub grid: usize,
+    pub input_side: usize,
+    /// `m`, the unperturbed yes-minus-no margin, and `s`, the sign of the model's answer.
+    pub margin: f64,
+    pub sign: f64,
+    pub support: Vec<f64>,
+}
+
+/// One map's grounding figures (the record's own map, Grad-CAM, relative, occlusion).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodGrounding {
+    pub method: crate::fusion::MapMethod,
+    #[serde(flatten)]
+    pub figures: GroundingRecord,
+}
+
+/// A record's grounding (`radlens study --grounding`, `radlens probe --occlusion`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaseGrounding {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occlusion: Option<OcclusionSupport>,
+    /// Per map method, in the record's map order.
+    #[serde(default)]
+    pub maps: Vec<MethodGrounding>,
+    /// A figure that could not be computed, and why (the others are kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl CaseGrounding {
+    pub fn of(&self, method: crate::fusion::MapMethod) -> Option<&GroundingRecord> {
+        self.maps.iter().find(|m| m.method == method).map(|m| &m.figures)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,7 @@ pub fn manifest(seed: u64) -> RunManifest {
             common_grid: 4,
             text_only_pass: true,
             trust: None,
+            grounding: None,
         },
         bootstrap: BootstrapSettings { resamples: 300, seed, unit: "study".to_owned() },
         shard: None,
@@ -180,6 +181,7 @@ pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Opt
         map,
         error: answer.is_none().then(|| CaseError { stage: ErrorStage::Inference, message: "out of memory".to_owned() }),
         trust: None,
+        grounding: None,
         metadata: Default::default(),
     }
 }
