@@ -123,3 +123,91 @@ fn a_grid_larger_than_the_input_is_refused_with_both_sizes() {
     let err = OccludedImages::encode(e.model.as_ref(), pixels, OcclusionSettings { grid: side + 1, batch: 4 }).err().unwrap().to_string();
     assert!(err.contains(&format!("{}", side + 1)) && err.contains(&format!("{side} x {side}")), "{err}");
 }
+
+/// `radlens probe --occlusion --box`: the support map, every map's figures, and bad input as
+/// exit-2 errors that name the flag.
+#[test]
+fn probe_prints_the_grounding_of_every_map_and_refuses_bad_boxes() {
+    let image = crate::support::fixture("reference-v1/images/img_b_rgb_300x240.png").display().to_string();
+    let model = crate::support::fixture("reference-v1/llava-tiny").display().to_string();
+    let base = ["probe", "--model", &model, "--image", &image, "--question", "Is there an effusion?", "--max-new-tokens", "1"];
+    let run = |extra: &[&str]| crate::support::radlens(&[&base[..], extra].concat());
+    let out = run(&["--occlusion", "--occlusion-grid", "4", "--box", "40,30,120,90", "--gradcam", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &v["grounding"];
+    assert_eq!(g["occlusion"]["support"].as_array().unwrap().len(), 16);
+    let methods: Vec<&str> = g["maps"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["query_to_visual", "gradcam", "occlusion"]);
+    for m in g["maps"].as_array().unwrap() {
+        assert!(m["box_controls"]["n_controls"].as_u64().is_some() && m["box_score"]["box_f1"].as_f64().is_some(), "{m}");
+        assert_eq!(m["occlusion"].is_object(), m["method"] != "occlusion", "{m}");
+    }
+    let trust_methods: Vec<&str> =
+        v["trust"]["maps"].as_array().unwrap().iter().map(|m| m["provenance"]["method"].as_str().unwrap()).collect();
+    assert_eq!(trust_methods, ["gradcam", "occlusion"], "the occlusion map is shown with the others");
+
+    for (extra, flag) in [
+        (vec!["--occlusion", "--box", "250,200,100,100"], "--box"),
+        (vec!["--occlusion", "--box", "1,2,0,3"], "--box"),
+        (vec!["--occlusion", "--occlusion-grid", "60"], "--occlusion-grid"),
+    ] {
+        let out = run(&extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(flag), "{extra:?}: {err}");
+    }
+}
+
+/// `radlens study --grounding`: every image-pass record carries its occlusion support and each
+/// map's figures, boxed rows their box controls and score; the occlusion map is stored with the
+/// other maps; the settings are in the manifest and a rerun resumes.
+#[test]
+fn study_grounding_reaches_records_manifest_and_resume() {
+    let scratch = crate::support::Scratch::new("study-grounding");
+    let models = radlens::commands::demo::write_demo_models(&scratch.path().join("models")).unwrap();
+    let data = crate::support::workspace_root().join("static/demo");
+    let csv = std::fs::read_to_string(data.join("demo-study.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.filter(|l| l.starts_with("00001369_000,") || l.starts_with("00021397_000,")).collect();
+    let csv = scratch.write("study.csv", &format!("{header}\n{}\n", rows.join("\n")));
+    let out = scratch.path().join("run");
+    let mut args: Vec<String> = ["study", "--csv", &csv.display().to_string(), "--images", &data.join("cxr").display().to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--out", &out.display().to_string(), "--resamples", "50", "--max-new-tokens", "2", "--text-only-pass"].map(String::from));
+    args.extend(["--grounding", "--occlusion-grid", "4", "--occlusion-batch", "5"].map(String::from));
+    for (name, dir) in &models {
+        args.extend(["--model".to_string(), format!("{name}={}", dir.display())]);
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = crate::support::radlens(&refs);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let records = crate::support::run_records(&out);
+    let mut boxed = 0;
+    for r in &records {
+        match r.pass {
+            radlens_shared::record::Pass::Image if r.error.is_none() => {
+                let g = r.grounding.as_ref().unwrap_or_else(|| panic!("{}: no grounding", r.sample_id));
+                assert_eq!(g.occlusion.as_ref().unwrap().support.len(), 16, "{}", r.sample_id);
+                let own = g.of(r.map.as_ref().unwrap().provenance.method).expect("the record's own map is grounded");
+                assert!(own.occlusion.is_some());
+                assert_eq!(own.box_controls.is_some(), r.roi.is_some(), "{}", r.sample_id);
+                boxed += usize::from(r.roi.is_some());
+                if g.occlusion_map_expected() {
+                    let t = r.trust.as_ref().expect("the occlusion map is stored with the trust maps");
+                    assert!(t.map(radlens_shared::fusion::MapMethod::Occlusion).is_some(), "{}", r.sample_id);
+                }
+            }
+            _ => assert!(r.grounding.is_none(), "{} {:?}: no grounding without an image map", r.sample_id, r.pass),
+        }
+    }
+    assert!(boxed > 0, "the boxed study was run");
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["capture"]["grounding"]["occlusion_grid"], 4);
+    let again = crate::support::radlens(&refs);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("0 records written"), "{}", String::from_utf8_lossy(&again.stderr));
+}

@@ -99,6 +99,11 @@ pub struct CaseGrounding {
 }
 
 impl CaseGrounding {
+    /// Whether an occlusion map exists for this record: some cell weakens the answer.
+    pub fn occlusion_map_expected(&self) -> bool {
+        self.occlusion.as_ref().is_some_and(|o| o.support.iter().any(|v| *v > 0.0))
+    }
+
     pub fn of(&self, method: crate::fusion::MapMethod) -> Option<&GroundingRecord> {
         self.maps.iter().find(|m| m.method == method).map(|m| &m.figures)
     }
