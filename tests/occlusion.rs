@@ -207,6 +207,16 @@ fn study_grounding_reaches_records_manifest_and_resume() {
     assert!(boxed > 0, "the boxed study was run");
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["capture"]["grounding"]["occlusion_grid"], 4);
+    // The analysis has a grounding row per model and map method, and the report leads with it.
+    let analysis: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("analysis.json")).unwrap()).unwrap();
+    for m in analysis["models"].as_array().unwrap() {
+        let rows = m["grounding"].as_array().unwrap_or_else(|| panic!("{}: no grounding summary", m["model"]));
+        let own = rows.iter().find(|g| g["method"] == "query_to_visual").expect("the attention map's row");
+        assert!(own["occlusion_topk_overlap"]["estimate"].is_number(), "{own}");
+        assert!(own["boxed_records"].as_u64().unwrap() > 0 && own["box_f1"]["estimate"].is_number(), "{own}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Can the maps be trusted? Grounding"), "the report has the grounding section");
     let again = crate::support::radlens(&refs);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 records written"), "{}", String::from_utf8_lossy(&again.stderr));

@@ -634,6 +634,33 @@ pub struct ModelAnalysis {
     /// Only when the run made trust checks (`--gradcam`, `--faithfulness`, `--sinks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<TrustSummary>,
+    /// Only when the run computed grounding figures (`--grounding`), one row per map method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grounding: Vec<GroundingSummary>,
+}
+
+/// One model's grounding figures for one map method (spec G1-G3), over its image-pass records;
+/// each mean with its study-clustered interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroundingSummary {
+    pub method: crate::fusion::MapMethod,
+    /// Records with this map's grounding figures, and those with a box.
+    pub records: usize,
+    pub boxed_records: usize,
+    /// G1: Spearman with the occlusion support, top-10% overlap, support mass.
+    pub occlusion_spearman: Option<Interval>,
+    pub occlusion_topk_overlap: Option<Interval>,
+    pub occlusion_support_mass: Option<Interval>,
+    /// G2: mean lift over the control boxes, and the share of boxed records whose box mass is
+    /// at or above the 95th percentile of their controls ("beats the controls").
+    pub roi_lift: Option<Interval>,
+    pub beats_controls: Option<Interval>,
+    /// G2: mirror-box mass and the chance pointing game over the controls, for context.
+    pub mirror_mass: Option<Summary>,
+    pub control_pointing: Option<Summary>,
+    /// G3: the box score against the radiologist box.
+    pub box_iou: Option<Interval>,
+    pub box_f1: Option<Interval>,
 }
 
 /// One model's trust checks over its image-pass records.

@@ -32,6 +32,7 @@
 mod comparisons;
 #[cfg(test)]
 pub(crate) mod fixture;
+mod grounding;
 mod maps;
 mod robustness;
 mod trust;
@@ -483,6 +484,7 @@ fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Map
         map_consistency: summarize(&summaries.iter().filter_map(|s| s.map_consistency).collect::<Vec<_>>()),
         flipped_vs_stable: flipped_vs_stable(data, maps),
         trust: trust_summary(data, boot)?,
+        grounding: grounding::grounding_summary(data, boot)?,
     })
 }
 
