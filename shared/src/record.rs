@@ -116,18 +116,34 @@ pub struct CaptureSettings {
 }
 
 /// `--grounding`: the occlusion reference map (G1) of every image-pass record on a `g x g` grid,
-/// and the box controls and box score (G2, G3) of every map of a record with a box.
+/// the box controls and box score (G2, G3) of every map of a record with a box, and the null
+/// edits (G4) of every image-pass record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroundingSettings {
+    /// Whether the occlusion reference map is computed (`probe --null-edits` alone skips it).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub occlusion: bool,
     pub occlusion_grid: usize,
     /// Occluded images per vision forward (speed only; not part of what a resume must match).
     #[serde(skip)]
     pub occlusion_batch: usize,
+    /// G4: each record re-run on its image under `contrast90` and `jpeg90` (absent in runs made
+    /// before null edits existed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub null_edits: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for GroundingSettings {
     fn default() -> Self {
-        Self { occlusion_grid: crate::grounding::DEFAULT_OCCLUSION_GRID, occlusion_batch: 16 }
+        Self { occlusion: true, occlusion_grid: crate::grounding::DEFAULT_OCCLUSION_GRID, occlusion_batch: 16, null_edits: true }
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MetricError;
 use crate::answer::Answer;
-use crate::stats::bootstrap::{BootstrapConfig, Interval, UNIT_STUDY, UNIT_SUBJECT, percentile_linear};
+use crate::stats::bootstrap::{BootstrapConfig, Interval, UNIT_STUDY, UNIT_SUBJECT, percentile_interval};
 use crate::stats::robustness::{ClusterRatio, ratio};
 
 /// The spec's default near-tie threshold `eps` on `|m|`.
@@ -251,21 +251,7 @@ pub fn margin_auroc_interval(
             values.push(v);
         }
     }
-    values.sort_by(f64::total_cmp);
-    let tail = (1.0 - config.level) / 2.0;
-    let (Some(lo), Some(hi)) = (percentile_linear(&values, tail), percentile_linear(&values, 1.0 - tail)) else {
-        return Err(MetricError::TooFew { what: "margin AUROC resamples with both classes", needed: 1, got: 0 });
-    };
-    Ok(Some(Interval {
-        estimate,
-        lo,
-        hi,
-        level: config.level,
-        resamples: config.resamples,
-        valid_resamples: values.len() as u32,
-        seed: config.seed,
-        unit: config.unit.clone(),
-    }))
+    percentile_interval(estimate, values, config, "margin AUROC resamples with both classes").map(Some)
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ pub use decision::{
     DEFAULT_NEAR_TIE_EPS, DecisionPair, DecisionParts, DecisionQuality, DecisionRow, answer_entropy_bits, auroc, decision_pairs,
     decision_parts, decision_quality, margin_auroc, margin_auroc_interval,
 };
-pub use null_edits::{NullEdit, NullEditRecord, NullEditStudy, contrast, contrast90, null_edit_record, null_edit_study};
+pub use null_edits::{
+    NullEdit, NullEditRecord, NullEditStudy, contrast, contrast90, null_edit_record, null_edit_study, null_edit_study_from_distances,
+};
 pub use occlusion::{
     CellSpan, DEFAULT_OCCLUSION_GRID, OcclusionAgreement, answer_direction, occlusion_agreement, occlusion_cells, occlusion_spearman,
     occlusion_support, occlusion_support_mass, occlusion_topk_overlap, resample_to_occlusion_grid,

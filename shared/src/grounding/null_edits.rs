@@ -23,6 +23,25 @@ pub enum NullEdit {
     Contrast90,
 }
 
+impl NullEdit {
+    /// Every null edit, in the order runs make them.
+    pub const ALL: [NullEdit; 2] = [NullEdit::Contrast90, NullEdit::Jpeg90];
+
+    /// The spec's name (`contrast90`, `jpeg90`), as records spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NullEdit::Jpeg90 => "jpeg90",
+            NullEdit::Contrast90 => "contrast90",
+        }
+    }
+}
+
+impl std::fmt::Display for NullEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Scales each channel's deviation from its mean by `factor`: `v' = clamp(round_half_even(mu +
 /// factor (v - mu)), 0, 255)`, `mu` the channel's mean over the image in f64. `pixels` are 8-bit,
 /// interleaved (`[row][column][channel]`), `width * height * channels` of them.
@@ -113,9 +132,23 @@ pub fn null_edit_study(edit: NullEdit, maps: &[AttentionMap], edited: &[Attentio
     let dist = |a: &AttentionMap, b: &AttentionMap| js_divergence_maps(a, b).map(f64::sqrt);
     let paraphrase: Vec<f64> = maps[1..].iter().map(|m| dist(&maps[0], m)).collect::<Result<_, _>>()?;
     let null: Vec<f64> = maps.iter().zip(edited).map(|(m, e)| dist(m, e)).collect::<Result<_, _>>()?;
+    null_edit_study_from_distances(edit, &paraphrase, &null)
+}
+
+/// The G4 study figures from distances already measured: `paraphrase[i]`, the JS distance between
+/// the base variant's map and variant `i + 1`'s; `null[j]`, the JS distance between variant `j`'s
+/// map and its edited map (what each record keeps as [`NullEditRecord::js_distance`]). Run
+/// directories keep the per-record distances, so the analysis and the dashboard start here.
+pub fn null_edit_study_from_distances(edit: NullEdit, paraphrase: &[f64], null: &[f64]) -> Result<NullEditStudy, MetricError> {
+    if null.is_empty() {
+        return Err(MetricError::TooFew { what: "null-edit study variants", needed: 1, got: 0 });
+    }
+    if let Some(bad) = paraphrase.iter().chain(null).find(|d| !d.is_finite() || **d < 0.0) {
+        return Err(MetricError::Invalid(format!("JS distance {bad} is not a finite non-negative number")));
+    }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let paraphrase_js = (!paraphrase.is_empty()).then(|| mean(&paraphrase));
-    let null_js = mean(&null);
+    let paraphrase_js = (!paraphrase.is_empty()).then(|| mean(paraphrase));
+    let null_js = mean(null);
     let ratio = paraphrase_js.filter(|_| null_js != 0.0).map(|p| p / null_js);
     Ok(NullEditStudy { edit, paraphrase_js, null_js, paraphrase_to_null: ratio, flagged: ratio.is_some_and(|r| r < 1.0) })
 }
@@ -149,5 +182,18 @@ mod tests {
         let s = null_edit_study(NullEdit::Jpeg90, std::slice::from_ref(&a), std::slice::from_ref(&b)).unwrap();
         assert_eq!((s.paraphrase_js, s.paraphrase_to_null), (None, None));
         assert!(null_edit_study(NullEdit::Jpeg90, std::slice::from_ref(&a), &[]).is_err());
+    }
+
+    #[test]
+    fn study_figures_from_distances_match_those_from_maps() {
+        let a = AttentionMap::new(1, 3, vec![1.0, 2.0, 3.0]).unwrap();
+        let b = AttentionMap::new(1, 3, vec![3.0, 2.0, 1.0]).unwrap();
+        let c = AttentionMap::new(1, 3, vec![1.0, 1.0, 5.0]).unwrap();
+        let from_maps = null_edit_study(NullEdit::Contrast90, &[a.clone(), b.clone()], &[c.clone(), a.clone()]).unwrap();
+        let d = |x: &AttentionMap, y: &AttentionMap| js_divergence_maps(x, y).unwrap().sqrt();
+        let from_distances = null_edit_study_from_distances(NullEdit::Contrast90, &[d(&a, &b)], &[d(&a, &c), d(&b, &a)]).unwrap();
+        assert_eq!(from_maps, from_distances);
+        assert!(null_edit_study_from_distances(NullEdit::Jpeg90, &[0.1], &[]).is_err());
+        assert!(null_edit_study_from_distances(NullEdit::Jpeg90, &[f64::NAN], &[0.1]).is_err());
     }
 }

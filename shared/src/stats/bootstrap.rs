@@ -111,16 +111,23 @@ pub fn cluster_bootstrap(parts: &[ClusterRatio], config: &BootstrapConfig) -> Re
             values.push(num / den);
         }
     }
-    if values.is_empty() {
-        return Err(MetricError::TooFew { what: "cluster bootstrap resamples with a non-zero denominator", needed: 1, got: 0 });
-    }
+    percentile_interval(estimate, values, config, "cluster bootstrap resamples with a non-zero denominator").map(Some)
+}
+
+/// The percentile interval of the valid resample statistics `values` around `estimate`; `what`
+/// names the resamples in the error when none was valid.
+pub(crate) fn percentile_interval(
+    estimate: f64,
+    mut values: Vec<f64>,
+    config: &BootstrapConfig,
+    what: &'static str,
+) -> Result<Interval, MetricError> {
     values.sort_by(f64::total_cmp);
     let tail = (1.0 - config.level) / 2.0;
     let (Some(lo), Some(hi)) = (percentile_linear(&values, tail), percentile_linear(&values, 1.0 - tail)) else {
-        // Unreachable: values is non-empty and both quantiles lie in [0, 1].
-        return Err(MetricError::Invalid("bootstrap quantiles out of range".to_owned()));
+        return Err(MetricError::TooFew { what, needed: 1, got: 0 });
     };
-    Ok(Some(Interval {
+    Ok(Interval {
         estimate,
         lo,
         hi,
@@ -129,7 +136,7 @@ pub fn cluster_bootstrap(parts: &[ClusterRatio], config: &BootstrapConfig) -> Re
         valid_resamples: values.len() as u32,
         seed: config.seed,
         unit: config.unit.clone(),
-    }))
+    })
 }
 
 /// The `q`-quantile (`q` in [0, 1]) of ascending `sorted` values with numpy's default
