@@ -20,6 +20,9 @@ mod gradcam;
 /// The occlusion reference map (grounding G1): batched and prefix-reusing against a slow reference.
 mod occlusion;
 
+/// The null edits (grounding G4) and the weight-randomisation cascade (G5), with planted truths.
+mod null_edits_randomization;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 

@@ -10,6 +10,8 @@ use radlens::models::checkpoint::llava_rad::PartOverrides;
 use radlens::models::loader::{Engine, load_engine};
 use radlens::models::probe::NoProbe;
 
+use radlens_shared::grounding::{NullEdit, cascade_steps};
+
 use crate::support::fixture;
 use crate::support::parity::Case;
 
@@ -182,6 +184,8 @@ fn study_grounding_reaches_records_manifest_and_resume() {
     for (name, dir) in &models {
         args.extend(["--model".to_string(), format!("{name}={}", dir.display())]);
     }
+    let without_randomization: Vec<String> = args.clone();
+    args.extend(["--randomization", "2"].map(String::from));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = crate::support::radlens(&refs);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
@@ -195,6 +199,8 @@ fn study_grounding_reaches_records_manifest_and_resume() {
                 let own = g.of(r.map.as_ref().unwrap().provenance.method).expect("the record's own map is grounded");
                 assert!(own.occlusion.is_some());
                 assert_eq!(own.box_controls.is_some(), r.roi.is_some(), "{}", r.sample_id);
+                let edits: Vec<NullEdit> = own.null_edits.iter().map(|e| e.edit).collect();
+                assert_eq!(edits, NullEdit::ALL, "{}: both null edits on the record's own map", r.sample_id);
                 boxed += usize::from(r.roi.is_some());
                 if g.occlusion_map_expected() {
                     let t = r.trust.as_ref().expect("the occlusion map is stored with the trust maps");
@@ -215,9 +221,35 @@ fn study_grounding_reaches_records_manifest_and_resume() {
         assert!(own["occlusion_topk_overlap"]["estimate"].is_number(), "{own}");
         assert!(own["boxed_records"].as_u64().unwrap() > 0 && own["box_f1"]["estimate"].is_number(), "{own}");
     }
+    // G4 per model and edit; G5 per model, from randomization.json.
+    assert_eq!(manifest["randomization"]["samples"], 2);
+    let checks: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("randomization.json")).unwrap()).unwrap();
+    assert_eq!(checks["models"].as_array().unwrap().len(), models.len());
+    for m in analysis["models"].as_array().unwrap() {
+        let edits: Vec<&str> = m["null_edits"].as_array().unwrap().iter().map(|e| e["edit"].as_str().unwrap()).collect();
+        assert_eq!(edits, ["contrast90", "jpeg90"], "{}", m["model"]);
+        for e in m["null_edits"].as_array().unwrap() {
+            assert!(e["answer_change_rate"]["estimate"].is_number() && e["js_distance"]["mean"].as_f64().unwrap() > 0.0, "{e}");
+            assert!(e["studies"].as_u64().unwrap() >= 1, "studies with several variants have a paraphrase-to-null ratio: {e}");
+        }
+        let r = &m["randomization"];
+        assert_eq!(r["inputs"], 2, "{}", m["model"]);
+        let layers = r["curve"]["lm_layers"].as_u64().unwrap() as u32;
+        assert_eq!(r["curve"]["points"].as_array().unwrap().len(), cascade_steps(layers).len());
+        assert!(r["insensitive"].is_boolean(), "{r}");
+    }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## Can the maps be trusted? Grounding"), "the report has the grounding section");
+    assert!(report.contains("**Null edits**") && report.contains("**Weight randomisation**"), "{report}");
+    assert!(report.contains("(plots/randomization_curve.png)") && out.join("plots/randomization_curve.png").is_file());
     let again = crate::support::radlens(&refs);
     assert!(again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 records written"), "{}", String::from_utf8_lossy(&again.stderr));
+    let unchanged: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("randomization.json")).unwrap()).unwrap();
+    assert_eq!(unchanged, checks, "a finished check is not run again");
+    // A resume without the flag keeps the manifest's check.
+    let refs: Vec<&str> = without_randomization.iter().map(String::as_str).collect();
+    assert!(crate::support::radlens(&refs).status.success());
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["randomization"]["samples"], 2);
 }

@@ -144,9 +144,14 @@ pub struct StudyCmd {
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Grounding figures on every image-pass record: the occlusion reference map and each map's
-    /// agreement with it; on rows with a box, each map's lift over control boxes and box score.
+    /// agreement with it; on rows with a box, each map's lift over control boxes and box score;
+    /// the null edits (contrast90 and jpeg90 re-runs: answer, margin and map stability).
     #[arg(long)]
     pub grounding: bool,
+    /// The weight-randomisation sanity check on N sampled records per model: the top LM layers
+    /// re-drawn in cascade (then the vision tower), each step's map against the original.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub randomization: Option<u32>,
     #[command(flatten)]
     pub grounding_args: GroundingArgs,
     /// Only the first N studies of the CSV.
@@ -261,6 +266,10 @@ pub struct ProbeArgs {
     /// box score (with --occlusion).
     #[arg(long = "box", value_name = "X,Y,W,H", requires = "occlusion")]
     pub roi: Option<BoxArg>,
+    /// The null edits: the case re-run on the image re-encoded as JPEG quality 90 and with 10%
+    /// less contrast; answer equality, margin change and the map's JS distance for each.
+    #[arg(long, conflicts_with = "pixel_values")]
+    pub null_edits: bool,
     #[command(flatten)]
     pub grounding_args: GroundingArgs,
     /// Write every layer's captured rows and the inputs to a safetensors file.
@@ -376,8 +385,15 @@ pub struct GroundingArgs {
 }
 
 impl GroundingArgs {
-    pub fn settings(&self, on: bool) -> Option<GroundingSettings> {
-        on.then_some(GroundingSettings { occlusion_grid: self.occlusion_grid as usize, occlusion_batch: self.occlusion_batch as usize })
+    /// The grounding a command asks for: the occlusion reference (with the box figures), the
+    /// null edits, both, or neither (`None`).
+    pub fn settings(&self, occlusion: bool, null_edits: bool) -> Option<GroundingSettings> {
+        (occlusion || null_edits).then_some(GroundingSettings {
+            occlusion,
+            occlusion_grid: self.occlusion_grid as usize,
+            occlusion_batch: self.occlusion_batch as usize,
+            null_edits,
+        })
     }
 }
 

@@ -54,6 +54,11 @@ pub struct RunManifest {
     pub n_studies: Option<usize>,
     /// The settings that decide the records' content; a resume must present the same.
     pub fingerprint: String,
+    /// `--randomization N`: the weight-randomisation check, run after each model's records
+    /// (not part of the fingerprint: adding it to a finished run only adds the check; a resume
+    /// keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randomization: Option<crate::grounding::RandomizationSettings>,
 }
 
 /// The study CSV as read: its name (never a server path), digest and size.
@@ -653,6 +658,46 @@ pub struct ModelAnalysis {
     /// Only when the run computed grounding figures (`--grounding`), one row per map method.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grounding: Vec<GroundingSummary>,
+    /// G4, one row per null edit, when the run made them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub null_edits: Vec<NullEditSummary>,
+    /// G5, when the run made the randomisation check (`--randomization N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub randomization: Option<RandomizationSummary>,
+}
+
+/// One model's records under one null edit (spec G4): how often the answer changes, how far the
+/// margin and the map move, and per study the paraphrase-to-null ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NullEditSummary {
+    pub edit: crate::grounding::NullEdit,
+    /// Records with this edit's figures.
+    pub records: usize,
+    /// Share of records whose parsed answer changed under the edit.
+    pub answer_change_rate: Option<Interval>,
+    /// `|m_edit - m|` over the records with both margins.
+    pub abs_margin_delta: Option<Summary>,
+    /// The JS distance between each record's map and its edited map.
+    pub js_distance: Option<Summary>,
+    /// Studies with a paraphrase-to-null ratio (two or more variants, a non-zero null
+    /// distance), and those flagged (ratio < 1: the maps move more under the edit than under
+    /// rewording) with the flagged share's interval.
+    pub studies: usize,
+    pub flagged_studies: usize,
+    pub flagged_share: Option<Interval>,
+    /// The ratio over the studies that have one.
+    pub paraphrase_to_null: Option<Summary>,
+}
+
+/// One model's randomisation check (spec G5), from the run's `randomization.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomizationSummary {
+    /// Sampled records.
+    pub inputs: usize,
+    pub curve: crate::grounding::RandomizationCurve,
+    /// "Maps insensitive to the weights" (`None`: not judged).
+    pub insensitive: Option<bool>,
+    pub notes: Vec<String>,
 }
 
 /// One model's grounding figures for one map method (spec G1-G3), over its image-pass records;

@@ -68,6 +68,7 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
         force: true,
         strict: false,
         command_line,
+        randomization: None,
     };
     run_study(&args, &mut Quiet, &AtomicBool::new(false)).expect("demo study");
     radlens::commands::report::run(run_dir, Some(&images)).expect("demo report");

@@ -45,6 +45,8 @@ pub fn ground(
     let mut out = GroundingOutcome::default();
     let made;
     let occluded = match occluded {
+        // `probe --null-edits` alone: no occlusion reference.
+        _ if !settings.occlusion => None,
         Some(o) => Some(o),
         None => match occluded_images(input, image, settings) {
             Ok(o) => {

@@ -14,13 +14,18 @@
 //!   the relative map, method agreement.
 //! - [`occlusion`], [`grounding`]: the occlusion reference map (grounding spec G1) and every
 //!   map's agreement with it, box controls and box score (G2, G3).
+//! - [`null_edit`]: the null edits (G4): the case re-run on its image re-encoded as JPEG and
+//!   with less contrast, compared with the unedited case.
+//! - [`randomization`]: the weight-randomisation cascade (G5) over sampled cases.
 
 pub mod capture;
 pub mod gradcam;
 pub mod grounding;
 pub mod image;
+pub mod null_edit;
 pub mod occlusion;
 pub mod plan;
+pub mod randomization;
 pub mod run;
 pub mod trust;
 

@@ -14,6 +14,7 @@ use super::CaseError;
 use super::capture::fuse_captured;
 use super::grounding::{self, GroundingOutcome};
 use super::image::{CaseImage, ms};
+use super::null_edit::{self, EditedImage, Unedited};
 use super::occlusion::OccludedImages;
 use super::plan::{Capture, CasePlan, QueryRows};
 use super::trust::{self, CaseInput, MethodValues, TrustChecks};
@@ -42,6 +43,8 @@ pub struct Case<'a> {
     pub roi: Option<PixelBox>,
     /// The image's occluded encodings, when the caller shares them between questions.
     pub occluded: Option<&'a OccludedImages>,
+    /// The image's null edits (G4), encoded; run when the plan's grounding asks for them.
+    pub null_edits: Option<&'a [EditedImage]>,
 }
 
 /// The raw attention behind a map.
@@ -90,7 +93,7 @@ pub struct CaseOutcome {
 /// Runs `case`. A map that cannot be fused from attention is replaced by the labelled fallback
 /// (Grad-CAM, else uniform), never an error; a trust check that fails is a note.
 pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
-    let Case { engine, plan, image, prompt, prefix, capture, generic, seed, roi, occluded } = case;
+    let Case { engine, plan, image, prompt, prefix, capture, generic, seed, roi, occluded, null_edits } = case;
     let tokenizer = engine.prompter.tokenizer();
     let rows = plan.query_rows(prompt, tokenizer)?;
     let (generation, recorder) =
@@ -124,13 +127,25 @@ pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
         _ => None,
     };
     // Grounding holds every map the case made against the occlusion reference and the box.
-    let grounding = match (plan.spec.grounding, &map) {
+    let mut grounding = match (plan.spec.grounding, &map) {
         (Some(settings), Some(map)) => {
             let maps: Vec<&MethodValues> = std::iter::once(&map.own).chain(trust.iter().flat_map(|t| t.maps.iter())).collect();
             Some(grounding::ground(&input, image, settings, occluded, &maps, roi))
         }
         _ => None,
     };
+    // The null edits re-run the case on edited images and compare the record's own map.
+    if let (Some(g), Some(map), Some(edits)) =
+        (grounding.as_mut(), &map, null_edits.filter(|_| plan.spec.grounding.is_some_and(|s| s.null_edits)))
+    {
+        let unedited = Unedited { answer: parse_answer(&answer_text), margin, map };
+        let (records, notes) = null_edit::rerun(&input, plan, prompt, &rows, tokenizer, unedited, edits);
+        g.record.notes.extend(notes);
+        match g.record.maps.iter_mut().find(|m| m.method == map.own.provenance.method) {
+            Some(own) => own.figures.null_edits = records,
+            None => g.record.notes.push("null edits: the record's own map has no grounding entry".into()),
+        }
+    }
     let trust_ms = ms(t);
 
     Ok(CaseOutcome {

@@ -129,6 +129,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         force: true,
         strict: false,
         command_line: std::env::args().collect(),
+        randomization: None,
     };
     let models = args.models.clone();
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;

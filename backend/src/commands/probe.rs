@@ -15,6 +15,7 @@ use radlens_shared::record::{Faithfulness, SinkCheck};
 use radlens_shared::trust::MethodPair;
 use serde::Serialize;
 
+use crate::case::null_edit;
 use crate::case::trust::{self, MethodValues};
 use crate::case::{Capture, Case, CaseError, CaseImage, CaseOutcome, CasePlan, run_case};
 use crate::cli::ProbeArgs;
@@ -96,7 +97,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let engine = load_engine(&args.model, &overrides, dtype, &device, runtime.weights)?;
     let summary = engine.model.summary();
     let model_name = args.model.file_name().map_or_else(|| args.model.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let spec = args.capture.spec(args.max_new_tokens as usize, args.trust.settings(), args.grounding_args.settings(args.occlusion));
+    let spec = args.capture.spec(
+        args.max_new_tokens as usize,
+        args.trust.settings(),
+        args.grounding_args.settings(args.occlusion, args.null_edits),
+    );
     let plan = CasePlan::resolve(spec, &model_name, &summary).map_err(|e| InputError::Flag { flag: "--layers", message: e.to_string() })?;
     timings.load = ms(start);
 
@@ -142,7 +147,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             .into());
         }
     }
-    if let Some(g) = plan.spec.grounding {
+    if let Some(g) = plan.spec.grounding.filter(|g| g.occlusion) {
         let side = case_image.pixels.dim(3)?;
         if g.occlusion_grid > side {
             return Err(InputError::Flag {
@@ -160,6 +165,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
 
     // A dump keeps every layer (and every decode step); otherwise only what the map uses.
     let capture = if args.dump.is_some() { Capture::EveryLayer } else { Capture::Map };
+    // The null edits are made on the original image (clap refuses them with --pixel-values).
+    let edits = match (&image, args.null_edits) {
+        (Some(img), true) => Some(null_edit::encode_edits(&engine, img, &device)),
+        _ => None,
+    };
     let case = Case {
         engine: &engine,
         plan: &plan,
@@ -171,6 +181,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         seed: 0,
         roi,
         occluded: None,
+        null_edits: edits.as_deref(),
     };
     let outcome = run_case(case).map_err(|e| -> anyhow::Error {
         match e {
@@ -419,7 +430,7 @@ fn opt(v: Option<f64>) -> String {
 }
 
 /// The grounding lines: the occlusion support, then per map its agreement with it, its lift
-/// over control boxes and its box score.
+/// over control boxes, its box score and its null edits.
 fn print_grounding(g: &CaseGrounding) {
     if let Some(o) = &g.occlusion {
         let positive = o.support.iter().filter(|v| **v > 0.0).count();
@@ -462,6 +473,16 @@ fn print_grounding(g: &CaseGrounding) {
                 b.box_recall,
                 b.box_f1,
                 b.boxes.len()
+            );
+        }
+        for e in &f.null_edits {
+            println!(
+                "null edit  {:<16} {:<10} answer {}, margin change {}, map JS distance {:.4}",
+                m.method.to_string(),
+                e.edit.to_string(),
+                if e.answer_equal { "unchanged" } else { "CHANGED" },
+                e.margin_delta.map_or_else(|| "n/a".into(), |d| format!("{d:+.4}")),
+                e.js_distance
             );
         }
     }

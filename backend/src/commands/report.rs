@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use radlens_shared::record::Analysis;
 
-use crate::study::analysis::analyze_records;
+use crate::study::analysis::analyze_run;
 use crate::study::plots::write_plots;
 use crate::study::report::{write_records_csv, write_report};
 use crate::study::run_dir::{ANALYSIS, RunDir};
@@ -44,7 +44,7 @@ pub fn regenerate(run_dir: &Path, images: Option<&Path>) -> anyhow::Result<Regen
     let dir = RunDir::open(run_dir)?;
     let manifest = dir.read_manifest()?;
     let records = dir.read_records()?;
-    let analysis = analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(&dir))?;
+    let analysis = analyze_run(&dir, &manifest, &records)?;
     dir.write_json_atomic(ANALYSIS, &analysis)?;
     let plots = write_plots(&dir, &analysis, &records, images).context("cannot draw the report's figures")?;
     let records_csv = write_records_csv(&dir, &records)?;

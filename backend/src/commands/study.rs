@@ -73,7 +73,11 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         None => flag("--shard", Shard::from_env(|k| std::env::var(k).ok()))?,
     };
     let settings = StudySettings {
-        case: cmd.capture.spec(cmd.max_new_tokens as usize, cmd.trust.settings(), cmd.grounding_args.settings(cmd.grounding)),
+        case: cmd.capture.spec(
+            cmd.max_new_tokens as usize,
+            cmd.trust.settings(),
+            cmd.grounding_args.settings(cmd.grounding, cmd.grounding),
+        ),
         text_only_pass: cmd.text_only_pass,
         share_prefix: !cmd.no_prefix_sharing,
     };
@@ -95,6 +99,7 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         force: cmd.force,
         strict: cmd.strict,
         command_line: std::env::args().collect(),
+        randomization: cmd.randomization.map(|n| n as usize),
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

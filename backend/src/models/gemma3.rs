@@ -113,6 +113,14 @@ impl Gemma3 {
 
     /// [`Gemma3::load`] with the decoder's projections held as `format`.
     pub fn load_as(dir: &Path, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
+        let (cfg, store) = Self::open(dir)?;
+        Self::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+    }
+
+    /// A Gemma3 directory's resolved config and its tensors under canonical names, not yet built
+    /// into a model (a caller may edit them first, e.g. [`TensorStore::redraw`]).
+    pub fn open(dir: &Path) -> Result<(Config, TensorStore)> {
         let config_path = dir.join("config.json");
         let raw: RawConfig = read_json(&config_path)?;
         let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
@@ -121,9 +129,12 @@ impl Gemma3 {
                 cfg.text.eos_token_ids.push(id);
             }
         }
-        let store = TensorStore::open(&safetensors_files(dir)?)?;
+        Ok((cfg, TensorStore::open(&safetensors_files(dir)?)?))
+    }
+
+    /// Builds the model from a checkpoint's canonical tensor names.
+    pub fn from_store(cfg: Config, store: TensorStore, dtype: DType, device: &Device, format: WeightFormat) -> candle_core::Result<Self> {
         Self::from_var_builder_as(cfg, store.into_var_builder(dtype, device), format)
-            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
     }
 
     pub fn from_var_builder(cfg: Config, vb: VarBuilder) -> candle_core::Result<Self> {

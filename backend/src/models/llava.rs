@@ -195,6 +195,14 @@ impl Llava {
 
     /// [`Llava::load`] with the decoder's projections held as `format`.
     pub fn load_as(dir: &Path, dtype: DType, device: &Device, format: WeightFormat) -> Result<Self> {
+        let (cfg, store) = Self::open(dir)?;
+        Self::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+    }
+
+    /// A llava-hf directory's resolved config and its tensors under canonical names, not yet
+    /// built into a model (a caller may edit them first, e.g. [`TensorStore::redraw`]).
+    pub fn open(dir: &Path) -> Result<(Config, TensorStore)> {
         let config_path = dir.join("config.json");
         let raw: RawConfig = read_json(&config_path)?;
         let mut cfg = raw.resolve().map_err(|message| ModelError::Config { file: config_path.clone(), message })?;
@@ -203,9 +211,7 @@ impl Llava {
                 cfg.text.eos_token_ids.push(id);
             }
         }
-        let store = TensorStore::open(&safetensors_files(dir)?)?;
-        Self::from_store(cfg, store, dtype, device, format)
-            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })
+        Ok((cfg, TensorStore::open(&safetensors_files(dir)?)?))
     }
 
     /// Builds the model from a checkpoint's canonical tensor names.

@@ -7,7 +7,9 @@ use candle_core::{DType, Device};
 use serde::Deserialize;
 
 use super::VisionLanguageModel;
+use super::checkpoint::TensorStore;
 use super::checkpoint::llava_rad::{LlavaRadParts, PartOverrides};
+use super::checkpoint::redraw::Redraw;
 use super::config::read_json;
 use super::error::{ModelError, Result};
 use super::gemma3::Gemma3;
@@ -35,13 +37,35 @@ struct ModelType {
 /// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
 /// `format` is how the decoder's projections are held (dense, or `--quantize q8`).
 pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device, format: WeightFormat) -> Result<Engine> {
+    load_engine_redrawn(dir, overrides, dtype, device, format, None)
+}
+
+/// [`load_engine`] with the weights `redraw` covers re-drawn before the model is built (the
+/// randomisation sanity check); `None` loads the checkpoint as it is.
+pub fn load_engine_redrawn(
+    dir: &Path,
+    overrides: &PartOverrides,
+    dtype: DType,
+    device: &Device,
+    format: WeightFormat,
+    redraw: Option<&Redraw>,
+) -> Result<Engine> {
+    let edit = |store: &mut TensorStore| -> Result<()> {
+        if let Some(r) = redraw {
+            store.redraw(r)?;
+        }
+        Ok(())
+    };
     if !dir.is_dir() {
         return Err(ModelError::MissingFile { path: dir.to_path_buf(), hint: " (expected a model directory)".into() });
     }
     check_dtype(dtype, device)?;
     if LlavaRadParts::looks_like(dir) || overrides.base.is_some() {
         let parts = LlavaRadParts::locate(dir, overrides)?;
-        let model = super::checkpoint::llava_rad::load_as(&parts, dtype, device, format)?;
+        let (cfg, mut store) = super::checkpoint::llava_rad::assemble(&parts, dtype)?;
+        edit(&mut store)?;
+        let model = Llava::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: parts.repo.clone(), message: e.to_string() })?;
         let cfg = model.config();
         let prompter = LlavaRadPrompter::load(&parts.base, cfg.image_tokens())?;
         // open_clip's eval transform: bicubic shortest edge, centre crop, OpenAI CLIP mean/std.
@@ -60,13 +84,19 @@ pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: 
     let kind: ModelType = read_json(&config_path)?;
     match kind.model_type.as_deref() {
         Some("llava") => {
-            let model = Llava::load_as(dir, dtype, device, format)?;
+            let (cfg, mut store) = Llava::open(dir)?;
+            edit(&mut store)?;
+            let model = Llava::from_store(cfg, store, dtype, device, format)
+                .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
             let prompter = LlavaPrompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
         }
         Some("gemma3") => {
-            let model = Gemma3::load_as(dir, dtype, device, format)?;
+            let (cfg, mut store) = Gemma3::open(dir)?;
+            edit(&mut store)?;
+            let model = Gemma3::from_store(cfg, store, dtype, device, format)
+                .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
             let prompter = Gemma3Prompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })

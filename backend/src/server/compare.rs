@@ -167,6 +167,7 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
         seed: 0,
         roi: None,
         occluded: None,
+        null_edits: None,
     };
     let outcome = run_case(case)?;
     let case_map = outcome.map.context("compare captures a map")?;

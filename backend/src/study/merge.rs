@@ -328,6 +328,8 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
         bootstrap: first.bootstrap.clone(),
         shard: None,
         n_studies: inputs[0].n_studies,
+        // Each shard sampled its own records: a merged run has no single randomisation check.
+        randomization: None,
     }
 }
 

@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod merge;
 pub mod plan;
 pub mod plots;
+pub mod randomization;
 pub mod report;
 pub mod run;
 pub mod run_dir;

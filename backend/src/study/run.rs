@@ -8,10 +8,12 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 use candle_core::{DType, Device};
+use radlens_shared::grounding::RandomizationSettings;
 use radlens_shared::record::{BootstrapSettings, CaptureSettings, ModelInfo, Pass, RunManifest, SCHEMA_VERSION, StudySource};
 use sha2::{Digest, Sha256};
 
 use super::plan::{PlanError, read_plan};
+use super::randomization::{ModelSource, check_model};
 use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, RECORDS, RECORDS_CSV, REPORT, RunDir, RunWriter};
 use super::runner::{ModelRun, Progress, StudySettings};
 use super::shard::Shard;
@@ -46,6 +48,9 @@ pub struct StudyArgs {
     pub strict: bool,
     /// The command line, recorded in the manifest.
     pub command_line: Vec<String>,
+    /// `--randomization N`: the weight-randomisation check on N rows per model (a resumed run
+    /// keeps the manifest's when this is `None`).
+    pub randomization: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -193,6 +198,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
     let fp = fingerprint(&plan.csv_sha256, &infos, &capture, shard, args.n_studies);
 
     let dir = RunDir::create(&args.out)?;
+    let mut randomization = args.randomization.map(|samples| RandomizationSettings { samples, seed: args.seed });
     let mut created_at = now();
     let mut run_id = args.out.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
     if dir.has_manifest() {
@@ -212,6 +218,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         } else {
             created_at = old.created_at;
             run_id = old.run_id;
+            randomization = randomization.or(old.randomization);
             // Keep what loading the models already learned.
             for (info, old_info) in infos.iter_mut().zip(&old.models) {
                 if info.name == old_info.name {
@@ -240,6 +247,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         shard,
         n_studies: args.n_studies,
         fingerprint: fp,
+        randomization,
     };
     dir.write_manifest(&manifest)?;
 
@@ -252,9 +260,16 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
     for (i, (name, model_dir)) in args.models.iter().enumerate() {
         let planned = plan.rows.len() * passes;
         let already = done.iter().filter(|(_, m, _)| m == name).count();
-        if already >= planned && planned > 0 {
+        let records_done = already >= planned && planned > 0;
+        let check = match randomization {
+            Some(r) if !super::randomization::recorded(&dir, name, r)? => Some(r),
+            _ => None,
+        };
+        if records_done {
             outcome.skipped += already;
-            continue;
+            if check.is_none() {
+                continue;
+            }
         }
         progress.message(&format!("loading {name} from {}", model_dir.display()));
         let engine = load_engine(model_dir, &PartOverrides::default(), args.dtype, &args.device, args.weights)
@@ -272,13 +287,27 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         let mut attention = AttentionFile::open(&dir, &slug)?;
         let run =
             ModelRun { name, engine: &engine, device: &args.device, images: &args.images, settings: &args.settings, done: &done, stop };
-        let stats = run.run(&studies, &mut writer, &mut attention, progress)?;
-        outcome.written += stats.written;
-        outcome.skipped += stats.skipped;
-        outcome.errors += stats.errors;
-        if stats.stopped {
-            outcome.stopped = true;
-            break;
+        if !records_done {
+            let stats = run.run(&studies, &mut writer, &mut attention, progress)?;
+            outcome.written += stats.written;
+            outcome.skipped += stats.skipped;
+            outcome.errors += stats.errors;
+            if stats.stopped {
+                outcome.stopped = true;
+                break;
+            }
+        }
+        if let Some(settings) = check {
+            progress.message(&format!(
+                "{name}: weight-randomisation check on {} sampled rows ({} steps)",
+                settings.samples,
+                radlens_shared::grounding::cascade_steps(s.num_layers as u32).len()
+            ));
+            let source = ModelSource { name, dir: model_dir, dtype: args.dtype, device: &args.device, weights: args.weights };
+            if !check_model(&dir, &source, &engine, &args.settings.case, &plan.rows, &args.images, settings, stop)? {
+                outcome.stopped = true;
+                break;
+            }
         }
     }
     manifest.updated_at = now();

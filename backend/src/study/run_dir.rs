@@ -37,6 +37,14 @@ pub const REPORT: &str = "report.md";
 pub const RECORDS_CSV: &str = "records.csv";
 pub const PLOTS: &str = "plots";
 pub const ATTENTION: &str = "attention";
+/// The weight-randomisation check per model (`--randomization N`).
+pub const RANDOMIZATION: &str = "randomization.json";
+
+/// What `randomization.json` holds: one entry per model that finished the check.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RandomizationFile {
+    pub models: Vec<radlens_shared::grounding::ModelRandomization>,
+}
 
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -95,6 +103,16 @@ impl RunDir {
         let text = serde_json::to_string_pretty(value).map_err(|e| RunDirError::Invalid { path: path.clone(), message: e.to_string() })?;
         std::fs::write(&tmp, text).map_err(io(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// The randomisation checks made so far (none when the file does not exist).
+    pub fn read_randomization(&self) -> Result<RandomizationFile> {
+        let path = self.path(RANDOMIZATION);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| RunDirError::Invalid { path, message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RandomizationFile::default()),
+            Err(e) => Err(RunDirError::Io { path, source: e }),
+        }
     }
 
     /// Every complete record, in file order. A torn final line (the process was killed while

@@ -25,6 +25,7 @@ use radlens_shared::roi::roi_metrics;
 use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
 use crate::case::image::EncodeError;
+use crate::case::null_edit::{self, EditedImage};
 use crate::case::occlusion::{OccludedImages, OcclusionSettings};
 use crate::case::trust::{self, MethodValues, TrustChecks};
 use crate::case::{Capture, Case, CaseImage, CaseMap, CasePlan, CaseSpec, run_case};
@@ -149,8 +150,16 @@ impl ModelRun<'_> {
                     continue;
                 }
             };
+            let mut original = None;
             let encoded = match pass {
-                Pass::Image => self.encode(&self.images.join(&image_path)),
+                Pass::Image => match load_image(&self.images.join(&image_path)) {
+                    Ok(img) => {
+                        let e = self.encode_image(&img);
+                        original = Some(img);
+                        e
+                    }
+                    Err(e) => Err((ErrorStage::Image, format!("{e:#}"))),
+                },
                 Pass::BlankImage => match blank {
                     Some(b) => Ok(b.reused()),
                     None => {
@@ -173,15 +182,15 @@ impl ModelRun<'_> {
                     continue;
                 }
             };
-            out.extend(self.run_variants(plan, &rows, pass, &encoded, attention)?);
+            // Null edits (G4): the original image edited and encoded once for all its questions.
+            let edits = match (plan.spec.grounding, &original) {
+                (Some(g), Some(img)) if g.null_edits => Some(null_edit::encode_edits(self.engine, img, self.device)),
+                _ => None,
+            };
+            out.extend(self.run_variants(plan, &rows, pass, &encoded, edits.as_deref(), attention)?);
         }
         out.sort_by_key(|r| r.variant_index);
         Ok(out)
-    }
-
-    fn encode(&self, path: &Path) -> Result<CaseImage, (ErrorStage, String)> {
-        let img = load_image(path).map_err(|e| (ErrorStage::Image, format!("{e:#}")))?;
-        self.encode_image(&img)
     }
 
     fn encode_image(&self, img: &DynamicImage) -> Result<CaseImage, (ErrorStage, String)> {
@@ -228,6 +237,7 @@ impl ModelRun<'_> {
         rows: &[&StudyRow],
         pass: Pass,
         image: &CaseImage,
+        edits: Option<&[EditedImage]>,
         attention: &mut AttentionFile,
     ) -> anyhow::Result<Vec<CaseRecord>> {
         let mut out = Vec::new();
@@ -286,6 +296,7 @@ impl ModelRun<'_> {
                 seed: trust::seed_of(&row.sample_id()),
                 roi: row.roi,
                 occluded: occluded.as_ref(),
+                null_edits: edits,
             };
             let mut record = match self.record_of(row, pass, case, attention) {
                 Ok((record, own)) => {

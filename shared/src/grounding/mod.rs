@@ -44,7 +44,10 @@ pub use occlusion::{
     CellSpan, DEFAULT_OCCLUSION_GRID, OcclusionAgreement, answer_direction, occlusion_agreement, occlusion_cells, occlusion_spearman,
     occlusion_support, occlusion_support_mass, occlusion_topk_overlap, resample_to_occlusion_grid,
 };
-pub use randomization::{CascadePoint, CascadeStep, RandomizationCurve, map_spearman};
+pub use randomization::{
+    CascadePoint, CascadeStep, CascadeStepValues, ModelRandomization, RandomizationCurve, RandomizationSettings, cascade_steps,
+    map_spearman,
+};
 pub use rank::{average_ranks, spearman};
 
 /// A record's grounding figures, each present when the run computed it.

@@ -46,6 +46,87 @@ pub struct RandomizationCurve {
     pub points: Vec<CascadePoint>,
 }
 
+/// One step's Spearman per sampled input (`None` where an input had no value: a constant map,
+/// or a map that could not be made, see the run's notes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CascadeStepValues {
+    pub step: CascadeStep,
+    pub spearman: Vec<Option<f64>>,
+}
+
+/// How a run asked for the check (`radlens study --randomization N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RandomizationSettings {
+    /// Records sampled per model.
+    pub samples: usize,
+    /// Seeds the sample and the re-draws.
+    pub seed: u64,
+}
+
+/// One model's randomisation check as a run directory keeps it (`randomization.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRandomization {
+    pub model: String,
+    pub settings: RandomizationSettings,
+    /// The sampled records, in the order of each step's values.
+    pub sample_ids: Vec<String>,
+    pub steps: Vec<CascadeStepValues>,
+    pub curve: RandomizationCurve,
+    /// [`RandomizationCurve::insensitive`].
+    pub insensitive: Option<bool>,
+    /// What could not be computed, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl ModelRandomization {
+    /// The record of a finished cascade: the curve is the per-step mean over the inputs.
+    pub fn new(
+        model: String,
+        settings: RandomizationSettings,
+        lm_layers: u32,
+        sample_ids: Vec<String>,
+        steps: Vec<CascadeStepValues>,
+        notes: Vec<String>,
+    ) -> Self {
+        let curve = RandomizationCurve {
+            lm_layers,
+            points: steps.iter().map(|s| CascadePoint { step: s.step, spearman: mean_of_present(&s.spearman) }).collect(),
+        };
+        let insensitive = curve.insensitive();
+        Self { model, settings, sample_ids, steps, curve, insensitive, notes }
+    }
+}
+
+/// The mean of the present values; `None` when there is none.
+fn mean_of_present(values: &[Option<f64>]) -> Option<f64> {
+    let present: Vec<f64> = values.iter().flatten().copied().collect();
+    (!present.is_empty()).then(|| present.iter().sum::<f64>() / present.len() as f64)
+}
+
+/// The cascade's steps for a model of `lm_layers` language-model layers: the top 1, 2, 4, ...
+/// layers (doubling, always ending with all of them), then the vision tower.
+pub fn cascade_steps(lm_layers: u32) -> Vec<CascadeStep> {
+    let mut steps = Vec::new();
+    let mut k = 1;
+    while k < lm_layers {
+        steps.push(CascadeStep::Layers(k));
+        k *= 2;
+    }
+    steps.push(CascadeStep::Layers(lm_layers));
+    steps.push(CascadeStep::Vision);
+    steps
+}
+
+impl std::fmt::Display for CascadeStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CascadeStep::Layers(k) => write!(f, "top {k}"),
+            CascadeStep::Vision => f.write_str("+ vision"),
+        }
+    }
+}
+
 impl RandomizationCurve {
     /// The steps taken after all LM layers are re-drawn: `Layers(k >= lm_layers)` and `Vision`.
     pub fn after_all_lm_layers(&self) -> impl Iterator<Item = &CascadePoint> {
@@ -80,6 +161,30 @@ mod tests {
         assert_eq!(curve(&[(Layers(1), Some(0.9)), (Layers(2), Some(0.8)), (Vision, Some(0.4))]).insensitive(), Some(false));
         assert_eq!(curve(&[(Layers(2), None)]).insensitive(), Some(false));
         assert_eq!(curve(&[(Layers(1), Some(0.9))]).insensitive(), None);
+    }
+
+    #[test]
+    fn the_cascade_doubles_up_to_every_layer_then_adds_the_tower() {
+        use CascadeStep::{Layers, Vision};
+        assert_eq!(cascade_steps(1), vec![Layers(1), Vision]);
+        assert_eq!(cascade_steps(2), vec![Layers(1), Layers(2), Vision]);
+        assert_eq!(cascade_steps(34), vec![Layers(1), Layers(2), Layers(4), Layers(8), Layers(16), Layers(32), Layers(34), Vision]);
+    }
+
+    #[test]
+    fn a_models_curve_is_the_mean_of_present_values_and_carries_the_flag() {
+        use CascadeStep::{Layers, Vision};
+        let settings = RandomizationSettings { samples: 2, seed: 0 };
+        let steps = vec![
+            CascadeStepValues { step: Layers(1), spearman: vec![Some(0.9), Some(0.7)] },
+            CascadeStepValues { step: Layers(2), spearman: vec![Some(0.6), None] },
+            CascadeStepValues { step: Vision, spearman: vec![None, None] },
+        ];
+        let m = ModelRandomization::new("m".into(), settings, 2, vec!["a".into(), "b".into()], steps, vec![]);
+        let means: Vec<Option<f64>> = m.curve.points.iter().map(|p| p.spearman).collect();
+        assert!((means[0].unwrap() - 0.8).abs() < 1e-12);
+        assert_eq!(means[1..], [Some(0.6), None]);
+        assert_eq!(m.insensitive, Some(false), "a step without a value does not count as insensitive");
     }
 
     #[test]

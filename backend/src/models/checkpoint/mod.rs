@@ -7,6 +7,7 @@ pub mod llava_rad;
 pub mod lora;
 pub mod pickle;
 pub mod random;
+pub mod redraw;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

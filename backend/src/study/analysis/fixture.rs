@@ -72,6 +72,7 @@ pub fn manifest(seed: u64) -> RunManifest {
         shard: None,
         n_studies: None,
         fingerprint: "fixture".to_owned(),
+        randomization: None,
     }
 }
 

@@ -25,6 +25,8 @@
 //!   reliance, margins, latency;
 //! - `maps.rs`: map metrics, ROI, attention consistency, cross-model JS divergence;
 //! - `trust.rs`: method agreement, faithfulness flag rates, sinks;
+//! - `grounding.rs`, `null_edits.rs`: occlusion agreement, box controls and box score (G1-G3);
+//!   the null edits' stability and paraphrase-to-null ratios (G4);
 //! - `comparisons.rs`: McNemar and paired differences, flipped-vs-stable maps, disagreements;
 //! - `fixture.rs` (tests only): the hand-computed synthetic run the tests here and in
 //!   `plots`/`report`/`merge` use.
@@ -34,6 +36,7 @@ mod comparisons;
 pub(crate) mod fixture;
 mod grounding;
 mod maps;
+mod null_edits;
 mod robustness;
 mod trust;
 
@@ -43,7 +46,8 @@ use std::path::PathBuf;
 use radlens_shared::answer::{Answer, parse_answer};
 use radlens_shared::fusion::MapMethod;
 use radlens_shared::record::{
-    Analysis, CaseRecord, ModelAnalysis, Pass, RecordCounts, RunManifest, SCHEMA_VERSION, StudySummary, Summary, TensorRef,
+    Analysis, CaseRecord, ModelAnalysis, Pass, RandomizationSummary, RecordCounts, RunManifest, SCHEMA_VERSION, StudySummary, Summary,
+    TensorRef,
 };
 use radlens_shared::stats::{
     BootstrapConfig, ClusterRatio, DEFAULT_LEVEL, Interval, Study, UNIT_SUBJECT, VariantRow, cluster_bootstrap, consensus_score,
@@ -98,7 +102,25 @@ pub const NO_FINDING: &str = "(none)";
 pub fn analyze(dir: &RunDir) -> Result<Analysis> {
     let manifest = dir.read_manifest()?;
     let records = dir.read_records()?;
-    analyze_records(&manifest, &records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(dir))
+    analyze_run(dir, &manifest, &records)
+}
+
+/// [`analyze`] with the manifest and records already read: the records' analysis and the run
+/// directory's randomisation check.
+pub fn analyze_run(dir: &RunDir, manifest: &RunManifest, records: &[CaseRecord]) -> Result<Analysis> {
+    let mut analysis = analyze_records(manifest, records, |t| dir.read_f32(t)).map_err(|e| e.in_dir(dir))?;
+    // The randomisation check lives beside the records (it re-runs sampled rows, it is no record).
+    for check in dir.read_randomization()?.models {
+        if let Some(m) = analysis.models.iter_mut().find(|m| m.model == check.model) {
+            m.randomization = Some(RandomizationSummary {
+                inputs: check.sample_ids.len(),
+                curve: check.curve,
+                insensitive: check.insensitive,
+                notes: check.notes,
+            });
+        }
+    }
+    Ok(analysis)
 }
 
 /// The analysis of `records` under `manifest`; `load_map` reads a map's stored values (the run
@@ -142,7 +164,7 @@ where
         let random_weights = manifest.models.iter().any(|m| &m.name == name && m.random_weights);
         let data = ModelData::new(name, &records, &mut notes)?;
         let summaries = study_summaries(&data, &maps, &mut notes);
-        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries)?);
+        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries, &mut notes)?);
         studies.extend(summaries);
         per_model_rows.insert(name.clone(), data.rows.clone());
     }
@@ -447,7 +469,14 @@ impl<'a> ModelData<'a> {
     }
 }
 
-fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Maps, summaries: &[StudySummary]) -> Result<ModelAnalysis> {
+fn analyze_model(
+    data: &ModelData,
+    random_weights: bool,
+    boot: &Boot,
+    maps: &Maps,
+    summaries: &[StudySummary],
+    notes: &mut Vec<String>,
+) -> Result<ModelAnalysis> {
     let errors = data.image.iter().filter(|r| r.error.is_some()).count();
     let max_variants = data.studies.iter().map(|s| s.rows.len()).max().unwrap_or(0);
     let mut cs_k = BTreeMap::new();
@@ -485,6 +514,9 @@ fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Map
         flipped_vs_stable: flipped_vs_stable(data, maps),
         trust: trust_summary(data, boot)?,
         grounding: grounding::grounding_summary(data, boot)?,
+        null_edits: null_edits::null_edit_summaries(data, maps, boot, notes)?,
+        // Filled in by [`analyze`] from the run directory's randomisation check.
+        randomization: None,
     })
 }
 

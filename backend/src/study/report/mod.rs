@@ -14,6 +14,8 @@ use radlens_shared::records_csv;
 use radlens_shared::stats::Interval;
 use thiserror::Error;
 
+mod grounding;
+
 use super::analysis::{NO_FINDING, dedupe_and_sort};
 use super::plots::RANDOM_WEIGHTS;
 use super::run_dir::{RECORDS_CSV, REPORT, RunDir};
@@ -115,7 +117,7 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
     reliance(o, a);
     comparisons(o, a);
     maps(o, a);
-    grounding(o, a);
+    grounding::grounding(o, a, plots);
     trust(o, a);
     margins_latency(o, a);
     figures(o, plots);
@@ -510,59 +512,6 @@ fn maps(o: &mut String, a: &Analysis) {
 }
 
 /// Grad-CAM, faithfulness and sinks, when the run made those checks.
-/// Grounding (spec G1-G3), before the other trust checks: does each map point where the
-/// decision comes from, and does it beat a box that is not the finding?
-fn grounding(o: &mut String, a: &Analysis) {
-    let rows: Vec<Vec<String>> = a
-        .models
-        .iter()
-        .flat_map(|m| {
-            m.grounding.iter().map(move |g| {
-                vec![
-                    format!("`{}`", m.model),
-                    g.method.to_string(),
-                    g.records.to_string(),
-                    interval(g.occlusion_spearman.as_ref()),
-                    interval(g.occlusion_topk_overlap.as_ref()),
-                    interval(g.occlusion_support_mass.as_ref()),
-                    g.boxed_records.to_string(),
-                    interval(g.roi_lift.as_ref()),
-                    pct(g.beats_controls.as_ref()),
-                    interval(g.box_f1.as_ref()),
-                ]
-            })
-        })
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        o,
-        "## Can the maps be trusted? Grounding
-"
-    );
-    let _ = writeln!(
-        o,
-        "Each map against a causal reference and against boxes that are not the finding (definitions: `fixtures/spec/grounding.md`, G1-G3). **Occlusion**: hiding each cell of a g x g grid and measuring how much the model's own yes/no margin weakens gives a causal map (`occlusion`); Spearman, top-10% overlap and the map's mass on cells with positive support say how far a map agrees with it. **Box controls**: the lift is the map's mass in the radiologist box minus its mean mass in same-sized boxes elsewhere in the crop; \"beats controls\" is the share of boxed records whose box mass is at or above the 95th percentile of their controls. **Box score**: F1 of the map's top-decile boxes against the radiologist box. Values are means with 95% study-clustered intervals.\n"
-    );
-    table(
-        o,
-        &[
-            "model",
-            "map",
-            "records",
-            "occlusion Spearman",
-            "top-10% overlap",
-            "support mass",
-            "boxed",
-            "lift over controls",
-            "beats controls",
-            "box F1",
-        ],
-        &rows,
-    );
-}
-
 fn trust(o: &mut String, a: &Analysis) {
     let models: Vec<_> = a.models.iter().filter_map(|m| Some((m.model.as_str(), m.trust.as_ref()?))).collect();
     if models.is_empty() {
@@ -704,7 +653,7 @@ fn margins_latency(o: &mut String, a: &Analysis) {
 
 fn figures(o: &mut String, plots: &[String]) {
     let _ = writeln!(o, "## Figures\n");
-    let plain: Vec<&String> = plots.iter().filter(|p| !is_overlay(p)).collect();
+    let plain: Vec<&String> = plots.iter().filter(|p| !is_overlay(p) && !grounding::is_section_plot(p)).collect();
     if plain.is_empty() {
         let _ = writeln!(o, "No figures were drawn.\n");
     }
