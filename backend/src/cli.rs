@@ -193,6 +193,13 @@ pub struct BenchArgs {
     /// (--reps is then the number of studies of 6 variants).
     #[arg(long)]
     pub study: bool,
+    /// Time the grounding checks instead: a plain study, + occlusion (G1-G3), + null edits
+    /// (--grounding), + --randomization, on the bundled demo data with the demo's tiny models
+    /// (--reps studies of 6 variants), each per record and against the plain study.
+    #[arg(long, conflicts_with_all = ["study", "dry_run", "agreement_with"])]
+    pub grounding: bool,
+    #[command(flatten)]
+    pub grounding_args: GroundingArgs,
     /// The model: llava or gemma3 (mid-size random models built in memory), or a full-size
     /// architecture with random weights, timed on the study protocol: llava-1.5-7b,
     /// medgemma-4b, llava-rad.

@@ -66,6 +66,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let preset = args.arch;
     let crate::commands::Runtime { device, dtype, weights: format } = args.runtime.resolve()?;
     crate::models::loader::check_dtype(dtype, &device)?;
+    if args.grounding {
+        let g = &args.grounding_args;
+        return super::bench_grounding::run(args, g.occlusion_grid as usize, g.occlusion_batch as usize);
+    }
     if preset.is_full_size() || args.agreement_with.is_some() || args.dry_run {
         return super::bench_arch::run(preset, args, &device, dtype, format);
     }

@@ -1,7 +1,8 @@
 //! `radlens demo`: the README's main job. Writes two tiny random-weight model directories (a
 //! LLaVA and a Gemma3, embedded in the binary and marked `RANDOM_WEIGHTS`: they exercise the
-//! pipeline, not medicine), runs the robustness study on the bundled NIH chest X-rays, and
-//! writes the analysis, plots and report.
+//! pipeline, not medicine), runs the robustness study on the bundled NIH chest X-rays with the
+//! trust and grounding checks (Grad-CAM, relative maps, occlusion, box controls, null edits, the
+//! weight-randomisation check), and writes the analysis, plots and report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -9,11 +10,16 @@ use std::sync::atomic::AtomicBool;
 use crate::case::CaseSpec;
 use anyhow::Context;
 use candle_core::{DType, Device};
-use radlens_shared::record::TrustSettings;
+use radlens_shared::record::{GroundingSettings, TrustSettings};
 
 use crate::cli::DemoCmd;
 use crate::study::run::{RANDOM_WEIGHTS_MARKER, StudyArgs, run_study};
 use crate::study::runner::{Progress, StudySettings};
+
+/// The demo's occlusion grid (the study's default is 16).
+const DEMO_OCCLUSION_GRID: usize = 8;
+/// Rows per model in the demo's weight-randomisation check.
+const DEMO_RANDOMIZATION_SAMPLES: usize = 12;
 
 /// A model directory's files, embedded at build time (the reference fixtures' tiny models).
 struct EmbeddedModel {
@@ -113,6 +119,10 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
                 // Grad-CAM and relative maps for the dashboard's method comparison (cheap: one
                 // backward per record, one prefill per image); deletion tests are opt-in elsewhere.
                 trust: Some(TrustSettings { gradcam: true, faithfulness: false, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
+                // Grounding on every record (G1-G4), on an 8 x 8 occlusion grid: 64 extra
+                // forwards per question instead of the default 256 keep the demo near a minute
+                // (`radlens bench --grounding` measures both).
+                grounding: Some(GroundingSettings { occlusion_grid: DEMO_OCCLUSION_GRID, ..GroundingSettings::default() }),
                 ..CaseSpec::standard(8)
             },
             text_only_pass: true,
@@ -129,7 +139,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         force: true,
         strict: false,
         command_line: std::env::args().collect(),
-        randomization: None,
+        randomization: Some(DEMO_RANDOMIZATION_SAMPLES),
     };
     let models = args.models.clone();
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;

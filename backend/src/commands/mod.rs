@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_arch;
+pub mod bench_grounding;
 pub mod demo;
 pub mod export;
 pub mod merge;
