@@ -172,7 +172,11 @@ fn study_grounding_reaches_records_manifest_and_resume() {
     let csv = std::fs::read_to_string(data.join("demo-study.csv")).unwrap();
     let mut lines = csv.lines();
     let header = lines.next().unwrap();
-    let rows: Vec<&str> = lines.filter(|l| l.starts_with("00001369_000,") || l.starts_with("00021397_000,")).collect();
+    let mut rows: Vec<String> =
+        lines.filter(|l| l.starts_with("00001369_000,") || l.starts_with("00021397_000,")).map(str::to_owned).collect();
+    // A box off the 512 x 512 image: the row keeps its answer and maps, without box figures.
+    let off = rows.iter().position(|r| r.starts_with("00001369_000,") && r.contains(",paraphrase-1,")).unwrap();
+    rows[off] = rows[off].replace("168.5,138,277,193.5", "400,300,200,100");
     let csv = scratch.write("study.csv", &format!("{header}\n{}\n", rows.join("\n")));
     let out = scratch.path().join("run");
     let mut args: Vec<String> = ["study", "--csv", &csv.display().to_string(), "--images", &data.join("cxr").display().to_string()]
@@ -198,7 +202,16 @@ fn study_grounding_reaches_records_manifest_and_resume() {
                 assert_eq!(g.occlusion.as_ref().unwrap().support.len(), 16, "{}", r.sample_id);
                 let own = g.of(r.map.as_ref().unwrap().provenance.method).expect("the record's own map is grounded");
                 assert!(own.occlusion.is_some());
-                assert_eq!(own.box_controls.is_some(), r.roi.is_some(), "{}", r.sample_id);
+                if r.sample_id == "00001369_000#1" {
+                    assert!(own.box_controls.is_none() && own.box_score.is_none(), "no box figures for a box off the image");
+                    assert!(
+                        g.notes.iter().any(|n| n.contains("is not inside the 512x512 image") && n.contains("CSV line")),
+                        "{:?}",
+                        g.notes
+                    );
+                } else {
+                    assert_eq!(own.box_controls.is_some(), r.roi.is_some(), "{}", r.sample_id);
+                }
                 let edits: Vec<NullEdit> = own.null_edits.iter().map(|e| e.edit).collect();
                 assert_eq!(edits, NullEdit::ALL, "{}: both null edits on the record's own map", r.sample_id);
                 boxed += usize::from(r.roi.is_some());
@@ -252,4 +265,48 @@ fn study_grounding_reaches_records_manifest_and_resume() {
     assert!(crate::support::radlens(&refs).status.success());
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["randomization"]["samples"], 2);
+}
+
+/// G2's control boxes on the crops the real preprocessors make of odd-sized images (LLaVA's
+/// centre crop, Gemma3's stretch of the whole image, LLaVA-Rad's centre crop of a portrait
+/// image), against the spec's enumeration written out here: same size, strides of half the box,
+/// from the crop's rounded-up corner, inside the crop, no overlap with the box, a non-empty mask
+/// (`geometry::bbox_mask`), `y` outer and `x` inner.
+#[test]
+fn control_boxes_follow_the_spec_on_each_models_crop() {
+    use image::DynamicImage;
+    use radlens_shared::geometry::{MapGeometry, PixelBox, bbox_mask};
+    use radlens_shared::grounding::control_boxes;
+    for (rel, (w, h), whole_image) in [
+        ("reference-v1/llava-tiny", (301, 229), false),
+        ("reference-v1/gemma3-tiny", (301, 229), true),
+        ("llava-rad-tiny-v1/llava-rad-tiny", (229, 301), false),
+    ] {
+        let e = engine(rel);
+        let pre = e.image_processor.preprocess(&DynamicImage::new_luma8(w, h)).unwrap();
+        let s = e.model.summary();
+        let g = MapGeometry { h: s.grid_h, w: s.grid_w, crop: pre.crop, image_w: w, image_h: h };
+        let c = g.crop;
+        assert_eq!((c.x0, c.y0, c.x1, c.y1) == (0.0, 0.0, f64::from(w), f64::from(h)), whole_image, "{rel}: crop {c:?}");
+        let roi = PixelBox::from_xywh(c.x0.ceil() + 17.0, c.y0.ceil() + 9.0, 41.0, 33.0).unwrap();
+        let (bw, bh) = (41.0, 33.0);
+        let (sx, sy) = ((bw / 2.0f64).floor().max(1.0), (bh / 2.0f64).floor().max(1.0));
+        let mut want = Vec::new();
+        let mut y = c.y0.ceil();
+        while y + bh <= c.y1.floor() {
+            let mut x = c.x0.ceil();
+            while x + bw <= c.x1.floor() {
+                let b = PixelBox { x0: x, y0: y, x1: x + bw, y1: y + bh };
+                let overlap = (b.x1.min(roi.x1) - b.x0.max(roi.x0)).max(0.0) * (b.y1.min(roi.y1) - b.y0.max(roi.y0)).max(0.0);
+                if overlap == 0.0 && bbox_mask(g.h, g.w, &c, &b).iter().any(|&m| m) {
+                    want.push(b);
+                }
+                x += sx;
+            }
+            y += sy;
+        }
+        let got = control_boxes(&g, &roi).unwrap();
+        assert!(!want.is_empty(), "{rel}: the crop leaves room for controls");
+        assert_eq!(got, want, "{rel}: crop {c:?}");
+    }
 }

@@ -45,6 +45,11 @@ impl PixelBox {
     pub fn height(&self) -> f64 {
         self.y1 - self.y0
     }
+
+    /// Whether the box lies on a `width x height` image (a radiologist box must).
+    pub fn inside_image(&self, width: u32, height: u32) -> bool {
+        self.x0 >= 0.0 && self.y0 >= 0.0 && self.x1 <= f64::from(width) && self.y1 <= f64::from(height)
+    }
 }
 
 /// Where a map's grid lies on its original image.

@@ -139,7 +139,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let roi = args.roi.map(|b| b.0);
     if let Some(b) = roi {
         let g = case_image.geometry;
-        if b.x0 < 0.0 || b.y0 < 0.0 || b.x1 > f64::from(g.image_w) || b.y1 > f64::from(g.image_h) {
+        if !b.inside_image(g.image_w, g.image_h) {
             return Err(InputError::Flag {
                 flag: "--box",
                 message: format!("({}, {})-({}, {}) is not inside the {}x{} image", b.x0, b.y0, b.x1, b.y1, g.image_w, g.image_h),

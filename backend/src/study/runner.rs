@@ -285,6 +285,10 @@ impl ModelRun<'_> {
         let mut own_maps: Vec<Option<Vec<f64>>> = Vec::new();
         for (i, (row, prompt)) in prompts.iter().enumerate() {
             let first = i == 0;
+            // A box off the image is a CSV mistake: the row keeps its answer and maps, without
+            // box figures, and its record says why.
+            let g = image.geometry;
+            let roi = row.roi.filter(|b| b.inside_image(g.image_w, g.image_h));
             let case = Case {
                 engine: self.engine,
                 plan,
@@ -294,7 +298,7 @@ impl ModelRun<'_> {
                 capture,
                 generic: generic.as_ref(),
                 seed: trust::seed_of(&row.sample_id()),
-                roi: row.roi,
+                roi,
                 occluded: occluded.as_ref(),
                 null_edits: edits,
             };
@@ -308,6 +312,18 @@ impl ModelRun<'_> {
                     self.error_record(row, pass, stage, message)
                 }
             };
+            if let (Some(b), None, Some(grounding)) = (row.roi, roi, record.grounding.as_mut()) {
+                grounding.notes.push(format!(
+                    "box: roi_x {}, roi_y {}, roi_w {}, roi_h {} (CSV line {}) is not inside the {}x{} image; no box controls or box score",
+                    b.x0,
+                    b.y0,
+                    b.width(),
+                    b.height(),
+                    row.csv_line,
+                    g.image_w,
+                    g.image_h
+                ));
+            }
             if first {
                 if record.error.is_none() {
                     record.latency.preprocess_ms = image.preprocess_ms;
