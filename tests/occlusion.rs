@@ -245,6 +245,22 @@ fn study_grounding_reaches_records_manifest_and_resume() {
             assert!(e["answer_change_rate"]["estimate"].is_number() && e["js_distance"]["mean"].as_f64().unwrap() > 0.0, "{e}");
             assert!(e["studies"].as_u64().unwrap() >= 1, "studies with several variants have a paraphrase-to-null ratio: {e}");
         }
+        // The model's flagged studies are those whose own figures say so.
+        for e in m["null_edits"].as_array().unwrap() {
+            let per_study: Vec<&serde_json::Value> = analysis["studies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["model"] == m["model"])
+                .flat_map(|s| {
+                    s["null_edits"].as_array().unwrap().iter().filter(|n| n["edit"] == e["edit"] && n["paraphrase_to_null"].is_number())
+                })
+                .collect();
+            assert_eq!(e["studies"].as_u64().unwrap() as usize, per_study.len(), "{e}");
+            let flagged = per_study.iter().filter(|n| n["flagged"] == true).count();
+            assert_eq!(e["flagged_studies"].as_u64().unwrap() as usize, flagged, "{e}");
+            assert!(per_study.iter().all(|n| (n["paraphrase_to_null"].as_f64().unwrap() < 1.0) == (n["flagged"] == true)));
+        }
         let r = &m["randomization"];
         assert_eq!(r["inputs"], 2, "{}", m["model"]);
         let layers = r["curve"]["lm_layers"].as_u64().unwrap() as u32;

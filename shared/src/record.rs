@@ -450,6 +450,9 @@ pub struct StudySummary {
     pub image_reliant: Option<bool>,
     /// Mean pairwise `1 - js_distance` of the variants' maps.
     pub map_consistency: Option<f64>,
+    /// G4 per null edit the run made: the paraphrase-to-null ratio and its flag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub null_edits: Vec<crate::grounding::NullEditStudy>,
 }
 
 /// The study's statistics with their cluster-bootstrap intervals, recomputed from the records

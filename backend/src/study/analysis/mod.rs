@@ -164,7 +164,7 @@ where
         let random_weights = manifest.models.iter().any(|m| &m.name == name && m.random_weights);
         let data = ModelData::new(name, &records, &mut notes)?;
         let summaries = study_summaries(&data, &maps, &mut notes);
-        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries, &mut notes)?);
+        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries)?);
         studies.extend(summaries);
         per_model_rows.insert(name.clone(), data.rows.clone());
     }
@@ -469,14 +469,7 @@ impl<'a> ModelData<'a> {
     }
 }
 
-fn analyze_model(
-    data: &ModelData,
-    random_weights: bool,
-    boot: &Boot,
-    maps: &Maps,
-    summaries: &[StudySummary],
-    notes: &mut Vec<String>,
-) -> Result<ModelAnalysis> {
+fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Maps, summaries: &[StudySummary]) -> Result<ModelAnalysis> {
     let errors = data.image.iter().filter(|r| r.error.is_some()).count();
     let max_variants = data.studies.iter().map(|s| s.rows.len()).max().unwrap_or(0);
     let mut cs_k = BTreeMap::new();
@@ -514,7 +507,7 @@ fn analyze_model(
         flipped_vs_stable: flipped_vs_stable(data, maps),
         trust: trust_summary(data, boot)?,
         grounding: grounding::grounding_summary(data, boot)?,
-        null_edits: null_edits::null_edit_summaries(data, maps, boot, notes)?,
+        null_edits: null_edits::null_edit_summaries(data, summaries, boot)?,
         // Filled in by [`analyze`] from the run directory's randomisation check.
         randomization: None,
     })
@@ -546,6 +539,7 @@ fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Ve
                 flips,
                 image_reliant: scored.and_then(image_reliant),
                 map_consistency: study_map_consistency(&data.name, study_records(data, id), maps, notes),
+                null_edits: null_edits::study_null_edits(data, id, maps, notes),
             }
         })
         .collect()
