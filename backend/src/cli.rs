@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use radlens_shared::fusion::{HeadFusion, LayerRange, QueryMode};
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{GroundingSettings, TrustSettings};
 
 use crate::case::CaseSpec;
@@ -166,9 +167,18 @@ pub struct StudyCmd {
     /// Side of the common grid for cross-model comparisons.
     #[arg(long, default_value_t = 32)]
     pub common_grid: usize,
-    /// Also answer every question with a blank image (image reliance).
+    /// Also answer every question with a blank image (image reliance); the same as
+    /// `--conditions blank`.
     #[arg(long)]
     pub text_only_pass: bool,
+    /// Image conditions to run each row under besides its own image, comma-separated: blank,
+    /// swap_opposite, swap_same, roi_occluded, control_occluded, jpeg90, contrast90 (each a
+    /// pass with its own records; see the grounding spec G6).
+    #[arg(long, value_name = "C,...", value_delimiter = ',')]
+    pub conditions: Vec<ImageCondition>,
+    /// Decision quality's near-tie threshold on |logit(yes) - logit(no)| (default 1.0).
+    #[arg(long, value_name = "EPS", value_parser = non_negative)]
+    pub near_tie_eps: Option<f64>,
     /// This process's share of the studies, I/N (default: from SLURM_ARRAY_TASK_* or
     /// JOB_COMPLETION_INDEX + RADLENS_SHARD_COUNT when set).
     #[arg(long, value_name = "I/N")]
@@ -471,5 +481,13 @@ impl ModelSpec {
     /// As the study and the server keep them.
     pub fn pairs(specs: &[ModelSpec]) -> Vec<(String, PathBuf)> {
         specs.iter().map(|m| (m.name.clone(), m.dir.clone())).collect()
+    }
+}
+
+/// A finite number >= 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number >= 0")),
     }
 }

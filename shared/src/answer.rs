@@ -150,9 +150,90 @@ pub fn yes_no_margin(logits: &[f32], yes_ids: &[u32], no_ids: &[u32]) -> Option<
     Some(best(yes_ids)? - best(no_ids)?)
 }
 
+/// Words a closed yes/no question starts with (English auxiliaries and modals).
+const YES_NO_OPENERS: &[&str] = &[
+    "is",
+    "are",
+    "was",
+    "were",
+    "am",
+    "do",
+    "does",
+    "did",
+    "has",
+    "have",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "shall",
+    "should",
+    "may",
+    "might",
+    "must",
+    "isn't",
+    "aren't",
+    "wasn't",
+    "weren't",
+    "doesn't",
+    "don't",
+    "didn't",
+    "hasn't",
+    "haven't",
+    "can't",
+    "cannot",
+    "couldn't",
+    "won't",
+    "wouldn't",
+    "shouldn't",
+];
+
+/// Whether `question` is a closed yes/no question, by radlens' rule (the yes/no filter of the
+/// decision-quality and flip figures): the question, or the clause after its first comma ("On
+/// this chest X-ray, is there ...?"), starts with an auxiliary or modal verb (`is`, `are`,
+/// `does`, `can`, `should`, ... and their negations) or with `any` ("Any effusion?"), and it
+/// offers no alternatives (no word `or`: "Is it on the left or the right?" is not answered by
+/// yes or no).
+pub fn is_yes_no_question(question: &str) -> bool {
+    let lower = question.to_lowercase();
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '\'')).filter(|w| !w.is_empty()).map(str::to_owned).collect()
+    };
+    let opens = |text: &str| words(text).first().is_some_and(|w| YES_NO_OPENERS.contains(&w.as_str()) || w == "any");
+    let after_comma = lower.split_once(',').map(|(_, rest)| rest);
+    (opens(&lower) || after_comma.is_some_and(opens)) && !words(&lower).iter().any(|w| w == "or")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closed_questions_start_with_an_auxiliary_and_offer_no_alternative() {
+        for q in [
+            "Is there cardiomegaly?",
+            "  are the lungs clear",
+            "Does the radiograph show an effusion?",
+            "Isn't the heart enlarged?",
+            "Can you see a nodule?",
+            "Any pneumothorax?",
+            "On this chest X-ray, is there a lung mass?",
+        ] {
+            assert!(is_yes_no_question(q), "{q}");
+        }
+        for q in [
+            "What is the finding?",
+            "Is the effusion on the left or the right?",
+            "Describe the image.",
+            "",
+            "Which lung?",
+            "Heart size normal?",
+            "On this film, where is the effusion?",
+        ] {
+            assert!(!is_yes_no_question(q), "{q}");
+        }
+    }
 
     #[test]
     fn negation_beats_affirmative_substrings() {

@@ -81,13 +81,7 @@ impl RecordFilter {
         push("model", self.model.clone());
         push("strategy", self.strategy.clone());
         push("finding", self.finding.clone());
-        push(
-            "pass",
-            self.pass.map(|p| match p {
-                Pass::Image => "image".into(),
-                Pass::BlankImage => "blank_image".into(),
-            }),
-        );
+        push("pass", self.pass.map(|p| p.name().into()));
         push("parsed", self.parsed.map(|a| a.as_str().into()));
         push("correct", self.correct.map(|c| c.to_string()));
         push("error", self.error.map(|c| c.to_string()));
@@ -111,11 +105,10 @@ impl RecordFilter {
                 "strategy" => f.strategy = Some(v.into()),
                 "finding" => f.finding = Some(v.into()),
                 "pass" => {
-                    f.pass = Some(match v {
-                        "image" => Pass::Image,
-                        "blank_image" => Pass::BlankImage,
-                        _ => return Err(format!("pass: {v:?} is not image or blank_image")),
-                    })
+                    f.pass = Some(Pass::from_name(v).ok_or_else(|| {
+                        let names: Vec<&str> = Pass::ALL.iter().map(|p| p.name()).collect();
+                        format!("pass: {v:?} is not one of {}", names.join(", "))
+                    })?)
                 }
                 "parsed" => {
                     f.parsed = Some(match v {

@@ -15,6 +15,7 @@ use crate::MetricError;
 use crate::answer::Answer;
 use crate::fusion::{HeadFusion, LayerRange, MapProvenance, QueryMode};
 use crate::geometry::PixelBox;
+use crate::grounding::ImageCondition;
 use crate::metrics::MapMetrics;
 use crate::roi::RoiMetrics;
 use crate::stats::bootstrap::Interval;
@@ -59,6 +60,17 @@ pub struct RunManifest {
     /// keeps it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub randomization: Option<crate::grounding::RandomizationSettings>,
+    /// `--near-tie-eps`: G7's near-tie threshold on `|m|` (absent: the spec's 1.0). An analysis
+    /// setting, not part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub near_tie_eps: Option<f64>,
+}
+
+impl RunManifest {
+    /// The near-tie threshold the analysis uses.
+    pub fn near_tie_eps(&self) -> f64 {
+        self.near_tie_eps.unwrap_or(crate::grounding::DEFAULT_NEAR_TIE_EPS)
+    }
 }
 
 /// The study CSV as read: its name (never a server path), digest and size.
@@ -109,8 +121,13 @@ pub struct CaptureSettings {
     pub max_new_tokens: u32,
     /// Side of the common grid that cross-model comparisons resample onto.
     pub common_grid: usize,
-    /// Whether a text-only pass with a blank image is run for image reliance.
+    /// Whether a text-only pass with a blank image is run for image reliance (the condition
+    /// `blank`).
     pub text_only_pass: bool,
+    /// The other image conditions run (G6), in the spec's order; absent when none (and in older
+    /// runs), so their fingerprints are unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ImageCondition>,
     /// The opt-in trust checks; absent when none was asked for (and in older runs), so their
     /// fingerprints, and resumes, are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,12 +198,101 @@ pub struct BootstrapSettings {
     pub unit: String,
 }
 
-/// Which pass over a row a record is: with its image, or with a blank image (text only).
+/// Which pass over a row a record is: the row's own image, or one of the image conditions of
+/// grounding.md G6 (`blank_image` is the condition `blank`, the text-only pass).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pass {
     Image,
     BlankImage,
+    SwapOpposite,
+    SwapSame,
+    RoiOccluded,
+    ControlOccluded,
+    Jpeg90,
+    Contrast90,
+}
+
+impl Pass {
+    /// Every pass, the real image first, then the conditions in the spec's order.
+    pub const ALL: [Pass; 8] = [
+        Pass::Image,
+        Pass::BlankImage,
+        Pass::SwapOpposite,
+        Pass::SwapSame,
+        Pass::RoiOccluded,
+        Pass::ControlOccluded,
+        Pass::Jpeg90,
+        Pass::Contrast90,
+    ];
+
+    /// The image condition the pass runs.
+    pub fn condition(self) -> ImageCondition {
+        match self {
+            Pass::Image => ImageCondition::Real,
+            Pass::BlankImage => ImageCondition::Blank,
+            Pass::SwapOpposite => ImageCondition::SwapOpposite,
+            Pass::SwapSame => ImageCondition::SwapSame,
+            Pass::RoiOccluded => ImageCondition::RoiOccluded,
+            Pass::ControlOccluded => ImageCondition::ControlOccluded,
+            Pass::Jpeg90 => ImageCondition::Jpeg90,
+            Pass::Contrast90 => ImageCondition::Contrast90,
+        }
+    }
+
+    /// The pass that runs `condition`.
+    pub fn of(condition: ImageCondition) -> Pass {
+        Pass::ALL.into_iter().find(|p| p.condition() == condition).expect("every condition has a pass")
+    }
+
+    /// As `records.jsonl` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pass::Image => "image",
+            Pass::BlankImage => "blank_image",
+            Pass::SwapOpposite => "swap_opposite",
+            Pass::SwapSame => "swap_same",
+            Pass::RoiOccluded => "roi_occluded",
+            Pass::ControlOccluded => "control_occluded",
+            Pass::Jpeg90 => "jpeg90",
+            Pass::Contrast90 => "contrast90",
+        }
+    }
+
+    /// The pass [`Pass::name`] spells.
+    pub fn from_name(name: &str) -> Option<Pass> {
+        Pass::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// For people: what the model was shown.
+    pub fn label(self) -> &'static str {
+        match self {
+            Pass::Image => "image",
+            Pass::BlankImage => "blank image",
+            Pass::SwapOpposite => "swapped image, opposite truth",
+            Pass::SwapSame => "swapped image, same truth",
+            Pass::RoiOccluded => "box occluded",
+            Pass::ControlOccluded => "control box occluded",
+            Pass::Jpeg90 => "JPEG q90",
+            Pass::Contrast90 => "contrast 90%",
+        }
+    }
+}
+
+/// What an image condition did to a row's image (absent on the row's own image).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConditionRecord {
+    /// `swap_*`: the study whose image the model was shown (its image is the record's `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partner_study: Option<String>,
+    /// `roi_occluded`, `control_occluded`: the box filled with the image's per-channel mean, in
+    /// original pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occluded_box: Option<PixelBox>,
+    /// Why the condition has no image for this row (no swap partner, no box, no control box):
+    /// the record then has no answer and counts in no figure. Not an error of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
 }
 
 /// One (row, model, pass): the question, what the model said, and the map of where it looked.
@@ -228,6 +334,9 @@ pub struct CaseRecord {
     /// Grounding figures (spec G1-G3), when the run asked for them (absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grounding: Option<crate::grounding::CaseGrounding>,
+    /// What the pass's image condition did (G6); absent for the row's own image and the blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<ConditionRecord>,
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
@@ -667,6 +776,84 @@ pub struct ModelAnalysis {
     /// G5, when the run made the randomisation check (`--randomization N`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub randomization: Option<RandomizationSummary>,
+    /// G6, when the run has image-condition passes (`--conditions`, `--text-only-pass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<ConditionAnalysis>,
+    /// G7 over the image-pass rows with a margin, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionSummary>,
+    /// G7 per rephrasing strategy: the base rows and the variants of that strategy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub decision_by_strategy: BTreeMap<String, DecisionSummary>,
+}
+
+/// One model's image conditions (spec G6); every share with its study-clustered interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionAnalysis {
+    /// The real image first, then each condition run, in the spec's order.
+    pub conditions: Vec<ConditionStats>,
+    /// `1 - answer_agreement` under `blank`.
+    pub image_sensitivity: Option<Interval>,
+    /// Accuracy on the real image minus the share of rows whose blank answer equals the real
+    /// truth, over the rows answered both ways with a yes/no truth.
+    pub visual_reliance: Option<Interval>,
+    /// Accuracy under `swap_opposite`: how often the answer follows the shown image.
+    pub swap_following: Option<Interval>,
+    /// Boxed rows whose answer changes under `roi_occluded` but not under `control_occluded`.
+    pub causal_grounding_rate: Option<Interval>,
+    /// Boxed rows whose answer changes under `control_occluded`.
+    pub control_change_rate: Option<Interval>,
+    /// PSF-Med's split: flipping (base, variant) pairs whose base answer equals the base's blank
+    /// answer (the flip happens with an image the model does not use), over the flipping pairs
+    /// with a blank answer.
+    pub image_invariant_flips: Option<Interval>,
+    pub flipping_pairs: usize,
+}
+
+/// One condition's records of one model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionStats {
+    pub condition: crate::grounding::ImageCondition,
+    /// Records with an answer under the condition.
+    pub rows: usize,
+    /// Rows the condition has no image for (no partner, no box), and error records.
+    pub not_run: usize,
+    pub errors: usize,
+    /// Parsed answer equals the real image's (unknown is a value of its own).
+    pub answer_agreement: Option<Interval>,
+    /// Where the condition has a truth.
+    pub accuracy: Option<Interval>,
+}
+
+/// One model's decision quality (spec G7) over its image-pass rows with a margin that pass the
+/// yes/no filter ([`crate::answer::is_yes_no_question`] and a yes/no truth).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionSummary {
+    /// The near-tie threshold on `|m|`.
+    pub eps: f64,
+    pub rows: usize,
+    pub pairs: usize,
+    /// Rows left out by the yes/no filter (kept in the run, counted here).
+    pub not_yes_no: usize,
+    pub margin_auroc: Option<Interval>,
+    pub flip_screen_auroc: Option<Interval>,
+    pub mean_margin_shift: Option<Interval>,
+    pub near_tie_share: Option<Interval>,
+    pub robust_flip_rate: Option<Interval>,
+    pub flip_rate: Option<Interval>,
+    /// Per row.
+    pub answer_entropy_bits: Option<Summary>,
+    /// Accuracy by `|m|` bin: does a larger margin mean a right answer more often?
+    pub reliability: Vec<ReliabilityBin>,
+}
+
+/// Rows whose `|m|` lies in `[lo, hi)` (`hi` = `None`: no upper end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReliabilityBin {
+    pub lo: f64,
+    pub hi: Option<f64>,
+    pub rows: usize,
+    pub accuracy: Option<Interval>,
 }
 
 /// One model's records under one null edit (spec G4): how often the answer changes, how far the

@@ -122,10 +122,7 @@ pub fn view_csv<R: AsRef<CaseRecord>>(records: &[R], index: impl Fn(usize) -> us
 
 /// A pass as `records.jsonl` spells it.
 pub fn pass_name(p: Pass) -> &'static str {
-    match p {
-        Pass::Image => "image",
-        Pass::BlankImage => "blank_image",
-    }
+    p.name()
 }
 
 /// Appends one CSV line to `out`, `\n`-terminated: each field [`defuse`]d, then quoted as RFC

@@ -56,6 +56,7 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
             },
             text_only_pass: true,
             share_prefix: true,
+            conditions: Vec::new(),
         },
         dtype: DType::F32,
         device: Device::Cpu,
@@ -69,6 +70,7 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
         strict: false,
         command_line,
         randomization: None,
+        near_tie_eps: None,
     };
     run_study(&args, &mut Quiet, &AtomicBool::new(false)).expect("demo study");
     radlens::commands::report::run(run_dir, Some(&images)).expect("demo report");

@@ -69,6 +69,7 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
             case: CaseSpec { grounding, ..CaseSpec::standard(args.new_tokens as usize) },
             text_only_pass: false,
             share_prefix: true,
+            conditions: Vec::new(),
         };
         let a = StudyArgs {
             csv: csv.clone(),
@@ -88,6 +89,7 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
             strict: false,
             command_line: Vec::new(),
             randomization,
+            near_tie_eps: None,
         };
         let t = Instant::now();
         let outcome =

@@ -127,6 +127,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
             },
             text_only_pass: true,
             share_prefix: true,
+            conditions: vec![],
         },
         dtype: DType::F32,
         device: Device::Cpu,
@@ -140,6 +141,7 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
         strict: false,
         command_line: std::env::args().collect(),
         randomization: Some(DEMO_RANDOMIZATION_SAMPLES),
+        near_tie_eps: None,
     };
     let models = args.models.clone();
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use radlens_shared::record::CaseRecord;
 
+use radlens_shared::grounding::ImageCondition;
+
 use crate::cli::{ModelSpec, StudyCmd};
 use crate::error::InputError;
 use crate::study::run::{StudyArgs, run_study};
@@ -78,8 +80,9 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
             cmd.trust.settings(),
             cmd.grounding_args.settings(cmd.grounding, cmd.grounding),
         ),
-        text_only_pass: cmd.text_only_pass,
+        text_only_pass: cmd.text_only_pass || cmd.conditions.contains(&ImageCondition::Blank),
         share_prefix: !cmd.no_prefix_sharing,
+        conditions: other_conditions(&cmd.conditions)?,
     };
     let runtime = cmd.runtime.resolve()?;
     let args = StudyArgs {
@@ -100,6 +103,7 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
         strict: cmd.strict,
         command_line: std::env::args().collect(),
         randomization: cmd.randomization.map(|n| n as usize),
+        near_tie_eps: cmd.near_tie_eps,
     };
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -147,4 +151,16 @@ pub fn run(cmd: &StudyCmd) -> anyhow::Result<()> {
     }
     crate::commands::report::run(&outcome.run_dir, Some(&args.images))?;
     Ok(())
+}
+
+/// `--conditions` less `blank` (the text-only pass has its own switch), in the spec's order;
+/// `real` is every row's own pass, not a condition to ask for.
+fn other_conditions(asked: &[ImageCondition]) -> Result<Vec<ImageCondition>, InputError> {
+    if asked.contains(&ImageCondition::Real) {
+        return Err(InputError::Flag {
+            flag: "--conditions",
+            message: "real is every row's own image, always run; name the other conditions".into(),
+        });
+    }
+    Ok(ImageCondition::ALL.into_iter().filter(|c| *c != ImageCondition::Blank && asked.contains(c)).collect())
 }

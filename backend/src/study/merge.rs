@@ -330,6 +330,7 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
         n_studies: inputs[0].n_studies,
         // Each shard sampled its own records: a merged run has no single randomisation check.
         randomization: None,
+        near_tie_eps: inputs[0].manifest.near_tie_eps,
     }
 }
 
@@ -371,7 +372,8 @@ pub fn merge_runs_as(inputs: &[PathBuf], out: &Path, force: bool, arguments: &[S
     let mut seen = HashSet::new();
     let mut kept: Vec<(usize, CaseRecord)> = Vec::new();
     let mut read = 0;
-    let passes = if inputs[0].manifest.capture.text_only_pass { 2 } else { 1 };
+    let capture = &inputs[0].manifest.capture;
+    let passes = super::conditions::condition_passes(capture.text_only_pass, &capture.conditions).len();
     for (i, input) in inputs.iter().enumerate() {
         let records = input.dir.read_records().with_context(|| format!("{}: cannot read its records", input.name()))?;
         read += records.len();

@@ -2,6 +2,7 @@
 //! resume, analysis, plots and report.
 
 pub mod analysis;
+pub mod conditions;
 pub mod merge;
 pub mod plan;
 pub mod plots;

@@ -12,6 +12,7 @@ use radlens_shared::grounding::RandomizationSettings;
 use radlens_shared::record::{BootstrapSettings, CaptureSettings, ModelInfo, Pass, RunManifest, SCHEMA_VERSION, StudySource};
 use sha2::{Digest, Sha256};
 
+use super::conditions::{condition_passes, swap_partners};
 use super::plan::{PlanError, read_plan};
 use super::randomization::{ModelSource, check_model};
 use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, RECORDS, RECORDS_CSV, REPORT, RunDir, RunWriter};
@@ -51,6 +52,8 @@ pub struct StudyArgs {
     /// `--randomization N`: the weight-randomisation check on N rows per model (a resumed run
     /// keeps the manifest's when this is `None`).
     pub randomization: Option<usize>,
+    /// `--near-tie-eps`: G7's near-tie threshold (the analysis'; `None`: the spec's 1.0).
+    pub near_tie_eps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -172,6 +175,17 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
     }
     let total_rows = plan.rows.len();
     let total_studies = plan.study_ids().len();
+    // Swap partners come from the whole CSV, whatever share of it this run takes.
+    let (partners, partner_images) = {
+        let all = plan.studies();
+        let images = all
+            .iter()
+            .filter_map(|(id, rows)| {
+                Some((id.clone(), rows.iter().find(|r| r.variant_index == 0 && r.problem.is_none())?.image_path.clone()))
+            })
+            .collect::<std::collections::BTreeMap<_, _>>();
+        (swap_partners(&all), images)
+    };
     if let Some(n) = args.n_studies {
         plan.truncate_studies(n);
     }
@@ -189,6 +203,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         max_new_tokens: case.max_new_tokens as u32,
         common_grid: args.common_grid,
         text_only_pass: args.settings.text_only_pass,
+        conditions: args.settings.conditions.clone(),
         trust: case.trust.clone(),
         grounding: case.grounding,
     };
@@ -248,11 +263,12 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         n_studies: args.n_studies,
         fingerprint: fp,
         randomization,
+        near_tie_eps: args.near_tie_eps,
     };
     dir.write_manifest(&manifest)?;
 
     let done: HashSet<(String, String, Pass)> = dir.read_records()?.iter().map(|r| r.key()).collect();
-    let passes = if args.settings.text_only_pass { 2 } else { 1 };
+    let passes = condition_passes(args.settings.text_only_pass, &args.settings.conditions).len();
     let planned = plan.rows.len() * passes * args.models.len();
     progress.start(planned.saturating_sub(done.len()));
     let mut writer = RunWriter::open(&dir)?;
@@ -285,8 +301,17 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         dir.write_manifest(&manifest)?;
         let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
         let mut attention = AttentionFile::open(&dir, &slug)?;
-        let run =
-            ModelRun { name, engine: &engine, device: &args.device, images: &args.images, settings: &args.settings, done: &done, stop };
+        let run = ModelRun {
+            name,
+            engine: &engine,
+            device: &args.device,
+            images: &args.images,
+            settings: &args.settings,
+            done: &done,
+            stop,
+            partners: &partners,
+            partner_images: &partner_images,
+        };
         if !records_done {
             let stats = run.run(&studies, &mut writer, &mut attention, progress)?;
             outcome.written += stats.written;

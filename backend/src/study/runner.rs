@@ -10,18 +10,22 @@
 //! error record and the run goes on; finished records are skipped on a rerun (resume); a stop
 //! request (Ctrl-C) ends the run between records with everything written kept.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
 use image::DynamicImage;
 use radlens_shared::AttentionMap;
-use radlens_shared::geometry::bbox_mask;
+use radlens_shared::geometry::{MapGeometry, bbox_mask};
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::metrics::MapMetrics;
-use radlens_shared::record::{CaseError, CaseRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord};
+use radlens_shared::record::{
+    CaseError, CaseRecord, ConditionRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord,
+};
 use radlens_shared::roi::roi_metrics;
 
+use super::conditions::{ConditionImage, SwapPartners, condition_image, condition_passes, shown_image};
 use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
 use crate::case::image::EncodeError;
@@ -47,6 +51,8 @@ pub struct StudySettings {
     pub text_only_pass: bool,
     /// Reuse the KV cache of the prompt prefix a study's variants share.
     pub share_prefix: bool,
+    /// The image conditions besides the real and the blank image (G6), each a pass of its own.
+    pub conditions: Vec<ImageCondition>,
 }
 
 /// Receives progress as records are written.
@@ -67,6 +73,9 @@ pub struct ModelRun<'a> {
     /// Records already written (resume): (sample_id, model, pass).
     pub done: &'a HashSet<(String, String, Pass)>,
     pub stop: &'a AtomicBool,
+    /// Each study's swap partners and each study's base image (the swap conditions).
+    pub partners: &'a BTreeMap<String, SwapPartners>,
+    pub partner_images: &'a BTreeMap<String, String>,
 }
 
 /// What one model's pass did.
@@ -88,7 +97,7 @@ impl ModelRun<'_> {
         progress: &mut dyn Progress,
     ) -> anyhow::Result<ModelRunStats> {
         let mut stats = ModelRunStats::default();
-        let passes: Vec<Pass> = if self.settings.text_only_pass { vec![Pass::Image, Pass::BlankImage] } else { vec![Pass::Image] };
+        let passes = condition_passes(self.settings.text_only_pass, &self.settings.conditions);
         // Resolved once per model; a spec that does not fit the model fails every case the same way.
         let plan = CasePlan::resolve(self.settings.case.clone(), self.name, &self.engine.model.summary()).map_err(|e| e.to_string());
         let mut blank: Option<CaseImage> = None;
@@ -134,6 +143,18 @@ impl ModelRun<'_> {
         for r in bad {
             out.push(self.error_record(r, pass, ErrorStage::Csv, r.problem.clone().unwrap_or_default()));
         }
+        if !matches!(pass, Pass::Image | Pass::BlankImage) {
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(message) => {
+                    out.extend(good.iter().map(|r| self.error_record(r, pass, ErrorStage::Capture, message.clone())));
+                    return Ok(out);
+                }
+            };
+            out.extend(self.run_condition(plan, &good, pass, attention)?);
+            out.sort_by_key(|r| r.variant_index);
+            return Ok(out);
+        }
         // Group by image (a study is normally one image, but nothing requires it).
         let mut by_image: Vec<(String, Vec<&StudyRow>)> = Vec::new();
         for r in good {
@@ -160,7 +181,8 @@ impl ModelRun<'_> {
                     }
                     Err(e) => Err((ErrorStage::Image, format!("{e:#}"))),
                 },
-                Pass::BlankImage => match blank {
+                // The other conditions went to `run_condition` above.
+                _ => match blank {
                     Some(b) => Ok(b.reused()),
                     None => {
                         // A blank (black) image: the text-only pass. Its size does not matter, it
@@ -191,6 +213,66 @@ impl ModelRun<'_> {
         }
         out.sort_by_key(|r| r.variant_index);
         Ok(out)
+    }
+
+    /// One image condition's pass over a study's rows: each row's shown image made and encoded
+    /// once per (source image, box), the rows run on it without capture; a row the condition
+    /// has no image for gets a record that says why.
+    fn run_condition(
+        &self,
+        plan: &CasePlan,
+        rows: &[&StudyRow],
+        pass: Pass,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
+        let mut out = Vec::new();
+        let mut originals: BTreeMap<String, Result<DynamicImage, String>> = BTreeMap::new();
+        let mut load = |path: &str| -> Result<DynamicImage, String> {
+            originals.entry(path.to_string()).or_insert_with(|| load_image(&self.images.join(path)).map_err(|e| format!("{e:#}"))).clone()
+        };
+        let summary = self.engine.model.summary();
+        let mut groups: Vec<(ConditionImage, Vec<(&StudyRow, ConditionImage)>)> = Vec::new();
+        for &row in rows {
+            // Where the map lies on the row's own image: the control box and the box check.
+            let geometry = load(&row.image_path).ok().and_then(|img| {
+                let pre = self.engine.image_processor.preprocess(&img).ok()?;
+                Some(MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h })
+            });
+            let shown = condition_image(row, pass, self.partners.get(&row.study_id), self.partner_images, geometry.as_ref());
+            match shown {
+                Ok(c) => match groups.iter_mut().find(|(g, _)| g.source == c.source && g.occluded_box == c.occluded_box) {
+                    Some((_, members)) => members.push((row, c)),
+                    None => groups.push((c.clone(), vec![(row, c)])),
+                },
+                Err(why) => out.push(self.not_run_record(row, pass, why)),
+            }
+        }
+        for (shown, members) in groups {
+            let image = load(&shown.source)
+                .map_err(|e| (ErrorStage::Image, e))
+                .and_then(|original| shown_image(&original, pass, &shown).map_err(|e| (ErrorStage::Preprocess, e)))
+                .and_then(|img| self.encode_image(&img));
+            let member_rows: Vec<&StudyRow> = members.iter().map(|(r, _)| *r).collect();
+            let records = match image {
+                Ok(image) => self.run_variants(plan, &member_rows, pass, &image, None, attention)?,
+                Err((stage, message)) => member_rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
+            };
+            for mut record in records {
+                let Some((_, c)) = members.iter().find(|(r, _)| r.sample_id() == record.sample_id) else { continue };
+                record.image = c.source.clone();
+                record.ground_truth = c.truth;
+                record.correct = record.parsed_answer.zip(c.truth).map(|(a, t)| a == t);
+                record.condition =
+                    Some(ConditionRecord { partner_study: c.partner_study.clone(), occluded_box: c.occluded_box, not_run: None });
+                out.push(record);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A row the condition has no image for: no answer, and why (not an error of the run).
+    fn not_run_record(&self, row: &StudyRow, pass: Pass, why: String) -> CaseRecord {
+        CaseRecord { condition: Some(ConditionRecord { not_run: Some(why), ..ConditionRecord::default() }), ..self.base_record(row, pass) }
     }
 
     fn encode_image(&self, img: &DynamicImage) -> Result<CaseImage, (ErrorStage, String)> {
@@ -486,6 +568,7 @@ impl ModelRun<'_> {
             error: None,
             trust: None,
             grounding: None,
+            condition: None,
             metadata: {
                 // The variant's name is kept with the other uninterpreted columns.
                 let mut m = row.metadata.clone();

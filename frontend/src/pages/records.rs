@@ -12,7 +12,6 @@ use crate::api::{ApiError, ApiRecord};
 use crate::fetch::{self, enc};
 use crate::site::href;
 use crate::url_state::study_path;
-use radlens_shared::record::Pass;
 
 use super::components::*;
 
@@ -196,7 +195,7 @@ fn explorer(
                                 <td class="num">{r.index}</td>
                                 <td><A href=study_href>{sample}</A></td>
                                 <td>{rec.model.clone()}</td>
-                                <td>{match rec.pass { Pass::Image => "image", Pass::BlankImage => "blank image" }}</td>
+                                <td>{rec.pass.label()}</td>
                                 <td>{rec.strategy.clone()}</td>
                                 <td>{rec.finding.clone().unwrap_or_default()}</td>
                                 <td class="question">{rec.question.clone()}</td>

@@ -32,6 +32,20 @@ pub enum ImageCondition {
 }
 
 impl ImageCondition {
+    /// The spec's name (`blank`, `swap_opposite`, ...), as `--conditions` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageCondition::Real => "real",
+            ImageCondition::Blank => "blank",
+            ImageCondition::SwapOpposite => "swap_opposite",
+            ImageCondition::SwapSame => "swap_same",
+            ImageCondition::RoiOccluded => "roi_occluded",
+            ImageCondition::ControlOccluded => "control_occluded",
+            ImageCondition::Jpeg90 => "jpeg90",
+            ImageCondition::Contrast90 => "contrast90",
+        }
+    }
+
     pub const ALL: [ImageCondition; 8] = [
         ImageCondition::Real,
         ImageCondition::Blank,
@@ -45,6 +59,66 @@ impl ImageCondition {
 }
 
 /// One row's answer under one condition, next to what G6 compares it with.
+/// `roi_occluded` and `control_occluded`: the pixels whose centres lie in `fill` (original
+/// pixels, `[x0, x1) x [y0, y1)`) set to the image's per-channel mean (over the whole image,
+/// rounded half to even), the rest unchanged. `pixels` are 8-bit, interleaved, `width * height *
+/// channels` of them.
+pub fn fill_box(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    channels: usize,
+    fill: &crate::geometry::PixelBox,
+) -> Result<Vec<u8>, MetricError> {
+    let n = width.checked_mul(height).and_then(|n| n.checked_mul(channels));
+    if n != Some(pixels.len()) || pixels.is_empty() {
+        return Err(MetricError::Invalid(format!(
+            "an image of {width} x {height} x {channels} channels cannot hold {} bytes",
+            pixels.len()
+        )));
+    }
+    let mut sums = vec![0u64; channels];
+    for px in pixels.chunks_exact(channels) {
+        for (s, &v) in sums.iter_mut().zip(px) {
+            *s += u64::from(v);
+        }
+    }
+    let count = (width * height) as f64;
+    let mean: Vec<u8> = sums.iter().map(|&s| (s as f64 / count).round_ties_even().clamp(0.0, 255.0) as u8).collect();
+    let mut out = pixels.to_vec();
+    for y in 0..height {
+        let cy = y as f64 + 0.5;
+        if cy < fill.y0 || cy >= fill.y1 {
+            continue;
+        }
+        for x in 0..width {
+            let cx = x as f64 + 0.5;
+            if cx >= fill.x0 && cx < fill.x1 {
+                let i = (y * width + x) * channels;
+                out[i..i + channels].copy_from_slice(&mean);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl std::fmt::Display for ImageCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ImageCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ImageCondition::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = ImageCondition::ALL.iter().map(|c| c.name()).collect();
+            format!("{s:?} is not an image condition (one of: {})", names.join(", "))
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConditionRow {
     /// The row (sample) this is a run of; joins a row's conditions.
@@ -209,6 +283,24 @@ mod tests {
             truth,
             real_truth: Some(Yes),
         }
+    }
+
+    #[test]
+    fn a_filled_box_holds_the_channel_means_and_the_rest_is_unchanged() {
+        use crate::geometry::PixelBox;
+        // 4 x 2 gray + alpha: channel means 35 and 251.25 (stored as 251).
+        let px: Vec<u8> = vec![0, 255, 10, 255, 20, 245, 30, 255, 40, 255, 50, 245, 60, 255, 70, 245];
+        let fill = PixelBox { x0: 1.0, y0: 0.0, x1: 2.6, y1: 1.5 };
+        let out = fill_box(&px, 4, 2, 2, &fill).unwrap();
+        // Pixel centres 1.5 and 2.5 of row 0 (centre 0.5) are inside; row 1 (centre 1.5) is not.
+        let mut want = px.clone();
+        for x in [1, 2] {
+            want[x * 2..x * 2 + 2].copy_from_slice(&[35, 251]);
+        }
+        assert_eq!(out, want);
+        assert!(fill_box(&px, 3, 2, 2, &fill).is_err());
+        // A box between pixel centres fills nothing.
+        assert_eq!(fill_box(&px, 4, 2, 2, &PixelBox { x0: 1.6, y0: 0.0, x1: 2.4, y1: 2.0 }).unwrap(), px);
     }
 
     #[test]

@@ -216,6 +216,33 @@ pub fn margin_auroc_interval(
     cluster_of: impl Fn(&DecisionRow) -> String,
     config: &BootstrapConfig,
 ) -> Result<Option<Interval>, MetricError> {
+    let scored: Vec<(String, f64, bool)> = rows
+        .iter()
+        .filter(|r| matches!(r.truth, Some(Answer::Yes | Answer::No)))
+        .map(|r| (cluster_of(r), r.margin, r.truth == Some(Answer::Yes)))
+        .collect();
+    clustered_auroc_interval(&scored, config, "margin AUROC resamples with both classes")
+}
+
+/// The cluster-bootstrap interval of `flip_screen_auroc`: the variant's answer entropy as a score
+/// for "this pair flips", resampled by the study (or what `cluster_of` names) as
+/// [`margin_auroc_interval`] does.
+pub fn flip_screen_auroc_interval(
+    pairs: &[DecisionPair],
+    cluster_of: impl Fn(&DecisionPair) -> String,
+    config: &BootstrapConfig,
+) -> Result<Option<Interval>, MetricError> {
+    let scored: Vec<(String, f64, bool)> = pairs.iter().map(|p| (cluster_of(p), p.variant_entropy_bits, p.flip)).collect();
+    clustered_auroc_interval(&scored, config, "flip screen AUROC resamples with both classes")
+}
+
+/// The AUROC of `(cluster, score, label)` items with its cluster-bootstrap interval; `None` when
+/// the AUROC itself has no value.
+fn clustered_auroc_interval(
+    scored: &[(String, f64, bool)],
+    config: &BootstrapConfig,
+    what: &'static str,
+) -> Result<Option<Interval>, MetricError> {
     if config.resamples == 0 {
         return Err(MetricError::Invalid("bootstrap needs at least one resample".to_owned()));
     }
@@ -225,14 +252,16 @@ pub fn margin_auroc_interval(
     if config.unit != UNIT_STUDY && config.unit != UNIT_SUBJECT {
         return Err(MetricError::Invalid(format!("bootstrap unit {:?} is neither {UNIT_STUDY:?} nor {UNIT_SUBJECT:?}", config.unit)));
     }
-    let Some(estimate) = margin_auroc(rows)? else {
+    let all_scores: Vec<f64> = scored.iter().map(|s| s.1).collect();
+    let all_labels: Vec<bool> = scored.iter().map(|s| s.2).collect();
+    let Some(estimate) = auroc(&all_scores, &all_labels)? else {
         return Ok(None);
     };
-    let mut clusters: BTreeMap<String, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| matches!(r.truth, Some(Answer::Yes | Answer::No))) {
-        let c = clusters.entry(cluster_of(r)).or_default();
-        c.0.push(r.margin);
-        c.1.push(r.truth == Some(Answer::Yes));
+    let mut clusters: BTreeMap<&str, (Vec<f64>, Vec<bool>)> = BTreeMap::new();
+    for (cluster, score, label) in scored {
+        let c = clusters.entry(cluster.as_str()).or_default();
+        c.0.push(*score);
+        c.1.push(*label);
     }
     let clusters: Vec<_> = clusters.into_values().collect();
     let m = clusters.len();
@@ -251,7 +280,7 @@ pub fn margin_auroc_interval(
             values.push(v);
         }
     }
-    percentile_interval(estimate, values, config, "margin AUROC resamples with both classes").map(Some)
+    percentile_interval(estimate, values, config, what).map(Some)
 }
 
 #[cfg(test)]

@@ -29,13 +29,13 @@ pub mod rank;
 use serde::{Deserialize, Serialize};
 
 pub use box_score::{BoxScore, box_score, predicted_boxes, score_boxes, union_area};
-pub use conditions::{ConditionFigures, ConditionRow, ImageCondition, ImageConditionSummary, image_condition_summary};
+pub use conditions::{ConditionFigures, ConditionRow, ImageCondition, ImageConditionSummary, fill_box, image_condition_summary};
 pub use controls::{
     BoxControls, ControlParts, box_controls, control_boxes, control_parts, mean_roi_lift, mirror_box, share_beating_controls,
 };
 pub use decision::{
     DEFAULT_NEAR_TIE_EPS, DecisionPair, DecisionParts, DecisionQuality, DecisionRow, answer_entropy_bits, auroc, decision_pairs,
-    decision_parts, decision_quality, margin_auroc, margin_auroc_interval,
+    decision_parts, decision_quality, flip_screen_auroc_interval, margin_auroc, margin_auroc_interval,
 };
 pub use null_edits::{
     NullEdit, NullEditRecord, NullEditStudy, contrast, contrast90, null_edit_record, null_edit_study, null_edit_study_from_distances,

@@ -65,6 +65,7 @@ pub fn manifest(seed: u64) -> RunManifest {
             max_new_tokens: 8,
             common_grid: 4,
             text_only_pass: true,
+            conditions: Vec::new(),
             trust: None,
             grounding: None,
         },
@@ -73,6 +74,7 @@ pub fn manifest(seed: u64) -> RunManifest {
         n_studies: None,
         fingerprint: "fixture".to_owned(),
         randomization: None,
+        near_tie_eps: None,
     }
 }
 
@@ -183,6 +185,7 @@ pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Opt
         error: answer.is_none().then(|| CaseError { stage: ErrorStage::Inference, message: "out of memory".to_owned() }),
         trust: None,
         grounding: None,
+        condition: None,
         metadata: Default::default(),
     }
 }

@@ -32,6 +32,8 @@
 //!   `plots`/`report`/`merge` use.
 
 mod comparisons;
+mod conditions;
+mod decision;
 #[cfg(test)]
 pub(crate) mod fixture;
 mod grounding;
@@ -164,7 +166,7 @@ where
         let random_weights = manifest.models.iter().any(|m| &m.name == name && m.random_weights);
         let data = ModelData::new(name, &records, &mut notes)?;
         let summaries = study_summaries(&data, &maps, &mut notes);
-        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries)?);
+        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries, manifest.near_tie_eps())?);
         studies.extend(summaries);
         per_model_rows.insert(name.clone(), data.rows.clone());
     }
@@ -291,6 +293,11 @@ impl Boot {
         Ok(Self { config, cluster })
     }
 
+    /// The cluster a study is resampled with (itself, or its subject).
+    fn cluster_of(&self, study: &str) -> String {
+        self.cluster.get(study).cloned().unwrap_or_else(|| study.to_owned())
+    }
+
     /// The interval of `sum num / sum den` over the parts (one per study, labelled by study).
     /// `None` when the statistic has no value, or (rarely, with very few covered studies and
     /// few resamples) when no resample covers any.
@@ -388,6 +395,8 @@ struct ModelData<'a> {
     name: String,
     image: Vec<&'a CaseRecord>,
     blank: Vec<&'a CaseRecord>,
+    /// The other image conditions' records (G6).
+    conditions: Vec<&'a CaseRecord>,
     /// Scorable image-pass rows (with their text-only answers).
     rows: Vec<VariantRow>,
     studies: Vec<StudyRows<'a>>,
@@ -414,7 +423,8 @@ impl<'a> ModelData<'a> {
     fn new(name: &str, records: &'a [CaseRecord], notes: &mut Vec<String>) -> Result<Self> {
         let mine = records.iter().filter(|r| r.model == name);
         let image: Vec<&CaseRecord> = mine.clone().filter(|r| r.pass == Pass::Image).collect();
-        let blank: Vec<&CaseRecord> = mine.filter(|r| r.pass == Pass::BlankImage).collect();
+        let blank: Vec<&CaseRecord> = mine.clone().filter(|r| r.pass == Pass::BlankImage).collect();
+        let conditions: Vec<&CaseRecord> = mine.filter(|r| !matches!(r.pass, Pass::Image | Pass::BlankImage)).collect();
         let blank_answers: BTreeMap<&str, Answer> =
             blank.iter().filter(|r| r.error.is_none()).filter_map(|r| Some((r.sample_id.as_str(), answer_of(r)?))).collect();
 
@@ -454,7 +464,7 @@ impl<'a> ModelData<'a> {
             rows.extend(study_rows.iter().cloned());
             studies.push(StudyRows { id: id.to_owned(), rows: study_rows, records: recs, study, finding });
         }
-        Ok(Self { name: name.to_owned(), image, blank, rows, studies })
+        Ok(Self { name: name.to_owned(), image, blank, conditions, rows, studies })
     }
 
     /// One part per study from `f`, labelled with the study id.
@@ -469,7 +479,14 @@ impl<'a> ModelData<'a> {
     }
 }
 
-fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Maps, summaries: &[StudySummary]) -> Result<ModelAnalysis> {
+fn analyze_model(
+    data: &ModelData,
+    random_weights: bool,
+    boot: &Boot,
+    maps: &Maps,
+    summaries: &[StudySummary],
+    eps: f64,
+) -> Result<ModelAnalysis> {
     let errors = data.image.iter().filter(|r| r.error.is_some()).count();
     let max_variants = data.studies.iter().map(|s| s.rows.len()).max().unwrap_or(0);
     let mut cs_k = BTreeMap::new();
@@ -510,6 +527,18 @@ fn analyze_model(data: &ModelData, random_weights: bool, boot: &Boot, maps: &Map
         null_edits: null_edits::null_edit_summaries(data, summaries, boot)?,
         // Filled in by [`analyze`] from the run directory's randomisation check.
         randomization: None,
+        conditions: conditions::condition_analysis(data, boot)?,
+        decision: decision::decision_summary(data, boot, eps, None)?,
+        decision_by_strategy: {
+            let strategies: BTreeSet<&str> = data.image.iter().filter(|r| r.variant_index != 0).map(|r| r.strategy.as_str()).collect();
+            let mut by = BTreeMap::new();
+            for st in strategies {
+                if let Some(d) = decision::decision_summary(data, boot, eps, Some(st))? {
+                    by.insert(st.to_owned(), d);
+                }
+            }
+            by
+        },
     })
 }
 

@@ -14,6 +14,7 @@ use radlens_shared::records_csv;
 use radlens_shared::stats::Interval;
 use thiserror::Error;
 
+mod conditions;
 mod grounding;
 
 use super::analysis::{NO_FINDING, dedupe_and_sort};
@@ -118,6 +119,8 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
     comparisons(o, a);
     maps(o, a);
     grounding::grounding(o, a, plots);
+    conditions::image_conditions(o, a, plots);
+    conditions::decision_quality(o, a, plots);
     trust(o, a);
     margins_latency(o, a);
     figures(o, plots);
@@ -653,7 +656,8 @@ fn margins_latency(o: &mut String, a: &Analysis) {
 
 fn figures(o: &mut String, plots: &[String]) {
     let _ = writeln!(o, "## Figures\n");
-    let plain: Vec<&String> = plots.iter().filter(|p| !is_overlay(p) && !grounding::is_section_plot(p)).collect();
+    let plain: Vec<&String> =
+        plots.iter().filter(|p| !is_overlay(p) && !grounding::is_section_plot(p) && !conditions::is_section_plot(p)).collect();
     if plain.is_empty() {
         let _ = writeln!(o, "No figures were drawn.\n");
     }
@@ -740,7 +744,7 @@ mod tests {
         for p in [&out.analysis_json, &out.records_csv, &out.report] {
             assert!(std::fs::metadata(p).unwrap().len() > 100, "{}", p.display());
         }
-        assert_eq!(out.plots.len(), 10);
+        assert_eq!(out.plots.len(), 11);
         let report = std::fs::read_to_string(&out.report).unwrap();
         assert!(report.contains("WARNING: random weights (pipeline demo)"), "{report}");
         // The summary comes first, before the tables.

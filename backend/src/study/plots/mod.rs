@@ -20,6 +20,9 @@ use radlens_shared::record::{Analysis, CaseRecord, Pass};
 use radlens_shared::stats::{Interval, percentile_linear};
 use thiserror::Error;
 
+mod grounding;
+
+use self::grounding::{conditions_by_model, randomization_curve, reliability};
 use super::analysis::dedupe_and_sort;
 use super::run_dir::{PLOTS, RunDir};
 
@@ -57,6 +60,10 @@ const SIZE: (u32, u32) = (860, 520);
 const OVERLAY_STUDIES: usize = 4;
 /// The weight-randomisation curve (the report shows it in its grounding section).
 pub const RANDOMIZATION_PLOT: &str = "randomization_curve.png";
+/// Answer agreement with the real image per condition (the report's image-conditions section).
+pub const CONDITIONS_PLOT: &str = "conditions_by_model.png";
+/// Accuracy by margin bin (the report's decision-quality section).
+pub const RELIABILITY_PLOT: &str = "reliability.png";
 /// At most this many variants (columns) and models (rows) per overlay figure.
 const OVERLAY_VARIANTS: usize = 4;
 const OVERLAY_MODELS: usize = 4;
@@ -103,6 +110,8 @@ pub fn write_plots(dir: &RunDir, analysis: &Analysis, records: &[CaseRecord], im
     emit("cross_model_js.png", cross_model_histogram(&out.join("cross_model_js.png"), analysis, &suffix))?;
     emit("latency.png", latency_boxes(&out.join("latency.png"), analysis, &records, &suffix))?;
     emit(RANDOMIZATION_PLOT, randomization_curve(&out.join(RANDOMIZATION_PLOT), analysis, &suffix))?;
+    emit(CONDITIONS_PLOT, conditions_by_model(&out.join(CONDITIONS_PLOT), analysis, &suffix))?;
+    emit(RELIABILITY_PLOT, reliability(&out.join(RELIABILITY_PLOT), analysis, &suffix))?;
 
     remove_old_overlays(&out)?;
     match images {
@@ -406,88 +415,6 @@ fn cross_model_histogram(path: &Path, a: &Analysis, suffix: &str) -> Result<bool
         &series,
         (0.0, 1.0),
     )
-}
-
-/// The weight-randomisation cascade per model: the mean Spearman of each step's map with the
-/// original (the original itself at 1), and the insensitivity threshold. The x axis is the share
-/// of the model's language-model layers re-drawn, so models of different depths line up; the
-/// vision step stands after 100%.
-fn randomization_curve(path: &Path, a: &Analysis, suffix: &str) -> Result<bool> {
-    use radlens_shared::grounding::CascadeStep;
-    const VISION_X: f64 = 1.2;
-    let curves: Vec<(&str, &radlens_shared::record::RandomizationSummary)> =
-        a.models.iter().filter_map(|m| Some((m.model.as_str(), m.randomization.as_ref()?))).collect();
-    if curves.is_empty() {
-        return Ok(false);
-    }
-    let title = format!("Weight randomisation: map rank correlation with the original{suffix}");
-    let (x0, x1) = (-0.05, VISION_X + 0.1);
-    render(path, SIZE, blank(SIZE.0, SIZE.1), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(&title, caption_font(&title))
-            .margin(14)
-            .x_label_area_size(46)
-            .y_label_area_size(56)
-            .build_cartesian_2d(x0..x1, -1.05..1.05)
-            .s()?;
-        chart
-            .configure_mesh()
-            .x_desc("language-model layers re-drawn from the top (share of the model's), then the vision tower too")
-            .y_desc("Spearman with the original map")
-            .x_labels(30)
-            .x_label_formatter(&|x| {
-                let quarter = (x * 4.0).round();
-                if (x - VISION_X).abs() < 1e-6 {
-                    "+ vision".to_owned()
-                } else if (x * 4.0 - quarter).abs() < 1e-6 && (0.0..=4.0).contains(&quarter) {
-                    format!("{:.0}%", quarter * 25.0)
-                } else {
-                    String::new()
-                }
-            })
-            .y_label_formatter(&|y: &f64| format!("{:.1}", if y.abs() < 1e-9 { 0.0 } else { *y }))
-            .label_style(font(13))
-            .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .s()?;
-        let t = radlens_shared::grounding::randomization::INSENSITIVE_SPEARMAN;
-        // Dashes by hand: plotters' line series are a feature this build leaves out.
-        let grey = RGBColor(150, 150, 150);
-        let dashes = (0..).map(|i| x0 + 0.03 * f64::from(i)).take_while(|x| *x < x1);
-        chart
-            .draw_series(dashes.map(|x| PathElement::new([(x, t), ((x + 0.018).min(x1), t)], grey.stroke_width(2))))
-            .s()?
-            .label(format!("insensitive above {t} after all LM layers"))
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], grey.stroke_width(2)));
-        for (j, (model, r)) in curves.iter().enumerate() {
-            let c = color(j);
-            let layers = f64::from(r.curve.lm_layers.max(1));
-            let points: Vec<(f64, f64)> = std::iter::once((0.0, 1.0))
-                .chain(r.curve.points.iter().filter_map(|p| {
-                    let x = match p.step {
-                        CascadeStep::Layers(k) => f64::from(k) / layers,
-                        CascadeStep::Vision => VISION_X,
-                    };
-                    Some((x, p.spearman?))
-                }))
-                .collect();
-            chart
-                .draw_series(std::iter::once(PathElement::new(points.clone(), c.stroke_width(2))))
-                .s()?
-                .label(format!("{model} ({} LM layers, n = {})", r.curve.lm_layers, r.inputs))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
-            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).s()?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .s()
-    })?;
-    Ok(true)
 }
 
 /// Overlaid histograms (20 bins over `range`) of each series as a share of its values.
@@ -876,7 +803,9 @@ mod tests {
         (img.width(), img.height())
     }
 
-    const CHARTS: [&str; 7] = [
+    // The fixture has a text-only pass: real and blank make the conditions chart; it has no
+    // margins, randomisation or grounding, so no reliability or randomisation figure.
+    const CHARTS: [&str; 8] = [
         "rates_by_model.png",
         "accuracy_by_strategy.png",
         "flip_rate_by_strategy.png",
@@ -884,6 +813,7 @@ mod tests {
         "gini_by_model.png",
         "cross_model_js.png",
         "latency.png",
+        "conditions_by_model.png",
     ];
 
     #[test]

@@ -1,0 +1,303 @@
+//! Image conditions (grounding spec G6) for the study runner: which image a row is shown under
+//! each condition, with which truth, or why it has none (no swap partner, no box, no control
+//! box). The pixel math is `radlens_shared::grounding` (`fill_box`, `contrast90`) and
+//! `case::null_edit` (`jpeg90`); this decides what each row gets.
+
+use std::collections::BTreeMap;
+
+use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
+use radlens_shared::answer::Answer;
+use radlens_shared::geometry::{MapGeometry, PixelBox};
+use radlens_shared::grounding::{ImageCondition, NullEdit, control_boxes, fill_box};
+use radlens_shared::record::Pass;
+
+use super::plan::StudyRow;
+use crate::case::null_edit::edit_image;
+
+/// A study's swap partners (G6): the first study after it in CSV order, cyclically, with the same
+/// finding, another subject when subject ids are given, and the opposite or the same truth (the
+/// base question's answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapPartners {
+    /// The partner's study id, or why there is none.
+    pub opposite: Result<String, String>,
+    pub same: Result<String, String>,
+}
+
+/// What decides a study's partners.
+struct StudyKey<'a> {
+    id: &'a str,
+    subject: Option<&'a str>,
+    finding: Option<&'a str>,
+    truth: Option<Answer>,
+    image: &'a str,
+}
+
+/// Every study's partners, over all the CSV's studies in file order (`studies` as
+/// `StudyPlan::studies` gives them, before any shard or `--n-studies` cut).
+pub fn swap_partners(studies: &[(String, Vec<&StudyRow>)]) -> BTreeMap<String, SwapPartners> {
+    let keys: Vec<StudyKey<'_>> = studies
+        .iter()
+        .filter_map(|(id, rows)| {
+            let base = rows.iter().find(|r| r.variant_index == 0 && r.problem.is_none())?;
+            Some(StudyKey {
+                id,
+                subject: base.subject_id.as_deref(),
+                finding: base.finding.as_deref(),
+                truth: base.answer.filter(|a| *a != Answer::Unknown),
+                image: &base.image_path,
+            })
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for (i, me) in keys.iter().enumerate() {
+        let find = |want: Answer| -> Result<String, String> {
+            let finding = me.finding.ok_or("the study names no finding to match")?;
+            (1..keys.len())
+                .map(|k| &keys[(i + k) % keys.len()])
+                .find(|other| {
+                    other.finding == Some(finding)
+                        && other.truth == Some(want)
+                        && other.image != me.image
+                        && (me.subject.is_none() || other.subject != me.subject)
+                })
+                .map(|other| other.id.to_string())
+                .ok_or_else(|| {
+                    let subject = if me.subject.is_some() { ", another subject" } else { "" };
+                    format!("no other study with finding {finding:?}{subject} and truth {}", want.as_str())
+                })
+        };
+        let partners = match me.truth {
+            Some(t) => SwapPartners { opposite: find(t.invert()), same: find(t) },
+            None => {
+                let why = Err("the base question has no yes/no truth".to_string());
+                SwapPartners { opposite: why.clone(), same: why }
+            }
+        };
+        out.insert(me.id.to_string(), partners);
+    }
+    // Studies whose base row cannot be run have no partner either.
+    for (id, _) in studies {
+        out.entry(id.clone()).or_insert_with(|| {
+            let why = Err("the study has no runnable base question".to_string());
+            SwapPartners { opposite: why.clone(), same: why }
+        });
+    }
+    out
+}
+
+/// What a row is shown under a condition pass.
+#[derive(Debug, Clone)]
+pub struct ConditionImage {
+    /// The image file (relative to the image folder) the shown image is made from.
+    pub source: String,
+    pub truth: Option<Answer>,
+    pub partner_study: Option<String>,
+    pub occluded_box: Option<PixelBox>,
+}
+
+/// Where `row` gets its image under `pass` (a condition other than the real and the blank
+/// image), or why it has none. `partners` are the row's study's, `partner_images` each study's
+/// base image; `geometry` is where the model's map lies on the row's own image (for the control
+/// box and the box check).
+pub fn condition_image(
+    row: &StudyRow,
+    pass: Pass,
+    partners: Option<&SwapPartners>,
+    partner_images: &BTreeMap<String, String>,
+    geometry: Option<&MapGeometry>,
+) -> Result<ConditionImage, String> {
+    let own = |truth: Option<Answer>| ConditionImage { source: row.image_path.clone(), truth, partner_study: None, occluded_box: None };
+    let boxed = || -> Result<PixelBox, String> {
+        let b = row.roi.ok_or("the row has no radiologist box (roi_x, roi_y, roi_w, roi_h)")?;
+        if let Some(g) = geometry
+            && !b.inside_image(g.image_w, g.image_h)
+        {
+            return Err(format!("the box is not inside the {}x{} image", g.image_w, g.image_h));
+        }
+        Ok(b)
+    };
+    match pass {
+        Pass::Image | Pass::BlankImage => Err(format!("{} is not an image condition of its own", pass.name())),
+        Pass::Jpeg90 | Pass::Contrast90 => Ok(own(row.answer)),
+        Pass::RoiOccluded => Ok(ConditionImage { occluded_box: Some(boxed()?), ..own(row.answer) }),
+        Pass::ControlOccluded => {
+            let b = boxed()?;
+            let g = geometry.ok_or("the row's image could not be preprocessed")?;
+            let first = control_boxes(g, &b).map_err(|e| e.to_string())?.into_iter().next();
+            let control = first.ok_or("the crop has no control box of the box's size that misses the box")?;
+            Ok(ConditionImage { occluded_box: Some(control), ..own(row.answer) })
+        }
+        Pass::SwapOpposite | Pass::SwapSame => {
+            let p = partners.ok_or("the study has no swap partners")?;
+            let (partner, truth) = match pass {
+                Pass::SwapOpposite => (&p.opposite, row.answer.filter(|a| *a != Answer::Unknown).map(Answer::invert)),
+                _ => (&p.same, row.answer),
+            };
+            let id = partner.clone()?;
+            let source = partner_images.get(&id).cloned().ok_or_else(|| format!("swap partner {id} has no image"))?;
+            Ok(ConditionImage { source, truth, partner_study: Some(id), occluded_box: None })
+        }
+    }
+}
+
+/// The image shown: `original` (the decoded source) edited as the condition says.
+pub fn shown_image(original: &DynamicImage, pass: Pass, shown: &ConditionImage) -> Result<DynamicImage, String> {
+    match pass {
+        Pass::Jpeg90 => edit_image(original, NullEdit::Jpeg90),
+        Pass::Contrast90 => edit_image(original, NullEdit::Contrast90),
+        Pass::RoiOccluded | Pass::ControlOccluded => {
+            let b = shown.occluded_box.ok_or("no box to occlude")?;
+            filled(original, &b)
+        }
+        _ => Ok(original.clone()),
+    }
+}
+
+/// `original` with `b` filled by its per-channel mean, in its own pixel format where it has one
+/// of the 8-bit ones (else as 8-bit RGB).
+fn filled(original: &DynamicImage, b: &PixelBox) -> Result<DynamicImage, String> {
+    let (w, h) = (original.width(), original.height());
+    let fill = |pixels: &[u8], c: usize| fill_box(pixels, w as usize, h as usize, c, b).map_err(|e| e.to_string());
+    let bad = || "the filled pixels do not fit the image".to_string();
+    Ok(match original {
+        DynamicImage::ImageLuma8(g) => DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, fill(g.as_raw(), 1)?).ok_or_else(bad)?),
+        DynamicImage::ImageLumaA8(g) => DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(w, h, fill(g.as_raw(), 2)?).ok_or_else(bad)?),
+        DynamicImage::ImageRgba8(c) => DynamicImage::ImageRgba8(RgbaImage::from_raw(w, h, fill(c.as_raw(), 4)?).ok_or_else(bad)?),
+        other => {
+            let rgb = other.to_rgb8();
+            DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, fill(rgb.as_raw(), 3)?).ok_or_else(bad)?)
+        }
+    })
+}
+
+/// The conditions as passes, the text-only pass (`blank`) included when asked for either way.
+pub fn condition_passes(text_only_pass: bool, conditions: &[ImageCondition]) -> Vec<Pass> {
+    let mut out = vec![Pass::Image];
+    for c in ImageCondition::ALL {
+        let asked = conditions.contains(&c) || (c == ImageCondition::Blank && text_only_pass);
+        if c != ImageCondition::Real && asked {
+            out.push(Pass::of(c));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::study::plan::read_plan;
+
+    fn plan_of(name: &str, csv: &str) -> crate::study::plan::StudyPlan {
+        let dir: PathBuf = std::env::temp_dir().join(format!("radlens-conditions-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("study.csv");
+        std::fs::write(&p, csv).unwrap();
+        read_plan(&p).unwrap()
+    }
+
+    fn partners(csv: &str, name: &str) -> BTreeMap<String, SwapPartners> {
+        let plan = plan_of(name, csv);
+        swap_partners(&plan.studies())
+    }
+
+    #[test]
+    fn the_partner_is_the_next_study_with_the_same_finding_and_the_wanted_truth_cyclically() {
+        let csv = "study_id,image_path,question,answer,finding\n\
+                   a,a.png,Is there an effusion?,yes,effusion\n\
+                   b,b.png,Is there an effusion?,no,effusion\n\
+                   c,c.png,Is there a nodule?,no,nodule\n\
+                   d,d.png,Is there an effusion?,yes,effusion\n\
+                   e,e.png,Is there an effusion?,no,effusion\n";
+        let p = partners(csv, "cyclic");
+        assert_eq!((p["a"].opposite.as_deref(), p["a"].same.as_deref()), (Ok("b"), Ok("d")));
+        assert_eq!((p["d"].opposite.as_deref(), p["d"].same.as_deref()), (Ok("e"), Ok("a")), "wraps around to the start");
+        assert_eq!((p["e"].opposite.as_deref(), p["e"].same.as_deref()), (Ok("a"), Ok("b")));
+        assert!(p["c"].opposite.as_ref().unwrap_err().contains("nodule"), "no other nodule study: {:?}", p["c"]);
+        assert!(p["c"].same.is_err());
+    }
+
+    #[test]
+    fn with_subject_ids_the_partner_is_another_subject() {
+        let csv = "study_id,image_path,question,answer,finding,subject_id\n\
+                   a,a.png,Is there an effusion?,yes,effusion,p1\n\
+                   b,b.png,Is there an effusion?,no,effusion,p1\n\
+                   c,c.png,Is there an effusion?,no,effusion,p2\n\
+                   d,d.png,Is there an effusion?,yes,effusion,p1\n";
+        let p = partners(csv, "subjects");
+        assert_eq!(p["a"].opposite.as_deref(), Ok("c"), "b is the same subject");
+        assert!(p["a"].same.as_ref().unwrap_err().contains("another subject"), "d is the same subject: {:?}", p["a"].same);
+        assert_eq!(p["c"].opposite.as_deref(), Ok("d"));
+    }
+
+    fn row(roi: Option<PixelBox>, answer: Answer) -> StudyRow {
+        StudyRow {
+            csv_line: 2,
+            study_id: "a".into(),
+            subject_id: None,
+            image_path: "a.png".into(),
+            question: "Is there an effusion?".into(),
+            answer: Some(answer),
+            variant_index: 1,
+            variant_name: None,
+            strategy: "negation".into(),
+            polarity: -1,
+            finding: Some("effusion".into()),
+            roi,
+            metadata: BTreeMap::new(),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn each_condition_names_its_image_and_truth_or_says_why_not() {
+        let geometry = MapGeometry { h: 4, w: 4, crop: PixelBox::image(100, 100).unwrap(), image_w: 100, image_h: 100 };
+        let partners = SwapPartners { opposite: Ok("b".into()), same: Err("no other study".into()) };
+        let images: BTreeMap<String, String> = [("b".to_string(), "b.png".to_string())].into();
+        let boxed = row(Some(PixelBox::from_xywh(10.0, 10.0, 20.0, 20.0).unwrap()), Answer::No);
+        let shown = |r: &StudyRow, pass| condition_image(r, pass, Some(&partners), &images, Some(&geometry));
+        // swap_opposite: the partner's image, the truth inverted (the partner's truth, asked as this row asks).
+        let s = shown(&boxed, Pass::SwapOpposite).unwrap();
+        assert_eq!((s.source.as_str(), s.truth, s.partner_study.as_deref()), ("b.png", Some(Answer::Yes), Some("b")));
+        assert_eq!(shown(&boxed, Pass::SwapSame).unwrap_err(), "no other study");
+        let r = shown(&boxed, Pass::RoiOccluded).unwrap();
+        assert_eq!((r.source.as_str(), r.truth, r.occluded_box), ("a.png", Some(Answer::No), boxed.roi));
+        let c = shown(&boxed, Pass::ControlOccluded).unwrap();
+        let control = c.occluded_box.unwrap();
+        assert_eq!((control.width(), control.height()), (20.0, 20.0));
+        assert_eq!(control, control_boxes(&geometry, &boxed.roi.unwrap()).unwrap()[0], "the first G2 control box");
+        let bare = row(None, Answer::No);
+        assert!(shown(&bare, Pass::RoiOccluded).unwrap_err().contains("no radiologist box"));
+        assert!(shown(&bare, Pass::ControlOccluded).unwrap_err().contains("no radiologist box"));
+        let off = row(Some(PixelBox::from_xywh(90.0, 90.0, 20.0, 20.0).unwrap()), Answer::No);
+        assert!(shown(&off, Pass::RoiOccluded).unwrap_err().contains("not inside the 100x100 image"));
+        assert_eq!(shown(&bare, Pass::Jpeg90).unwrap().truth, Some(Answer::No));
+    }
+
+    #[test]
+    fn an_occluded_box_holds_the_mean_and_the_rest_is_the_original() {
+        let pixels: Vec<u8> = (0..100u32).map(|i| (i * 2) as u8).collect();
+        let img = DynamicImage::ImageLuma8(GrayImage::from_raw(10, 10, pixels.clone()).unwrap());
+        let b = PixelBox::from_xywh(2.0, 3.0, 4.0, 2.0).unwrap();
+        let shown = ConditionImage { source: "x".into(), truth: None, partner_study: None, occluded_box: Some(b) };
+        let out = shown_image(&img, Pass::RoiOccluded, &shown).unwrap().to_luma8();
+        let mean = (pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / 100.0).round_ties_even() as u8;
+        for y in 0..10u32 {
+            for x in 0..10u32 {
+                let inside = (2..6).contains(&x) && (3..5).contains(&y);
+                let want = if inside { mean } else { pixels[(y * 10 + x) as usize] };
+                assert_eq!(out.get_pixel(x, y).0[0], want, "({x}, {y})");
+            }
+        }
+    }
+
+    #[test]
+    fn blank_joins_the_conditions_in_the_specs_order() {
+        use ImageCondition::*;
+        assert_eq!(condition_passes(false, &[]), vec![Pass::Image]);
+        assert_eq!(condition_passes(true, &[Jpeg90, SwapSame]), vec![Pass::Image, Pass::BlankImage, Pass::SwapSame, Pass::Jpeg90]);
+        assert_eq!(condition_passes(false, &[Blank]), vec![Pass::Image, Pass::BlankImage]);
+    }
+}
