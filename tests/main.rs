@@ -23,6 +23,9 @@ mod occlusion;
 /// The null edits (grounding G4) and the weight-randomisation cascade (G5), with planted truths.
 mod null_edits_randomization;
 
+/// `radlens study --conditions`: image conditions (G6) and decision quality (G7) end to end.
+mod conditions;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 
