@@ -208,6 +208,10 @@ pub struct BenchArgs {
     /// (--reps studies of 6 variants), each per record and against the plain study.
     #[arg(long, conflicts_with_all = ["study", "dry_run", "agreement_with"])]
     pub grounding: bool,
+    /// Time the image conditions instead (or as well, with --grounding): each condition as one
+    /// more pass over a plain study's rows, then all of them, on the same demo data.
+    #[arg(long, conflicts_with_all = ["study", "dry_run", "agreement_with"])]
+    pub conditions: bool,
     #[command(flatten)]
     pub grounding_args: GroundingArgs,
     /// The model: llava or gemma3 (mid-size random models built in memory), or a full-size

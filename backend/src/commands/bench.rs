@@ -66,7 +66,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let preset = args.arch;
     let crate::commands::Runtime { device, dtype, weights: format } = args.runtime.resolve()?;
     crate::models::loader::check_dtype(dtype, &device)?;
-    if args.grounding {
+    if args.grounding || args.conditions {
         let g = &args.grounding_args;
         return super::bench_grounding::run(args, g.occlusion_grid as usize, g.occlusion_batch as usize);
     }

@@ -1,5 +1,6 @@
-//! `radlens bench --grounding`: what the grounding checks cost, on the bundled demo data with the
-//! demo's two tiny models, as the study runner runs them. Each configuration is a whole study of
+//! `radlens bench --grounding` / `--conditions`: what the grounding checks and the image
+//! conditions cost, on the bundled demo data with the demo's two tiny models, as the study
+//! runner runs them. Each configuration is a whole study of
 //! `--reps` studies into a fresh run directory; its time per record is set against the plain
 //! study (the attention map only) measured in the same run, after an untimed warm-up.
 
@@ -8,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context;
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{CaseRecord, GroundingSettings};
 use serde::Serialize;
 
@@ -30,6 +32,7 @@ struct Row {
     configuration: String,
     seconds: f64,
     records: usize,
+    /// Per row of the study (a condition's records are extra passes over the same rows).
     ms_per_record: f64,
     ratio_vs_plain: f64,
 }
@@ -63,13 +66,17 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
     anyhow::ensure!(csv.exists() && images.is_dir(), "{}: no demo data (demo-study.csv and cxr/)", data.display());
     let studies = args.reps as usize;
     let samples = studies * 6;
-    let study = |out: &Path, grounding: Option<GroundingSettings>, randomization: Option<usize>| -> anyhow::Result<(f64, usize)> {
+    let study = |out: &Path,
+                 grounding: Option<GroundingSettings>,
+                 randomization: Option<usize>,
+                 conditions: &[ImageCondition]|
+     -> anyhow::Result<(f64, usize)> {
         let _ = std::fs::remove_dir_all(out);
         let settings = StudySettings {
             case: CaseSpec { grounding, ..CaseSpec::standard(args.new_tokens as usize) },
-            text_only_pass: false,
+            text_only_pass: conditions.contains(&ImageCondition::Blank),
             share_prefix: true,
-            conditions: Vec::new(),
+            conditions: conditions.iter().copied().filter(|c| *c != ImageCondition::Blank).collect(),
         };
         let a = StudyArgs {
             csv: csv.clone(),
@@ -98,18 +105,35 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
         Ok((t.elapsed().as_secs_f64(), outcome.written))
     };
     let occlusion = GroundingSettings { occlusion: true, occlusion_grid: grid, occlusion_batch: batch, null_edits: false };
-    let configurations: [(String, Option<GroundingSettings>, Option<usize>); 4] = [
-        ("plain (attention map)".into(), None, None),
-        ("+ occlusion, box controls, box score (G1-G3)".into(), Some(occlusion), None),
-        ("+ null edits: --grounding (G1-G4)".into(), Some(GroundingSettings { null_edits: true, ..occlusion }), None),
-        (format!("--grounding --randomization {samples}"), Some(GroundingSettings { null_edits: true, ..occlusion }), Some(samples)),
-    ];
+    type Configuration = (String, Option<GroundingSettings>, Option<usize>, Vec<ImageCondition>);
+    let mut configurations: Vec<Configuration> = vec![("plain (attention map)".into(), None, None, Vec::new())];
+    if args.grounding {
+        configurations.extend([
+            ("+ occlusion, box controls, box score (G1-G3)".into(), Some(occlusion), None, Vec::new()),
+            ("+ null edits: --grounding (G1-G4)".into(), Some(GroundingSettings { null_edits: true, ..occlusion }), None, Vec::new()),
+            (
+                format!("--grounding --randomization {samples}"),
+                Some(GroundingSettings { null_edits: true, ..occlusion }),
+                Some(samples),
+                Vec::new(),
+            ),
+        ]);
+    }
+    if args.conditions {
+        // Each condition alone, then all of them: the cost of one more pass over the rows.
+        let all: Vec<ImageCondition> = ImageCondition::ALL.into_iter().filter(|c| *c != ImageCondition::Real).collect();
+        configurations.extend(all.iter().map(|c| (format!("+ condition {c}"), None, None, vec![*c])));
+        configurations.push(("+ every condition".into(), None, None, all));
+    }
     // Warm-up: page in the models and the images, untimed.
-    study(&scratch.0.join("warm-up"), None, None)?;
+    study(&scratch.0.join("warm-up"), None, None, &[])?;
     let mut rows = Vec::new();
-    for (i, (name, grounding, randomization)) in configurations.into_iter().enumerate() {
-        let (seconds, records) = study(&scratch.0.join(format!("run-{i}")), grounding, randomization)?;
-        let ms_per_record = 1e3 * seconds / records.max(1) as f64;
+    for (i, (name, grounding, randomization, conditions)) in configurations.into_iter().enumerate() {
+        let (seconds, records) = study(&scratch.0.join(format!("run-{i}")), grounding, randomization, &conditions)?;
+        // Per row of the study: a condition's records are extra passes over the same rows.
+        let passes = 1 + conditions.len();
+        let row_records = records / passes;
+        let ms_per_record = 1e3 * seconds / row_records.max(1) as f64;
         let plain = rows.first().map_or(ms_per_record, |r: &Row| r.ms_per_record);
         rows.push(Row { configuration: name, seconds, records, ms_per_record, ratio_vs_plain: ms_per_record / plain });
     }
@@ -127,12 +151,12 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "grounding cost on the demo data: {} x {} studies of 6 variants, occlusion grid {grid} (batch {batch}), {} new tokens",
+        "cost on the demo data: {} x {} studies of 6 variants, occlusion grid {grid} (batch {batch}), {} new tokens",
         report.models.join(" + "),
         studies,
         args.new_tokens
     );
-    println!("{:<48} {:>9} {:>8} {:>12} {:>9}", "configuration", "seconds", "records", "ms / record", "x plain");
+    println!("{:<48} {:>9} {:>8} {:>12} {:>9}", "configuration", "seconds", "records", "ms / row", "x plain");
     for r in &report.rows {
         println!("{:<48} {:>9.2} {:>8} {:>12.1} {:>9.2}", r.configuration, r.seconds, r.records, r.ms_per_record, r.ratio_vs_plain);
     }
