@@ -264,7 +264,13 @@ fn explorer(
                                 <td>{match rec.correct { Some(true) => "✓", Some(false) => "✗", None => "—" }}</td>
                                 <td class="num">{rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}</td>
                                 <td class="num">{rec.map.as_ref().map(|m| format!("{:.3}", m.metrics.focus)).unwrap_or_else(|| "—".into())}</td>
-                                <td>{d.1.flipped[i].then_some("flipped")}{d.1.disagree[i].then_some(" disagree")}{rec.error.as_ref().map(|e| format!(" error: {}", e.message))}</td>
+                                <td>
+                                    {d.1.flipped[i].then_some("flipped")}
+                                    {d.1.disagree[i].then_some(" disagree")}
+                                    {(radlens_shared::filter::beats_controls(rec) == Some(true)).then_some(" beats controls")}
+                                    {nulls.with(|n| matches!(n, Some(Ok(f)) if f.flag(i) == Some(true))).then_some(" moves under a null edit")}
+                                    {rec.error.as_ref().map(|e| format!(" error: {}", e.message))}
+                                </td>
                             </tr>
                         }
                     })
