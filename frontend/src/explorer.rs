@@ -2,16 +2,19 @@
 //! order, on which page, and the URL query that holds it all. Pure Rust: the browser test uses
 //! the same code to recompute what the page must show.
 //!
-//! The filter is `radlens_shared::filter::RecordFilter` (the server's own), plus two views the
-//! records alone decide: "flipped vs base" and "models disagree" (`radlens_shared::views`, which
-//! the server's `records.csv` endpoint uses too).
+//! The filter is `radlens_shared::filter::RecordFilter` (the server's own, "map beats controls"
+//! included), plus the views no single record decides: "flipped vs base", "models disagree" and
+//! the null-edit verdict of its study (`radlens_shared::views`, which the server's records and
+//! `records.csv` endpoints use too).
 
 use std::collections::BTreeSet;
 
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::CaseRecord;
 use radlens_shared::records_csv;
-pub use radlens_shared::views::{Derived, flipped_vs_base, models_disagree, sort_records};
+pub use radlens_shared::views::{
+    Derived, NULL_EDIT_KEY, NullEditFlags, flipped_vs_base, models_disagree, null_edit_maps_needed, sort_records,
+};
 
 use crate::api::ApiRecord;
 use crate::url_state::{encode_component, parse_query};
@@ -39,6 +42,9 @@ pub struct ExplorerState {
     pub flipped: bool,
     /// Only samples on which the models gave different answers.
     pub disagree: bool,
+    /// Grounding G4 (`null_edit_moves=`): only records of studies whose maps (per model) move
+    /// more under a null edit than under rewording (`true`), or only those whose maps do not.
+    pub null_edit_moves: Option<bool>,
     pub sort: SortKey,
     pub desc: bool,
     /// 0-based page.
@@ -49,7 +55,16 @@ pub struct ExplorerState {
 
 impl Default for ExplorerState {
     fn default() -> Self {
-        Self { filter: RecordFilter::default(), flipped: false, disagree: false, sort: SortKey::Index, desc: false, page: 0, error: None }
+        Self {
+            filter: RecordFilter::default(),
+            flipped: false,
+            disagree: false,
+            null_edit_moves: None,
+            sort: SortKey::Index,
+            desc: false,
+            page: 0,
+            error: None,
+        }
     }
 }
 
@@ -67,6 +82,10 @@ impl ExplorerState {
             match k.as_str() {
                 "flipped" => s.flipped = v == "true",
                 "disagree" => s.disagree = v == "true",
+                k if k == NULL_EDIT_KEY => match v.parse::<bool>() {
+                    Ok(b) => s.null_edit_moves = Some(b),
+                    Err(_) => s.error = Some(format!("{NULL_EDIT_KEY}: {v:?} is not true or false")),
+                },
                 "sort" => {
                     let (desc, key) = match v.strip_prefix('-') {
                         Some(k) => (true, k),
@@ -93,6 +112,9 @@ impl ExplorerState {
         if self.disagree {
             pairs.push(("disagree".into(), "true".into()));
         }
+        if let Some(b) = self.null_edit_moves {
+            pairs.push((NULL_EDIT_KEY.into(), b.to_string()));
+        }
         if self.sort != SortKey::Index || self.desc {
             pairs.push(("sort".into(), format!("{}{}", if self.desc { "-" } else { "" }, self.sort.key())));
         }
@@ -114,10 +136,16 @@ impl ExplorerState {
     }
 }
 
-/// Positions (into `records`) of the matching records, in the state's order.
-pub fn select(records: &[ApiRecord], derived: &Derived, s: &ExplorerState) -> Vec<usize> {
+/// Positions (into `records`) of the matching records, in the state's order. `nulls` is the
+/// run's null-edit view ([`NullEditFlags::of`]; empty while it is not needed).
+pub fn select(records: &[ApiRecord], derived: &Derived, nulls: &NullEditFlags, s: &ExplorerState) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..records.len())
-        .filter(|&i| s.filter.matches(&records[i].record) && (!s.flipped || derived.flipped(i)) && (!s.disagree || derived.disagree(i)))
+        .filter(|&i| {
+            s.filter.matches(&records[i].record)
+                && (!s.flipped || derived.flipped(i))
+                && (!s.disagree || derived.disagree(i))
+                && nulls.matches(i, s.null_edit_moves)
+        })
         .collect();
     sort_records(records, &mut idx, s.sort, s.desc, |i| records[i].index);
     idx
@@ -133,7 +161,7 @@ pub fn to_csv(records: &[ApiRecord], derived: &Derived, selected: &[usize]) -> S
 impl ExplorerState {
     /// Whether the state leaves records out (sorting and paging do not).
     pub fn is_filtered(&self) -> bool {
-        self.filter != RecordFilter::default() || self.flipped || self.disagree
+        self.filter != RecordFilter::default() || self.flipped || self.disagree || self.null_edit_moves.is_some()
     }
 }
 
@@ -169,11 +197,14 @@ mod tests {
         s.filter.correct = Some(false);
         s.filter.text = Some("pleural effusion & more".into());
         s.flipped = true;
+        s.null_edit_moves = Some(false);
+        s.filter.beats_controls = Some(true);
         s.sort = SortKey::Margin;
         s.desc = true;
         s.page = 2;
         let q = s.to_query();
         assert!(q.contains("correct=false") && q.contains("sort=-margin") && q.contains("page=3"), "{q}");
+        assert!(q.contains("null_edit_moves=false") && q.contains("beats_controls=true"), "{q}");
         assert_eq!(ExplorerState::from_query(&format!("?{q}")), s);
         assert_eq!(ExplorerState::default().to_query(), "");
     }
@@ -183,6 +214,8 @@ mod tests {
         let s = ExplorerState::from_query("correct=maybe&flipped=true");
         assert!(s.error.unwrap().contains("correct"));
         assert!(s.flipped);
+        let s = ExplorerState::from_query("null_edit_moves=maybe");
+        assert!(s.error.unwrap().contains("null_edit_moves"));
     }
 
     #[test]
@@ -220,9 +253,9 @@ mod tests {
         assert_eq!(models_disagree(&rs), vec![true, false, false, false, true, false]);
         let d = Derived::of(&rs);
         let s = ExplorerState { flipped: true, ..Default::default() };
-        assert_eq!(select(&rs, &d, &s), vec![2, 5]);
+        assert_eq!(select(&rs, &d, &NullEditFlags::default(), &s), vec![2, 5]);
         let s = ExplorerState { disagree: true, sort: SortKey::Index, desc: true, ..Default::default() };
-        assert_eq!(select(&rs, &d, &s), vec![4, 0]);
+        assert_eq!(select(&rs, &d, &NullEditFlags::default(), &s), vec![4, 0]);
         assert_eq!(distinct(&rs, |r| Some(r.model.clone())), vec!["a", "b"]);
     }
 
@@ -259,6 +292,8 @@ mod tests {
         assert_eq!(csv_filename("demo", &s), "demo-records-filtered.csv");
         let flipped = ExplorerState { flipped: true, ..Default::default() };
         assert_eq!(csv_filename("run 1/x", &flipped), "run_1_x-records-filtered.csv");
+        let moved = ExplorerState { null_edit_moves: Some(true), ..Default::default() };
+        assert_eq!(csv_filename("demo", &moved), "demo-records-filtered.csv");
         assert_eq!(csv_button_label(1), "Download CSV (1 row)");
         assert_eq!(csv_button_label(123), "Download CSV (123 rows)");
     }

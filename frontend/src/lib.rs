@@ -14,6 +14,8 @@
 //! - [`study`]: the case view's variant x model grid, overlay bitmap and provenance line;
 //! - [`methods`]: attention, Grad-CAM and relative maps of a record side by side, with their JS,
 //!   and its deletion tests and sink check;
+//! - [`grounding`]: a record's grounding figures (occlusion agreement, box controls, box score,
+//!   null edits) with the one table of what each means, and the G2 boxes drawn on the overlay;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
 //!
@@ -24,6 +26,7 @@ pub mod api;
 pub mod colormap;
 pub mod compare;
 pub mod explorer;
+pub mod grounding;
 pub mod methods;
 pub mod overview;
 pub mod playground;

@@ -53,12 +53,22 @@ pub fn pairwise_js(maps: &[(MapMethod, Option<&[f64]>)]) -> Vec<(MapMethod, MapM
     out
 }
 
+/// Whether a method's map enters the side-by-side JS table. The occlusion map lies on its own
+/// (coarser) occlusion grid, so it is compared with the others by the grounding figures (G1:
+/// Spearman, top-10% overlap and support mass on its grid), not by a JS distance.
+pub fn in_js_table(m: MapMethod) -> bool {
+    m != MapMethod::Occlusion
+}
+
 /// A line under a method's map: the block Grad-CAM differentiated at, or why a fallback stands in.
 pub fn method_note(p: &MapProvenance) -> String {
     match (&p.fallback_reason, &p.site) {
         (Some(reason), _) => format!("fallback: {reason}"),
         (None, Some(site)) => format!("gradient at {site}"),
         (None, None) if p.method == MapMethod::Relative => format!("over \"{}\"", radlens_shared::trust::GENERIC_PROMPT),
+        (None, None) if p.method == MapMethod::Occlusion => {
+            format!("over {} x {} occlusion cells: where hiding the image weakens the answer", p.geometry.h, p.geometry.w)
+        }
         _ => String::new(),
     }
 }

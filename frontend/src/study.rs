@@ -47,6 +47,11 @@ pub struct OverlayOpts {
     pub clip: f64,
     /// Bilinear interpolation of the cell grid instead of nearest-neighbour blocks (`smooth=1`).
     pub smooth: bool,
+    /// The radiologist box, its mirror and the G2 control boxes drawn on the overlay (`boxes=1`).
+    pub boxes: bool,
+    /// The map drawn on each card's overlay: another method's (`overlay=gradcam|relative|occlusion`,
+    /// where the record has it), or the record's own (`None`).
+    pub method: Option<MapMethod>,
 }
 
 /// Re-fusion choice (`fusion=mean|max|entropy`, `layers=2-5`); `None`/empty = as stored.
@@ -237,7 +242,15 @@ pub fn refuse(rows: &[f32], shape: &[usize], layer_idx: &[usize], fusion: HeadFu
 
 impl Default for OverlayOpts {
     fn default() -> Self {
-        Self { opacity: DEFAULT_OPACITY, threshold: 0.0, colormap: Colormap::Viridis, clip: 100.0, smooth: false }
+        Self {
+            opacity: DEFAULT_OPACITY,
+            threshold: 0.0,
+            colormap: Colormap::Viridis,
+            clip: 100.0,
+            smooth: false,
+            boxes: false,
+            method: None,
+        }
     }
 }
 
@@ -254,18 +267,25 @@ impl OverlayOpts {
             colormap: get("cmap").and_then(Colormap::parse).unwrap_or(d.colormap),
             clip: num("clip").map(|v| v.clamp(50.0, 100.0)).unwrap_or(d.clip),
             smooth: matches!(get("smooth"), Some("1" | "true")),
+            boxes: matches!(get("boxes"), Some("1" | "true")),
+            method: get("overlay").and_then(crate::grounding::overlay_method_of),
         }
     }
 
     /// The query pairs of these options (without `?`), in a fixed order.
     pub fn query_pairs(&self) -> Vec<(String, String)> {
-        vec![
+        let mut out = vec![
             ("opacity".into(), self.opacity.to_string()),
             ("threshold".into(), self.threshold.to_string()),
             ("cmap".into(), self.colormap.as_str().into()),
             ("clip".into(), self.clip.to_string()),
             ("smooth".into(), if self.smooth { "1" } else { "0" }.into()),
-        ]
+            ("boxes".into(), if self.boxes { "1" } else { "0" }.into()),
+        ];
+        if let Some(m) = self.method {
+            out.push(("overlay".into(), m.to_string()));
+        }
+        out
     }
 }
 
@@ -507,9 +527,20 @@ mod tests {
     #[test]
     fn overlay_options_round_trip_through_the_query() {
         assert_eq!(OverlayOpts::from_query(""), OverlayOpts::default());
-        let o = OverlayOpts { opacity: 0.3, threshold: 0.25, colormap: Colormap::Inferno, clip: 95.0, smooth: true };
+        let o = OverlayOpts {
+            opacity: 0.3,
+            threshold: 0.25,
+            colormap: Colormap::Inferno,
+            clip: 95.0,
+            smooth: true,
+            boxes: true,
+            method: Some(MapMethod::Occlusion),
+        };
         let q: Vec<String> = o.query_pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert!(q.contains(&"boxes=1".to_owned()) && q.contains(&"overlay=occlusion".to_owned()), "{q:?}");
         assert_eq!(OverlayOpts::from_query(&q.join("&")), o);
+        let own = OverlayOpts::from_query("overlay=nonsense&boxes=0");
+        assert_eq!((own.method, own.boxes), (None, false));
         let bad = OverlayOpts::from_query("threshold=5&cmap=jet&clip=10&smooth=no");
         assert_eq!((bad.threshold, bad.colormap, bad.clip, bad.smooth), (1.0, Colormap::Viridis, 50.0, false));
     }

@@ -137,6 +137,15 @@ pub struct RecordsPage<R = CaseRecord> {
 
 // ---- maps ----
 
+/// A stored f32 map value as the dashboard reads it: serde_json writes the f32 as its shortest
+/// decimal and the dashboard parses that decimal as an f64 (not always `f64::from(v)`: `0.1f32`
+/// arrives as `0.1`). Figures the server must compute exactly as the browser does from the same
+/// payloads (the null-edit view, `crate::views::NullEditFlags`) read stored values through this.
+/// A non-finite value, which JSON cannot carry, stays as it is.
+pub fn as_sent(v: f32) -> f64 {
+    serde_json::to_string(&v).ok().and_then(|s| serde_json::from_str::<f64>(&s).ok()).unwrap_or(f64::from(v))
+}
+
 /// `GET /api/runs/{id}/records/{n}/map`: a record's fused attention map, `h x w` row-major.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MapPayload<V = f64> {
@@ -560,5 +569,28 @@ mod tests {
         for s in [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Cancelled] {
             assert_eq!(s.finished(), !matches!(s, JobStatus::Queued | JobStatus::Running));
         }
+    }
+
+    #[test]
+    fn a_stored_value_reads_as_the_dashboard_reads_its_payload() {
+        for v in [0.1f32, 1.0 / 3.0, 0.0, 1e-30, 123_456.79] {
+            let sent: MapPayload<f32> = MapPayload {
+                h: 1,
+                w: 1,
+                values: vec![v],
+                provenance: serde_json::from_value(json!({
+                    "model": "m", "method": "query_to_visual", "layer_range": "last-quarter", "layers": [], "head_fusion": "mean",
+                    "query_mode": "query", "query_positions": [],
+                    "geometry": {"h": 1, "w": 1, "crop": {"x0": 0.0, "y0": 0.0, "x1": 1.0, "y1": 1.0}, "image_w": 1, "image_h": 1}
+                }))
+                .unwrap(),
+                image_share: 1.0,
+                metrics: MapMetrics { entropy_nats: 0.0, focus: 1.0, gini: 0.0, top10_mass: 1.0 },
+            };
+            let read: MapPayload = serde_json::from_str(&serde_json::to_string(&sent).unwrap()).unwrap();
+            assert_eq!(read.values[0].to_bits(), as_sent(v).to_bits(), "{v}");
+        }
+        assert_ne!(as_sent(0.1), f64::from(0.1f32));
+        assert!(as_sent(f32::NAN).is_nan());
     }
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::answer::Answer;
+use crate::grounding::controls::BEATS_CONTROLS_PERCENTILE;
 use crate::record::{CaseRecord, Pass};
 
 /// An inclusive range on a map metric; either end may be open.
@@ -41,6 +42,22 @@ pub struct RecordFilter {
     pub focus: Range,
     pub gini: Range,
     pub image_share: Range,
+    /// Grounding G2 (`beats_controls=`): `Some(true)`, records whose own map beats the control
+    /// boxes ([`beats_controls`] is `Some(true)`); `Some(false)`, those whose map does not.
+    /// Records without box controls match neither.
+    #[serde(default)]
+    pub beats_controls: Option<bool>,
+}
+
+/// Whether a record's own map (the method of `record.map`) puts more mass on the radiologist's
+/// box than at least [`BEATS_CONTROLS_PERCENTILE`] of the same-size control boxes (grounding
+/// G2's `roi_percentile >= 0.95`, the share the run analysis reports as "beating controls").
+/// `None` when the record has no map, no box controls for that map, or no percentile (no
+/// control box, or the box's mask is empty): such a record neither beats nor fails to beat.
+pub fn beats_controls(r: &CaseRecord) -> Option<bool> {
+    let own = r.map.as_ref()?.provenance.method;
+    let percentile = r.grounding.as_ref()?.of(own)?.box_controls.as_ref()?.roi_percentile?;
+    Some(percentile >= BEATS_CONTROLS_PERCENTILE)
 }
 
 impl RecordFilter {
@@ -60,6 +77,9 @@ impl RecordFilter {
             if !hay.iter().flatten().any(|h| h.to_lowercase().contains(&t)) {
                 return false;
             }
+        }
+        if self.beats_controls.is_some_and(|want| beats_controls(r) != Some(want)) {
+            return false;
         }
         // A metric range only admits records that have a map.
         let ranges = [
@@ -86,6 +106,7 @@ impl RecordFilter {
         push("correct", self.correct.map(|c| c.to_string()));
         push("error", self.error.map(|c| c.to_string()));
         push("q", self.text.clone());
+        push("beats_controls", self.beats_controls.map(|b| b.to_string()));
         for (name, r) in [("focus", &self.focus), ("gini", &self.gini), ("image_share", &self.image_share)] {
             push(&format!("{name}_min"), r.min.map(|v| v.to_string()));
             push(&format!("{name}_max"), r.max.map(|v| v.to_string()));
@@ -121,6 +142,7 @@ impl RecordFilter {
                 "correct" => f.correct = Some(flag()?),
                 "error" => f.error = Some(flag()?),
                 "q" => f.text = Some(v.into()),
+                "beats_controls" => f.beats_controls = Some(flag()?),
                 "focus_min" => f.focus.min = Some(num()?),
                 "focus_max" => f.focus.max = Some(num()?),
                 "gini_min" => f.gini.min = Some(num()?),
@@ -146,6 +168,7 @@ mod tests {
             correct: Some(false),
             text: Some("effusion".into()),
             focus: Range { min: Some(0.2), max: None },
+            beats_controls: Some(false),
             ..Default::default()
         };
         let pairs = f.to_pairs();
@@ -153,5 +176,76 @@ mod tests {
         assert_eq!(back, f);
         assert!(RecordFilter::from_pairs([("focus_min", "x")]).unwrap_err().contains("focus_min"));
         assert_eq!(RecordFilter::from_pairs([("view", "grid")]).unwrap(), RecordFilter::default());
+    }
+
+    /// A record of `model` whose own attention map has the given G2 `roi_percentile` (`None`:
+    /// no box controls at all; `Some(None)`: box controls without a percentile).
+    fn boxed(model: &str, percentile: Option<Option<f64>>) -> CaseRecord {
+        let map = serde_json::json!({
+            "provenance": {
+                "model": model, "method": "query_to_visual", "layer_range": "last-quarter", "layers": [1], "head_fusion": "mean",
+                "query_mode": "query", "query_positions": [9],
+                "geometry": {"h": 2, "w": 2, "crop": {"x0": 0.0, "y0": 0.0, "x1": 4.0, "y1": 4.0}, "image_w": 4, "image_h": 4}
+            },
+            "image_share": 0.5, "metrics": {"entropy_nats": 1.0, "focus": 0.2, "gini": 0.3, "top10_mass": 0.4}, "roi": null,
+            "values": {"file": "a.bin", "offset": 0, "shape": [2, 2]}, "head_rows": {"file": "a.bin", "offset": 16, "shape": [1, 1, 1, 4]}
+        });
+        let mut r = serde_json::json!({
+            "schema_version": 1, "sample_id": "s#0", "study_id": "s", "csv_line": 2, "variant_index": 0, "strategy": "baseline",
+            "polarity": 1, "finding": null, "model": model, "pass": "image", "image": "x.png", "question": "q?",
+            "ground_truth": "yes", "parsed_answer": "yes", "correct": true,
+            "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
+        });
+        let controls = |p: Option<f64>| {
+            serde_json::json!({
+                "mass": 0.5, "mirror_box": {"x0": 0.0, "y0": 0.0, "x1": 1.0, "y1": 1.0}, "mirror_mass": 0.1, "n_controls": 3,
+                "control_mass_mean": 0.2, "roi_lift": 0.3, "roi_percentile": p, "control_pointing_mean": 0.0, "pointing_game": 1.0
+            })
+        };
+        if let Some(p) = percentile {
+            // The own map's entry, and a Grad-CAM entry that always beats its controls: only the
+            // record's own map decides.
+            r["grounding"] = serde_json::json!({"maps": [
+                {"method": "gradcam", "box_controls": controls(Some(1.0))},
+                {"method": "query_to_visual", "box_controls": controls(p)},
+            ]});
+        }
+        r["map"] = map;
+        serde_json::from_value(r).expect("a record")
+    }
+
+    #[test]
+    fn a_map_beats_its_controls_at_the_95th_percentile_of_its_own_box_controls() {
+        let yes = RecordFilter { beats_controls: Some(true), ..Default::default() };
+        let no = RecordFilter { beats_controls: Some(false), ..Default::default() };
+        // At and above the 95th percentile: beats; below: does not.
+        for (p, verdict) in [(0.95, true), (1.0, true), (0.9499, false), (0.0, false)] {
+            let r = boxed("m", Some(Some(p)));
+            assert_eq!(beats_controls(&r), Some(verdict), "roi_percentile {p}");
+            assert_eq!((yes.matches(&r), no.matches(&r)), (verdict, !verdict), "roi_percentile {p}");
+            assert!(RecordFilter::default().matches(&r));
+        }
+        // Without box controls (no box, no grounding) or without a percentile (no control box
+        // fits): neither yes nor no, and "any" keeps it.
+        for r in [boxed("m", None), boxed("m", Some(None))] {
+            assert_eq!(beats_controls(&r), None);
+            assert!(!yes.matches(&r) && !no.matches(&r) && RecordFilter::default().matches(&r));
+        }
+        // Another method's box controls do not stand in for the own map's.
+        let mut r = boxed("m", Some(Some(1.0)));
+        r.grounding.as_mut().unwrap().maps.retain(|m| m.method == crate::fusion::MapMethod::Gradcam);
+        assert_eq!(beats_controls(&r), None);
+        // A record without a map has nothing to beat.
+        r.map = None;
+        assert_eq!(beats_controls(&r), None);
+    }
+
+    #[test]
+    fn beats_controls_reads_from_the_query_and_refuses_a_bad_value() {
+        assert_eq!(RecordFilter::from_pairs([("beats_controls", "true")]).unwrap().beats_controls, Some(true));
+        assert_eq!(RecordFilter::from_pairs([("beats_controls", "false")]).unwrap().beats_controls, Some(false));
+        assert!(RecordFilter::from_pairs([("beats_controls", "yes")]).unwrap_err().contains("beats_controls"));
+        let f = RecordFilter { beats_controls: Some(true), ..Default::default() };
+        assert_eq!(f.to_pairs(), vec![("beats_controls".to_owned(), "true".to_owned())]);
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use fantoccini::Client;
 use radlens_frontend::api::ApiRecord;
-use radlens_frontend::explorer::{Derived, ExplorerState, select};
+use radlens_frontend::explorer::{Derived, ExplorerState, NullEditFlags, select};
 use radlens_shared::record::CaseRecord;
 use serde_json::{Value, json};
 
@@ -102,7 +102,7 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
             "the cleared explorer",
         )
         .await?;
-        let want = select(&api, &derived, &ExplorerState::from_query(&f.query)).len();
+        let want = select(&api, &derived, &NullEditFlags::default(), &ExplorerState::from_query(&f.query)).len();
         let ms = c
             .execute_async(
                 "const [id, kind, value, want, done] = [arguments[0], arguments[1], arguments[2], arguments[3], arguments[arguments.length - 1]]; \
@@ -133,8 +133,10 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
 pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[CaseRecord], query: &str) -> Res<usize> {
     let api: Vec<ApiRecord> =
         records.iter().enumerate().map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() }).collect();
-    let want: Vec<String> =
-        select(&api, &Derived::of(&api), &ExplorerState::from_query(query)).into_iter().map(|i| i.to_string()).collect();
+    let want: Vec<String> = select(&api, &Derived::of(&api), &NullEditFlags::default(), &ExplorerState::from_query(query))
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect();
     check(want.len() > radlens_frontend::explorer::PAGE_SIZE, format!("{query} selects {} records: not more than a page", want.len()))?;
     c.goto(&format!("{base}/runs/{run}/records?{query}")).await.map_err(|e| e.to_string())?;
     super::wait_for_js(

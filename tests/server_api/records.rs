@@ -55,7 +55,7 @@ async fn the_read_api_serves_a_run() {
     let sorted = send(&app, g("/api/runs/demo/records?sort=-margin&pass=image&limit=1000")).await.json();
     let margins: Vec<f64> = sorted["records"].as_array().unwrap().iter().filter_map(|r| r["yes_no_margin"].as_f64()).collect();
     assert!(margins.windows(2).all(|w| w[0] >= w[1]), "{margins:?}");
-    for bad in ["sort=nope", "correct=maybe", "limit=-1", "offset=x", "pass=other"] {
+    for bad in ["sort=nope", "correct=maybe", "limit=-1", "offset=x", "pass=other", "beats_controls=maybe", "null_edit_moves=maybe"] {
         let r = send(&app, g(&format!("/api/runs/demo/records?{bad}"))).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         assert!(r.json()["error"].is_string(), "{bad}");
@@ -79,15 +79,15 @@ async fn the_read_api_serves_a_run() {
     assert_eq!(rows.body.len(), shape.iter().product::<usize>() * 4);
 
     // Maps by every method of an image-pass record (the demo run makes Grad-CAM and relative
-    // maps), on the grid of its attention map; an unknown method is a 404.
+    // maps on the grid of its attention map, and the occlusion map on the 4 x 4 occlusion grid);
+    // an unknown method is a 404.
     let image_rec = &one_model["records"][0];
     let i = image_rec["index"].as_u64().unwrap();
-    assert_eq!(image_rec["trust"]["maps"].as_array().unwrap().len(), 2, "{}", image_rec["trust"]);
-    let (ah, aw) = (
-        image_rec["map"]["provenance"]["geometry"]["h"].as_u64().unwrap(),
-        image_rec["map"]["provenance"]["geometry"]["w"].as_u64().unwrap(),
-    );
-    for method in ["query_to_visual", "gradcam", "relative"] {
+    assert_eq!(image_rec["trust"]["maps"].as_array().unwrap().len(), 3, "{}", image_rec["trust"]);
+    let grid = |p: &serde_json::Value| (p["geometry"]["h"].as_u64().unwrap(), p["geometry"]["w"].as_u64().unwrap());
+    let attention_grid = grid(&image_rec["map"]["provenance"]);
+    for method in ["query_to_visual", "gradcam", "relative", "occlusion"] {
+        let (ah, aw) = if method == "occlusion" { (4, 4) } else { attention_grid };
         let m = send(&app, g(&format!("/api/runs/demo/records/{i}/maps/{method}"))).await;
         assert_eq!(m.status, StatusCode::OK, "{method}: {}", m.text());
         let mj = m.json();
@@ -173,6 +173,34 @@ async fn the_read_api_serves_a_run() {
     let flipped = send(&app, g("/api/runs/demo/records.csv?flipped=true")).await;
     let flipped: Vec<csv::StringRecord> = csv::Reader::from_reader(flipped.body.as_ref()).records().map(Result::unwrap).collect();
     assert_eq!(flipped.iter().map(|r| r.get(0).unwrap()).collect::<Vec<_>>(), marked);
+
+    // The grounding filters as in the dashboard (the same shared code over the same values):
+    // `beats_controls=` by the own map's G2 ROI percentile (records without box controls match
+    // neither), `null_edit_moves=` by the study's G4 verdict from the stored maps.
+    let rows_of =
+        |body: &[u8]| -> Vec<usize> { csv::Reader::from_reader(body).records().map(|r| r.unwrap()[0].parse().unwrap()).collect() };
+    let beats: Vec<Option<bool>> = records.iter().map(radlens_shared::filter::beats_controls).collect();
+    assert!(beats.iter().any(Option::is_some), "the demo run boxes a study: some record has box controls");
+    assert!(beats.iter().any(Option::is_none), "and some records have none");
+    let dir = radlens::study::run_dir::RunDir::open(&run_dir).unwrap();
+    let maps: std::collections::HashMap<usize, radlens_shared::AttentionMap> = radlens_shared::views::null_edit_maps_needed(&records)
+        .into_iter()
+        .map(|i| {
+            let m = records[i].map.as_ref().unwrap();
+            let values = dir.read_f32(&m.values).unwrap().into_iter().map(radlens_shared::api::as_sent).collect();
+            (i, radlens_shared::AttentionMap::new(m.provenance.geometry.h, m.provenance.geometry.w, values).unwrap())
+        })
+        .collect();
+    let nulls = radlens_shared::views::NullEditFlags::of(&records, |i| maps.get(&i)).unwrap();
+    for want in [true, false] {
+        let got = rows_of(&send(&app, g(&format!("/api/runs/demo/records.csv?beats_controls={want}"))).await.body);
+        assert_eq!(got, (0..records.len()).filter(|&i| beats[i] == Some(want)).collect::<Vec<_>>(), "beats_controls={want}");
+        let got = rows_of(&send(&app, g(&format!("/api/runs/demo/records.csv?null_edit_moves={want}"))).await.body);
+        assert_eq!(got, (0..records.len()).filter(|&i| nulls.flag(i) == Some(want)).collect::<Vec<_>>(), "null_edit_moves={want}");
+        let page = send(&app, g(&format!("/api/runs/demo/records?null_edit_moves={want}&beats_controls={want}&limit=1000"))).await.json();
+        let both = (0..records.len()).filter(|&i| nulls.flag(i) == Some(want) && beats[i] == Some(want)).count();
+        assert_eq!(page["total"].as_u64(), Some(both as u64), "both grounding filters on the records page");
+    }
 
     // Out of range and missing.
     for p in [

@@ -1,5 +1,7 @@
 //! A small demo run (the demo's two random-weight models, the first studies of the bundled
-//! demo CSV, with a text-only pass), for tests that need a real run directory.
+//! demo CSV with a radiologist box on the first study, with a text-only pass, every trust check
+//! and grounding on a 4 x 4 occlusion grid with null edits), for tests that need a real run
+//! directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -8,7 +10,7 @@ use candle_core::{DType, Device};
 use radlens::case::CaseSpec;
 use radlens::study::run::{StudyArgs, run_study};
 use radlens::study::runner::{Progress, StudySettings};
-use radlens_shared::record::{CaseRecord, TrustSettings};
+use radlens_shared::record::{CaseRecord, GroundingSettings, TrustSettings};
 
 use super::workspace_root;
 
@@ -28,9 +30,34 @@ pub struct DemoRun {
 }
 
 /// Writes the demo models under `models_dir`, runs `n_studies` studies into `run_dir` and writes
-/// its analysis and report. `command_line` is what the manifest records.
+/// its analysis and report. `command_line` is what the manifest records. The study CSV is
+/// [`boxed_demo_csv`], written beside `models_dir`.
 pub fn build(models_dir: &Path, run_dir: &Path, n_studies: usize, command_line: Vec<String>) -> DemoRun {
-    build_from(&demo_csv(), models_dir, run_dir, n_studies, command_line)
+    let csv = models_dir.with_file_name("demo-study-boxed.csv");
+    std::fs::write(&csv, boxed_demo_csv()).expect("write the boxed demo CSV");
+    build_from(&csv, models_dir, run_dir, n_studies, command_line)
+}
+
+/// The radiologist box `roi_x, roi_y, roi_w, roi_h` the demo's first study gets (its finding,
+/// an effusion, sits low on the image's left side of the 512 x 512 film).
+pub const FIRST_STUDY_BOX: [u32; 4] = [60, 300, 150, 130];
+
+/// The bundled demo CSV with [`FIRST_STUDY_BOX`] on every row of its first study (the demo CSV
+/// has no boxes), so grounding's box controls and box score (G2, G3) exist for some records and
+/// not for others.
+pub fn boxed_demo_csv() -> String {
+    let text = std::fs::read_to_string(demo_csv()).expect("the demo CSV");
+    let first = text.lines().nth(1).and_then(|l| l.split(',').next()).expect("a first study").to_owned();
+    let [x, y, w, h] = FIRST_STUDY_BOX;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.strip_suffix(",,,,") {
+            Some(rest) if l.starts_with(&format!("{first},")) => format!("{rest},{x},{y},{w},{h}"),
+            _ => l.to_owned(),
+        })
+        .collect();
+    assert!(lines.iter().any(|l| l.ends_with(&format!(",{x},{y},{w},{h}"))), "the demo CSV's rows end in empty box columns");
+    lines.join("\n") + "\n"
 }
 
 /// The bundled demo study CSV (its image paths are relative to the demo's `cxr/`).
@@ -52,6 +79,9 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
                 // Every trust check, so the server and dashboard tests see the extra maps, deletion
                 // tests and sinks (the tiny models keep the deletion forwards to a few seconds).
                 trust: Some(TrustSettings { gradcam: true, faithfulness: true, sinks: true, k_percents: vec![10, 25], random_draws: 3 }),
+                // Grounding (G1-G4) on a 4 x 4 occlusion grid: 16 occluded forwards per image
+                // record instead of 256 keep the demo to seconds.
+                grounding: Some(GroundingSettings { occlusion: true, occlusion_grid: 4, occlusion_batch: 16, null_edits: true }),
                 ..CaseSpec::standard(3)
             },
             text_only_pass: true,

@@ -93,3 +93,50 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of the run `template` (its records, manifest and attention store) into `out` whose
+/// image-pass records carry **synthetic** G4 null edits (`contrast90`, `jpeg90`) on their own
+/// map's grounding entry, for testing the dashboard's null-edit views on stored maps whatever
+/// the backend makes. The (study, model) groups alternate, in their order of first appearance:
+/// even ones get null distances near 1 bit (far above any paraphrase distance between distinct
+/// maps: their maps "move more under a null edit"), odd ones 1e-4 bits (far below). Returns the
+/// records written.
+pub fn with_null_edits(template: &Path, out: &Path) -> Vec<CaseRecord> {
+    use radlens_shared::grounding::{CaseGrounding, GroundingRecord, MethodGrounding, NullEdit, NullEditRecord};
+    use radlens_shared::record::Pass;
+    let src = RunDir::open(template).expect("template run");
+    let mut records = src.read_records().expect("template records");
+    let mut groups: Vec<(String, String)> = Vec::new();
+    for r in records.iter_mut().filter(|r| r.pass == Pass::Image && r.error.is_none()) {
+        let Some(own) = r.map.as_ref().map(|m| m.provenance.method) else { continue };
+        let key = (r.study_id.clone(), r.model.clone());
+        let k = groups.iter().position(|g| *g == key).unwrap_or_else(|| {
+            groups.push(key);
+            groups.len() - 1
+        });
+        let base = if k % 2 == 0 { 0.9 } else { 1e-4 };
+        let edits: Vec<NullEditRecord> = NullEdit::ALL
+            .iter()
+            .enumerate()
+            .map(|(j, &edit)| NullEditRecord {
+                edit,
+                answer_equal: !(r.variant_index as usize + j).is_multiple_of(3),
+                margin_delta: Some(0.01 * (r.variant_index as f64 + 1.0) * if j == 0 { 1.0 } else { -1.0 }),
+                js_distance: base * (1.0 + 0.01 * r.variant_index as f64 + 0.001 * j as f64),
+            })
+            .collect();
+        let g = r.grounding.get_or_insert_with(CaseGrounding::default);
+        match g.maps.iter_mut().find(|m| m.method == own) {
+            Some(m) => m.figures.null_edits = edits,
+            None => g.maps.push(MethodGrounding { method: own, figures: GroundingRecord { null_edits: edits, ..Default::default() } }),
+        }
+    }
+    std::fs::create_dir_all(out).expect("create the run copy");
+    copy_tree(&template.join(ATTENTION), &out.join(ATTENTION));
+    let lines: String = records.iter().map(|r| serde_json::to_string(r).expect("record json") + "\n").collect();
+    std::fs::write(out.join(RECORDS), lines).expect("write records.jsonl");
+    let mut manifest = src.read_manifest().expect("template manifest");
+    manifest.run_id = format!("{}-null-edits", manifest.run_id);
+    std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("manifest json")).expect("write manifest.json");
+    records
+}

@@ -13,7 +13,7 @@ use radlens_shared::api::{ApiRecord, MapPayload, MethodMapPayload, PlotList, Rec
 use radlens_shared::filter::RecordFilter;
 use radlens_shared::record::{CaseRecord, RunManifest};
 use radlens_shared::records_csv;
-use radlens_shared::views::{Derived, SortKey, sort_records};
+use radlens_shared::views::{Derived, NullEditFlags, SortKey, null_edit_maps_needed, sort_records};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -189,6 +189,10 @@ pub struct RecordQuery {
     pub flipped: Option<bool>,
     /// `true`: only records whose sample the models answered differently.
     pub disagree: Option<bool>,
+    /// Grounding G4 (`radlens_shared::views::NULL_EDIT_KEY`): `true`, only records of studies
+    /// (per model) whose maps move more under a null edit than under rewording; `false`, only
+    /// those whose maps do not; records without the comparison match neither.
+    pub null_edit_moves: Option<bool>,
     /// `index` (default), `sample_id`, `study_id`, `model`, `strategy`, `correct`, `margin`,
     /// `latency`, `focus`, `entropy`; a leading `-` sorts descending.
     pub sort: Option<String>,
@@ -208,8 +212,32 @@ pub fn filter_of(query_string: &str) -> Result<RecordFilter, ApiError> {
     RecordFilter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(ApiError::BadRequest)
 }
 
-/// Indices of the records the query selects, in the query's order.
-pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) -> Result<Vec<usize>, ApiError> {
+/// The null-edit view of a run's records when the query asks for it (else empty): the maps of
+/// [`null_edit_maps_needed`] read from the store as the dashboard receives them
+/// (`radlens_shared::api::as_sent`), so both compute the same verdicts.
+pub async fn null_edit_flags(run: &Run, records: &Arc<Vec<CaseRecord>>, q: &RecordQuery) -> Result<NullEditFlags, ApiError> {
+    if q.null_edit_moves.is_none() {
+        return Ok(NullEditFlags::default());
+    }
+    let (dir, records) = (run.dir.clone(), records.clone());
+    web::block(move || -> Result<NullEditFlags, ApiError> {
+        let mut maps = std::collections::HashMap::new();
+        for i in null_edit_maps_needed(&records) {
+            let Some(m) = records[i].map.as_ref() else { continue };
+            let values: Vec<f64> =
+                dir.read_f32(&m.values).map_err(ApiError::internal)?.into_iter().map(radlens_shared::api::as_sent).collect();
+            let g = &m.provenance.geometry;
+            maps.insert(i, radlens_shared::AttentionMap::new(g.h, g.w, values).map_err(ApiError::internal)?);
+        }
+        NullEditFlags::of(&records, |i| maps.get(&i)).map_err(ApiError::internal)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Indices of the records the query selects, in the query's order (`nulls`: the run's
+/// [`null_edit_flags`] for this query).
+pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter, nulls: &NullEditFlags) -> Result<Vec<usize>, ApiError> {
     let (key, desc) = parse_sort(q.sort.as_deref())?;
     let (flipped, disagree) = (q.flipped == Some(true), q.disagree == Some(true));
     // Over the whole run, as the dashboard computes them; only when the query asks.
@@ -222,6 +250,7 @@ pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter) ->
                 && filter.matches(r)
                 && (!flipped || derived.flipped(i))
                 && (!disagree || derived.disagree(i))
+                && nulls.matches(i, q.null_edit_moves)
         })
         .map(|(i, _)| i)
         .collect();
@@ -246,7 +275,8 @@ pub fn records_page<'a>(all: &'a [CaseRecord], idx: &[usize], offset: usize, lim
 pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
-    let idx = select(&all, &q, &filter_of(req.query_string())?)?;
+    let nulls = null_edit_flags(&run, &all, &q).await?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?, &nulls)?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     Ok(HttpResponse::Ok().json(records_page(&all, &idx, offset, limit)))
@@ -258,7 +288,8 @@ pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query
 pub async fn records_csv(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RecordQuery>) -> Result<HttpResponse, ApiError> {
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
-    let idx = select(&all, &q, &filter_of(req.query_string())?)?;
+    let nulls = null_edit_flags(&run, &all, &q).await?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?, &nulls)?;
     let body = records_csv::view_csv(&all, |i| i, &Derived::of(&all), &idx);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")

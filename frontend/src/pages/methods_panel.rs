@@ -22,7 +22,7 @@ pub fn methods_panel(run: String, index: usize, methods: Vec<MapMethod>, img: St
     let loaded: RwSignal<BTreeMap<String, Vec<f64>>> = RwSignal::new(BTreeMap::new());
     let own = methods[0];
     let figures = methods.iter().map(|&m| method_figure(run.clone(), index, m, m == own, img.clone(), opts, loaded)).collect_view();
-    let order = methods.clone();
+    let order: Vec<MapMethod> = methods.iter().copied().filter(|m| crate::methods::in_js_table(*m)).collect();
     let table = move || {
         let maps = loaded.get();
         let list: Vec<(MapMethod, Option<&[f64]>)> = order.iter().map(|m| (*m, maps.get(&m.to_string()).map(Vec::as_slice))).collect();
@@ -44,7 +44,7 @@ pub fn methods_panel(run: String, index: usize, methods: Vec<MapMethod>, img: St
             <h4>"Methods side by side"</h4>
             <div class="method-maps">{figures}</div>
             <table class="method-js" data-testid="method-js">
-                <caption>"JS distance between methods (bits, shared js_distance)"</caption>
+                <caption>"JS distance between methods (bits, shared js_distance); the occlusion map is compared in the grounding table"</caption>
                 <thead><tr><th>"map"</th><th>"map"</th><th class="num">"JS distance"</th></tr></thead>
                 <tbody>{table}</tbody>
             </table>

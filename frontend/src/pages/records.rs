@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use crate::explorer::{Derived, ExplorerState, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, page_count, select, to_csv};
+use crate::explorer::{
+    Derived, ExplorerState, NullEditFlags, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, null_edit_maps_needed, page_count,
+    select, to_csv,
+};
 use leptos::prelude::*;
 use leptos_router::components::A;
 
@@ -16,6 +19,32 @@ use crate::url_state::study_path;
 use super::components::*;
 
 type Loaded = Result<Arc<(Vec<ApiRecord>, Derived)>, ApiError>;
+
+/// The null-edit view of the run (`None` until first asked for: it needs the maps' values).
+type Nulls = Option<Result<Arc<NullEditFlags>, String>>;
+
+/// Computes the run's null-edit view (grounding G4) with the shared code from the stored maps
+/// of the records that need one (`null_edit_maps_needed`: none in a run without null edits),
+/// fetched one after another, as the server reads them for the same query.
+async fn null_edit_view(
+    run: String,
+    d: Arc<(Vec<ApiRecord>, Derived)>,
+    progress: RwSignal<(usize, usize)>,
+) -> Result<Arc<NullEditFlags>, String> {
+    let needed = null_edit_maps_needed(&d.0);
+    let mut maps = std::collections::HashMap::new();
+    for (k, &i) in needed.iter().enumerate() {
+        progress.set((k, needed.len()));
+        let index = d.0[i].index;
+        let m = fetch::get_json::<crate::study::MapPayload>(&crate::api::Endpoint::Map { run: run.clone(), index })
+            .await
+            .map_err(|e| format!("could not load the map of record {index}: {e}"))?;
+        let map = radlens_shared::AttentionMap::new(m.h, m.w, m.values).map_err(|e| format!("the map of record {index}: {e}"))?;
+        maps.insert(i, map);
+    }
+    progress.set((needed.len(), needed.len()));
+    NullEditFlags::of(&d.0, |i| maps.get(&i)).map(Arc::new)
+}
 
 /// `/runs/:id/records`: every record of the run, filtered and sorted in the browser.
 #[component]
@@ -83,8 +112,37 @@ fn explorer(
     let strategies = distinct(&d.0, |r| Some(r.strategy.clone()));
     let findings = distinct(&d.0, |r| r.finding.clone());
     let total = d.0.len();
+    // The null-edit view, computed the first time the filter is set (it fetches maps).
+    let nulls: RwSignal<Nulls> = RwSignal::new(None);
+    let null_progress = RwSignal::new((0usize, 0usize));
+    {
+        let d = d.clone();
+        Effect::new(move |started: Option<bool>| {
+            let wanted = state.with(|s| s.null_edit_moves.is_some());
+            if started == Some(true) || !wanted {
+                return started.unwrap_or(false);
+            }
+            let (run, d) = (id(), d.clone());
+            wasm_bindgen_futures::spawn_local(async move {
+                let out = null_edit_view(run, d, null_progress).await;
+                nulls.set(Some(out));
+            });
+            true
+        });
+    }
+    // Whether the count is final: the null-edit filter waits for its view.
+    let ready = move || state.with(|s| s.null_edit_moves.is_none()) || matches!(nulls.with(|n| n.as_ref().map(Result::is_ok)), Some(true));
     let d2 = d.clone();
-    let selected = Memo::new(move |_| state.with(|s| select(&d2.0, &d2.1, s)));
+    let selected = Memo::new(move |_| {
+        nulls.with(|n| {
+            let empty = NullEditFlags::default();
+            let flags = match n {
+                Some(Ok(f)) => &**f,
+                _ => &empty,
+            };
+            state.with(|s| select(&d2.0, &d2.1, flags, s))
+        })
+    });
 
     let select_box = move |label: &'static str,
                            key: &'static str,
@@ -110,10 +168,11 @@ fn explorer(
     };
     let flag_box = move |label: &'static str,
                          key: &'static str,
+                         title: Option<&'static str>,
                          get: fn(&ExplorerState) -> Option<bool>,
                          set: fn(&mut ExplorerState, Option<bool>)| {
         view! {
-            <label class="field">
+            <label class="field" title=title>
                 <span>{label}</span>
                 <select
                     id=format!("f-{key}")
@@ -204,7 +263,13 @@ fn explorer(
                                 <td>{match rec.correct { Some(true) => "✓", Some(false) => "✗", None => "—" }}</td>
                                 <td class="num">{rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}</td>
                                 <td class="num">{rec.map.as_ref().map(|m| format!("{:.3}", m.metrics.focus)).unwrap_or_else(|| "—".into())}</td>
-                                <td>{d.1.flipped[i].then_some("flipped")}{d.1.disagree[i].then_some(" disagree")}{rec.error.as_ref().map(|e| format!(" error: {}", e.message))}</td>
+                                <td>
+                                    {d.1.flipped[i].then_some("flipped")}
+                                    {d.1.disagree[i].then_some(" disagree")}
+                                    {(radlens_shared::filter::beats_controls(rec) == Some(true)).then_some(" beats controls")}
+                                    {nulls.with(|n| matches!(n, Some(Ok(f)) if f.flag(i) == Some(true))).then_some(" moves under a null edit")}
+                                    {rec.error.as_ref().map(|e| format!(" error: {}", e.message))}
+                                </td>
                             </tr>
                         }
                     })
@@ -247,8 +312,8 @@ fn explorer(
                 {select_box("Model", "model", models, |s| s.filter.model.clone(), |s, v| s.filter.model = v)}
                 {select_box("Strategy", "strategy", strategies, |s| s.filter.strategy.clone(), |s, v| s.filter.strategy = v)}
                 {select_box("Finding", "finding", findings, |s| s.filter.finding.clone(), |s, v| s.filter.finding = v)}
-                {flag_box("Correct", "correct", |s| s.filter.correct, |s, v| s.filter.correct = v)}
-                {flag_box("Error", "error", |s| s.filter.error, |s, v| s.filter.error = v)}
+                {flag_box("Correct", "correct", None, |s| s.filter.correct, |s, v| s.filter.correct = v)}
+                {flag_box("Error", "error", None, |s| s.filter.error, |s, v| s.filter.error = v)}
                 <label class="field wide">
                     <span>"Search"</span>
                     <input
@@ -266,14 +331,40 @@ fn explorer(
                 {num_box("Focus ≤", "focus_max", |s| s.filter.focus.max, |s, v| s.filter.focus.max = v)}
                 {check("Flipped vs base", "flipped", |s| s.flipped, |s, v| s.flipped = v)}
                 {check("Models disagree", "disagree", |s| s.disagree, |s, v| s.disagree = v)}
+                {flag_box(
+                    "Map beats controls",
+                    "beats-controls",
+                    Some(crate::grounding::meaning(crate::grounding::Figure::BeatsControlsFilter)),
+                    |s| s.filter.beats_controls,
+                    |s, v| s.filter.beats_controls = v,
+                )}
+                {flag_box(
+                    "Map moves more under a null edit than under rewording",
+                    "null-edit",
+                    Some(crate::grounding::meaning(crate::grounding::Figure::NullEditFilter)),
+                    |s| s.null_edit_moves,
+                    |s, v| s.null_edit_moves = v,
+                )}
             </div>
             <div class="actions">
-                <span class="count" id="match-count" data-count=move || count().to_string() data-total=total.to_string()>
-                    {move || format!("{} of {} records", count(), total)}
+                <span
+                    class="count"
+                    id="match-count"
+                    data-count=move || if ready() { count().to_string() } else { String::new() }
+                    data-total=total.to_string()
+                >
+                    {move || match (ready(), nulls.get()) {
+                        (true, _) => format!("{} of {} records", count(), total),
+                        (false, Some(Err(e))) => format!("The null-edit view could not be computed: {e}"),
+                        (false, _) => {
+                            let (k, n) = null_progress.get();
+                            format!("measuring the null-edit view (map {k} of {n})…")
+                        }
+                    }}
                 </span>
                 <button type="button" id="clear" on:click=move |_| update(&|s| *s = ExplorerState::default())>"Clear filters"</button>
                 <button type="button" id="copy-link" on:click=copy_link>"Copy link"</button>
-                <button type="button" id="download-csv" on:click=download_csv>
+                <button type="button" id="download-csv" on:click=download_csv disabled=move || !ready()>
                     {move || csv_button_label(count())}
                 </button>
                 <span class="copied" role="status">{move || copied.get()}</span>

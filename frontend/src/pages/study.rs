@@ -100,6 +100,26 @@ pub fn StudyPage() -> impl IntoView {
         let smooth = event_target_value(&ev) == "smooth";
         update(&|o| o.smooth = smooth);
     };
+    let set_overlay = move |ev: leptos::ev::Event| {
+        let m = crate::grounding::overlay_method_of(&event_target_value(&ev));
+        update(&|o| o.method = m);
+    };
+    let set_boxes = move |ev: leptos::ev::Event| {
+        let on = event_target_checked(&ev);
+        update(&|o| o.boxes = on);
+    };
+    // The other methods' maps the study's records have (Grad-CAM, relative, occlusion), each
+    // selectable as the overlay.
+    let overlay_choices = move || {
+        let Some(Ok(page)) = records.get() else { return Vec::new() };
+        let mut out: Vec<radlens_shared::fusion::MapMethod> = Vec::new();
+        for m in page.records.iter().flat_map(|r| r.record.trust.iter().flat_map(|t| &t.maps)).map(|m| m.provenance.method) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+        out
+    };
     let cmap_options = crate::colormap::Colormap::ALL
         .into_iter()
         .map(|c| {
@@ -168,6 +188,20 @@ pub fn StudyPage() -> impl IntoView {
                         .collect_view()}
                 </select>
                 {layer_boxes}
+                <label for="overlay-method">"Overlay"</label>
+                <select id="overlay-method" on:change=set_overlay>
+                    <option value="" selected=move || opts.get().method.is_none()>"each record's own map"</option>
+                    {move || overlay_choices()
+                        .into_iter()
+                        .map(|m| view! {
+                            <option value=m.to_string() selected=move || opts.get().method == Some(m)>{crate::methods::method_label(m)}</option>
+                        })
+                        .collect_view()}
+                </select>
+                <label class="check" title=crate::grounding::meaning(crate::grounding::Figure::ControlBoxesToggle)>
+                    <input type="checkbox" id="boxes" prop:checked=move || opts.get().boxes on:change=set_boxes />
+                    " control boxes"
+                </label>
                 <span class="help">"scaled to each map's hottest cell (or the clip percentile); the map covers the part of the image the model saw"</span>
             </section>
             {move || match records.get() {
@@ -201,6 +235,21 @@ fn study_grid(
     cmp: Compare,
 ) -> AnyView {
     let (models, rows) = crate::study::grid(&records);
+    // Each card's stored map (by record index), for the study's null-edit comparison (G4).
+    let stored: RwSignal<std::collections::HashMap<usize, radlens_shared::AttentionMap>> = RwSignal::new(Default::default());
+    let all = std::sync::Arc::new(records.clone());
+    let null_view: super::grounding_panel::NullView = Memo::new(move |_| {
+        let needed = radlens_shared::views::null_edit_maps_needed(&all);
+        if needed.is_empty() {
+            return None;
+        }
+        stored.with(|maps| {
+            needed
+                .iter()
+                .all(|&i| maps.contains_key(&all[i].index))
+                .then(|| radlens_shared::views::NullEditFlags::of(&all, |i| maps.get(&all[i].index)))
+        })
+    });
     let models_for_matrix = models.clone();
     let variants_for_matrix: Vec<(u32, Vec<Option<usize>>)> = rows
         .iter()
@@ -223,7 +272,7 @@ fn study_grid(
                             .into_iter()
                             .zip(models.clone())
                             .map(|(cell, model)| match cell {
-                                Some(r) => case_card(run.clone(), r, opacity, refuse_opts, cmp).into_any(),
+                                Some(r) => case_card(run.clone(), r, opacity, refuse_opts, cmp, (stored, null_view)).into_any(),
                                 None => view! { <div class="case missing">{format!("{model}: no record")}</div> }.into_any(),
                             })
                             .collect_view()}
@@ -318,6 +367,7 @@ fn case_card(
     opacity: RwSignal<crate::study::OverlayOpts>,
     refuse_opts: RwSignal<crate::study::RefuseOpts>,
     cmp: Compare,
+    (stored, null_view): (RwSignal<std::collections::HashMap<usize, radlens_shared::AttentionMap>>, super::grounding_panel::NullView),
 ) -> impl IntoView {
     use crate::study::{MapPayload, provenance_line};
     let index = r.index;
@@ -333,6 +383,28 @@ fn case_card(
                 return None;
             }
             Some(fetch::get_json::<MapPayload>(&Endpoint::Map { run, index }).await)
+        }
+    });
+    // Another method's map, when the overlay shows one and this record has it.
+    let overlay_method = Memo::new(move |_| opacity.get().method);
+    let has_methods: Vec<radlens_shared::fusion::MapMethod> =
+        r.record.trust.iter().flat_map(|t| &t.maps).map(|m| m.provenance.method).collect();
+    let run4 = run.clone();
+    let other: LocalResource<Option<Result<MapPayload, ApiError>>> = LocalResource::new(move || {
+        let (run, method) = (run4.clone(), overlay_method.get().filter(|m| has_methods.contains(m)));
+        async move {
+            let method = method?;
+            let payload = fetch::get_json::<crate::methods::MethodMapPayload>(&Endpoint::MethodMap { run, index, method }).await;
+            Some(payload.map(crate::methods::MethodMapPayload::into_map))
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Some(Ok(m))) = map.get()
+            && let Ok(a) = radlens_shared::AttentionMap::new(m.h, m.w, m.values)
+        {
+            stored.update(|s| {
+                s.insert(index, a);
+            });
         }
     });
     // The raw head rows, fetched once per record, re-fused on every choice.
@@ -409,8 +481,14 @@ fn case_card(
     let diff_drawn = RwSignal::new(false);
     let bar_ref = NodeRef::<leptos::html::Canvas>::new();
     let bar = RwSignal::new(None::<crate::study::ColorBar>);
-    // The values drawn right now (stored, re-fused or the difference map), for the hover line.
-    let displayed = RwSignal::new(None::<Vec<f64>>);
+    // The grid and values drawn right now (stored, re-fused, the difference map or another
+    // method's map), for the hover line.
+    let displayed = RwSignal::new(None::<(usize, usize, Vec<f64>)>);
+    let shown_method = RwSignal::new(String::new());
+    // The boxes drawn (radiologist, mirror and controls), empty when none is.
+    let boxes_drawn = RwSignal::new(None::<Result<usize, String>>);
+    let roi = r.record.roi;
+    let own_method: String = r.record.map.as_ref().map(|m| m.provenance.method.to_string()).unwrap_or_default();
     Effect::new(move |_| {
         let a = opacity.get();
         let Some(Some(Ok(mut m))) = map.get() else {
@@ -418,15 +496,21 @@ fn case_card(
         };
         let Some(values) = shown.get() else { return };
         m.values = values;
+        let own_grid = (m.h, m.w);
         let mut is_diff = false;
-        if diff_on.get()
+        if a.method.is_some()
+            && let Some(Some(Ok(o))) = other.get()
+        {
+            m = o;
+        } else if diff_on.get()
             && let Some(d) = pinned_map.get().and_then(|p| crate::study::difference_map(&p, &m.values))
         {
             m.values = d;
             is_diff = true;
         }
         diff_drawn.set(is_diff);
-        displayed.set(Some(m.values.clone()));
+        shown_method.set(m.provenance.method.to_string());
+        displayed.set(Some((m.h, m.w, m.values.clone())));
         let legend = crate::study::ColorBar::of(&m.values, &a);
         if let Some(c) = bar_ref.get()
             && let Err(err) = draw_colorbar(&c, &legend, &a)
@@ -437,8 +521,19 @@ fn case_card(
         let Some(canvas) = canvas_ref.get() else {
             return;
         };
-        // Sink cells are outlined over whatever map is shown: they are the study's, not one map's.
-        match draw_overlay(&canvas, &m, &a).and_then(|()| super::methods_panel::outline_cells(&canvas, m.h, m.w, &sinks)) {
+        // The G2 boxes on the shown map's grid, by the shared enumeration.
+        let boxes = (a.boxes).then_some(roi).flatten().map(|roi| crate::grounding::OverlayBoxes::of(&m.provenance.geometry, &roi));
+        boxes_drawn.set(boxes.as_ref().map(|b| b.as_ref().map(|b| b.controls.len()).map_err(|e| e.to_string())));
+        // Sink cells are outlined over whatever map of the attention grid is shown: they are the
+        // study's, not one map's (an occlusion map has its own grid).
+        let sinks_here: &[usize] = if (m.h, m.w) == own_grid { &sinks } else { &[] };
+        let drawing = draw_overlay(&canvas, &m, &a)
+            .and_then(|()| super::methods_panel::outline_cells(&canvas, m.h, m.w, sinks_here))
+            .and_then(|()| match &boxes {
+                Some(Ok(b)) => super::grounding_panel::draw_boxes(&canvas, &m.provenance.geometry.crop, b),
+                _ => Ok(()),
+            });
+        match drawing {
             Ok(()) => drawn.set(true),
             Err(err) => {
                 leptos::logging::error!("could not draw the map of record {index}: {err:?}")
@@ -448,7 +543,7 @@ fn case_card(
     // The cell under the pointer: (row, col, index, value).
     let hover = RwSignal::new(None::<(usize, usize, usize, f64)>);
     let on_move = move |ev: leptos::ev::MouseEvent| {
-        let Some(Some(Ok(m))) = map.get_untracked() else {
+        let Some((h, w, values)) = displayed.get_untracked() else {
             return;
         };
         let Some(canvas) = canvas_ref.get_untracked() else {
@@ -460,8 +555,7 @@ fn case_card(
         }
         let fx = (ev.client_x() as f64 - rect.left()) / rect.width();
         let fy = (ev.client_y() as f64 - rect.top()) / rect.height();
-        let values = displayed.get_untracked().unwrap_or(m.values);
-        hover.set(crate::study::cell_at(m.h, m.w, fx, fy).and_then(|(row, col, i)| values.get(i).map(|&v| (row, col, i, v))));
+        hover.set(crate::study::cell_at(h, w, fx, fy).and_then(|(row, col, i)| values.get(i).map(|&v| (row, col, i, v))));
     };
     let on_leave = move |_: leptos::ev::MouseEvent| hover.set(None);
     let rec = r.record;
@@ -469,6 +563,7 @@ fn case_card(
     let alt = format!("Chest X-ray {} ({})", rec.image, rec.sample_id);
     let methods = super::methods_panel::methods_panel(run.clone(), index, crate::methods::panel_methods(&rec), img.clone(), opacity);
     let trust = super::methods_panel::trust_panel(index, &rec);
+    let grounding = super::grounding_panel::grounding_panel(index, &rec, null_view);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
     let correct = match rec.correct {
         Some(true) => "correct",
@@ -498,11 +593,35 @@ fn case_card(
                         data-drawn=move || drawn.get().to_string()
                         data-diff=move || diff_drawn.get().to_string()
                         data-sinks=sinks_attr.clone()
+                        data-method=move || shown_method.get()
+                        data-boxes=move || match boxes_drawn.get() {
+                            Some(Ok(n)) => (n + 2).to_string(),
+                            _ => String::new(),
+                        }
                         role="img"
                         aria-label=format!("Attention map of {} for {}", rec.model, rec.sample_id)
                     ></canvas>
                 })}
             </figure>
+            {move || {
+                let shown = shown_method.get();
+                (!shown.is_empty() && shown != own_method).then(|| view! {
+                    <p class="help" data-testid="overlay-shown" data-method=shown.clone()>
+                        {format!(
+                            "The overlay shows this record's {} map; the numbers below are its own ({}) map's.",
+                            crate::grounding::overlay_method_of(&shown).map(crate::methods::method_label).unwrap_or("other"),
+                            crate::grounding::overlay_method_of(&own_method).map(crate::methods::method_label).unwrap_or("own"),
+                        )}
+                    </p>
+                })
+            }}
+            {move || match (opacity.get().boxes, boxes_drawn.get()) {
+                (false, _) => None,
+                (true, Some(Ok(n))) => Some(super::grounding_panel::boxes_legend(Some(n)).into_any()),
+                (true, Some(Err(e))) => Some(view! { <p class="error">{format!("the boxes could not be laid out: {e}")}</p> }.into_any()),
+                (true, None) if roi.is_none() => Some(view! { <p class="help" data-testid="no-box">"no radiologist box for this record: no box to draw"</p> }.into_any()),
+                (true, None) => None,
+            }}
             {has_map.then(|| view! {
                 <div class="colorbar-map" data-testid="colorbar" data-index=index.to_string()
                     data-cmap=move || opacity.get().colormap.as_str()
@@ -623,6 +742,7 @@ fn case_card(
             </p>
             {methods}
             {trust}
+            {grounding}
         </article>
     }
 }

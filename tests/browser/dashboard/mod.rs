@@ -15,7 +15,8 @@
 //!
 //! - `mod.rs`: the runs list, the headline overview, the records explorer, scale, share links;
 //! - [`overview`]: the overview's breakdown plots, comparisons, disagreements, trust tables;
-//! - [`study`]: the study view; [`compare`]: the compare page.
+//! - [`study`]: the study view; [`grounding`]: the occlusion map, the G2 boxes on the overlay,
+//!   the grounding figures and the explorer's grounding filters; [`compare`]: the compare page.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use radlens_shared::record::{Analysis, CaseRecord};
 use serde_json::Value;
 
 mod compare;
+mod grounding;
 mod overview;
 mod study;
 
@@ -77,7 +79,7 @@ async fn dashboard_over_a_real_server_in_headless_chromium() {
     let outcome = run_scenario(
         &client,
         &artifacts,
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         scenario(&client, &server.url(), &demo.runs.join(RUN), &artifacts, demo.models.len(), &mut steps),
     )
     .await;
@@ -135,12 +137,19 @@ const CONTROLS: &str =
     "hover, threshold, colour map, clipping and smoothing act on the overlay and survive a reload; the colour bar matches";
 const REFUSION: &str = "re-fusion from rows.bin reproduces the stored metrics and follows the fusion and layer choice";
 const PINNING: &str = "pinning a card shows JS distances and difference maps; the JS matrices are symmetric";
+const OCCLUSION: &str = "the study view draws the occlusion map beside the other maps and, chosen in the URL, as the overlay";
+const BOXES: &str = "the control-box toggle draws the radiologist box, its mirror and the control boxes on the overlay, with a legend, and survives a reload";
+const GROUNDING: &str = "the study view shows every map's stored grounding figures, each with its meaning on hover";
+const GROUNDING_FILTERS: &str =
+    "the explorer's 'map beats controls' and null-edit filters count what records.jsonl and the stored maps say; both CSVs agree";
+const NULL_EDITS: &str =
+    "on a copy with synthetic null edits, the null-edit filter and the study's paraphrase-to-null ratios match a computation by hand";
 const COMPARE: &str = "the compare page gives one card per --model for an uploaded image and question, with the cross-model JS";
 const SCALE: &str = "the explorer at 2,000 records: every filter's count equals the shared code's; the CSV spans every page";
 const SHARE: &str = "a share link reopens the explorer view read-only, without the sign-in cookie";
 
 /// Every step, in the order [`scenario`] runs them.
-const STEPS: [&str; 18] = [
+const STEPS: [&str; 23] = [
     SIGN_IN,
     OVERVIEW,
     BREAKDOWNS,
@@ -156,6 +165,11 @@ const STEPS: [&str; 18] = [
     CONTROLS,
     REFUSION,
     PINNING,
+    OCCLUSION,
+    BOXES,
+    GROUNDING,
+    GROUNDING_FILTERS,
+    NULL_EDITS,
     COMPARE,
     SCALE,
     SHARE,
@@ -198,6 +212,11 @@ async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n
     s.step(CONTROLS, study::overlay_controls(c, &base, &study, artifacts)).await?;
     s.step(REFUSION, study::refusion(c, &base, &study, artifacts)).await?;
     s.step(PINNING, study::pin_and_compare(c, &base, &study, artifacts)).await?;
+    s.step(OCCLUSION, grounding::occlusion_maps(c, &base, &records, artifacts)).await?;
+    s.step(BOXES, grounding::control_boxes(c, &base, &records, artifacts)).await?;
+    s.step(GROUNDING, grounding::grounding_figures(c, &records, artifacts)).await?;
+    s.step(GROUNDING_FILTERS, grounding::explorer_filters(c, &base, run_dir, &records, artifacts)).await?;
+    s.step(NULL_EDITS, grounding::null_edit_views(c, &base, run_dir, artifacts)).await?;
     s.step(COMPARE, compare::compare_page(c, &base, n_models, artifacts)).await?;
     s.step(SCALE, explorer_at_scale(c, &base, run_dir)).await?;
     s.step(SHARE, share_link(c, &base, &view, artifacts)).await

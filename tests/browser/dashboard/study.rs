@@ -85,9 +85,12 @@ pub(super) async fn methods_side_by_side(c: &Client, records: &[CaseRecord], stu
         let methods = radlens_frontend::methods::panel_methods(r);
         check(methods.len() >= 2, format!("record {i} has no other method's map: {:?}", r.trust))?;
         let sel = format!("[data-testid=methods][data-index=\"{i}\"]");
+        // Every map drawn; the JS table pairs the maps on the attention grid (the occlusion map
+        // is compared by the grounding figures instead).
+        let in_js = methods.iter().filter(|m| radlens_frontend::methods::in_js_table(**m)).count();
         wait_for_js(
             c,
-            &format!("const s = document.querySelector('{sel}'); return s && s.querySelectorAll('canvas.method-overlay[data-drawn=\"true\"]').length === {} && s.querySelectorAll('.method-js tr[data-js]:not([data-js=\"\"])').length === {} || null;", methods.len(), methods.len() * (methods.len() - 1) / 2),
+            &format!("const s = document.querySelector('{sel}'); return s && s.querySelectorAll('canvas.method-overlay[data-drawn=\"true\"]').length === {} && s.querySelectorAll('.method-js tr[data-js]:not([data-js=\"\"])').length === {} || null;", methods.len(), in_js * (in_js - 1) / 2),
             &format!("record {i}: {} maps drawn side by side with their JS", methods.len()),
         )
         .await?;
