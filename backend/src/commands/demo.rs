@@ -2,7 +2,8 @@
 //! LLaVA and a Gemma3, embedded in the binary and marked `RANDOM_WEIGHTS`: they exercise the
 //! pipeline, not medicine), runs the robustness study on the bundled NIH chest X-rays with the
 //! trust and grounding checks (Grad-CAM, relative maps, occlusion, box controls, null edits, the
-//! weight-randomisation check), and writes the analysis, plots and report.
+//! weight-randomisation check) and every image condition, and writes the analysis, plots and
+//! report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -10,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use crate::case::CaseSpec;
 use anyhow::Context;
 use candle_core::{DType, Device};
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{GroundingSettings, TrustSettings};
 
 use crate::cli::DemoCmd;
@@ -127,7 +129,8 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
             },
             text_only_pass: true,
             share_prefix: true,
-            conditions: vec![],
+            // Every image condition (G6): cheap passes without capture, one per row each.
+            conditions: ImageCondition::ALL.into_iter().filter(|c| !matches!(c, ImageCondition::Real | ImageCondition::Blank)).collect(),
         },
         dtype: DType::F32,
         device: Device::Cpu,

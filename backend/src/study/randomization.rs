@@ -30,7 +30,7 @@ pub fn sample_cases(rows: &[StudyRow], images: &Path, settings: RandomizationSet
             (h.finish(), r)
         })
         .collect();
-    runnable.sort_by(|a, b| (a.0, a.1.sample_id()).cmp(&(b.0, b.1.sample_id())));
+    runnable.sort_by_key(|a| (a.0, a.1.sample_id()));
     let mut out = Vec::new();
     for (_, r) in runnable.into_iter().take(settings.samples) {
         match load_image(&images.join(&r.image_path)) {

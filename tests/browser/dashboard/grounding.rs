@@ -373,16 +373,12 @@ pub(super) async fn explorer_filters(c: &Client, base: &str, run_dir: &Path, rec
     let moved = pick(&|i| verdicts[i] == Some(true));
     let steady = pick(&|i| verdicts[i] == Some(false));
     let with_null_edits = records.iter().filter(|r| !radlens_shared::views::own_null_edits(r).is_empty()).count();
-    // Null edits come with the backend's G4 change; until a run carries them, both filters
-    // must select nothing (no study is compared), which the counts below check too.
-    if with_null_edits == 0 {
-        eprintln!("dashboard e2e: the demo run has no null edits (a backend without G4): the null-edit filter must select nothing");
-    } else {
-        check(
-            moved.len() + steady.len() > 0,
-            format!("{with_null_edits} records have null edits but no study has a paraphrase-to-null ratio"),
-        )?;
-    }
+    // The demo run is made with --grounding, so its image-pass records carry both null edits.
+    check(with_null_edits > 0, "the demo run's records carry null edits".to_string())?;
+    check(
+        moved.len() + steady.len() > 0,
+        format!("{with_null_edits} records have null edits but no study has a paraphrase-to-null ratio"),
+    )?;
     let title = js(c, "return document.getElementById('f-null-edit').closest('label').title;").await?;
     check(title.as_str() == Some(meaning(Figure::NullEditFilter)), format!("null-edit title {title}"))?;
     for (value, want) in [("true", &moved), ("false", &steady)] {
