@@ -250,6 +250,36 @@ pub struct ModelAnswer {
     pub common_map: Option<GridPayload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// The same question under each image condition asked for (G6), in the order asked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ConditionAnswer>,
+}
+
+/// The image conditions compare runs on an upload (`conditions` form field): those that need
+/// no other study (`roi_occluded` needs the `box` field).
+pub const COMPARE_CONDITIONS: [crate::grounding::ImageCondition; 4] = [
+    crate::grounding::ImageCondition::Blank,
+    crate::grounding::ImageCondition::Jpeg90,
+    crate::grounding::ImageCondition::Contrast90,
+    crate::grounding::ImageCondition::RoiOccluded,
+];
+
+/// One model's answer to the question with the uploaded image under one condition (no map).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionAnswer {
+    pub condition: crate::grounding::ImageCondition,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parsed_answer: Option<Answer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yes_no_margin: Option<f64>,
+    /// The parsed answer equals the one on the image as uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as_real: Option<bool>,
+    /// Why there is no answer (words for the page, no internals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl ModelAnswer {
@@ -507,6 +537,7 @@ mod tests {
             map: Some(map.clone()),
             common_map: Some(GridPayload { h: 1, w: 1, values: vec![1.0] }),
             latency_ms: Some(12.0),
+            conditions: Vec::new(),
         };
         let failed = ModelAnswer::failed("b", "the model could not be loaded (see the server log)");
         let cross = CrossModel { model_a: "a".into(), model_b: "c".into(), grid: 32, js_divergence: 0.25, js_distance: 0.5 };

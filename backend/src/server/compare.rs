@@ -1,6 +1,8 @@
-//! `POST /api/compare` (multipart: `image` + `question`): every model of the serve `--model`
-//! list answers the question about the image, with its map, metrics and the cross-model
-//! Jensen-Shannon divergence on a common grid over the whole image. The upload is checked
+//! `POST /api/compare` (multipart: `image` + `question`, optionally `conditions` and `box`): every
+//! model of the serve `--model` list answers the question about the image, with its map, metrics
+//! and the cross-model Jensen-Shannon divergence on a common grid over the whole image, and, for
+//! each image condition asked for (blank, jpeg90, contrast90, roi_occluded), its answer and
+//! margin on the changed image. The upload is checked
 //! before any model sees it: size cap, PNG/JPEG magic bytes, a pixel cap read from the header
 //! before decoding, an allocation cap while decoding.
 
@@ -12,8 +14,12 @@ use std::time::Instant;
 use anyhow::Context;
 use candle_core::{DType, Device};
 use radlens_shared::AttentionMap;
-use radlens_shared::api::{CompareResponse, CrossModel, GridPayload, ImageSize, MapPayload, ModelAnswer};
+use radlens_shared::api::{
+    COMPARE_CONDITIONS, CompareResponse, ConditionAnswer, CrossModel, GridPayload, ImageSize, MapPayload, ModelAnswer,
+};
+use radlens_shared::geometry::PixelBox;
 use radlens_shared::geometry::{DEFAULT_COMMON_GRID, resample};
+use radlens_shared::grounding::{ImageCondition, NullEdit};
 use radlens_shared::metrics::{MapMetrics, js_divergence};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,10 +30,12 @@ use super::error::ApiError;
 use super::images::{MAX_PIXELS, decode_limited};
 use super::multipart;
 use crate::case::image::EncodeError;
+use crate::case::null_edit::edit_image;
 use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec, run_case};
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::linear::WeightFormat;
 use crate::models::loader::{Engine, load_engine};
+use crate::study::conditions::{blank_image, occlude};
 
 /// Largest upload (image + question).
 pub const UPLOAD_LIMIT: usize = 20 * 1024 * 1024;
@@ -181,6 +189,7 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
     let metrics = MapMetrics::of(&map)?;
     let common = resample(&map.values, map.h, map.w, &geometry.crop, geometry.image_w, geometry.image_h, COMMON_GRID)?;
     let provenance = case_map.own.provenance;
+    let conditions = input.conditions.iter().map(|&c| condition_answer(engine, &plan, &prompt, input, c, outcome.parsed)).collect();
     let answer = ModelAnswer {
         model: name.to_string(),
         error: None,
@@ -191,14 +200,104 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
         common_map: Some(GridPayload { h: COMMON_GRID, w: COMMON_GRID, values: common.clone() }),
         latency_ms: Some(t.elapsed().as_secs_f64() * 1e3),
         answer: Some(outcome.answer_text),
+        conditions,
     };
     Ok(ModelOutput { answer, common })
+}
+
+/// The question on the upload under `condition` (G6's image, no map), against `real`, the
+/// answer on the upload as it is.
+fn condition_answer(
+    engine: &Engine,
+    plan: &CasePlan,
+    prompt: &crate::models::processor::EncodedPrompt,
+    input: &CompareInput,
+    condition: ImageCondition,
+    real: radlens_shared::answer::Answer,
+) -> ConditionAnswer {
+    let run = || -> anyhow::Result<ConditionAnswer> {
+        let shown = match condition {
+            ImageCondition::Blank => blank_image(),
+            ImageCondition::Jpeg90 => edit_image(&input.image, NullEdit::Jpeg90).map_err(anyhow::Error::msg)?,
+            ImageCondition::Contrast90 => edit_image(&input.image, NullEdit::Contrast90).map_err(anyhow::Error::msg)?,
+            ImageCondition::RoiOccluded => {
+                occlude(&input.image, &input.roi.context("roi_occluded needs a box")?).map_err(anyhow::Error::msg)?
+            }
+            other => anyhow::bail!("{other} is not run on an upload"),
+        };
+        let image = CaseImage::encode(engine, &shown, &Device::Cpu).map_err(|e| match e {
+            EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
+        })?;
+        let case = Case {
+            engine,
+            plan,
+            image: &image,
+            prompt,
+            prefix: None,
+            capture: Capture::Nothing,
+            generic: None,
+            seed: 0,
+            roi: None,
+            occluded: None,
+            null_edits: None,
+        };
+        let outcome = run_case(case)?;
+        Ok(ConditionAnswer {
+            condition,
+            answer: Some(outcome.answer_text),
+            parsed_answer: Some(outcome.parsed),
+            yes_no_margin: outcome.margin,
+            same_as_real: Some(outcome.parsed == real),
+            error: None,
+        })
+    };
+    run().unwrap_or_else(|e| {
+        eprintln!("radlens serve: compare: {condition}: {e:#}");
+        ConditionAnswer {
+            condition,
+            answer: None,
+            parsed_answer: None,
+            yes_no_margin: None,
+            same_as_real: None,
+            error: Some("the model failed on this condition (see the server log)".into()),
+        }
+    })
 }
 
 /// The checked inputs of a compare request.
 pub struct CompareInput {
     pub image: image::DynamicImage,
     pub question: String,
+    /// The image conditions to run as well (`conditions` field), each once, in the order asked.
+    pub conditions: Vec<ImageCondition>,
+    /// The box `roi_occluded` fills (`box` field: x,y,w,h in the image's pixels).
+    pub roi: Option<PixelBox>,
+}
+
+/// The `conditions` field: comma-separated names from [`COMPARE_CONDITIONS`].
+fn parse_conditions(text: &str) -> Result<Vec<ImageCondition>, ApiError> {
+    let mut out = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let c: ImageCondition = name.parse().map_err(ApiError::BadRequest)?;
+        if !COMPARE_CONDITIONS.contains(&c) {
+            let names: Vec<&str> = COMPARE_CONDITIONS.iter().map(|c| c.name()).collect();
+            return Err(ApiError::BadRequest(format!("condition {name} needs a study, not an upload (compare runs {})", names.join(", "))));
+        }
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
+/// The `box` field: `x,y,w,h` with a positive width and height.
+fn parse_box(text: &str) -> Result<PixelBox, ApiError> {
+    let bad = || ApiError::BadRequest(format!("box {text:?}: expected x,y,w,h with a positive width and height"));
+    let v: Vec<f64> = text.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+    match v.as_slice() {
+        &[x, y, w, h] => PixelBox::from_xywh(x, y, w, h).map_err(|_| bad()),
+        _ => Err(bad()),
+    }
 }
 
 /// Reads and checks the multipart upload.
@@ -206,12 +305,20 @@ pub async fn read_input(req: &HttpRequest, payload: web::Payload) -> Result<Comp
     let parts = multipart::read(req, payload, UPLOAD_LIMIT, 8).await?;
     let mut image = None;
     let mut question = None;
+    let mut conditions = Vec::new();
+    let mut roi = None;
+    let text = |data: Vec<u8>, what: &str| String::from_utf8(data).map_err(|_| ApiError::BadRequest(format!("the {what} is not UTF-8")));
     for p in parts {
         match p.name.as_str() {
             "image" => image = Some(p.data),
-            "question" => question = Some(String::from_utf8(p.data).map_err(|_| ApiError::BadRequest("the question is not UTF-8".into()))?),
+            "question" => question = Some(text(p.data, "question")?),
+            "conditions" => conditions = parse_conditions(&text(p.data, "conditions field")?)?,
+            "box" => roi = Some(parse_box(&text(p.data, "box field")?)?),
             other => return Err(ApiError::BadRequest(format!("unknown field {other:?}"))),
         }
+    }
+    if conditions.contains(&ImageCondition::RoiOccluded) && roi.is_none() {
+        return Err(ApiError::BadRequest("roi_occluded needs the box to fill (field box: x,y,w,h)".into()));
     }
     let bytes = image.ok_or_else(|| ApiError::BadRequest("the image (field image) is missing".into()))?;
     let question = question
@@ -222,7 +329,12 @@ pub async fn read_input(req: &HttpRequest, payload: web::Payload) -> Result<Comp
         return Err(ApiError::PayloadTooLarge(format!("the question is over {MAX_QUESTION} bytes")));
     }
     let image = web::block(move || decode_limited(&bytes, MAX_PIXELS)).await.map_err(ApiError::internal)??;
-    Ok(CompareInput { image, question })
+    if let Some(b) = roi
+        && !b.inside_image(image.width(), image.height())
+    {
+        return Err(ApiError::BadRequest(format!("the box is not inside the {}x{} image", image.width(), image.height())));
+    }
+    Ok(CompareInput { image, question, conditions, roi })
 }
 
 /// POST /api/compare

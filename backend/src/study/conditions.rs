@@ -148,15 +148,21 @@ pub fn shown_image(original: &DynamicImage, pass: Pass, shown: &ConditionImage) 
         Pass::Contrast90 => edit_image(original, NullEdit::Contrast90),
         Pass::RoiOccluded | Pass::ControlOccluded => {
             let b = shown.occluded_box.ok_or("no box to occlude")?;
-            filled(original, &b)
+            occlude(original, &b)
         }
         _ => Ok(original.clone()),
     }
 }
 
-/// `original` with `b` filled by its per-channel mean, in its own pixel format where it has one
-/// of the 8-bit ones (else as 8-bit RGB).
-fn filled(original: &DynamicImage, b: &PixelBox) -> Result<DynamicImage, String> {
+/// The blank image of the `blank` condition (metrics.md's text-only pass): black; its size does
+/// not matter, it is resized to the model's input like any other.
+pub fn blank_image() -> DynamicImage {
+    DynamicImage::new_luma8(512, 512)
+}
+
+/// `original` with `b` filled by its per-channel mean (`roi_occluded`, `control_occluded`), in
+/// its own pixel format where it has one of the 8-bit ones (else as 8-bit RGB).
+pub fn occlude(original: &DynamicImage, b: &PixelBox) -> Result<DynamicImage, String> {
     let (w, h) = (original.width(), original.height());
     let fill = |pixels: &[u8], c: usize| fill_box(pixels, w as usize, h as usize, c, b).map_err(|e| e.to_string());
     let bad = || "the filled pixels do not fit the image".to_string();

@@ -25,7 +25,7 @@ use radlens_shared::record::{
 };
 use radlens_shared::roi::roi_metrics;
 
-use super::conditions::{ConditionImage, SwapPartners, condition_image, condition_passes, shown_image};
+use super::conditions::{ConditionImage, SwapPartners, blank_image, condition_image, condition_passes, shown_image};
 use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
 use crate::case::image::EncodeError;
@@ -185,9 +185,7 @@ impl ModelRun<'_> {
                 _ => match blank {
                     Some(b) => Ok(b.reused()),
                     None => {
-                        // A blank (black) image: the text-only pass. Its size does not matter, it
-                        // is resized to the model's input like any other.
-                        let e = self.encode_image(&DynamicImage::new_luma8(512, 512));
+                        let e = self.encode_image(&blank_image());
                         if let Ok(e) = &e {
                             *blank = Some(e.reused());
                         }

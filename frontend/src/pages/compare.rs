@@ -2,6 +2,8 @@
 //! `--model` list answers with its map. Its view model is [`crate::compare`].
 
 use leptos::prelude::*;
+use radlens_shared::api::COMPARE_CONDITIONS;
+use radlens_shared::grounding::ImageCondition;
 
 use crate::api::{ApiError, Endpoint};
 use crate::fetch::{self, enc};
@@ -21,6 +23,9 @@ pub fn ComparePage() -> impl IntoView {
     // None: nothing asked yet; Some(None): waiting; Some(Some(..)): the answer.
     let result = RwSignal::new(None::<Option<Result<CompareResponse, ApiError>>>);
     let form_error = RwSignal::new(None::<String>);
+    // The image conditions to run as well, and the box roi_occluded fills.
+    let conditions = RwSignal::new(Vec::<ImageCondition>::new());
+    let roi = RwSignal::new(String::new());
     let on_question = move |ev: leptos::ev::Event| {
         let q = event_target_value(&ev);
         replace_query(&if q.is_empty() { String::new() } else { format!("q={}", enc(&q)) });
@@ -46,7 +51,18 @@ pub fn ComparePage() -> impl IntoView {
                 return;
             }
         };
-        if form.append_with_blob_and_filename("image", &file, &file.name()).is_err() || form.append_with_str("question", &q).is_err() {
+        let asked = conditions.get_untracked();
+        let names: Vec<&str> = COMPARE_CONDITIONS.iter().filter(|c| asked.contains(c)).map(|c| c.name()).collect();
+        let roi_text = roi.get_untracked().trim().to_owned();
+        if asked.contains(&ImageCondition::RoiOccluded) && roi_text.is_empty() {
+            form_error.set(Some("roi_occluded needs the box to fill: x,y,w,h in the image's pixels.".into()));
+            return;
+        }
+        let appended = form.append_with_blob_and_filename("image", &file, &file.name()).is_ok()
+            && form.append_with_str("question", &q).is_ok()
+            && (names.is_empty() || form.append_with_str("conditions", &names.join(",")).is_ok())
+            && (roi_text.is_empty() || form.append_with_str("box", &roi_text).is_ok());
+        if !appended {
             form_error.set(Some("could not build the upload".into()));
             return;
         }
@@ -81,6 +97,28 @@ pub fn ComparePage() -> impl IntoView {
                         on:input=on_question
                     />
                 </div>
+                <fieldset class="field compare-conditions">
+                    <legend>"Also ask with the image changed (answers only)"</legend>
+                    {COMPARE_CONDITIONS.iter().map(|&c| {
+                        let on_change = move |ev: leptos::ev::Event| {
+                            let on = event_target_checked(&ev);
+                            conditions.update(|v| {
+                                v.retain(|x| *x != c);
+                                if on {
+                                    v.push(c);
+                                }
+                            });
+                        };
+                        view! {
+                            <label title=condition_meaning(c)>
+                                <input type="checkbox" id=format!("cond-{}", c.name()) on:change=on_change />
+                                {c.name()}
+                            </label>
+                        }
+                    }).collect_view()}
+                    <label for="compare-box">"Box for roi_occluded (x,y,w,h)"</label>
+                    <input type="text" id="compare-box" name="box" placeholder="120,200,90,80" prop:value=move || roi.get() on:input=move |ev| roi.set(event_target_value(&ev)) />
+                </fieldset>
                 <button type="submit" id="compare-submit" disabled=move || matches!(result.get(), Some(None))>"Compare"</button>
                 {move || form_error.get().map(|e| view! { <p class="error" role="alert" data-testid="form-error">{e}</p> })}
             </form>
@@ -173,9 +211,41 @@ fn compare_card(m: crate::compare::ModelAnswer, image_url: String) -> impl IntoV
                     <dt>"Latency"</dt><dd>{m.latency_ms.map(|v| format!("{v:.0} ms")).unwrap_or_else(|| "—".into())}</dd>
                 </dl>
             </div>
+            {(!m.conditions.is_empty()).then(|| condition_table(&m.conditions))}
             <p class="provenance" data-testid="provenance">
                 {m.map.as_ref().map(|mp| crate::study::provenance_line(&mp.provenance, mp.image_share)).unwrap_or_else(|| "no map".into())}
             </p>
         </article>
+    }
+}
+
+/// What each upload condition does to the image (the checkboxes' hover text).
+fn condition_meaning(c: ImageCondition) -> &'static str {
+    match c {
+        ImageCondition::Blank => "a black image instead of the upload: does the answer need the image at all?",
+        ImageCondition::Jpeg90 => "the upload re-encoded as JPEG quality 90: a change that should mean nothing",
+        ImageCondition::Contrast90 => "the upload with 10% less contrast: a change that should mean nothing",
+        ImageCondition::RoiOccluded => "the box filled with the image's mean: does the answer come from there?",
+        _ => "",
+    }
+}
+
+/// One model's answers under the image conditions asked for.
+fn condition_table(rows: &[radlens_shared::api::ConditionAnswer]) -> impl IntoView + use<> {
+    let rows = rows.to_vec();
+    view! {
+        <table class="compare-conditions-table" data-testid="condition-answers">
+            <thead><tr><th>"Image"</th><th>"Parsed"</th><th>"Margin"</th><th>"Same as the upload"</th></tr></thead>
+            <tbody>
+                {rows.into_iter().map(|r| view! {
+                    <tr data-condition=r.condition.name() data-parsed=r.parsed_answer.map(|a| a.as_str()).unwrap_or("")>
+                        <td title=condition_meaning(r.condition)>{r.condition.name()}</td>
+                        <td>{r.error.clone().unwrap_or_else(|| r.parsed_answer.map_or("—", |a| a.as_str()).to_owned())}</td>
+                        <td>{r.yes_no_margin.map_or_else(|| "—".to_owned(), |v| format!("{v:.3}"))}</td>
+                        <td>{match r.same_as_real { Some(true) => "yes", Some(false) => "changed", None => "—" }}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }

@@ -75,6 +75,35 @@ pub(super) async fn compare_page(c: &Client, base: &str, n_models: usize, artifa
         format!("compare card facts: {facts}"),
     )?;
     screenshot(c, &artifacts.join("dashboard-compare.png")).await?;
+    // Image conditions: roi_occluded without a box is refused in the form; blank and contrast90
+    // give each card a row per condition with a parsed answer.
+    js(c, "document.getElementById('cond-roi_occluded').click(); document.getElementById('compare-submit').click(); return null;").await?;
+    let err = wait_for_js(c, "return document.querySelector('[data-testid=form-error]')?.textContent ?? null;", "the missing-box message")
+        .await?;
+    check(err.as_str().is_some_and(|t| t.contains("box")), format!("the form error without a box: {err}"))?;
+    js(c, "document.getElementById('cond-roi_occluded').click(); document.getElementById('cond-blank').click(); document.getElementById('cond-contrast90').click(); document.getElementById('compare-submit').click(); return null;").await?;
+    let rows = wait_for_js(
+        c,
+        &format!(
+            "const t = [...document.querySelectorAll('article.compare-card [data-testid=condition-answers]')];             if (t.length !== {n_models}) return null;             return t.map(x => [...x.querySelectorAll('tbody tr')].map(r => [r.dataset.condition, r.dataset.parsed]));"
+        ),
+        "a condition table per compare card",
+    )
+    .await?;
+    check(
+        rows.as_array().is_some_and(|cards| {
+            cards.iter().all(|rows| {
+                rows.as_array().is_some_and(|r| {
+                    r.len() == 2
+                        && r[0][0] == "blank"
+                        && r[1][0] == "contrast90"
+                        && r.iter().all(|x| x[1].as_str().is_some_and(|p| ["yes", "no", "unknown"].contains(&p)))
+                })
+            })
+        }),
+        format!("condition rows per card: {rows}"),
+    )?;
+    screenshot(c, &artifacts.join("dashboard-compare-conditions.png")).await?;
     // A file that is not an image: the server's error (415) is shown as text.
     let not_image = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     c.find(Locator::Css("#compare-image"))
