@@ -190,6 +190,14 @@ fn study_grounding_reaches_records_manifest_and_resume() {
     }
     let without_randomization: Vec<String> = args.clone();
     args.extend(["--randomization", "2"].map(String::from));
+    // A grid finer than a model's input is refused before any row runs, naming the flag, and
+    // leaves nothing a corrected run would clash with.
+    let too_fine: Vec<String> = args.iter().map(|a| if a == "4" { "64".to_string() } else { a.clone() }).collect();
+    let refused = crate::support::radlens(&too_fine.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("--occlusion-grid") && err.contains("64 does not fit"), "{err}");
+    assert!(!out.join("manifest.json").exists());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = crate::support::radlens(&refs);
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));

@@ -62,9 +62,13 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
     let scratch = Scratch(std::env::temp_dir().join(format!("radlens-bench-grounding-{}", std::process::id())));
     let models = write_demo_models(&scratch.0.join("models"))?;
     let data = default_data();
-    let (csv, images) = (data.join("demo-study.csv"), data.join("cxr"));
-    anyhow::ensure!(csv.exists() && images.is_dir(), "{}: no demo data (demo-study.csv and cxr/)", data.display());
+    let (demo_csv, images) = (data.join("demo-study.csv"), data.join("cxr"));
+    anyhow::ensure!(demo_csv.exists() && images.is_dir(), "{}: no demo data (demo-study.csv and cxr/)", data.display());
     let studies = args.reps as usize;
+    // The first studies that have a radiologist box, so the box figures and the occlusion
+    // conditions are timed on rows that run them.
+    let csv = scratch.0.join("boxed-studies.csv");
+    std::fs::write(&csv, boxed_studies(&demo_csv, studies)?).with_context(|| format!("cannot write {}", csv.display()))?;
     let samples = studies * 6;
     let study = |out: &Path,
                  grounding: Option<GroundingSettings>,
@@ -87,7 +91,7 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
             dtype,
             device: device.clone(),
             weights,
-            n_studies: Some(studies),
+            n_studies: None,
             seed: args.seed,
             resamples: 100,
             common_grid: 32,
@@ -151,7 +155,7 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "cost on the demo data: {} x {} studies of 6 variants, occlusion grid {grid} (batch {batch}), {} new tokens",
+        "cost on the demo data: {} x the first {} studies with a radiologist box (6 variants each), occlusion grid {grid} (batch {batch}), {} new tokens",
         report.models.join(" + "),
         studies,
         args.new_tokens
@@ -161,4 +165,32 @@ pub fn run(args: &BenchArgs, grid: usize, batch: usize) -> anyhow::Result<()> {
         println!("{:<48} {:>9.2} {:>8} {:>12.1} {:>9.2}", r.configuration, r.seconds, r.records, r.ms_per_record, r.ratio_vs_plain);
     }
     Ok(())
+}
+
+/// The header and the rows of the first `n` studies of `csv` whose rows carry a box.
+fn boxed_studies(csv: &Path, n: usize) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    let mut reader = ::csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers()?.clone();
+    let roi = headers.iter().position(|h| h == "roi_w").context("the demo CSV has no roi_w column")?;
+    let mut keep: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record?;
+        let id = record.get(0).unwrap_or_default().to_owned();
+        let boxed = record.get(roi).is_some_and(|v| !v.trim().is_empty());
+        if boxed && !keep.contains(&id) && keep.len() < n {
+            keep.push(id.clone());
+        }
+        rows.push((id, record));
+    }
+    anyhow::ensure!(keep.len() == n, "the demo CSV has {} studies with a box, fewer than --reps {n}", keep.len());
+    let mut out = ::csv::Writer::from_writer(Vec::new());
+    out.write_record(&headers)?;
+    for (id, record) in rows {
+        if keep.contains(&id) {
+            out.write_record(&record)?;
+        }
+    }
+    Ok(String::from_utf8(out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?)
 }

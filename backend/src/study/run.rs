@@ -213,6 +213,7 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
     let fp = fingerprint(&plan.csv_sha256, &infos, &capture, shard, args.n_studies);
 
     let dir = RunDir::create(&args.out)?;
+    let fresh = !dir.has_manifest();
     let mut randomization = args.randomization.map(|samples| RandomizationSettings { samples, seed: args.seed });
     let mut created_at = now();
     let mut run_id = args.out.file_name().map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
@@ -291,6 +292,22 @@ pub fn run_study(args: &StudyArgs, progress: &mut dyn Progress, stop: &AtomicBoo
         let engine = load_engine(model_dir, &PartOverrides::default(), args.dtype, &args.device, args.weights)
             .with_context(|| format!("model {name}"))?;
         let s = engine.model.summary();
+        // A grid finer than the model's input is the same mistake on every row: refuse it now.
+        if let Some(g) = args.settings.case.grounding.filter(|g| g.occlusion) {
+            let (w, h) = engine.image_processor.output_size(512, 512);
+            let side = w.min(h) as usize;
+            if g.occlusion_grid > side {
+                if fresh && done.is_empty() {
+                    // Nothing was run: leave no manifest that a corrected rerun would clash with.
+                    let _ = std::fs::remove_file(dir.path(super::run_dir::MANIFEST));
+                }
+                return Err(crate::error::InputError::Flag {
+                    flag: "--occlusion-grid",
+                    message: format!("{} does not fit model {name}'s {side} x {side} input: choose 1 to {side}", g.occlusion_grid),
+                }
+                .into());
+            }
+        }
         let info = &mut manifest.models[i];
         info.architecture = s.architecture.into();
         info.num_layers = s.num_layers;

@@ -229,13 +229,20 @@ impl ModelRun<'_> {
             originals.entry(path.to_string()).or_insert_with(|| load_image(&self.images.join(path)).map_err(|e| format!("{e:#}"))).clone()
         };
         let summary = self.engine.model.summary();
+        let mut geometries: BTreeMap<String, Option<MapGeometry>> = BTreeMap::new();
         let mut groups: Vec<(ConditionImage, Vec<(&StudyRow, ConditionImage)>)> = Vec::new();
         for &row in rows {
-            // Where the map lies on the row's own image: the control box and the box check.
-            let geometry = load(&row.image_path).ok().and_then(|img| {
-                let pre = self.engine.image_processor.preprocess(&img).ok()?;
-                Some(MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h })
-            });
+            // Where the map lies on the row's own image (the control box and the box check), once
+            // per image; only the box conditions need it.
+            let geometry = if matches!(pass, Pass::RoiOccluded | Pass::ControlOccluded) && row.roi.is_some() {
+                *geometries.entry(row.image_path.clone()).or_insert_with(|| {
+                    let img = load(&row.image_path).ok()?;
+                    let pre = self.engine.image_processor.preprocess(&img).ok()?;
+                    Some(MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h })
+                })
+            } else {
+                None
+            };
             let shown = condition_image(row, pass, self.partners.get(&row.study_id), self.partner_images, geometry.as_ref());
             match shown {
                 Ok(c) => match groups.iter_mut().find(|(g, _)| g.source == c.source && g.occluded_box == c.occluded_box) {
