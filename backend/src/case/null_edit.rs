@@ -41,10 +41,19 @@ pub fn edit_image(image: &DynamicImage, edit: NullEdit) -> Result<DynamicImage, 
 }
 
 fn contrast90_image(image: &DynamicImage) -> Result<DynamicImage, String> {
+    edit_8bit(image, |pixels, w, h, channels| contrast90(pixels, w, h, channels).map_err(|e| format!("contrast90: {e}")))
+}
+
+/// `image` with its interleaved 8-bit samples replaced by `edit(samples, width, height,
+/// channels)`, in its own pixel format where it is 8-bit gray, gray + alpha or RGBA (else as
+/// 8-bit RGB): the null edits and the occlusion conditions work on the image as stored.
+pub fn edit_8bit(
+    image: &DynamicImage,
+    edit: impl Fn(&[u8], usize, usize, usize) -> Result<Vec<u8>, String>,
+) -> Result<DynamicImage, String> {
     let (w, h) = (image.width(), image.height());
-    let edit =
-        |pixels: &[u8], channels: usize| contrast90(pixels, w as usize, h as usize, channels).map_err(|e| format!("contrast90: {e}"));
-    let bad = || "contrast90: the edited pixels do not fit the image".to_string();
+    let edit = |pixels: &[u8], channels: usize| edit(pixels, w as usize, h as usize, channels);
+    let bad = || "the edited pixels do not fit the image".to_string();
     Ok(match image {
         DynamicImage::ImageLuma8(g) => DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, edit(g.as_raw(), 1)?).ok_or_else(bad)?),
         DynamicImage::ImageLumaA8(g) => DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(w, h, edit(g.as_raw(), 2)?).ok_or_else(bad)?),

@@ -58,19 +58,7 @@ fn attention_map(
     image: &CaseImage,
     prompt: &crate::models::processor::EncodedPrompt,
 ) -> Result<AttentionMap, String> {
-    let case = Case {
-        engine,
-        plan,
-        image,
-        prompt,
-        prefix: None,
-        capture: Capture::Map,
-        generic: None,
-        seed: 0,
-        roi: None,
-        occluded: None,
-        null_edits: None,
-    };
+    let case = Case::plain(engine, plan, image, prompt, Capture::Map);
     let outcome = run_case(case).map_err(|e| e.to_string())?;
     let map = outcome.map.ok_or("no map was captured")?;
     if map.attention.is_none() {

@@ -47,6 +47,14 @@ pub struct Case<'a> {
     pub null_edits: Option<&'a [EditedImage]>,
 }
 
+impl<'a> Case<'a> {
+    /// A case with nothing shared and no extras: no prefix, no generic map, no box, no
+    /// occluded or edited images (compare's conditions, the randomisation cascade).
+    pub fn plain(engine: &'a Engine, plan: &'a CasePlan, image: &'a CaseImage, prompt: &'a EncodedPrompt, capture: Capture) -> Self {
+        Self { engine, plan, image, prompt, prefix: None, capture, generic: None, seed: 0, roi: None, occluded: None, null_edits: None }
+    }
+}
+
 /// The raw attention behind a map.
 #[derive(Debug, Clone)]
 pub struct AttentionCapture {

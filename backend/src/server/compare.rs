@@ -164,19 +164,7 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
         EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
     })?;
     let prompt = engine.prompter.encode(&input.question, None)?;
-    let case = Case {
-        engine,
-        plan: &plan,
-        image: &image,
-        prompt: &prompt,
-        prefix: None,
-        capture: Capture::Map,
-        generic: None,
-        seed: 0,
-        roi: None,
-        occluded: None,
-        null_edits: None,
-    };
+    let case = Case::plain(engine, &plan, &image, &prompt, Capture::Map);
     let outcome = run_case(case)?;
     let case_map = outcome.map.context("compare captures a map")?;
     // Compare shows attention only: a fallback map is an error here, not a silent stand-in.
@@ -228,19 +216,7 @@ fn condition_answer(
         let image = CaseImage::encode(engine, &shown, &Device::Cpu).map_err(|e| match e {
             EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
         })?;
-        let case = Case {
-            engine,
-            plan,
-            image: &image,
-            prompt,
-            prefix: None,
-            capture: Capture::Nothing,
-            generic: None,
-            seed: 0,
-            roi: None,
-            occluded: None,
-            null_edits: None,
-        };
+        let case = Case::plain(engine, plan, &image, prompt, Capture::Nothing);
         let outcome = run_case(case)?;
         Ok(ConditionAnswer {
             condition,

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
+use image::DynamicImage;
 use radlens_shared::answer::Answer;
 use radlens_shared::geometry::{MapGeometry, PixelBox};
 use radlens_shared::grounding::{ImageCondition, NullEdit, control_boxes, fill_box};
 use radlens_shared::record::Pass;
 
 use super::plan::StudyRow;
-use crate::case::null_edit::edit_image;
+use crate::case::null_edit::{edit_8bit, edit_image};
 
 /// A study's swap partners (G6): the first study after it in CSV order, cyclically, with the same
 /// finding, another subject when subject ids are given, and the opposite or the same truth (the
@@ -163,18 +163,7 @@ pub fn blank_image() -> DynamicImage {
 /// `original` with `b` filled by its per-channel mean (`roi_occluded`, `control_occluded`), in
 /// its own pixel format where it has one of the 8-bit ones (else as 8-bit RGB).
 pub fn occlude(original: &DynamicImage, b: &PixelBox) -> Result<DynamicImage, String> {
-    let (w, h) = (original.width(), original.height());
-    let fill = |pixels: &[u8], c: usize| fill_box(pixels, w as usize, h as usize, c, b).map_err(|e| e.to_string());
-    let bad = || "the filled pixels do not fit the image".to_string();
-    Ok(match original {
-        DynamicImage::ImageLuma8(g) => DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, fill(g.as_raw(), 1)?).ok_or_else(bad)?),
-        DynamicImage::ImageLumaA8(g) => DynamicImage::ImageLumaA8(GrayAlphaImage::from_raw(w, h, fill(g.as_raw(), 2)?).ok_or_else(bad)?),
-        DynamicImage::ImageRgba8(c) => DynamicImage::ImageRgba8(RgbaImage::from_raw(w, h, fill(c.as_raw(), 4)?).ok_or_else(bad)?),
-        other => {
-            let rgb = other.to_rgb8();
-            DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, fill(rgb.as_raw(), 3)?).ok_or_else(bad)?)
-        }
-    })
+    edit_8bit(original, |pixels, w, h, channels| fill_box(pixels, w, h, channels, b).map_err(|e| e.to_string()))
 }
 
 /// The conditions as passes, the text-only pass (`blank`) included when asked for either way.
@@ -284,6 +273,7 @@ mod tests {
 
     #[test]
     fn an_occluded_box_holds_the_mean_and_the_rest_is_the_original() {
+        use image::GrayImage;
         let pixels: Vec<u8> = (0..100u32).map(|i| (i * 2) as u8).collect();
         let img = DynamicImage::ImageLuma8(GrayImage::from_raw(10, 10, pixels.clone()).unwrap());
         let b = PixelBox::from_xywh(2.0, 3.0, 4.0, 2.0).unwrap();
