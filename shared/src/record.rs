@@ -602,9 +602,13 @@ pub struct RecordCounts {
     pub blank_image_pass: usize,
     /// Records with `error` set (both passes): counted, never used in a statistic.
     pub errors: usize,
-    /// Image-pass records without an error but without a yes/no ground truth or an answer:
-    /// left out of the answer statistics.
+    /// Image-pass records without an error but without a yes/no ground truth, an answer or a
+    /// closed yes/no question: left out of the answer statistics.
     pub unscorable: usize,
+    /// Of the image-pass records without an error, those whose question is not a closed yes/no
+    /// question ([`crate::answer::is_yes_no_question`]).
+    #[serde(default)]
+    pub not_yes_no_questions: usize,
 }
 
 /// A distribution in a few numbers. Quantiles use numpy's default (linear) interpolation.

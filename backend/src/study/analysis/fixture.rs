@@ -166,7 +166,7 @@ pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Opt
         model: model.to_owned(),
         pass,
         image: format!("{id}.png"),
-        question: format!("Question {variant} about {id}?"),
+        question: format!("Is there finding {variant} in {id}?"),
         ground_truth: Some(truth),
         roi: roi(study),
         answer_text: answer.map(|a| format!("{a}.")),

@@ -45,7 +45,7 @@ mod trust;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use radlens_shared::answer::{Answer, parse_answer};
+use radlens_shared::answer::{Answer, is_yes_no_question, parse_answer};
 use radlens_shared::fusion::MapMethod;
 use radlens_shared::record::{
     Analysis, CaseRecord, ModelAnalysis, Pass, RandomizationSummary, RecordCounts, RunManifest, SCHEMA_VERSION, StudySummary, Summary,
@@ -153,8 +153,8 @@ where
     }
     if counts.unscorable > 0 {
         notes.push(format!(
-            "{} image-pass records without an error have no parsed answer or no yes/no ground truth and are left out of the answer statistics.",
-            counts.unscorable
+            "{} image-pass records without an error have no parsed answer, no yes/no ground truth or no closed yes/no question ({} of them) and are left out of the answer statistics (accuracy, flips, consistency, decision quality).",
+            counts.unscorable, counts.not_yes_no_questions
         ));
     }
 
@@ -235,7 +235,8 @@ fn record_counts(read: usize, duplicates: usize, records: &[CaseRecord]) -> Reco
         image_pass: image.clone().count(),
         blank_image_pass: records.iter().filter(|r| r.pass == Pass::BlankImage).count(),
         errors: records.iter().filter(|r| r.error.is_some()).count(),
-        unscorable: image.filter(|r| r.error.is_none() && scorable(r).is_none()).count(),
+        unscorable: image.clone().filter(|r| r.error.is_none() && scorable(r).is_none()).count(),
+        not_yes_no_questions: image.filter(|r| r.error.is_none() && !is_yes_no_question(&r.question)).count(),
     }
 }
 
@@ -244,10 +245,11 @@ fn answer_of(r: &CaseRecord) -> Option<Answer> {
     r.parsed_answer.or_else(|| r.answer_text.as_deref().map(parse_answer))
 }
 
-/// `(answer, truth)` of a record the answer statistics can use: no error, an answer, and a
-/// yes/no ground truth (unknown truth cannot be scored).
+/// `(answer, truth)` of a record the answer statistics can use: no error, an answer, a yes/no
+/// ground truth (unknown truth cannot be scored), and a closed yes/no question
+/// ([`is_yes_no_question`]: an open question's answer is no yes or no to compare, nor a flip).
 fn scorable(r: &CaseRecord) -> Option<(Answer, Answer)> {
-    if r.error.is_some() {
+    if r.error.is_some() || !is_yes_no_question(&r.question) {
         return None;
     }
     let truth = r.ground_truth.filter(|t| *t != Answer::Unknown)?;
@@ -878,6 +880,23 @@ mod tests {
         let err = analyze_records(&manifest, &records, |t| dir.read_f32(t)).unwrap_err().in_dir(&dir);
         let text = err.to_string();
         assert!(text.contains(&dir.path(RECORDS).display().to_string()) && text.contains("s1"), "{text}");
+    }
+
+    #[test]
+    fn open_questions_are_kept_out_of_the_answer_statistics_and_counted() {
+        let (dir, _) = fixture::write_run("open-question", 7);
+        let manifest = dir.read_manifest().unwrap();
+        let mut records = dir.read_records().unwrap();
+        let before = analyze_records(&manifest, &records, |t| dir.read_f32(t)).unwrap();
+        let r = records.iter_mut().find(|r| r.sample_id == "s1#1" && r.pass == Pass::Image && r.model == A).unwrap();
+        r.question = "Which lobe holds the finding?".into();
+        let after = analyze_records(&manifest, &records, |t| dir.read_f32(t)).unwrap();
+        assert_eq!((before.records.not_yes_no_questions, after.records.not_yes_no_questions), (0, 1));
+        assert_eq!(after.records.unscorable, before.records.unscorable + 1);
+        assert_eq!(model(&after, A).answered, model(&before, A).answered - 1, "its answer is not scored");
+        let d = |a: &Analysis| model(a, A).decision.as_ref().map_or(0, |d| d.not_yes_no);
+        assert_eq!(d(&after), d(&before) + 1, "nor used for decision quality");
+        assert!(after.notes.iter().any(|n| n.contains("closed yes/no question (1 of them)")), "{:?}", after.notes);
     }
 
     #[test]

@@ -803,9 +803,9 @@ mod tests {
         (img.width(), img.height())
     }
 
-    // The fixture has a text-only pass: real and blank make the conditions chart; it has no
-    // margins, randomisation or grounding, so no reliability or randomisation figure.
-    const CHARTS: [&str; 8] = [
+    // The fixture has a text-only pass (real and blank make the conditions chart) and margins
+    // (the reliability chart); no randomisation check, so no randomisation figure.
+    const CHARTS: [&str; 9] = [
         "rates_by_model.png",
         "accuracy_by_strategy.png",
         "flip_rate_by_strategy.png",
@@ -814,6 +814,7 @@ mod tests {
         "cross_model_js.png",
         "latency.png",
         "conditions_by_model.png",
+        "reliability.png",
     ];
 
     #[test]

@@ -744,7 +744,7 @@ mod tests {
         for p in [&out.analysis_json, &out.records_csv, &out.report] {
             assert!(std::fs::metadata(p).unwrap().len() > 100, "{}", p.display());
         }
-        assert_eq!(out.plots.len(), 11);
+        assert_eq!(out.plots.len(), 12);
         let report = std::fs::read_to_string(&out.report).unwrap();
         assert!(report.contains("WARNING: random weights (pipeline demo)"), "{report}");
         // The summary comes first, before the tables.
