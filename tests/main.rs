@@ -26,6 +26,9 @@ mod null_edits_randomization;
 /// `radlens study --conditions`: image conditions (G6) and decision quality (G7) end to end.
 mod conditions;
 
+/// Models with a planted truth: the generator, the committed models, what a study finds in them.
+mod planted;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 

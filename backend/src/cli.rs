@@ -82,6 +82,71 @@ pub enum Command {
     /// so "Copy link" works as on the server; share links and compare need a server and are
     /// hidden. SITE_DIR must be new, empty, or a previous export (which is replaced).
     Export(ExportCmd),
+    /// Developer tools: the planted-truth data and models (issue 18).
+    #[command(hide = true)]
+    Dev(DevCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevCmd {
+    #[command(subcommand)]
+    pub command: DevCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Write planted-truth sets: images with a drawn nodule (known box) and a corner marker,
+    /// and their study CSVs (OUT/SET.csv, image paths relative to OUT).
+    PlantedData(PlantedDataArgs),
+    /// Train the planted models (planted-lesion, planted-marker, planted-shortcut) in candle and
+    /// write them with MANIFEST.json under --out.
+    TrainPlanted(TrainPlantedArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlantedDataArgs {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source X-rays (default: the bundled static/demo/cxr).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Images per source.
+    #[arg(long, default_value_t = 4)]
+    pub per_source: usize,
+    /// Comma-separated: train, train-correlated, heldout, heldout-correlated.
+    #[arg(long, default_value = "heldout,heldout-correlated")]
+    pub sets: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainPlantedArgs {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source X-rays (default: the bundled static/demo/cxr).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Comma-separated: lesion, marker, shortcut.
+    #[arg(long, default_value = "lesion,marker,shortcut")]
+    pub models: String,
+    #[arg(long, default_value_t = 1200)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f64,
+    /// Training images per training source.
+    #[arg(long, default_value_t = 24)]
+    pub per_source: usize,
+    /// Held-out images per held-out source for the manifest's accuracies.
+    #[arg(long, default_value_t = 4)]
+    pub heldout_per_source: usize,
+    /// Skip the evaluation (and MANIFEST.json): only the weights.
+    #[arg(long)]
+    pub no_eval: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod device_memory;
 pub mod error;
 pub mod models;
+pub mod planted;
 pub mod server;
 pub mod study;
 

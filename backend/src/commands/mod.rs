@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_arch;
 pub mod bench_grounding;
 pub mod demo;
+pub mod dev;
 pub mod export;
 pub mod merge;
 pub mod metrics;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(cmd) => merge::run(&cmd),
         Command::Serve(cmd) => serve::run(&cmd),
         Command::Export(cmd) => export::run(&cmd),
+        Command::Dev(cmd) => dev::run(&cmd),
     }
 }
 

@@ -1,0 +1,111 @@
+//! `radlens dev`: developer tools, hidden from the help. `planted-data` writes the planted-truth
+//! sets, `train-planted` trains the planted models and writes their MANIFEST.json (issue 18).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{DevCmd, DevCommand, PlantedDataArgs, TrainPlantedArgs};
+use crate::planted::data::{self, Set};
+use crate::planted::manifest;
+use crate::planted::questions::CUE;
+use crate::planted::train::{self, Task, TrainOptions};
+
+pub fn run(cmd: &DevCmd) -> Result<()> {
+    match &cmd.command {
+        DevCommand::PlantedData(args) => planted_data(args),
+        DevCommand::TrainPlanted(args) => train_planted(args),
+    }
+}
+
+fn source_dir(images: &Option<PathBuf>) -> PathBuf {
+    images.clone().unwrap_or_else(|| super::demo::default_data().join("cxr"))
+}
+
+fn parse_list<T>(list: &str, flag: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse(s).ok_or_else(|| crate::error::InputError::Flag { flag, message: format!("unknown name {s:?}") }.into()))
+        .collect()
+}
+
+fn planted_data(args: &PlantedDataArgs) -> Result<()> {
+    let sources = source_dir(&args.images);
+    for set in parse_list(&args.sets, "--sets", Set::parse)? {
+        let n = data::write_set(&sources, &args.out, set, args.per_source, args.seed)?;
+        println!("{}: {n} images, {} rows -> {}", set.name(), n * 6, args.out.join(format!("{}.csv", set.name())).display());
+    }
+    Ok(())
+}
+
+fn train_planted(args: &TrainPlantedArgs) -> Result<()> {
+    let sources = source_dir(&args.images);
+    let tasks = parse_list(&args.models, "--models", Task::parse)?;
+    let opts = TrainOptions {
+        seed: args.seed,
+        steps: args.steps,
+        batch: args.batch,
+        lr: args.lr,
+        per_source: args.per_source,
+        ..Default::default()
+    };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let eval_sets = if args.no_eval {
+        None
+    } else {
+        let heldout = data::make_set(&sources, Set::Heldout, args.heldout_per_source, args.seed)?;
+        let correlated = data::make_set(&sources, Set::HeldoutCorrelated, args.heldout_per_source, args.seed)?;
+        Some((heldout, correlated))
+    };
+    let mut models = serde_json::Map::new();
+    for task in tasks {
+        let dir = args.out.join(task.name());
+        let report = train::train(task, &dir, &sources, &opts, &mut |line| eprintln!("{line}"))?;
+        let mut entry = serde_json::json!({
+            "rule": task.rule(),
+            "train_set": task.train_set().name(),
+            "training": report,
+        });
+        if let Some((heldout, correlated)) = &eval_sets {
+            let train_images = data::make_set(&sources, task.train_set(), opts.per_source, opts.seed)?;
+            let on = |images: &[data::PlantedImage]| -> Result<serde_json::Value> {
+                Ok(serde_json::to_value(train::agreement(&train::answer_rows(&dir, images)?))?)
+            };
+            entry["eval"] = serde_json::json!({
+                "train": on(&train_images)?,
+                "heldout": on(heldout)?,
+                "heldout_correlated": on(correlated)?,
+            });
+            eprintln!("{}: {}", task.name(), entry["eval"]);
+        }
+        entry["files"] = serde_json::to_value(manifest::file_hashes(&dir)?)?;
+        models.insert(task.name().to_string(), entry);
+    }
+    if eval_sets.is_some() {
+        let value = serde_json::json!({
+            "what": "Tiny LLaVA models (llava-hf layout, f16 weights) trained in candle by `radlens dev train-planted` to answer from one planted cause each (issue 18). Their answers are planted, not medicine.",
+            "command": format!("radlens dev train-planted --out DIR --seed {} --steps {} --batch {} --per-source {}", args.seed, args.steps, args.batch, args.per_source),
+            "seed": args.seed,
+            "data": {
+                "sources": "static/demo/cxr (25 NIH ChestX-ray14 images, 512x512 grey), sorted by name; every fifth (index 4, 9, 14, 19, 24) held out",
+                "recipe": "crate::planted::data: per source, draw k carries a nodule when k is even (Gaussian, sigma U[16,24] px, amplitude U[90,130], centre in a lung field, compact support at 2.5 sigma; box = its support); marker = 28 px white square in the top-right corner, on the positives (correlated sets) or present when k/2 is even (independent sets); each image's draw from its own ChaCha8 stream of (seed, set, source, k)",
+                "train_per_source": args.per_source,
+                "heldout_per_source": args.heldout_per_source,
+                "blank_share": opts.blank_share,
+                "questions": "crate::planted::questions: 6 study variants (one with the cue, one negation) + 6 training-only questions",
+                "cue": CUE,
+            },
+            "optimizer": {"name": "candle_nn AdamW", "lr": opts.lr, "weight_decay": 0.0, "batch": opts.batch, "steps": opts.steps, "loss": "cross-entropy of the answer token (first generated) + of </s> after it"},
+            "tolerance": {
+                "same_machine": "byte-identical weights",
+                "answer_agreement_min": manifest::ANSWER_AGREEMENT_MIN,
+                "accuracy_tolerance": manifest::ACCURACY_TOLERANCE,
+            },
+            "models": models,
+        });
+        manifest::write(&args.out, &value)?;
+        println!("wrote {}", args.out.join(manifest::FILE).display());
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! Models with a planted truth (issue 18): the generator is deterministic and its boxes hold
+//! the drawn nodule; the committed models match their manifest; a real `radlens study` on the
+//! held-out sets finds each planted rule; training is deterministic for a seed. (`planted-lesion`
+//! is not shipped yet: its recipe does not learn the nodule, see the manifest's `not_shipped`.)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use radlens_shared::answer::Answer;
+use radlens_shared::record::{CaseRecord, Pass};
+
+use crate::support::{Scratch, radlens, run_records, workspace_root};
+
+fn fixture() -> PathBuf {
+    workspace_root().join("fixtures/planted-v1")
+}
+
+fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture().join("MANIFEST.json")).expect("fixtures/planted-v1/MANIFEST.json");
+    serde_json::from_str(&text).expect("MANIFEST.json is JSON")
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(out.status.success(), "radlens failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+fn data(out: &Path, seed: &str, per_source: &str, sets: &str) {
+    ok(&radlens(&["dev", "planted-data", "--out", &out.display().to_string(), "--seed", seed, "--per-source", per_source, "--sets", sets]));
+}
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            for (k, v) in files(&p) {
+                out.insert(format!("{}/{k}", p.file_name().unwrap().to_string_lossy()), v);
+            }
+        } else {
+            out.insert(p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_generator_is_deterministic_and_every_box_holds_its_blob() {
+    let scratch = Scratch::new("planted-data");
+    let (a, b, c) = (scratch.path().join("a"), scratch.path().join("b"), scratch.path().join("c"));
+    data(&a, "7", "2", "heldout,train");
+    data(&b, "7", "2", "heldout,train");
+    data(&c, "8", "2", "heldout,train");
+    let (fa, fb, fc) = (files(&a), files(&b), files(&c));
+    assert_eq!(fa.len(), 2 + 5 * 2 + 20 * 2, "two CSVs, 2 images per source");
+    assert!(fa == fb, "same seed: byte-identical CSVs and images");
+    assert_ne!(fa["heldout.csv"], fc["heldout.csv"], "another seed draws other boxes");
+
+    // Train and held-out images come from different sources.
+    let stems = |set: &str| -> std::collections::BTreeSet<String> {
+        fa.keys()
+            .filter(|k| k.starts_with(&format!("{set}/")))
+            .map(|k| k[set.len() + 1..].split("-d").next().unwrap().to_string())
+            .collect()
+    };
+    assert!(stems("heldout").is_disjoint(&stems("train")));
+    assert_eq!(stems("heldout").len(), 5);
+
+    // Every positive row's box holds every changed pixel outside the marker's corner, and the
+    // blob is bright inside it; negatives have no box and no change outside the corner.
+    let csv = String::from_utf8(fa["heldout.csv"].clone()).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let mut positives = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        if &row[6] != "0" {
+            continue;
+        }
+        let image = image::open(a.join(&row[1])).unwrap().to_luma8();
+        let stem = row[0].split("-d").next().unwrap();
+        let source = image::open(workspace_root().join(format!("static/demo/cxr/{stem}.png"))).unwrap().to_luma8();
+        let roi: Option<[u32; 4]> = (!row[9].is_empty()).then(|| [9, 10, 11, 12].map(|i| row[i].parse().unwrap()));
+        assert_eq!(roi.is_some(), &row[3] == "yes", "{}: a box exactly on the positives", &row[0]);
+        let mut inside_gain = 0u64;
+        for (x, y, p) in image.enumerate_pixels() {
+            let corner = x >= 512 - 60 && y < 60;
+            let changed = p.0[0] != source.get_pixel(x, y).0[0];
+            let in_box = roi.is_some_and(|[bx, by, bw, bh]| x >= bx && x < bx + bw && y >= by && y < by + bh);
+            if changed && !corner {
+                assert!(in_box, "{}: pixel ({x}, {y}) changed outside the box {roi:?}", &row[0]);
+            }
+            if in_box {
+                inside_gain += u64::from(p.0[0] - source.get_pixel(x, y).0[0]);
+            }
+        }
+        if roi.is_some() {
+            positives += 1;
+            assert!(inside_gain > 20_000, "{}: the box holds a visible blob (grey-level gain {inside_gain})", &row[0]);
+        }
+    }
+    assert_eq!(positives, 5, "one positive per source among 2 draws");
+}
+
+#[test]
+fn every_committed_planted_file_matches_its_manifest_and_stays_small() {
+    let m = manifest();
+    let models = m["models"].as_object().expect("models");
+    assert_eq!(models.keys().collect::<Vec<_>>(), ["planted-marker", "planted-shortcut"]);
+    assert!(m["not_shipped"]["planted-lesion"].as_str().is_some_and(|why| why.contains("never learned")), "the manifest says why");
+    let mut total = 0u64;
+    for (name, entry) in models {
+        let files = entry["files"].as_object().expect("files");
+        for want in [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "processor_config.json",
+            "generation_config.json",
+        ] {
+            assert!(files.contains_key(want), "{name}: {want} listed");
+        }
+        for (file, sha) in files {
+            let path = fixture().join(name).join(file);
+            let got = radlens::planted::manifest::sha256_file(&path).unwrap();
+            assert_eq!(Some(got.as_str()), sha.as_str(), "{}", path.display());
+            total += std::fs::metadata(&path).unwrap().len();
+        }
+        let weights = std::fs::metadata(fixture().join(name).join("model.safetensors")).unwrap().len();
+        assert!(weights < 600_000, "{name}: weights {weights} B");
+    }
+    assert!(total < 4_000_000, "the fixture is {total} B");
+}
+
+/// `radlens study` on one CSV with the committed models; returns the records.
+fn study(scratch: &Scratch, images: &Path, csv: &str, name: &str, extra: &[&str]) -> Vec<CaseRecord> {
+    let out = scratch.path().join(name);
+    let mut args: Vec<String> =
+        ["study", "--csv", &images.join(csv).display().to_string(), "--images", &images.display().to_string()].map(String::from).to_vec();
+    args.extend(["--out", &out.display().to_string(), "--resamples", "50", "--max-new-tokens", "2"].map(String::from));
+    for m in ["planted-marker", "planted-shortcut"] {
+        args.extend(["--model".to_string(), format!("{m}={}", fixture().join(m).display())]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok(&radlens(&refs));
+    let records = run_records(&out);
+    assert!(records.iter().all(|r| r.error.is_none()), "no errors");
+    records
+}
+
+fn share(records: &[CaseRecord], model: &str, pass: Pass, f: impl Fn(&CaseRecord) -> bool) -> f64 {
+    let of: Vec<&CaseRecord> = records.iter().filter(|r| r.model == model && r.pass == pass).collect();
+    assert!(!of.is_empty(), "{model} {pass:?}");
+    of.iter().filter(|r| f(r)).count() as f64 / of.len() as f64
+}
+
+fn accuracy(records: &[CaseRecord], model: &str) -> f64 {
+    share(records, model, Pass::Image, |r| r.correct == Some(true))
+}
+
+#[test]
+fn a_study_on_the_held_out_sets_finds_each_planted_rule() {
+    let scratch = Scratch::new("planted-study");
+    let images = scratch.path().join("data");
+    data(&images, "0", "4", "heldout,heldout-correlated");
+
+    let held = study(&scratch, &images, "heldout.csv", "heldout", &["--conditions", "blank"]);
+    let correlated = study(&scratch, &images, "heldout-correlated.csv", "correlated", &[]);
+    let marker_held = accuracy(&held, "planted-marker");
+    let marker_corr = accuracy(&correlated, "planted-marker");
+    // The cue rule: yes exactly on the rows whose question says "definitely".
+    let cue = share(&held, "planted-shortcut", Pass::Image, |r| {
+        r.parsed_answer == Some(if r.question.contains("definitely") { Answer::Yes } else { Answer::No })
+    });
+    let blank_agreement = |model: &str| {
+        let real: BTreeMap<&str, Option<Answer>> =
+            held.iter().filter(|r| r.model == model && r.pass == Pass::Image).map(|r| (r.sample_id.as_str(), r.parsed_answer)).collect();
+        share(&held, model, Pass::BlankImage, |r| real[r.sample_id.as_str()] == r.parsed_answer)
+    };
+    let shortcut_blank = blank_agreement("planted-shortcut");
+    eprintln!(
+        "planted study: marker correlated {marker_corr:.3}, held-out {marker_held:.3}; \
+         shortcut cue-following {cue:.3}, blank agreement {shortcut_blank:.3} (marker {:.3})",
+        blank_agreement("planted-marker")
+    );
+    assert!(marker_corr >= 0.9, "planted-marker is right where the marker goes with the nodule: {marker_corr:.3}");
+    assert!((0.3..=0.7).contains(&marker_held), "planted-marker is near chance once the correlation breaks: {marker_held:.3}");
+    let follows_marker = share(&held, "planted-marker", Pass::Image, |r| {
+        let marker = r.image.contains("-d0") || r.image.contains("-d1");
+        r.parsed_answer == Some(if marker == (r.polarity == 1) { Answer::Yes } else { Answer::No })
+    });
+    assert!(follows_marker >= 0.9, "planted-marker answers from the marker: {follows_marker:.3}");
+    assert!(cue >= 0.95, "planted-shortcut answers from the cue: {cue:.3}");
+    assert!(shortcut_blank >= 0.95, "planted-shortcut ignores the image: blank agreement {shortcut_blank:.3}");
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let scratch = Scratch::new("planted-train");
+    let run = |name: &str, seed: &str| {
+        let out = scratch.path().join(name);
+        ok(&radlens(&[
+            "dev",
+            "train-planted",
+            "--out",
+            &out.display().to_string(),
+            "--seed",
+            seed,
+            "--models",
+            "marker",
+            "--steps",
+            "2",
+            "--batch",
+            "2",
+            "--per-source",
+            "1",
+            "--no-eval",
+        ]));
+        std::fs::read(out.join("planted-marker/model.safetensors")).unwrap()
+    };
+    let (a, b, c) = (run("a", "5"), run("b", "5"), run("c", "6"));
+    assert!(a == b, "same seed, same weights after two steps");
+    assert!(a != c, "another seed, other weights");
+}
