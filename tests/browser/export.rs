@@ -134,7 +134,8 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     // 3. A deep link with a filter: the "incorrect" count of records.jsonl; "Copy link" is there.
     let model = records[0].model.clone();
     let filter = RecordFilter::from_pairs([("correct", "false"), ("model", model.as_str())]).map_err(|e| e.to_string())?;
-    let incorrect = records.iter().filter(|r| filter.matches(r)).count();
+    let facts = crate::support::run_facts(run_dir, &records);
+    let incorrect = records.iter().filter(|r| filter.matches(r, &facts)).count();
     check(incorrect > 0 && incorrect < records.len(), format!("{incorrect} incorrect records of {model}"))?;
     c.goto(&format!("{base}/runs/{RUN}/records?correct=false&model={model}")).await.map_err(|e| e.to_string())?;
     wait_ready(
@@ -157,7 +158,7 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let sample = header.iter().position(|h| h == "sample_id").ok_or("no sample_id column")?;
     let mut got: Vec<String> =
         csv.records().map(|r| r.map(|r| r[sample].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r)).map(|r| r.sample_id.clone()).collect();
+    let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r, &facts)).map(|r| r.sample_id.clone()).collect();
     got.sort();
     want.sort();
     check(got == want, format!("CSV samples {got:?}, records.jsonl under the filter {want:?}"))?;
