@@ -269,10 +269,12 @@ fn explorer(
                                 <td>{fmt_ans(rec.parsed_answer)}</td>
                                 <td>{fmt_ans(rec.ground_truth)}</td>
                                 <td>{match rec.correct { Some(true) => "✓", Some(false) => "✗", None => "—" }}</td>
-                                <td class="num">{rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}</td>
+                                <td class="num">
+                                    {rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}
+                                    {(radlens_shared::filter::near_tie(rec, eps) == Some(true)).then(|| near_tie_badge(eps))}
+                                </td>
                                 <td class="num">{rec.map.as_ref().map(|m| format!("{:.3}", m.metrics.focus)).unwrap_or_else(|| "—".into())}</td>
                                 <td>
-                                    {(radlens_shared::filter::near_tie(rec, eps) == Some(true)).then(|| near_tie_badge(eps))}
                                     {d.1.flipped[i].then_some("flipped")}
                                     {d.1.disagree[i].then_some(" disagree")}
                                     {(radlens_shared::filter::beats_controls(rec) == Some(true)).then_some(" beats controls")}

@@ -337,7 +337,7 @@ pub(super) async fn occluded_fill(c: &Client, base: &str, records: &[CaseRecord]
 
 /// The near-tie badge: in the explorer (image-pass records shown on one page) and in every
 /// study view, on exactly the image-pass records with `|margin| < eps`, its meaning on hover.
-pub(super) async fn near_tie_badges(c: &Client, base: &str, run_dir: &Path, records: &[CaseRecord]) -> Res<()> {
+pub(super) async fn near_tie_badges(c: &Client, base: &str, run_dir: &Path, records: &[CaseRecord], artifacts: &Path) -> Res<()> {
     let eps = eps_of(run_dir)?;
     let ties: Vec<usize> =
         (0..records.len()).filter(|&i| records[i].pass == Pass::Image && records[i].yes_no_margin.is_some_and(|m| m.abs() < eps)).collect();
@@ -353,6 +353,7 @@ pub(super) async fn near_tie_badges(c: &Client, base: &str, run_dir: &Path, reco
         ties.is_empty() || title.as_str() == Some(radlens_frontend::conditions::near_tie_meaning(eps).as_str()),
         format!("badge title {title}"),
     )?;
+    screenshot(c, &artifacts.join("dashboard-records-near-ties.png")).await?;
     let studies: std::collections::BTreeSet<&str> = records.iter().map(|r| r.study_id.as_str()).collect();
     let mut in_studies = Vec::new();
     for study in studies {

@@ -241,7 +241,7 @@ async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n
     s.step(CONDITION_STRIPS, conditions::study_strips(c, &base, &records, artifacts)).await?;
     s.step(SWAP_LINK, conditions::swap_link(c, &base, &records)).await?;
     s.step(OCCLUDED_FILL, conditions::occluded_fill(c, &base, &records)).await?;
-    s.step(NEAR_TIES, conditions::near_tie_badges(c, &base, run_dir, &records)).await?;
+    s.step(NEAR_TIES, conditions::near_tie_badges(c, &base, run_dir, &records, artifacts)).await?;
     s.step(CONDITION_FILTERS, conditions::explorer_filters(c, &base, run_dir, &records)).await?;
     s.step(COMPARE, compare::compare_page(c, &base, n_models, artifacts)).await?;
     s.step(SCALE, explorer_at_scale(c, &base, run_dir)).await?;
