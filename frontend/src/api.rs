@@ -20,6 +20,9 @@ pub enum Endpoint {
     Records { run: String, offset: usize },
     /// The image-pass records of one study.
     Study { run: String, study: String },
+    /// Every record of one study, every pass, from `offset` (a static export has only the run's
+    /// whole record list: the caller picks the study's).
+    StudyAll { run: String, study: String, offset: usize },
     /// `GET /api/runs/{run}/records/{index}/map`
     Map { run: String, index: usize },
     /// `GET /api/runs/{run}/records/{index}/rows.bin`
@@ -44,6 +47,9 @@ impl Endpoint {
             Endpoint::Study { run, study } => {
                 format!("{}?study={}&pass=image&limit={FETCH_PAGE}", fill(routes::RECORDS, &[&enc(run)]), enc(study))
             }
+            Endpoint::StudyAll { run, study, offset } => {
+                format!("{}?study={}&offset={offset}&limit={FETCH_PAGE}", fill(routes::RECORDS, &[&enc(run)]), enc(study))
+            }
             Endpoint::Map { run, index } => fill(routes::MAP, &[&enc(run), &index.to_string()]),
             Endpoint::MethodMap { run, index, method } => fill(routes::METHOD_MAP, &[&enc(run), &index.to_string(), &method.to_string()]),
             Endpoint::Rows { run, index } => fill(routes::ROWS_BIN, &[&enc(run), &index.to_string()]),
@@ -62,6 +68,7 @@ impl Endpoint {
             Endpoint::Analysis { .. } => DataFile::Analysis,
             Endpoint::Records { .. } => DataFile::Records,
             Endpoint::Study { study, .. } => DataFile::Study(study_key(study)),
+            Endpoint::StudyAll { .. } => DataFile::Records,
             Endpoint::Map { index, .. } => DataFile::Map(*index),
             Endpoint::Rows { index, .. } => DataFile::Rows(*index),
             Endpoint::MethodMap { index, method, .. } => DataFile::MethodMap(*index, *method),
@@ -226,6 +233,9 @@ mod tests {
         let study = Endpoint::Study { run, study: "a/b".into() };
         assert_eq!(study.api_url(), "/api/runs/my%20run/records?study=a%2Fb&pass=image&limit=1000");
         assert_eq!(study.url(Some("/")).unwrap(), format!("/data/studies/{}.json", study_key("a/b")));
+        let all = Endpoint::StudyAll { run: "my run".into(), study: "a/b".into(), offset: 1000 };
+        assert_eq!(all.api_url(), "/api/runs/my%20run/records?study=a%2Fb&offset=1000&limit=1000");
+        assert_eq!(all.url(Some("/")).unwrap(), "/data/records.json");
     }
 
     #[test]

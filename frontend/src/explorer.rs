@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use radlens_shared::filter::RecordFilter;
+use radlens_shared::filter::{RecordFilter, RunFacts};
 use radlens_shared::record::CaseRecord;
 use radlens_shared::records_csv;
 pub use radlens_shared::views::{
@@ -136,12 +136,13 @@ impl ExplorerState {
     }
 }
 
-/// Positions (into `records`) of the matching records, in the state's order. `nulls` is the
-/// run's null-edit view ([`NullEditFlags::of`]; empty while it is not needed).
-pub fn select(records: &[ApiRecord], derived: &Derived, nulls: &NullEditFlags, s: &ExplorerState) -> Vec<usize> {
+/// Positions (into `records`) of the matching records, in the state's order. `facts` is the
+/// run's [`RunFacts`] (blank answers, near-tie threshold); `nulls` its null-edit view
+/// ([`NullEditFlags::of`]; empty while it is not needed).
+pub fn select(records: &[ApiRecord], derived: &Derived, facts: &RunFacts, nulls: &NullEditFlags, s: &ExplorerState) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..records.len())
         .filter(|&i| {
-            s.filter.matches(&records[i].record)
+            s.filter.matches(&records[i].record, facts)
                 && (!s.flipped || derived.flipped(i))
                 && (!s.disagree || derived.disagree(i))
                 && nulls.matches(i, s.null_edit_moves)
@@ -180,6 +181,12 @@ pub fn csv_button_label(n: usize) -> String {
 /// Number of pages for `n` rows (at least 1).
 pub fn page_count(n: usize) -> usize {
     n.div_ceil(PAGE_SIZE).max(1)
+}
+
+/// The passes present in the run, in `Pass::ALL`'s order (the real image first, then the
+/// conditions in the spec's order), for the pass filter's drop-down.
+pub fn passes_present(records: &[ApiRecord]) -> Vec<radlens_shared::record::Pass> {
+    radlens_shared::record::Pass::ALL.into_iter().filter(|p| records.iter().any(|r| r.record.pass == *p)).collect()
 }
 
 /// The distinct values of a field, sorted, for the filter's drop-downs.
@@ -253,9 +260,10 @@ mod tests {
         assert_eq!(models_disagree(&rs), vec![true, false, false, false, true, false]);
         let d = Derived::of(&rs);
         let s = ExplorerState { flipped: true, ..Default::default() };
-        assert_eq!(select(&rs, &d, &NullEditFlags::default(), &s), vec![2, 5]);
+        let facts = RunFacts::of(&rs, 1.0);
+        assert_eq!(select(&rs, &d, &facts, &NullEditFlags::default(), &s), vec![2, 5]);
         let s = ExplorerState { disagree: true, sort: SortKey::Index, desc: true, ..Default::default() };
-        assert_eq!(select(&rs, &d, &NullEditFlags::default(), &s), vec![4, 0]);
+        assert_eq!(select(&rs, &d, &facts, &NullEditFlags::default(), &s), vec![4, 0]);
         assert_eq!(distinct(&rs, |r| Some(r.model.clone())), vec!["a", "b"]);
     }
 
@@ -296,6 +304,19 @@ mod tests {
         assert_eq!(csv_filename("demo", &moved), "demo-records-filtered.csv");
         assert_eq!(csv_button_label(1), "Download CSV (1 row)");
         assert_eq!(csv_button_label(123), "Download CSV (123 rows)");
+    }
+
+    #[test]
+    fn the_pass_filter_offers_the_passes_present_in_spec_order() {
+        use radlens_shared::record::Pass;
+        let mut rs = vec![rec(0, "s1", 0, 1, "a", Some("yes")), rec(1, "s1", 0, 1, "a", Some("no")), rec(2, "s1", 0, 1, "a", Some("no"))];
+        rs[0].record.pass = Pass::Contrast90;
+        rs[2].record.pass = Pass::BlankImage;
+        assert_eq!(passes_present(&rs), vec![Pass::Image, Pass::BlankImage, Pass::Contrast90]);
+        let s = ExplorerState::from_query("pass=contrast90&near_tie=true&blank_same=false");
+        assert_eq!((s.filter.pass, s.filter.near_tie, s.filter.blank_same), (Some(Pass::Contrast90), Some(true), Some(false)));
+        assert!(s.is_filtered());
+        assert_eq!(ExplorerState::from_query(&s.to_query()), s);
     }
 
     #[test]

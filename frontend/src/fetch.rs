@@ -81,6 +81,32 @@ pub async fn all_records(run: &str) -> Result<Vec<ApiRecord>, ApiError> {
     }
 }
 
+/// The run's entry of the runs list (its models, its near-tie threshold).
+pub async fn run_summary(run: &str) -> Result<crate::api::RunSummary, ApiError> {
+    let list: crate::api::RunList = get_json(&Endpoint::Runs).await?;
+    list.runs
+        .into_iter()
+        .find(|r| r.id == run)
+        .ok_or_else(|| ApiError::Status { status: 404, message: format!("the run {run:?} is not in the runs list") })
+}
+
+/// Every record of one study, every pass (the image pass and each image condition), page by
+/// page (a static export holds every record of the run in one page: the study's are picked).
+pub async fn study_records_all(run: &str, study: &str) -> Result<Vec<ApiRecord>, ApiError> {
+    let mut out: Vec<ApiRecord> = Vec::new();
+    let mut offset = 0;
+    loop {
+        let ep = Endpoint::StudyAll { run: run.to_owned(), study: study.to_owned(), offset };
+        let page: RecordsPage = get_json(&ep).await?;
+        let got = page.records.len();
+        offset += got;
+        out.extend(page.records.into_iter().filter(|r| r.record.study_id == study));
+        if got == 0 || offset >= page.total {
+            return Ok(out);
+        }
+    }
+}
+
 /// A path segment, percent-encoded.
 pub fn enc(s: &str) -> String {
     crate::url_state::encode_component(s)

@@ -16,6 +16,8 @@
 //!   and its deletion tests and sink check;
 //! - [`grounding`]: a record's grounding figures (occlusion agreement, box controls, box score,
 //!   null edits) with the one table of what each means, and the G2 boxes drawn on the overlay;
+//! - [`conditions`]: image conditions (G6) beside the real answer, near ties (G7), and the
+//!   overview's tables of both;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
 //!   (the same code the backend uses).
 //!
@@ -25,6 +27,7 @@
 pub mod api;
 pub mod colormap;
 pub mod compare;
+pub mod conditions;
 pub mod explorer;
 pub mod grounding;
 pub mod methods;

@@ -92,6 +92,14 @@ pub struct RunSummary {
     pub studies: usize,
     pub random_weights: bool,
     pub has_analysis: bool,
+    /// G7's near-tie threshold on `|m|` (`RunManifest::near_tie_eps`: the manifest's
+    /// `near_tie_eps`, else the spec's default); the dashboard's near-tie badge and filter use it.
+    #[serde(default = "default_near_tie_eps")]
+    pub near_tie_eps: f64,
+}
+
+fn default_near_tie_eps() -> f64 {
+    crate::grounding::DEFAULT_NEAR_TIE_EPS
 }
 
 /// `GET /api/runs`.
@@ -461,10 +469,16 @@ mod tests {
             studies: 2,
             random_weights: true,
             has_analysis: false,
+            near_tie_eps: 0.5,
         };
-        let want = json!({"id": "demo", "run_id": "r1", "created": "c", "updated": "u", "models": ["a", "b"], "rows": 4, "studies": 2, "random_weights": true, "has_analysis": false});
+        let want = json!({"id": "demo", "run_id": "r1", "created": "c", "updated": "u", "models": ["a", "b"], "rows": 4, "studies": 2, "random_weights": true, "has_analysis": false, "near_tie_eps": 0.5});
         round_trip(&s, want.clone());
         round_trip(&RunList { runs: vec![s] }, json!({ "runs": [want] }));
+        // A list written before the threshold existed reads as the spec's default.
+        let mut old = want.clone();
+        old.as_object_mut().unwrap().remove("near_tie_eps");
+        let back: RunSummary = serde_json::from_value(old).unwrap();
+        assert_eq!(back.near_tie_eps, crate::grounding::DEFAULT_NEAR_TIE_EPS);
         round_trip(&PlotList { plots: vec!["accuracy.png".into()] }, json!({ "plots": ["accuracy.png"] }));
     }
 

@@ -134,7 +134,8 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     // 3. A deep link with a filter: the "incorrect" count of records.jsonl; "Copy link" is there.
     let model = records[0].model.clone();
     let filter = RecordFilter::from_pairs([("correct", "false"), ("model", model.as_str())]).map_err(|e| e.to_string())?;
-    let incorrect = records.iter().filter(|r| filter.matches(r)).count();
+    let facts = crate::support::run_facts(run_dir, &records);
+    let incorrect = records.iter().filter(|r| filter.matches(r, &facts)).count();
     check(incorrect > 0 && incorrect < records.len(), format!("{incorrect} incorrect records of {model}"))?;
     c.goto(&format!("{base}/runs/{RUN}/records?correct=false&model={model}")).await.map_err(|e| e.to_string())?;
     wait_ready(
@@ -157,7 +158,7 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let sample = header.iter().position(|h| h == "sample_id").ok_or("no sample_id column")?;
     let mut got: Vec<String> =
         csv.records().map(|r| r.map(|r| r[sample].to_owned())).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r)).map(|r| r.sample_id.clone()).collect();
+    let mut want: Vec<String> = records.iter().filter(|r| filter.matches(r, &facts)).map(|r| r.sample_id.clone()).collect();
     got.sort();
     want.sort();
     check(got == want, format!("CSV samples {got:?}, records.jsonl under the filter {want:?}"))?;
@@ -177,6 +178,26 @@ async fn scenario(c: &Client, base: &str, run_dir: &Path, artifacts: &Path) -> R
     let painted = js(c, "const cv = document.querySelector('canvas.overlay-map'); const d = cv.getContext('2d').getImageData(0, 0, cv.width, cv.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n;").await?;
     check(painted.as_u64().unwrap_or(0) > 0, format!("the first map paints {painted} pixels"))?;
     screenshot(c, &artifacts.join("export-study.png")).await?;
+    // The image conditions come from the export too (its whole record list; the partners' images
+    // among its images), and the near-tie badges from its runs list's threshold.
+    c.goto(&format!("{base}/runs/{RUN}/studies/{ODD_FOLDER}?conditions=1")).await.map_err(|e| e.to_string())?;
+    let cards: Vec<usize> = (0..records.len()).filter(|&i| records[i].study_id == study && records[i].pass == Pass::Image).collect();
+    let per_card = Pass::ALL.len() - 1;
+    wait_ready(
+        c,
+        &format!("document.querySelectorAll('section[data-testid=conditions] figure.cond').length === {} && [...document.querySelectorAll('figure.cond img')].every(i => i.complete && i.naturalWidth > 0)", cards.len() * per_card),
+        &format!("{per_card} condition thumbnails, loaded, under each of {} cards", cards.len()),
+    )
+    .await?;
+    let eps = crate::support::run_facts(run_dir, &records).near_tie_eps();
+    let ties = cards.iter().filter(|&&i| records[i].yes_no_margin.is_some_and(|m| m.abs() < eps)).count();
+    wait_ready(
+        c,
+        &format!("document.querySelectorAll('#study-grid .facts [data-testid=near-tie]').length === {ties}"),
+        &format!("{ties} near-tie badges"),
+    )
+    .await?;
+    screenshot(c, &artifacts.join("export-study-conditions.png")).await?;
     // The explorer's link to that study is the same URL, and after a click the address bar
     // (what "copy link" or a reload uses) still names the folder.
     c.goto(&format!("{base}/runs/{RUN}/records")).await.map_err(|e| e.to_string())?;

@@ -76,6 +76,7 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
         .map(|(index, r)| ApiRecord { index, image_id: radlens::server::runs::image_id(&r.image), record: r.clone() })
         .collect();
     let derived = Derived::of(&api);
+    let facts = facts_of(&api);
     let total = records.len();
 
     c.goto(&format!("{base}/runs/{run}/records")).await.map_err(|e| e.to_string())?;
@@ -102,7 +103,7 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
             "the cleared explorer",
         )
         .await?;
-        let want = select(&api, &derived, &NullEditFlags::default(), &ExplorerState::from_query(&f.query)).len();
+        let want = select(&api, &derived, &facts, &NullEditFlags::default(), &ExplorerState::from_query(&f.query)).len();
         let ms = c
             .execute_async(
                 "const [id, kind, value, want, done] = [arguments[0], arguments[1], arguments[2], arguments[3], arguments[arguments.length - 1]]; \
@@ -133,7 +134,7 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
 pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[CaseRecord], query: &str) -> Res<usize> {
     let api: Vec<ApiRecord> =
         records.iter().enumerate().map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() }).collect();
-    let want: Vec<String> = select(&api, &Derived::of(&api), &NullEditFlags::default(), &ExplorerState::from_query(query))
+    let want: Vec<String> = select(&api, &Derived::of(&api), &facts_of(&api), &NullEditFlags::default(), &ExplorerState::from_query(query))
         .into_iter()
         .map(|i| i.to_string())
         .collect();
@@ -159,6 +160,12 @@ pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[
         ),
     )?;
     Ok(got.len())
+}
+
+/// The filter's run facts of a synthetic run: it keeps the demo manifest, which sets no near-tie
+/// threshold (the spec's default applies).
+fn facts_of(api: &[ApiRecord]) -> radlens_shared::filter::RunFacts {
+    radlens_shared::filter::RunFacts::of(api, radlens_shared::grounding::DEFAULT_NEAR_TIE_EPS)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

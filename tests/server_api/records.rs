@@ -34,7 +34,8 @@ async fn the_read_api_serves_a_run() {
     // Records: paging, filters, sort; limit capped.
     let all = send(&app, g("/api/runs/demo/records?limit=100000")).await.json();
     let total = all["total"].as_u64().unwrap() as usize;
-    assert_eq!(total, 2 * 6 * 2 * 2, "2 studies x 6 variants x 2 models x 2 passes");
+    let passes = radlens_shared::record::Pass::ALL.len();
+    assert_eq!(total, 2 * 6 * 2 * passes, "2 studies x 6 variants x 2 models x every pass (the image, the blank and six conditions)");
     assert_eq!(all["limit"], 1000);
     let page = send(&app, g("/api/runs/demo/records?offset=5&limit=7")).await.json();
     let recs = page["records"].as_array().unwrap();
@@ -137,12 +138,13 @@ async fn the_read_api_serves_a_run() {
     // The same filter and order, worked out here from records.jsonl: margins descending,
     // missing margins last, ties in run order.
     let filter = radlens_shared::filter::RecordFilter { model: Some(model.clone()), ..Default::default() };
-    let mut want: Vec<usize> = (0..records.len()).filter(|&i| filter.matches(&records[i])).collect();
+    let facts = crate::support::run_facts(&run_dir, &records);
+    let mut want: Vec<usize> = (0..records.len()).filter(|&i| filter.matches(&records[i], &facts)).collect();
     want.sort_by(|&a, &b| match (records[a].yes_no_margin, records[b].yes_no_margin) {
         (Some(x), Some(y)) => y.total_cmp(&x),
         (x, y) => y.is_some().cmp(&x.is_some()),
     });
-    assert_eq!(want.len(), 2 * 6 * 2, "every page of the filtered view");
+    assert_eq!(want.len(), 2 * 6 * radlens_shared::record::Pass::ALL.len(), "every page of the filtered view");
     let got: Vec<usize> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert_eq!(got, want);
     // records.csv is in the analysis' order: rows join on (sample_id, model, pass).
@@ -202,9 +204,43 @@ async fn the_read_api_serves_a_run() {
         assert_eq!(page["total"].as_u64(), Some(both as u64), "both grounding filters on the records page");
     }
 
+    // The image-condition filters as in the dashboard: `pass=` any pass of the run; `near_tie=`
+    // image-pass records with |margin| < the manifest's eps; `blank_same=` image-pass records
+    // whose blank record (same sample and model) gave the same parsed answer. Worked out here
+    // from records.jsonl without the shared filter.
+    let eps = dir.read_manifest().unwrap().near_tie_eps();
+    assert_eq!(list["runs"][0]["near_tie_eps"].as_f64(), Some(eps), "the runs list carries the near-tie threshold");
+    for pass in radlens_shared::record::Pass::ALL {
+        let got = rows_of(&send(&app, g(&format!("/api/runs/demo/records.csv?pass={}", pass.name()))).await.body);
+        let want: Vec<usize> = (0..records.len()).filter(|&i| records[i].pass == pass).collect();
+        assert!(!want.is_empty(), "the demo run has {} records", pass.name());
+        assert_eq!(got, want, "pass={}", pass.name());
+    }
+    let image = |i: usize| records[i].pass == radlens_shared::record::Pass::Image;
+    let tie = |i: usize| image(i).then_some(records[i].yes_no_margin).flatten().map(|m| m.abs() < eps);
+    let blank_of = |i: usize| {
+        records.iter().find(|b| {
+            b.pass == radlens_shared::record::Pass::BlankImage && b.sample_id == records[i].sample_id && b.model == records[i].model
+        })
+    };
+    let same = |i: usize| match (image(i), records[i].parsed_answer, blank_of(i).and_then(|b| b.parsed_answer)) {
+        (true, Some(a), Some(b)) => Some(a == b),
+        _ => None,
+    };
+    for want in [true, false] {
+        let got = rows_of(&send(&app, g(&format!("/api/runs/demo/records.csv?near_tie={want}"))).await.body);
+        assert_eq!(got, (0..records.len()).filter(|&i| tie(i) == Some(want)).collect::<Vec<_>>(), "near_tie={want}");
+        let got = rows_of(&send(&app, g(&format!("/api/runs/demo/records.csv?blank_same={want}"))).await.body);
+        assert_eq!(got, (0..records.len()).filter(|&i| same(i) == Some(want)).collect::<Vec<_>>(), "blank_same={want}");
+    }
+    assert!((0..records.len()).any(|i| same(i).is_some()), "image records with a blank answer to compare");
+    for bad in ["near_tie=maybe", "blank_same=1"] {
+        assert_eq!(send(&app, g(&format!("/api/runs/demo/records?{bad}"))).await.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
     // Out of range and missing.
-    for p in [
-        "/api/runs/demo/records/48",
+    for p in &[
+        &format!("/api/runs/demo/records/{}", records.len()),
         "/api/runs/demo/records/999999",
         "/api/runs/nope",
         "/api/runs/demo/images/0000000000000000",

@@ -1,7 +1,7 @@
 //! A small demo run (the demo's two random-weight models, the first studies of the bundled
-//! demo CSV with a radiologist box on the first study, with a text-only pass, every trust check
-//! and grounding on a 4 x 4 occlusion grid with null edits), for tests that need a real run
-//! directory.
+//! demo CSV with a radiologist box on the first study, with a text-only pass and every other image
+//! condition, every trust check and grounding on a 4 x 4 occlusion grid with null edits), for
+//! tests that need a real run directory.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -10,6 +10,7 @@ use candle_core::{DType, Device};
 use radlens::case::CaseSpec;
 use radlens::study::run::{StudyArgs, run_study};
 use radlens::study::runner::{Progress, StudySettings};
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{CaseRecord, GroundingSettings, TrustSettings};
 
 use super::workspace_root;
@@ -86,7 +87,10 @@ pub fn build_from(csv: &Path, models_dir: &Path, run_dir: &Path, n_studies: usiz
             },
             text_only_pass: true,
             share_prefix: true,
-            conditions: Vec::new(),
+            // Every image condition (G6) besides the blank one (the text-only pass above): swaps,
+            // occlusions and null edits, so the dashboard shows each condition's image and
+            // answer, and its `not_run` reasons (the second study has no box).
+            conditions: ImageCondition::ALL.into_iter().filter(|c| !matches!(c, ImageCondition::Real | ImageCondition::Blank)).collect(),
         },
         dtype: DType::F32,
         device: Device::Cpu,

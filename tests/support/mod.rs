@@ -25,6 +25,13 @@ pub fn run_records(run_dir: &Path) -> Vec<radlens_shared::record::CaseRecord> {
     radlens::study::run_dir::RunDir::open(run_dir).expect("a run directory").read_records().expect("records.jsonl")
 }
 
+/// What the shared record filter knows about a run beyond one record (its blank answers and
+/// the manifest's near-tie threshold), as the server and the dashboard compute it.
+pub fn run_facts(run_dir: &Path, records: &[radlens_shared::record::CaseRecord]) -> radlens_shared::filter::RunFacts {
+    let manifest = radlens::study::run_dir::RunDir::open(run_dir).expect("a run directory").read_manifest().expect("manifest.json");
+    radlens_shared::filter::RunFacts::of(records, manifest.near_tie_eps())
+}
+
 pub fn radlens(args: &[&str]) -> Output {
     Command::new(radlens_bin()).args(args).output().expect("run radlens")
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use radlens_shared::api::{ApiRecord, MapPayload, MethodMapPayload, PlotList, RecordsPage, RunList, RunSummary};
-use radlens_shared::filter::RecordFilter;
+use radlens_shared::filter::{RecordFilter, RunFacts};
 use radlens_shared::record::{CaseRecord, RunManifest};
 use radlens_shared::records_csv;
 use radlens_shared::views::{Derived, NullEditFlags, SortKey, null_edit_maps_needed, sort_records};
@@ -76,6 +76,7 @@ fn read_manifest(run: &Run) -> Result<RunManifest, ApiError> {
 /// The summary of the run directory `dir` listed as `id` (`None` without a readable manifest).
 pub fn run_summary(id: String, dir: &Path) -> Option<RunSummary> {
     let m = RunDir::open(dir).and_then(|d| d.read_manifest()).ok()?;
+    let near_tie_eps = m.near_tie_eps();
     Some(RunSummary {
         id,
         run_id: m.run_id,
@@ -86,6 +87,7 @@ pub fn run_summary(id: String, dir: &Path) -> Option<RunSummary> {
         studies: m.study.studies,
         random_weights: m.models.iter().any(|m| m.random_weights),
         has_analysis: dir.join(ANALYSIS).is_file(),
+        near_tie_eps,
     })
 }
 
@@ -235,9 +237,21 @@ pub async fn null_edit_flags(run: &Run, records: &Arc<Vec<CaseRecord>>, q: &Reco
     .map_err(ApiError::internal)?
 }
 
+/// What the shared filter needs to know about the run beyond one record (its blank answers
+/// and the manifest's near-tie threshold), as the dashboard computes it from the same records.
+pub fn run_facts(run: &Run, records: &[CaseRecord]) -> Result<RunFacts, ApiError> {
+    Ok(RunFacts::of(records, read_manifest(run)?.near_tie_eps()))
+}
+
 /// Indices of the records the query selects, in the query's order (`nulls`: the run's
-/// [`null_edit_flags`] for this query).
-pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter, nulls: &NullEditFlags) -> Result<Vec<usize>, ApiError> {
+/// [`null_edit_flags`] for this query; `facts`: its [`run_facts`]).
+pub fn select(
+    records: &[CaseRecord],
+    q: &RecordQuery,
+    filter: &RecordFilter,
+    facts: &RunFacts,
+    nulls: &NullEditFlags,
+) -> Result<Vec<usize>, ApiError> {
     let (key, desc) = parse_sort(q.sort.as_deref())?;
     let (flipped, disagree) = (q.flipped == Some(true), q.disagree == Some(true));
     // Over the whole run, as the dashboard computes them; only when the query asks.
@@ -247,7 +261,7 @@ pub fn select(records: &[CaseRecord], q: &RecordQuery, filter: &RecordFilter, nu
         .enumerate()
         .filter(|&(i, r)| {
             q.study.as_ref().is_none_or(|s| *s == r.study_id)
-                && filter.matches(r)
+                && filter.matches(r, facts)
                 && (!flipped || derived.flipped(i))
                 && (!disagree || derived.disagree(i))
                 && nulls.matches(i, q.null_edit_moves)
@@ -276,7 +290,7 @@ pub async fn records(req: HttpRequest, state: web::Data<AppState>, q: web::Query
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
     let nulls = null_edit_flags(&run, &all, &q).await?;
-    let idx = select(&all, &q, &filter_of(req.query_string())?, &nulls)?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?, &run_facts(&run, &all)?, &nulls)?;
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     Ok(HttpResponse::Ok().json(records_page(&all, &idx, offset, limit)))
@@ -289,7 +303,7 @@ pub async fn records_csv(req: HttpRequest, state: web::Data<AppState>, q: web::Q
     let run = run_of(&req, &state)?;
     let all = state.records(&run).await?;
     let nulls = null_edit_flags(&run, &all, &q).await?;
-    let idx = select(&all, &q, &filter_of(req.query_string())?, &nulls)?;
+    let idx = select(&all, &q, &filter_of(req.query_string())?, &run_facts(&run, &all)?, &nulls)?;
     let body = records_csv::view_csv(&all, |i| i, &Derived::of(&all), &idx);
     Ok(HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")

@@ -17,6 +17,7 @@
 
 pub mod compare;
 pub mod components;
+pub mod conditions_panel;
 pub mod grounding_panel;
 pub mod methods_panel;
 pub mod overview;

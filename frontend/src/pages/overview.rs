@@ -48,6 +48,8 @@ pub fn OverviewPage() -> impl IntoView {
                     {overview_table(&a, forest_ref, forest_drawn)}
                     {group_plots_view(&a)}
                     {trust_view(&a)}
+                    {conditions_view(&a)}
+                    {decision_view(&a)}
                     {comparisons_table(&a)}
                     {disagreements_table(&id(), &a)}
                     {study_links(&id(), &a)}
@@ -197,6 +199,143 @@ fn trust_view(a: &Analysis) -> Option<AnyView> {
                     </table>
                     </div>
                 })}
+            </section>
+        }
+        .into_any(),
+    )
+}
+
+/// An interval cell with its numbers in `data-*` (for tests and copy-paste).
+fn interval_td(col: &'static str, i: Option<&radlens_shared::stats::bootstrap::Interval>, title: Option<&'static str>) -> impl IntoView {
+    view! {
+        <td
+            class="num"
+            data-col=col
+            data-estimate=i.map(|i| i.estimate.to_string())
+            data-lo=i.map(|i| i.lo.to_string())
+            data-hi=i.map(|i| i.hi.to_string())
+            title=title
+        >
+            {format_interval(i)}
+        </td>
+    }
+}
+
+/// Grounding G6 from `analysis.json`: per model and condition the answer agreement with the
+/// real image and the accuracy, and per model the rates. Nothing when no model has conditions.
+fn conditions_view(a: &Analysis) -> Option<AnyView> {
+    use crate::conditions::{CONDITION_RATES, condition_rate, conditions_of};
+    use radlens_shared::record::Pass;
+    let models = conditions_of(a);
+    if models.is_empty() {
+        return None;
+    }
+    let ci = ci_label(a);
+    let rows = models
+        .iter()
+        .flat_map(|(m, c)| c.conditions.iter().map(move |s| (*m, s)))
+        .map(|(m, s)| {
+            let pass = Pass::of(s.condition);
+            let label = if pass == Pass::Image { "real image" } else { pass.label() };
+            view! {
+                <tr data-model=m.to_owned() data-condition=s.condition.name()>
+                    <td>{m.to_owned()}</td>
+                    <td title=s.condition.name()>{label}</td>
+                    <td class="num" data-col="rows">{s.rows}</td>
+                    <td class="num" data-col="not_run">{s.not_run}</td>
+                    <td class="num" data-col="errors">{s.errors}</td>
+                    {interval_td("answer_agreement", s.answer_agreement.as_ref(), None)}
+                    {interval_td("accuracy", s.accuracy.as_ref(), None)}
+                </tr>
+            }
+        })
+        .collect_view();
+    // One row per model and rate (narrow enough for any number of models).
+    let rates = models
+        .iter()
+        .flat_map(|(m, c)| CONDITION_RATES.iter().map(move |r| (*m, *c, r)))
+        .map(|(m, c, (key, label, meaning))| {
+            view! {
+                <tr data-model=m.to_string() data-rate=*key>
+                    <td>{m.to_string()}</td>
+                    <td title=*meaning>{*label}</td>
+                    {interval_td(key, condition_rate(c, key), Some(meaning))}
+                    <td class="num" data-col="flipping_pairs">{(*key == "image_invariant_flips").then(|| c.flipping_pairs.to_string())}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(
+        view! {
+            <section class="panel" id="conditions">
+                <h2>"Does the answer come from the image?"</h2>
+                <p class="lede">{format!(
+                    "Each row asked again with its image replaced (grounding G6). Answer agreement: the parsed answer equals the real image's (unknown a value of its own); accuracy where the condition has a truth. Estimate and {ci}, study-clustered; rows a condition has no image for are counted as not run and left out."
+                )}</p>
+                <div class="table-wrap">
+                <table class="data" id="conditions-table">
+                    <thead><tr>
+                        <th>"Model"</th><th>"Condition"</th><th class="num">"Rows"</th><th class="num">"Not run"</th><th class="num">"Errors"</th>
+                        <th class="num">{format!("Answer agreement ({ci})")}</th><th class="num">{format!("Accuracy ({ci})")}</th>
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+                </div>
+                <h3>"Rates"</h3>
+                <div class="table-wrap">
+                <table class="data" id="conditions-rates">
+                    <thead><tr>
+                        <th>"Model"</th><th>"Rate"</th><th class="num">{format!("Estimate ({ci})")}</th>
+                        <th class="num" title="Flipping (base, rewording) pairs with a blank answer: the denominator of the image-invariant flips">"Flipping pairs"</th>
+                    </tr></thead>
+                    <tbody>{rates}</tbody>
+                </table>
+                </div>
+            </section>
+        }
+        .into_any(),
+    )
+}
+
+/// Grounding G7 from `analysis.json`: could the margin have warned of a wrong answer or a flip?
+/// Nothing when no model has a decision summary.
+fn decision_view(a: &Analysis) -> Option<AnyView> {
+    use crate::conditions::{DECISION_COLUMNS, decision_value, decisions_of};
+    let models = decisions_of(a);
+    if models.is_empty() {
+        return None;
+    }
+    let ci = ci_label(a);
+    let rows = models
+        .iter()
+        .map(|(m, d)| {
+            view! {
+                <tr data-model=m.to_string() data-eps=d.eps.to_string()>
+                    <td>{m.to_string()}</td>
+                    <td class="num" data-col="rows">{d.rows}</td>
+                    <td class="num" data-col="pairs">{d.pairs}</td>
+                    <td class="num" data-col="eps">{d.eps.to_string()}</td>
+                    {DECISION_COLUMNS.iter().map(|(key, _, meaning)| interval_td(key, decision_value(d, key), Some(meaning))).collect_view()}
+                </tr>
+            }
+        })
+        .collect_view();
+    Some(
+        view! {
+            <section class="panel" id="decision">
+                <h2>"Would the model have warned us?"</h2>
+                <p class="lede">{format!(
+                    "Decision quality (grounding G7) over the image-pass rows with a margin and a yes/no truth. Estimate and {ci} (cluster bootstrap, AUROC recomputed per resample); eps is the run's near-tie threshold."
+                )}</p>
+                <div class="table-wrap">
+                <table class="data" id="decision-table">
+                    <thead><tr>
+                        <th>"Model"</th><th class="num">"Rows"</th><th class="num">"Pairs"</th><th class="num">"eps"</th>
+                        {DECISION_COLUMNS.iter().map(|(_, label, meaning)| view! { <th class="num" title=*meaning>{format!("{label} ({ci})")}</th> }).collect_view()}
+                    </tr></thead>
+                    <tbody>{rows}</tbody>
+                </table>
+                </div>
             </section>
         }
         .into_any(),

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use crate::explorer::{
     Derived, ExplorerState, NullEditFlags, PAGE_SIZE, SortKey, csv_button_label, csv_filename, distinct, null_edit_maps_needed, page_count,
-    select, to_csv,
+    passes_present, select, to_csv,
 };
 use leptos::prelude::*;
 use leptos_router::components::A;
+use radlens_shared::filter::RunFacts;
 
 use crate::api::{ApiError, ApiRecord};
 use crate::fetch::{self, enc};
@@ -17,8 +18,11 @@ use crate::site::href;
 use crate::url_state::study_path;
 
 use super::components::*;
+use super::conditions_panel::near_tie_badge;
 
-type Loaded = Result<Arc<(Vec<ApiRecord>, Derived)>, ApiError>;
+/// The run's records, their derived views and the facts the filter needs (blank answers, the
+/// manifest's near-tie threshold).
+type Loaded = Result<Arc<(Vec<ApiRecord>, Derived, RunFacts)>, ApiError>;
 
 /// The null-edit view of the run (`None` until first asked for: it needs the maps' values).
 type Nulls = Option<Result<Arc<NullEditFlags>, String>>;
@@ -28,7 +32,7 @@ type Nulls = Option<Result<Arc<NullEditFlags>, String>>;
 /// fetched one after another, as the server reads them for the same query.
 async fn null_edit_view(
     run: String,
-    d: Arc<(Vec<ApiRecord>, Derived)>,
+    d: Arc<(Vec<ApiRecord>, Derived, RunFacts)>,
     progress: RwSignal<(usize, usize)>,
 ) -> Result<Arc<NullEditFlags>, String> {
     let needed = null_edit_maps_needed(&d.0);
@@ -55,8 +59,10 @@ pub fn RecordsPage() -> impl IntoView {
         let id = id();
         async move {
             let recs = fetch::all_records(&id).await?;
+            let eps = fetch::run_summary(&id).await?.near_tie_eps;
             let d = Derived::of(&recs);
-            Ok(Arc::new((recs, d)))
+            let facts = RunFacts::of(&recs, eps);
+            Ok(Arc::new((recs, d, facts)))
         }
     });
     let update = move |f: &dyn Fn(&mut ExplorerState)| {
@@ -102,7 +108,7 @@ fn opt_str(v: &str) -> Option<String> {
 
 fn explorer(
     id: impl Fn() -> String + Copy + Send + Sync + 'static,
-    d: Arc<(Vec<ApiRecord>, Derived)>,
+    d: Arc<(Vec<ApiRecord>, Derived, RunFacts)>,
     state: RwSignal<ExplorerState>,
     update: impl Fn(&dyn Fn(&mut ExplorerState)) + Copy + Send + Sync + 'static,
     copy_link: impl Fn(leptos::ev::MouseEvent) + Copy + 'static,
@@ -111,6 +117,8 @@ fn explorer(
     let models = distinct(&d.0, |r| Some(r.model.clone()));
     let strategies = distinct(&d.0, |r| Some(r.strategy.clone()));
     let findings = distinct(&d.0, |r| r.finding.clone());
+    let passes = passes_present(&d.0);
+    let eps = d.2.near_tie_eps();
     let total = d.0.len();
     // The null-edit view, computed the first time the filter is set (it fetches maps).
     let nulls: RwSignal<Nulls> = RwSignal::new(None);
@@ -140,7 +148,7 @@ fn explorer(
                 Some(Ok(f)) => &**f,
                 _ => &empty,
             };
-            state.with(|s| select(&d2.0, &d2.1, flags, s))
+            state.with(|s| select(&d2.0, &d2.1, &d2.2, flags, s))
         })
     });
 
@@ -261,7 +269,10 @@ fn explorer(
                                 <td>{fmt_ans(rec.parsed_answer)}</td>
                                 <td>{fmt_ans(rec.ground_truth)}</td>
                                 <td>{match rec.correct { Some(true) => "✓", Some(false) => "✗", None => "—" }}</td>
-                                <td class="num">{rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}</td>
+                                <td class="num">
+                                    {rec.yes_no_margin.map(|m| format!("{m:.2}")).unwrap_or_else(|| "—".into())}
+                                    {(radlens_shared::filter::near_tie(rec, eps) == Some(true)).then(|| near_tie_badge(eps))}
+                                </td>
                                 <td class="num">{rec.map.as_ref().map(|m| format!("{:.3}", m.metrics.focus)).unwrap_or_else(|| "—".into())}</td>
                                 <td>
                                     {d.1.flipped[i].then_some("flipped")}
@@ -312,6 +323,20 @@ fn explorer(
                 {select_box("Model", "model", models, |s| s.filter.model.clone(), |s, v| s.filter.model = v)}
                 {select_box("Strategy", "strategy", strategies, |s| s.filter.strategy.clone(), |s, v| s.filter.strategy = v)}
                 {select_box("Finding", "finding", findings, |s| s.filter.finding.clone(), |s, v| s.filter.finding = v)}
+                <label class="field">
+                    <span>"Pass"</span>
+                    <select
+                        id="f-pass"
+                        prop:value=move || state.with(|s| s.filter.pass.map(|p| p.name().to_owned()).unwrap_or_default())
+                        on:change=move |ev| {
+                            let v = radlens_shared::record::Pass::from_name(&event_target_value(&ev));
+                            update(&|s| { s.filter.pass = v; s.page = 0; });
+                        }
+                    >
+                        <option value="">"any"</option>
+                        {passes.iter().map(|p| view! { <option value=p.name()>{p.label()}</option> }).collect_view()}
+                    </select>
+                </label>
                 {flag_box("Correct", "correct", None, |s| s.filter.correct, |s, v| s.filter.correct = v)}
                 {flag_box("Error", "error", None, |s| s.filter.error, |s, v| s.filter.error = v)}
                 <label class="field wide">
@@ -337,6 +362,20 @@ fn explorer(
                     Some(crate::grounding::meaning(crate::grounding::Figure::BeatsControlsFilter)),
                     |s| s.filter.beats_controls,
                     |s, v| s.filter.beats_controls = v,
+                )}
+                {flag_box(
+                    "Same answer on a blank image",
+                    "blank-same",
+                    Some(crate::conditions::BLANK_SAME_MEANING),
+                    |s| s.filter.blank_same,
+                    |s, v| s.filter.blank_same = v,
+                )}
+                {flag_box(
+                    "Near tie",
+                    "near-tie",
+                    Some(crate::conditions::NEAR_TIE_FILTER_MEANING),
+                    |s| s.filter.near_tie,
+                    |s, v| s.filter.near_tie = v,
                 )}
                 {flag_box(
                     "Map moves more under a null edit than under rewording",

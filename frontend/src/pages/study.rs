@@ -38,6 +38,30 @@ pub fn StudyPage() -> impl IntoView {
         let (id, study) = (id(), study());
         async move { fetch::get_json::<crate::api::RecordsPage>(&Endpoint::Study { run: id, study }).await }
     });
+    // The image conditions under each card (`conditions=1`): every record of the study, fetched
+    // when first shown; and the run's near-tie threshold for the badges.
+    let show_conditions = RwSignal::new(crate::conditions::conditions_from_query(&location_search()));
+    let conditions = super::conditions_panel::ConditionsCtx {
+        show: show_conditions,
+        all: LocalResource::new(move || {
+            let (id, study, show) = (id(), study(), show_conditions.get());
+            async move {
+                if !show {
+                    return None;
+                }
+                Some(fetch::study_records_all(&id, &study).await.map(std::sync::Arc::new))
+            }
+        }),
+        eps: LocalResource::new(move || {
+            let id = id();
+            async move { fetch::run_summary(&id).await.map(|s| s.near_tie_eps) }
+        }),
+    };
+    let set_conditions = move |ev: leptos::ev::Event| {
+        let on = event_target_checked(&ev);
+        show_conditions.set(on);
+        set_query_key(crate::conditions::CONDITIONS_KEY, on.then(|| "1".to_owned()));
+    };
     // Every control rewrites the whole overlay query (replaceState).
     let update = move |f: &dyn Fn(&mut crate::study::OverlayOpts)| {
         opts.update(|o| f(o));
@@ -202,6 +226,10 @@ pub fn StudyPage() -> impl IntoView {
                     <input type="checkbox" id="boxes" prop:checked=move || opts.get().boxes on:change=set_boxes />
                     " control boxes"
                 </label>
+                <label class="check" title=crate::conditions::CONDITIONS_TOGGLE_MEANING>
+                    <input type="checkbox" id="conditions" prop:checked=move || show_conditions.get() on:change=set_conditions />
+                    " image conditions"
+                </label>
                 <span class="help">"scaled to each map's hottest cell (or the clip percentile); the map covers the part of the image the model saw"</span>
             </section>
             {move || match records.get() {
@@ -210,7 +238,7 @@ pub fn StudyPage() -> impl IntoView {
                 Some(Ok(page)) if page.records.is_empty() => view! {
                     <p class="error" role="alert">"This run has no image-pass records for this study."</p>
                 }.into_any(),
-                Some(Ok(page)) => study_grid(id(), page.records, opts, refuse_opts, cmp),
+                Some(Ok(page)) => study_grid(id(), page.records, opts, refuse_opts, cmp, conditions),
             }}
         </main>
     }
@@ -221,7 +249,9 @@ fn write_study_query(opts: RwSignal<crate::study::OverlayOpts>, refuse_opts: RwS
     let mut pairs = opts.get_untracked().query_pairs();
     pairs.extend(refuse_opts.get_untracked().query_pairs());
     // The pin and the difference toggles are written by their own controls; keep them.
-    let kept = crate::url_state::parse_query(&location_search()).into_iter().filter(|(k, _)| k == "pin" || k == "diff");
+    let kept = crate::url_state::parse_query(&location_search())
+        .into_iter()
+        .filter(|(k, _)| k == "pin" || k == "diff" || k == crate::conditions::CONDITIONS_KEY);
     pairs.extend(kept);
     let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
     replace_query(&q.join("&"));
@@ -233,6 +263,7 @@ fn study_grid(
     opacity: RwSignal<crate::study::OverlayOpts>,
     refuse_opts: RwSignal<crate::study::RefuseOpts>,
     cmp: Compare,
+    conditions: super::conditions_panel::ConditionsCtx,
 ) -> AnyView {
     let (models, rows) = crate::study::grid(&records);
     // Each card's stored map (by record index), for the study's null-edit comparison (G4).
@@ -272,7 +303,7 @@ fn study_grid(
                             .into_iter()
                             .zip(models.clone())
                             .map(|(cell, model)| match cell {
-                                Some(r) => case_card(run.clone(), r, opacity, refuse_opts, cmp, (stored, null_view)).into_any(),
+                                Some(r) => case_card(run.clone(), r, opacity, refuse_opts, cmp, (stored, null_view), conditions).into_any(),
                                 None => view! { <div class="case missing">{format!("{model}: no record")}</div> }.into_any(),
                             })
                             .collect_view()}
@@ -368,6 +399,7 @@ fn case_card(
     refuse_opts: RwSignal<crate::study::RefuseOpts>,
     cmp: Compare,
     (stored, null_view): (RwSignal<std::collections::HashMap<usize, radlens_shared::AttentionMap>>, super::grounding_panel::NullView),
+    conditions: super::conditions_panel::ConditionsCtx,
 ) -> impl IntoView {
     use crate::study::{MapPayload, provenance_line};
     let index = r.index;
@@ -564,6 +596,8 @@ fn case_card(
     let methods = super::methods_panel::methods_panel(run.clone(), index, crate::methods::panel_methods(&rec), img.clone(), opacity);
     let trust = super::methods_panel::trust_panel(index, &rec);
     let grounding = super::grounding_panel::grounding_panel(index, &rec, null_view);
+    let near_tie = super::conditions_panel::card_near_tie(&rec, conditions.eps);
+    let strip = super::conditions_panel::conditions_strip(run.clone(), rec.clone(), index, conditions);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
     let correct = match rec.correct {
         Some(true) => "correct",
@@ -659,11 +693,12 @@ fn case_card(
                 <dl class="facts">
                     <dt>"Answer"</dt><dd class="answer">{rec.answer_text.clone().unwrap_or_else(|| "—".into())}</dd>
                     <dt>"Parsed"</dt><dd>{format!("{} (truth {}, {correct})", fmt_ans(rec.parsed_answer), fmt_ans(rec.ground_truth))}</dd>
-                    <dt>"Margin"</dt><dd>{rec.yes_no_margin.map(|m| format!("{m:.3}")).unwrap_or_else(|| "—".into())}</dd>
+                    <dt>"Margin"</dt><dd>{rec.yes_no_margin.map(|m| format!("{m:.3} ")).unwrap_or_else(|| "—".into())}{near_tie}</dd>
                     <dt>"Map"</dt><dd>{metrics.unwrap_or_else(|| "no map".into())}</dd>
                 </dl>
                 {rec.error.as_ref().map(|e| view! { <p class="error" role="alert">{format!("{:?} error: {}", e.stage, e.message)}</p> })}
             </div>
+            {strip}
             {rec.map.as_ref().map(|sm| {
                 let st = sm.metrics;
                 let note = not_refusable.clone();

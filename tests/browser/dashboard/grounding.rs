@@ -320,13 +320,13 @@ fn null_edit_verdicts(run_dir: &Path, records: &[CaseRecord]) -> Res<(Vec<Option
 type Ratios = BTreeMap<(String, String), BTreeMap<String, Option<f64>>>;
 
 /// Sets a yes/no/any select of the explorer.
-async fn set_select(c: &Client, id: &str, value: &str) -> Res<()> {
+pub(super) async fn set_select(c: &Client, id: &str, value: &str) -> Res<()> {
     js(c, &format!("const el = document.getElementById('{id}'); el.value = '{value}'; el.dispatchEvent(new Event('change', {{bubbles: true}})); return null;")).await.map(drop)
 }
 
 /// The explorer's CSV download of the view on screen equals the server's `records.csv` for the
 /// same query, and lists exactly the records `want` (run indices, in run order).
-async fn csv_agrees(c: &Client, run: &str, query: &str, want: &[usize]) -> Res<()> {
+pub(super) async fn csv_agrees(c: &Client, run: &str, query: &str, want: &[usize]) -> Res<()> {
     let file = super::super::click_download(c, "download-csv").await?;
     let server =
         js(c, &format!("return fetch('/api/runs/{run}/records.csv?{query}').then(r => r.ok ? r.text() : 'HTTP ' + r.status);")).await?;

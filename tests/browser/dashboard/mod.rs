@@ -16,7 +16,9 @@
 //! - `mod.rs`: the runs list, the headline overview, the records explorer, scale, share links;
 //! - [`overview`]: the overview's breakdown plots, comparisons, disagreements, trust tables;
 //! - [`study`]: the study view; [`grounding`]: the occlusion map, the G2 boxes on the overlay,
-//!   the grounding figures and the explorer's grounding filters; [`compare`]: the compare page.
+//!   the grounding figures and the explorer's grounding filters; [`conditions`]: the image
+//!   conditions under each study card, near ties, the explorer's condition filters and the
+//!   overview's G6/G7 tables; [`compare`]: the compare page.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,6 +32,7 @@ use radlens_shared::record::{Analysis, CaseRecord};
 use serde_json::Value;
 
 mod compare;
+mod conditions;
 mod grounding;
 mod overview;
 mod study;
@@ -144,16 +147,26 @@ const GROUNDING_FILTERS: &str =
     "the explorer's 'map beats controls' and null-edit filters count what records.jsonl and the stored maps say; both CSVs agree";
 const NULL_EDITS: &str =
     "on a copy with synthetic null edits, the null-edit filter and the study's paraphrase-to-null ratios match a computation by hand";
+const OVERVIEW_CONDITIONS: &str =
+    "the overview's 'Does the answer come from the image?' and 'Would the model have warned us?' tables equal analysis.json";
+const CONDITION_STRIPS: &str =
+    "with conditions=1 each study card shows every condition's image and answer as records.jsonl has them, and the not-run reasons";
+const SWAP_LINK: &str = "a swapped image links to its partner study's view";
+const OCCLUDED_FILL: &str = "the occluded thumbnails fill the box with the image's per-channel mean and leave the rest as it was";
+const NEAR_TIES: &str = "the near-tie badge marks exactly the image-pass records with |margin| < eps, in the explorer and the study views";
+const CONDITION_FILTERS: &str =
+    "the explorer's pass, 'same answer on a blank image' and 'near tie' filters count what records.jsonl says; both CSVs agree";
 const COMPARE: &str = "the compare page gives one card per --model for an uploaded image and question, with the cross-model JS";
 const SCALE: &str = "the explorer at 2,000 records: every filter's count equals the shared code's; the CSV spans every page";
 const SHARE: &str = "a share link reopens the explorer view read-only, without the sign-in cookie";
 
 /// Every step, in the order [`scenario`] runs them.
-const STEPS: [&str; 23] = [
+const STEPS: [&str; 29] = [
     SIGN_IN,
     OVERVIEW,
     BREAKDOWNS,
     OVERVIEW_TRUST,
+    OVERVIEW_CONDITIONS,
     EXPLORER,
     RELOAD,
     CSV,
@@ -170,6 +183,11 @@ const STEPS: [&str; 23] = [
     GROUNDING,
     GROUNDING_FILTERS,
     NULL_EDITS,
+    CONDITION_STRIPS,
+    SWAP_LINK,
+    OCCLUDED_FILL,
+    NEAR_TIES,
+    CONDITION_FILTERS,
     COMPARE,
     SCALE,
     SHARE,
@@ -183,6 +201,8 @@ struct ExplorerView {
     incorrect: usize,
     /// `location.search` after the first filter.
     search: Value,
+    /// The run's filter facts (blank answers, near-tie threshold).
+    facts: radlens_shared::filter::RunFacts,
 }
 
 async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n_models: usize, s: &mut Steps) -> Res<()> {
@@ -199,8 +219,9 @@ async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n
     })
     .await?;
     s.step(OVERVIEW_TRUST, overview::overview_trust(c, &analysis)).await?;
+    s.step(OVERVIEW_CONDITIONS, conditions::overview_tables(c, &base, &analysis, artifacts)).await?;
     let records = crate::support::run_records(run_dir);
-    let view = s.step(EXPLORER, explorer_counts(c, &base, &records, artifacts)).await?;
+    let view = s.step(EXPLORER, explorer_counts(c, &base, run_dir, &records, artifacts)).await?;
     s.step(RELOAD, explorer_reload(c, &view)).await?;
     s.step(CSV, csv_download(c, run_dir, &records, &view.filter, view.incorrect)).await?;
     s.step(FLIPPED, flipped_vs_base_view(c, &records, &view)).await?;
@@ -217,6 +238,11 @@ async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n
     s.step(GROUNDING, grounding::grounding_figures(c, &records, artifacts)).await?;
     s.step(GROUNDING_FILTERS, grounding::explorer_filters(c, &base, run_dir, &records, artifacts)).await?;
     s.step(NULL_EDITS, grounding::null_edit_views(c, &base, run_dir, artifacts)).await?;
+    s.step(CONDITION_STRIPS, conditions::study_strips(c, &base, &records, artifacts)).await?;
+    s.step(SWAP_LINK, conditions::swap_link(c, &base, &records)).await?;
+    s.step(OCCLUDED_FILL, conditions::occluded_fill(c, &base, &records)).await?;
+    s.step(NEAR_TIES, conditions::near_tie_badges(c, &base, run_dir, &records, artifacts)).await?;
+    s.step(CONDITION_FILTERS, conditions::explorer_filters(c, &base, run_dir, &records)).await?;
     s.step(COMPARE, compare::compare_page(c, &base, n_models, artifacts)).await?;
     s.step(SCALE, explorer_at_scale(c, &base, run_dir)).await?;
     s.step(SHARE, share_link(c, &base, &view, artifacts)).await
@@ -285,7 +311,7 @@ async fn overview_headline(c: &Client, analysis: &Analysis, artifacts: &Path) ->
 
 /// The explorer: every record, the "incorrect" count equal to records.jsonl's, narrowed by
 /// model to the intersection; the query is rewritten without a history entry.
-async fn explorer_counts(c: &Client, base: &str, records: &[CaseRecord], artifacts: &Path) -> Res<ExplorerView> {
+async fn explorer_counts(c: &Client, base: &str, run_dir: &Path, records: &[CaseRecord], artifacts: &Path) -> Res<ExplorerView> {
     c.goto(&format!("{base}/runs/{RUN}/records")).await.map_err(|e| e.to_string())?;
     wait_for_js(
         c,
@@ -298,7 +324,8 @@ async fn explorer_counts(c: &Client, base: &str, records: &[CaseRecord], artifac
     check(n == records.len() && total == records.len(), format!("explorer shows {n} of {total}, records.jsonl has {}", records.len()))?;
     let incorrect_raw = records.iter().filter(|r| r.correct == Some(false)).count();
     let filter = RecordFilter::from_pairs([("correct", "false")]).map_err(|e| e.to_string())?;
-    let incorrect = records.iter().filter(|r| filter.matches(r)).count();
+    let facts = crate::support::run_facts(run_dir, records);
+    let incorrect = records.iter().filter(|r| filter.matches(r, &facts)).count();
     check(
         incorrect == incorrect_raw && incorrect > 0,
         format!("incorrect: filter {incorrect}, raw {incorrect_raw}, of {}", records.len()),
@@ -315,12 +342,12 @@ async fn explorer_counts(c: &Client, base: &str, records: &[CaseRecord], artifac
     // Narrow further by model: the count is the intersection.
     let model = records[0].model.clone();
     let both = RecordFilter::from_pairs([("correct", "false"), ("model", model.as_str())]).map_err(|e| e.to_string())?;
-    let incorrect_model = records.iter().filter(|r| both.matches(r) && r.model == model && r.correct == Some(false)).count();
+    let incorrect_model = records.iter().filter(|r| both.matches(r, &facts) && r.model == model && r.correct == Some(false)).count();
     check(incorrect_model > 0 && incorrect_model < records.len(), format!("{incorrect_model} incorrect records of {model}"))?;
     js(c, &format!("const el = document.getElementById('f-model'); el.value = {}; el.dispatchEvent(new Event('change', {{bubbles: true}})); return null;", Value::String(model.clone()))).await?;
     wait_count(c, incorrect_model, "correct = no and one model").await?;
     screenshot(c, &artifacts.join("dashboard-records.png")).await?;
-    Ok(ExplorerView { model, filter: both, incorrect: incorrect_model, search })
+    Ok(ExplorerView { model, filter: both, incorrect: incorrect_model, search, facts })
 }
 
 /// The copied link restores the view after a reload.
@@ -343,7 +370,7 @@ async fn flipped_vs_base_view(c: &Client, records: &[CaseRecord], view: &Explore
     let api: Vec<ApiRecord> =
         records.iter().enumerate().map(|(i, r)| ApiRecord { index: i, image_id: String::new(), record: r.clone() }).collect();
     let flipped = flipped_vs_base(&api);
-    let want_flipped = records.iter().zip(&flipped).filter(|(r, f)| **f && view.filter.matches(r)).count();
+    let want_flipped = records.iter().zip(&flipped).filter(|(r, f)| **f && view.filter.matches(r, &view.facts)).count();
     js(c, "document.getElementById('f-flipped').click(); return null;").await?;
     wait_count(c, want_flipped, "incorrect and flipped vs base").await?;
     let search = js(c, "return location.search;").await?;
@@ -451,7 +478,7 @@ async fn csv_download(c: &Client, run_dir: &Path, records: &[CaseRecord], filter
     in_csv.sort();
     let mut want: Vec<_> = records
         .iter()
-        .filter(|r| filter.matches(r))
+        .filter(|r| filter.matches(r, &crate::support::run_facts(run_dir, records)))
         .map(|r| (r.sample_id.clone(), r.model.clone(), radlens_shared::records_csv::pass_name(r.pass).to_owned()))
         .collect();
     want.sort();
