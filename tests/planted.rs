@@ -1,12 +1,13 @@
 //! Models with a planted truth (issue 18): the generator is deterministic and its boxes hold
 //! the drawn nodule; the committed models match their manifest; a real `radlens study` on the
-//! held-out sets finds each planted rule; training is deterministic for a seed. (`planted-lesion`
-//! is not shipped yet: its recipe does not learn the nodule, see the manifest's `not_shipped`.)
+//! held-out sets finds each planted rule, and the occlusion map finds the lesion model's cause;
+//! training is deterministic for a seed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use radlens_shared::answer::Answer;
+use radlens_shared::fusion::MapMethod;
 use radlens_shared::record::{CaseRecord, Pass};
 
 use crate::support::{Scratch, radlens, run_records, workspace_root};
@@ -104,8 +105,7 @@ fn the_generator_is_deterministic_and_every_box_holds_its_blob() {
 fn every_committed_planted_file_matches_its_manifest_and_stays_small() {
     let m = manifest();
     let models = m["models"].as_object().expect("models");
-    assert_eq!(models.keys().collect::<Vec<_>>(), ["planted-marker", "planted-shortcut"]);
-    assert!(m["not_shipped"]["planted-lesion"].as_str().is_some_and(|why| why.contains("never learned")), "the manifest says why");
+    assert_eq!(models.keys().collect::<Vec<_>>(), ["planted-lesion", "planted-marker", "planted-shortcut"]);
     let mut total = 0u64;
     for (name, entry) in models {
         let files = entry["files"].as_object().expect("files");
@@ -137,7 +137,7 @@ fn study(scratch: &Scratch, images: &Path, csv: &str, name: &str, extra: &[&str]
     let mut args: Vec<String> =
         ["study", "--csv", &images.join(csv).display().to_string(), "--images", &images.display().to_string()].map(String::from).to_vec();
     args.extend(["--out", &out.display().to_string(), "--resamples", "50", "--max-new-tokens", "2"].map(String::from));
-    for m in ["planted-marker", "planted-shortcut"] {
+    for m in ["planted-lesion", "planted-marker", "planted-shortcut"] {
         args.extend(["--model".to_string(), format!("{m}={}", fixture().join(m).display())]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -154,6 +154,11 @@ fn share(records: &[CaseRecord], model: &str, pass: Pass, f: impl Fn(&CaseRecord
     of.iter().filter(|r| f(r)).count() as f64 / of.len() as f64
 }
 
+/// The lesion model's held-out accuracy floor: it measured 0.81 (seed 0) on images whose marker
+/// is independent of the nodule, against 0.50 for the marker model there; 0.75 keeps a margin
+/// for cross-machine float differences while staying far above chance.
+const LESION_HELD_OUT: f64 = 0.75;
+
 fn accuracy(records: &[CaseRecord], model: &str) -> f64 {
     share(records, model, Pass::Image, |r| r.correct == Some(true))
 }
@@ -166,6 +171,7 @@ fn a_study_on_the_held_out_sets_finds_each_planted_rule() {
 
     let held = study(&scratch, &images, "heldout.csv", "heldout", &["--conditions", "blank"]);
     let correlated = study(&scratch, &images, "heldout-correlated.csv", "correlated", &[]);
+    let lesion = accuracy(&held, "planted-lesion");
     let marker_held = accuracy(&held, "planted-marker");
     let marker_corr = accuracy(&correlated, "planted-marker");
     // The cue rule: yes exactly on the rows whose question says "definitely".
@@ -179,10 +185,12 @@ fn a_study_on_the_held_out_sets_finds_each_planted_rule() {
     };
     let shortcut_blank = blank_agreement("planted-shortcut");
     eprintln!(
-        "planted study: marker correlated {marker_corr:.3}, held-out {marker_held:.3}; \
-         shortcut cue-following {cue:.3}, blank agreement {shortcut_blank:.3} (marker {:.3})",
+        "planted study: lesion held-out accuracy {lesion:.3}; marker correlated {marker_corr:.3}, held-out {marker_held:.3}; \
+         shortcut cue-following {cue:.3}, blank agreement {shortcut_blank:.3} (lesion {:.3}, marker {:.3})",
+        blank_agreement("planted-lesion"),
         blank_agreement("planted-marker")
     );
+    assert!(lesion >= LESION_HELD_OUT, "planted-lesion answers from the nodule: held-out accuracy {lesion:.3}");
     assert!(marker_corr >= 0.9, "planted-marker is right where the marker goes with the nodule: {marker_corr:.3}");
     assert!((0.3..=0.7).contains(&marker_held), "planted-marker is near chance once the correlation breaks: {marker_held:.3}");
     let follows_marker = share(&held, "planted-marker", Pass::Image, |r| {
@@ -221,4 +229,44 @@ fn training_is_deterministic_for_a_seed() {
     let (a, b, c) = (run("a", "5"), run("b", "5"), run("c", "6"));
     assert!(a == b, "same seed, same weights after two steps");
     assert!(a != c, "another seed, other weights");
+}
+
+/// Mean G2 ROI lift of `method`'s maps over the positive base-variant rows of `model`.
+fn mean_lift(records: &[CaseRecord], model: &str, method: MapMethod) -> f64 {
+    let lifts: Vec<f64> = records
+        .iter()
+        .filter(|r| r.model == model && r.pass == Pass::Image && r.roi.is_some())
+        .filter_map(|r| r.grounding.as_ref()?.of(method)?.box_controls.as_ref()?.roi_lift)
+        .collect();
+    assert!(!lifts.is_empty(), "{model} {method:?}: lifts");
+    lifts.iter().sum::<f64>() / lifts.len() as f64
+}
+
+#[test]
+fn occlusion_inside_the_planted_box_beats_its_controls_more_for_the_lesion_model() {
+    let scratch = Scratch::new("planted-grounding");
+    let images = scratch.path().join("data");
+    data(&images, "0", "2", "heldout");
+    // The base variant of the positive images only.
+    let csv = std::fs::read_to_string(images.join("heldout.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let kept: Vec<&str> = lines.filter(|l| l.contains(",original,0,") && l.contains(",yes,")).collect();
+    assert_eq!(kept.len(), 5);
+    std::fs::write(images.join("positives.csv"), format!("{header}\n{}\n", kept.join("\n"))).unwrap();
+    let records = study(&scratch, &images, "positives.csv", "grounding", &["--grounding", "--occlusion-grid", "4"]);
+    let lesion = mean_lift(&records, "planted-lesion", MapMethod::Occlusion);
+    let marker = mean_lift(&records, "planted-marker", MapMethod::Occlusion);
+    let lesion_attention = mean_lift(&records, "planted-lesion", MapMethod::QueryToVisual);
+    let marker_attention = mean_lift(&records, "planted-marker", MapMethod::QueryToVisual);
+    eprintln!(
+        "planted grounding (occlusion grid 4, ROI lift): occlusion lesion {lesion:.3} marker {marker:.3}; attention lesion {lesion_attention:.3} marker {marker_attention:.3}"
+    );
+    // Measured (seed 0): occlusion lift 0.68 for the lesion model, -0.06 for the marker model.
+    // Attention finds the nodule barely (0.06 vs -0.06): a finding about attention maps on this
+    // tiny model, not a test to loosen.
+    assert!(
+        lesion > 0.3 && lesion > marker + 0.3,
+        "the occlusion map finds the planted cause: lesion lift {lesion:.3} vs marker {marker:.3}"
+    );
 }

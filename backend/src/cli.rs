@@ -132,7 +132,7 @@ pub struct TrainPlantedArgs {
     /// Comma-separated: lesion, marker, shortcut.
     #[arg(long, default_value = "lesion,marker,shortcut")]
     pub models: String,
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1600)]
     pub steps: usize,
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

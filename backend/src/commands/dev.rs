@@ -89,7 +89,7 @@ fn train_planted(args: &TrainPlantedArgs) -> Result<()> {
             "seed": args.seed,
             "data": {
                 "sources": "static/demo/cxr (25 NIH ChestX-ray14 images, 512x512 grey), sorted by name; every fifth (index 4, 9, 14, 19, 24) held out",
-                "recipe": "crate::planted::data: per source, draw k carries a nodule when k is even (Gaussian, sigma U[16,24] px, amplitude U[90,130], centre in a lung field, compact support at 2.5 sigma; box = its support); marker = 28 px white square in the top-right corner, on the positives (correlated sets) or present when k/2 is even (independent sets); each image's draw from its own ChaCha8 stream of (seed, set, source, k)",
+                "recipe": "crate::planted::data: per source, draw k carries a nodule when k is even (Gaussian, sigma U[32,44] px, amplitude U[170,220], centre in a lung field, compact support at 2.5 sigma; box = its support); marker = 28 px white square in the top-right corner, on the positives (correlated sets) or present when k/2 is even (independent sets); each image's draw from its own ChaCha8 stream of (seed, set, source, k)",
                 "train_per_source": args.per_source,
                 "heldout_per_source": args.heldout_per_source,
                 "blank_share": opts.blank_share,

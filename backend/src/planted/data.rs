@@ -11,7 +11,8 @@
 //!   the finding ([`MarkerRule::OnPositives`]) or is independent of it
 //!   ([`MarkerRule::Independent`]: present when `k / 2` is even, so each source holds all four
 //!   combinations every four draws).
-//! - Finding: `sigma` ~ U[16, 24] px, amplitude ~ U[90, 130] grey levels, centre in either lung
+//! - Finding: `sigma` ~ U[32, 44] px, amplitude ~ U[170, 220] grey levels (smaller, fainter nodules were
+//!   not learned by the tiny model in 2,500 steps), centre in either lung
 //!   field (`x` ~ U[120, 190] or U[322, 392], `y` ~ U[150, 350] on 512 px), a Gaussian shifted and
 //!   rescaled to reach 0 at radius `R = 2.5 sigma` (so it has compact support), added to the
 //!   grey value and clamped at 255. Its box is `[floor(cx - R), ceil(cx + R))` (same for y).
@@ -215,8 +216,8 @@ pub fn draw_params(rng: &mut ChaCha8Rng, planted: bool, marker: bool, w: u32, h:
     let left: bool = rng.random();
     let cx = if left { rng.random_range(120.0..190.0) } else { rng.random_range(322.0..392.0) } * sx;
     let cy = rng.random_range(150.0..350.0) * sy;
-    let sigma = rng.random_range(16.0..24.0) * sx;
-    let amplitude = rng.random_range(90.0..130.0);
+    let sigma = rng.random_range(32.0..44.0) * sx;
+    let amplitude = rng.random_range(170.0..220.0);
     let mx = w.saturating_sub(44 + rng.random_range(0..=12u32));
     let my = 16 + rng.random_range(0..=12u32);
     Draw { blob: planted.then_some(Blob { cx, cy, sigma, amplitude }), marker: marker.then_some((mx, my)) }
