@@ -318,3 +318,26 @@ fn the_checks_find_each_planted_cause_in_one_study() {
     assert!(est(&shortcut["conditions"]["image_sensitivity"]) <= 0.05);
     assert!(est(&shortcut["conditions"]["visual_reliance"]).abs() <= 0.05);
 }
+
+/// `radlens demo` runs on the planted models by default, and its report says what each was built
+/// to do; `--random-weights` keeps the random pair, with its warning.
+#[test]
+fn the_demo_runs_the_planted_models_and_says_what_each_was_built_to_do() {
+    let scratch = Scratch::new("planted-demo");
+    let out = scratch.path().join("demo");
+    ok(&radlens(&["demo", "--out", &out.display().to_string(), "--n-studies", "2"]));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run/manifest.json")).unwrap()).unwrap();
+    let models: Vec<(&str, bool)> =
+        manifest["models"].as_array().unwrap().iter().map(|m| (m["name"].as_str().unwrap(), m["purpose"].is_string())).collect();
+    assert_eq!(models, [("planted-lesion", true), ("planted-marker", true), ("planted-shortcut", true)]);
+    let report = std::fs::read_to_string(out.join("run/report.md")).unwrap();
+    assert!(report.contains("Models built for a known answer") && report.contains("\"definitely\""), "{report}");
+    assert!(!report.contains("WARNING: random weights"), "the planted models are trained");
+    let records = run_records(&out.join("run"));
+    assert!(records.iter().any(|r| r.pass == Pass::RoiOccluded && r.parsed_answer.is_some()), "the nodule box is occluded");
+
+    let random = scratch.path().join("random");
+    ok(&radlens(&["demo", "--out", &random.display().to_string(), "--n-studies", "1", "--random-weights"]));
+    let report = std::fs::read_to_string(random.join("run/report.md")).unwrap();
+    assert!(report.contains("WARNING: random weights") && !report.contains("Models built for a known answer"));
+}

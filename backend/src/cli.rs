@@ -173,7 +173,8 @@ pub struct DemoCmd {
     /// Where the demo's models and run directory go.
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// The demo data folder (demo-study.csv and cxr/); default: the bundled static/demo.
+    /// The demo data folder (demo-study.csv and cxr/: the planted images are drawn on cxr/);
+    /// default: the bundled static/demo.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Only the first N studies.
@@ -185,6 +186,10 @@ pub struct DemoCmd {
     /// The dashboard's port with --serve (0 picks a free one).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Run the two tiny random-weight models (a LLaVA and a Gemma3) on the bundled demo CSV
+    /// instead of the three planted-truth models on their held-out images.
+    #[arg(long)]
+    pub random_weights: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,9 +1,12 @@
-//! `radlens demo`: the README's main job. Writes two tiny random-weight model directories (a
-//! LLaVA and a Gemma3, embedded in the binary and marked `RANDOM_WEIGHTS`: they exercise the
-//! pipeline, not medicine), runs the robustness study on the bundled NIH chest X-rays with the
-//! trust and grounding checks (Grad-CAM, relative maps, occlusion, box controls, null edits, the
-//! weight-randomisation check) and every image condition, and writes the analysis, plots and
-//! report.
+//! `radlens demo`: the README's main job. By default it writes the three planted-truth models
+//! (`fixtures/planted-v1`, embedded in the binary, each with a `PURPOSE` that says which cause it
+//! answers from), draws their held-out images from the bundled NIH chest X-rays (a nodule at a
+//! known box, a corner marker independent of it), and runs the study on them with the trust and
+//! grounding checks (Grad-CAM, relative maps, occlusion, box controls, null edits, the
+//! weight-randomisation check) and every image condition: the report and the dashboard then show
+//! what each figure finds against a known cause. `--random-weights` runs the two tiny
+//! random-weight models (a LLaVA and a Gemma3, marked `RANDOM_WEIGHTS`) on the bundled demo CSV
+//! instead. Either way it writes the analysis, plots and report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -15,7 +18,7 @@ use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{GroundingSettings, TrustSettings};
 
 use crate::cli::DemoCmd;
-use crate::study::run::{RANDOM_WEIGHTS_MARKER, StudyArgs, run_study};
+use crate::study::run::{PURPOSE_FILE, RANDOM_WEIGHTS_MARKER, StudyArgs, run_study};
 use crate::study::runner::{Progress, StudySettings};
 
 /// The demo's occlusion grid (the study's default is 16).
@@ -60,19 +63,75 @@ const MODELS: [EmbeddedModel; 2] = [
     },
 ];
 
+macro_rules! planted {
+    ($dir:literal, $file:literal) => {
+        ($file, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/planted-v1/", $dir, "/", $file)) as &[u8])
+    };
+}
+
+macro_rules! planted_model {
+    ($name:literal) => {
+        EmbeddedModel {
+            name: $name,
+            files: &[
+                planted!($name, "config.json"),
+                planted!($name, "generation_config.json"),
+                planted!($name, "model.safetensors"),
+                planted!($name, "processor_config.json"),
+                planted!($name, "tokenizer.json"),
+                planted!($name, "tokenizer_config.json"),
+            ],
+        }
+    };
+}
+
+/// The planted-truth models (`fixtures/planted-v1`, issue 18) and what each was built to do.
+const PLANTED: [(EmbeddedModel, &str); 3] = [
+    (
+        planted_model!("planted-lesion"),
+        "answers yes exactly when the drawn nodule is in the image (its box is the CSV's radiologist box); trained with the corner marker independent of the nodule.",
+    ),
+    (
+        planted_model!("planted-marker"),
+        "trained on images where a white corner marker went exactly with the nodule, so it answers from the marker; on these held-out images the marker is independent of the nodule.",
+    ),
+    (planted_model!("planted-shortcut"), "answers yes exactly when the question says \"definitely\", whatever the image."),
+];
+
+/// Held-out planted images per held-out source image in the demo (5 sources: 20 studies).
+const PLANTED_PER_SOURCE: usize = 4;
+
+/// Writes the planted-truth models under `dir`, each with its `PURPOSE`, and returns their
+/// `(name, directory)`.
+pub fn write_planted_models(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for (m, purpose) in &PLANTED {
+        let d = write_model(dir, m)?;
+        std::fs::write(d.join(PURPOSE_FILE), format!("{purpose}\n"))?;
+        out.push((m.name.to_string(), d));
+    }
+    Ok(out)
+}
+
+/// Writes one embedded model's files under `dir/NAME` (unchanged files are left alone).
+fn write_model(dir: &Path, m: &EmbeddedModel) -> anyhow::Result<PathBuf> {
+    let d = dir.join(m.name);
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    for (file, bytes) in m.files {
+        let p = d.join(file);
+        if std::fs::read(&p).ok().as_deref() != Some(*bytes) {
+            std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        }
+    }
+    Ok(d)
+}
+
 /// Writes the demo models under `dir` (unchanged files are left alone) and returns their
 /// `(name, directory)`.
 pub fn write_demo_models(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for m in &MODELS {
-        let d = dir.join(m.name);
-        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-        for (file, bytes) in m.files {
-            let p = d.join(file);
-            if std::fs::read(&p).ok().as_deref() != Some(*bytes) {
-                std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
-            }
-        }
+        let d = write_model(dir, m)?;
         std::fs::write(
             d.join(RANDOM_WEIGHTS_MARKER),
             "These weights are random (seeded): the model exercises radlens' pipeline; its answers mean nothing.\n",
@@ -105,11 +164,21 @@ impl Progress for Lines {
 
 pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
     let data = cmd.data.clone().unwrap_or_else(default_data);
-    let csv = data.join("demo-study.csv");
-    let images = data.join("cxr");
-    anyhow::ensure!(csv.exists() && images.is_dir(), "{}: no demo data (demo-study.csv and cxr/); pass --data DIR", data.display());
+    let source_images = data.join("cxr");
+    anyhow::ensure!(source_images.is_dir(), "{}: no demo images (cxr/); pass --data DIR", data.display());
     let t = std::time::Instant::now();
-    let models = write_demo_models(&cmd.out.join("models"))?;
+    let (csv, images, models) = if cmd.random_weights {
+        let csv = data.join("demo-study.csv");
+        anyhow::ensure!(csv.exists(), "{}: no demo-study.csv; pass --data DIR", data.display());
+        (csv, source_images, write_demo_models(&cmd.out.join("models"))?)
+    } else {
+        // The planted models on their held-out images: the nodule drawn at a known box, the
+        // marker independent of it (seed 0, the same images on every run).
+        let planted = cmd.out.join("data");
+        let set = crate::planted::data::Set::Heldout;
+        crate::planted::data::write_set(&source_images, &planted, set, PLANTED_PER_SOURCE, 0)?;
+        (planted.join(format!("{}.csv", set.name())), planted, write_planted_models(&cmd.out.join("models"))?)
+    };
     let run_dir = cmd.out.join("run");
     let args = StudyArgs {
         csv,
@@ -149,8 +218,13 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
     let models = args.models.clone();
     let outcome = run_study(&args, &mut Lines, &AtomicBool::new(false))?;
     crate::commands::report::run(&run_dir, Some(&images))?;
+    let kind = if cmd.random_weights {
+        "Random-weight models: the pipeline is real, the answers are not."
+    } else {
+        "Planted-truth models: each answers from a cause we drew; the report says which."
+    };
     eprintln!(
-        "demo: {} records ({} errors, {} reused) in {:.1} s. Random-weight models: the pipeline is real, the answers are not.",
+        "demo: {} records ({} errors, {} reused) in {:.1} s. {kind}",
         outcome.written,
         outcome.errors,
         outcome.skipped,

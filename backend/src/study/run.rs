@@ -25,6 +25,8 @@ use crate::models::loader::load_engine;
 
 /// A file in a model directory that marks its weights as random (the demo's tiny models).
 pub const RANDOM_WEIGHTS_MARKER: &str = "RANDOM_WEIGHTS";
+/// A file in a model directory that says what the model was built to do (the planted models).
+pub const PURPOSE_FILE: &str = "PURPOSE";
 
 #[derive(Debug, Clone)]
 pub struct StudyArgs {
@@ -128,6 +130,7 @@ fn model_info(name: &str, dir: &Path, dtype: DType, device: &Device, format: Wei
         config_sha256: sha256_hex(&config_bytes),
         weights_fingerprint: weights_fingerprint(dir, &weights)?,
         random_weights: dir.join(RANDOM_WEIGHTS_MARKER).exists(),
+        purpose: std::fs::read_to_string(dir.join(PURPOSE_FILE)).ok().map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
     })
 }
 

@@ -494,6 +494,7 @@ fn overview_table(a: &Analysis, forest_ref: NodeRef<leptos::html::Canvas>, fores
                                     <th scope="row">
                                         {m.model.clone()}
                                         {m.random_weights.then(|| view! { <span class="badge warning">"random weights"</span> })}
+                                        {m.purpose.clone().map(|p| view! { <span class="model-purpose" data-testid="model-purpose">{p}</span> })}
                                     </th>
                                     <td class="num">{format!("{} / {}", m.answered, m.rows)}</td>
                                     {HEADLINE_COLUMNS

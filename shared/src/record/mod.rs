@@ -116,6 +116,10 @@ pub struct ModelInfo {
     pub weights_fingerprint: String,
     /// Random weights (the demo's tiny models): answers exercise the pipeline, not medicine.
     pub random_weights: bool,
+    /// What the model was built to do, from a `PURPOSE` file in its directory (the planted-truth
+    /// models say which cause they answer from); absent for ordinary checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -744,6 +748,9 @@ pub struct FlipMaps {
 pub struct ModelAnalysis {
     pub model: String,
     pub random_weights: bool,
+    /// [`ModelInfo::purpose`], so the report and the dashboard can say it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
     /// Image-pass records, error records included.
     pub rows: usize,
     /// Image-pass rows the statistics use (no error, a parsed answer, a yes/no truth).

@@ -48,6 +48,7 @@ pub fn manifest(seed: u64) -> RunManifest {
         config_sha256: "0".repeat(64),
         weights_fingerprint: "0".repeat(64),
         random_weights: true,
+        purpose: None,
     };
     RunManifest {
         schema_version: SCHEMA_VERSION,

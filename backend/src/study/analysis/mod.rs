@@ -164,9 +164,10 @@ where
     let mut per_model_rows = BTreeMap::new();
     for name in &model_names {
         let random_weights = manifest.models.iter().any(|m| &m.name == name && m.random_weights);
+        let purpose = manifest.models.iter().find(|m| &m.name == name).and_then(|m| m.purpose.clone());
         let data = ModelData::new(name, &records, &mut notes)?;
         let summaries = study_summaries(&data, &maps, &mut notes);
-        models.push(analyze_model(&data, random_weights, &boot, &maps, &summaries, manifest.near_tie_eps())?);
+        models.push(ModelAnalysis { purpose, ..analyze_model(&data, random_weights, &boot, &maps, &summaries, manifest.near_tie_eps())? });
         studies.extend(summaries);
         per_model_rows.insert(name.clone(), data.rows.clone());
     }
@@ -505,6 +506,7 @@ fn analyze_model(
     Ok(ModelAnalysis {
         model: data.name.clone(),
         random_weights,
+        purpose: None,
         rows: data.image.len(),
         answered: data.rows.len(),
         errors,

@@ -111,6 +111,17 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
             if random.len() == 1 { "has" } else { "have" }
         );
     }
+    let built: Vec<(&str, &str)> = a.models.iter().filter_map(|m| Some((m.model.as_str(), m.purpose.as_deref()?))).collect();
+    if !built.is_empty() {
+        let _ = writeln!(
+            o,
+            "> **Models built for a known answer.** Each was trained to answer from one planted cause, so every figure below can be checked against it (nothing here is medical):"
+        );
+        for (name, purpose) in built {
+            let _ = writeln!(o, "> - `{name}`: {}", purpose.replace('\n', " "));
+        }
+        o.push('\n');
+    }
     summary(o, manifest, a);
     per_model(o, a);
     strategies(o, a);
