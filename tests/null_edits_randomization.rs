@@ -14,7 +14,7 @@ use radlens::models::checkpoint::redraw::Redraw;
 use radlens::models::linear::WeightFormat;
 use radlens::models::loader::{Engine, load_engine, load_engine_redrawn};
 use radlens::models::processor::preprocess::load_image;
-use radlens_shared::grounding::{CascadeStep, NullEdit, NullEditRecord, RandomizationSettings, cascade_steps};
+use radlens_shared::grounding::{CascadeStep, CaseGrounding, NullEdit, NullEditRecord, RandomizationSettings, cascade_steps};
 use radlens_shared::record::GroundingSettings;
 
 use crate::support::fixture;
@@ -32,29 +32,23 @@ fn null_edit_plan(e: &Engine) -> CasePlan {
     CasePlan::resolve(CaseSpec { grounding: Some(grounding), ..CaseSpec::standard(2) }, "llava-tiny", &e.model.summary()).unwrap()
 }
 
-/// The record's own null-edit figures after running the case with `edits`.
-fn null_edits_of(e: &Engine, image: &CaseImage, edits: &[EditedImage]) -> Vec<NullEditRecord> {
+/// The case's grounding record after running it with `edits` (no occlusion asked for).
+fn grounding_with(e: &Engine, image: &CaseImage, edits: &[EditedImage]) -> (radlens_shared::fusion::MapMethod, CaseGrounding) {
     let plan = null_edit_plan(e);
     let prompt = e.prompter.encode(QUESTION, None).unwrap();
-    let case = Case {
-        engine: e,
-        plan: &plan,
-        image,
-        prompt: &prompt,
-        prefix: None,
-        capture: Capture::Map,
-        generic: None,
-        seed: 0,
-        roi: None,
-        occluded: None,
-        null_edits: Some(edits),
-    };
+    let case = Case { null_edits: Some(edits), ..Case::plain(e, &plan, image, &prompt, Capture::Map) };
     let outcome = run_case(case).unwrap();
     let own = outcome.map.as_ref().unwrap().own.provenance.method;
     let g = outcome.grounding.expect("null edits make a grounding record");
     assert!(g.record.occlusion.is_none(), "occlusion was not asked for");
-    assert!(g.record.notes.is_empty(), "{:?}", g.record.notes);
-    g.record.of(own).expect("the own map's entry").null_edits.clone()
+    (own, g.record)
+}
+
+/// The record's own null-edit figures after running the case with `edits`.
+fn null_edits_of(e: &Engine, image: &CaseImage, edits: &[EditedImage]) -> Vec<NullEditRecord> {
+    let (own, g) = grounding_with(e, image, edits);
+    assert!(g.notes.is_empty(), "{:?}", g.notes);
+    g.of(own).expect("the own map's entry").null_edits.clone()
 }
 
 #[test]
@@ -78,22 +72,7 @@ fn an_edit_that_changes_nothing_moves_nothing_and_real_edits_move_the_map() {
     }
     // An edit that could not be made is a note, and the other edit is kept.
     let broken = [EditedImage { edit: NullEdit::Jpeg90, image: Err("jpeg90: decoding: planted failure".into()) }, edits[0].clone()];
-    let plan = null_edit_plan(&e);
-    let prompt = e.prompter.encode(QUESTION, None).unwrap();
-    let case = Case {
-        engine: &e,
-        plan: &plan,
-        image: &image,
-        prompt: &prompt,
-        prefix: None,
-        capture: Capture::Map,
-        generic: None,
-        seed: 0,
-        roi: None,
-        occluded: None,
-        null_edits: Some(&broken),
-    };
-    let g = run_case(case).unwrap().grounding.unwrap().record;
+    let (_, g) = grounding_with(&e, &image, &broken);
     assert!(g.notes.iter().any(|n| n.contains("jpeg90") && n.contains("planted failure")), "{:?}", g.notes);
     assert_eq!(g.maps[0].figures.null_edits.len(), 1);
 }

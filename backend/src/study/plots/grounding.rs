@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use radlens_shared::record::Analysis;
 
-use super::{Bars, Result, SIZE, Str, bar_chart, blank, caption_font, color, font, level_of, render};
+use super::{Bars, Result, SIZE, Str, bar_chart, blank, caption_font, color, font, legend, level_of, render};
 
 /// The weight-randomisation cascade per model: the mean Spearman of each step's map with the
 /// original (the original itself at 1), and the insensitivity threshold. The x axis is the share
@@ -78,14 +78,7 @@ pub(super) fn randomization_curve(path: &Path, a: &Analysis, suffix: &str) -> Re
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], c.stroke_width(2)));
             chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled()))).s()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .s()
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)
     })?;
     Ok(true)
 }

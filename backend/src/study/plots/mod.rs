@@ -202,6 +202,14 @@ fn font(size: u32) -> TextStyle<'static> {
 
 /// Category names drawn centred under the x axis (plotters' numeric ticks would not land on
 /// the categories).
+/// The series legend every chart draws: a framed, translucent box at `position`.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    chart.configure_series_labels().position(position).background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(font(13)).draw().s()
+}
+
 fn category_labels<X, Y>(
     root: &Area,
     chart: &ChartContext<BitMapBackend, Cartesian2d<X, Y>>,
@@ -343,14 +351,7 @@ fn bar_chart(path: &Path, title: &str, y_desc: &str, bars: &Bars) -> Result<bool
             chart.draw_series(whiskers).s()?;
             chart.draw_series(labels).s()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .s()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         category_labels(root, &chart, &bars.categories, 0.0)
     })?;
     Ok(true)
@@ -471,14 +472,7 @@ fn histogram(path: &Path, title: &str, x_desc: &str, y_desc: &str, series: &[(St
             });
             chart.draw_series(outline).s()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .s()
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })?;
     Ok(true)
 }
@@ -566,14 +560,7 @@ fn latency_boxes(path: &Path, a: &Analysis, records: &[CaseRecord], suffix: &str
                 .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
             chart.draw_series(lines).s()?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(font(13))
-            .draw()
-            .s()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         category_labels(root, &chart, &names, y0)?;
         root.draw(&Text::new(
             "box: quartiles, bar: median, whiskers: min-max; 0 ms rows (work shared with the study's first variant) left out",
