@@ -91,7 +91,7 @@ fn cell(real: &CaseRecord, c: &ApiRecord) -> ConditionCell {
             Pass::SwapOpposite | Pass::SwapSame => {
                 Some(Shown::Partner { study: cond.and_then(|k| k.partner_study.clone()), image_id: c.image_id.clone() })
             }
-            Pass::RoiOccluded | Pass::ControlOccluded => {
+            Pass::RoiOccluded | Pass::ControlOccluded | Pass::ConfoundOccluded => {
                 cond.and_then(|k| k.occluded_box).map(|fill| Shown::Occluded { image_id: c.image_id.clone(), fill })
             }
             Pass::Jpeg90 | Pass::Contrast90 => Some(Shown::Edited { image_id: c.image_id.clone() }),
@@ -140,7 +140,7 @@ pub fn answer_text(a: Option<Answer>) -> &'static str {
 }
 
 /// The rates of the conditions table, their column labels and meaning on hover.
-pub const CONDITION_RATES: [(&str, &str, &str); 6] = [
+pub const CONDITION_RATES: [(&str, &str, &str); 7] = [
     (
         "image_sensitivity",
         "Image sensitivity",
@@ -163,6 +163,11 @@ pub const CONDITION_RATES: [(&str, &str, &str); 6] = [
     ),
     ("control_change_rate", "Control change", "Boxed rows whose answer changes when a control box (away from the finding) is filled."),
     (
+        "confound_change_rate",
+        "Confound change",
+        "Rows whose answer changes when their confound box (a known shortcut region the CSV names, e.g. a burned-in marker) is filled: a model answering from the shortcut changes here.",
+    ),
+    (
         "image_invariant_flips",
         "Image-invariant flips",
         "Flipping (base, variant) pairs whose base answer equals the base's blank-image answer: the flip happens with an image the model does not use.",
@@ -177,6 +182,7 @@ pub fn condition_rate<'a>(c: &'a radlens_shared::record::ConditionAnalysis, key:
         "swap_following" => c.swap_following.as_ref(),
         "causal_grounding_rate" => c.causal_grounding_rate.as_ref(),
         "control_change_rate" => c.control_change_rate.as_ref(),
+        "confound_change_rate" => c.confound_change_rate.as_ref(),
         "image_invariant_flips" => c.image_invariant_flips.as_ref(),
         _ => None,
     }

@@ -7,7 +7,7 @@ use radlens_shared::AttentionMap;
 use radlens_shared::fusion::{MapMethod, MapProvenance};
 use radlens_shared::geometry::{MapGeometry, PixelBox};
 use radlens_shared::grounding::{
-    CaseGrounding, GroundingRecord, MethodGrounding, OcclusionSupport, box_controls, box_score, occlusion_agreement,
+    CaseGrounding, GroundingRecord, MethodGrounding, OcclusionSupport, box_controls, box_score, confound_mass, occlusion_agreement,
 };
 use radlens_shared::record::GroundingSettings;
 
@@ -32,6 +32,15 @@ pub fn occluded_images(
     OccludedImages::encode(input.model, &image.pixels, OcclusionSettings { grid: settings.occlusion_grid, batch: settings.occlusion_batch })
 }
 
+/// The boxes a case's maps are held against, in original pixels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Boxes {
+    /// The radiologist's box (G2, G3).
+    pub roi: Option<PixelBox>,
+    /// A known shortcut region (radlens' confound mass).
+    pub confound: Option<PixelBox>,
+}
+
 /// Grounds `maps` (the case's own map first, then the other methods'). `occluded` is the image's
 /// occluded encodings when the caller shares them between questions; else they are made here.
 pub fn ground(
@@ -40,7 +49,7 @@ pub fn ground(
     settings: GroundingSettings,
     occluded: Option<&OccludedImages>,
     maps: &[&MethodValues],
-    roi: Option<PixelBox>,
+    boxes: Boxes,
 ) -> GroundingOutcome {
     let mut out = GroundingOutcome::default();
     let made;
@@ -98,7 +107,13 @@ pub fn ground(
                 Err(e) => note("occlusion agreement", e),
             }
         }
-        if let Some(b) = roi {
+        if let Some(b) = boxes.confound {
+            match confound_mass(&map, &g, &b) {
+                Ok(c) => figures.confound = c,
+                Err(e) => note("confound mass", e),
+            }
+        }
+        if let Some(b) = boxes.roi {
             match box_controls(&map, &g, &b) {
                 Ok(c) => figures.box_controls = Some(c),
                 Err(e) => note("box controls", e),

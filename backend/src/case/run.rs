@@ -41,6 +41,8 @@ pub struct Case<'a> {
     pub seed: u64,
     /// The radiologist box, for the box controls and box score.
     pub roi: Option<PixelBox>,
+    /// The row's confound box (a known shortcut region), for the map's mass on it.
+    pub confound: Option<PixelBox>,
     /// The image's occluded encodings, when the caller shares them between questions.
     pub occluded: Option<&'a OccludedImages>,
     /// The image's null edits (G4), encoded; run when the plan's grounding asks for them.
@@ -51,7 +53,20 @@ impl<'a> Case<'a> {
     /// A case with nothing shared and no extras: no prefix, no generic map, no box, no
     /// occluded or edited images (compare's conditions, the randomisation cascade).
     pub fn plain(engine: &'a Engine, plan: &'a CasePlan, image: &'a CaseImage, prompt: &'a EncodedPrompt, capture: Capture) -> Self {
-        Self { engine, plan, image, prompt, prefix: None, capture, generic: None, seed: 0, roi: None, occluded: None, null_edits: None }
+        Self {
+            engine,
+            plan,
+            image,
+            prompt,
+            prefix: None,
+            capture,
+            generic: None,
+            seed: 0,
+            roi: None,
+            confound: None,
+            occluded: None,
+            null_edits: None,
+        }
     }
 }
 
@@ -101,7 +116,7 @@ pub struct CaseOutcome {
 /// Runs `case`. A map that cannot be fused from attention is replaced by the labelled fallback
 /// (Grad-CAM, else uniform), never an error; a trust check that fails is a note.
 pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
-    let Case { engine, plan, image, prompt, prefix, capture, generic, seed, roi, occluded, null_edits } = case;
+    let Case { engine, plan, image, prompt, prefix, capture, generic, seed, roi, confound, occluded, null_edits } = case;
     let tokenizer = engine.prompter.tokenizer();
     let rows = plan.query_rows(prompt, tokenizer)?;
     let (generation, recorder) =
@@ -138,7 +153,7 @@ pub fn run_case(case: Case<'_>) -> Result<CaseOutcome, CaseError> {
     let mut grounding = match (plan.spec.grounding, &map) {
         (Some(settings), Some(map)) => {
             let maps: Vec<&MethodValues> = std::iter::once(&map.own).chain(trust.iter().flat_map(|t| t.maps.iter())).collect();
-            Some(grounding::ground(&input, image, settings, occluded, &maps, roi))
+            Some(grounding::ground(&input, image, settings, occluded, &maps, grounding::Boxes { roi, confound }))
         }
         _ => None,
     };

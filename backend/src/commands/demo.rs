@@ -85,17 +85,12 @@ macro_rules! planted_model {
     };
 }
 
-/// The planted-truth models (`fixtures/planted-v1`, issue 18) and what each was built to do.
-const PLANTED: [(EmbeddedModel, &str); 3] = [
-    (
-        planted_model!("planted-lesion"),
-        "answers yes exactly when the drawn nodule is in the image (its box is the CSV's radiologist box); trained with the corner marker independent of the nodule.",
-    ),
-    (
-        planted_model!("planted-marker"),
-        "trained on images where a white corner marker went exactly with the nodule, so it answers from the marker; on these held-out images the marker is independent of the nodule.",
-    ),
-    (planted_model!("planted-shortcut"), "answers yes exactly when the question says \"definitely\", whatever the image."),
+/// The planted-truth models (`fixtures/planted-v1`, issue 18), each with its `PURPOSE`: what
+/// it was built to do.
+const PLANTED: [(EmbeddedModel, &[u8]); 3] = [
+    (planted_model!("planted-lesion"), planted!("planted-lesion", "PURPOSE").1),
+    (planted_model!("planted-marker"), planted!("planted-marker", "PURPOSE").1),
+    (planted_model!("planted-shortcut"), planted!("planted-shortcut", "PURPOSE").1),
 ];
 
 /// Held-out planted images per held-out source image in the demo (5 sources: 20 studies).
@@ -107,7 +102,7 @@ pub fn write_planted_models(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>
     let mut out = Vec::new();
     for (m, purpose) in &PLANTED {
         let d = write_model(dir, m)?;
-        std::fs::write(d.join(PURPOSE_FILE), format!("{purpose}\n"))?;
+        std::fs::write(d.join(PURPOSE_FILE), purpose)?;
         out.push((m.name.to_string(), d));
     }
     Ok(out)

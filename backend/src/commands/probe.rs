@@ -180,6 +180,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         generic: generic.as_ref(),
         seed: 0,
         roi,
+        confound: None,
         occluded: None,
         null_edits: edits.as_deref(),
     };

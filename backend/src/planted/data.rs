@@ -288,9 +288,27 @@ pub fn study_csv(images: &[PlantedImage], folder: &str) -> Result<String> {
         "roi_y",
         "roi_w",
         "roi_h",
+        "confound_x",
+        "confound_y",
+        "confound_w",
+        "confound_h",
+        "confound_label",
     ])?;
     for img in images {
         let roi = img.planted_box().map(|b| [b.x, b.y, b.w, b.h].map(|v| v.to_string())).unwrap_or_default();
+        // The marker is the shortcut a model may learn: named as the confound box where drawn.
+        let (iw, ih) = img.image.dimensions();
+        let confound: Vec<String> = img
+            .draw
+            .marker
+            .map(|(mx, my)| {
+                [mx, my, MARKER_SIDE.min(iw - mx), MARKER_SIDE.min(ih - my)]
+                    .map(|v| v.to_string())
+                    .into_iter()
+                    .chain(["corner marker".to_string()])
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![String::new(); 5]);
         for (i, (q, variant, strategy)) in STUDY_VARIANTS.iter().enumerate() {
             let yes = img.planted() != q.negated;
             let mut row = vec![
@@ -305,6 +323,7 @@ pub fn study_csv(images: &[PlantedImage], folder: &str) -> Result<String> {
                 q.polarity().to_string(),
             ];
             row.extend(roi.iter().cloned());
+            row.extend(confound.iter().cloned());
             w.write_record(&row)?;
         }
     }

@@ -71,6 +71,20 @@ impl Task {
         }
     }
 
+    /// What the model was built to do, for people: its `PURPOSE` file, which the manifest, the
+    /// report and the dashboard show.
+    pub fn purpose(self) -> &'static str {
+        match self {
+            Task::Lesion => {
+                "answers yes exactly when the drawn nodule is in the image (its box is the CSV's radiologist box); trained with the corner marker independent of the nodule."
+            }
+            Task::Marker => {
+                "trained on images where a white corner marker went exactly with the nodule, so it answers from the marker (the CSV's confound box); on held-out images the marker is independent of the nodule."
+            }
+            Task::Shortcut => "answers yes exactly when the question says \"definitely\", whatever the image.",
+        }
+    }
+
     pub fn train_set(self) -> Set {
         match self {
             Task::Marker => Set::TrainCorrelated,
@@ -163,6 +177,8 @@ pub struct TrainReport {
 pub fn train(task: Task, dir: &Path, source_dir: &Path, opts: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainReport> {
     let t0 = Instant::now();
     let cfg = write_model_files(dir)?;
+    std::fs::write(dir.join(crate::study::run::PURPOSE_FILE), format!("{}\n", task.purpose()))
+        .with_context(|| format!("writing {}", dir.display()))?;
     let proc = ImageProcessorConfig::load(dir)?;
     let prompter = LlavaPrompter::load(dir, IMAGE_TOKEN_ID, image_tokens())?;
     let yes_id = *prompter.tokenizer().single_token_spellings("yes").first().context("no single-token \"yes\"")?;

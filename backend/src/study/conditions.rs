@@ -108,8 +108,7 @@ pub fn condition_image(
     geometry: Option<&MapGeometry>,
 ) -> Result<ConditionImage, String> {
     let own = |truth: Option<Answer>| ConditionImage { source: row.image_path.clone(), truth, partner_study: None, occluded_box: None };
-    let boxed = || -> Result<PixelBox, String> {
-        let b = row.roi.ok_or("the row has no radiologist box (roi_x, roi_y, roi_w, roi_h)")?;
+    let inside = |b: PixelBox| -> Result<PixelBox, String> {
         if let Some(g) = geometry
             && !b.inside_image(g.image_w, g.image_h)
         {
@@ -117,10 +116,15 @@ pub fn condition_image(
         }
         Ok(b)
     };
+    let boxed = || inside(row.roi.ok_or("the row has no radiologist box (roi_x, roi_y, roi_w, roi_h)")?);
     match pass {
         Pass::Image | Pass::BlankImage => Err(format!("{} is not an image condition of its own", pass.name())),
         Pass::Jpeg90 | Pass::Contrast90 => Ok(own(row.answer)),
         Pass::RoiOccluded => Ok(ConditionImage { occluded_box: Some(boxed()?), ..own(row.answer) }),
+        Pass::ConfoundOccluded => {
+            let b = inside(row.confound.ok_or("the row has no confound box (confound_x, confound_y, confound_w, confound_h)")?)?;
+            Ok(ConditionImage { occluded_box: Some(b), ..own(row.answer) })
+        }
         Pass::ControlOccluded => {
             let b = boxed()?;
             let g = geometry.ok_or("the row's image could not be preprocessed")?;
@@ -146,7 +150,7 @@ pub fn shown_image(original: &DynamicImage, pass: Pass, shown: &ConditionImage) 
     match pass {
         Pass::Jpeg90 => edit_image(original, NullEdit::Jpeg90),
         Pass::Contrast90 => edit_image(original, NullEdit::Contrast90),
-        Pass::RoiOccluded | Pass::ControlOccluded => {
+        Pass::RoiOccluded | Pass::ControlOccluded | Pass::ConfoundOccluded => {
             let b = shown.occluded_box.ok_or("no box to occlude")?;
             occlude(original, &b)
         }
@@ -160,7 +164,8 @@ pub fn blank_image() -> DynamicImage {
     DynamicImage::new_luma8(512, 512)
 }
 
-/// `original` with `b` filled by its per-channel mean (`roi_occluded`, `control_occluded`), in
+/// `original` with `b` filled by its per-channel mean (`roi_occluded`, `control_occluded`,
+/// `confound_occluded`), in
 /// its own pixel format where it has one of the 8-bit ones (else as 8-bit RGB).
 pub fn occlude(original: &DynamicImage, b: &PixelBox) -> Result<DynamicImage, String> {
     edit_8bit(original, |pixels, w, h, channels| fill_box(pixels, w, h, channels, b).map_err(|e| e.to_string()))
@@ -241,6 +246,7 @@ mod tests {
             polarity: -1,
             finding: Some("effusion".into()),
             roi,
+            confound: None,
             metadata: BTreeMap::new(),
             problem: None,
         }
@@ -269,6 +275,14 @@ mod tests {
         let off = row(Some(PixelBox::from_xywh(90.0, 90.0, 20.0, 20.0).unwrap()), Answer::No);
         assert!(shown(&off, Pass::RoiOccluded).unwrap_err().contains("not inside the 100x100 image"));
         assert_eq!(shown(&bare, Pass::Jpeg90).unwrap().truth, Some(Answer::No));
+        // confound_occluded: the row's confound box, the row's own truth; none, or off the image,
+        // is a reason not to run.
+        assert!(shown(&boxed, Pass::ConfoundOccluded).unwrap_err().contains("no confound box"));
+        let tagged = StudyRow { confound: Some(PixelBox::from_xywh(80.0, 2.0, 10.0, 10.0).unwrap()), ..boxed.clone() };
+        let t = shown(&tagged, Pass::ConfoundOccluded).unwrap();
+        assert_eq!((t.source.as_str(), t.truth, t.occluded_box), ("a.png", Some(Answer::No), tagged.confound));
+        let off = StudyRow { confound: Some(PixelBox::from_xywh(95.0, 2.0, 10.0, 10.0).unwrap()), ..boxed.clone() };
+        assert!(shown(&off, Pass::ConfoundOccluded).unwrap_err().contains("not inside the 100x100 image"));
     }
 
     #[test]

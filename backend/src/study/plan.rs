@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 const REQUIRED: [&str; 4] = ["study_id", "image_path", "question", "answer"];
-const KNOWN: [&str; 14] = [
+const KNOWN: [&str; 19] = [
     "study_id",
     "image_path",
     "question",
@@ -30,6 +30,11 @@ const KNOWN: [&str; 14] = [
     "roi_x",
     "roi_y",
     "roi_w",
+    "roi_h",
+    "confound_x",
+    "confound_y",
+    "confound_w",
+    "confound_h",
 ];
 
 #[derive(Debug, Error)]
@@ -65,6 +70,8 @@ pub struct StudyRow {
     pub polarity: i8,
     pub finding: Option<String>,
     pub roi: Option<PixelBox>,
+    /// A known shortcut region (`confound_*`), for the `confound_occluded` condition.
+    pub confound: Option<PixelBox>,
     pub metadata: BTreeMap<String, String>,
     /// Why this row cannot be run (it becomes an error record), if anything.
     pub problem: Option<String>,
@@ -190,27 +197,31 @@ pub fn read_plan(path: &Path) -> Result<StudyPlan, PlanError> {
                 1
             }
         };
-        let roi = match (get("roi_x"), get("roi_y"), get("roi_w"), get("roi_h")) {
-            (None, None, None, None) => None,
-            (Some(x), Some(y), Some(w), Some(h)) => {
-                let nums: Result<Vec<f64>, _> = [x, y, w, h].iter().map(|s| s.parse::<f64>()).collect();
-                match nums.ok().and_then(|n| PixelBox::from_xywh(n[0], n[1], n[2], n[3]).ok()) {
-                    Some(b) => Some(b),
-                    None => {
-                        row_problems.push("roi_x, roi_y, roi_w, roi_h must be numbers with positive width and height".into());
-                        None
-                    }
-                }
+        // `PREFIX_x, _y, _w, _h`: all set (numbers, positive size) or all empty.
+        let mut parse_box = |prefix: &str| {
+            let parts = ["x", "y", "w", "h"].map(|c| get(&format!("{prefix}_{c}")));
+            let names = ["x", "y", "w", "h"].map(|c| format!("{prefix}_{c}")).join(", ");
+            if parts.iter().all(Option::is_none) {
+                return None;
             }
-            _ => {
-                row_problems.push("roi_x, roi_y, roi_w, roi_h must be all set or all empty".into());
-                None
+            let nums: Option<Vec<f64>> = parts.iter().map(|p| p.as_deref()?.parse::<f64>().ok()).collect();
+            let b = nums.and_then(|n| PixelBox::from_xywh(n[0], n[1], n[2], n[3]).ok());
+            if b.is_none() {
+                row_problems.push(if parts.iter().any(Option::is_none) {
+                    format!("{names} must be all set or all empty")
+                } else {
+                    format!("{names} must be numbers with positive width and height")
+                });
             }
+            b
         };
+        let roi = parse_box("roi");
+        // A known shortcut region (a burned-in marker, a tube): radlens' `confound_occluded`.
+        let confound = parse_box("confound");
         let metadata = headers
             .iter()
             .enumerate()
-            .filter(|(_, h)| !KNOWN.contains(&h.as_str()) && h.as_str() != "roi_h")
+            .filter(|(_, h)| !KNOWN.contains(&h.as_str()))
             .filter_map(|(c, h)| {
                 let name = if h.is_empty() { "csv_index".to_string() } else { h.clone() };
                 record.get(c).map(|v| (name, v.to_string()))
@@ -232,6 +243,7 @@ pub fn read_plan(path: &Path) -> Result<StudyPlan, PlanError> {
             polarity,
             finding: get("finding"),
             roi,
+            confound,
             metadata,
             problem: (!row_problems.is_empty()).then(|| row_problems.join("; ")),
         });
@@ -314,6 +326,28 @@ mod tests {
         assert!(plan.problems[0].message.contains("maybe"));
         assert_eq!(plan.rows.len(), 3, "rows with problems are kept, to become error records");
         assert!(plan.rows.iter().all(|r| r.problem.is_some()));
+    }
+
+    #[test]
+    fn a_confound_box_is_read_like_the_roi_and_checked_the_same_way() {
+        let p = write(
+            "confound",
+            "study_id,image_path,question,answer,confound_x,confound_y,confound_w,confound_h,confound_label\n\
+             s1,a.png,q?,yes,460,20,28,28,corner marker\ns2,b.png,q?,no,,,,,\ns3,c.png,q?,no,1,2,3,,\ns4,d.png,q?,no,1,2,x,4,\n",
+        );
+        let plan = read_plan(&p).unwrap();
+        assert_eq!(plan.rows[0].confound, Some(PixelBox::from_xywh(460.0, 20.0, 28.0, 28.0).unwrap()));
+        assert_eq!(plan.rows[0].metadata.get("confound_label").map(String::as_str), Some("corner marker"), "the label is kept");
+        assert!(!plan.rows[0].metadata.contains_key("confound_x"), "the box columns are interpreted, not metadata");
+        assert_eq!(plan.rows[1].confound, None);
+        let problems: Vec<(usize, &str)> = plan.problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(
+            problems,
+            [
+                (4, "confound_x, confound_y, confound_w, confound_h must be all set or all empty"),
+                (5, "confound_x, confound_y, confound_w, confound_h must be numbers with positive width and height"),
+            ]
+        );
     }
 
     #[test]

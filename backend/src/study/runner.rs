@@ -234,7 +234,12 @@ impl ModelRun<'_> {
         for &row in rows {
             // Where the map lies on the row's own image (the control box and the box check), once
             // per image; only the box conditions need it.
-            let geometry = if matches!(pass, Pass::RoiOccluded | Pass::ControlOccluded) && row.roi.is_some() {
+            let boxed = match pass {
+                Pass::RoiOccluded | Pass::ControlOccluded => row.roi.is_some(),
+                Pass::ConfoundOccluded => row.confound.is_some(),
+                _ => false,
+            };
+            let geometry = if boxed {
                 *geometries.entry(row.image_path.clone()).or_insert_with(|| {
                     let img = load(&row.image_path).ok()?;
                     let pre = self.engine.image_processor.preprocess(&img).ok()?;
@@ -386,6 +391,7 @@ impl ModelRun<'_> {
                 generic: generic.as_ref(),
                 seed: trust::seed_of(&row.sample_id()),
                 roi,
+                confound: row.confound.filter(|b| b.inside_image(g.image_w, g.image_h)),
                 occluded: occluded.as_ref(),
                 null_edits: edits,
             };
@@ -564,6 +570,7 @@ impl ModelRun<'_> {
             question: row.question.clone(),
             ground_truth: row.answer,
             roi: row.roi,
+            confound: row.confound,
             answer_text: None,
             parsed_answer: None,
             correct: None,

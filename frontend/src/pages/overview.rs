@@ -254,6 +254,8 @@ fn conditions_view(a: &Analysis) -> Option<AnyView> {
     let rates = models
         .iter()
         .flat_map(|(m, c)| CONDITION_RATES.iter().map(move |r| (*m, *c, r)))
+        // The confound rate only where the CSV named confound boxes.
+        .filter(|(_, c, (key, _, _))| *key != "confound_change_rate" || c.confound_change_rate.is_some())
         .map(|(m, c, (key, label, meaning))| {
             view! {
                 <tr data-model=m.to_string() data-rate=*key>

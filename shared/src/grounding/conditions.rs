@@ -29,6 +29,9 @@ pub enum ImageCondition {
     ControlOccluded,
     Jpeg90,
     Contrast90,
+    /// radlens' own, beyond the spec: the row's confound box (a known shortcut region, e.g. a
+    /// burned-in marker) filled the same way; truth: the row's.
+    ConfoundOccluded,
 }
 
 impl ImageCondition {
@@ -43,10 +46,11 @@ impl ImageCondition {
             ImageCondition::ControlOccluded => "control_occluded",
             ImageCondition::Jpeg90 => "jpeg90",
             ImageCondition::Contrast90 => "contrast90",
+            ImageCondition::ConfoundOccluded => "confound_occluded",
         }
     }
 
-    pub const ALL: [ImageCondition; 8] = [
+    pub const ALL: [ImageCondition; 9] = [
         ImageCondition::Real,
         ImageCondition::Blank,
         ImageCondition::SwapOpposite,
@@ -55,6 +59,7 @@ impl ImageCondition {
         ImageCondition::ControlOccluded,
         ImageCondition::Jpeg90,
         ImageCondition::Contrast90,
+        ImageCondition::ConfoundOccluded,
     ];
 }
 
@@ -217,6 +222,12 @@ pub fn control_change_parts(rows: &[ConditionRow]) -> Result<Vec<ClusterRatio>, 
     Ok(merge_clusters(&parts))
 }
 
+/// `confound_change_rate` parts: rows with a `confound_occluded` run whose answer differs from
+/// the real one (so the share is `1 - answer_agreement(confound_occluded)`).
+pub fn confound_change_parts(rows: &[ConditionRow]) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, ImageCondition::ConfoundOccluded), |r| Some(r.answer != r.real_answer))
+}
+
 /// `answer_agreement` and `accuracy` of one condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConditionFigures {
@@ -240,6 +251,8 @@ pub struct ImageConditionSummary {
     pub swap_following: Option<f64>,
     pub causal_grounding_rate: Option<f64>,
     pub control_change_rate: Option<f64>,
+    /// Rows whose answer changes when their confound box is hidden.
+    pub confound_change_rate: Option<f64>,
 }
 
 pub fn image_condition_summary(rows: &[ConditionRow]) -> Result<ImageConditionSummary, MetricError> {
@@ -264,6 +277,7 @@ pub fn image_condition_summary(rows: &[ConditionRow]) -> Result<ImageConditionSu
         swap_following: ratio(&accuracy_parts(rows, ImageCondition::SwapOpposite)),
         causal_grounding_rate: ratio(&causal_grounding_parts(rows)?),
         control_change_rate: ratio(&control_change_parts(rows)?),
+        confound_change_rate: ratio(&confound_change_parts(rows)),
     })
 }
 
@@ -317,9 +331,14 @@ mod tests {
             row("a", "s1", ControlOccluded, Yes, Yes, Some(Yes)),
             row("b", "s2", RoiOccluded, Yes, No, Some(Yes)),
             row("b", "s2", ControlOccluded, Yes, No, Some(Yes)),
+            // Hiding the confound changes a's answer, not b's.
+            row("a", "s1", ConfoundOccluded, No, Yes, Some(Yes)),
+            row("b", "s2", ConfoundOccluded, No, No, Some(Yes)),
         ];
         let s = image_condition_summary(&rows).unwrap();
-        assert_eq!(s.conditions.len(), 5);
+        assert_eq!(s.conditions.len(), 6);
+        assert_eq!(s.conditions[5].condition, ConfoundOccluded, "radlens' own condition comes last");
+        assert_eq!(s.confound_change_rate, Some(0.5));
         assert_eq!(s.conditions[1].condition, Blank);
         assert_eq!((s.conditions[1].answer_agreement, s.conditions[1].accuracy), (Some(0.5), None));
         assert_eq!(s.image_sensitivity, Some(0.5));
@@ -335,6 +354,7 @@ mod tests {
         let s = image_condition_summary(&[]).unwrap();
         assert!(s.conditions.is_empty());
         assert_eq!((s.image_sensitivity, s.visual_reliance, s.causal_grounding_rate), (None, None, None));
+        assert_eq!(s.confound_change_rate, None);
         let dup = vec![row("a", "s1", RoiOccluded, No, Yes, None), row("a", "s1", RoiOccluded, No, Yes, None)];
         assert!(image_condition_summary(&dup).is_err());
         // A boxed row without a control run is not counted.

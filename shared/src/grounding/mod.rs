@@ -6,6 +6,7 @@
 //!   map's Spearman, top-k overlap and support mass against it.
 //! - [`controls`] (G2): the radiologist box against its mirror and same-size control boxes.
 //! - [`box_score`] (G3): the MedGround-Bench box score on the grid.
+//! - [`confound`] (radlens' own): a map's mass on a known shortcut region of the image.
 //! - [`null_edits`] (G4): `contrast90` and the paraphrase-to-null ratio of a study.
 //! - [`conditions`] (G6): answer agreement, accuracy and the image-reliance shares per image
 //!   condition.
@@ -19,6 +20,7 @@
 
 pub mod box_score;
 pub mod conditions;
+pub mod confound;
 pub mod controls;
 pub mod decision;
 pub mod null_edits;
@@ -30,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use box_score::{BoxScore, box_score, predicted_boxes, score_boxes, union_area};
 pub use conditions::{ConditionFigures, ConditionRow, ImageCondition, ImageConditionSummary, fill_box, image_condition_summary};
+pub use confound::{ConfoundMass, confound_mass};
 pub use controls::{
     BoxControls, ControlParts, box_controls, control_boxes, control_parts, mean_roi_lift, mirror_box, share_beating_controls,
 };
@@ -62,6 +65,9 @@ pub struct GroundingRecord {
     /// G3, for rows with a box.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub box_score: Option<BoxScore>,
+    /// The map's mass on the row's confound box (radlens' check beyond the spec), for rows with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confound: Option<ConfoundMass>,
     /// G4, one per null edit run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub null_edits: Vec<NullEditRecord>,

@@ -22,6 +22,10 @@ pub struct ConditionAnalysis {
     pub causal_grounding_rate: Option<Interval>,
     /// Boxed rows whose answer changes under `control_occluded`.
     pub control_change_rate: Option<Interval>,
+    /// Rows with a confound box whose answer changes under `confound_occluded` (absent in older
+    /// runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confound_change_rate: Option<Interval>,
     /// PSF-Med's split: flipping (base, variant) pairs whose base answer equals the base's blank
     /// answer (the flip happens with an image the model does not use), over the flipping pairs
     /// with a blank answer.
@@ -131,4 +135,12 @@ pub struct GroundingSummary {
     /// G3: the box score against the radiologist box.
     pub box_iou: Option<Interval>,
     pub box_f1: Option<Interval>,
+    /// radlens' own: over the records with a confound box, the map's mean mass on the cells the
+    /// box overlaps, and what a flat map would put there (absent in older runs).
+    #[serde(default)]
+    pub confound_records: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confound_mass: Option<Interval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confound_uniform: Option<Summary>,
 }

@@ -220,11 +220,13 @@ pub enum Pass {
     ControlOccluded,
     Jpeg90,
     Contrast90,
+    ConfoundOccluded,
 }
 
 impl Pass {
-    /// Every pass, the real image first, then the conditions in the spec's order.
-    pub const ALL: [Pass; 8] = [
+    /// Every pass, the real image first, then the conditions in the spec's order, then radlens'
+    /// own.
+    pub const ALL: [Pass; 9] = [
         Pass::Image,
         Pass::BlankImage,
         Pass::SwapOpposite,
@@ -233,6 +235,7 @@ impl Pass {
         Pass::ControlOccluded,
         Pass::Jpeg90,
         Pass::Contrast90,
+        Pass::ConfoundOccluded,
     ];
 
     /// The image condition the pass runs.
@@ -246,6 +249,7 @@ impl Pass {
             Pass::ControlOccluded => ImageCondition::ControlOccluded,
             Pass::Jpeg90 => ImageCondition::Jpeg90,
             Pass::Contrast90 => ImageCondition::Contrast90,
+            Pass::ConfoundOccluded => ImageCondition::ConfoundOccluded,
         }
     }
 
@@ -265,6 +269,7 @@ impl Pass {
             Pass::ControlOccluded => "control_occluded",
             Pass::Jpeg90 => "jpeg90",
             Pass::Contrast90 => "contrast90",
+            Pass::ConfoundOccluded => "confound_occluded",
         }
     }
 
@@ -284,6 +289,7 @@ impl Pass {
             Pass::ControlOccluded => "control box occluded",
             Pass::Jpeg90 => "JPEG q90",
             Pass::Contrast90 => "contrast 90%",
+            Pass::ConfoundOccluded => "confound box occluded",
         }
     }
 }
@@ -294,7 +300,7 @@ pub struct ConditionRecord {
     /// `swap_*`: the study whose image the model was shown (its image is the record's `image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_study: Option<String>,
-    /// `roi_occluded`, `control_occluded`: the box filled with the image's per-channel mean, in
+    /// `roi_occluded`, `control_occluded`, `confound_occluded`: the box filled with the image's per-channel mean, in
     /// original pixels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occluded_box: Option<PixelBox>,
@@ -329,6 +335,9 @@ pub struct CaseRecord {
     pub ground_truth: Option<Answer>,
     /// The radiologist's box in original-image pixels, when known.
     pub roi: Option<PixelBox>,
+    /// A known shortcut region of the image (the CSV's `confound_*` box), in original pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confound: Option<PixelBox>,
     pub answer_text: Option<String>,
     pub parsed_answer: Option<Answer>,
     pub correct: Option<bool>,

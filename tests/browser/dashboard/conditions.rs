@@ -25,14 +25,14 @@ fn eps_of(run_dir: &Path) -> Res<f64> {
 }
 
 /// `[estimate, lo, hi]` as the page writes them in `data-*` (strings), or nulls.
-fn interval_json(i: Option<&Interval>) -> Value {
+pub(super) fn interval_json(i: Option<&Interval>) -> Value {
     match i {
         Some(i) => json!([i.estimate.to_string(), i.lo.to_string(), i.hi.to_string()]),
         None => json!([null, null, null]),
     }
 }
 
-const CELLS: &str = "[...tr.querySelectorAll('td[data-col]')].filter(td => td.dataset.estimate !== undefined || td.textContent === '—').map(td => [td.dataset.col, [td.dataset.estimate ?? null, td.dataset.lo ?? null, td.dataset.hi ?? null]])";
+pub(super) const CELLS: &str = "[...tr.querySelectorAll('td[data-col]')].filter(td => td.dataset.estimate !== undefined || td.textContent === '—').map(td => [td.dataset.col, [td.dataset.estimate ?? null, td.dataset.lo ?? null, td.dataset.hi ?? null]])";
 
 /// The overview's two tables equal `analysis.json`: one row per model and condition with its
 /// counts, answer agreement and accuracy; one rate row per model; one decision row per model

@@ -35,6 +35,7 @@ mod compare;
 mod conditions;
 mod grounding;
 mod overview;
+mod planted;
 mod study;
 
 use super::driver::ChromeDriver;
@@ -57,6 +58,7 @@ fn demo_run() -> DemoRun {
     let root = scratch.path().to_path_buf();
     let runs = root.join("runs");
     let demo = crate::support::demo_run::build(&root.join("models"), &runs.join(RUN), 2, vec!["radlens".into(), "study".into()]);
+    planted::build(&root, &runs);
     let images = demo.images;
     DemoRun { _scratch: scratch, runs, images, models: demo.models }
 }
@@ -156,12 +158,13 @@ const OCCLUDED_FILL: &str = "the occluded thumbnails fill the box with the image
 const NEAR_TIES: &str = "the near-tie badge marks exactly the image-pass records with |margin| < eps, in the explorer and the study views";
 const CONDITION_FILTERS: &str =
     "the explorer's pass, 'same answer on a blank image' and 'near tie' filters count what records.jsonl says; both CSVs agree";
+const PLANTED: &str = "a run of the planted-truth models: the overview says what each was built to do and its confound-change rates equal analysis.json, the marker model's highest";
 const COMPARE: &str = "the compare page gives one card per --model for an uploaded image and question, with the cross-model JS";
 const SCALE: &str = "the explorer at 2,000 records: every filter's count equals the shared code's; the CSV spans every page";
 const SHARE: &str = "a share link reopens the explorer view read-only, without the sign-in cookie";
 
 /// Every step, in the order [`scenario`] runs them.
-const STEPS: [&str; 29] = [
+const STEPS: [&str; 30] = [
     SIGN_IN,
     OVERVIEW,
     BREAKDOWNS,
@@ -188,6 +191,7 @@ const STEPS: [&str; 29] = [
     OCCLUDED_FILL,
     NEAR_TIES,
     CONDITION_FILTERS,
+    PLANTED,
     COMPARE,
     SCALE,
     SHARE,
@@ -243,6 +247,8 @@ async fn scenario(c: &Client, sign_in: &str, run_dir: &Path, artifacts: &Path, n
     s.step(OCCLUDED_FILL, conditions::occluded_fill(c, &base, &records)).await?;
     s.step(NEAR_TIES, conditions::near_tie_badges(c, &base, run_dir, &records, artifacts)).await?;
     s.step(CONDITION_FILTERS, conditions::explorer_filters(c, &base, run_dir, &records)).await?;
+    let runs = run_dir.parent().ok_or("the run has a runs folder")?;
+    s.step(PLANTED, planted::planted_overview(c, &base, runs, artifacts)).await?;
     s.step(COMPARE, compare::compare_page(c, &base, n_models, artifacts)).await?;
     s.step(SCALE, explorer_at_scale(c, &base, run_dir)).await?;
     s.step(SHARE, share_link(c, &base, &view, artifacts)).await

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use radlens_shared::answer::Answer;
 use radlens_shared::grounding::conditions::{
-    accuracy_parts, answer_agreement_parts, causal_grounding_parts, control_change_parts, image_sensitivity_parts,
+    accuracy_parts, answer_agreement_parts, causal_grounding_parts, confound_change_parts, control_change_parts, image_sensitivity_parts,
 };
 use radlens_shared::grounding::{ConditionRow, ImageCondition};
 use radlens_shared::record::{CaseRecord, ConditionAnalysis, ConditionStats, Pass};
@@ -81,6 +81,7 @@ pub(super) fn condition_analysis(data: &ModelData, boot: &Boot) -> Result<Option
         swap_following: boot.interval(accuracy_parts(&rows, ImageCondition::SwapOpposite))?,
         causal_grounding_rate: boot.interval(causal_grounding_parts(&rows).map_err(bad)?)?,
         control_change_rate: boot.interval(control_change_parts(&rows).map_err(bad)?)?,
+        confound_change_rate: boot.interval(confound_change_parts(&rows))?,
         image_invariant_flips: boot.interval(invariant)?,
         flipping_pairs: flipping,
     }))

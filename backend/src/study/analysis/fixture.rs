@@ -170,6 +170,7 @@ pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Opt
         question: format!("Is there finding {variant} in {id}?"),
         ground_truth: Some(truth),
         roi: roi(study),
+        confound: None,
         answer_text: answer.map(|a| format!("{a}.")),
         parsed_answer: answer,
         correct: answer.map(|a| a == truth),

@@ -58,6 +58,9 @@ pub(super) fn grounding_summary(data: &ModelData, boot: &Boot) -> Result<Vec<Gro
             control_pointing: summarize(&values(&|g| g.box_controls.as_ref()?.control_pointing_mean)),
             box_iou: boot.interval(parts(&|g| g.box_score.as_ref().map(|b| b.box_iou)))?,
             box_f1: boot.interval(parts(&|g| g.box_score.as_ref().map(|b| b.box_f1)))?,
+            confound_records: rows.iter().filter(|(_, g)| g.confound.is_some()).count(),
+            confound_mass: boot.interval(parts(&|g| g.confound.map(|c| c.mass)))?,
+            confound_uniform: summarize(&values(&|g| g.confound.map(|c| c.uniform))),
         });
     }
     Ok(out)

@@ -28,7 +28,7 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
     let _ = writeln!(o, "## Does the answer come from the image?\n");
     let _ = writeln!(
         o,
-        "Every row run again with its image replaced (definitions: `fixtures/spec/grounding.md` G6): `blank` (no image), `swap_opposite` / `swap_same` (the image of the next study with the same finding and the opposite / the same truth, another subject where subject ids exist), `roi_occluded` / `control_occluded` (the radiologist's box, or the first same-sized control box, filled with the image's mean), `jpeg90`, `contrast90`. **Agreement** is how often the answer equals the one on the real image; a model that answers from the image should change its answer under `blank` and `swap_opposite` and follow the swapped image's truth. Rows a condition has no image for (no partner, no box) are counted as not run.\n"
+        "Every row run again with its image replaced (definitions: `fixtures/spec/grounding.md` G6): `blank` (no image), `swap_opposite` / `swap_same` (the image of the next study with the same finding and the opposite / the same truth, another subject where subject ids exist), `roi_occluded` / `control_occluded` (the radiologist's box, or the first same-sized control box, filled with the image's mean), `jpeg90`, `contrast90`, and radlens' own `confound_occluded` (the row's confound box, a known shortcut region the CSV names, filled the same way). **Agreement** is how often the answer equals the one on the real image; a model that answers from the image should change its answer under `blank` and `swap_opposite` and follow the swapped image's truth. Rows a condition has no image for (no partner, no box) are counted as not run.\n"
     );
     let rows: Vec<Vec<String>> = models
         .iter()
@@ -46,7 +46,7 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
         })
         .collect();
     table(o, &["model", "condition", "rows", "not run", "answer agreement", "accuracy"], &rows);
-    let rates: Vec<Vec<String>> = models
+    let mut rates: Vec<Vec<String>> = models
         .iter()
         .map(|(name, c)| {
             vec![
@@ -57,18 +57,32 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
                 pct(c.causal_grounding_rate.as_ref()),
                 pct(c.control_change_rate.as_ref()),
                 format!("{} ({} flipping pairs)", pct(c.image_invariant_flips.as_ref()), c.flipping_pairs),
+                pct(c.confound_change_rate.as_ref()),
             ]
         })
         .collect();
+    let has_confound = models.iter().any(|(_, c)| c.confound_change_rate.is_some());
+    let mut rate_columns = vec![
+        "model",
+        "image sensitivity",
+        "visual reliance",
+        "swap following",
+        "causal grounding",
+        "control change",
+        "image-invariant flips",
+    ];
+    if has_confound {
+        rate_columns.push("confound change");
+    } else {
+        rates.iter_mut().for_each(|r| {
+            r.pop();
+        });
+    }
     let _ = writeln!(
         o,
-        "**Image sensitivity**: answers that change without the image. **Visual reliance**: accuracy on the real image minus the share of blank answers that match its truth (near 0: the image adds nothing). **Swap following**: accuracy against the swapped image's truth. **Causal grounding**: boxed rows whose answer changes when the box is hidden but not when a control box is; **control change**: when a control box is. **Image-invariant flips** (PSF-Med's split): flipping pairs whose base answer is the same without the image.\n"
+        "**Image sensitivity**: answers that change without the image. **Visual reliance**: accuracy on the real image minus the share of blank answers that match its truth (near 0: the image adds nothing). **Swap following**: accuracy against the swapped image's truth. **Causal grounding**: boxed rows whose answer changes when the box is hidden but not when a control box is; **control change**: when a control box is. **Image-invariant flips** (PSF-Med's split): flipping pairs whose base answer is the same without the image. **Confound change** (radlens' own, where the CSV names a confound box: a known shortcut region such as a burned-in marker): rows whose answer changes when that box is filled (`confound_occluded`).\n"
     );
-    table(
-        o,
-        &["model", "image sensitivity", "visual reliance", "swap following", "causal grounding", "control change", "image-invariant flips"],
-        &rates,
-    );
+    table(o, &rate_columns, &rates);
     embed(o, plots, CONDITIONS_PLOT, "answer agreement per image condition");
 }
 

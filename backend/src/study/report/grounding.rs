@@ -82,6 +82,39 @@ fn references(o: &mut String, a: &Analysis) {
         ],
         &rows,
     );
+    confound(o, a);
+}
+
+/// radlens' own: each map's mass on the rows' confound boxes, where the CSV names them.
+fn confound(o: &mut String, a: &Analysis) {
+    let rows: Vec<Vec<String>> = a
+        .models
+        .iter()
+        .flat_map(|m| {
+            m.grounding.iter().filter(|g| g.confound_records > 0).map(move |g| {
+                vec![
+                    format!("`{}`", m.model),
+                    g.method.to_string(),
+                    g.confound_records.to_string(),
+                    interval(g.confound_mass.as_ref()),
+                    num(g.confound_uniform.as_ref().map(|u| u.mean), 3),
+                    interval(g.roi_lift.as_ref()),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "**Confound boxes** (radlens' own check, beyond the spec): the study CSV names a known shortcut region on some rows (`confound_*`: a burned-in marker, a tube). The mass is the map's share on the grid cells that box overlaps (a shortcut mark is often smaller than one cell), next to the share a flat map would put there; a map far above flat on the confound and near 0 in lift on the finding's box looks at the shortcut, not the finding. The image condition `confound_occluded` asks whether hiding it changes the answer.\n"
+    );
+    table(
+        o,
+        &["model", "map", "records with a confound box", "mass on the confound", "flat-map mass", "finding box: lift over controls"],
+        &rows,
+    );
 }
 
 /// G4: the null edits.
