@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod device_memory;
 pub mod error;
+pub mod import;
 pub mod models;
 pub mod planted;
 pub mod server;
