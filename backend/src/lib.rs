@@ -13,6 +13,7 @@ pub mod models;
 pub mod planted;
 pub mod server;
 pub mod study;
+pub mod variants;
 
 use std::process::ExitCode;
 

@@ -354,9 +354,12 @@ pub fn synonym_swap(question: &str, seed: u64) -> Result<String, Skip> {
         let cut = before.len().checked_sub(a.len())?;
         (before.is_char_boundary(cut) && before[cut..].eq_ignore_ascii_case(a) && starts_word(question, cut)).then_some(cut)
     });
+    let from = SYNONYMS[g][p];
     let (start, replacement) = match article_start {
         Some(cut) if to.countable => (cut, format!("{} {}", article_for(to.text), to.text)),
         Some(cut) => (cut, to.text.to_string()),
+        // "Is there cardiomegaly?" -> "Is there an enlarged heart?", not "there enlarged heart".
+        None if to.countable && !from.countable => (s, format!("{} {}", article_for(to.text), to.text)),
         None => (s, to.text.to_string()),
     };
     Ok(format!("{}{}{}", &question[..start], replacement, &question[e..]))
@@ -494,8 +497,10 @@ mod tests {
     fn the_synonym_rule_fixes_articles_and_prefers_the_longest_term() {
         // Only one term: "a pneumothorax" -> uncountable "air in the pleural space" drops "a".
         assert_eq!(synonym_swap("Is there a pneumothorax?", 3).unwrap(), "Is there air in the pleural space?");
-        // A countable replacement gets no article where the question had none.
-        assert_eq!(synonym_swap("Is there pleural fluid?", 3).unwrap(), "Is there pleural effusion?");
+        // An uncountable term becoming a countable one gains its article.
+        assert_eq!(synonym_swap("Is there pleural fluid?", 3).unwrap(), "Is there a pleural effusion?");
+        // A bare countable term (radiology's "Is there pleural effusion?") stays bare.
+        assert_eq!(synonym_swap("Is there pleural effusion?", 3).unwrap(), "Is there pleural fluid?");
         let s = synonym_swap("Is there a mass lesion?", 1).unwrap();
         assert_eq!(s, "Is there a mass?");
         assert_eq!(synonym_swap("Is the heart size normal?", 0), Err(Skip::NoLexiconTerm));
