@@ -193,14 +193,11 @@ pub fn write_questions(set: &BoxSet, opts: &ImportOptions, out: &Path) -> Result
     write_questions_with(set, &[], opts, out)
 }
 
-/// [`write_questions`] plus negatives the source names one by one: `(image id, where its file
-/// may be, finding label)`, written after the positives.
-pub fn write_questions_with(
-    set: &BoxSet,
-    explicit: &[(String, Vec<String>, String)],
-    opts: &ImportOptions,
-    out: &Path,
-) -> Result<Summary, ImportError> {
+/// A negative the source names: (image id, where its file may be, finding label).
+pub type NamedNegative = (String, Vec<String>, String);
+
+/// [`write_questions`] plus negatives the source names one by one, written after the positives.
+pub fn write_questions_with(set: &BoxSet, explicit: &[NamedNegative], opts: &ImportOptions, out: &Path) -> Result<Summary, ImportError> {
     let mut images = ImageIndex::new(&opts.images)?;
     let mut summary = Summary::default();
     let merged = merge(set, &mut images, &mut summary)?;

@@ -17,14 +17,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::box_questions::{self, BoxSet, MergeRule, SourceBox, column, csv_error, line_of, open_csv, parse_number, stem};
+use super::box_questions::{self, BoxSet, MergeRule, NamedNegative, SourceBox, column, csv_error, line_of, open_csv, parse_number, stem};
 use super::images::ImageIndex;
 use super::writer::{CsvOut, number};
 use super::{ImportError, ImportOptions, Summary};
 use radlens_shared::answer::Answer;
 
 /// The rows of a box CSV: the boxes, and the explicit negatives (`answer` no).
-pub fn read(file: &Path) -> Result<(Vec<SourceBox>, Vec<(String, Vec<String>, String)>), ImportError> {
+pub fn read(file: &Path) -> Result<(Vec<SourceBox>, Vec<NamedNegative>), ImportError> {
     let (mut reader, headers) = open_csv(file)?;
     let col = |name: &str| column(file, &headers, name);
     let opt = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
@@ -219,7 +219,7 @@ mod tests {
         let plan = plan(&s.out());
         let rois: Vec<_> = plan.rows.iter().map(|r| r.roi.map(|b| (b.x0, b.y0))).collect();
         assert_eq!(rois, vec![Some((168.5, 138.0)), Some((168.5, 138.0)), None]);
-        assert!(plan.rows.iter().all(|r| r.metadata.get("note").is_some()));
+        assert!(plan.rows.iter().all(|r| r.metadata.contains_key("note")));
         assert_eq!(summary.rows, 3);
         assert!(summary.notes.iter().any(|n| n.starts_with("2 row(s) given a box; 1 row(s) with no box")), "{:?}", summary.notes);
         assert!(summary.notes.iter().any(|n| n.starts_with("1 boxed (image, finding) pair(s) matched no row")), "{:?}", summary.notes);

@@ -269,7 +269,7 @@ impl Frame {
 
     /// The clinical register; `pick` chooses one of two templates.
     fn clinical(&self, pick: u64) -> String {
-        if pick % 2 == 0 {
+        if pick.is_multiple_of(2) {
             self.with_location(&format!("is there radiographic evidence of {}", self.subject))
         } else {
             format!("does the radiograph demonstrate {}", self.subject)
