@@ -97,7 +97,7 @@ pub fn for_each_record(path: &Path, mut f: impl FnMut(Record<'_>) -> Result<Flow
         json_path,
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: bare_message(&e),
     };
     match first {
         None => {
@@ -131,7 +131,7 @@ pub fn for_each_record(path: &Path, mut f: impl FnMut(Record<'_>) -> Result<Flow
                     json_path: format!("line {n}"),
                     line: n,
                     column: e.column(),
-                    message: e.to_string(),
+                    message: bare_message(&e),
                 })?;
                 if f(Record { file: path, at: format!("line {n}"), value })? == Flow::Stop {
                     break;
@@ -140,6 +140,13 @@ pub fn for_each_record(path: &Path, mut f: impl FnMut(Record<'_>) -> Result<Flow
             Ok(())
         }
     }
+}
+
+/// serde_json's message without its " at line L column C" (the error says where already).
+fn bare_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_string()
 }
 
 struct EachElement<'a, 'p, F> {
@@ -207,7 +214,7 @@ mod tests {
         let s = Scratch::new("json-trunc");
         let p = s.write("t.json", "[\n {\"q\": 1},\n {\"q\": 2},\n {\"q\": ");
         let err = collect(&p).unwrap_err().to_string();
-        assert!(err.contains("t.json") && err.contains("at [2]") && err.contains("line 4"), "{err}");
+        assert!(err.ends_with("t.json: at [2] (line 4, column 7): EOF while parsing a value"), "{err}");
     }
 
     #[test]

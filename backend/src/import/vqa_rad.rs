@@ -169,14 +169,17 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_question_without_an_answer_type_is_refused_with_its_path() {
+    fn a_record_without_its_answer_type_is_refused_and_the_old_file_stays() {
         let s = scratch();
         let src = s.write(
             "bad.json",
             "[{\"qid\": 1, \"image_name\": \"synpic100.jpg\", \"question\": \"Is there a mass?\", \"answer\": \"yes\"}]",
         );
+        std::fs::write(s.out(), "the previous file\n").unwrap();
         let err = import(&opts(&src, &s.images()), &s.out()).unwrap_err().to_string();
         assert!(err.contains("bad.json: at [0].answer_type: missing"), "{err}");
-        assert!(!s.out().exists());
+        // The refused import left the previous file as it was, and no temporary file.
+        assert_eq!(std::fs::read_to_string(s.out()).unwrap(), "the previous file\n");
+        assert!(!s.0.join("questions.csv.tmp").exists());
     }
 }
