@@ -183,6 +183,34 @@ mod tests {
     }
 
     #[test]
+    fn every_field_reads_back_through_the_study_plan() {
+        let s = crate::import::test_support::Scratch::new("writer-roundtrip");
+        let row = OutRow {
+            study_id: "s-1".into(),
+            image_path: "dir/a b.png".into(),
+            question: "On this film, is there a \"large\" effusion?".into(),
+            answer: Answer::No,
+            variant_index: 3,
+            question_variant: "negation-3".into(),
+            strategy: "negation".into(),
+            polarity: -1,
+            finding: Some("pleural effusion".into()),
+            subject_id: Some("10000032".into()),
+            roi: Some(PixelBox::from_xywh(168.5, 138.0, 277.25, 193.5).unwrap()),
+            extras: vec![("source_id", "q,17".into())],
+        };
+        let mut w = StudyWriter::create(&s.out(), &["source_id"]).unwrap();
+        w.write(&row).unwrap();
+        w.finish().unwrap();
+        let plan = crate::import::test_support::plan(&s.out());
+        let r = &plan.rows[0];
+        assert_eq!((r.study_id.as_str(), r.image_path.as_str(), r.question.as_str()), (row.study_id.as_str(), row.image_path.as_str(), row.question.as_str()));
+        assert_eq!((r.answer, r.variant_index, r.variant_name.as_deref(), r.strategy.as_str(), r.polarity), (Some(Answer::No), 3, Some("negation-3"), "negation", -1));
+        assert_eq!((r.finding.as_deref(), r.subject_id.as_deref(), r.roi), (Some("pleural effusion"), Some("10000032"), row.roi));
+        assert_eq!(r.metadata.get("source_id").map(String::as_str), Some("q,17"));
+    }
+
+    #[test]
     fn an_unfinished_writer_leaves_no_file_behind() {
         let dir = std::env::temp_dir().join(format!("radlens-writer-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
