@@ -15,6 +15,9 @@ pub fn run(cmd: &ImportCmd) -> anyhow::Result<()> {
         return Err(ImportError::Usage("--labels is for nih-bbox (VinDr-CXR's negatives come from its own No finding rows)".into()).into());
     }
     let summary = match (&cmd.onto, cmd.format) {
+        (Some(_), Format::Boxes) if cmd.split.is_some() || cmd.limit.is_some() => {
+            return Err(ImportError::Usage("--onto keeps every row of the study CSV: --split and --limit do not apply".into()).into());
+        }
         (Some(onto), Format::Boxes) => crate::import::boxes::attach(&opts, onto, &cmd.out)?,
         (Some(_), _) => return Err(ImportError::Usage("--onto attaches boxes: use it with `radlens import boxes`".into()).into()),
         (None, format) => crate::import::run(format, &opts, &cmd.out)?,

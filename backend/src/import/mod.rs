@@ -131,8 +131,8 @@ pub fn run(format: Format, opts: &ImportOptions, out: &Path) -> Result<Summary, 
     if !opts.src.is_file() {
         return Err(ImportError::Read { path: opts.src.clone(), source: std::io::Error::from(std::io::ErrorKind::NotFound) });
     }
-    // SLAKE ships one file per split; the NIH and VinDr box lists carry none.
-    if opts.split.is_some() && matches!(format, Format::Slake | Format::NihBbox | Format::VindrCxr) {
+    // SLAKE ships one file per split; the NIH, VinDr and own box lists carry none.
+    if opts.split.is_some() && matches!(format, Format::Slake | Format::NihBbox | Format::VindrCxr | Format::Boxes) {
         return Err(ImportError::Usage("--split: this format has no split field (its split is the file passed as --src)".to_string()));
     }
     match format {

@@ -204,8 +204,14 @@ mod tests {
         w.finish().unwrap();
         let plan = crate::import::test_support::plan(&s.out());
         let r = &plan.rows[0];
-        assert_eq!((r.study_id.as_str(), r.image_path.as_str(), r.question.as_str()), (row.study_id.as_str(), row.image_path.as_str(), row.question.as_str()));
-        assert_eq!((r.answer, r.variant_index, r.variant_name.as_deref(), r.strategy.as_str(), r.polarity), (Some(Answer::No), 3, Some("negation-3"), "negation", -1));
+        assert_eq!(
+            (r.study_id.as_str(), r.image_path.as_str(), r.question.as_str()),
+            (row.study_id.as_str(), row.image_path.as_str(), row.question.as_str())
+        );
+        assert_eq!(
+            (r.answer, r.variant_index, r.variant_name.as_deref(), r.strategy.as_str(), r.polarity),
+            (Some(Answer::No), 3, Some("negation-3"), "negation", -1)
+        );
         assert_eq!((r.finding.as_deref(), r.subject_id.as_deref(), r.roi), (Some("pleural effusion"), Some("10000032"), row.roi));
         assert_eq!(r.metadata.get("source_id").map(String::as_str), Some("q,17"));
     }
