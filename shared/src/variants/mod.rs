@@ -233,14 +233,29 @@ impl Frame {
         if self.plural { "are" } else { "is" }
     }
 
-    /// The subject without a leading article ("a pleural effusion" -> "pleural effusion").
+    /// The finding itself: the subject without "evidence of" / "signs of" or a leading "any"
+    /// ("evidence of a pneumothorax" -> "a pneumothorax"), so that rules which add their own
+    /// frame do not stack two ("radiographic evidence of evidence of ...", "Are any nodules
+    /// absent?", which asks something else).
+    fn core_subject(&self) -> &str {
+        let mut s = self.subject.as_str();
+        for prefix in ["radiographic evidence of ", "evidence of ", "signs of ", "any "] {
+            if let Some(rest) = strip_prefix_ci(s, prefix) {
+                s = rest;
+            }
+        }
+        s
+    }
+
+    /// The finding without its article ("a pleural effusion" -> "pleural effusion").
     fn bare_subject(&self) -> &str {
-        for article in ["a ", "an ", "the ", "any "] {
-            if let Some(rest) = strip_prefix_ci(&self.subject, article) {
+        let core = self.core_subject();
+        for article in ["a ", "an ", "the "] {
+            if let Some(rest) = strip_prefix_ci(core, article) {
                 return rest;
             }
         }
-        &self.subject
+        core
     }
 
     fn with_location(&self, sentence: &str) -> String {
@@ -270,9 +285,9 @@ impl Frame {
     /// The clinical register; `pick` chooses one of two templates.
     fn clinical(&self, pick: u64) -> String {
         if pick.is_multiple_of(2) {
-            self.with_location(&format!("is there radiographic evidence of {}", self.subject))
+            self.with_location(&format!("is there radiographic evidence of {}", self.core_subject()))
         } else {
-            format!("does the radiograph demonstrate {}", self.subject)
+            format!("does the radiograph demonstrate {}", self.core_subject())
         }
     }
 
@@ -282,8 +297,8 @@ impl Frame {
             return Err(Skip::AlreadyNegated);
         }
         Ok(match rule {
-            NegationRule::RuledOut => self.with_location(&format!("can {} be ruled out", self.subject)),
-            NegationRule::Absent => self.with_location(&format!("{} {} absent", self.aux(), self.subject)),
+            NegationRule::RuledOut => self.with_location(&format!("can {} be ruled out", self.core_subject())),
+            NegationRule::Absent => self.with_location(&format!("{} {} absent", self.aux(), self.core_subject())),
             NegationRule::FreeOf => {
                 let image = self
                     .location
@@ -463,6 +478,16 @@ mod tests {
         let plural = Frame::parse("Are there nodules?").unwrap();
         assert_eq!(finish(&plural.negation(NegationRule::Absent).unwrap()), "Are nodules absent?");
         assert_eq!(finish(&plural.negation(NegationRule::FreeOf).unwrap()), "Is the image free of nodules?");
+    }
+
+    #[test]
+    fn rules_that_add_a_frame_use_the_finding_itself() {
+        let f = Frame::parse("Is there evidence of a pneumothorax?").unwrap();
+        assert_eq!(finish(&f.clinical(0)), "Is there radiographic evidence of a pneumothorax?");
+        assert_eq!(finish(&f.negation(NegationRule::RuledOut).unwrap()), "Can a pneumothorax be ruled out?");
+        let any = Frame::parse("Are there any nodules in this image?").unwrap();
+        assert_eq!(finish(&any.negation(NegationRule::Absent).unwrap()), "Are nodules absent in this image?");
+        assert_eq!(finish(&any.negation(NegationRule::FreeOf).unwrap()), "Is this image free of nodules?");
     }
 
     #[test]
