@@ -192,9 +192,16 @@ pub fn run(opts: &VariantsOptions) -> Result<VariantsSummary, VariantsError> {
         let Some(base) = bases.get(study) else { continue };
         summary.bases += 1;
         let truth = base.answer.expect("a CSV without problems has answers");
+        // A rule's output that the study already asks (an earlier run, a hand-written variant)
+        // would count the same question twice.
+        let key = |q: &str| q.trim().trim_end_matches('?').trim().to_lowercase();
+        let existing: std::collections::HashSet<String> = rows.iter().map(|r| key(&r.question)).collect();
         let mut new: Vec<NewVariant> = Vec::new();
         for result in variants::generate(&base.question, &strategies, opts.seed) {
             match result {
+                Ok(v) if existing.contains(&key(&v.question)) => {
+                    *summary.skipped.entry(format!("{} ({})", variants::Skip::Duplicate.reason(), v.strategy.flag())).or_insert(0) += 1;
+                }
                 Ok(v) => new.push(NewVariant { question: v.question, strategy: v.strategy.name().to_string(), polarity: v.polarity }),
                 Err((s, skip)) => *summary.skipped.entry(format!("{} ({})", skip.reason(), s.flag())).or_insert(0) += 1,
             }
@@ -264,6 +271,18 @@ mod tests {
         assert_eq!(summary.skipped.get("question form not recognised (negation)"), Some(&1));
         assert_eq!(summary.bases, 3);
         assert_eq!(run(&opts(&s, None)).unwrap(), summary, "the same seed, the same file");
+    }
+
+    #[test]
+    fn a_second_run_adds_nothing_the_study_already_asks() {
+        let s = Scratch::new("variants-twice");
+        let first = run(&opts(&s, None)).unwrap();
+        let again = VariantsOptions { csv: s.out(), out: s.0.join("again.csv"), ..opts(&s, None) };
+        let second = run(&again).unwrap();
+        assert_eq!(second.written.values().sum::<usize>(), 0, "{second:?}");
+        assert_eq!(second.rows, first.rows);
+        let dup = second.skipped.iter().filter(|(k, _)| k.starts_with(variants::Skip::Duplicate.reason())).map(|(_, n)| n).sum::<usize>();
+        assert_eq!(dup, first.written.values().sum::<usize>());
     }
 
     #[test]
