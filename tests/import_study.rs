@@ -52,8 +52,11 @@ fn import_then_variants_then_study_on_the_bundled_images() {
         assert_eq!((row.roi, &row.image_path), (base.roi, &base.image_path));
     }
     assert!(study.rows.iter().any(|r| r.polarity == -1 && r.answer == Some(Answer::No)), "a negated positive");
-    let per_study = study.rows.len() / 8;
-    assert!(per_study >= 4, "{} rows for 8 studies", study.rows.len());
+    // Every template question has a location clause and a lexicon term, so all five rules apply.
+    assert_eq!(study.rows.len(), 8 * 6);
+    for strategy in ["synonym replacement", "clause reordering", "hedging", "register shift", "negation"] {
+        assert_eq!(study.rows.iter().filter(|r| r.strategy == strategy).count(), 8, "{strategy}");
+    }
 
     let models = write_demo_models(&scratch.path().join("models")).unwrap();
     let model = format!("{}={}", models[0].0, models[0].1.display());
@@ -100,4 +103,19 @@ fn a_malformed_source_exits_2_and_leaves_no_file() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("BBox_List_2017.csv: line 3: box x=329, y=900, w=456, h=383 lies outside the 1024x1024 image"), "{stderr}");
     assert!(!out.exists() && !scratch.path().join("q.csv.tmp").exists());
+}
+
+#[test]
+fn variants_from_a_file_that_names_another_image_exit_2() {
+    let scratch = Scratch::new("variants-from-bad");
+    let base = scratch.write("base.csv", "study_id,image_path,question,answer\ns1,00001369_000.png,Is there cardiomegaly?,yes\n");
+    let from = scratch
+        .write("v.jsonl", "{\"study_id\": \"s1\", \"question\": \"Is the heart enlarged?\", \"image_path\": \"00009745_000.png\"}\n");
+    let out = scratch.path().join("study.csv");
+    let p = |p: &PathBuf| p.display().to_string();
+    let result = radlens(&["variants", "--csv", &p(&base), "--out", &p(&out), "--from", &p(&from)]);
+    assert_eq!(result.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("v.jsonl: at line 1: .image_path: \"00009745_000.png\" is not the base question's image"), "{stderr}");
+    assert!(!out.exists());
 }
