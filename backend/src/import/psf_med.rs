@@ -10,9 +10,15 @@
 //!                   "is_yesno"?: bool}, ...]}
 //! ```
 //!
+//! The same records flattened to one (question, paraphrase) pair each are read too:
+//! `question_id, image_path, original_question, answer, paraphrase, phenomenon, polarity?,
+//! paraphrase_is_yesno?` (records of one `question_id` are gathered, wherever they are).
+//!
 //! The base question is variant 0; each paraphrase a variant whose `strategy` is its phenomenon
 //! (lexical_substitution, syntactic_restructuring, negation_pattern, ...). PSF-Med's judge kept
 //! only meaning-preserving paraphrases, so polarity is 1 unless the record says -1.
+
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -66,51 +72,116 @@ fn paraphrases(r: &Record<'_>) -> Result<Vec<Paraphrase>, ImportError> {
         .collect()
 }
 
+/// One base question with every paraphrase seen for it so far.
+struct Entry {
+    qid: String,
+    question: String,
+    answer: String,
+    image: String,
+    subject: Option<String>,
+    dataset: String,
+    split: Option<String>,
+    yes_no_flag: Option<bool>,
+    paraphrases: Vec<Paraphrase>,
+}
+
+fn polarity(r: &Record<'_>, key: &str) -> Result<i8, ImportError> {
+    match r.get(key) {
+        None => Ok(1),
+        Some(v) if v.as_i64() == Some(1) => Ok(1),
+        Some(v) if v.as_i64() == Some(-1) => Ok(-1),
+        Some(v) => Err(r.error(key, format!("must be 1 or -1, found {v}"))),
+    }
+}
+
+/// A record in either layout: nested (`question` + `paraphrases`) or one pair per record
+/// (`original_question` + `paraphrase` + `phenomenon`, as in PSF-Med's flip-bank files).
+fn entry(r: &Record<'_>) -> Result<Entry, ImportError> {
+    r.object()?;
+    let question = match r.opt_text("question")? {
+        Some(q) => q,
+        None => r.text("original_question")?,
+    };
+    let mut paraphrases = paraphrases(r)?;
+    if let Some(text) = r.opt_text("paraphrase")? {
+        paraphrases.push(Paraphrase {
+            text,
+            phenomenon: r.opt_text("phenomenon")?.unwrap_or_else(|| "paraphrase".into()),
+            polarity: polarity(r, "polarity")?,
+            yes_no_flag: r.get("paraphrase_is_yesno").and_then(Value::as_bool),
+        });
+    }
+    Ok(Entry {
+        qid: r.text("question_id")?,
+        answer: r.text("answer")?,
+        image: match r.opt_text("image_path")? {
+            Some(p) => p,
+            None => r.text("image")?,
+        },
+        subject: r.opt_text("subject_id")?,
+        dataset: r.opt_text("dataset")?.unwrap_or_default(),
+        split: r.opt_text("split")?,
+        yes_no_flag: r.get("is_yesno").and_then(Value::as_bool),
+        question,
+        paraphrases,
+    })
+}
+
 pub fn import(opts: &ImportOptions, out: &std::path::Path) -> Result<Summary, ImportError> {
     let mut images = ImageIndex::new(&opts.images)?;
     let mut summary = Summary::default();
-    let mut writer = StudyWriter::create(out, &EXTRAS)?;
+    // Grouped by question_id in first-appearance order: the pair layout spreads one base
+    // question over several records.
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
     for_each_record(&opts.src, |r| {
-        r.object()?;
-        let qid = r.text("question_id")?;
-        let question = r.text("question")?;
-        let answer = r.text("answer")?;
-        let image = match r.opt_text("image_path")? {
-            Some(p) => p,
-            None => r.text("image")?,
-        };
-        let paraphrases = paraphrases(&r)?;
-        if opts.split.as_deref().is_some_and(|s| r.opt_text("split").ok().flatten().as_deref() != Some(s)) {
+        let e = entry(&r)?;
+        match by_id.get(&e.qid) {
+            Some(&i) => {
+                let first = &mut entries[i];
+                if first.question.trim() != e.question.trim() || first.image != e.image {
+                    return Err(r.error("question_id", format!("{:?} was seen before with another question or image", e.qid)));
+                }
+                first.paraphrases.extend(e.paraphrases);
+            }
+            None => {
+                by_id.insert(e.qid.clone(), entries.len());
+                entries.push(e);
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    let mut writer = StudyWriter::create(out, &EXTRAS)?;
+    for e in entries {
+        if opts.split.as_deref().is_some_and(|s| e.split.as_deref() != Some(s)) {
             summary.drop(super::OTHER_SPLIT);
-            return Ok(Flow::Continue);
+            continue;
         }
-        if r.get("is_yesno").and_then(Value::as_bool) == Some(false) {
+        if e.yes_no_flag == Some(false) {
             summary.drop("marked not yes/no by the source (is_yesno false)");
-            return Ok(Flow::Continue);
+            continue;
         }
-        let answer = match super::closed_question(&question, &answer) {
+        let answer = match super::closed_question(&e.question, &e.answer) {
             Ok(a) => a,
             Err(reason) => {
                 summary.drop(reason);
-                return Ok(Flow::Continue);
+                continue;
             }
         };
-        if images.size(&image).is_none() {
+        if images.size(&e.image).is_none() {
             summary.drop(super::IMAGE_MISSING);
-            return Ok(Flow::Continue);
+            continue;
         }
         if super::at_limit(opts, summary.studies) {
-            return Ok(Flow::Stop);
+            break;
         }
-        let study_id = format!("psf-med-{qid}");
-        let extras = vec![("source_question_id", qid.clone()), ("source_dataset", r.opt_text("dataset")?.unwrap_or_default())];
-        let mut base = OutRow::base(study_id, image, question.trim().to_string(), answer);
-        base.subject_id = r.opt_text("subject_id")?;
-        base.extras = extras;
+        let mut base = OutRow::base(format!("psf-med-{}", e.qid), e.image, e.question.trim().to_string(), answer);
+        base.subject_id = e.subject;
+        base.extras = vec![("source_question_id", e.qid), ("source_dataset", e.dataset)];
         writer.write(&base)?;
         summary.rows += 1;
         let mut index = 0;
-        for p in paraphrases {
+        for p in e.paraphrases {
             if p.yes_no_flag == Some(false) || !radlens_shared::answer::is_yes_no_question(&p.text) {
                 summary.drop("paraphrase not a yes/no question");
                 continue;
@@ -127,8 +198,7 @@ pub fn import(opts: &ImportOptions, out: &std::path::Path) -> Result<Summary, Im
             summary.rows += 1;
         }
         summary.studies += 1;
-        Ok(Flow::Continue)
-    })?;
+    }
     writer.finish()?;
     Ok(summary)
 }
@@ -170,6 +240,36 @@ mod tests {
                 ("paraphrase not a yes/no question", 2),
             ]
         );
+    }
+
+    #[test]
+    fn the_pair_layout_gathers_one_question_from_several_records() {
+        let s = Scratch::new("psf-med-pairs");
+        s.image("a.png", 8, 8);
+        let pair = |para: &str, phen: &str| {
+            format!(
+                "{{\"question_id\": \"q1\", \"image_path\": \"a.png\", \"original_question\": \"Is there edema?\", \"answer\": \"no\", \"paraphrase\": \"{para}\", \"phenomenon\": \"{phen}\"}}\n"
+            )
+        };
+        let src = s.write(
+            "pairs.jsonl",
+            &(pair("Is edema present?", "syntactic_restructuring") + &pair("Is there oedema?", "lexical_substitution")),
+        );
+        let summary = import(&opts(&src, &s.images()), &s.out()).unwrap();
+        let plan = plan(&s.out());
+        let got: Vec<_> = plan.rows.iter().map(|r| (r.variant_index, r.question.as_str(), r.strategy.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, "Is there edema?", "baseline"),
+                (1, "Is edema present?", "syntactic_restructuring"),
+                (2, "Is there oedema?", "lexical_substitution")
+            ]
+        );
+        assert_eq!(summary.studies, 1);
+        let clash = s.write("clash.jsonl", &(pair("Is edema present?", "x") + &pair("Is edema present?", "x").replace("a.png", "b.png")));
+        let err = import(&opts(&clash, &s.images()), &s.out()).unwrap_err().to_string();
+        assert!(err.contains("at line 2: .question_id: \"q1\" was seen before with another question or image"), "{err}");
     }
 
     #[test]
