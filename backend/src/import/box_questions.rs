@@ -82,7 +82,8 @@ pub fn finding_key(label: &str) -> String {
 }
 
 fn slug(text: &str) -> String {
-    let s: String = text.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    // Underscores stay: NIH ids read "00001369_000".
+    let s: String = text.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '-' }).collect();
     s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-")
 }
 
@@ -98,11 +99,10 @@ pub fn merge(set: &BoxSet, images: &mut ImageIndex, summary: &mut Summary) -> Re
     let mut groups: HashMap<(String, String), Vec<&SourceBox>> = HashMap::new();
     for b in &set.boxes {
         let key = (b.image_id.clone(), finding_key(&b.label));
-        groups.entry(key.clone()).or_insert_with(|| {
-            order.push(key);
-            Vec::new()
-        });
-        groups.get_mut(&(b.image_id.clone(), finding_key(&b.label))).expect("inserted above").push(b);
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(b);
     }
     let mut scales: BTreeMap<String, usize> = BTreeMap::new();
     let mut merged = Vec::new();

@@ -199,9 +199,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("00001369-000-cardiomegaly", "00001369_000.png", Some(Answer::Yes), Some((168.5, 138.0, 445.5, 331.5))),
+                ("00001369_000-cardiomegaly", "00001369_000.png", Some(Answer::Yes), Some((168.5, 138.0, 445.5, 331.5))),
                 ("case-7-pneumothorax", "scans/case-7.png", Some(Answer::Yes), Some((10.0, 20.0, 130.0, 90.0))),
-                ("00021397-000-cardiomegaly", "00021397_000.png", Some(Answer::No), None),
+                ("00021397_000-cardiomegaly", "00021397_000.png", Some(Answer::No), None),
             ]
         );
         assert_eq!(plan.rows[1].metadata.get("source_boxes").map(String::as_str), Some("A:10,20,100,50;B:20,30,110,60"));

@@ -120,7 +120,7 @@ mod tests {
         let summary = import(&opts(&fixture("nih-bbox/BBox_List_2017.csv"), &s.images()), &s.out()).unwrap();
         let plan = plan(&s.out());
         let r = &plan.rows[0];
-        assert_eq!(r.study_id, "00001369-000-cardiomegaly");
+        assert_eq!(r.study_id, "00001369_000-cardiomegaly");
         assert_eq!(r.image_path, "00001369_000.png");
         assert_eq!(r.question, "Is there cardiomegaly in this chest X-ray?");
         assert_eq!((r.answer, r.finding.as_deref(), r.polarity, r.variant_index), (Some(Answer::Yes), Some("cardiomegaly"), 1, 0));
@@ -151,7 +151,7 @@ mod tests {
         // Cardiomegaly has two boxes, so two normal images; pneumonia continues the rotation.
         assert_eq!(
             negatives,
-            vec![("00021397-000-cardiomegaly", true), ("00028351-000-cardiomegaly", true), ("00021397-000-pneumonia", true)]
+            vec![("00021397_000-cardiomegaly", true), ("00028351_000-cardiomegaly", true), ("00021397_000-pneumonia", true)]
         );
     }
 
