@@ -139,6 +139,27 @@ mod tests {
     }
 
     #[test]
+    fn the_consensus_test_file_has_one_reader_per_image() {
+        let s = scratch();
+        let src = s.write(
+            "annotations_test.csv",
+            "image_id,class_name,x_min,y_min,x_max,y_max\n051132a778e61a86eb147c7c6f564dfe,Pleural effusion,100,1500,600,2100\n1c32170b4af4ce1a3030eb8167753b06,No finding,,,,\n",
+        );
+        import(&opts(&src, &s.images()), &s.out()).unwrap();
+        let plan = plan(&s.out());
+        let got: Vec<_> = plan.rows.iter().map(|r| (r.study_id.as_str(), r.answer, r.roi.map(|b| (b.x0, b.y0, b.x1, b.y1)))).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("051132a778e61a86eb147c7c6f564dfe-pleural-effusion", Some(Answer::Yes), Some((100.0, 1500.0, 600.0, 2100.0))),
+                ("1c32170b4af4ce1a3030eb8167753b06-pleural-effusion", Some(Answer::No), None),
+            ]
+        );
+        assert_eq!(plan.rows[0].question, "Is there a pleural effusion in this chest X-ray?");
+        assert_eq!(plan.rows[0].metadata.get("source_readers").map(String::as_str), Some("1/1"));
+    }
+
+    #[test]
     fn a_non_numeric_coordinate_names_its_line() {
         let s = scratch();
         let src = s.write(
