@@ -38,6 +38,9 @@ mod cli_probe;
 /// Safetensors layouts and shards; missing and misshapen tensors.
 mod checkpoint_layouts;
 
+/// `radlens import` + `radlens variants` + `radlens study` on the bundled images (issue 19).
+mod import_study;
+
 /// `radlens study --shard` x3 + `radlens merge` against one unsharded run of the same study.
 mod study_shards;
 

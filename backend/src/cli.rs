@@ -82,9 +82,82 @@ pub enum Command {
     /// so "Copy link" works as on the server; share links and compare need a server and are
     /// hidden. SITE_DIR must be new, empty, or a previous export (which is replaced).
     Export(ExportCmd),
+    /// Import a public question or box set as a study CSV (closed yes/no questions; boxes as
+    /// `roi_*`), printing rows kept and rows dropped by reason.
+    ///
+    /// Question sets: vqa-rad, slake, psf-med, mimic-cxr-vqa. Box sets (a template question per
+    /// boxed finding): nih-bbox, vindr-cxr, ms-cxr, boxes (radlens' own box CSV; with --onto it
+    /// attaches boxes to an existing study CSV instead). The output is written to OUT.tmp and
+    /// renamed, so a refused source never leaves a half file.
+    Import(ImportCmd),
+    /// Write rule-based paraphrases of a study CSV's base questions (synonym, reorder, hedge,
+    /// register, negation; negations get polarity -1 and the inverted answer), or validate and
+    /// add variants written elsewhere (--from).
+    Variants(VariantsCmd),
     /// Developer tools: the planted-truth data and models (issue 18).
     #[command(hide = true)]
     Dev(DevCmd),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportCmd {
+    /// The source format.
+    #[arg(value_enum, value_name = "FORMAT")]
+    pub format: crate::import::Format,
+    /// The source file (the JSON release, or the box CSV).
+    #[arg(long, value_name = "PATH")]
+    pub src: PathBuf,
+    /// The image folder: written image paths are relative to it; images that are not there
+    /// drop their rows (counted), and boxes are scaled to and checked against the images' sizes.
+    #[arg(long, value_name = "DIR")]
+    pub images: PathBuf,
+    /// The study CSV to write.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Keep only this split (vqa-rad: train or test; mimic-cxr-vqa, psf-med, ms-cxr 1.1: the
+    /// source's split field).
+    #[arg(long, value_name = "S")]
+    pub split: Option<String>,
+    /// Stop after N studies.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// nih-bbox: a labels CSV (NIH Data_Entry_2017_v2020.csv, or file,finding) whose "No
+    /// Finding" images become negatives.
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
+    /// boxes: attach the boxes to this study CSV's rows (by image and finding) instead of
+    /// writing template questions.
+    #[arg(long, value_name = "FILE")]
+    pub onto: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VariantsCmd {
+    /// The base study CSV (each study's variant 0 is its base question).
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// The study CSV to write: every input row, then the new variants of each study.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Rules to apply, comma-separated: synonym, reorder, hedge, register, negation (default:
+    /// all of them, or none when --from is given).
+    #[arg(long, value_name = "S,...", value_delimiter = ',', value_parser = parse_strategy)]
+    pub strategies: Option<Vec<radlens_shared::variants::Strategy>>,
+    /// At most K new rule-based variants per base question (chosen by --seed).
+    #[arg(long, value_name = "K")]
+    pub per_question: Option<usize>,
+    /// Seed of every choice between alternatives (synonyms, templates, the K kept).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Variants written elsewhere (JSON Lines: study_id, question, strategy, polarity, and
+    /// optionally image_path and base_question, which must match the base).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+}
+
+fn parse_strategy(s: &str) -> Result<radlens_shared::variants::Strategy, String> {
+    radlens_shared::variants::Strategy::parse(s)
+        .ok_or_else(|| format!("unknown strategy {s:?} (synonym, reorder, hedge, register, negation)"))
 }
 
 #[derive(Debug, clap::Args)]

@@ -27,6 +27,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     let input = err.chain().any(|cause| {
         cause.is::<InputError>()
             || cause.is::<crate::study::plan::PlanError>()
+            || cause.is::<crate::import::ImportError>()
             || cause.is::<crate::study::run_dir::RunDirError>()
             || cause.downcast_ref::<ModelError>().is_some_and(ModelError::is_input_error)
     });

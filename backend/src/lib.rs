@@ -8,10 +8,12 @@ pub mod cli;
 pub mod commands;
 pub mod device_memory;
 pub mod error;
+pub mod import;
 pub mod models;
 pub mod planted;
 pub mod server;
 pub mod study;
+pub mod variants;
 
 use std::process::ExitCode;
 

@@ -21,6 +21,8 @@
 //! - [`views`]: "flipped vs base" and "models disagree" over a run's records, and their sort order.
 //! - [`static_site`]: the file layout of a static export (`radlens export`).
 //! - [`site`]: capture-site names (`text.blocks.12.attn.pattern`), typed, printed and parsed.
+//! - [`variants`]: rule-based paraphrases of closed questions (`radlens variants`) and the
+//!   radiology lexicon behind them.
 //! - [`api`]: the server's route paths and every JSON payload between server and dashboard.
 //!
 //! No I/O and no platform code: this crate compiles for `wasm32-unknown-unknown`.
@@ -41,6 +43,7 @@ pub mod site;
 pub mod static_site;
 pub mod stats;
 pub mod trust;
+pub mod variants;
 pub mod views;
 
 pub use error::MetricError;

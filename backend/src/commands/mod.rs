@@ -6,12 +6,14 @@ pub mod bench_grounding;
 pub mod demo;
 pub mod dev;
 pub mod export;
+pub mod import;
 pub mod merge;
 pub mod metrics;
 pub mod probe;
 pub mod report;
 pub mod serve;
 pub mod study;
+pub mod variants;
 
 use crate::cli::{Cli, Command};
 
@@ -26,6 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(cmd) => merge::run(&cmd),
         Command::Serve(cmd) => serve::run(&cmd),
         Command::Export(cmd) => export::run(&cmd),
+        Command::Import(cmd) => import::run(&cmd),
+        Command::Variants(cmd) => variants::run(&cmd),
         Command::Dev(cmd) => dev::run(&cmd),
     }
 }
