@@ -20,6 +20,11 @@ use super::processor::gemma3::Gemma3Prompter;
 use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
 use super::processor::preprocess::ImageProcessorConfig;
 use super::processor::preprocess::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
+use super::processor::qwen25vl::QwenPrompter;
+use super::qwen25vl::Qwen25Vl;
+
+/// The `model_type`s of config.json that [`load_engine`] opens.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llava", "gemma3", super::qwen25vl::MODEL_TYPE];
 
 /// A loaded model with its inputs side.
 pub struct Engine {
@@ -101,10 +106,26 @@ pub fn load_engine_redrawn(
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
         }
+        Some(super::qwen25vl::MODEL_TYPE) => {
+            let (cfg, mut store) = Qwen25Vl::open(dir)?;
+            edit(&mut store)?;
+            let model = Qwen25Vl::from_store(cfg, store, dtype, device, format)
+                .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+            let prompter = QwenPrompter::load(dir, model.config().image_token_id)?;
+            let image_processor = ImageProcessorConfig::load(dir)?;
+            if !matches!(image_processor.resize, Resize::Smart { .. }) {
+                return Err(ModelError::Config {
+                    file: dir.join("preprocessor_config.json"),
+                    message: "a Qwen2.5-VL checkpoint needs image_processor_type Qwen2VLImageProcessor (dynamic resolution)".into(),
+                });
+            }
+            Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
+        }
         other => Err(ModelError::Config {
             file: config_path,
             message: format!(
-                "model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"
+                "model_type {other:?} is not supported (supported: {}, and LLaVA-Rad releases: base/ + llava-rad/)",
+                SUPPORTED_MODEL_TYPES.join(", ")
             ),
         }),
     }

@@ -29,6 +29,9 @@ pub mod presets;
 pub mod probe;
 pub mod processor;
 pub mod projector;
+pub mod qwen25_vision;
+pub mod qwen25vl;
+pub mod qwen2_text;
 pub mod rope;
 pub mod siglip_vision;
 pub mod vit_block;
@@ -71,9 +74,18 @@ pub struct GradcamSite {
 /// time. The caller owns the cache and the probe.
 pub trait VisionLanguageModel {
     fn summary(&self) -> ModelSummary;
+    /// The image-token grid `(rows, cols)` of this input `[1, C, H, W]`, on which its maps are
+    /// drawn: the summary's fixed grid, except for models with dynamic resolution (Qwen2.5-VL),
+    /// whose grid follows the image.
+    fn image_grid(&self, pixel_values: &Tensor) -> Result<(usize, usize)> {
+        let _ = pixel_values;
+        let s = self.summary();
+        Ok((s.grid_h, s.grid_w))
+    }
     fn eos_token_ids(&self) -> &[u32];
     fn new_cache(&self) -> KvCache;
-    /// The image's features as they replace the image tokens, `[image_tokens, hidden]`.
+    /// The image's features as they replace the image tokens, `[image_tokens, hidden]`, or
+    /// `[rows, cols, hidden]` where the prompt positions depend on the grid (Qwen2.5-VL).
     fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor>;
     /// [`Self::encode_image`] of each of `pixel_values` `[B, C, S, S]`, without capture. One
     /// image at a time unless the model batches its vision tower (LLaVA does).
@@ -157,6 +169,8 @@ pub(crate) fn spliced_embeddings(
     embed: impl Fn(&[u32]) -> candle_core::Result<Tensor>,
 ) -> Result<Tensor> {
     let image_positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == image_token_id).map(|(i, _)| i).collect();
+    // `[rows, cols, hidden]` features are row-major tokens.
+    let features = &features.flatten_to(features.rank().saturating_sub(2))?;
     let n = features.dim(0)?;
     // A run of text without image tokens (the prompt before the image) splices nothing.
     if !image_positions.is_empty() && image_positions.len() != n {
