@@ -111,17 +111,13 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let case_image = match &args.pixel_values {
         Some(path) => {
             let pv = read_pixel_values(path)?.to_device(&device)?;
-            let side = pv.dim(3)? as u32;
-            // Stored pixels: the geometry comes from the image when given, else the input square.
+            // Stored pixels: the geometry comes from the image when given, else the input itself.
             let geometry = match &preprocessed {
-                Some(p) => radlens_shared::geometry::MapGeometry {
-                    h: summary.grid_h,
-                    w: summary.grid_w,
-                    crop: p.crop,
-                    image_w: p.image_w,
-                    image_h: p.image_h,
-                },
-                None => CaseImage::square_geometry(&engine, side).map_err(ModelError::from)?,
+                Some(p) => {
+                    let (h, w) = engine.model.image_grid(&pv)?;
+                    radlens_shared::geometry::MapGeometry { h, w, crop: p.crop, image_w: p.image_w, image_h: p.image_h }
+                }
+                None => CaseImage::input_geometry(&engine, &pv)?,
             };
             CaseImage::from_pixels(&engine, pv, geometry)?
         }
@@ -132,7 +128,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             })?
         }
     };
-    let prompt = engine.prompter.encode(&args.question, args.system.as_deref())?;
+    let prompt = engine.prompter.encode_for_image(&args.question, args.system.as_deref(), case_image.image_tokens())?;
     timings.preprocess = ms(t);
 
     // A box must lie on the image (its pixels, not the model's input).
@@ -148,11 +144,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(g) = plan.spec.grounding.filter(|g| g.occlusion) {
-        let side = case_image.pixels.dim(3)?;
+        let side = case_image.pixels.dim(2)?.min(case_image.pixels.dim(3)?);
         if g.occlusion_grid > side {
             return Err(InputError::Flag {
                 flag: "--occlusion-grid",
-                message: format!("{} is larger than the model's {side} x {side} input", g.occlusion_grid),
+                message: format!("{} is larger than the model's input side {side}", g.occlusion_grid),
             }
             .into());
         }
