@@ -140,3 +140,24 @@ pub fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown `model_type` names itself and every supported one.
+    #[test]
+    fn an_unsupported_model_type_lists_the_supported_ones() {
+        let dir = std::env::temp_dir().join(format!("radlens-model-type-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "qwen3_vl"}"#).unwrap();
+        let err = load_engine(&dir, &PartOverrides::default(), DType::F32, &Device::Cpu, WeightFormat::Dense).err().expect("refused");
+        let msg = err.to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(err, ModelError::Config { .. }), "{err:?}");
+        assert!(msg.contains("\"qwen3_vl\"") && msg.contains("config.json"), "{msg}");
+        for t in SUPPORTED_MODEL_TYPES {
+            assert!(msg.contains(t), "{msg} does not list {t}");
+        }
+    }
+}

@@ -39,8 +39,9 @@ pub struct RawConfig {
     pub intermediate_size: usize,
     #[serde(default = "d_heads")]
     pub num_heads: usize,
-    #[serde(default = "d_channels", alias = "in_chans")]
-    pub in_channels: usize,
+    pub in_channels: Option<usize>,
+    /// The hub's name for `in_channels` (a config may carry both).
+    pub in_chans: Option<usize>,
     #[serde(default = "d_patch")]
     pub patch_size: usize,
     #[serde(default = "d_merge")]
@@ -70,9 +71,6 @@ fn d_intermediate() -> usize {
 }
 fn d_heads() -> usize {
     16
-}
-fn d_channels() -> usize {
-    3
 }
 fn d_patch() -> usize {
     14
@@ -128,6 +126,7 @@ impl RawConfig {
         if let Some(&bad) = self.fullatt_block_indexes.iter().find(|&&i| i >= self.depth) {
             return Err(format!("vision_config.fullatt_block_indexes names block {bad}, but depth is {}", self.depth));
         }
+        let in_channels = self.in_channels.or(self.in_chans).unwrap_or(3);
         let rope_theta = self.rope_parameters.as_ref().and_then(|r| r.rope_theta).unwrap_or(10000.0);
         Ok(Config {
             depth: self.depth,
@@ -135,7 +134,7 @@ impl RawConfig {
             activation,
             intermediate_size: self.intermediate_size,
             num_heads: self.num_heads,
-            in_channels: self.in_channels,
+            in_channels,
             patch_size: self.patch_size,
             spatial_merge_size: self.spatial_merge_size,
             temporal_patch_size: self.temporal_patch_size,

@@ -1,0 +1,237 @@
+//! Parity with transformers on a tiny Qwen2.5-VL (`fixtures/qwen25vl-tiny-v1`, or the fixture
+//! directory named by `RADLENS_QWEN25VL_FIXTURE`, same layout: `qwen25vl-tiny/`, `images/`,
+//! `reference/qwen25vl-tiny/<case>/`). The engine takes the processor's normalised image
+//! `[3, H, W]` (`pixel_image`) and patchifies it itself; from there: processor steps, mrope
+//! positions, vision intermediates within 1e-4, logits within 1e-4, attention rows within 1e-5,
+//! generated ids and text identical.
+
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use radlens::models::VisionLanguageModel;
+use radlens::models::generate::greedy;
+use radlens::models::probe::{AttentionRecorder, CapturePolicy, NoProbe, RowSelection};
+use radlens::models::processor::Prompter;
+use radlens::models::processor::preprocess::{ImageProcessorConfig, load_image};
+use radlens::models::processor::qwen25vl::QwenPrompter;
+use radlens::models::qwen25vl::Qwen25Vl;
+
+use crate::support::fixture;
+use crate::support::parity::{ATTN_TOL, Case, HIDDEN_TOL, LOGITS_TOL, assert_close, flat};
+
+const MODEL: &str = "qwen25vl-tiny";
+
+fn root() -> PathBuf {
+    std::env::var_os("RADLENS_QWEN25VL_FIXTURE").map_or_else(|| fixture("qwen25vl-tiny-v1"), PathBuf::from)
+}
+
+fn model_dir() -> PathBuf {
+    root().join(MODEL)
+}
+
+/// Every case of the fixture, in name order.
+fn cases() -> Vec<Case> {
+    let dir = root().join("reference").join(MODEL);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no cases under {}", dir.display());
+    names
+        .iter()
+        .map(|n| {
+            let d = dir.join(n);
+            let manifest = serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).unwrap()).unwrap();
+            let tensors = candle_core::safetensors::load(d.join("tensors.safetensors"), &Device::Cpu).unwrap();
+            Case { name: format!("{MODEL}/{n}"), manifest, tensors }
+        })
+        .collect()
+}
+
+fn load() -> Qwen25Vl {
+    Qwen25Vl::load(&model_dir(), DType::F32, &Device::Cpu).unwrap()
+}
+
+/// The engine's input: the processor's normalised image as a batch of one.
+fn pixels(case: &Case) -> Tensor {
+    case.t("pixel_image").unsqueeze(0).unwrap()
+}
+
+fn i64s(t: &Tensor) -> Vec<i64> {
+    t.flatten_all().unwrap().to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap()
+}
+
+#[test]
+fn the_processor_resizes_normalises_and_patchifies_as_transformers() {
+    let model = load();
+    let processor = ImageProcessorConfig::load(&model_dir()).unwrap();
+    for case in cases() {
+        let name = &case.name;
+        let image = load_image(&root().join(case.manifest["image"].as_str().unwrap())).unwrap();
+        let pre = processor.preprocess(&image).unwrap();
+        let want = case.t("pixel_image");
+        assert_eq!([3, pre.height, pre.width], want.dims(), "{name}: resized size");
+        // PIL rounds to 8 bits between its two bicubic passes and `image` does not: at most one
+        // grey level apart (the preprocess module's tests measure the same on LLaVA and Gemma3).
+        let ours = pre.to_tensor(&Device::Cpu).unwrap();
+        let (got, want) = (flat(&ours), flat(want));
+        let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let mean = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / got.len() as f32;
+        assert!(max <= 1.0 / 255.0 / 0.26 + 1e-4 && mean <= 0.004, "{name}: resized image max {max}, mean {mean}");
+
+        // Patchify (and the grid) from the stored image: exact.
+        let patches = model.vision().patchify(&pixels(&case)).unwrap();
+        assert_eq!(flat(&patches), flat(case.t("pixel_values")), "{name}: pixel_values");
+        let (gh, gw) = model.vision().patch_grid(&pixels(&case)).unwrap();
+        assert_eq!(vec![1, gh as i64, gw as i64], i64s(case.t("image_grid_thw")), "{name}: image_grid_thw");
+        let (rows, cols) = model.image_grid(&pixels(&case)).unwrap();
+        assert_eq!(
+            vec![rows, cols],
+            case.manifest["merged_grid_hw"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn chat_prompts_and_mrope_positions_match_the_processor_and_get_rope_index() {
+    let model = load();
+    let prompter = QwenPrompter::load(&model_dir(), model.config().image_token_id).unwrap();
+    for case in cases() {
+        let name = &case.name;
+        let question = case.manifest["question"].as_str().unwrap();
+        let system = case.manifest["system_prompt"].as_str();
+        let (rows, cols) = model.image_grid(&pixels(&case)).unwrap();
+        let encoded = prompter.encode_for_image(question, system, rows * cols).unwrap();
+        assert_eq!(encoded.input_ids, case.ids("input_ids"), "{name}: input_ids");
+        let want_positions: Vec<usize> = i64s(case.t("image_token_positions")).into_iter().map(|p| p as usize).collect();
+        assert_eq!(encoded.image_positions, want_positions, "{name}: image token positions");
+
+        let (positions, delta) = model.positions(&encoded.input_ids, Some((rows, cols))).unwrap();
+        let want = case.t("position_ids"); // [3, L]
+        for axis in 0..3 {
+            let got: Vec<i64> = positions.iter().map(|p| p[axis]).collect();
+            assert_eq!(got, i64s(&want.get(axis).unwrap()), "{name}: position_ids[{axis}]");
+        }
+        assert_eq!(vec![delta], i64s(case.t("rope_deltas")), "{name}: rope_deltas");
+    }
+}
+
+#[test]
+fn vision_intermediates_match_in_window_order() {
+    let model = load();
+    for case in cases() {
+        let name = &case.name;
+        let pv = pixels(&case);
+        let (gh, gw) = model.vision().patch_grid(&pv).unwrap();
+        let windows = model.vision().windows(gh, gw);
+        let index: Vec<i64> = windows.window_index.iter().map(|&u| u as i64).collect();
+        assert_eq!(index, i64s(case.t("vision.window_index")), "{name}: window_index");
+        let cu: Vec<i64> = windows.cu_window_seqlens.iter().map(|&c| c as i64).collect();
+        assert_eq!(cu, i64s(case.t("vision.cu_window_seqlens")), "{name}: cu_window_seqlens");
+
+        let states = model.vision().hidden_states(&pv, &mut NoProbe).unwrap();
+        assert_close(&format!("{name} vision.patch_embed"), &flat(&states[0]), &flat(case.t("vision.patch_embed")), HIDDEN_TOL);
+        // transformers' blocks run in window order: compare ours permuted the same way.
+        let perm = case.t("vision.patch_permutation").to_dtype(DType::U32).unwrap();
+        let want = case.t("vision.hidden_states");
+        assert_eq!(states.len(), want.dim(0).unwrap(), "{name}: embeddings + blocks");
+        for (i, s) in states.iter().enumerate() {
+            let ordered = s.index_select(&perm, 0).unwrap();
+            assert_close(&format!("{name} vision.hidden_states[{i}]"), &flat(&ordered), &flat(&want.get(i).unwrap()), HIDDEN_TOL);
+        }
+        let features = model.encode_image(&pv, &mut NoProbe).unwrap();
+        assert_eq!(features.dims()[..2], [gh / 2, gw / 2], "{name}: features on the token grid");
+        assert_close(&format!("{name} vision.merger_output"), &flat(&features), &flat(case.t("vision.merger_output")), HIDDEN_TOL);
+    }
+}
+
+#[test]
+fn logits_attention_and_generation_match_transformers() {
+    let model = load();
+    let prompter = QwenPrompter::load(&model_dir(), model.config().image_token_id).unwrap();
+    let layers = model.config().text.llama.num_layers;
+    for case in cases() {
+        let name = &case.name;
+        let input_ids = case.ids("input_ids");
+        let want_ids = case.ids("generated_ids");
+        let l = input_ids.len();
+        let policy = CapturePolicy {
+            layers: (0..layers).collect(),
+            rows: RowSelection { prompt_positions: (0..l).collect(), decode_steps: true },
+            prompt_len: l,
+        };
+        let mut recorder = AttentionRecorder::new(policy);
+        let generation = greedy(&model, &input_ids, &pixels(&case), want_ids.len(), &mut recorder).unwrap();
+
+        assert_eq!(generation.ids, want_ids, "{name}: generated ids");
+        let text = prompter.tokenizer().decode(&generation.ids, true).unwrap();
+        assert_eq!(text, case.manifest["generated_text"].as_str().unwrap(), "{name}: generated text");
+        assert_close(
+            &format!("{name} prompt_last_logits"),
+            generation.prompt_last_logits(),
+            &flat(case.t("prompt_last_logits")),
+            LOGITS_TOL,
+        );
+        let gen_logits = case.t("gen_logits");
+        for (k, logits) in generation.step_logits.iter().enumerate() {
+            assert_close(&format!("{name} gen_logits[{k}]"), logits, &flat(&gen_logits.get(k).unwrap()), LOGITS_TOL);
+        }
+        let prompt_attn = case.t("prompt_last_attn");
+        for layer in 0..layers {
+            let row = recorder.row(layer, l - 1).unwrap();
+            assert_close(
+                &format!("{name} text.blocks.{layer}.attn.pattern[{}]", l - 1),
+                &row.probs,
+                &flat(&prompt_attn.get(layer).unwrap()),
+                ATTN_TOL,
+            );
+        }
+        let gen_attn = case.t("gen_attn");
+        for k in 0..want_ids.len() {
+            for layer in 0..layers {
+                let row = recorder.row(layer, l - 1 + k).unwrap();
+                let want = gen_attn.get(k).unwrap().get(layer).unwrap();
+                assert_close(
+                    &format!("{name} gen_attn[{k}] layer {layer}"),
+                    &row.probs,
+                    &flat(&want.narrow(1, 0, l + k).unwrap()),
+                    ATTN_TOL,
+                );
+            }
+        }
+        if let Some(full) = case.tensors.get("prompt_attn_full") {
+            for layer in 0..layers {
+                let want = full.get(layer).unwrap(); // [H, L, L]
+                for q in 0..l {
+                    let row = recorder.row(layer, q).unwrap();
+                    assert_close(
+                        &format!("{name} prompt_attn_full layer {layer} query {q}"),
+                        &row.probs,
+                        &flat(&want.narrow(1, q, 1).unwrap()),
+                        ATTN_TOL,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A checkpoint without one tensor: the error names it and the file it was looked for in.
+#[test]
+fn a_missing_tensor_is_named_with_its_file() {
+    let scratch = crate::support::Scratch::new("qwen-missing-tensor");
+    for f in std::fs::read_dir(model_dir()).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() && p.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&p, scratch.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut tensors = candle_core::safetensors::load(model_dir().join("model.safetensors"), &Device::Cpu).unwrap();
+    let gone = "visual.blocks.1.attn.qkv.bias";
+    assert!(tensors.remove(gone).is_some() || tensors.remove(&format!("model.{gone}")).is_some(), "the fixture has {gone}");
+    let file = scratch.path().join("model.safetensors");
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let msg = Qwen25Vl::load(scratch.path(), DType::F32, &Device::Cpu).err().expect("a missing tensor fails").to_string();
+    assert!(msg.contains(gone) && msg.contains(&file.display().to_string()), "{msg}");
+}
