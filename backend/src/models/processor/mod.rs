@@ -2,6 +2,7 @@
 
 pub mod gemma3;
 pub mod llava;
+pub mod pil_resize;
 pub mod preprocess;
 pub mod qwen25vl;
 pub mod tokenizer;

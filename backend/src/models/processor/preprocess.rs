@@ -453,6 +453,9 @@ impl ImageProcessorConfig {
         let resized = if (rw, rh) == (image_w, image_h) {
             // As PIL, an unchanged size is a copy, not a resample.
             rgb
+        } else if let (Resize::Smart { .. }, Some(exact)) = (self.resize, super::pil_resize::resize(&rgb, rw, rh, self.resample)) {
+            // Qwen2.5-VL resizes nearly every image: PIL's 8-bit resize, exactly.
+            exact
         } else {
             image::imageops::resize(&rgb, rw, rh, self.resample.to_image())
         };
