@@ -110,14 +110,14 @@ pub struct Config {
 impl RawConfig {
     pub fn resolve(self) -> Result<Config, String> {
         let activation = Activation::parse(&self.hidden_act).map_err(|e| format!("vision_config.hidden_act: {e}"))?;
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 || (self.hidden_size / self.num_heads) % 4 != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) || !(self.hidden_size / self.num_heads).is_multiple_of(4) {
             return Err(format!(
                 "vision_config: hidden_size {} must split into {} heads whose size is a multiple of 4 (2D rotary)",
                 self.hidden_size, self.num_heads
             ));
         }
         let factor = self.patch_size * self.spatial_merge_size;
-        if factor == 0 || self.window_size % factor != 0 {
+        if factor == 0 || !self.window_size.is_multiple_of(factor) {
             return Err(format!(
                 "vision_config: window_size {} must be a multiple of patch_size x spatial_merge_size = {factor}",
                 self.window_size

@@ -97,7 +97,7 @@ impl RawConfig {
         }
         let heads = self.num_attention_heads;
         let kv = self.num_key_value_heads.unwrap_or(heads);
-        if heads == 0 || kv == 0 || heads % kv != 0 || self.hidden_size % heads != 0 {
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) || !self.hidden_size.is_multiple_of(heads) {
             return Err(format!("text: hidden_size {} with {heads} heads and {kv} key/value heads", self.hidden_size));
         }
         let head_dim = self.hidden_size / heads;

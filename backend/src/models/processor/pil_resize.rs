@@ -100,8 +100,8 @@ fn pass(img: &RgbImage, c: &Coeffs, horizontal: bool) -> RgbImage {
             let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
             for (i, &k) in c.weights[o].iter().enumerate() {
                 let p = if horizontal { img.get_pixel((start + i) as u32, y) } else { img.get_pixel(x, (start + i) as u32) };
-                for ch in 0..3 {
-                    acc[ch] += i32::from(p.0[ch]) * k;
+                for (a, &v) in acc.iter_mut().zip(&p.0) {
+                    *a += i32::from(v) * k;
                 }
             }
             out.put_pixel(x, y, image::Rgb(acc.map(clip8)));
