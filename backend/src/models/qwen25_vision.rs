@@ -110,7 +110,8 @@ pub struct Config {
 impl RawConfig {
     pub fn resolve(self) -> Result<Config, String> {
         let activation = Activation::parse(&self.hidden_act).map_err(|e| format!("vision_config.hidden_act: {e}"))?;
-        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) || !(self.hidden_size / self.num_heads).is_multiple_of(4) {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) || !(self.hidden_size / self.num_heads).is_multiple_of(4)
+        {
             return Err(format!(
                 "vision_config: hidden_size {} must split into {} heads whose size is a multiple of 4 (2D rotary)",
                 self.hidden_size, self.num_heads
