@@ -58,6 +58,28 @@ fn pixels(case: &Case) -> Tensor {
     case.t("pixel_image").unsqueeze(0).unwrap()
 }
 
+/// The largest |ours - transformers'| per tensor family over the cases, printed at the end of a
+/// test (`--nocapture`) so the parity figures can be quoted.
+#[derive(Default)]
+struct Figures(std::collections::BTreeMap<&'static str, f32>);
+
+impl Figures {
+    fn check(&mut self, family: &'static str, what: &str, got: &[f32], want: &[f32], tol: f32) {
+        assert_close(what, got, want, tol);
+        let d = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let e = self.0.entry(family).or_default();
+        *e = e.max(d);
+    }
+}
+
+impl Drop for Figures {
+    fn drop(&mut self) {
+        for (family, d) in &self.0 {
+            eprintln!("qwen25vl parity: {family}: max abs diff {d:.3e}");
+        }
+    }
+}
+
 fn i64s(t: &Tensor) -> Vec<i64> {
     t.flatten_all().unwrap().to_dtype(DType::I64).unwrap().to_vec1::<i64>().unwrap()
 }
@@ -66,6 +88,7 @@ fn i64s(t: &Tensor) -> Vec<i64> {
 fn the_processor_resizes_normalises_and_patchifies_as_transformers() {
     let model = load();
     let processor = ImageProcessorConfig::load(&model_dir()).unwrap();
+    let mut figures = Figures::default();
     for case in cases() {
         let name = &case.name;
         let image = load_image(&root().join(case.manifest["image"].as_str().unwrap())).unwrap();
@@ -75,7 +98,7 @@ fn the_processor_resizes_normalises_and_patchifies_as_transformers() {
         // PIL's 8-bit resize is reproduced exactly; only the f32 rescale differs from numpy's f64
         // one by a rounding.
         let ours = pre.to_tensor(&Device::Cpu).unwrap();
-        assert_close(&format!("{name} pixel_image"), &flat(&ours), &flat(want), 1e-6);
+        figures.check("pixel_image", &format!("{name} pixel_image"), &flat(&ours), &flat(want), 1e-6);
 
         // Patchify (and the grid) from the stored image: exact.
         let patches = model.vision().patchify(&pixels(&case)).unwrap();
@@ -117,6 +140,7 @@ fn chat_prompts_and_mrope_positions_match_the_processor_and_get_rope_index() {
 #[test]
 fn vision_intermediates_match_in_window_order() {
     let model = load();
+    let mut figures = Figures::default();
     for case in cases() {
         let name = &case.name;
         let pv = pixels(&case);
@@ -128,18 +152,36 @@ fn vision_intermediates_match_in_window_order() {
         assert_eq!(cu, i64s(case.t("vision.cu_window_seqlens")), "{name}: cu_window_seqlens");
 
         let states = model.vision().hidden_states(&pv, &mut NoProbe).unwrap();
-        assert_close(&format!("{name} vision.patch_embed"), &flat(&states[0]), &flat(case.t("vision.patch_embed")), HIDDEN_TOL);
+        figures.check(
+            "vision.patch_embed",
+            &format!("{name} vision.patch_embed"),
+            &flat(&states[0]),
+            &flat(case.t("vision.patch_embed")),
+            HIDDEN_TOL,
+        );
         // transformers' blocks run in window order: compare ours permuted the same way.
         let perm = case.t("vision.patch_permutation").to_dtype(DType::U32).unwrap();
         let want = case.t("vision.hidden_states");
         assert_eq!(states.len(), want.dim(0).unwrap(), "{name}: embeddings + blocks");
         for (i, s) in states.iter().enumerate() {
             let ordered = s.index_select(&perm, 0).unwrap();
-            assert_close(&format!("{name} vision.hidden_states[{i}]"), &flat(&ordered), &flat(&want.get(i).unwrap()), HIDDEN_TOL);
+            figures.check(
+                "vision.hidden_states",
+                &format!("{name} vision.hidden_states[{i}]"),
+                &flat(&ordered),
+                &flat(&want.get(i).unwrap()),
+                HIDDEN_TOL,
+            );
         }
         let features = model.encode_image(&pv, &mut NoProbe).unwrap();
         assert_eq!(features.dims()[..2], [gh / 2, gw / 2], "{name}: features on the token grid");
-        assert_close(&format!("{name} vision.merger_output"), &flat(&features), &flat(case.t("vision.merger_output")), HIDDEN_TOL);
+        figures.check(
+            "vision.merger_output",
+            &format!("{name} vision.merger_output"),
+            &flat(&features),
+            &flat(case.t("vision.merger_output")),
+            HIDDEN_TOL,
+        );
     }
 }
 
@@ -148,6 +190,7 @@ fn logits_attention_and_generation_match_transformers() {
     let model = load();
     let prompter = QwenPrompter::load(&model_dir(), model.config().image_token_id).unwrap();
     let layers = model.config().text.llama.num_layers;
+    let mut figures = Figures::default();
     for case in cases() {
         let name = &case.name;
         let input_ids = case.ids("input_ids");
@@ -164,7 +207,8 @@ fn logits_attention_and_generation_match_transformers() {
         assert_eq!(generation.ids, want_ids, "{name}: generated ids");
         let text = prompter.tokenizer().decode(&generation.ids, true).unwrap();
         assert_eq!(text, case.manifest["generated_text"].as_str().unwrap(), "{name}: generated text");
-        assert_close(
+        figures.check(
+            "prompt_last_logits",
             &format!("{name} prompt_last_logits"),
             generation.prompt_last_logits(),
             &flat(case.t("prompt_last_logits")),
@@ -172,12 +216,13 @@ fn logits_attention_and_generation_match_transformers() {
         );
         let gen_logits = case.t("gen_logits");
         for (k, logits) in generation.step_logits.iter().enumerate() {
-            assert_close(&format!("{name} gen_logits[{k}]"), logits, &flat(&gen_logits.get(k).unwrap()), LOGITS_TOL);
+            figures.check("gen_logits", &format!("{name} gen_logits[{k}]"), logits, &flat(&gen_logits.get(k).unwrap()), LOGITS_TOL);
         }
         let prompt_attn = case.t("prompt_last_attn");
         for layer in 0..layers {
             let row = recorder.row(layer, l - 1).unwrap();
-            assert_close(
+            figures.check(
+                "prompt_last_attn",
                 &format!("{name} text.blocks.{layer}.attn.pattern[{}]", l - 1),
                 &row.probs,
                 &flat(&prompt_attn.get(layer).unwrap()),
@@ -189,7 +234,8 @@ fn logits_attention_and_generation_match_transformers() {
             for layer in 0..layers {
                 let row = recorder.row(layer, l - 1 + k).unwrap();
                 let want = gen_attn.get(k).unwrap().get(layer).unwrap();
-                assert_close(
+                figures.check(
+                    "gen_attn",
                     &format!("{name} gen_attn[{k}] layer {layer}"),
                     &row.probs,
                     &flat(&want.narrow(1, 0, l + k).unwrap()),
@@ -202,7 +248,8 @@ fn logits_attention_and_generation_match_transformers() {
                 let want = full.get(layer).unwrap(); // [H, L, L]
                 for q in 0..l {
                     let row = recorder.row(layer, q).unwrap();
-                    assert_close(
+                    figures.check(
+                        "prompt_attn_full",
                         &format!("{name} prompt_attn_full layer {layer} query {q}"),
                         &row.probs,
                         &flat(&want.narrow(1, q, 1).unwrap()),
