@@ -279,3 +279,40 @@ fn a_missing_tensor_is_named_with_its_file() {
     let msg = Qwen25Vl::load(scratch.path(), DType::F32, &Device::Cpu).err().expect("a missing tensor fails").to_string();
     assert!(msg.contains(gone) && msg.contains(&file.display().to_string()), "{msg}");
 }
+
+/// `radlens probe` on a non-square image: the prompt has the image's own token count, the map
+/// has its grid, and the answer is transformers'.
+#[test]
+fn probe_draws_the_map_on_the_images_own_grid() {
+    for case in cases() {
+        let image = root().join(case.manifest["image"].as_str().unwrap());
+        let want_ids = case.ids("generated_ids");
+        let mut args = vec![
+            "probe".to_string(),
+            "--model".into(),
+            model_dir().display().to_string(),
+            "--image".into(),
+            image.display().to_string(),
+            "--question".into(),
+            case.manifest["question"].as_str().unwrap().into(),
+            "--max-new-tokens".into(),
+            want_ids.len().to_string(),
+            "--json".into(),
+        ];
+        if let Some(system) = case.manifest["system_prompt"].as_str() {
+            args.extend(["--system".into(), system.into()]);
+        }
+        let out = crate::support::radlens(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["architecture"], "qwen2_5_vl");
+        assert_eq!(report["input_ids"], case.manifest["input_ids"], "{}: prompt", case.name);
+        assert_eq!(report["generated_ids"], case.manifest["generated_ids"], "{}: answer", case.name);
+        let grid = &case.manifest["merged_grid_hw"];
+        let map = &report["map"];
+        assert_eq!((&map["h"], &map["w"]), (&grid[0], &grid[1]), "{}: map grid", case.name);
+        assert_ne!(grid[0], grid[1], "{}: the fixture's images are not square", case.name);
+        let values = map["values"].as_array().unwrap();
+        assert_eq!(values.len() as u64, grid[0].as_u64().unwrap() * grid[1].as_u64().unwrap());
+    }
+}
