@@ -64,8 +64,9 @@ pub struct GradcamSite {
     pub name: probe::SiteName,
     /// Leading positions that are not patches (CLS), left out of the map.
     pub skip: usize,
-    /// Patches per side, row-major after `skip`.
-    pub patch_grid: usize,
+    /// Patches `(rows, cols)`, row-major after `skip`: square and fixed for LLaVA and Gemma3,
+    /// the image's own for Qwen2.5-VL.
+    pub patch_grid: (usize, usize),
     /// Patches per image token per side (Gemma3's 4x4 average pool; 1 for LLaVA).
     pub pool: usize,
 }
@@ -109,13 +110,14 @@ pub trait VisionLanguageModel {
     }
     /// Feeds one token after what `cache` holds and returns its logits `[V]` in f32.
     fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
-    /// The vision block Grad-CAM differentiates at.
-    fn gradcam_site(&self) -> GradcamSite;
+    /// The vision block Grad-CAM differentiates at, for this input `[1, C, H, W]`.
+    fn gradcam_site(&self, pixel_values: &Tensor) -> Result<GradcamSite>;
     /// That block's output, `[1, positions, vision_hidden]`.
     fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor>;
     /// From that block's output to what `encode_image` returns, with differentiable ops only (so
-    /// `encode_image(x) == features_from_gradcam_block(gradcam_activations(x))`).
-    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor>;
+    /// `encode_image(x) == features_from_gradcam_block(gradcam_activations(x), gradcam_site(x))`);
+    /// `site` is [`Self::gradcam_site`] of the same input.
+    fn features_from_gradcam_block(&self, activations: &Tensor, site: &GradcamSite) -> Result<Tensor>;
 }
 
 /// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.

@@ -22,9 +22,9 @@ use super::error::{ModelError, Result};
 use super::kv_cache::KvCache;
 use super::linear::WeightFormat;
 use super::llama_text::LlamaText;
-use super::probe::{Probe, SiteName};
+use super::probe::{NoProbe, Probe, SiteName};
 use super::qwen2_text::{self, MropePosition, mrope_tables, rope_index};
-use super::qwen25_vision::{self, QwenVision};
+use super::qwen25_vision::{self, QwenVision, patch_positions};
 use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
 pub const MODEL_TYPE: &str = "qwen2_5_vl";
@@ -226,30 +226,48 @@ impl VisionLanguageModel for Qwen25Vl {
         self.run(&embeds, &[[p; 3]], cache, probe)
     }
 
-    /// The last vision block, before the merger.
-    fn gradcam_site(&self) -> GradcamSite {
-        GradcamSite {
+    /// The last vision block, before the merger: positions are the image's patches, 2 x 2 of
+    /// them per image token. Its activations are handed out row-major over the patch grid (the
+    /// tower runs in merge-unit order) so the CAM pools like Gemma3's.
+    fn gradcam_site(&self, pixel_values: &Tensor) -> Result<GradcamSite> {
+        Ok(GradcamSite {
             name: SiteName::vision_output(self.cfg.vision.depth.saturating_sub(1)),
             skip: 0,
-            patch_grid: 0,
+            patch_grid: self.vision.patch_grid(pixel_values)?,
             pool: self.cfg.vision.spatial_merge_size,
-        }
+        })
     }
 
-    fn gradcam_activations(&self, _pixel_values: &Tensor) -> Result<Tensor> {
-        Err(gradcam_unsupported())
+    fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let (gh, gw) = self.vision.patch_grid(pixel_values)?;
+        let states = self.vision.hidden_states(pixel_values, &mut NoProbe)?;
+        let last = states.last().expect("the embeddings at least");
+        let order = self.order(gh, gw, last.device(), true)?;
+        Ok(last.index_select(&order, 0)?.unsqueeze(0)?)
     }
 
-    fn features_from_gradcam_block(&self, _activations: &Tensor) -> Result<Tensor> {
-        Err(gradcam_unsupported())
+    fn features_from_gradcam_block(&self, activations: &Tensor, site: &GradcamSite) -> Result<Tensor> {
+        let (gh, gw) = site.patch_grid;
+        let units = activations.squeeze(0)?.index_select(&self.order(gh, gw, activations.device(), false)?, 0)?;
+        let m = self.cfg.vision.spatial_merge_size;
+        Ok(self.vision.merge(&units)?.reshape((gh / m, gw / m, self.cfg.vision.out_hidden_size))?)
     }
 }
 
-/// `GradcamSite` describes a square patch grid in row-major order; Qwen2.5-VL's is per image,
-/// non-square and in merge-unit order.
-fn gradcam_unsupported() -> ModelError {
-    ModelError::Invalid(
-        "Grad-CAM is not available for Qwen2.5-VL yet: its patch grid is per image and non-square, which GradcamSite cannot describe"
-            .into(),
-    )
+impl Qwen25Vl {
+    /// Index tensors between the tower's merge-unit patch order and row-major order:
+    /// `to_row_major` gives, per row-major patch, its unit-order index; else the converse.
+    fn order(&self, gh: usize, gw: usize, device: &Device, to_row_major: bool) -> candle_core::Result<Tensor> {
+        let positions = patch_positions(gh, gw, self.cfg.vision.spatial_merge_size);
+        let mut index = vec![0u32; positions.len()];
+        for (unit_order, &(r, c)) in positions.iter().enumerate() {
+            let row_major = r * gw + c;
+            if to_row_major {
+                index[row_major] = unit_order as u32;
+            } else {
+                index[unit_order] = row_major as u32;
+            }
+        }
+        Tensor::from_vec(index, positions.len(), device)
+    }
 }
