@@ -52,7 +52,15 @@ impl OccludedImages {
     pub fn encode(model: &dyn VisionLanguageModel, pixels: &Tensor, settings: OcclusionSettings) -> Result<Self> {
         let g = settings.grid;
         let side = pixels.dim(3)?;
-        if g == 0 || g > side || pixels.dim(2)? != side {
+        // The occlusion record (`OcclusionSupport.input_side`) describes a square input; a
+        // dynamic-resolution model's (Qwen2.5-VL) is not, and is refused rather than misdrawn.
+        if pixels.dim(2)? != side {
+            return Err(ModelError::Invalid(format!(
+                "occlusion needs a square model input; this one is {} x {side} (dynamic resolution), which the occlusion record cannot describe yet",
+                pixels.dim(2)?
+            )));
+        }
+        if g == 0 || g > side {
             return Err(ModelError::Invalid(format!(
                 "occlusion grid {g} x {g} does not fit the model's {side} x {side} input: choose --occlusion-grid between 1 and {side}"
             )));
