@@ -316,3 +316,63 @@ fn probe_draws_the_map_on_the_images_own_grid() {
         assert_eq!(values.len() as u64, grid[0].as_u64().unwrap() * grid[1].as_u64().unwrap());
     }
 }
+
+/// `radlens study` with Qwen2.5-VL: each record's map lies on its own image's grid, with the
+/// prompt prefix shared between a study's variants, Grad-CAM and the box conditions.
+#[test]
+fn a_study_records_maps_on_each_images_grid() {
+    let scratch = crate::support::Scratch::new("qwen-study");
+    // Two variants per case image, with a box inside the image.
+    let mut csv = String::from(
+        "study_id,image_path,question,answer,finding,question_variant,variant_index,strategy,polarity,roi_x,roi_y,roi_w,roi_h\n",
+    );
+    let mut grids = std::collections::BTreeMap::new();
+    for case in cases() {
+        let m = &case.manifest;
+        let image = m["image"].as_str().unwrap().trim_start_matches("images/").to_string();
+        let study = image.replace('.', "_");
+        if grids
+            .insert(study.clone(), (m["merged_grid_hw"][0].as_u64().unwrap() as usize, m["merged_grid_hw"][1].as_u64().unwrap() as usize))
+            .is_some()
+        {
+            continue;
+        }
+        let (w, h) = (m["image_size_wh"][0].as_u64().unwrap(), m["image_size_wh"][1].as_u64().unwrap());
+        for (k, q) in ["Is there a fracture in this image?", "Is a fracture present?"].iter().enumerate() {
+            csv.push_str(&format!("{study},{image},{q},yes,fracture,v{k},{k},phrasing,1,1,1,{},{}\n", w / 2, h / 2));
+        }
+    }
+    let csv = scratch.write("study.csv", &csv);
+    let out = scratch.path().join("run");
+    let model = format!("qwen={}", model_dir().display());
+    let images = root().join("images");
+    let run = crate::support::radlens(&[
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--model",
+        &model,
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "3",
+        "--conditions",
+        "roi_occluded,control_occluded",
+        "--gradcam",
+    ]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let records = crate::support::run_records(&out);
+    let mut maps = 0;
+    for r in &records {
+        assert!(r.error.is_none(), "{}: {:?}", r.sample_id, r.error);
+        if let Some(map) = &r.map {
+            let g = map.provenance.geometry;
+            assert_eq!((g.h, g.w), grids[&r.study_id], "{}: the map lies on the image's grid", r.sample_id);
+            assert_eq!(map.values.len(), g.h * g.w);
+            maps += 1;
+        }
+    }
+    assert_eq!(maps, 2 * grids.len(), "one map per row of the image pass");
+}
