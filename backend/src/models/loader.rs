@@ -38,7 +38,7 @@ struct ModelType {
     model_type: Option<String>,
 }
 
-/// Opens `dir`: a llava-hf or Gemma3 directory (by `config.json`'s `model_type`), or a
+/// Opens `dir`: a llava-hf, Gemma3 or Qwen2.5-VL directory (by `config.json`'s `model_type`), or a
 /// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
 /// `format` is how the decoder's projections are held (dense, or `--quantize q8`).
 pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device, format: WeightFormat) -> Result<Engine> {
