@@ -282,12 +282,7 @@ impl LlamaText {
     /// Runs the decoder over `embeds` `[1, seq, hidden]` that follow what `cache` holds; returns
     /// the hidden states after the final norm, `[1, seq, hidden]`.
     pub fn forward_embeds(&self, embeds: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
-        let seq = embeds.dim(1)?;
-        let start = cache.len();
-        if start + seq > self.cfg.max_positions {
-            candle_core::bail!("position {} is beyond the model's {} positions", start + seq - 1, self.cfg.max_positions);
-        }
-        let rope = self.rope.tables(start, seq, embeds.dtype())?;
+        let rope = self.rope.tables(cache.len(), embeds.dim(1)?, embeds.dtype())?;
         self.forward_embeds_rotated(embeds, &rope, cache, probe)
     }
 
@@ -308,6 +303,10 @@ impl LlamaText {
     ) -> candle_core::Result<Tensor> {
         let seq = embeds.dim(1)?;
         let start = cache.len();
+        // Sequence positions bound the rotary ones (Qwen2.5-VL's never exceed them).
+        if start + seq > self.cfg.max_positions {
+            candle_core::bail!("position {} is beyond the model's {} positions", start + seq - 1, self.cfg.max_positions);
+        }
         let mask = attention_mask(start, seq, start + seq, MaskKind::Causal, &[], embeds.device())?;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -141,11 +141,12 @@ impl Qwen25Vl {
         &self.vision
     }
 
-    /// Features `[rows, cols, hidden]` -> the grid and `[tokens, hidden]`.
+    /// Features `[rows, cols, hidden]` -> the grid and `[tokens, hidden]`. `[tokens, hidden]`
+    /// carry no grid: they serve only prompts without image tokens (`rope_index` says so).
     fn grid_of(features: &Tensor) -> Result<(Option<(usize, usize)>, Tensor)> {
         match features.dims() {
             &[rows, cols, hidden] => Ok((Some((rows, cols)), features.reshape((rows * cols, hidden))?)),
-            &[0, _] => Ok((None, features.clone())),
+            &[_, _] => Ok((None, features.clone())),
             other => Err(ModelError::Shape {
                 site: "qwen2_5_vl image features".into(),
                 expected: "[rows, cols, hidden] (from encode_image)".into(),
@@ -157,6 +158,22 @@ impl Qwen25Vl {
     /// transformers' mrope positions of the whole prompt and its `rope_delta`.
     pub fn positions(&self, input_ids: &[u32], grid: Option<(usize, usize)>) -> Result<(Vec<MropePosition>, i64)> {
         rope_index(input_ids, self.cfg.image_token_id, grid).map_err(ModelError::Invalid)
+    }
+
+    /// Index tensors between the tower's merge-unit patch order and row-major order:
+    /// `to_row_major` gives, per row-major patch, its unit-order index; else the converse.
+    fn order(&self, gh: usize, gw: usize, device: &Device, to_row_major: bool) -> candle_core::Result<Tensor> {
+        let positions = patch_positions(gh, gw, self.cfg.vision.spatial_merge_size);
+        let mut index = vec![0u32; positions.len()];
+        for (unit_order, &(r, c)) in positions.iter().enumerate() {
+            let row_major = r * gw + c;
+            if to_row_major {
+                index[row_major] = unit_order as u32;
+            } else {
+                index[unit_order] = row_major as u32;
+            }
+        }
+        Tensor::from_vec(index, positions.len(), device)
     }
 
     /// Runs embeddings at the given positions after what `cache` holds; returns last logits.
@@ -251,23 +268,5 @@ impl VisionLanguageModel for Qwen25Vl {
         let units = activations.squeeze(0)?.index_select(&self.order(gh, gw, activations.device(), false)?, 0)?;
         let m = self.cfg.vision.spatial_merge_size;
         Ok(self.vision.merge(&units)?.reshape((gh / m, gw / m, self.cfg.vision.out_hidden_size))?)
-    }
-}
-
-impl Qwen25Vl {
-    /// Index tensors between the tower's merge-unit patch order and row-major order:
-    /// `to_row_major` gives, per row-major patch, its unit-order index; else the converse.
-    fn order(&self, gh: usize, gw: usize, device: &Device, to_row_major: bool) -> candle_core::Result<Tensor> {
-        let positions = patch_positions(gh, gw, self.cfg.vision.spatial_merge_size);
-        let mut index = vec![0u32; positions.len()];
-        for (unit_order, &(r, c)) in positions.iter().enumerate() {
-            let row_major = r * gw + c;
-            if to_row_major {
-                index[row_major] = unit_order as u32;
-            } else {
-                index[unit_order] = row_major as u32;
-            }
-        }
-        Tensor::from_vec(index, positions.len(), device)
     }
 }
