@@ -376,3 +376,56 @@ fn a_study_records_maps_on_each_images_grid() {
     }
     assert_eq!(maps, 2 * grids.len(), "one map per row of the image pass");
 }
+
+/// Both config layouts (hub: text fields at the top level with `rope_scaling`; transformers 5:
+/// `text_config` with `rope_parameters`) resolve to the same config, and both tensor layouts
+/// (hub: `visual.*`, `model.*`; transformers 5: `model.visual.*`, `model.language_model.*`) load
+/// the same model.
+#[test]
+fn hub_and_transformers_5_layouts_load_alike() {
+    use radlens::models::qwen25vl::Config;
+    let value: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(model_dir().join("config.json")).unwrap()).unwrap();
+    let both = Config::from_json(&value).unwrap();
+    let mut hub = value.clone();
+    hub.as_object_mut().unwrap().remove("text_config");
+    assert_eq!(Config::from_json(&hub).unwrap(), both, "hub config (no text_config)");
+    let keep =
+        ["model_type", "text_config", "vision_config", "image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"];
+    let mut nested = value.clone();
+    nested.as_object_mut().unwrap().retain(|k, _| keep.contains(&k.as_str()));
+    assert_eq!(Config::from_json(&nested).unwrap(), both, "transformers 5 config (text_config only)");
+
+    let scratch = crate::support::Scratch::new("qwen-t5-layout");
+    for f in std::fs::read_dir(model_dir()).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() && p.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&p, scratch.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let tensors = candle_core::safetensors::load(model_dir().join("model.safetensors"), &Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(k, t)| {
+            let k = match (k.strip_prefix("visual."), k.strip_prefix("model.")) {
+                (Some(rest), _) => format!("model.visual.{rest}"),
+                (_, Some(rest)) if !rest.starts_with("visual.") && !rest.starts_with("language_model.") => {
+                    format!("model.language_model.{rest}")
+                }
+                _ => k,
+            };
+            (k, t)
+        })
+        .collect();
+    assert!(
+        renamed.keys().any(|k| k.starts_with("model.language_model.layers.")) && renamed.keys().any(|k| k.starts_with("model.visual."))
+    );
+    candle_core::safetensors::save(&renamed, scratch.path().join("model.safetensors")).unwrap();
+    let (a, b) = (load(), Qwen25Vl::load(scratch.path(), DType::F32, &Device::Cpu).unwrap());
+    let case = &cases()[0];
+    let logits = |m: &Qwen25Vl| {
+        let f = m.encode_image(&pixels(case), &mut NoProbe).unwrap();
+        let mut cache = m.new_cache();
+        flat(&m.prefill_from(&case.ids("input_ids"), 0, &f, &mut cache, &mut NoProbe).unwrap())
+    };
+    assert_eq!(logits(&a), logits(&b), "the same weights under either layout");
+}
