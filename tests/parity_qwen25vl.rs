@@ -429,3 +429,35 @@ fn hub_and_transformers_5_layouts_load_alike() {
     };
     assert_eq!(logits(&a), logits(&b), "the same weights under either layout");
 }
+
+/// Occlusion (G1) on a non-square input: `g x g` cells of `H/g x W/g` pixels, the record keeps
+/// both sides, and the occlusion map lies over the same crop as the attention map.
+#[test]
+fn occlusion_runs_on_a_non_square_input() {
+    let case = &cases()[0];
+    let image = root().join(case.manifest["image"].as_str().unwrap());
+    let out = crate::support::radlens(&[
+        "probe",
+        "--model",
+        model_dir().to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--question",
+        case.manifest["question"].as_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+        "--occlusion",
+        "--occlusion-grid",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let occlusion = &report["grounding"]["occlusion"];
+    let (h, w) = (pixels(case).dim(2).unwrap(), pixels(case).dim(3).unwrap());
+    assert_ne!(h, w);
+    assert_eq!(occlusion["grid"], 4);
+    assert_eq!(occlusion["input_hw"], serde_json::json!([h, w]));
+    assert_eq!(occlusion["input_side"], h.min(w));
+    assert_eq!(occlusion["support"].as_array().unwrap().len(), 16);
+}

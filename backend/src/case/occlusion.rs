@@ -51,18 +51,12 @@ impl OccludedImages {
     /// per-channel mean of the whole input, as the deletion test does) and encodes the results.
     pub fn encode(model: &dyn VisionLanguageModel, pixels: &Tensor, settings: OcclusionSettings) -> Result<Self> {
         let g = settings.grid;
-        let side = pixels.dim(3)?;
-        // The occlusion record (`OcclusionSupport.input_side`) describes a square input; a
-        // dynamic-resolution model's (Qwen2.5-VL) is not, and is refused rather than misdrawn.
-        if pixels.dim(2)? != side {
-            return Err(ModelError::Invalid(format!(
-                "occlusion needs a square model input; this one is {} x {side} (dynamic resolution), which the occlusion record cannot describe yet",
-                pixels.dim(2)?
-            )));
-        }
+        // A dynamic-resolution input (Qwen2.5-VL) is H x W: its cells are H/g x W/g pixels.
+        let (h, w) = (pixels.dim(2)?, pixels.dim(3)?);
+        let side = h.min(w);
         if g == 0 || g > side {
             return Err(ModelError::Invalid(format!(
-                "occlusion grid {g} x {g} does not fit the model's {side} x {side} input: choose --occlusion-grid between 1 and {side}"
+                "occlusion grid {g} x {g} does not fit the model's {h} x {w} input: choose --occlusion-grid between 1 and {side}"
             )));
         }
         let cells = g * g;

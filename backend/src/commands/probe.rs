@@ -431,10 +431,10 @@ fn opt(v: Option<f64>) -> String {
 fn print_grounding(g: &CaseGrounding) {
     if let Some(o) = &g.occlusion {
         let positive = o.support.iter().filter(|v| **v > 0.0).count();
+        let (h, w) = o.input_hw.unwrap_or((o.input_side, o.input_side));
         println!(
-            "occlusion  {g}x{g} cells over the {s}x{s} input: margin {m:+.4}; {positive} cells weaken the answer when hidden",
+            "occlusion  {g}x{g} cells over the {h}x{w} input: margin {m:+.4}; {positive} cells weaken the answer when hidden",
             g = o.grid,
-            s = o.input_side,
             m = o.margin
         );
     }
