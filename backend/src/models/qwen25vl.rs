@@ -270,3 +270,50 @@ impl VisionLanguageModel for Qwen25Vl {
         Ok(self.vision.merge(&units)?.reshape((gh / m, gw / m, self.cfg.vision.out_hidden_size))?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Qwen/Qwen2.5-VL-3B-Instruct's config.json as the hub ships it (text at the top level).
+    fn hub_3b() -> serde_json::Value {
+        json!({
+            "model_type": "qwen2_5_vl", "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+            "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936, "rms_norm_eps": 1e-6,
+            "rope_theta": 1000000.0, "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "max_position_embeddings": 128000, "use_sliding_window": false, "sliding_window": 32768,
+            "tie_word_embeddings": true, "image_token_id": 151655, "vision_start_token_id": 151652,
+            "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+                "num_heads": 16, "in_chans": 3, "out_hidden_size": 2048, "patch_size": 14, "spatial_merge_size": 2,
+                "spatial_patch_size": 14, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+                "tokens_per_second": 2, "temporal_patch_size": 2}
+        })
+    }
+
+    #[test]
+    fn the_hub_3b_config_resolves() {
+        let cfg = Config::from_json(&hub_3b()).unwrap();
+        assert_eq!(cfg.text.mrope_section, [16, 24, 24]);
+        assert_eq!((cfg.text.llama.head_dim, cfg.text.llama.num_kv_heads), (128, 2));
+        assert!(cfg.text.llama.tie_word_embeddings && cfg.text.llama.attention_bias && !cfg.text.llama.o_proj_bias);
+        assert_eq!(cfg.text.llama.rope_theta, 1e6);
+        assert_eq!((cfg.vision.in_channels, cfg.vision.factor(), cfg.vision.window_size / cfg.vision.factor()), (3, 28, 4));
+        assert_eq!(cfg.vision.fullatt_block_indexes, vec![7, 15, 23, 31]);
+    }
+
+    #[test]
+    fn unsupported_settings_name_their_field() {
+        let bad = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = hub_3b();
+            edit(&mut v);
+            Config::from_json(&v).unwrap_err()
+        };
+        assert!(bad(&|v| v["rope_scaling"]["mrope_section"] = json!([16, 24, 16])).contains("mrope_section"));
+        assert!(bad(&|v| v["use_sliding_window"] = json!(true)).contains("use_sliding_window"));
+        assert!(bad(&|v| v["vision_config"]["out_hidden_size"] = json!(1024)).contains("out_hidden_size"));
+        assert!(bad(&|v| v["vision_config"]["fullatt_block_indexes"] = json!([32])).contains("fullatt_block_indexes"));
+        assert!(bad(&|v| v["rope_scaling"]["type"] = json!("yarn")).contains("yarn"));
+    }
+}

@@ -130,6 +130,29 @@ mod tests {
         assert_eq!(smart_resize(20, 30, 28, 56 * 56, MAX), (56, 84));
     }
 
+    /// The hub's preprocessor_config.json (`min_pixels`/`max_pixels` at the top level): an image
+    /// over `max_pixels` comes out at smart_resize's size, sides multiples of 28, not square.
+    #[test]
+    fn the_hub_processor_config_resizes_a_large_image_within_max_pixels() {
+        use crate::models::processor::preprocess::{ImageProcessorConfig, Resize};
+        let dir = std::env::temp_dir().join(format!("radlens-qwen-pre-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = r#"{"min_pixels": 3136, "max_pixels": 12544, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+            "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+            "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"}"#;
+        std::fs::write(dir.join("preprocessor_config.json"), config).unwrap();
+        let cfg = ImageProcessorConfig::load(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(cfg.resize, Resize::Smart { factor: 28, min_pixels: 3136, max_pixels: 12544 });
+        let img =
+            image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(500, 300, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])));
+        let pre = cfg.preprocess(&img).unwrap();
+        assert_eq!((pre.height as u32, pre.width as u32), smart_resize(300, 500, 28, 3136, 12544));
+        assert!(pre.height * pre.width <= 12544 && pre.height % 28 == 0 && pre.width % 28 == 0 && pre.width > pre.height);
+        // The map covers the whole image: no crop.
+        assert_eq!((pre.crop.x0, pre.crop.y0, pre.crop.x1, pre.crop.y1), (0.0, 0.0, 500.0, 300.0));
+    }
+
     #[test]
     fn extreme_aspect_ratios_are_refused() {
         assert!(check_aspect_ratio(201, 1).is_err());
