@@ -148,7 +148,7 @@ mod tests {
             image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(500, 300, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])));
         let pre = cfg.preprocess(&img).unwrap();
         assert_eq!((pre.height as u32, pre.width as u32), smart_resize(300, 500, 28, 3136, 12544));
-        assert!(pre.height * pre.width <= 12544 && pre.height % 28 == 0 && pre.width % 28 == 0 && pre.width > pre.height);
+        assert!(pre.height * pre.width <= 12544 && pre.height.is_multiple_of(28) && pre.width.is_multiple_of(28) && pre.width > pre.height);
         // The map covers the whole image: no crop.
         assert_eq!((pre.crop.x0, pre.crop.y0, pre.crop.x1, pre.crop.y1), (0.0, 0.0, 500.0, 300.0));
     }
