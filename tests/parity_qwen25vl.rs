@@ -314,6 +314,22 @@ fn probe_draws_the_map_on_the_images_own_grid() {
         assert_ne!(grid[0], grid[1], "{}: the fixture's images are not square", case.name);
         let values = map["values"].as_array().unwrap();
         assert_eq!(values.len() as u64, grid[0].as_u64().unwrap() * grid[1].as_u64().unwrap());
+
+        // `--dump` keeps the model input [1, 3, H, W]; `--pixel-values` reads it back.
+        let scratch = crate::support::Scratch::new("qwen-dump");
+        let dump = scratch.path().join("dump.safetensors");
+        let mut with_dump = args.clone();
+        with_dump.extend(["--dump".into(), dump.display().to_string()]);
+        let out = crate::support::radlens(&with_dump.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+        let image_at = args.iter().position(|a| a == "--image").unwrap();
+        let mut from_pixels = args.clone();
+        from_pixels.splice(image_at..image_at + 2, ["--pixel-values".to_string(), dump.display().to_string()]);
+        let out = crate::support::radlens(&from_pixels.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}: {}", case.name, String::from_utf8_lossy(&out.stderr));
+        let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(again["generated_ids"], report["generated_ids"], "{}: from the dumped pixels", case.name);
+        assert_eq!((&again["map"]["h"], &again["map"]["w"]), (&grid[0], &grid[1]));
     }
 }
 

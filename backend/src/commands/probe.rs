@@ -110,7 +110,8 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let preprocessed = image.as_ref().map(|img| engine.image_processor.preprocess(img)).transpose()?;
     let case_image = match &args.pixel_values {
         Some(path) => {
-            let pv = read_pixel_values(path)?.to_device(&device)?;
+            // A model without a fixed grid (Qwen2.5-VL, summary grid 0) takes any H x W.
+            let pv = read_pixel_values(path, summary.grid_h == 0)?.to_device(&device)?;
             // Stored pixels: the geometry comes from the image when given, else the input itself.
             let geometry = match &preprocessed {
                 Some(p) => {
@@ -270,7 +271,7 @@ fn probe_map(m: MethodValues) -> Result<ProbeMap, ModelError> {
     Ok(ProbeMap { map, image_share: 0.0, metrics, provenance: m.provenance })
 }
 
-fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
+fn read_pixel_values(path: &Path, any_shape: bool) -> Result<Tensor, ModelError> {
     if !path.exists() {
         return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() });
     }
@@ -280,10 +281,10 @@ fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
         .get("pixel_values")
         .ok_or_else(|| ModelError::Checkpoint { path: path.to_path_buf(), message: "no tensor named pixel_values".into() })?;
     match pv.dims() {
-        [1, 3, h, w] if h == w => Ok(pv.to_dtype(DType::F32)?),
+        [1, 3, h, w] if h == w || any_shape => Ok(pv.to_dtype(DType::F32)?),
         dims => Err(ModelError::Checkpoint {
             path: path.to_path_buf(),
-            message: format!("pixel_values has shape {dims:?}, expected [1, 3, S, S]"),
+            message: format!("pixel_values has shape {dims:?}, expected {}", if any_shape { "[1, 3, H, W]" } else { "[1, 3, S, S]" }),
         }),
     }
 }
