@@ -315,5 +315,9 @@ mod tests {
         assert!(bad(&|v| v["vision_config"]["out_hidden_size"] = json!(1024)).contains("out_hidden_size"));
         assert!(bad(&|v| v["vision_config"]["fullatt_block_indexes"] = json!([32])).contains("fullatt_block_indexes"));
         assert!(bad(&|v| v["rope_scaling"]["type"] = json!("yarn")).contains("yarn"));
+        // Both spellings of the type, as some hub configs write them.
+        let mut both = hub_3b();
+        both["rope_scaling"] = json!({"rope_type": "default", "type": "default", "mrope_section": [16, 24, 24]});
+        assert_eq!(Config::from_json(&both).unwrap().text.mrope_section, [16, 24, 24]);
     }
 }

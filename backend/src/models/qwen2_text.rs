@@ -15,8 +15,10 @@ use super::rope::{RopeTables, RotaryEmbedding};
 #[derive(Debug, Clone, Deserialize)]
 pub struct RawRope {
     pub rope_theta: Option<f64>,
-    #[serde(alias = "type")]
+    /// Some hub configs carry both spellings (`"rope_type": "default", "type": "default"`).
     pub rope_type: Option<String>,
+    #[serde(rename = "type")]
+    pub legacy_type: Option<String>,
     pub mrope_section: Option<Vec<usize>>,
 }
 
@@ -102,10 +104,10 @@ impl RawConfig {
         }
         let head_dim = self.hidden_size / heads;
         let rope = self.rope_parameters.as_ref().or(self.rope_scaling.as_ref());
-        if let Some(t) = rope.and_then(|r| r.rope_type.as_deref())
-            && !matches!(t, "default" | "mrope")
-        {
-            return Err(format!("text RoPE type {t:?} is not supported (default, mrope)"));
+        for t in rope.iter().flat_map(|r| [r.rope_type.as_deref(), r.legacy_type.as_deref()]).flatten() {
+            if !matches!(t, "default" | "mrope") {
+                return Err(format!("text RoPE type {t:?} is not supported (default, mrope)"));
+            }
         }
         let rope_theta = rope.and_then(|r| r.rope_theta).or(self.rope_theta).unwrap_or(1_000_000.0);
         let section = rope.and_then(|r| r.mrope_section.clone()).unwrap_or_else(|| vec![16, 24, 24]);
