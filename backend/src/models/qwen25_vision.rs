@@ -4,12 +4,12 @@
 //! patch merger.
 //!
 //! Order of positions. The processor flattens patches 2x2 merge unit by merge unit (units
-//! row-major over the `grid_h/2 x grid_w/2` token grid, patches row-major inside a unit); this
-//! tower keeps that order throughout. transformers permutes the units into window order before
-//! the blocks and back after the merger; attention within a window does not depend on the order
-//! of its keys, so running in unit order with a "same window" mask computes the same function,
-//! and captured vision rows and block outputs are indexed by unit-order patch. [`windows`] gives
-//! the permutation for comparing with transformers' intermediates.
+//! row-major over the `grid_h/2 x grid_w/2` token grid, patches row-major inside a unit). As
+//! transformers, the blocks run in window order (the units permuted so that each window is a
+//! contiguous run, [`windows`]), so a window block attends within each run: `O(patches x
+//! window)` rather than `O(patches^2)`. What this tower returns is back in unit order. Captured
+//! vision rows (`vision.blocks.N.attn.pattern`) are indexed in window order, and in a window
+//! block each run's rows come with that window's keys only.
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
@@ -223,12 +223,13 @@ struct Attention {
 }
 
 impl Attention {
-    /// `x`: `[seq, hidden]`; `mask`: the window mask, `None` in full-attention blocks.
+    /// `x`: `[seq, hidden]` in window order; `windows`: each window's `(start, len)`, `None` in
+    /// full-attention blocks.
     fn forward(
         &self,
         x: &Tensor,
         rope: &RopeTables,
-        mask: Option<&Tensor>,
+        windows: Option<&[(usize, usize)]>,
         layer: usize,
         probe: &mut dyn Probe,
     ) -> candle_core::Result<Tensor> {
@@ -239,8 +240,19 @@ impl Attention {
         let q = rotate(qkv.get(0)?)?;
         let k = rotate(qkv.get(1)?)?;
         let v = qkv.get(2)?.unsqueeze(0)?.contiguous()?;
-        let spec = AttnSpec { scale: 1.0 / (self.head_dim as f64).sqrt(), softcap: None, mask };
-        let out = attend(&q, &k, &v, &spec, SiteName::vision_attn(layer), 0, probe)?; // [1, heads, seq, d]
+        let spec = AttnSpec { scale: 1.0 / (self.head_dim as f64).sqrt(), softcap: None, mask: None };
+        let at = SiteName::vision_attn(layer);
+        let out = match windows {
+            None => attend(&q, &k, &v, &spec, at, 0, probe)?,
+            Some(runs) => {
+                let part = |t: &Tensor, s: usize, n: usize| t.narrow(2, s, n)?.contiguous();
+                let outs = runs
+                    .iter()
+                    .map(|&(s, n)| attend(&part(&q, s, n)?, &part(&k, s, n)?, &part(&v, s, n)?, &spec, at, s, probe))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                Tensor::cat(&outs, 2)?
+            }
+        }; // [1, heads, seq, d]
         self.proj.forward(&out.squeeze(0)?.transpose(0, 1)?.reshape((seq, hidden))?)
     }
 }
@@ -277,10 +289,14 @@ struct Merger {
     unit_dim: usize,
 }
 
-/// The per-image inputs the blocks share: rotary tables and the window mask.
+/// The per-image inputs the blocks share, all in window order.
 struct Layout {
     rope: RopeTables,
-    window_mask: Option<Tensor>,
+    /// Each window's `(start, len)` in patches; `None` when one window holds the whole image.
+    windows: Option<Vec<(usize, usize)>>,
+    /// Unit-order patch index per window-order position, and the converse.
+    to_window: Tensor,
+    to_unit: Tensor,
 }
 
 pub struct QwenVision {
@@ -376,38 +392,44 @@ impl QwenVision {
     fn layout(&self, grid_h: usize, grid_w: usize, device: &Device) -> candle_core::Result<Layout> {
         let freqs = self.rotary.inv_freq();
         let positions = patch_positions(grid_h, grid_w, self.cfg.spatial_merge_size);
+        let per_unit = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size;
+        let w = self.windows(grid_h, grid_w);
+        let to_window: Vec<u32> = w.window_index.iter().flat_map(|&u| (u * per_unit..(u + 1) * per_unit).map(|p| p as u32)).collect();
+        let mut to_unit = vec![0u32; to_window.len()];
+        for (k, &p) in to_window.iter().enumerate() {
+            to_unit[p as usize] = k as u32;
+        }
         let half = 2 * freqs.len();
         let mut angles = Vec::with_capacity(positions.len() * half);
-        for &(r, c) in &positions {
+        for &p in &to_window {
+            let (r, c) = positions[p as usize];
             angles.extend(freqs.iter().map(|f| r as f32 * f));
             angles.extend(freqs.iter().map(|f| c as f32 * f));
         }
         let rope = RopeTables::from_angles(angles, positions.len(), half, DType::F32, device)?;
-        let units = self.windows(grid_h, grid_w).unit_window;
-        let per_unit = self.cfg.spatial_merge_size * self.cfg.spatial_merge_size;
-        let window_mask = if units.iter().all(|&w| w == 0) {
-            None
-        } else {
-            let n = positions.len();
-            let mask: Vec<f32> =
-                (0..n * n).map(|i| if units[i / n / per_unit] == units[i % n / per_unit] { 0.0 } else { f32::NEG_INFINITY }).collect();
-            Some(Tensor::from_vec(mask, (n, n), device)?)
-        };
-        Ok(Layout { rope, window_mask })
+        let runs: Vec<(usize, usize)> = w.cu_window_seqlens.windows(2).map(|b| (b[0], b[1] - b[0])).collect();
+        let n = to_window.len();
+        Ok(Layout {
+            rope,
+            windows: (runs.len() > 1).then_some(runs),
+            to_window: Tensor::from_vec(to_window, n, device)?,
+            to_unit: Tensor::from_vec(to_unit, n, device)?,
+        })
     }
 
     /// Every block's output `[patches, hidden]` in unit order, after the patch embedding (first).
     pub fn hidden_states(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Vec<Tensor>> {
         let (gh, gw) = self.patch_grid(pixel_values)?;
         let layout = self.layout(gh, gw, pixel_values.device())?;
-        let mut x = self.embed_patches(&self.patchify(pixel_values)?)?;
-        let mut states = vec![x.clone()];
+        let embedded = self.embed_patches(&self.patchify(pixel_values)?)?;
+        let mut x = embedded.index_select(&layout.to_window, 0)?;
+        let mut states = vec![embedded];
         for (i, block) in self.blocks.iter().enumerate() {
-            let mask = if self.cfg.fullatt_block_indexes.contains(&i) { None } else { layout.window_mask.as_ref() };
-            let attn = block.attn.forward(&block.norm1.forward(&x)?, &layout.rope, mask, i, probe)?;
+            let windows = if self.cfg.fullatt_block_indexes.contains(&i) { None } else { layout.windows.as_deref() };
+            let attn = block.attn.forward(&block.norm1.forward(&x)?, &layout.rope, windows, i, probe)?;
             x = (x + attn)?;
             x = (&x + block.mlp.forward(&block.norm2.forward(&x)?)?)?;
-            states.push(x.clone());
+            states.push(x.index_select(&layout.to_unit, 0)?);
         }
         Ok(states)
     }
