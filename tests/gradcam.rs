@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use radlens::case::gradcam::{MarginTokens, gradcam, margin_from_activations, margin_gradient};
+use radlens::models::GradcamSite;
 use radlens::models::checkpoint::llava_rad::PartOverrides;
 use radlens::models::loader::{Engine, load_engine};
 use radlens::models::probe::NoProbe;
@@ -27,8 +28,17 @@ fn direction(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-fn margin_at(e: &Engine, ids: &[u32], acts: &Tensor, tokens: MarginTokens) -> f64 {
-    let m = margin_from_activations(e.model.as_ref(), ids, acts, tokens).unwrap();
+/// The engine's pixel input: `pixel_values`, except for Qwen2.5-VL, whose engine takes the
+/// normalised image (`pixel_image`, `[3, H, W]`) and patchifies it itself.
+fn model_input(case: &Case) -> Tensor {
+    match case.tensors.get("pixel_image") {
+        Some(image) => image.unsqueeze(0).unwrap(),
+        None => case.t("pixel_values").clone(),
+    }
+}
+
+fn margin_at(e: &Engine, ids: &[u32], acts: &Tensor, site: &GradcamSite, tokens: MarginTokens) -> f64 {
+    let m = margin_from_activations(e.model.as_ref(), ids, acts, site, tokens).unwrap();
     f64::from(m.to_scalar::<f32>().unwrap())
 }
 
@@ -41,10 +51,11 @@ fn margin_at(e: &Engine, ids: &[u32], acts: &Tensor, tokens: MarginTokens) -> f6
 fn gradient_matches_finite_differences(e: &Engine, case: &Case) {
     let model = e.model.as_ref();
     let ids = case.ids("input_ids");
-    let pixels = case.t("pixel_values");
+    let pixels = &model_input(case);
     let acts = model.gradcam_activations(pixels).unwrap();
+    let site = model.gradcam_site(pixels).unwrap();
     // The split forward computes exactly what encode_image does.
-    let split = model.features_from_gradcam_block(&acts).unwrap();
+    let split = model.features_from_gradcam_block(&acts, &site).unwrap();
     let whole = model.encode_image(pixels, &mut NoProbe).unwrap();
     assert_close(&format!("{}: features via the Grad-CAM block", case.name), &flat(&split), &flat(&whole), 1e-6);
 
@@ -53,7 +64,7 @@ fn gradient_matches_finite_differences(e: &Engine, case: &Case) {
     let yes = e.prompter.tokenizer().single_token_spellings("yes");
     let no = e.prompter.tokenizer().single_token_spellings("no");
     let tokens = MarginTokens::pick(&logits, &yes, &no).expect("the fixture's vocabulary spells yes and no");
-    let mg = margin_gradient(model, &ids, &acts, tokens).unwrap();
+    let mg = margin_gradient(model, &ids, &acts, &site, tokens).unwrap();
     assert!((mg.margin - f64::from(logits[tokens.yes as usize] - logits[tokens.no as usize])).abs() < 1e-5);
 
     let eps = 1e-2;
@@ -61,8 +72,8 @@ fn gradient_matches_finite_differences(e: &Engine, case: &Case) {
     for seed in 0..4 {
         let d = direction(acts.dims(), seed);
         let rms_d = f64::from(d.sqr().unwrap().mean_all().unwrap().sqrt().unwrap().to_scalar::<f32>().unwrap());
-        let plus = margin_at(e, &ids, &(&acts + (&d * eps).unwrap()).unwrap(), tokens);
-        let minus = margin_at(e, &ids, &(&acts - (&d * eps).unwrap()).unwrap(), tokens);
+        let plus = margin_at(e, &ids, &(&acts + (&d * eps).unwrap()).unwrap(), &site, tokens);
+        let minus = margin_at(e, &ids, &(&acts - (&d * eps).unwrap()).unwrap(), &site, tokens);
         let fd = (plus - minus) / (2.0 * eps);
         let ad = f64::from((mg.gradient.unsqueeze(0).unwrap() * &d).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap());
         let rel = (fd - ad).abs() / ad.abs().max(grad_norm * rms_d);
@@ -85,6 +96,30 @@ fn gemma3_gradient_matches_finite_differences() {
 fn llava_rad_gradient_matches_finite_differences() {
     let case = Case::load_from("llava-rad-tiny-v1/reference/llava-rad-tiny/case0", "llava-rad-tiny/case0");
     gradient_matches_finite_differences(&engine("llava-rad-tiny-v1/llava-rad-tiny"), &case);
+}
+
+#[test]
+fn qwen25vl_gradient_matches_finite_differences() {
+    let case = Case::load_from("qwen25vl-tiny-v1/reference/qwen25vl-tiny/case0", "qwen25vl-tiny/case0");
+    gradient_matches_finite_differences(&engine("qwen25vl-tiny-v1/qwen25vl-tiny"), &case);
+}
+
+/// Qwen2.5-VL: the CAM lies on each image's own (non-square) token grid.
+#[test]
+fn qwen25vl_cams_have_each_images_grid() {
+    let e = engine("qwen25vl-tiny-v1/qwen25vl-tiny");
+    let yes = e.prompter.tokenizer().single_token_spellings("yes");
+    let no = e.prompter.tokenizer().single_token_spellings("no");
+    for name in ["case0", "case1"] {
+        let case = Case::load_from(&format!("qwen25vl-tiny-v1/reference/qwen25vl-tiny/{name}"), name);
+        let pixels = model_input(&case);
+        let cam = gradcam(e.model.as_ref(), &case.ids("input_ids"), &pixels, &yes, &no).unwrap();
+        let grid = e.model.image_grid(&pixels).unwrap();
+        assert_eq!((cam.h, cam.w), grid, "{name}: the image's token grid");
+        assert_ne!(cam.h, cam.w, "{name}: a non-square grid");
+        assert!(cam.cells.iter().all(|&v| v >= 0.0 && v.is_finite()), "{name}: {:?}", cam.cells);
+        assert!(cam.site.name.to_string().starts_with("vision.blocks.3.output"), "{name}: {}", cam.site.name);
+    }
 }
 
 /// The CAM lies on the attention map's grid, is non-negative, and names its block.

@@ -11,6 +11,10 @@ mod parity_llava;
 /// The Gemma3 (MedGemma) engine against transformers' outputs on the tiny gemma3 fixture.
 mod parity_gemma3;
 
+/// The Qwen2.5-VL engine (dynamic resolution, window attention, mrope) against transformers on
+/// the tiny qwen2.5-vl fixture (or the one `RADLENS_QWEN25VL_FIXTURE` names).
+mod parity_qwen25vl;
+
 /// LLaVA-Rad's native release (base + LoRA + projector + open_clip trunk) against its reference.
 mod parity_llava_rad;
 

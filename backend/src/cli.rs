@@ -35,7 +35,7 @@ pub enum Command {
     },
     /// Ask a model one question about one image and show where it looked.
     ///
-    /// Loads a local model directory (llava-hf or Gemma3 layout: config.json, *.safetensors,
+    /// Loads a local model directory (llava-hf, Gemma3 or Qwen2.5-VL layout: config.json, *.safetensors,
     /// tokenizer.json, preprocessor_config.json or processor_config.json; or a LLaVA-Rad release:
     /// base/ + llava-rad/), answers greedily and fuses the captured attention of the chosen query
     /// rows over the image tokens into one map.

@@ -48,9 +48,10 @@ pub fn margin_from_activations(
     model: &dyn VisionLanguageModel,
     input_ids: &[u32],
     activations: &Tensor,
+    site: &GradcamSite,
     tokens: MarginTokens,
 ) -> Result<Tensor> {
-    let features = model.features_from_gradcam_block(activations)?;
+    let features = model.features_from_gradcam_block(activations, site)?;
     let mut cache = model.new_cache();
     let logits = model.prefill_from(input_ids, 0, &features, &mut cache, &mut NoProbe)?;
     Ok(tokens.margin(&logits)?)
@@ -80,13 +81,14 @@ pub fn margin_gradient(
     model: &dyn VisionLanguageModel,
     input_ids: &[u32],
     activations: &Tensor,
+    site: &GradcamSite,
     tokens: MarginTokens,
 ) -> Result<MarginGradient> {
     let dtype = activations.dtype();
     let var = Var::from_tensor(&activations.detach().to_dtype(DType::F32)?)?;
-    let margin = margin_from_activations(model, input_ids, &var.as_tensor().to_dtype(dtype)?, tokens)?;
+    let margin = margin_from_activations(model, input_ids, &var.as_tensor().to_dtype(dtype)?, site, tokens)?;
     let grads = margin.backward()?;
-    let site = model.gradcam_site().name;
+    let site = &site.name;
     let gradient = grads
         .get(var.as_tensor())
         .ok_or_else(|| ModelError::Invalid(format!("{site}: the yes/no margin does not depend on this block's output")))?;
@@ -116,15 +118,16 @@ pub fn gradcam(
     yes_ids: &[u32],
     no_ids: &[u32],
 ) -> Result<Gradcam> {
-    let site = model.gradcam_site();
+    let site = model.gradcam_site(pixel_values)?;
     let activations = model.gradcam_activations(pixel_values)?;
     // The untracked forward picks the spellings; the tracked one differentiates their margin.
-    let logits = margin_logits(model, input_ids, &activations)?;
+    let logits = margin_logits(model, input_ids, &activations, &site)?;
     let tokens = MarginTokens::pick(&logits, yes_ids, no_ids)
         .ok_or_else(|| ModelError::Invalid("Grad-CAM needs single-token spellings of \"yes\" and \"no\" in the vocabulary".into()))?;
-    let mg = margin_gradient(model, input_ids, &activations, tokens)?;
+    let mg = margin_gradient(model, input_ids, &activations, &site, tokens)?;
     let (positions, channels) = mg.activations.dims2()?;
-    let patches = site.patch_grid * site.patch_grid;
+    let (rows, cols) = site.patch_grid;
+    let patches = rows * cols;
     if positions != site.skip + patches {
         return Err(ModelError::Shape {
             site: site.name.to_string(),
@@ -136,12 +139,11 @@ pub fn gradcam(
     let g = mg.gradient.narrow(0, site.skip, patches)?.flatten_all()?.to_vec1::<f32>()?;
     let per_patch = cam(&a, &g, patches, channels);
     let cells = pool_sum(&per_patch, site.patch_grid, site.pool);
-    let side = site.patch_grid / site.pool;
-    Ok(Gradcam { cells, h: side, w: side, site, margin: mg.margin })
+    Ok(Gradcam { cells, h: rows / site.pool, w: cols / site.pool, site, margin: mg.margin })
 }
 
-fn margin_logits(model: &dyn VisionLanguageModel, input_ids: &[u32], activations: &Tensor) -> Result<Vec<f32>> {
-    let features = model.features_from_gradcam_block(activations)?;
+fn margin_logits(model: &dyn VisionLanguageModel, input_ids: &[u32], activations: &Tensor, site: &GradcamSite) -> Result<Vec<f32>> {
+    let features = model.features_from_gradcam_block(activations, site)?;
     let mut cache = model.new_cache();
     Ok(model.prefill_from(input_ids, 0, &features, &mut cache, &mut NoProbe)?.to_vec1::<f32>()?)
 }
@@ -164,13 +166,13 @@ pub fn cam(a: &[f32], g: &[f32], positions: usize, channels: usize) -> Vec<f64> 
         .collect()
 }
 
-/// Sums `k x k` blocks of a `g x g` grid into a `(g/k) x (g/k)` grid (mass is kept).
-pub fn pool_sum(cells: &[f64], g: usize, k: usize) -> Vec<f64> {
-    let t = g / k;
-    let mut out = vec![0f64; t * t];
-    for r in 0..g {
-        for c in 0..g {
-            out[(r / k) * t + c / k] += cells[r * g + c];
+/// Sums `k x k` blocks of a `rows x cols` grid into a `(rows/k) x (cols/k)` grid (mass is kept).
+pub fn pool_sum(cells: &[f64], (rows, cols): (usize, usize), k: usize) -> Vec<f64> {
+    let (tr, tc) = (rows / k, cols / k);
+    let mut out = vec![0f64; tr * tc];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[(r / k) * tc + c / k] += cells[r * cols + c];
         }
     }
     out
@@ -193,8 +195,10 @@ mod tests {
     #[test]
     fn pooling_sums_blocks() {
         let cells: Vec<f64> = (0..16).map(f64::from).collect();
-        assert_eq!(pool_sum(&cells, 4, 2), vec![0. + 1. + 4. + 5., 2. + 3. + 6. + 7., 8. + 9. + 12. + 13., 10. + 11. + 14. + 15.]);
-        assert_eq!(pool_sum(&cells, 4, 1), cells);
+        assert_eq!(pool_sum(&cells, (4, 4), 2), vec![0. + 1. + 4. + 5., 2. + 3. + 6. + 7., 8. + 9. + 12. + 13., 10. + 11. + 14. + 15.]);
+        assert_eq!(pool_sum(&cells, (4, 4), 1), cells);
+        // A 2 x 8 grid pools to 1 x 4.
+        assert_eq!(pool_sum(&cells, (2, 8), 2), vec![0. + 1. + 8. + 9., 2. + 3. + 10. + 11., 4. + 5. + 12. + 13., 6. + 7. + 14. + 15.]);
     }
 
     #[test]

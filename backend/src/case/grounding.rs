@@ -78,7 +78,10 @@ pub fn ground(
             }
         }
     });
-    let input_side = image.pixels.dim(3).unwrap_or(0);
+    // A non-square input (Qwen2.5-VL) records its shorter side and both sides.
+    let (input_h, input_w) = (image.pixels.dim(2).unwrap_or(0), image.pixels.dim(3).unwrap_or(0));
+    let input_side = input_h.min(input_w);
+    let input_hw = (input_h != input_w).then_some((input_h, input_w));
     if let Some(s) = &support {
         let like = maps.first().map(|m| &m.provenance);
         match (s.positive_map(), like) {
@@ -87,7 +90,7 @@ pub fn ground(
             _ => {}
         }
         out.record.occlusion =
-            Some(OcclusionSupport { grid: s.grid, input_side, margin: s.margin, sign: s.sign, support: s.support.clone() });
+            Some(OcclusionSupport { grid: s.grid, input_side, input_hw, margin: s.margin, sign: s.sign, support: s.support.clone() });
     }
     let all: Vec<&MethodValues> = maps.iter().copied().chain(out.occlusion_map.as_ref()).collect();
     for m in all {

@@ -14,9 +14,11 @@ use crate::models::probe::NoProbe;
 /// One image, encoded for one model.
 #[derive(Debug, Clone)]
 pub struct CaseImage {
-    /// `[image_tokens, hidden]`: what replaces the prompt's image tokens.
+    /// What replaces the prompt's image tokens: `[image_tokens, hidden]`, or `[rows, cols,
+    /// hidden]` for models whose grid follows the image (Qwen2.5-VL).
     pub features: Tensor,
-    /// `[1, C, S, S]`: the pixels, for Grad-CAM and the deletion tests.
+    /// `[1, C, H, W]`: the pixels, for Grad-CAM and the deletion tests (`H == W` for every model
+    /// but Qwen2.5-VL).
     pub pixels: Tensor,
     pub geometry: MapGeometry,
     pub preprocess_ms: f64,
@@ -37,8 +39,9 @@ impl CaseImage {
         let pre = engine.image_processor.preprocess(image).map_err(EncodeError::Preprocess)?;
         let pixels = pre.to_tensor(device).map_err(|e| EncodeError::Preprocess(e.into()))?;
         let preprocess_ms = ms(t);
-        let summary = engine.model.summary();
-        let geometry = MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h };
+        // The map's grid is this image's: fixed for most models, per image for Qwen2.5-VL.
+        let (h, w) = engine.model.image_grid(&pixels).map_err(EncodeError::Encode)?;
+        let geometry = MapGeometry { h, w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h };
         let mut out = Self::from_pixels(engine, pixels, geometry).map_err(EncodeError::Encode)?;
         out.preprocess_ms = preprocess_ms;
         Ok(out)
@@ -52,10 +55,16 @@ impl CaseImage {
         Ok(Self { features, pixels, geometry, preprocess_ms: 0.0, encode_ms: ms(t) })
     }
 
-    /// The geometry of stored pixels of side `side` without an image: the input square itself.
-    pub fn square_geometry(engine: &Engine, side: u32) -> std::result::Result<MapGeometry, radlens_shared::MetricError> {
-        let summary = engine.model.summary();
-        Ok(MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: PixelBox::image(side, side)?, image_w: side, image_h: side })
+    /// The geometry of stored pixels `[1, C, H, W]` without an image: the input itself.
+    pub fn input_geometry(engine: &Engine, pixels: &Tensor) -> Result<MapGeometry> {
+        let (h, w) = engine.model.image_grid(pixels)?;
+        let (height, width) = (pixels.dim(2)? as u32, pixels.dim(3)? as u32);
+        Ok(MapGeometry { h, w, crop: PixelBox::image(width, height)?, image_w: width, image_h: height })
+    }
+
+    /// The image-token count of the prompt for this image (`rows x cols` of its map grid).
+    pub fn image_tokens(&self) -> usize {
+        self.geometry.h * self.geometry.w
     }
 
     /// The same encoding, counted as free (a second use of an image already encoded).

@@ -51,10 +51,12 @@ impl OccludedImages {
     /// per-channel mean of the whole input, as the deletion test does) and encodes the results.
     pub fn encode(model: &dyn VisionLanguageModel, pixels: &Tensor, settings: OcclusionSettings) -> Result<Self> {
         let g = settings.grid;
-        let side = pixels.dim(3)?;
-        if g == 0 || g > side || pixels.dim(2)? != side {
+        // A dynamic-resolution input (Qwen2.5-VL) is H x W: its cells are H/g x W/g pixels.
+        let (h, w) = (pixels.dim(2)?, pixels.dim(3)?);
+        let side = h.min(w);
+        if g == 0 || g > side {
             return Err(ModelError::Invalid(format!(
-                "occlusion grid {g} x {g} does not fit the model's {side} x {side} input: choose --occlusion-grid between 1 and {side}"
+                "occlusion grid {g} x {g} does not fit the model's {h} x {w} input: choose --occlusion-grid between 1 and {side}"
             )));
         }
         let cells = g * g;

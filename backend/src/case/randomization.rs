@@ -81,7 +81,7 @@ pub fn run_cascade(c: &Cascade<'_>, cases: &[CascadeCase]) -> Option<ModelRandom
                 EncodeError::Preprocess(e) | EncodeError::Encode(e) => e.to_string(),
             })
             .and_then(|image| {
-                let prompt = c.engine.prompter.encode(&case.question, None).map_err(|e| e.to_string())?;
+                let prompt = c.engine.prompter.encode_for_image(&case.question, None, image.image_tokens()).map_err(|e| e.to_string())?;
                 let map = attention_map(c.engine, plan, &image, &prompt)?;
                 Ok(Prepared { case, image, prompt, map })
             });

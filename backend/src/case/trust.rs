@@ -94,7 +94,9 @@ pub fn fallback_map(case: &CaseInput<'_>, like: &MapProvenance, attention_error:
 /// The generic prompt's attention map over the same image features (one prefill), fused as the
 /// question maps are: last prompt row, the plan's layers and head fusion.
 pub fn generic_map(engine: &Engine, plan: &CasePlan, features: &Tensor) -> Result<Vec<f64>> {
-    let prompt = engine.prompter.encode(GENERIC_PROMPT, None)?;
+    // One image token per feature row (`[tokens, hidden]` or Qwen2.5-VL's `[rows, cols, hidden]`).
+    let image_tokens = features.elem_count() / features.dims().last().copied().unwrap_or(1).max(1);
+    let prompt = engine.prompter.encode_for_image(GENERIC_PROMPT, None, image_tokens)?;
     let l = prompt.input_ids.len();
     let mut recorder = AttentionRecorder::new(plan.last_row_policy(l));
     let mut cache = engine.model.new_cache();

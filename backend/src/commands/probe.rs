@@ -110,18 +110,15 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     let preprocessed = image.as_ref().map(|img| engine.image_processor.preprocess(img)).transpose()?;
     let case_image = match &args.pixel_values {
         Some(path) => {
-            let pv = read_pixel_values(path)?.to_device(&device)?;
-            let side = pv.dim(3)? as u32;
-            // Stored pixels: the geometry comes from the image when given, else the input square.
+            // A model without a fixed grid (Qwen2.5-VL, summary grid 0) takes any H x W.
+            let pv = read_pixel_values(path, summary.grid_h == 0)?.to_device(&device)?;
+            // Stored pixels: the geometry comes from the image when given, else the input itself.
             let geometry = match &preprocessed {
-                Some(p) => radlens_shared::geometry::MapGeometry {
-                    h: summary.grid_h,
-                    w: summary.grid_w,
-                    crop: p.crop,
-                    image_w: p.image_w,
-                    image_h: p.image_h,
-                },
-                None => CaseImage::square_geometry(&engine, side).map_err(ModelError::from)?,
+                Some(p) => {
+                    let (h, w) = engine.model.image_grid(&pv)?;
+                    radlens_shared::geometry::MapGeometry { h, w, crop: p.crop, image_w: p.image_w, image_h: p.image_h }
+                }
+                None => CaseImage::input_geometry(&engine, &pv)?,
             };
             CaseImage::from_pixels(&engine, pv, geometry)?
         }
@@ -132,7 +129,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             })?
         }
     };
-    let prompt = engine.prompter.encode(&args.question, args.system.as_deref())?;
+    let prompt = engine.prompter.encode_for_image(&args.question, args.system.as_deref(), case_image.image_tokens())?;
     timings.preprocess = ms(t);
 
     // A box must lie on the image (its pixels, not the model's input).
@@ -148,11 +145,11 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(g) = plan.spec.grounding.filter(|g| g.occlusion) {
-        let side = case_image.pixels.dim(3)?;
+        let side = case_image.pixels.dim(2)?.min(case_image.pixels.dim(3)?);
         if g.occlusion_grid > side {
             return Err(InputError::Flag {
                 flag: "--occlusion-grid",
-                message: format!("{} is larger than the model's {side} x {side} input", g.occlusion_grid),
+                message: format!("{} is larger than the model's input side {side}", g.occlusion_grid),
             }
             .into());
         }
@@ -274,7 +271,7 @@ fn probe_map(m: MethodValues) -> Result<ProbeMap, ModelError> {
     Ok(ProbeMap { map, image_share: 0.0, metrics, provenance: m.provenance })
 }
 
-fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
+fn read_pixel_values(path: &Path, any_shape: bool) -> Result<Tensor, ModelError> {
     if !path.exists() {
         return Err(ModelError::MissingFile { path: path.to_path_buf(), hint: String::new() });
     }
@@ -284,10 +281,10 @@ fn read_pixel_values(path: &Path) -> Result<Tensor, ModelError> {
         .get("pixel_values")
         .ok_or_else(|| ModelError::Checkpoint { path: path.to_path_buf(), message: "no tensor named pixel_values".into() })?;
     match pv.dims() {
-        [1, 3, h, w] if h == w => Ok(pv.to_dtype(DType::F32)?),
+        [1, 3, h, w] if h == w || any_shape => Ok(pv.to_dtype(DType::F32)?),
         dims => Err(ModelError::Checkpoint {
             path: path.to_path_buf(),
-            message: format!("pixel_values has shape {dims:?}, expected [1, 3, S, S]"),
+            message: format!("pixel_values has shape {dims:?}, expected {}", if any_shape { "[1, 3, H, W]" } else { "[1, 3, S, S]" }),
         }),
     }
 }
@@ -435,10 +432,10 @@ fn opt(v: Option<f64>) -> String {
 fn print_grounding(g: &CaseGrounding) {
     if let Some(o) = &g.occlusion {
         let positive = o.support.iter().filter(|v| **v > 0.0).count();
+        let (h, w) = o.input_hw.unwrap_or((o.input_side, o.input_side));
         println!(
-            "occlusion  {g}x{g} cells over the {s}x{s} input: margin {m:+.4}; {positive} cells weaken the answer when hidden",
+            "occlusion  {g}x{g} cells over the {h}x{w} input: margin {m:+.4}; {positive} cells weaken the answer when hidden",
             g = o.grid,
-            s = o.input_side,
             m = o.margin
         );
     }

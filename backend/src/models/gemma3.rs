@@ -259,13 +259,13 @@ impl VisionLanguageModel for Gemma3 {
     /// The last SigLIP block, before `post_layernorm` and the pool: positions are still the
     /// 64 x 64 patches (for MedGemma), finer than the 16 x 16 tokens the map is drawn on; the CAM
     /// is computed per patch and each token takes the sum of its pooled patches.
-    fn gradcam_site(&self) -> GradcamSite {
-        GradcamSite {
+    fn gradcam_site(&self, _pixel_values: &Tensor) -> Result<GradcamSite> {
+        Ok(GradcamSite {
             name: SiteName::vision_output(self.cfg.vision.num_layers.saturating_sub(1)),
             skip: 0,
-            patch_grid: self.cfg.vision.grid(),
+            patch_grid: (self.cfg.vision.grid(), self.cfg.vision.grid()),
             pool: self.cfg.pool_kernel(),
-        }
+        })
     }
 
     fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor> {
@@ -273,7 +273,7 @@ impl VisionLanguageModel for Gemma3 {
         Ok(states.pop().expect("hidden_states holds at least the embeddings"))
     }
 
-    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor> {
+    fn features_from_gradcam_block(&self, activations: &Tensor, _site: &GradcamSite) -> Result<Tensor> {
         Ok(self.project(&self.pool(&self.vision.post_norm(activations)?)?)?)
     }
 }

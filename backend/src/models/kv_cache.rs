@@ -6,11 +6,15 @@ use candle_core::Tensor;
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>, // each [1, kv_heads, seq, head_dim]
+    /// What the rotary position of a decoded token adds to its sequence position: Qwen2.5-VL's
+    /// `rope_deltas` (an image of h x w tokens advances positions by max(h, w), not h * w), set
+    /// by the prompt forward. 0 for the models whose positions are sequence positions.
+    pub position_delta: i64,
 }
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers] }
+        Self { layers: vec![None; num_layers], position_delta: 0 }
     }
 
     /// Positions cached so far (read before a forward appends to any layer).

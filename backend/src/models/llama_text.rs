@@ -91,7 +91,10 @@ pub struct Config {
     pub rope_theta: f64,
     pub rope_linear_factor: f64,
     pub tie_word_embeddings: bool,
+    /// Bias on q/k/v (Llama's `attention_bias`; always on in Qwen2).
     pub attention_bias: bool,
+    /// Bias on o_proj: Llama's `attention_bias` covers it, Qwen2 has none there.
+    pub o_proj_bias: bool,
     pub mlp_bias: bool,
     pub bos_token_id: u32,
     pub eos_token_ids: Vec<u32>,
@@ -126,6 +129,7 @@ impl RawConfig {
             rope_linear_factor,
             tie_word_embeddings: self.tie_word_embeddings,
             attention_bias: self.attention_bias,
+            o_proj_bias: self.attention_bias,
             mlp_bias: self.mlp_bias,
             bos_token_id: self.bos_token_id.unwrap_or(1),
             eos_token_ids: self.eos_token_id.map(OneOrMany::into_vec).unwrap_or_else(|| vec![2]),
@@ -147,12 +151,12 @@ struct Attention {
 impl Attention {
     fn load(cfg: &Config, vb: VarBuilder, format: WeightFormat) -> candle_core::Result<Self> {
         let (h, kv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let lin = |i, o, name| ProjLinear::load(i, o, cfg.attention_bias, format, vb.pp(name));
+        let lin = |i, o, bias, name| ProjLinear::load(i, o, bias, format, vb.pp(name));
         Ok(Self {
-            q_proj: lin(cfg.hidden_size, h * d, "q_proj")?,
-            k_proj: lin(cfg.hidden_size, kv * d, "k_proj")?,
-            v_proj: lin(cfg.hidden_size, kv * d, "v_proj")?,
-            o_proj: lin(h * d, cfg.hidden_size, "o_proj")?,
+            q_proj: lin(cfg.hidden_size, h * d, cfg.attention_bias, "q_proj")?,
+            k_proj: lin(cfg.hidden_size, kv * d, cfg.attention_bias, "k_proj")?,
+            v_proj: lin(cfg.hidden_size, kv * d, cfg.attention_bias, "v_proj")?,
+            o_proj: lin(h * d, cfg.hidden_size, cfg.o_proj_bias, "o_proj")?,
             num_heads: h,
             num_kv_heads: kv,
             head_dim: d,
@@ -278,17 +282,36 @@ impl LlamaText {
     /// Runs the decoder over `embeds` `[1, seq, hidden]` that follow what `cache` holds; returns
     /// the hidden states after the final norm, `[1, seq, hidden]`.
     pub fn forward_embeds(&self, embeds: &Tensor, cache: &mut KvCache, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
+        let rope = self.rope.tables(cache.len(), embeds.dim(1)?, embeds.dtype())?;
+        self.forward_embeds_rotated(embeds, &rope, cache, probe)
+    }
+
+    /// The frequencies RoPE tables are built from (Qwen2.5-VL builds its multimodal tables from
+    /// them).
+    pub fn rotary(&self) -> &RotaryEmbedding {
+        &self.rope
+    }
+
+    /// [`Self::forward_embeds`] with the caller's RoPE tables for these rows (Qwen2.5-VL's
+    /// multimodal positions); the mask stays causal over sequence positions.
+    pub fn forward_embeds_rotated(
+        &self,
+        embeds: &Tensor,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        probe: &mut dyn Probe,
+    ) -> candle_core::Result<Tensor> {
         let seq = embeds.dim(1)?;
         let start = cache.len();
+        // Sequence positions bound the rotary ones (Qwen2.5-VL's never exceed them).
         if start + seq > self.cfg.max_positions {
             candle_core::bail!("position {} is beyond the model's {} positions", start + seq - 1, self.cfg.max_positions);
         }
         let mask = attention_mask(start, seq, start + seq, MaskKind::Causal, &[], embeds.device())?;
-        let rope = self.rope.tables(start, seq, embeds.dtype())?;
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(&x)?;
-            let attn = layer.self_attn.forward(&h, &rope, start, cache, i, mask.as_ref(), probe)?;
+            let attn = layer.self_attn.forward(&h, rope, start, cache, i, mask.as_ref(), probe)?;
             x = (x + attn)?;
             let mlp = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x)?)?;
             x = (x + mlp)?;

@@ -349,21 +349,21 @@ impl VisionLanguageModel for Llava {
 
     /// The feature block fed to the projector: the last place where positions are still patches
     /// and the only block whose output the language model sees.
-    fn gradcam_site(&self) -> GradcamSite {
+    fn gradcam_site(&self, _pixel_values: &Tensor) -> Result<GradcamSite> {
         let VisionFeature::BlockOutput(n) = self.cfg.feature;
-        GradcamSite {
+        Ok(GradcamSite {
             name: if n == 0 { SiteName::vision_embeddings() } else { SiteName::vision_output(n - 1) },
             skip: 1, // CLS comes first in both towers
-            patch_grid: self.cfg.vision.grid(),
+            patch_grid: (self.cfg.vision.grid(), self.cfg.vision.grid()),
             pool: 1,
-        }
+        })
     }
 
     fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor> {
         Ok(self.vision.forward(pixel_values, self.cfg.feature, &mut NoProbe)?)
     }
 
-    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor> {
+    fn features_from_gradcam_block(&self, activations: &Tensor, _site: &GradcamSite) -> Result<Tensor> {
         Ok(self.projector.forward(&self.select(activations)?)?)
     }
 }

@@ -20,6 +20,11 @@ use super::processor::gemma3::Gemma3Prompter;
 use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
 use super::processor::preprocess::ImageProcessorConfig;
 use super::processor::preprocess::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
+use super::processor::qwen25vl::QwenPrompter;
+use super::qwen25vl::Qwen25Vl;
+
+/// The `model_type`s of config.json that [`load_engine`] opens.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llava", "gemma3", super::qwen25vl::MODEL_TYPE];
 
 /// A loaded model with its inputs side.
 pub struct Engine {
@@ -33,7 +38,7 @@ struct ModelType {
     model_type: Option<String>,
 }
 
-/// Opens `dir`: a llava-hf or Gemma3 directory (by `config.json`'s `model_type`), or a
+/// Opens `dir`: a llava-hf, Gemma3 or Qwen2.5-VL directory (by `config.json`'s `model_type`), or a
 /// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
 /// `format` is how the decoder's projections are held (dense, or `--quantize q8`).
 pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device, format: WeightFormat) -> Result<Engine> {
@@ -101,10 +106,26 @@ pub fn load_engine_redrawn(
             let image_processor = ImageProcessorConfig::load(dir)?;
             Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
         }
+        Some(super::qwen25vl::MODEL_TYPE) => {
+            let (cfg, mut store) = Qwen25Vl::open(dir)?;
+            edit(&mut store)?;
+            let model = Qwen25Vl::from_store(cfg, store, dtype, device, format)
+                .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+            let prompter = QwenPrompter::load(dir, model.config().image_token_id)?;
+            let image_processor = ImageProcessorConfig::load(dir)?;
+            if !matches!(image_processor.resize, Resize::Smart { .. }) {
+                return Err(ModelError::Config {
+                    file: dir.join("preprocessor_config.json"),
+                    message: "a Qwen2.5-VL checkpoint needs image_processor_type Qwen2VLImageProcessor (dynamic resolution)".into(),
+                });
+            }
+            Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor })
+        }
         other => Err(ModelError::Config {
             file: config_path,
             message: format!(
-                "model_type {other:?} is not supported yet (supported: llava, gemma3, and LLaVA-Rad releases: base/ + llava-rad/)"
+                "model_type {other:?} is not supported (supported: {}, and LLaVA-Rad releases: base/ + llava-rad/)",
+                SUPPORTED_MODEL_TYPES.join(", ")
             ),
         }),
     }
@@ -118,4 +139,25 @@ pub fn check_dtype(dtype: DType, device: &Device) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An unknown `model_type` names itself and every supported one.
+    #[test]
+    fn an_unsupported_model_type_lists_the_supported_ones() {
+        let dir = std::env::temp_dir().join(format!("radlens-model-type-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "qwen3_vl"}"#).unwrap();
+        let err = load_engine(&dir, &PartOverrides::default(), DType::F32, &Device::Cpu, WeightFormat::Dense).err().expect("refused");
+        let msg = err.to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(err, ModelError::Config { .. }), "{err:?}");
+        assert!(msg.contains("\"qwen3_vl\"") && msg.contains("config.json"), "{msg}");
+        for t in SUPPORTED_MODEL_TYPES {
+            assert!(msg.contains(t), "{msg} does not list {t}");
+        }
+    }
 }

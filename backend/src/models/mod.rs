@@ -29,6 +29,9 @@ pub mod presets;
 pub mod probe;
 pub mod processor;
 pub mod projector;
+pub mod qwen25_vision;
+pub mod qwen25vl;
+pub mod qwen2_text;
 pub mod rope;
 pub mod siglip_vision;
 pub mod vit_block;
@@ -61,8 +64,9 @@ pub struct GradcamSite {
     pub name: probe::SiteName,
     /// Leading positions that are not patches (CLS), left out of the map.
     pub skip: usize,
-    /// Patches per side, row-major after `skip`.
-    pub patch_grid: usize,
+    /// Patches `(rows, cols)`, row-major after `skip`: square and fixed for LLaVA and Gemma3,
+    /// the image's own for Qwen2.5-VL.
+    pub patch_grid: (usize, usize),
     /// Patches per image token per side (Gemma3's 4x4 average pool; 1 for LLaVA).
     pub pool: usize,
 }
@@ -71,9 +75,18 @@ pub struct GradcamSite {
 /// time. The caller owns the cache and the probe.
 pub trait VisionLanguageModel {
     fn summary(&self) -> ModelSummary;
+    /// The image-token grid `(rows, cols)` of this input `[1, C, H, W]`, on which its maps are
+    /// drawn: the summary's fixed grid, except for models with dynamic resolution (Qwen2.5-VL),
+    /// whose grid follows the image.
+    fn image_grid(&self, pixel_values: &Tensor) -> Result<(usize, usize)> {
+        let _ = pixel_values;
+        let s = self.summary();
+        Ok((s.grid_h, s.grid_w))
+    }
     fn eos_token_ids(&self) -> &[u32];
     fn new_cache(&self) -> KvCache;
-    /// The image's features as they replace the image tokens, `[image_tokens, hidden]`.
+    /// The image's features as they replace the image tokens, `[image_tokens, hidden]`, or
+    /// `[rows, cols, hidden]` where the prompt positions depend on the grid (Qwen2.5-VL).
     fn encode_image(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> Result<Tensor>;
     /// [`Self::encode_image`] of each of `pixel_values` `[B, C, S, S]`, without capture. One
     /// image at a time unless the model batches its vision tower (LLaVA does).
@@ -97,13 +110,14 @@ pub trait VisionLanguageModel {
     }
     /// Feeds one token after what `cache` holds and returns its logits `[V]` in f32.
     fn decode_step(&self, token: u32, cache: &mut KvCache, probe: &mut dyn Probe) -> Result<Tensor>;
-    /// The vision block Grad-CAM differentiates at.
-    fn gradcam_site(&self) -> GradcamSite;
+    /// The vision block Grad-CAM differentiates at, for this input `[1, C, H, W]`.
+    fn gradcam_site(&self, pixel_values: &Tensor) -> Result<GradcamSite>;
     /// That block's output, `[1, positions, vision_hidden]`.
     fn gradcam_activations(&self, pixel_values: &Tensor) -> Result<Tensor>;
     /// From that block's output to what `encode_image` returns, with differentiable ops only (so
-    /// `encode_image(x) == features_from_gradcam_block(gradcam_activations(x))`).
-    fn features_from_gradcam_block(&self, activations: &Tensor) -> Result<Tensor>;
+    /// `encode_image(x) == features_from_gradcam_block(gradcam_activations(x), gradcam_site(x))`);
+    /// `site` is [`Self::gradcam_site`] of the same input.
+    fn features_from_gradcam_block(&self, activations: &Tensor, site: &GradcamSite) -> Result<Tensor>;
 }
 
 /// `cpu`, or `cuda` / `cuda:N` in a build with the `cuda` feature.
@@ -157,6 +171,8 @@ pub(crate) fn spliced_embeddings(
     embed: impl Fn(&[u32]) -> candle_core::Result<Tensor>,
 ) -> Result<Tensor> {
     let image_positions: Vec<usize> = input_ids.iter().enumerate().filter(|(_, t)| **t == image_token_id).map(|(i, _)| i).collect();
+    // `[rows, cols, hidden]` features are row-major tokens.
+    let features = &features.flatten_to(features.rank().saturating_sub(2))?;
     let n = features.dim(0)?;
     // A run of text without image tokens (the prompt before the image) splices nothing.
     if !image_positions.is_empty() && image_positions.len() != n {

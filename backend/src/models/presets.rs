@@ -81,6 +81,7 @@ fn vicuna_7b() -> llama_text::Config {
         rope_linear_factor: 1.0,
         tie_word_embeddings: false,
         attention_bias: false,
+        o_proj_bias: false,
         mlp_bias: false,
         bos_token_id: 1,
         // No EOS inside the vocabulary: every run decodes exactly the asked-for tokens.
@@ -303,6 +304,7 @@ pub fn mid_llava() -> llava::Config {
         rope_linear_factor: 1.0,
         tie_word_embeddings: false,
         attention_bias: false,
+        o_proj_bias: false,
         mlp_bias: false,
         bos_token_id: 1,
         // No EOS inside the vocabulary: every run decodes exactly the asked-for tokens.

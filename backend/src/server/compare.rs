@@ -163,7 +163,7 @@ fn run_one(name: &str, engine: &Engine, input: &CompareInput) -> anyhow::Result<
     let image = CaseImage::encode(engine, &input.image, &Device::Cpu).map_err(|e| match e {
         EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
     })?;
-    let prompt = engine.prompter.encode(&input.question, None)?;
+    let prompt = engine.prompter.encode_for_image(&input.question, None, image.image_tokens())?;
     let case = Case::plain(engine, &plan, &image, &prompt, Capture::Map);
     let outcome = run_case(case)?;
     let case_map = outcome.map.context("compare captures a map")?;
@@ -216,6 +216,14 @@ fn condition_answer(
         let image = CaseImage::encode(engine, &shown, &Device::Cpu).map_err(|e| match e {
             EncodeError::Preprocess(e) | EncodeError::Encode(e) => e,
         })?;
+        // A dynamic-resolution model's prompt follows the shown image's grid.
+        let own;
+        let prompt = if image.image_tokens() == prompt.image_positions.len() {
+            prompt
+        } else {
+            own = engine.prompter.encode_for_image(&input.question, None, image.image_tokens())?;
+            &own
+        };
         let case = Case::plain(engine, plan, &image, prompt, Capture::Nothing);
         let outcome = run_case(case)?;
         Ok(ConditionAnswer {

@@ -228,7 +228,6 @@ impl ModelRun<'_> {
         let mut load = |path: &str| -> Result<DynamicImage, String> {
             originals.entry(path.to_string()).or_insert_with(|| load_image(&self.images.join(path)).map_err(|e| format!("{e:#}"))).clone()
         };
-        let summary = self.engine.model.summary();
         let mut geometries: BTreeMap<String, Option<MapGeometry>> = BTreeMap::new();
         let mut groups: Vec<(ConditionImage, Vec<(&StudyRow, ConditionImage)>)> = Vec::new();
         for &row in rows {
@@ -243,7 +242,9 @@ impl ModelRun<'_> {
                 *geometries.entry(row.image_path.clone()).or_insert_with(|| {
                     let img = load(&row.image_path).ok()?;
                     let pre = self.engine.image_processor.preprocess(&img).ok()?;
-                    Some(MapGeometry { h: summary.grid_h, w: summary.grid_w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h })
+                    // The map grid of this image (per image for Qwen2.5-VL).
+                    let (h, w) = self.engine.model.image_grid(&pre.to_tensor(self.device).ok()?).ok()?;
+                    Some(MapGeometry { h, w, crop: pre.crop, image_w: pre.image_w, image_h: pre.image_h })
                 })
             } else {
                 None
@@ -335,7 +336,8 @@ impl ModelRun<'_> {
         let mut out = Vec::new();
         let mut prompts = Vec::new();
         for r in rows {
-            match self.engine.prompter.encode(&r.question, None) {
+            // The image's own token count: fixed for most models, per image for Qwen2.5-VL.
+            match self.engine.prompter.encode_for_image(&r.question, None, image.image_tokens()) {
                 Ok(p) => prompts.push((*r, p)),
                 Err(e) => out.push(self.error_record(r, pass, ErrorStage::Preprocess, e.to_string())),
             }

@@ -47,9 +47,13 @@ pub fn grounding_panel(index: usize, record: &CaseRecord, nulls: NullView) -> Op
     let edits_table = (!edits.is_empty()).then(|| null_edit_tables(record, own, edits, nulls));
     let notes = g.notes.clone();
     let support = g.occlusion.as_ref().map(|o| {
+        let input = match o.input_hw {
+            Some((h, w)) => format!("{h} x {w}-pixel"),
+            None => format!("{}-pixel", o.input_side),
+        };
         format!(
-            "Occlusion: {0} x {0} cells of the {1}-pixel model input, each hidden in turn; support = how much hiding it weakens the model's own answer (margin {2:.3}).",
-            o.grid, o.input_side, o.margin
+            "Occlusion: {0} x {0} cells of the {input} model input, each hidden in turn; support = how much hiding it weakens the model's own answer (margin {1:.3}).",
+            o.grid, o.margin
         )
     });
     Some(

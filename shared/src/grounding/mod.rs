@@ -81,7 +81,12 @@ pub struct GroundingRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OcclusionSupport {
     pub grid: usize,
+    /// The input's side `S`; for a non-square input its shorter side, which bounds `grid`.
     pub input_side: usize,
+    /// `(H, W)` of a non-square input (dynamic resolution: Qwen2.5-VL), whose cells are
+    /// `H/g x W/g` pixels; absent for square inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hw: Option<(usize, usize)>,
     /// `m`, the unperturbed yes-minus-no margin, and `s`, the sign of the model's answer.
     pub margin: f64,
     pub sign: f64,

@@ -32,9 +32,35 @@ pub fn canonical_name(key: &str) -> String {
     name
 }
 
+/// transformers 5 nests Qwen2.5-VL's towers under `model.`; the hub release (and the canonical
+/// layout) has `visual.*`, `model.*` (the decoder) and `lm_head.*`.
+const QWEN25VL_TRANSFORMERS_5: &[Rename] =
+    &[Rename { from: "model.visual.", to: "visual." }, Rename { from: "model.language_model.", to: "model." }];
+
+/// The canonical name of a Qwen2.5-VL checkpoint key.
+pub fn qwen25vl_canonical_name(key: &str) -> String {
+    match QWEN25VL_TRANSFORMERS_5.iter().find(|r| key.starts_with(r.from)) {
+        Some(r) => format!("{}{}", r.to, &key[r.from.len()..]),
+        None => key.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::canonical_name;
+    use super::{canonical_name, qwen25vl_canonical_name};
+
+    #[test]
+    fn both_qwen25vl_layouts_map_to_the_hub_names() {
+        for (key, want) in [
+            ("model.visual.blocks.0.attn.qkv.weight", "visual.blocks.0.attn.qkv.weight"),
+            ("visual.blocks.0.attn.qkv.weight", "visual.blocks.0.attn.qkv.weight"),
+            ("model.language_model.layers.1.self_attn.q_proj.bias", "model.layers.1.self_attn.q_proj.bias"),
+            ("model.layers.1.self_attn.q_proj.bias", "model.layers.1.self_attn.q_proj.bias"),
+            ("lm_head.weight", "lm_head.weight"),
+        ] {
+            assert_eq!(qwen25vl_canonical_name(key), want);
+        }
+    }
 
     #[test]
     fn all_three_llava_layouts_map_to_the_hub_names() {

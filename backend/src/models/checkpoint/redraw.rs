@@ -12,8 +12,12 @@ use super::TensorStore;
 use super::random::normal_values;
 use crate::models::error::{ModelError, Result};
 
-const LM_LAYERS: &str = "language_model.model.layers.";
-const VISION_TOWER: &str = "vision_tower.";
+/// The decoder layers' canonical prefix: LLaVA and Gemma3's, then Qwen2.5-VL's.
+const LM_LAYERS: [&str; 2] = ["language_model.model.layers.", "model.layers."];
+/// The vision tower's: LLaVA and Gemma3's, Qwen2.5-VL's. Qwen's `visual.merger.` is its
+/// projector, left like LLaVA's `multi_modal_projector`.
+const VISION_TOWER: [&str; 2] = ["vision_tower.", "visual."];
+const QWEN_MERGER: &str = "visual.merger.";
 
 /// Which weights one cascade step re-draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,10 +37,10 @@ impl Redraw {
         if !name.ends_with(".weight") {
             return false;
         }
-        if let Some(rest) = name.strip_prefix(LM_LAYERS) {
+        if let Some(rest) = LM_LAYERS.iter().find_map(|p| name.strip_prefix(p)) {
             return rest.split('.').next().and_then(|i| i.parse::<usize>().ok()).is_some_and(|i| i + self.top_lm_layers >= self.lm_layers);
         }
-        self.vision && name.starts_with(VISION_TOWER)
+        self.vision && VISION_TOWER.iter().any(|p| name.starts_with(p)) && !name.starts_with(QWEN_MERGER)
     }
 
     fn seed_of(&self, name: &str) -> u64 {
@@ -92,6 +96,13 @@ mod tests {
         assert!(Redraw { vision: true, ..step }.covers("vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"));
         assert!(Redraw { vision: true, ..step }.covers("vision_tower.trunk.blocks.0.attn.qkv.weight"));
         assert!(!Redraw { vision: true, ..step }.covers("multi_modal_projector.linear_1.weight"));
+        // Qwen2.5-VL's canonical names.
+        assert!(step.covers("model.layers.3.self_attn.q_proj.weight"));
+        assert!(!step.covers("model.layers.1.self_attn.q_proj.weight"));
+        assert!(!step.covers("model.embed_tokens.weight"));
+        assert!(Redraw { vision: true, ..step }.covers("visual.blocks.0.attn.qkv.weight"));
+        assert!(!step.covers("visual.blocks.0.attn.qkv.weight"));
+        assert!(!Redraw { vision: true, ..step }.covers("visual.merger.mlp.0.weight"));
     }
 
     fn store(weight: &Tensor) -> TensorStore {

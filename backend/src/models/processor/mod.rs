@@ -2,7 +2,9 @@
 
 pub mod gemma3;
 pub mod llava;
+pub mod pil_resize;
 pub mod preprocess;
+pub mod qwen25vl;
 pub mod tokenizer;
 
 use crate::models::error::Result;
@@ -20,5 +22,19 @@ pub struct EncodedPrompt {
 /// image tokens in place.
 pub trait Prompter {
     fn tokenizer(&self) -> &TextTokenizer;
+    /// The prompt with the model's fixed number of image tokens; an error for models whose
+    /// count follows the image (Qwen2.5-VL), which need [`Prompter::encode_for_image`].
     fn encode(&self, question: &str, system: Option<&str>) -> Result<EncodedPrompt>;
+    /// The prompt for an image of `image_tokens` tokens (`rows x cols` of
+    /// `VisionLanguageModel::image_grid`). Fixed-grid models accept only their own count.
+    fn encode_for_image(&self, question: &str, system: Option<&str>, image_tokens: usize) -> Result<EncodedPrompt> {
+        let prompt = self.encode(question, system)?;
+        if prompt.image_positions.len() != image_tokens {
+            return Err(crate::models::error::ModelError::Invalid(format!(
+                "this model's prompts have {} image tokens, not {image_tokens}",
+                prompt.image_positions.len()
+            )));
+        }
+        Ok(prompt)
+    }
 }

@@ -79,6 +79,12 @@ pub struct RawImageProcessorConfig {
     pub do_normalize: bool,
     pub image_mean: Option<RawFloats>,
     pub image_std: Option<RawFloats>,
+    /// Qwen2-VL processors (hub style; transformers 5 writes them as `size`'s
+    /// `shortest_edge` / `longest_edge`).
+    pub min_pixels: Option<u64>,
+    pub max_pixels: Option<u64>,
+    pub patch_size: Option<u32>,
+    pub merge_size: Option<u32>,
 }
 
 impl Default for RawImageProcessorConfig {
@@ -97,6 +103,10 @@ impl Default for RawImageProcessorConfig {
             do_normalize: true,
             image_mean: None,
             image_std: None,
+            min_pixels: None,
+            max_pixels: None,
+            patch_size: None,
+            merge_size: None,
         }
     }
 }
@@ -110,6 +120,9 @@ pub enum Resize {
     ShortestEdge(u32),
     /// Both sides are set; the aspect ratio is not kept.
     Exact { height: u32, width: u32 },
+    /// Qwen2-VL's dynamic resolution: each side rounded to a multiple of `factor`, the area kept
+    /// within `min_pixels..=max_pixels` (see [`super::qwen25vl::smart_resize`]).
+    Smart { factor: u32, min_pixels: u64, max_pixels: u64 },
 }
 
 /// The crop after resizing.
@@ -242,8 +255,22 @@ impl RawImageProcessorConfig {
     fn resolve_in(&self, file: &Path, prefix: &str) -> Result<ImageProcessorConfig> {
         let field_err = |field: &str, message: String| config_error(file, format!("field `{prefix}{field}`: {message}"));
 
+        let qwen = self.image_processor_type.as_deref().is_some_and(|t| t.starts_with("Qwen2VLImageProcessor"));
         let resize = if !self.do_resize {
             Resize::Off
+        } else if qwen {
+            let size = match &self.size {
+                Some(RawSize::Dict(d)) => d.clone(),
+                _ => RawSizeDict::default(),
+            };
+            let factor = self.patch_size.unwrap_or(14) * self.merge_size.unwrap_or(2);
+            // transformers' defaults: 56 x 56 and 28 x 28 x 1280 pixels.
+            let min_pixels = self.min_pixels.or(size.shortest_edge.map(u64::from)).unwrap_or(56 * 56);
+            let max_pixels = self.max_pixels.or(size.longest_edge.map(u64::from)).unwrap_or(28 * 28 * 1280);
+            if factor == 0 || min_pixels > max_pixels {
+                return Err(field_err("size", format!("min_pixels {min_pixels} > max_pixels {max_pixels}, or a zero patch size")));
+            }
+            Resize::Smart { factor, min_pixels, max_pixels }
         } else {
             match &self.size {
                 None => Resize::ShortestEdge(DEFAULT_SIZE),
@@ -276,7 +303,7 @@ impl RawImageProcessorConfig {
         let crops_by_default = !matches!(
             self.image_processor_type.as_deref(),
             Some("Gemma3ImageProcessor" | "Gemma3ImageProcessorFast" | "SiglipImageProcessor" | "SiglipImageProcessorFast")
-        );
+        ) && !qwen;
         let crop = if !self.do_center_crop.unwrap_or(crops_by_default) {
             Crop::Off
         } else {
@@ -377,6 +404,10 @@ impl ImageProcessorConfig {
         match self.resize {
             Resize::Off => (image_w, image_h),
             Resize::Exact { height, width } => (width, height),
+            Resize::Smart { factor, min_pixels, max_pixels } => {
+                let (h, w) = super::qwen25vl::smart_resize(image_h, image_w, factor, min_pixels, max_pixels);
+                (w, h)
+            }
             Resize::ShortestEdge(s) => {
                 let (short, long) = if image_w <= image_h { (image_w, image_h) } else { (image_h, image_w) };
                 // transformers: int(size * long / short), a float division then truncation.
@@ -413,12 +444,18 @@ impl ImageProcessorConfig {
         if image_w == 0 || image_h == 0 {
             return Err(ModelError::Invalid(format!("the image is empty ({image_w}x{image_h})")));
         }
+        if let Resize::Smart { .. } = self.resize {
+            super::qwen25vl::check_aspect_ratio(image_w, image_h)?;
+        }
         let rgb = self.to_rgb(img)?;
 
         let (rw, rh) = self.resized_size(image_w, image_h);
         let resized = if (rw, rh) == (image_w, image_h) {
             // As PIL, an unchanged size is a copy, not a resample.
             rgb
+        } else if let (Resize::Smart { .. }, Some(exact)) = (self.resize, super::pil_resize::resize(&rgb, rw, rh, self.resample)) {
+            // Qwen2.5-VL resizes nearly every image: PIL's 8-bit resize, exactly.
+            exact
         } else {
             image::imageops::resize(&rgb, rw, rh, self.resample.to_image())
         };

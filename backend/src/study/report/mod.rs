@@ -156,15 +156,10 @@ fn summary(o: &mut String, manifest: &RunManifest, a: &Analysis) {
         .models
         .iter()
         .map(|m| {
-            format!(
-                "`{}` ({}, {}, {}x{} grid{})",
-                m.name,
-                m.architecture,
-                m.dtype,
-                m.grid_h,
-                m.grid_w,
-                if m.random_weights { ", **random weights**" } else { "" }
-            )
+            // 0 x 0: the grid follows each image (Qwen2.5-VL's dynamic resolution).
+            let grid =
+                if m.grid_h == 0 || m.grid_w == 0 { "per-image grid".to_string() } else { format!("{}x{} grid", m.grid_h, m.grid_w) };
+            format!("`{}` ({}, {}, {grid}{})", m.name, m.architecture, m.dtype, if m.random_weights { ", **random weights**" } else { "" })
         })
         .collect();
     let _ = writeln!(o, "- **Models:** {}", models.join("; "));
