@@ -59,13 +59,13 @@ for m in reference-v1/llava-tiny reference-v1/gemma3-tiny llava-rad-tiny-v1/llav
 done
 
 # 2. Half precision vs f32 on the mid-size models.
-for a in llava gemma3; do
+for a in llava gemma3 qwen2.5-vl; do
   step "agree-$a-$half" run bench --arch "$a" --device "$dev" --dtype "$half" --agreement-with f32 --reps "$reps" \
     --new-tokens "$tokens" "${cut[@]}" --json
 done
 
 # 3. Full size: the study protocol, and q8 against bf16.
-for a in llava-1.5-7b medgemma-4b llava-rad; do
+for a in llava-1.5-7b medgemma-4b llava-rad qwen2.5-vl-7b; do
   step "bench-$a-$half" run bench --arch "$a" --random-weights --device "$dev" --dtype "$half" --reps "$reps" \
     --new-tokens "$tokens" "${cut[@]}" --json
 done
@@ -77,7 +77,7 @@ step "agree-llava-1.5-7b-q8" run bench --arch llava-1.5-7b --random-weights --de
 # 4. The peer baseline and the ceilings, same machine, same call.
 if [ "$smoke" = 0 ]; then
   log "baseline"
-  python3 scripts/gpu/hf_baseline.py --models llava,gemma,llavarad --reps 3 --new 16 --out "$OUT/baseline.jsonl" \
+  python3 scripts/gpu/hf_baseline.py --models llava,gemma,llavarad,qwen --reps 3 --new 16 --out "$OUT/baseline.jsonl" \
     > "$OUT/baseline.log" 2>&1 || log "baseline FAILED: $(tail -c 300 "$OUT/baseline.log")"
   python3 scripts/gpu/ceilings.py > "$OUT/ceilings.json" 2> "$OUT/ceilings.err" || log "ceilings FAILED"
 fi

@@ -59,7 +59,7 @@ except OSError:
     pass
 ceil = load("ceilings.json") or {}
 bw = ceil.get("copy_TBps")
-names = {"llava-1.5-7b": "llava", "medgemma-4b": "gemma", "llava-rad": "llavarad"}
+names = {"llava-1.5-7b": "llava", "medgemma-4b": "gemma", "llava-rad": "llavarad", "qwen2.5-vl-7b": "qwen"}
 lines += ["", "| study of 6 variants | radlens s | baseline s | speedup (target >= 5) | decode ms/token | floor ms | x floor (target <= 1.5) | peak GiB radlens | peak GiB baseline |",
           "|---|---|---|---|---|---|---|---|---|"]
 for f in sorted(os.listdir(out)):

@@ -19,12 +19,12 @@ use crate::models::presets::Preset;
 use crate::models::probe::NoProbe;
 use crate::models::processor::EncodedPrompt;
 
-/// A model to benchmark, its prompt ids and its input side.
+/// A model to benchmark, its prompt ids and its input `(H, W)`.
 struct BenchModel {
     model: Box<dyn VisionLanguageModel>,
     description: String,
     ids: Vec<u32>,
-    image_size: usize,
+    image_hw: (usize, usize),
 }
 
 fn build(preset: Preset, seed: u64, dtype: DType, device: &Device) -> anyhow::Result<BenchModel> {
@@ -32,7 +32,7 @@ fn build(preset: Preset, seed: u64, dtype: DType, device: &Device) -> anyhow::Re
     let model = super::bench_arch::build(&cfg, RandomWeights::var_builder(seed, dtype, device), WeightFormat::Dense)?;
     let question: Vec<u32> = (0..24u32).map(|i| 400 + 37 * i).collect();
     let (ids, _) = cfg.prompt(&question);
-    Ok(BenchModel { model, description: format!("random {}", cfg.describe()), ids, image_size: cfg.image_size() })
+    Ok(BenchModel { model, description: format!("random {}", cfg.describe()), ids, image_hw: cfg.image_hw() })
 }
 
 #[derive(Serialize)]
@@ -81,10 +81,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         return run_study_bench(args, preset, dtype);
     }
     let before_weights = alloc_stats::current_bytes();
-    let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
+    let BenchModel { model, description, ids, image_hw: (h, w) } = build(preset, args.seed, dtype, &device)?;
     let weights_mib = alloc_stats::current_bytes().saturating_sub(before_weights) as f64 / MIB;
     let l = ids.len();
-    let pixels = Tensor::from_vec(normal_values(args.seed, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &device)?;
+    let pixels = Tensor::from_vec(normal_values(args.seed, 3 * h * w, 0.0, 1.0), (1, 3, h, w), &device)?;
 
     let summary = model.summary();
     let (nl, heads) = (summary.num_layers, summary.num_heads);
@@ -181,7 +181,7 @@ fn print_table(r: &Report) {
 fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Result<()> {
     use crate::models::generate::Prefix;
     let device = Device::Cpu;
-    let BenchModel { model, description, ids, image_size: side } = build(preset, args.seed, dtype, &device)?;
+    let BenchModel { model, description, ids, image_hw: (h, w) } = build(preset, args.seed, dtype, &device)?;
     let summary = model.summary();
     // The prompt up to the question: everything through the last image token and one more.
     let last_image = ids.iter().rposition(|&t| t == summary.image_token_id).context("no image token")?;
@@ -204,7 +204,7 @@ fn run_study_bench(args: &BenchArgs, preset: Preset, dtype: DType) -> anyhow::Re
         let t = Instant::now();
         let mut answers = Vec::new();
         for s in 0..studies {
-            let pixels = Tensor::from_vec(normal_values(args.seed + s as u64, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &device)?;
+            let pixels = Tensor::from_vec(normal_values(args.seed + s as u64, 3 * h * w, 0.0, 1.0), (1, 3, h, w), &device)?;
             let features = model.encode_image(&pixels, &mut NoProbe)?;
             let cache = if share {
                 let mut c = model.new_cache();

@@ -26,6 +26,7 @@ use crate::models::llava::Llava;
 use crate::models::presets::{Preset, PresetConfig};
 use crate::models::probe::NoProbe;
 use crate::models::processor::EncodedPrompt;
+use crate::models::qwen25vl::Qwen25Vl;
 use crate::models::{VisionLanguageModel, dtype_name};
 
 pub const VARIANTS: usize = 6;
@@ -40,6 +41,7 @@ pub(crate) fn build(
     Ok(match cfg {
         PresetConfig::Llava(c) => Box::new(Llava::from_var_builder_as(c.clone(), vb, format)?),
         PresetConfig::Gemma3(c) => Box::new(Gemma3::from_var_builder_as(c.clone(), vb, format)?),
+        PresetConfig::Qwen25Vl(c, _) => Box::new(Qwen25Vl::from_var_builder_as(c.clone(), vb, format)?),
     })
 }
 
@@ -135,12 +137,14 @@ fn run_study(
     let summary = model.summary();
     let image_positions: Vec<usize> = first.iter().enumerate().filter(|(_, t)| **t == summary.image_token_id).map(|(i, _)| i).collect();
     let plan = capture_plan(&summary, new_tokens)?;
+    let (grid_h, grid_w) = model.image_grid(pixels)?;
+    let (image_h, image_w) = cfg.image_hw();
     let geometry = MapGeometry {
-        h: summary.grid_h,
-        w: summary.grid_w,
-        crop: PixelBox::image(cfg.image_size() as u32, cfg.image_size() as u32)?,
-        image_w: cfg.image_size() as u32,
-        image_h: cfg.image_size() as u32,
+        h: grid_h,
+        w: grid_w,
+        crop: PixelBox::image(image_w as u32, image_h as u32)?,
+        image_w: image_w as u32,
+        image_h: image_h as u32,
     };
 
     sync()?;
@@ -202,10 +206,9 @@ fn load(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format:
     let model = build(&cfg, RandomWeights::var_builder(args.seed, dtype, device), format)?;
     device.synchronize()?;
     let load_s = t.elapsed().as_secs_f64();
-    let side = cfg.image_size();
-    let pixels = Tensor::from_vec(normal_values(args.seed, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &Device::Cpu)?
-        .to_device(device)?
-        .to_dtype(dtype)?;
+    let (h, w) = cfg.image_hw();
+    let pixels =
+        Tensor::from_vec(normal_values(args.seed, 3 * h * w, 0.0, 1.0), (1, 3, h, w), &Device::Cpu)?.to_device(device)?.to_dtype(dtype)?;
     Ok(Loaded { model, cfg, pixels, load_s })
 }
 
@@ -364,10 +367,10 @@ fn agreement(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, fo
             device.set_seed(args.seed)?;
         }
         let loaded = load(preset, args, device, d, f)?;
-        let side = loaded.cfg.image_size();
+        let (h, w) = loaded.cfg.image_hw();
         let mut studies = Vec::new();
         for s in 0..args.reps as u64 {
-            let pixels = Tensor::from_vec(normal_values(args.seed + 1 + s, 3 * side * side, 0.0, 1.0), (1, 3, side, side), &Device::Cpu)?
+            let pixels = Tensor::from_vec(normal_values(args.seed + 1 + s, 3 * h * w, 0.0, 1.0), (1, 3, h, w), &Device::Cpu)?
                 .to_device(device)?
                 .to_dtype(d)?;
             studies.push(run_study(loaded.model.as_ref(), &loaded.cfg, &pixels, device, new_tokens, true)?);
@@ -436,5 +439,8 @@ mod tests {
         // CLIP's post_layernorm (2 x 1024), which LLaVA never applies to its feature layer.
         assert_eq!(llava, 7_063_427_072 - 2 * 1024, "llava-1.5-7b");
         assert_eq!(gemma, 4_300_079_472, "medgemma-4b");
+        // Qwen2.5-VL-7B-Instruct's safetensors: 7,615,616,512 text + 676,550,144 vision.
+        let qwen = count_parameters(&Preset::Qwen25Vl7b.config(None, None)).unwrap();
+        assert_eq!(qwen, 8_292_166_656, "qwen2.5-vl-7b");
     }
 }

@@ -11,6 +11,7 @@ use super::gemma3;
 use super::gemma3_text::{self, LayerType, Rope};
 use super::llama_text;
 use super::llava::{self, FeatureSelect, IMAGE_PLACEHOLDER, VisionConfig};
+use super::qwen25vl;
 use super::siglip_vision;
 use super::vit_block::BlockConfig;
 
@@ -27,14 +28,28 @@ pub enum Preset {
     MidLlava,
     /// Mid-size random Gemma3 (SigLIP 448/14 x4, text x8 at hidden 512): CPU-sized.
     MidGemma3,
+    /// Qwen/Qwen2.5-VL-7B-Instruct: its window-attention ViT (patch 14, 2x2 merge) on a 448 x 336
+    /// (H x W) input, 16 x 12 image tokens, + Qwen2-7B.
+    Qwen25Vl7b,
+    /// Mid-size random Qwen2.5-VL (ViT x4 at hidden 256, text x8 at hidden 512) on a 336 x 252
+    /// input, 12 x 9 image tokens: CPU-sized.
+    MidQwen25Vl,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 5] = [Preset::Llava15_7b, Preset::MedGemma4b, Preset::LlavaRad, Preset::MidLlava, Preset::MidGemma3];
+    pub const ALL: [Preset; 7] = [
+        Preset::Llava15_7b,
+        Preset::MedGemma4b,
+        Preset::LlavaRad,
+        Preset::Qwen25Vl7b,
+        Preset::MidLlava,
+        Preset::MidGemma3,
+        Preset::MidQwen25Vl,
+    ];
 
     /// The architectures users bring (as opposed to the mid-size benchmark models).
     pub fn is_full_size(self) -> bool {
-        !matches!(self, Self::MidLlava | Self::MidGemma3)
+        !matches!(self, Self::MidLlava | Self::MidGemma3 | Self::MidQwen25Vl)
     }
 
     pub fn name(self) -> &'static str {
@@ -44,6 +59,8 @@ impl Preset {
             Self::LlavaRad => "llava-rad",
             Self::MidLlava => "llava",
             Self::MidGemma3 => "gemma3",
+            Self::Qwen25Vl7b => "qwen2.5-vl-7b",
+            Self::MidQwen25Vl => "qwen2.5-vl",
         }
     }
 }
@@ -63,6 +80,8 @@ impl FromStr for Preset {
 pub enum PresetConfig {
     Llava(llava::Config),
     Gemma3(gemma3::Config),
+    /// With the `(H, W)` input it is benchmarked on (dynamic resolution: no fixed size).
+    Qwen25Vl(qwen25vl::Config, (usize, usize)),
 }
 
 /// Vicuna-7B (Llama-2-7B shapes) as llava-1.5 and LLaVA-Rad use it.
@@ -94,6 +113,27 @@ impl Preset {
     /// `vision_layers` when given (CPU smoke runs; the output says so).
     pub fn config(self, text_layers: Option<usize>, vision_layers: Option<usize>) -> PresetConfig {
         match self {
+            Self::Qwen25Vl7b | Self::MidQwen25Vl => {
+                let (mut json, hw) =
+                    if self == Self::Qwen25Vl7b { (qwen25vl_7b_json(), (448, 336)) } else { (mid_qwen25vl_json(), (336, 252)) };
+                if let Some(n) = text_layers {
+                    json["num_hidden_layers"] = n.into();
+                }
+                if let Some(n) = vision_layers {
+                    let v = &mut json["vision_config"];
+                    v["depth"] = n.into();
+                    // The full-attention blocks that remain.
+                    let full: Vec<serde_json::Value> = v["fullatt_block_indexes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|i| i.as_u64().is_some_and(|i| (i as usize) < n))
+                        .cloned()
+                        .collect();
+                    v["fullatt_block_indexes"] = full.into();
+                }
+                PresetConfig::Qwen25Vl(qwen25vl::Config::from_json(&json).expect("the preset's config resolves"), hw)
+            }
             Self::MidLlava => {
                 let mut c = mid_llava();
                 c.text.num_layers = text_layers.unwrap_or(c.text.num_layers);
@@ -199,10 +239,25 @@ impl Preset {
 }
 
 impl PresetConfig {
-    pub fn image_size(&self) -> usize {
+    /// The benchmark input's `(H, W)`: the model's square input, or the size a dynamic-resolution
+    /// preset is run at.
+    pub fn image_hw(&self) -> (usize, usize) {
         match self {
-            Self::Llava(c) => c.vision.image_size(),
-            Self::Gemma3(c) => c.vision.image_size,
+            Self::Llava(c) => (c.vision.image_size(), c.vision.image_size()),
+            Self::Gemma3(c) => (c.vision.image_size, c.vision.image_size),
+            Self::Qwen25Vl(_, hw) => *hw,
+        }
+    }
+
+    /// Image tokens of the benchmark input.
+    fn image_tokens(&self) -> usize {
+        match self {
+            Self::Llava(c) => c.image_tokens(),
+            Self::Gemma3(c) => c.image_tokens(),
+            Self::Qwen25Vl(c, (h, w)) => {
+                let unit = c.vision.patch_size * c.vision.spatial_merge_size;
+                (h / unit) * (w / unit)
+            }
         }
     }
 
@@ -211,21 +266,33 @@ impl PresetConfig {
     /// `[BOS, <start_of_turn>] + 2 ids + [boi] + image + [eoi] + question + 5 turn ids` (291).
     /// Returns the ids and the length of the prefix every question variant shares.
     pub fn prompt(&self, question: &[u32]) -> (Vec<u32>, usize) {
+        let image_tokens = self.image_tokens();
         match self {
             Self::Llava(c) => {
                 let mut ids = vec![1, 3148, 1001, 29901, 29871];
-                ids.extend(std::iter::repeat_n(c.image_token_id, c.image_tokens()));
+                ids.extend(std::iter::repeat_n(c.image_token_id, image_tokens));
                 let shared = ids.len();
                 ids.extend_from_slice(question);
                 (ids, shared)
             }
             Self::Gemma3(c) => {
                 let mut ids = vec![2, 105, 2364, 107, c.boi_token_id];
-                ids.extend(std::iter::repeat_n(c.image_token_id, c.image_tokens()));
+                ids.extend(std::iter::repeat_n(c.image_token_id, image_tokens));
                 ids.push(c.eoi_token_id);
                 let shared = ids.len();
                 ids.extend_from_slice(question);
                 ids.extend([106, 107, 105, 4368, 107]);
+                (ids, shared)
+            }
+            // `<|im_start|>user\n<|vision_start|>` pads `<|vision_end|>` question
+            // `<|im_end|>\n<|im_start|>assistant\n`, with the 7B tokenizer's ids.
+            Self::Qwen25Vl(c, _) => {
+                let mut ids = vec![151644, 872, 198, c.vision_start_token_id];
+                ids.extend(std::iter::repeat_n(c.image_token_id, image_tokens));
+                ids.push(c.vision_end_token_id);
+                let shared = ids.len();
+                ids.extend_from_slice(question);
+                ids.extend([151645, 198, 151644, 77091, 198]);
                 (ids, shared)
             }
         }
@@ -263,6 +330,22 @@ impl PresetConfig {
                     t.sliding_window
                 )
             }
+            Self::Qwen25Vl(c, (h, w)) => {
+                let (v, t) = (&c.vision, &c.text.llama);
+                format!(
+                    "Qwen2.5-VL: ViT/{} x{} blocks (hidden {}, window {}, full attention at {:?}) on {h} x {w} -> {} tokens, Qwen2 x{} layers (hidden {}, heads {}/{} kv)",
+                    v.patch_size,
+                    v.depth,
+                    v.hidden_size,
+                    v.window_size,
+                    v.fullatt_block_indexes,
+                    self.image_tokens(),
+                    t.num_layers,
+                    t.hidden_size,
+                    t.num_heads,
+                    t.num_kv_heads
+                )
+            }
         }
     }
 
@@ -271,6 +354,7 @@ impl PresetConfig {
         match self {
             Self::Llava(c) => c.text.num_layers,
             Self::Gemma3(c) => c.text.num_layers(),
+            Self::Qwen25Vl(c, _) => c.text.llama.num_layers,
         }
     }
 }
@@ -363,4 +447,35 @@ pub fn mid_gemma3() -> gemma3::Config {
         eoi_token_id: 31998,
         tokens_per_side: 16,
     }
+}
+
+/// Qwen/Qwen2.5-VL-7B-Instruct's `config.json` as the hub ships it (text settings at the top).
+fn qwen25vl_7b_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "qwen2_5_vl", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+        "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "max_position_embeddings": 128000, "use_sliding_window": false, "sliding_window": 32768,
+        "tie_word_embeddings": false, "hidden_act": "silu", "bos_token_id": 151643, "eos_token_id": 151645,
+        "image_token_id": 151655, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "vision_config": {"depth": 32, "hidden_act": "silu", "hidden_size": 1280, "intermediate_size": 3420,
+            "num_heads": 16, "in_chans": 3, "out_hidden_size": 3584, "patch_size": 14, "spatial_merge_size": 2,
+            "spatial_patch_size": 14, "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31],
+            "tokens_per_second": 2, "temporal_patch_size": 2}
+    })
+}
+
+/// A CPU-sized Qwen2.5-VL with the 7B's structure (window and full-attention blocks, GQA, mrope).
+fn mid_qwen25vl_json() -> serde_json::Value {
+    serde_json::json!({
+        "model_type": "qwen2_5_vl", "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 8,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 152064, "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0, "rope_scaling": {"type": "mrope", "mrope_section": [8, 12, 12]},
+        "max_position_embeddings": 32768, "use_sliding_window": false, "tie_word_embeddings": false,
+        "hidden_act": "silu", "bos_token_id": 151643, "eos_token_id": 151645,
+        "image_token_id": 151655, "vision_start_token_id": 151652, "vision_end_token_id": 151653,
+        "vision_config": {"depth": 4, "hidden_act": "silu", "hidden_size": 256, "intermediate_size": 1024,
+            "num_heads": 4, "in_chans": 3, "out_hidden_size": 512, "patch_size": 14, "spatial_merge_size": 2,
+            "window_size": 112, "fullatt_block_indexes": [1, 3], "temporal_patch_size": 2}
+    })
 }
