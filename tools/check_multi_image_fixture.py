@@ -185,6 +185,185 @@ def maira_vision(W, cfg, pv):
     return pos_i[0], torch.stack(hs, dim=1), fmap, x
 
 
+
+# ------------------------------------------------------------------ plain-torch decoders (adapted from the team's
+# shared/tools/check_reference.py: same primitives; here with several image blocks and Llama linear RoPE scaling)
+ACT = {"gelu": lambda x: Fn.gelu(x), "gelu_pytorch_tanh": lambda x: Fn.gelu(x, approximate="tanh"), "silu": Fn.silu}
+
+
+def rms_norm(x, w, eps, gemma):
+    y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return y * (1.0 + w) if gemma else y * w
+
+
+def rope_cos_sin(positions, head_dim, rp):
+    inv = 1.0 / (rp["rope_theta"] ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    if rp.get("rope_type", "default") == "linear":
+        inv = inv / rp["factor"]
+    f = positions.float()[:, None] * inv[None, :]
+    emb = torch.cat([f, f], dim=-1)
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x, cos, sin):
+    d = x.shape[-1] // 2
+    return x * cos + torch.cat([-x[..., d:], x[..., :d]], dim=-1) * sin
+
+
+def lin(x, W, name, bias=False):
+    y = x @ W[name + ".weight"].T
+    return y + W[name + ".bias"] if bias and name + ".bias" in W else y
+
+
+def attend(q, k, v, scale, allowed):
+    H, KV = q.shape[0], k.shape[0]
+    k, v = k.repeat_interleave(H // KV, 0), v.repeat_interleave(H // KV, 0)
+    sc = (q @ k.transpose(1, 2)) * scale
+    pr = torch.softmax(sc.masked_fill(~allowed[None], float("-inf")), dim=-1)
+    return (pr @ v).transpose(0, 1).reshape(q.shape[1], -1), pr
+
+
+class Decoder:
+    def __init__(self, kind, W, cfg):
+        self.W, tc = W, cfg["text_config"]
+        self.tc, self.gemma = tc, kind == "gemma3"
+        self.H, self.KV = tc["num_attention_heads"], tc["num_key_value_heads"]
+        self.hd = tc.get("head_dim") or tc["hidden_size"] // self.H
+        self.n = tc["num_hidden_layers"]
+        self.lt = tc["layer_types"] if self.gemma else ["full_attention"] * self.n
+        self.scale = tc["query_pre_attn_scalar"] ** -0.5 if self.gemma else self.hd ** -0.5
+        self.act = ACT[tc["hidden_activation"] if self.gemma else tc.get("hidden_act", "silu")]
+        self.head = W["language_model.model.embed_tokens.weight" if self.gemma else "language_model.lm_head.weight"]
+        self.cache = [None] * self.n
+
+    def norm(self, x, name):
+        return rms_norm(x, self.W[name], self.tc["rms_norm_eps"], self.gemma)
+
+    def forward(self, x, positions, allowed_for):
+        W, T, pre = self.W, x.shape[0], "language_model.model"
+        hidden, probs = [x], []
+        for i in range(self.n):
+            p = f"{pre}.layers.{i}"
+            nx = self.norm(x, p + ".input_layernorm.weight")
+            q = lin(nx, W, p + ".self_attn.q_proj").view(T, self.H, self.hd).transpose(0, 1)
+            k = lin(nx, W, p + ".self_attn.k_proj").view(T, self.KV, self.hd).transpose(0, 1)
+            v = lin(nx, W, p + ".self_attn.v_proj").view(T, self.KV, self.hd).transpose(0, 1)
+            if self.gemma:
+                q, k = self.norm(q, p + ".self_attn.q_norm.weight"), self.norm(k, p + ".self_attn.k_norm.weight")
+                rp = self.tc["rope_parameters"][self.lt[i]]
+            else:
+                rp = self.tc["rope_parameters"]
+            cos, sin = rope_cos_sin(positions, self.hd, rp)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            if self.cache[i] is not None:
+                k, v = torch.cat([self.cache[i][0], k], 1), torch.cat([self.cache[i][1], v], 1)
+            self.cache[i] = (k, v)
+            o, pr = attend(q, k, v, self.scale, allowed_for(self.lt[i], positions, torch.arange(k.shape[1])))
+            o = lin(o, W, p + ".self_attn.o_proj")
+            if self.gemma:
+                x = x + self.norm(o, p + ".post_attention_layernorm.weight")
+                nx = self.norm(x, p + ".pre_feedforward_layernorm.weight")
+            else:
+                x = x + o
+                nx = self.norm(x, p + ".post_attention_layernorm.weight")
+            m = lin(self.act(lin(nx, W, p + ".mlp.gate_proj")) * lin(nx, W, p + ".mlp.up_proj"), W, p + ".mlp.down_proj")
+            x = x + (self.norm(m, p + ".post_feedforward_layernorm.weight") if self.gemma else m)
+            hidden.append(x)
+            probs.append(pr)
+        x = self.norm(x, pre + ".norm.weight")
+        hidden[-1] = x
+        return x @ self.head.T, torch.stack(hidden), probs
+
+
+def gemma_vision(W, cfg, pv):
+    """SigLIP (per image) + 4x4 avg pool + Gemma RMSNorm (1+w) + x @ mm_input_projection_weight."""
+    vc = cfg["vision_config"]
+    pre = "vision_tower.vision_model"
+    D, H, eps = vc["hidden_size"], vc["num_attention_heads"], vc["layer_norm_eps"]
+    hd = D // H
+    outs = []
+    for img in pv:
+        x = Fn.conv2d(img[None], W[pre + ".embeddings.patch_embedding.weight"],
+                      W[pre + ".embeddings.patch_embedding.bias"], stride=vc["patch_size"])[0].flatten(1).T
+        x = x + W[pre + ".embeddings.position_embedding.weight"]
+        T = x.shape[0]
+        for i in range(vc["num_hidden_layers"]):
+            p = f"{pre}.encoder.layers.{i}"
+            nx = layer_norm(x, W[p + ".layer_norm1.weight"], W[p + ".layer_norm1.bias"], eps)
+            q, k, v = (lin(nx, W, f"{p}.self_attn.{n}_proj", True).view(T, H, hd).transpose(0, 1) for n in "qkv")
+            o, _ = attend(q, k, v, hd ** -0.5, torch.ones(T, T, dtype=torch.bool))
+            x = x + lin(o, W, p + ".self_attn.out_proj", True)
+            nx = layer_norm(x, W[p + ".layer_norm2.weight"], W[p + ".layer_norm2.bias"], eps)
+            x = x + lin(Fn.gelu(lin(nx, W, p + ".mlp.fc1", True), approximate="tanh"), W, p + ".mlp.fc2", True)
+        last = layer_norm(x, W[pre + ".post_layernorm.weight"], W[pre + ".post_layernorm.bias"], eps)
+        g = vc["image_size"] // vc["patch_size"]
+        t = int(math.isqrt(cfg["mm_tokens_per_image"]))
+        pooled = Fn.avg_pool2d(last.T.reshape(1, -1, g, g), g // t).flatten(2)[0].T
+        normed = rms_norm(pooled, W["multi_modal_projector.mm_soft_emb_norm.weight"], eps, True)
+        outs.append(normed @ W["multi_modal_projector.mm_input_projection_weight"])
+    return torch.stack(outs)
+
+
+def check_decoder(kind, W, cfg, T, tag, proj):
+    """Prompt forward + greedy KV-cache decode from input_ids and the recomputed per-image projector output."""
+    ids = T["input_ids"]
+    L = ids.shape[0]
+    per = T["image_token_positions_per_image"]
+    dec = Decoder(kind, W, cfg)
+    scale = torch.tensor(cfg["text_config"]["hidden_size"] ** 0.5, dtype=torch.float32) if kind == "gemma3" else None
+    emb = W["language_model.model.embed_tokens.weight"][ids].clone()
+    if scale is not None:
+        emb = emb * scale
+    emb[per.reshape(-1)] = proj.reshape(-1, proj.shape[-1])  # image i's features at image i's positions
+    block = torch.full((L,), -1, dtype=torch.long)
+    for i, row in enumerate(per):
+        block[row] = i
+    window = cfg["text_config"].get("sliding_window")
+
+    def allowed(lt, qp, kp):
+        m = kp[None, :] <= qp[:, None]
+        if kind == "gemma3":
+            qb = torch.where(qp < L, block[qp.clamp(max=L - 1)], -1)[:, None]
+            kb = torch.where(kp < L, block[kp.clamp(max=L - 1)], -1)[None, :]
+            m = m | ((qb == kb) & (qb >= 0))
+            if lt == "sliding_attention":
+                m = m & (kp[None, :] > qp[:, None] - window)
+        return m
+
+    logits, hidden, probs = dec.forward(emb, torch.arange(L), allowed)
+    A = torch.stack(probs)
+    d = {"prompt_last_logits": (logits[-1] - T["prompt_last_logits"]).abs().max().item(),
+         "prompt_last_attn": (A[:, :, -1] - T["prompt_last_attn"]).abs().max().item(),
+         "prompt_last_attn_image": (A[:, :, -1][:, :, per] - T["prompt_last_attn_image"]).abs().max().item()}
+    if "prompt_logits" in T:
+        d["prompt_logits"] = (logits - T["prompt_logits"]).abs().max().item()
+    if "prompt_attn_full" in T:
+        d["prompt_attn_full"] = (A - T["prompt_attn_full"]).abs().max().item()
+    if "prompt_hidden_states" in T:
+        d["prompt_hidden_states"] = (hidden - T["prompt_hidden_states"]).abs().max().item()
+    gen = T["generated_ids"].tolist()
+    tok, got, gl = int(logits[-1].argmax()), [], [logits[-1]]
+    got.append(tok)
+    total = T["gen_attn"].shape[-1]
+    ga = [torch.nn.functional.pad(A[:, :, -1], (0, total - L))]
+    for step in range(1, len(gen)):
+        pos = L - 1 + step
+        e = W["language_model.model.embed_tokens.weight"][torch.tensor([tok])]
+        if scale is not None:
+            e = e * scale
+        lg, _, pr = dec.forward(e, torch.tensor([pos]), allowed)
+        tok = int(lg[-1].argmax())
+        got.append(tok)
+        gl.append(lg[-1])
+        ga.append(torch.nn.functional.pad(torch.stack([x[:, -1] for x in pr]), (0, total - pos - 1)))
+    d["gen_logits"] = (torch.stack(gl) - T["gen_logits"]).abs().max().item()
+    d["gen_attn"] = (torch.stack(ga) - T["gen_attn"]).abs().max().item()
+    tol = {"prompt_hidden_states": 1e-4, "prompt_logits": 1e-4, "prompt_last_logits": 1e-4, "gen_logits": 1e-4}
+    ok = got == gen and all(v <= tol.get(k, 1e-5) for k, v in d.items())
+    check(ok, f"{tag}: plain-torch decoder, greedy ids {'equal' if got == gen else 'DIFFER'}; "
+          + ", ".join(f"{k} {v:.1e}" for k, v in d.items()))
+
+
 def gemma_allowed(L, ttype, layer_type, window):
     q = torch.arange(L)[:, None]
     k = torch.arange(L)[None, :]
@@ -198,6 +377,9 @@ def gemma_allowed(L, ttype, layer_type, window):
     if layer_type == "sliding_attention":
         allowed &= k > q - window
     return allowed
+
+
+DECODER = True
 
 
 def main(root):
@@ -285,9 +467,19 @@ def main(root):
                 dpos = (pos_i - T["vision.position_embeddings_interpolated"]).abs().max().item()
                 check(max(dp, dh, df, dpos) < 1e-4, f"{tag}: plain-torch DINOv2 + projector (pos {dpos:.1e}, "
                                                     f"blocks {dh:.1e}, layernorm {df:.1e}, projector {dp:.1e})")
+            else:
+                W = load_file(os.path.join(mdir, "model.safetensors"))
+                proj = gemma_vision(W, cfg, T["pixel_values"])
+                dp = (proj - T["vision.projector_output"]).abs().max().item()
+                check(dp < 1e-4, f"{tag}: plain-torch SigLIP + pool + norm + projection per image ({dp:.1e})")
+            if DECODER:
+                check_decoder(kind, W, cfg, T, tag, proj)
     print(f"\n{len(FAIL)} failure(s)")
     return 1 if FAIL else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "fixtures/multi-image-v1"))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    DECODER = "--layout-only" not in sys.argv
+    torch.set_grad_enabled(False)
+    sys.exit(main(args[0] if args else "fixtures/multi-image-v1"))
