@@ -438,7 +438,7 @@ def main(root):
                 ok = True
                 for (a, _), lab in zip(runs, labels_m):
                     before = tok.decode(ids[:a], skip_special_tokens=False)
-                    ok &= before.rstrip("<image>").endswith(lab.strip()) or before.endswith(lab.strip())
+                    ok &= before.endswith(lab.strip())
                 check(ok, f"{tag}: each image run follows its label")
             # preprocessing
             pv = T["pixel_values"].numpy()
