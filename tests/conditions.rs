@@ -9,11 +9,15 @@ use std::time::{Duration, Instant};
 
 use radlens::commands::demo::write_demo_models;
 use radlens_shared::answer::Answer;
+use radlens_shared::geometry::PixelBox;
 use radlens_shared::record::{CaseRecord, Pass};
 
 use crate::support::{Scratch, radlens, radlens_bin, run_records, workspace_root};
 
-const ALL: &str = "blank,swap_opposite,swap_same,roi_occluded,control_occluded,jpeg90,contrast90";
+const ALL: &str = "blank,swap_opposite,swap_same,roi_occluded,control_occluded,jpeg90,contrast90,confound_occluded";
+
+/// The confound box the subset CSV puts on study 00000075_000's rows (a corner of its film).
+const CONFOUND: [u32; 4] = [440, 20, 40, 30];
 
 fn args(models: &[(String, PathBuf)], csv: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     let data = workspace_root().join("static/demo");
@@ -35,7 +39,7 @@ fn run(a: &[String]) -> std::process::Output {
 }
 
 /// The first 8 demo studies and two boxed ones (cardiomegaly, with a partner of each truth among
-/// the others only if the CSV has one: the records say).
+/// the others only if the CSV has one: the records say); 00000075_000 also names a confound box.
 fn subset_csv(scratch: &Scratch) -> PathBuf {
     let csv = std::fs::read_to_string(workspace_root().join("static/demo/demo-study.csv")).unwrap();
     let mut lines = csv.lines();
@@ -49,8 +53,14 @@ fn subset_csv(scratch: &Scratch) -> PathBuf {
         }
     }
     let keep: HashSet<&str> = studies.iter().take(8).copied().chain(["00001369_000", "00000075_000"]).collect();
-    let kept: Vec<&str> = rows.iter().copied().filter(|r| keep.contains(r.split(',').next().unwrap())).collect();
-    scratch.write("study.csv", &format!("{header}\n{}\n", kept.join("\n")))
+    let [x, y, w, h] = CONFOUND;
+    let kept: Vec<String> = rows
+        .iter()
+        .copied()
+        .filter(|r| keep.contains(r.split(',').next().unwrap()))
+        .map(|r| if r.starts_with("00000075_000,") { format!("{r},{x},{y},{w},{h}") } else { format!("{r},,,,") })
+        .collect();
+    scratch.write("study.csv", &format!("{header},confound_x,confound_y,confound_w,confound_h\n{}\n", kept.join("\n")))
 }
 
 #[test]
@@ -83,6 +93,7 @@ fn every_condition_is_a_pass_with_its_image_truth_or_reason_and_the_analysis_rea
                     // A box wider than half the crop leaves no same-sized box beside it.
                     Pass::ControlOccluded => assert!(why.contains("no control box"), "{why}"),
                     Pass::SwapOpposite | Pass::SwapSame => assert!(why.contains("no other study"), "{why}"),
+                    Pass::ConfoundOccluded if real.confound.is_none() => assert!(why.contains("no confound box"), "{why}"),
                     _ => panic!("{} {pass:?}: unexpected reason {why}", r.sample_id),
                 }
                 continue;
@@ -101,6 +112,11 @@ fn every_condition_is_a_pass_with_its_image_truth_or_reason_and_the_analysis_rea
                     assert_eq!(r.ground_truth, want, "{} {pass:?}", r.sample_id);
                 }
                 Pass::RoiOccluded => assert_eq!(c.and_then(|c| c.occluded_box), real.roi),
+                Pass::ConfoundOccluded => {
+                    let [x, y, w, h] = CONFOUND.map(f64::from);
+                    assert_eq!(c.and_then(|c| c.occluded_box), Some(PixelBox::from_xywh(x, y, w, h).unwrap()));
+                    assert_eq!(r.confound, real.confound);
+                }
                 Pass::ControlOccluded => {
                     let b = c.and_then(|c| c.occluded_box).expect("the control box");
                     let roi = real.roi.unwrap();
@@ -113,15 +129,22 @@ fn every_condition_is_a_pass_with_its_image_truth_or_reason_and_the_analysis_rea
     }
     let boxed_run = records.iter().filter(|r| r.pass == Pass::RoiOccluded && r.parsed_answer.is_some()).count();
     assert!(boxed_run >= 6, "both boxed studies ran roi_occluded: {boxed_run}");
+    let confound_run = records.iter().filter(|r| r.pass == Pass::ConfoundOccluded && r.parsed_answer.is_some()).count();
+    assert_eq!(confound_run, 6, "the study with a confound box ran confound_occluded on its 6 rows");
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["capture"]["text_only_pass"], true, "blank is the text-only pass");
-    assert_eq!(manifest["capture"]["conditions"].as_array().unwrap().len(), 6);
+    assert_eq!(manifest["capture"]["conditions"].as_array().unwrap().len(), 7);
 
     let analysis: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("analysis.json")).unwrap()).unwrap();
     let m = &analysis["models"][0];
     let names: Vec<&str> = m["conditions"]["conditions"].as_array().unwrap().iter().map(|c| c["condition"].as_str().unwrap()).collect();
-    assert_eq!(names, ["real", "blank", "swap_opposite", "swap_same", "roi_occluded", "control_occluded", "jpeg90", "contrast90"]);
-    for key in ["image_sensitivity", "visual_reliance", "swap_following", "causal_grounding_rate", "control_change_rate"] {
+    assert_eq!(
+        names,
+        ["real", "blank", "swap_opposite", "swap_same", "roi_occluded", "control_occluded", "jpeg90", "contrast90", "confound_occluded"]
+    );
+    for key in
+        ["image_sensitivity", "visual_reliance", "swap_following", "causal_grounding_rate", "control_change_rate", "confound_change_rate"]
+    {
         assert!(m["conditions"][key]["estimate"].is_number(), "{key}: {}", m["conditions"]);
     }
     let d = &m["decision"];

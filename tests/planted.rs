@@ -394,6 +394,10 @@ fn the_checks_find_each_planted_cause_in_one_study() {
     // The report says so, in its own table.
     let report = std::fs::read_to_string(scratch.path().join("checks/report.md")).unwrap();
     assert!(report.contains("**Confound boxes**") && report.contains("confound change"), "{report}");
+    assert!(report.contains("`planted-marker` answers from the confound the CSV names"), "a summary finding names it");
+    assert!(
+        !report.contains("`planted-lesion` answers from the confound") && !report.contains("`planted-shortcut` answers from the confound")
+    );
 
     // Deletion (top 25% of cells against as many random ones): the lesion model's attention
     // map is rarely flagged (measured 0.14), the shortcut model's, whose margin no deletion

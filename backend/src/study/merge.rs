@@ -21,11 +21,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use radlens_shared::grounding::ModelRandomization;
 use radlens_shared::record::{CaseRecord, ModelInfo, RunManifest, SCHEMA_VERSION, StudySource, TensorRef};
 use serde_json::Value;
 
 use super::run::fingerprint;
-use super::run_dir::{ANALYSIS, ATTENTION, AttentionFile, MANIFEST, PLOTS, RECORDS, RECORDS_CSV, REPORT, RunDir};
+use super::run_dir::{
+    ANALYSIS, ATTENTION, AttentionFile, MANIFEST, PLOTS, RANDOMIZATION, RECORDS, RECORDS_CSV, REPORT, RandomizationFile, RunDir,
+};
 
 /// What [`merge_runs`] did.
 #[derive(Debug)]
@@ -267,7 +270,7 @@ fn prepare_out(out: &Path, force: bool) -> anyhow::Result<RunDir> {
             );
         }
     }
-    for name in [MANIFEST, RECORDS, ANALYSIS, REPORT, RECORDS_CSV] {
+    for name in [MANIFEST, RECORDS, ANALYSIS, REPORT, RECORDS_CSV, RANDOMIZATION] {
         let p = dir.path(name);
         if p.exists() {
             std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -328,10 +331,39 @@ fn merged_manifest(inputs: &[Input], out: &Path, arguments: &[String]) -> RunMan
         bootstrap: first.bootstrap.clone(),
         shard: None,
         n_studies: inputs[0].n_studies,
-        // Each shard sampled its own records: a merged run has no single randomisation check.
-        randomization: None,
+        // Each shard sampled its own rows; their checks are merged (see `merged_randomization`)
+        // and keep the per-shard request, so a resume with the same flag runs nothing again.
+        randomization: inputs.iter().find_map(|x| x.manifest.randomization),
         near_tie_eps: inputs[0].manifest.near_tie_eps,
     }
+}
+
+/// The shards' randomisation checks, one per model: all its shards' samples together (each shard
+/// counted once). A model checked by some shards only is merged from those, with a warning.
+fn merged_randomization(inputs: &[Input], manifest: &RunManifest, warnings: &mut Vec<String>) -> anyhow::Result<RandomizationFile> {
+    let mut seen = HashSet::new();
+    let mut files = Vec::new();
+    for x in inputs.iter().filter(|x| seen.insert(x.shard.0)) {
+        files.push((x, x.dir.read_randomization().with_context(|| format!("{}: cannot read its {RANDOMIZATION}", x.name()))?));
+    }
+    let mut out = RandomizationFile::default();
+    for m in &manifest.models {
+        let parts: Vec<ModelRandomization> =
+            files.iter().filter_map(|(_, f)| f.models.iter().find(|r| r.model == m.name).cloned()).collect();
+        if parts.is_empty() {
+            continue;
+        }
+        if parts.len() < files.len() {
+            warnings.push(format!(
+                "{}: the randomisation check ran in {} of {} shards; the merged check has only their samples",
+                m.name,
+                parts.len(),
+                files.len()
+            ));
+        }
+        out.models.push(ModelRandomization::merged(&parts).with_context(|| format!("{}: merging the randomisation checks", m.name))?);
+    }
+    Ok(out)
 }
 
 /// Copies one tensor from `from` into the merged store and returns where it now is.
@@ -446,6 +478,10 @@ pub fn merge_runs_as(inputs: &[PathBuf], out: &Path, force: bool, arguments: &[S
         w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     }
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    let randomization = merged_randomization(&inputs, &manifest, &mut warnings)?;
+    if !randomization.models.is_empty() {
+        dir.write_json_atomic(RANDOMIZATION, &randomization)?;
+    }
     dir.write_manifest(&manifest)?;
     Ok(MergeOutcome { manifest, records: records.len(), duplicates, tensors, missing_shards, warnings })
 }
@@ -542,6 +578,43 @@ mod tests {
         let again = merge_runs(&dirs, &out, true).unwrap();
         assert_eq!(again.records, outcome.records);
         assert_eq!(RunDir::open(&out).unwrap().read_records().unwrap(), b);
+    }
+
+    #[test]
+    fn the_shards_randomisation_checks_merge_into_one_per_model() {
+        use radlens_shared::grounding::{CascadeStep, CascadeStepValues, RandomizationSettings};
+        let (single, dirs) = shards("merge-random", 3, Some(3));
+        let model = single.read_manifest().unwrap().models[0].name.clone();
+        let settings = RandomizationSettings { samples: 1, seed: 9 };
+        // Shards 0 and 1 ran the check on one row each; shard 2 did not.
+        for (i, (id, rho)) in [("s0#0", 0.2), ("s1#0", 0.6)].into_iter().enumerate() {
+            let steps = vec![
+                CascadeStepValues { step: CascadeStep::Layers(1), spearman: vec![Some(rho)] },
+                CascadeStepValues { step: CascadeStep::Vision, spearman: vec![Some(rho / 2.0)] },
+            ];
+            let check = ModelRandomization::new(model.clone(), settings, 1, vec![id.into()], steps, vec![]);
+            let dir = RunDir::open(&dirs[i]).unwrap();
+            dir.write_json_atomic(RANDOMIZATION, &RandomizationFile { models: vec![check] }).unwrap();
+            let mut m = dir.read_manifest().unwrap();
+            m.randomization = Some(settings);
+            dir.write_manifest(&m).unwrap();
+        }
+        let out = single.root().parent().unwrap().join("merged-random");
+        let outcome = merge_runs(&dirs, &out, false).unwrap();
+        assert_eq!(outcome.manifest.randomization, Some(settings), "the per-shard request");
+        assert!(outcome.warnings.iter().any(|w| w.contains("ran in 2 of 3 shards")), "{:?}", outcome.warnings);
+        let merged = RunDir::open(&out).unwrap().read_randomization().unwrap();
+        assert_eq!(merged.models.len(), 1);
+        let m = &merged.models[0];
+        assert_eq!(m.sample_ids, ["s0#0", "s1#0"]);
+        assert!((m.curve.points[0].spearman.unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(m.insensitive, Some(false));
+        // Merging again with --force replaces it; a merge of shards without checks leaves none.
+        for d in &dirs {
+            let _ = std::fs::remove_file(RunDir::open(d).unwrap().path(RANDOMIZATION));
+        }
+        merge_runs(&dirs, &out, true).unwrap();
+        assert!(!RunDir::open(&out).unwrap().path(RANDOMIZATION).exists());
     }
 
     #[test]

@@ -98,6 +98,50 @@ impl ModelRandomization {
     }
 }
 
+impl ModelRandomization {
+    /// The checks of one model run by several shards of a study, as one: each shard sampled its
+    /// own rows, so the inputs are all the shards' samples together and the curve their per-step
+    /// mean. The settings stay the shards' (the per-shard request). Errors: no part, parts of
+    /// other models, seeds or cascades.
+    pub fn merged(parts: &[ModelRandomization]) -> Result<ModelRandomization, MetricError> {
+        let first = parts.first().ok_or_else(|| MetricError::Invalid("no randomisation check to merge".into()))?;
+        let steps_of = |m: &ModelRandomization| m.steps.iter().map(|s| s.step).collect::<Vec<_>>();
+        for p in &parts[1..] {
+            if p.model != first.model || p.settings.seed != first.settings.seed || steps_of(p) != steps_of(first) {
+                return Err(MetricError::Invalid(format!(
+                    "cannot merge the randomisation checks of {} (seed {}, {} steps) and {} (seed {}, {} steps)",
+                    first.model,
+                    first.settings.seed,
+                    first.steps.len(),
+                    p.model,
+                    p.settings.seed,
+                    p.steps.len()
+                )));
+            }
+        }
+        let sample_ids: Vec<String> = parts.iter().flat_map(|p| p.sample_ids.iter().cloned()).collect();
+        let steps = first
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| CascadeStepValues {
+                step: s.step,
+                spearman: parts.iter().flat_map(|p| p.steps[i].spearman.iter().copied()).collect(),
+            })
+            .collect();
+        let mut notes: Vec<String> = parts.iter().flat_map(|p| p.notes.iter().cloned()).collect();
+        if parts.len() > 1 {
+            notes.push(format!(
+                "merged from {} shards, each sampling up to {} of its own rows: {} inputs in all",
+                parts.len(),
+                first.settings.samples,
+                sample_ids.len()
+            ));
+        }
+        Ok(ModelRandomization::new(first.model.clone(), first.settings, first.curve.lm_layers, sample_ids, steps, notes))
+    }
+}
+
 /// The mean of the present values; `None` when there is none.
 fn mean_of_present(values: &[Option<f64>]) -> Option<f64> {
     let present: Vec<f64> = values.iter().flatten().copied().collect();
@@ -169,6 +213,33 @@ mod tests {
         assert_eq!(cascade_steps(1), vec![Layers(1), Vision]);
         assert_eq!(cascade_steps(2), vec![Layers(1), Layers(2), Vision]);
         assert_eq!(cascade_steps(34), vec![Layers(1), Layers(2), Layers(4), Layers(8), Layers(16), Layers(32), Layers(34), Vision]);
+    }
+
+    #[test]
+    fn shard_checks_merge_into_one_curve_over_every_input() {
+        use CascadeStep::{Layers, Vision};
+        let settings = RandomizationSettings { samples: 2, seed: 3 };
+        let part = |ids: [&str; 2], l1: [Option<f64>; 2], v: [Option<f64>; 2]| {
+            let steps = vec![
+                CascadeStepValues { step: Layers(1), spearman: l1.to_vec() },
+                CascadeStepValues { step: Vision, spearman: v.to_vec() },
+            ];
+            ModelRandomization::new("m".into(), settings, 1, ids.map(String::from).to_vec(), steps, vec![])
+        };
+        let a = part(["s1#0", "s2#0"], [Some(0.9), Some(0.7)], [Some(0.1), None]);
+        let b = part(["s3#0", "s4#1"], [Some(0.2), Some(0.4)], [Some(0.3), Some(0.5)]);
+        let m = ModelRandomization::merged(&[a.clone(), b]).unwrap();
+        assert_eq!(m.sample_ids, ["s1#0", "s2#0", "s3#0", "s4#1"]);
+        assert_eq!(m.settings, settings, "the per-shard request");
+        let means: Vec<Option<f64>> = m.curve.points.iter().map(|p| p.spearman).collect();
+        assert!((means[0].unwrap() - 0.55).abs() < 1e-12 && (means[1].unwrap() - 0.3).abs() < 1e-12, "{means:?}");
+        assert_eq!(m.insensitive, Some(false));
+        assert!(m.notes.last().unwrap().contains("merged from 2 shards"));
+        // One part is itself; another seed or model is refused.
+        assert_eq!(ModelRandomization::merged(std::slice::from_ref(&a)).unwrap(), a);
+        let other = ModelRandomization { settings: RandomizationSettings { samples: 2, seed: 4 }, ..a.clone() };
+        assert!(ModelRandomization::merged(&[a, other]).is_err());
+        assert!(ModelRandomization::merged(&[]).is_err());
     }
 
     #[test]

@@ -210,7 +210,8 @@ fn summary(o: &mut String, manifest: &RunManifest, a: &Analysis) {
 }
 
 /// The sentences a reviewer should read first: the least robust (model, strategy), a
-/// significant paired difference, and the dangerous quadrant.
+/// significant paired difference, the dangerous quadrant, and a model whose answers follow a
+/// named confound.
 fn biggest_findings(a: &Analysis) -> Vec<String> {
     let mut out = Vec::new();
     let worst = a
@@ -254,6 +255,17 @@ fn biggest_findings(a: &Analysis) -> Vec<String> {
                 r.consistent_not_reliant.studies,
                 r.studies,
                 pct(Some(d))
+            ));
+        }
+    }
+    // A confound whose hiding changes answers with an interval clear of 0: the model answers
+    // (partly) from the named shortcut.
+    for m in &a.models {
+        if let Some(i) = m.conditions.as_ref().and_then(|c| c.confound_change_rate.as_ref()).filter(|i| i.lo > 0.0) {
+            out.push(format!(
+                "`{}` answers from the confound the CSV names: hiding that box changes {} of its answers (`confound_occluded`).",
+                m.model,
+                pct(Some(i))
             ));
         }
     }
