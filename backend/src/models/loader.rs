@@ -189,4 +189,17 @@ mod tests {
             assert!(msg.contains(t), "{msg} does not list {t}");
         }
     }
+
+    /// A llava config with a dinov2 tower that does not say MAIRA-2 is refused rather than read
+    /// as a CLIP tower.
+    #[test]
+    fn a_llava_with_a_dinov2_tower_must_be_maira2() {
+        let dir = std::env::temp_dir().join(format!("radlens-llava-dinov2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "llava", "vision_config": {"model_type": "dinov2"}}"#).unwrap();
+        let err = load_engine(&dir, &PartOverrides::default(), DType::F32, &Device::Cpu, WeightFormat::Dense).err().expect("refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("dinov2") && msg.contains("Maira2ForConditionalGeneration"), "{msg}");
+    }
 }
