@@ -260,6 +260,12 @@ fn gemma3_logits_attention_and_generation_match_with_one_block_per_image() {
     let mut figures = Figures::default();
     for case in cases(GEMMA3) {
         check_generation(&model, &prompter, &case, &mut figures);
+        if let Some(want) = case.tensors.get("prompt_logits") {
+            // Every position's logits: a single block over all images is off by 1.5 here.
+            let features = model.encode_image_list(&images(&case), &mut NoProbe).unwrap();
+            let got = model.prompt_logits(&case.ids("input_ids"), &features).unwrap();
+            figures.check(&case.name, "logits", "prompt_logits (every position)", &flat(&got), &flat(want), LOGITS_TOL);
+        }
         // The blocks: one per contiguous run of image tokens, however close the images are.
         let blocks = model.image_blocks(&case.ids("input_ids")).block;
         for (i, span) in stored_spans(&case).iter().enumerate() {
