@@ -173,10 +173,13 @@ pub fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
 }
 
 /// Image features of several images, each `[tokens, hidden]` or `[rows, cols, hidden]`, as one
-/// `[sum of tokens, hidden]` in the order given (the prompt's).
+/// `[sum of tokens, hidden]` in the order given (the prompt's). One image's features are
+/// returned as they are (Qwen2.5-VL's prefill reads its grid from their shape).
 pub fn concat_features(features: &[Tensor]) -> Result<Tensor> {
-    if features.is_empty() {
-        return Err(error::ModelError::Invalid("no image features to concatenate".into()));
+    match features {
+        [] => return Err(error::ModelError::Invalid("no image features to concatenate".into())),
+        [one] => return Ok(one.clone()),
+        _ => {}
     }
     let flat = features.iter().map(|f| f.flatten_to(f.rank().saturating_sub(2))).collect::<candle_core::Result<Vec<_>>>()?;
     Ok(Tensor::cat(&flat, 0)?)
