@@ -15,6 +15,11 @@ mod parity_gemma3;
 /// the tiny qwen2.5-vl fixture (or the one `RADLENS_QWEN25VL_FIXTURE` names).
 mod parity_qwen25vl;
 
+/// Several images per prompt: Gemma3 (one bidirectional block per image) and MAIRA-2 (RAD-DINO,
+/// 4-layer projector, linear RoPE) against transformers on `fixtures/multi-image-v1` (or the one
+/// `RADLENS_MULTI_IMAGE_FIXTURE` names).
+mod parity_multi_image;
+
 /// LLaVA-Rad's native release (base + LoRA + projector + open_clip trunk) against its reference.
 mod parity_llava_rad;
 

@@ -191,6 +191,17 @@ impl Gemma3 {
         self.projector.mm_soft_emb_norm.forward(&self.pooled_features(pixel_values, probe)?)
     }
 
+    /// Logits `[L, vocab]` (f32) of every prompt position, from a fresh cache without capture (a
+    /// debugging intermediate: the multi-image parity test compares them all, which shows the
+    /// per-image blocks in every row, not only the last).
+    pub fn prompt_logits(&self, input_ids: &[u32], features: &Tensor) -> Result<Tensor> {
+        let embeds = super::spliced_embeddings(input_ids, 0, self.cfg.image_token_id, features, |ids| self.text.embed(ids))?;
+        let hidden = self.text.forward_embeds(&embeds, &self.image_blocks(input_ids), &mut self.text.new_cache(), &mut NoProbe)?;
+        let rows =
+            (1..=input_ids.len()).map(|n| self.text.last_logits(&hidden.narrow(1, 0, n)?)).collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+
     /// Image-block index per prompt position: each contiguous run of image tokens is one block.
     pub fn image_blocks(&self, input_ids: &[u32]) -> ImageBlocks {
         let mut block = Vec::with_capacity(input_ids.len());

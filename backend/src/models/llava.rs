@@ -1,5 +1,7 @@
 //! LLaVA-1.5 composition: CLIP tower -> feature block (CLS dropped) -> projector -> spliced into
-//! the prompt's `<image>` positions -> Llama.
+//! the prompt's `<image>` positions -> Llama. The same composition carries LLaVA-Rad (DINOv2-style
+//! trunk) and MAIRA-2 (RAD-DINO with its final LayerNorm, a 4-layer projector, see
+//! [`super::maira2`]); several images splice their features in prompt order.
 
 use std::path::Path;
 
@@ -14,7 +16,7 @@ use super::error::{ModelError, Result};
 use super::linear::WeightFormat;
 use super::llama_text::{self, KvCache, LlamaText};
 use super::probe::{NoProbe, Probe, SiteName};
-use super::projector::Mlp2xGelu;
+use super::projector::{Mlp2xGelu, Projector, SequentialMlp};
 use super::{GradcamSite, ModelSummary, VisionLanguageModel};
 
 /// config.json of a llava-hf checkpoint; defaults are transformers' `LlavaConfig` defaults.
@@ -124,6 +126,14 @@ impl VisionTower {
         }
     }
 
+    /// The final LayerNorm where the features take it (MAIRA-2), else `x` unchanged.
+    pub fn feature_norm(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Clip(_) => Ok(x.clone()),
+            Self::Dino(t) => t.feature_norm(x),
+        }
+    }
+
     pub fn forward(&self, pixel_values: &Tensor, feature: VisionFeature, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
         let mut states = self.hidden_states(pixel_values, feature.blocks_to_run(), probe)?;
         Ok(states.pop().expect("hidden_states holds at least the embeddings"))
@@ -137,8 +147,17 @@ pub struct Config {
     pub image_token_id: u32,
     pub projector_activation: Activation,
     pub projector_bias: bool,
+    pub projector: ProjectorKind,
     pub feature: VisionFeature,
     pub select: FeatureSelect,
+}
+
+/// The projector's layout: llava-hf's `linear_1`/`linear_2`, or MAIRA-2's `layers` with
+/// `projector_n_layers` Linears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProjectorKind {
+    Mlp2xGelu,
+    Sequential(usize),
 }
 
 impl Config {
@@ -175,6 +194,7 @@ impl RawConfig {
             image_token_id: self.image_token_index,
             projector_activation: Activation::parse(&self.projector_hidden_act).map_err(|e| format!("projector_hidden_act: {e}"))?,
             projector_bias: self.multimodal_projector_bias,
+            projector: ProjectorKind::Mlp2xGelu,
             select,
         })
     }
@@ -182,7 +202,7 @@ impl RawConfig {
 
 pub struct Llava {
     vision: VisionTower,
-    projector: Mlp2xGelu,
+    projector: Projector,
     text: LlamaText,
     cfg: Config,
 }
@@ -233,13 +253,13 @@ impl Llava {
             VisionConfig::Clip(c) => VisionTower::Clip(ClipVision::load(c, c.num_layers, vb.pp("vision_tower").pp("vision_model"))?),
             VisionConfig::Dino(c) => VisionTower::Dino(DinoVision::load(c, c.depth, vb.pp("vision_tower").pp("trunk"))?),
         };
-        let projector = Mlp2xGelu::load(
-            cfg.vision.hidden_size(),
-            cfg.text.hidden_size,
-            cfg.projector_bias,
-            cfg.projector_activation,
-            vb.pp("multi_modal_projector"),
-        )?;
+        let (dv, dt, p) = (cfg.vision.hidden_size(), cfg.text.hidden_size, vb.pp("multi_modal_projector"));
+        let projector = match cfg.projector {
+            ProjectorKind::Mlp2xGelu => Projector::Mlp2xGelu(Mlp2xGelu::load(dv, dt, cfg.projector_bias, cfg.projector_activation, p)?),
+            ProjectorKind::Sequential(n) => {
+                Projector::Sequential(SequentialMlp::load(dv, dt, n, cfg.projector_bias, cfg.projector_activation, p)?)
+            }
+        };
         let text = LlamaText::load(&cfg.text, vb.pp("language_model"), format)?;
         Ok(Self { vision, projector, text, cfg })
     }
@@ -256,14 +276,19 @@ impl Llava {
         &self.text
     }
 
+    pub fn projector(&self) -> &Projector {
+        &self.projector
+    }
+
     /// The selected vision features before projection, `[tokens, vision_hidden]`.
     pub fn selected_features(&self, pixel_values: &Tensor, probe: &mut dyn Probe) -> candle_core::Result<Tensor> {
         self.select(&self.vision.forward(pixel_values, self.cfg.feature, probe)?)
     }
 
-    /// The feature block's output `[1, 1 + patches, hidden]` -> the image tokens' rows.
+    /// The feature block's output `[1, 1 + patches, hidden]` -> the image tokens' rows (after
+    /// the tower's final LayerNorm where the model takes it: MAIRA-2's `feature_maps`).
     fn select(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        let hidden = hidden.squeeze(0)?;
+        let hidden = self.vision.feature_norm(&hidden.squeeze(0)?)?;
         match self.cfg.select {
             FeatureSelect::Default => hidden.narrow(0, 1, hidden.dim(0)? - 1),
             FeatureSelect::Full => Ok(hidden),
@@ -298,7 +323,11 @@ pub fn splice_rows(base: &Tensor, positions: &[usize], rows: &Tensor) -> candle_
 impl VisionLanguageModel for Llava {
     fn summary(&self) -> ModelSummary {
         ModelSummary {
-            architecture: if matches!(self.cfg.vision, VisionConfig::Dino(_)) { "llava_rad" } else { "llava" },
+            architecture: match (&self.cfg.vision, self.cfg.projector) {
+                (_, ProjectorKind::Sequential(_)) => "maira2",
+                (VisionConfig::Dino(_), _) => "llava_rad",
+                _ => "llava",
+            },
             num_layers: self.cfg.text.num_layers,
             num_heads: self.cfg.text.num_heads,
             grid_h: self.cfg.vision.grid(),
@@ -348,7 +377,8 @@ impl VisionLanguageModel for Llava {
     }
 
     /// The feature block fed to the projector: the last place where positions are still patches
-    /// and the only block whose output the language model sees.
+    /// and the only block whose output the language model sees (MAIRA-2: before the tower's
+    /// final LayerNorm, which the CAM differentiates through).
     fn gradcam_site(&self, _pixel_values: &Tensor) -> Result<GradcamSite> {
         let VisionFeature::BlockOutput(n) = self.cfg.feature;
         Ok(GradcamSite {

@@ -18,13 +18,15 @@ use super::llava::Llava;
 use super::processor::Prompter;
 use super::processor::gemma3::Gemma3Prompter;
 use super::processor::llava::{LlavaPrompter, LlavaRadPrompter};
+use super::processor::maira2::Maira2Prompter;
 use super::processor::preprocess::ImageProcessorConfig;
 use super::processor::preprocess::{Crop, Filter, Normalize, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, Resize};
 use super::processor::qwen25vl::QwenPrompter;
 use super::qwen25vl::Qwen25Vl;
 
-/// The `model_type`s of config.json that [`load_engine`] opens.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llava", "gemma3", super::qwen25vl::MODEL_TYPE];
+/// The `model_type`s of config.json that [`load_engine`] opens (MAIRA-2 also as `llava` with
+/// `architectures: ["Maira2ForConditionalGeneration"]`).
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llava", "gemma3", super::qwen25vl::MODEL_TYPE, super::maira2::MODEL_TYPE];
 
 /// A loaded model with its inputs side.
 pub struct Engine {
@@ -36,9 +38,16 @@ pub struct Engine {
 #[derive(Deserialize)]
 struct ModelType {
     model_type: Option<String>,
+    vision_config: Option<VisionModelType>,
 }
 
-/// Opens `dir`: a llava-hf, Gemma3 or Qwen2.5-VL directory (by `config.json`'s `model_type`), or a
+#[derive(Deserialize)]
+struct VisionModelType {
+    model_type: Option<String>,
+}
+
+/// Opens `dir`: a llava-hf, MAIRA-2, Gemma3 or Qwen2.5-VL directory (by `config.json`'s
+/// `model_type`, and for MAIRA-2 saved as `llava` its `architectures`), or a
 /// LLaVA-Rad release (`base/` + `llava-rad/`, or the llava-rad directory with `overrides.base`).
 /// `format` is how the decoder's projections are held (dense, or `--quantize q8`).
 pub fn load_engine(dir: &Path, overrides: &PartOverrides, dtype: DType, device: &Device, format: WeightFormat) -> Result<Engine> {
@@ -82,12 +91,32 @@ pub fn load_engine_redrawn(
             crop: Crop::Center { height: side, width: side },
             rescale_factor: 1.0 / 255.0,
             normalize: Normalize::MeanStd { mean: OPENAI_CLIP_MEAN, std: OPENAI_CLIP_STD },
+            grey_stretch: false,
         };
         return Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor });
     }
     let config_path = dir.join("config.json");
-    let kind: ModelType = read_json(&config_path)?;
+    let value: serde_json::Value = read_json(&config_path)?;
+    if super::maira2::is_maira2(&value) {
+        let (cfg, mut store) = super::maira2::open(dir)?;
+        edit(&mut store)?;
+        let model = Llava::from_store(cfg, store, dtype, device, format)
+            .map_err(|e| ModelError::Checkpoint { path: dir.to_path_buf(), message: e.to_string() })?;
+        let prompter = Maira2Prompter::load(dir, model.config().image_token_id, model.config().image_tokens())?;
+        let image_processor = super::maira2::image_processor(dir)?;
+        return Ok(Engine { model: Box::new(model), prompter: Box::new(prompter), image_processor });
+    }
+    let kind: ModelType =
+        serde_json::from_value(value).map_err(|e| ModelError::Config { file: config_path.clone(), message: e.to_string() })?;
+    let vision_type = kind.vision_config.as_ref().and_then(|v| v.model_type.as_deref());
     match kind.model_type.as_deref() {
+        Some("llava") if vision_type == Some("dinov2") => Err(ModelError::Config {
+            file: config_path,
+            message: format!(
+                "a llava checkpoint with a dinov2 vision tower is supported only as MAIRA-2 (architectures: [\"{}\"])",
+                super::maira2::ARCHITECTURE
+            ),
+        }),
         Some("llava") => {
             let (cfg, mut store) = Llava::open(dir)?;
             edit(&mut store)?;
@@ -159,5 +188,18 @@ mod tests {
         for t in SUPPORTED_MODEL_TYPES {
             assert!(msg.contains(t), "{msg} does not list {t}");
         }
+    }
+
+    /// A llava config with a dinov2 tower that does not say MAIRA-2 is refused rather than read
+    /// as a CLIP tower.
+    #[test]
+    fn a_llava_with_a_dinov2_tower_must_be_maira2() {
+        let dir = std::env::temp_dir().join(format!("radlens-llava-dinov2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), r#"{"model_type": "llava", "vision_config": {"model_type": "dinov2"}}"#).unwrap();
+        let err = load_engine(&dir, &PartOverrides::default(), DType::F32, &Device::Cpu, WeightFormat::Dense).err().expect("refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let msg = err.to_string();
+        assert!(msg.contains("dinov2") && msg.contains("Maira2ForConditionalGeneration"), "{msg}");
     }
 }

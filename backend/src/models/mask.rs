@@ -74,4 +74,15 @@ mod tests {
         // A text token after the image stays causal.
         assert_eq!((0..24).filter(|&k| full[21][k]).count(), 22);
     }
+
+    /// Two images back to back (blocks 0 and 1, separated by one text token): each image token
+    /// sees its own image both ways and the earlier image causally, never the later image.
+    #[test]
+    fn each_image_is_its_own_block() {
+        let blocks = [-1, 0, 0, -1, 1, 1, -1];
+        let m = allowed(&attention_mask(0, 7, 7, MaskKind::Causal, &blocks, &Device::Cpu).unwrap(), 7, 7);
+        assert_eq!((0..7).filter(|&k| m[1][k]).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!((0..7).filter(|&k| m[4][k]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!((0..7).filter(|&k| m[3][k]).count(), 4);
+    }
 }

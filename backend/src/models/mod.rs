@@ -23,6 +23,7 @@ pub mod linear;
 pub mod llama_text;
 pub mod llava;
 pub mod loader;
+pub mod maira2;
 pub mod mask;
 pub mod norm;
 pub mod presets;
@@ -93,8 +94,18 @@ pub trait VisionLanguageModel {
     fn encode_images(&self, pixel_values: &Tensor) -> Result<Vec<Tensor>> {
         (0..pixel_values.dim(0)?).map(|b| self.encode_image(&pixel_values.narrow(0, b, 1)?, &mut probe::NoProbe)).collect()
     }
+    /// Several images of one prompt, each `[1, C, H, W]`, in prompt order: their
+    /// [`Self::encode_image`] features concatenated, `[sum of tokens, hidden]`, ready for
+    /// [`Self::prefill_from`] (image token `k` of the prompt takes row `k`). Each image runs
+    /// through the tower on its own (no attention across images), under `probe` in turn, so a
+    /// vision capture site is visited once per image.
+    fn encode_image_list(&self, pixel_values: &[Tensor], probe: &mut dyn Probe) -> Result<Tensor> {
+        let features = pixel_values.iter().map(|pv| self.encode_image(pv, probe)).collect::<Result<Vec<_>>>()?;
+        concat_features(&features)
+    }
     /// Runs `input_ids[start..]` after `cache`, which holds `input_ids[..start]`; image tokens
-    /// in that range take their rows of `features`. Returns the last position's logits `[V]` f32.
+    /// in that range take their rows of `features` (several images: concatenated in prompt
+    /// order, [`Self::encode_image_list`]). Returns the last position's logits `[V]` f32.
     fn prefill_from(
         &self,
         input_ids: &[u32],
@@ -161,8 +172,22 @@ pub fn parse_dtype(name: &str) -> std::result::Result<DType, String> {
     }
 }
 
+/// Image features of several images, each `[tokens, hidden]` or `[rows, cols, hidden]`, as one
+/// `[sum of tokens, hidden]` in the order given (the prompt's). One image's features are
+/// returned as they are (Qwen2.5-VL's prefill reads its grid from their shape).
+pub fn concat_features(features: &[Tensor]) -> Result<Tensor> {
+    match features {
+        [] => return Err(error::ModelError::Invalid("no image features to concatenate".into())),
+        [one] => return Ok(one.clone()),
+        _ => {}
+    }
+    let flat = features.iter().map(|f| f.flatten_to(f.rank().saturating_sub(2))).collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&flat, 0)?)
+}
+
 /// Embeddings of `input_ids[start..]` with the image rows spliced in: image token `k` of the
-/// whole prompt takes row `k` of `features`. `embed` maps ids to `[1, n, hidden]`.
+/// whole prompt takes row `k` of `features`, so several images' features concatenated in prompt
+/// order fill each image's run in turn. `embed` maps ids to `[1, n, hidden]`.
 pub(crate) fn spliced_embeddings(
     input_ids: &[u32],
     start: usize,
@@ -177,7 +202,7 @@ pub(crate) fn spliced_embeddings(
     // A run of text without image tokens (the prompt before the image) splices nothing.
     if !image_positions.is_empty() && image_positions.len() != n {
         return Err(error::ModelError::Invalid(format!(
-            "the prompt has {} image tokens (id {image_token_id}) but the image gives {n} features",
+            "the prompt has {} image tokens (id {image_token_id}) but the image features have {n} rows (all images together)",
             image_positions.len()
         )));
     }

@@ -10,7 +10,7 @@ use super::dino_vision;
 use super::gemma3;
 use super::gemma3_text::{self, LayerType, Rope};
 use super::llama_text;
-use super::llava::{self, FeatureSelect, IMAGE_PLACEHOLDER, VisionConfig};
+use super::llava::{self, FeatureSelect, IMAGE_PLACEHOLDER, ProjectorKind, VisionConfig};
 use super::qwen25vl;
 use super::siglip_vision;
 use super::vit_block::BlockConfig;
@@ -175,7 +175,9 @@ impl Preset {
                         mlp_hidden: 3072,
                         patch_size: 14,
                         image_size: 518,
+                        pos_grid: 37,
                         layer_norm_eps: 1e-6,
+                        final_norm: false,
                     };
                     (VisionConfig::Dino(v), IMAGE_PLACEHOLDER)
                 };
@@ -188,6 +190,7 @@ impl Preset {
                     image_token_id,
                     projector_activation: Activation::Gelu,
                     projector_bias: true,
+                    projector: ProjectorKind::Mlp2xGelu,
                     select: FeatureSelect::Default,
                 })
             }
@@ -401,6 +404,7 @@ pub fn mid_llava() -> llava::Config {
         image_token_id: 32000,
         projector_activation: Activation::Gelu,
         projector_bias: true,
+        projector: ProjectorKind::Mlp2xGelu,
         select: FeatureSelect::Default,
     }
 }

@@ -23,7 +23,7 @@ use crate::models::dino_vision;
 use crate::models::error::{ModelError, Result};
 use crate::models::linear::WeightFormat;
 use crate::models::llama_text;
-use crate::models::llava::{Config, FeatureSelect, IMAGE_PLACEHOLDER, Llava, VisionConfig};
+use crate::models::llava::{Config, FeatureSelect, IMAGE_PLACEHOLDER, Llava, ProjectorKind, VisionConfig};
 
 /// The real release's file names, the fallback when `config.json` names paths that do not exist.
 const REAL_VISION_CHECKPOINT: &str = "biomedclipcxr_518_checkpoint.pt";
@@ -260,6 +260,7 @@ pub fn assemble(parts: &LlavaRadParts, dtype: DType) -> Result<(Config, TensorSt
         image_token_id: IMAGE_PLACEHOLDER,
         projector_activation: Activation::Gelu,
         projector_bias: true,
+        projector: ProjectorKind::Mlp2xGelu,
         feature,
         select,
     };
@@ -333,7 +334,9 @@ fn vision_config(path: &Path, shapes: &HashMap<String, Vec<usize>>) -> Result<di
         mlp_hidden: (width as f64 * mlp_ratio).round() as usize,
         patch_size: patch,
         image_size,
+        pos_grid: image_size / patch,
         layer_norm_eps: 1e-6,
+        final_norm: false,
     };
     let blocks = shapes
         .keys()

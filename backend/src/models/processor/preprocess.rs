@@ -186,6 +186,11 @@ pub struct ImageProcessorConfig {
     /// Multiplies the 0..=255 values; 1.0 when `do_rescale` is false.
     pub rescale_factor: f64,
     pub normalize: Normalize,
+    /// MAIRA-2's `Maira2Processor._normalize_image` before everything else: PIL's greyscale
+    /// `convert("L")`, a min-max stretch to 0..=255 truncated to 8 bits, back to RGB (so colour is
+    /// lost). Set by the loader for MAIRA-2 (the image-processor JSON does not say it); its
+    /// resize is then PIL's 8-bit resize, exactly.
+    pub grey_stretch: bool,
 }
 
 /// One preprocessed image: the model input and where it lies on the original.
@@ -355,7 +360,15 @@ impl RawImageProcessorConfig {
             Normalize::Off
         };
 
-        Ok(ImageProcessorConfig { convert_rgb: self.do_convert_rgb, resize, resample, crop, rescale_factor, normalize })
+        Ok(ImageProcessorConfig {
+            convert_rgb: self.do_convert_rgb,
+            resize,
+            resample,
+            crop,
+            rescale_factor,
+            normalize,
+            grey_stretch: false,
+        })
     }
 
     /// Applies `CLIPImageProcessor`'s defaults and checks the values; errors name `file`.
@@ -447,14 +460,15 @@ impl ImageProcessorConfig {
         if let Resize::Smart { .. } = self.resize {
             super::qwen25vl::check_aspect_ratio(image_w, image_h)?;
         }
-        let rgb = self.to_rgb(img)?;
+        let rgb = if self.grey_stretch { grey_stretch(img)? } else { self.to_rgb(img)? };
 
         let (rw, rh) = self.resized_size(image_w, image_h);
+        let exact_resize = self.grey_stretch || matches!(self.resize, Resize::Smart { .. });
         let resized = if (rw, rh) == (image_w, image_h) {
             // As PIL, an unchanged size is a copy, not a resample.
             rgb
-        } else if let (Resize::Smart { .. }, Some(exact)) = (self.resize, super::pil_resize::resize(&rgb, rw, rh, self.resample)) {
-            // Qwen2.5-VL resizes nearly every image: PIL's 8-bit resize, exactly.
+        } else if let (true, Some(exact)) = (exact_resize, super::pil_resize::resize(&rgb, rw, rh, self.resample)) {
+            // Qwen2.5-VL resizes nearly every image, MAIRA-2 every one: PIL's 8-bit resize, exactly.
             exact
         } else {
             image::imageops::resize(&rgb, rw, rh, self.resample.to_image())
@@ -496,6 +510,33 @@ impl ImageProcessorConfig {
 
         Ok(PreprocessedImage { pixel_values, height: h, width: w, crop, image_w, image_h })
     }
+}
+
+/// `Maira2Processor._normalize_image`: PIL's `convert("L")` (ITU-R 601-2 luma in PIL's fixed
+/// point, `(19595 R + 38470 G + 7471 B + 0x8000) >> 16`; grey images as they are), then
+/// `(v - min) / (max - min) * 255` in f64 truncated to 8 bits (numpy's `astype(uint8)`), then
+/// grey replicated to RGB. A constant image has no range to stretch (transformers divides by
+/// zero and gets NaN): an error here.
+pub fn grey_stretch(img: &DynamicImage) -> Result<RgbImage> {
+    let grey: Vec<u8> = match img {
+        DynamicImage::ImageLuma8(g) => g.as_raw().clone(),
+        DynamicImage::ImageLumaA8(g) => g.pixels().map(|p| p.0[0]).collect(),
+        other => other
+            .to_rgb8()
+            .pixels()
+            .map(|p| ((u32::from(p.0[0]) * 19595 + u32::from(p.0[1]) * 38470 + u32::from(p.0[2]) * 7471 + 0x8000) >> 16) as u8)
+            .collect(),
+    };
+    let (lo, hi) = grey.iter().fold((u8::MAX, u8::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if lo == hi {
+        return Err(ModelError::Invalid(format!(
+            "the image is constant (every pixel {lo}): MAIRA-2's min-max stretch has no range (transformers divides by zero)"
+        )));
+    }
+    let range = f64::from(hi - lo);
+    let stretched = grey.iter().map(|&v| (f64::from(v - lo) / range * 255.0) as u8);
+    let rgb: Vec<u8> = stretched.flat_map(|v| [v, v, v]).collect();
+    Ok(RgbImage::from_raw(img.width(), img.height(), rgb).expect("3 bytes per pixel"))
 }
 
 /// Opens and decodes an image (PNG or JPEG), detecting the format from the content.
@@ -549,6 +590,7 @@ mod tests {
                 crop: Crop::Center { height: 56, width: 56 },
                 rescale_factor: 0.00392156862745098,
                 normalize: Normalize::MeanStd { mean: OPENAI_CLIP_MEAN, std: OPENAI_CLIP_STD },
+                grey_stretch: false,
             }
         );
     }
@@ -722,6 +764,7 @@ mod tests {
             crop: Crop::Center { height: 3, width: 4 },
             rescale_factor: 1.0,
             normalize: Normalize::Off,
+            grey_stretch: false,
         };
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(2, 2, Rgb([200, 200, 200])));
         let out = cfg.preprocess(&img).unwrap();
