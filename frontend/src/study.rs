@@ -676,6 +676,33 @@ mod tests {
         assert!(provenance_line(&uniform, 0.0).contains("Uniform fallback (uniform_fallback): attention: x; Grad-CAM: y"));
     }
 
+    /// A Qwen2.5-VL map: 3 rows x 7 columns over a whole 280 x 120 image. Each cell paints its
+    /// own block of the bitmap (rows and columns apart), and the grid covers the whole image box.
+    #[test]
+    fn a_non_square_map_paints_row_major_blocks_over_its_image() {
+        let (h, w) = (3, 7);
+        let mut values = vec![0.0; h * w];
+        values[5] = 1.0; // row 0, column 5
+        // Cells under half the maximum are not drawn: only that one is.
+        let opts = OverlayOpts { opacity: 1.0, threshold: 0.5, colormap: Colormap::Gray, ..OverlayOpts::default() };
+        let (pw, ph) = overlay_size(h, w);
+        assert_eq!((pw, ph), (7 * 36, 3 * 36));
+        let px = paint(h, w, &values, &opts, pw, ph).unwrap();
+        let at = |x: usize, y: usize| px[(y * pw + x) * 4 + 3];
+        // The only opaque block is column 5 of row 0; column 0 of row 5 does not exist.
+        assert_eq!(at(5 * 36 + 18, 18), 255);
+        assert_eq!(at(18, 2 * 36 + 18), 0);
+        assert_eq!(cell_at(h, w, (5.5) / 7.0, 0.5 / 3.0), Some((0, 5, 5)));
+        let p: MapProvenance = serde_json::from_value(serde_json::json!({
+            "model": "qwen", "method": "query_to_visual", "layer_range": "last-quarter", "layers": [2], "head_fusion": "mean",
+            "query_mode": "query", "query_positions": [9],
+            "geometry": {"h": 3, "w": 7, "crop": {"x0": 0.0, "y0": 0.0, "x1": 280.0, "y1": 120.0}, "image_w": 280, "image_h": 120}
+        }))
+        .unwrap();
+        assert_eq!(overlay_box(&p), (0.0, 0.0, 100.0, 100.0));
+        assert!(provenance_line(&p, 0.5).contains("grid 3×7 over 280×120 px"));
+    }
+
     #[test]
     fn overlay_size_keeps_whole_cells() {
         assert_eq!(overlay_size(24, 24), (240, 240));

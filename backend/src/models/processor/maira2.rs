@@ -110,25 +110,10 @@ pub fn prompt_text(system: &str, user: &str) -> String {
     format!("{} USER: {user} ASSISTANT:", system.trim())
 }
 
-/// The checkpoint's chat template: `chat_template.jinja`, `chat_template.json` or
-/// `tokenizer_config.json`'s `chat_template`.
+/// The checkpoint's chat template, which MAIRA-2's prompt format is read from.
 fn read_template(dir: &Path) -> Result<(PathBuf, String)> {
-    let jinja = dir.join("chat_template.jinja");
-    if jinja.is_file() {
-        let text = std::fs::read_to_string(&jinja).map_err(|source| ModelError::Io { path: jinja.clone(), source })?;
-        return Ok((jinja, text));
-    }
-    for name in ["chat_template.json", "tokenizer_config.json"] {
-        let path = dir.join(name);
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(value) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(t) = value.get("chat_template").and_then(|t| t.as_str())
-        {
-            return Ok((path, t.to_string()));
-        }
-    }
-    Err(ModelError::MissingFile {
-        path: jinja,
+    super::chat_template::read(dir)?.ok_or_else(|| ModelError::MissingFile {
+        path: dir.join("chat_template.jinja"),
         hint: " (nor a chat_template in chat_template.json or tokenizer_config.json): MAIRA-2's prompt format is read from it".into(),
     })
 }

@@ -1,5 +1,6 @@
 //! Inputs: image preprocessing and prompt construction, per model family.
 
+pub mod chat_template;
 pub mod gemma3;
 pub mod llava;
 pub mod maira2;

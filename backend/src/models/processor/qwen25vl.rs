@@ -63,8 +63,25 @@ pub struct QwenPrompter {
     image_token_id: u32,
 }
 
+/// What [`prompt_text`] relies on in Qwen2.5-VL's chat template: its turns, the image's place
+/// and the default system sentence.
+const TEMPLATE_MARKERS: [&str; 4] = ["<|im_start|>", "<|im_end|>", "<|vision_start|><|image_pad|><|vision_end|>", DEFAULT_SYSTEM];
+
 impl QwenPrompter {
+    /// Loads the tokenizer. The checkpoint's chat template, where it has one, must be Qwen2.5-VL's
+    /// (radlens renders that format itself): a fine-tune with another is refused, naming the file.
     pub fn load(model_dir: &Path, image_token_id: u32) -> Result<Self> {
+        if let Some((path, template)) = super::chat_template::read(model_dir)?
+            && let Some(marker) = super::chat_template::missing_marker(&template, &TEMPLATE_MARKERS)
+        {
+            return Err(ModelError::Config {
+                file: path,
+                message: format!(
+                    "the chat template has no {marker:?}: radlens renders Qwen2.5-VL's chat format (`<|im_start|>` turns, \
+                     the image as `<|vision_start|><|image_pad|>...<|vision_end|>`, the default system sentence) and will not guess another"
+                ),
+            });
+        }
         Ok(Self { tokenizer: TextTokenizer::load(&model_dir.join("tokenizer.json"))?, image_token_id })
     }
 }
@@ -157,6 +174,23 @@ mod tests {
     fn extreme_aspect_ratios_are_refused() {
         assert!(check_aspect_ratio(201, 1).is_err());
         assert!(check_aspect_ratio(200, 1).is_ok());
+    }
+
+    #[test]
+    fn a_checkpoint_with_another_chat_template_is_refused_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("radlens-qwen-template-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/qwen25vl-tiny-v1/qwen25vl-tiny");
+        std::fs::copy(fixture.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+        // The real template loads; one that places the image elsewhere does not.
+        std::fs::copy(fixture.join("chat_template.jinja"), dir.join("chat_template.jinja")).unwrap();
+        assert!(QwenPrompter::load(&dir, 472).is_ok());
+        let other =
+            std::fs::read_to_string(dir.join("chat_template.jinja")).unwrap().replace("<|vision_start|><|image_pad|>", "<|image_pad|>");
+        std::fs::write(dir.join("chat_template.jinja"), other).unwrap();
+        let err = QwenPrompter::load(&dir, 472).err().expect("refused").to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.contains("chat_template.jinja") && err.contains("<|vision_start|><|image_pad|><|vision_end|>"), "{err}");
     }
 
     #[test]
