@@ -238,6 +238,7 @@ mod tests {
             study_id: "a".into(),
             subject_id: None,
             image_path: "a.png".into(),
+            extra_images: Vec::new(),
             question: "Is there an effusion?".into(),
             answer: Some(answer),
             variant_index: 1,
