@@ -358,6 +358,29 @@ pub struct CaseRecord {
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// A multi-image row's maps, one per image in prompt order (issue 21): each on its own
+    /// grid, with its share of the attention mass on all image tokens. `map` stays the current
+    /// image's. Empty (and absent from the JSON) for single-image rows and older runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageMapRecord>,
+}
+
+/// One image of a multi-image prompt, as a record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMapRecord {
+    /// `current`, `prior` or `lateral`.
+    pub role: String,
+    /// The image as the CSV names it (`image_path`, `prior_image_path`, `lateral_image_path`).
+    pub image: String,
+    /// This image's share of the fused attention mass on all the prompt's image tokens (the
+    /// query rows' attention restricted to each image's token span, before the per-image
+    /// renormalisation); the shares of a record's images sum to 1.
+    pub image_mass_share: f64,
+    /// How the map was made; `provenance.geometry` is this image's own grid and crop.
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    /// The map over this image's tokens, renormalised to sum to 1, `[h, w]` f32.
+    pub values: TensorRef,
 }
 
 /// Lets code over a run's records (`crate::views`) take bare records and the dashboard's
