@@ -1,0 +1,149 @@
+//! `radlens study` over rows with a prior (and a lateral) image, issue 21: the fixture's Gemma3
+//! with several images per prompt, every record's attention split per image on each image's own
+//! grid, a resume that adds nothing, the analysis, report and export; a missing prior and a
+//! single-image model given a prior are per-row error records.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use radlens::commands::demo::write_demo_models;
+use radlens::study::run_dir::RunDir;
+use radlens_shared::record::{CaseRecord, Pass};
+
+use crate::support::{Scratch, fixture, radlens, run_records};
+
+const CURRENT: &str = "frontal_gray_96x120.png";
+const PRIOR: &str = "prior_rgb_140x128.png";
+const LATERAL: &str = "lateral_gray_110x90.png";
+
+fn study(csv: &Path, model: (&str, &Path), out: &Path) {
+    let images = fixture("multi-image-v1/images");
+    let model = format!("{}={}", model.0, model.1.display());
+    let args = [
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--max-new-tokens",
+        "2",
+        "--resamples",
+        "50",
+    ];
+    let run = radlens(&args);
+    assert!(run.status.success(), "radlens {}: {}", args.join(" "), String::from_utf8_lossy(&run.stderr));
+}
+
+fn by_line(records: &[CaseRecord], line: usize) -> &CaseRecord {
+    records.iter().find(|r| r.csv_line == line && r.pass == Pass::Image).unwrap_or_else(|| panic!("no record of CSV line {line}"))
+}
+
+#[test]
+fn a_study_with_priors_splits_every_map_per_image_and_resumes_analyses_and_exports() {
+    let scratch = Scratch::new("multi-image-study");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,lateral_image_path,question,answer,polarity\n\
+             s1,{CURRENT},{PRIOR},,Is there a pleural effusion?,yes,1\n\
+             s1,{CURRENT},{PRIOR},,Is there no pleural effusion?,no,-1\n\
+             s2,{CURRENT},,,Is there a pneumothorax?,no,1\n\
+             s3,{CURRENT},missing_prior.png,,Is there an effusion?,yes,1\n\
+             s4,{CURRENT},{PRIOR},{LATERAL},Is the effusion larger than before?,yes,1\n"
+        ),
+    );
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study(&csv, ("gemma3-multi", &model), &out);
+    let records = run_records(&out);
+    let dir = RunDir::open(&out).unwrap();
+
+    let sizes = |path: &str| match path {
+        CURRENT => (96, 120),
+        PRIOR => (140, 128),
+        LATERAL => (110, 90),
+        other => panic!("unexpected image {other}"),
+    };
+    for (line, want) in [(2, vec!["prior", "current"]), (3, vec!["prior", "current"]), (6, vec!["prior", "current", "lateral"])] {
+        let r = by_line(&records, line);
+        assert!(r.error.is_none(), "line {line}: {:?}", r.error);
+        let roles: Vec<&str> = r.images.iter().map(|i| i.role.as_str()).collect();
+        assert_eq!(roles, want, "line {line}: one map per image, in prompt order");
+        let total: f64 = r.images.iter().map(|i| i.image_mass_share).sum();
+        assert!((total - 1.0).abs() < 1e-6, "line {line}: shares sum to {total}");
+        for i in &r.images {
+            let g = i.provenance.geometry;
+            assert_eq!((g.image_w, g.image_h), sizes(&i.image), "line {line}: {} map on its own image", i.role);
+            assert_eq!(i.values.shape, vec![g.h, g.w], "line {line}: {} map on its own grid", i.role);
+            assert!((0.0..=1.0).contains(&i.image_mass_share));
+            let values = dir.read_f32(&i.values).unwrap();
+            let sum: f32 = values.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "line {line}: {} map sums to {sum}", i.role);
+        }
+        let current = r.images.iter().find(|i| i.role == "current").unwrap();
+        let map = r.map.as_ref().expect("the record's own map is the current image's");
+        assert_eq!(map.provenance.geometry, current.provenance.geometry);
+        assert_eq!(current.image, CURRENT);
+    }
+    let single = by_line(&records, 4);
+    assert!(single.error.is_none() && single.images.is_empty() && single.map.is_some(), "a single-image row is as before");
+
+    let missing = by_line(&records, 5);
+    let message = &missing.error.as_ref().expect("a missing prior is the row's error").message;
+    assert!(message.contains("prior_image_path") && message.contains("missing_prior.png"), "{message}");
+
+    assert!(out.join("analysis.json").is_file() && out.join("report.md").is_file(), "analysis and report written");
+
+    // A rerun finds everything done.
+    study(&csv, ("gemma3-multi", &model), &out);
+    let again = run_records(&out);
+    assert_eq!(again.len(), records.len(), "a resume adds nothing");
+    let keys: BTreeSet<_> = again.iter().map(CaseRecord::key).collect();
+    assert_eq!(keys.len(), again.len(), "no record twice");
+
+    // The export with a stand-in bundle (the dashboard's own is tested in `browser::export`): the
+    // run's data, records and attention files included, is what this checks.
+    let dist = scratch.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><html><head><title>radlens</title></head><body></body></html>").unwrap();
+    let site: PathBuf = scratch.path().join("site");
+    let images = fixture("multi-image-v1/images");
+    let args = [
+        "export",
+        out.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--dist",
+        dist.to_str().unwrap(),
+    ];
+    let export = radlens(&args);
+    assert!(export.status.success(), "radlens export: {}", String::from_utf8_lossy(&export.stderr));
+    assert!(site.join("index.html").is_file(), "the site is written");
+}
+
+#[test]
+fn a_single_image_model_given_a_prior_is_a_per_row_error() {
+    let scratch = Scratch::new("multi-image-llava");
+    let models = write_demo_models(&scratch.path().join("models")).unwrap();
+    let (name, dir) = models.iter().find(|(n, _)| n.contains("llava")).expect("the demo's LLaVA");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,question,answer\n\
+             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
+             s2,{CURRENT},,Is there a pleural effusion?,yes\n"
+        ),
+    );
+    let out = scratch.path().join("run");
+    study(&csv, (name, dir), &out);
+    let records = run_records(&out);
+    let message = &by_line(&records, 2).error.as_ref().expect("a prior for LLaVA is the row's error").message;
+    assert!(message.contains("takes one image"), "{message}");
+    assert!(by_line(&records, 3).error.is_none(), "the run goes on");
+}
