@@ -17,6 +17,10 @@ const PRIOR: &str = "prior_rgb_140x128.png";
 const LATERAL: &str = "lateral_gray_110x90.png";
 
 fn study(csv: &Path, model: (&str, &Path), out: &Path) {
+    study_with(csv, model, out, &[]);
+}
+
+fn study_with(csv: &Path, model: (&str, &Path), out: &Path, extra: &[&str]) {
     let images = fixture("multi-image-v1/images");
     let model = format!("{}={}", model.0, model.1.display());
     let args = [
@@ -34,6 +38,7 @@ fn study(csv: &Path, model: (&str, &Path), out: &Path) {
         "--resamples",
         "50",
     ];
+    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
     let run = radlens(&args);
     assert!(run.status.success(), "radlens {}: {}", args.join(" "), String::from_utf8_lossy(&run.stderr));
 }
@@ -104,6 +109,21 @@ fn a_study_with_priors_splits_every_map_per_image_and_resumes_analyses_and_expor
     assert_eq!(again.len(), records.len(), "a resume adds nothing");
     let keys: BTreeSet<_> = again.iter().map(CaseRecord::key).collect();
     assert_eq!(keys.len(), again.len(), "no record twice");
+
+    // The variants of s1 share their prompt prefix, both images inside it: the same records
+    // as full prefills.
+    let full = scratch.path().join("full");
+    study_with(&csv, ("gemma3-multi", &model), &full, &["--no-prefix-sharing"]);
+    let full_records = run_records(&full);
+    for line in [2, 3, 6] {
+        let (a, b) = (by_line(&records, line), by_line(&full_records, line));
+        assert_eq!(a.answer_text, b.answer_text, "line {line}");
+        let (ma, mb) = (a.yes_no_margin.unwrap(), b.yes_no_margin.unwrap());
+        assert!((ma - mb).abs() < 1e-3, "line {line}: margin {ma} shared, {mb} full");
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert!((x.image_mass_share - y.image_mass_share).abs() < 1e-4, "line {line} {}: {x:?} vs {y:?}", x.role);
+        }
+    }
 
     // The export with a stand-in bundle (the dashboard's own is tested in `browser::export`): the
     // run's data, records and attention files included, is what this checks.

@@ -520,22 +520,7 @@ impl ModelRun<'_> {
             }
             _ => None,
         };
-        let mut shared_ms = 0.0;
-        let prefix_cache = if prefix_len > 0 {
-            let (_, p) = &prompts[0];
-            let t = std::time::Instant::now();
-            let mut cache = self.engine.model.new_cache();
-            let ids = &p.input_ids[..prefix_len];
-            match self.engine.model.prefill_from(ids, 0, &image.features, &mut cache, &mut NoProbe) {
-                Ok(_) => {
-                    shared_ms = t.elapsed().as_secs_f64() * 1e3;
-                    Some(cache)
-                }
-                Err(_) => None, // fall back to full prefills
-            }
-        } else {
-            None
-        };
+        let (prefix_cache, shared_ms) = self.prefix_cache(&prompts, prefix_len, image);
         let capture = if pass == Pass::Image { Capture::Map } else { Capture::Nothing };
         // Grounding: the occluded images, encoded once for all of this image's questions.
         let occluded = match (plan.spec.grounding, pass) {
