@@ -167,3 +167,38 @@ fn a_single_image_model_given_a_prior_is_a_per_row_error() {
     assert!(message.contains("takes one image"), "{message}");
     assert!(by_line(&records, 3).error.is_none(), "the run goes on");
 }
+
+#[test]
+fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() {
+    let scratch = Scratch::new("multi-image-prior-blank");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,question,answer\n\
+             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
+             s2,{CURRENT},,Is there a pneumothorax?,no\n"
+        ),
+    );
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
+    let records = run_records(&out);
+    let of = |line: usize| {
+        records
+            .iter()
+            .find(|r| r.csv_line == line && r.pass == Pass::PriorBlank)
+            .unwrap_or_else(|| panic!("no prior_blank record of line {line}"))
+    };
+    let ran = of(2);
+    assert!(ran.error.is_none() && ran.parsed_answer.is_some(), "{:?}", ran.error);
+    assert!(ran.condition.as_ref().is_some_and(|c| c.not_run.is_none()) && ran.images.is_empty() && ran.map.is_none());
+    let skipped = of(3);
+    let why = skipped.condition.as_ref().and_then(|c| c.not_run.clone()).expect("a row without a prior is not run");
+    assert!(why.contains("no prior image"), "{why}");
+    let analysis = std::fs::read_to_string(out.join("analysis.json")).unwrap();
+    assert!(analysis.contains("prior_blank"), "the analysis has the condition");
+
+    // A resume adds nothing.
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
+    assert_eq!(run_records(&out).len(), records.len());
+}

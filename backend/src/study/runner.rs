@@ -162,9 +162,10 @@ impl ModelRun<'_> {
         for r in bad {
             out.push(self.error_record(r, pass, ErrorStage::Csv, r.problem.clone().unwrap_or_default()));
         }
-        // Multi-image rows (issue 21) run on their real images only, so far.
+        // Multi-image rows (issue 21) run on their real images and under `prior_blank` only, so
+        // far (a row without a prior gets `prior_blank`'s not-run record from `run_condition`).
         let (multi, good): (Vec<&StudyRow>, Vec<&StudyRow>) =
-            good.into_iter().partition(|r| !r.extra_images.is_empty() && pass != Pass::Image);
+            good.into_iter().partition(|r| !r.extra_images.is_empty() && !matches!(pass, Pass::Image | Pass::PriorBlank));
         for r in multi {
             out.push(self.not_run_record(r, pass, "image conditions do not run on multi-image rows yet (issue 21)".into()));
         }
@@ -176,6 +177,9 @@ impl ModelRun<'_> {
                     return Ok(out);
                 }
             };
+            let (with_prior, good): (Vec<&StudyRow>, Vec<&StudyRow>) =
+                good.into_iter().partition(|r| pass == Pass::PriorBlank && r.extra_images.iter().any(|e| e.role == ImageRole::Prior));
+            out.extend(self.run_prior_blank(plan, &with_prior, blank, attention)?);
             out.extend(self.run_condition(plan, &good, pass, attention)?);
             out.sort_by_key(|r| r.variant_index);
             return Ok(out);
@@ -239,7 +243,7 @@ impl ModelRun<'_> {
             };
             if !extras.is_empty() {
                 let current = RowImageEncoded { role: ImageRole::Current, path: image_path.clone(), image: encoded };
-                out.extend(self.run_multi_image(plan, &rows, current, extras, attention)?);
+                out.extend(self.run_multi_image(plan, &rows, pass, current, extras, attention)?);
                 continue;
             }
             // Null edits (G4): the original image edited and encoded once for all its questions.
@@ -276,6 +280,7 @@ impl ModelRun<'_> {
         &self,
         plan: &CasePlan,
         rows: &[&StudyRow],
+        pass: Pass,
         current: RowImageEncoded,
         extras: Vec<RowImageEncoded>,
         attention: &mut AttentionFile,
@@ -338,7 +343,7 @@ impl ModelRun<'_> {
                 image: &combined,
                 prompt: &own_prompt,
                 prefix: prefix_cache.as_ref().map(|cache| Prefix { cache, len: prefix_len }),
-                capture: Capture::Map,
+                capture: if pass == Pass::Image { Capture::Map } else { Capture::Nothing },
                 generic: None,
                 seed: trust::seed_of(&row.sample_id()),
                 roi,
@@ -347,9 +352,9 @@ impl ModelRun<'_> {
                 null_edits: None,
             };
             let multi_case = MultiImageCase { prompt: m, images: &images };
-            let mut record = match self.record_of(row, Pass::Image, case, Some(multi_case), attention) {
+            let mut record = match self.record_of(row, pass, case, Some(multi_case), attention) {
                 Ok((record, _)) => record,
-                Err((stage, message)) => self.error_record(row, Pass::Image, stage, message),
+                Err((stage, message)) => self.error_record(row, pass, stage, message),
             };
             if i == 0 {
                 if record.error.is_none() {
@@ -364,6 +369,49 @@ impl ModelRun<'_> {
                 + record.latency.decode_ms
                 + record.latency.capture_ms;
             out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// `prior_blank` (issue 21): rows with a prior run with the prior replaced by the blank
+    /// image (encoded once per model) and their other images as they are, without capture.
+    fn run_prior_blank(
+        &self,
+        plan: &CasePlan,
+        rows: &[&StudyRow],
+        blank: &mut Option<CaseImage>,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
+        let mut out = Vec::new();
+        let mut by_images: Vec<(String, Vec<&StudyRow>)> = Vec::new();
+        for &r in rows {
+            match by_images.iter_mut().find(|(k, _)| *k == r.image_key()) {
+                Some((_, v)) => v.push(r),
+                None => by_images.push((r.image_key(), vec![r])),
+            }
+        }
+        for (_, rows) in by_images {
+            let blank_image = match blank {
+                Some(b) => Ok(b.reused()),
+                None => self.encode_image(&blank_image()).inspect(|e| *blank = Some(e.reused())),
+            };
+            let others: Vec<RowImage> = rows[0].extra_images.iter().filter(|e| e.role != ImageRole::Prior).cloned().collect();
+            let images = blank_image.and_then(|b| {
+                let current = load_image(&self.images.join(&rows[0].image_path))
+                    .map_err(|e| (ErrorStage::Image, format!("{e:#}")))
+                    .and_then(|img| self.encode_image(&img))?;
+                let mut extras = self.encode_extra_images(&others)?;
+                extras.push(RowImageEncoded { role: ImageRole::Prior, path: "blank".into(), image: b });
+                Ok((current, extras))
+            });
+            let records = match images {
+                Ok((current, extras)) => {
+                    let current = RowImageEncoded { role: ImageRole::Current, path: rows[0].image_path.clone(), image: current };
+                    self.run_multi_image(plan, &rows, Pass::PriorBlank, current, extras, attention)?
+                }
+                Err((stage, message)) => rows.iter().map(|r| self.error_record(r, Pass::PriorBlank, stage, message.clone())).collect(),
+            };
+            out.extend(records.into_iter().map(|r| CaseRecord { condition: Some(ConditionRecord::default()), ..r }));
         }
         Ok(out)
     }

@@ -221,12 +221,13 @@ pub enum Pass {
     Jpeg90,
     Contrast90,
     ConfoundOccluded,
+    PriorBlank,
 }
 
 impl Pass {
     /// Every pass, the real image first, then the conditions in the spec's order, then radlens'
     /// own.
-    pub const ALL: [Pass; 9] = [
+    pub const ALL: [Pass; 10] = [
         Pass::Image,
         Pass::BlankImage,
         Pass::SwapOpposite,
@@ -236,6 +237,7 @@ impl Pass {
         Pass::Jpeg90,
         Pass::Contrast90,
         Pass::ConfoundOccluded,
+        Pass::PriorBlank,
     ];
 
     /// The image condition the pass runs.
@@ -250,6 +252,7 @@ impl Pass {
             Pass::Jpeg90 => ImageCondition::Jpeg90,
             Pass::Contrast90 => ImageCondition::Contrast90,
             Pass::ConfoundOccluded => ImageCondition::ConfoundOccluded,
+            Pass::PriorBlank => ImageCondition::PriorBlank,
         }
     }
 
@@ -270,6 +273,7 @@ impl Pass {
             Pass::Jpeg90 => "jpeg90",
             Pass::Contrast90 => "contrast90",
             Pass::ConfoundOccluded => "confound_occluded",
+            Pass::PriorBlank => "prior_blank",
         }
     }
 
@@ -290,6 +294,7 @@ impl Pass {
             Pass::Jpeg90 => "JPEG q90",
             Pass::Contrast90 => "contrast 90%",
             Pass::ConfoundOccluded => "confound box occluded",
+            Pass::PriorBlank => "prior image blank",
         }
     }
 }
