@@ -125,6 +125,33 @@ fn a_study_with_priors_splits_every_map_per_image_and_resumes_analyses_and_expor
         }
     }
 
+    // Two shards merged: every per-image map is copied with its record.
+    let shards: Vec<PathBuf> = (0..2).map(|i| scratch.path().join(format!("shard-{i}"))).collect();
+    for (i, d) in shards.iter().enumerate() {
+        study_with(&csv, ("gemma3-multi", &model), d, &["--shard", &format!("{i}/2")]);
+    }
+    let merged = scratch.path().join("merged");
+    let images_dir = fixture("multi-image-v1/images");
+    let merge = radlens(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--images",
+        images_dir.to_str().unwrap(),
+    ]);
+    assert!(merge.status.success(), "radlens merge: {}", String::from_utf8_lossy(&merge.stderr));
+    let merged_dir = RunDir::open(&merged).unwrap();
+    let merged_records = run_records(&merged);
+    for line in [2, 3, 6] {
+        let (a, b) = (by_line(&records, line), by_line(&merged_records, line));
+        assert_eq!(a.images.len(), b.images.len(), "line {line}");
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert_eq!(dir.read_f32(&x.values).unwrap(), merged_dir.read_f32(&y.values).unwrap(), "line {line} {}", x.role);
+        }
+    }
+
     // The export with a stand-in bundle (the dashboard's own is tested in `browser::export`): the
     // run's data, records and attention files included, is what this checks.
     let dist = scratch.path().join("dist");
