@@ -19,7 +19,6 @@ use image::DynamicImage;
 use radlens_shared::AttentionMap;
 use radlens_shared::geometry::{MapGeometry, bbox_mask};
 use radlens_shared::grounding::ImageCondition;
-use radlens_shared::map::normalize_vec;
 use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{
     CaseError, CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord,
@@ -747,22 +746,25 @@ impl ModelRun<'_> {
         let all = &multi.prompt.prompt.image_positions;
         let captured =
             fuse_captured(recorder, &plan.layers, &own.query_positions, all, plan.spec.head_fusion).map_err(|e| e.to_string())?;
-        let fused = &captured.fused.values;
-        let total: f64 = fused.iter().sum();
-        if total.is_nan() || total <= 0.0 {
-            return Err("no attention mass on the image tokens".into());
-        }
-        let mut out = Vec::with_capacity(multi.prompt.image_spans.len());
-        let mut offset = 0;
-        for (span, &i) in multi.prompt.image_spans.iter().zip(&multi.prompt.order) {
-            let part = &fused[offset..offset + span.len()];
-            offset += span.len();
+        let lens: Vec<usize> = multi.prompt.image_spans.iter().map(|s| s.len()).collect();
+        let parts = split_by_image(&captured.fused.values, &lens)?;
+        let mut out = Vec::with_capacity(parts.len());
+        for ((share, values), &i) in parts.into_iter().zip(&multi.prompt.order) {
             let image = &multi.images[i];
             let g = image.image.geometry;
-            if g.h * g.w != part.len() {
-                return Err(format!("the {} image has {} tokens in the prompt but a {}x{} grid", image.role, part.len(), g.h, g.w));
-            }
-            let values = normalize_vec(part).map_err(|e| e.to_string())?;
+            let n = g.h * g.w;
+            let mut provenance = radlens_shared::fusion::MapProvenance { geometry: g, ..own.clone() };
+            let values = match values {
+                Some(v) if v.len() == n => v,
+                Some(v) => return Err(format!("the {} image has {} tokens in the prompt but a {}x{} grid", image.role, v.len(), g.h, g.w)),
+                // An image the captured rows never reach (e.g. only sliding-window layers that end
+                // before it): a uniform map that says so, its share 0.
+                None => {
+                    provenance.fallback_reason =
+                        Some(format!("uniform_fallback: the captured rows put no attention on the {} image", image.role));
+                    vec![1.0 / n as f64; n]
+                }
+            };
             let metrics =
                 MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
@@ -770,8 +772,8 @@ impl ModelRun<'_> {
             out.push(ImageMapRecord {
                 role: image.role.to_string(),
                 image: image.path.clone(),
-                image_mass_share: part.iter().sum::<f64>() / total,
-                provenance: radlens_shared::fusion::MapProvenance { geometry: g, ..own.clone() },
+                image_mass_share: share,
+                provenance,
                 metrics,
                 values: stored,
             });
@@ -856,7 +858,50 @@ impl ModelRun<'_> {
     }
 }
 
+/// One image's part of a multi-image map: its share of the mass, and its renormalised values.
+type ImagePart = (f64, Option<Vec<f64>>);
+
+/// Splits `fused` (the fused attention over every image token, in prompt order) into
+/// consecutive parts of `lens` tokens: each part's share of the total mass, and the part
+/// renormalised to sum to 1 (`None` for a part without mass).
+fn split_by_image(fused: &[f64], lens: &[usize]) -> Result<Vec<ImagePart>, String> {
+    if lens.iter().sum::<usize>() != fused.len() {
+        return Err(format!("{} image tokens fused, the images' spans hold {}", fused.len(), lens.iter().sum::<usize>()));
+    }
+    let total: f64 = fused.iter().sum();
+    if total.is_nan() || total <= 0.0 {
+        return Err("no attention mass on the image tokens".into());
+    }
+    let mut out = Vec::with_capacity(lens.len());
+    let mut offset = 0;
+    for &n in lens {
+        let part = &fused[offset..offset + n];
+        offset += n;
+        let mass: f64 = part.iter().sum();
+        let values = (mass > 0.0).then(|| part.iter().map(|v| v / mass).collect());
+        out.push((mass / total, values));
+    }
+    Ok(out)
+}
+
 /// `prior, current` for the error message of a model that takes fewer images.
 fn roles_of(images: &[PromptImage]) -> String {
     images.iter().map(|i| i.role.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_is_split_at_the_image_spans_with_each_share_of_the_mass() {
+        let parts = split_by_image(&[1.0, 1.0, 2.0, 0.0, 0.0, 0.0, 4.0], &[3, 3, 1]).unwrap();
+        let shares: Vec<f64> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(shares, [0.5, 0.0, 0.5]);
+        assert_eq!(parts[0].1.as_deref(), Some(&[0.25, 0.25, 0.5][..]), "each part renormalised on its own");
+        assert_eq!(parts[1].1, None, "an image without mass has no map of its own");
+        assert_eq!(parts[2].1.as_deref(), Some(&[1.0][..]));
+        assert!(split_by_image(&[1.0, 2.0], &[1, 2]).unwrap_err().contains("2 image tokens fused, the images' spans hold 3"));
+        assert!(split_by_image(&[0.0, 0.0], &[1, 1]).is_err(), "no mass at all is the record's capture error");
+    }
 }
