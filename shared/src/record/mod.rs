@@ -965,6 +965,23 @@ mod tests {
     }
 
     #[test]
+    fn a_record_without_images_loads_and_writes_none() {
+        // A record as single-image runs (and runs before issue 21) write it.
+        let json = serde_json::json!({
+            "schema_version": SCHEMA_VERSION, "sample_id": "s#0", "study_id": "s", "subject_id": null,
+            "csv_line": 2, "variant_index": 0, "strategy": "baseline", "polarity": 1, "finding": null,
+            "model": "a", "pass": "image", "image": "x.png", "question": "q?", "ground_truth": "yes",
+            "roi": null, "answer_text": null, "parsed_answer": null, "correct": null, "yes_no_margin": null,
+            "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
+            "map": null, "error": null,
+        });
+        let r: CaseRecord = serde_json::from_value(json).unwrap();
+        assert!(r.images.is_empty());
+        let written = serde_json::to_value(&r).unwrap();
+        assert!(written.get("images").is_none(), "single-image records are written as before");
+    }
+
+    #[test]
     fn records_of_another_schema_version_are_refused() {
         assert!(check_version(SCHEMA_VERSION).is_ok());
         assert!(check_version(SCHEMA_VERSION + 1).unwrap_err().to_string().contains("schema version"));
