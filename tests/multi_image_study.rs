@@ -102,6 +102,13 @@ fn a_study_with_priors_splits_every_map_per_image_and_resumes_analyses_and_expor
     assert!(message.contains("prior_image_path") && message.contains("missing_prior.png"), "{message}");
 
     assert!(out.join("analysis.json").is_file() && out.join("report.md").is_file(), "analysis and report written");
+    let analysis: radlens_shared::record::Analysis =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    let images = &analysis.models[0].images;
+    assert_eq!(images.keys().map(String::as_str).collect::<Vec<_>>(), ["current", "lateral", "prior"]);
+    assert_eq!((images["current"].records, images["prior"].records, images["lateral"].records), (3, 3, 1));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Several images per row"), "the report has the per-image section");
 
     // A rerun finds everything done.
     study(&csv, ("gemma3-multi", &model), &out);

@@ -838,6 +838,20 @@ pub struct ModelAnalysis {
     /// G7 per rephrasing strategy: the base rows and the variants of that strategy.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub decision_by_strategy: BTreeMap<String, DecisionSummary>,
+    /// Multi-image rows (issue 21), per image role (`current`, `prior`, `lateral`): over the
+    /// image-pass records that split their map per image. Absent for single-image runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, ImageRoleSummary>,
+}
+
+/// One image role's maps over a model's multi-image records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRoleSummary {
+    pub records: usize,
+    /// [`ImageMapRecord::image_mass_share`].
+    pub mass_share: Option<Summary>,
+    pub entropy_nats: Option<Summary>,
+    pub focus: Option<Summary>,
 }
 
 /// One model's trust checks over its image-pass records.
