@@ -41,6 +41,10 @@ mod planted;
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 
+/// `radlens study` with prior and lateral images (issue 21): per-image maps and mass shares,
+/// resume, analysis, export; a missing prior and a single-image model as per-row errors.
+mod multi_image_study;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

@@ -95,6 +95,8 @@ fn cell(real: &CaseRecord, c: &ApiRecord) -> ConditionCell {
                 cond.and_then(|k| k.occluded_box).map(|fill| Shown::Occluded { image_id: c.image_id.clone(), fill })
             }
             Pass::Jpeg90 | Pass::Contrast90 => Some(Shown::Edited { image_id: c.image_id.clone() }),
+            // The current image as it was; its prior was the blank image (no side-by-side view yet).
+            Pass::PriorBlank => Some(Shown::Edited { image_id: c.image_id.clone() }),
         }
     };
     let agrees = match (r.parsed_answer, real.parsed_answer) {

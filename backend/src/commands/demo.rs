@@ -194,7 +194,11 @@ pub fn run(cmd: &DemoCmd) -> anyhow::Result<()> {
             text_only_pass: true,
             share_prefix: true,
             // Every image condition (G6): cheap passes without capture, one per row each.
-            conditions: ImageCondition::ALL.into_iter().filter(|c| !matches!(c, ImageCondition::Real | ImageCondition::Blank)).collect(),
+            // (The demo's rows have one image each: no `prior_blank`.)
+            conditions: ImageCondition::ALL
+                .into_iter()
+                .filter(|c| !matches!(c, ImageCondition::Real | ImageCondition::Blank) && !c.needs_prior())
+                .collect(),
         },
         dtype: DType::F32,
         device: Device::Cpu,

@@ -120,6 +120,8 @@ pub fn condition_image(
     match pass {
         Pass::Image | Pass::BlankImage => Err(format!("{} is not an image condition of its own", pass.name())),
         Pass::Jpeg90 | Pass::Contrast90 => Ok(own(row.answer)),
+        // Rows with a prior run on the multi-image path; this is every other row.
+        Pass::PriorBlank => Err("the row has no prior image (prior_image_path)".into()),
         Pass::RoiOccluded => Ok(ConditionImage { occluded_box: Some(boxed()?), ..own(row.answer) }),
         Pass::ConfoundOccluded => {
             let b = inside(row.confound.ok_or("the row has no confound box (confound_x, confound_y, confound_w, confound_h)")?)?;
@@ -238,6 +240,7 @@ mod tests {
             study_id: "a".into(),
             subject_id: None,
             image_path: "a.png".into(),
+            extra_images: Vec::new(),
             question: "Is there an effusion?".into(),
             answer: Some(answer),
             variant_index: 1,

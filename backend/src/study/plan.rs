@@ -4,7 +4,9 @@
 //!
 //! Columns: `study_id`, `image_path`, `question`, `answer` (required); `question_variant` or
 //! `variant_id`, `variant_index`, `strategy`, `polarity`, `finding`, `subject_id`,
-//! `roi_x, roi_y, roi_w, roi_h` (optional); anything else is kept as metadata.
+//! `roi_x, roi_y, roi_w, roi_h`, `confound_*`, and the row's other images
+//! `prior_image_path`, `lateral_image_path` (optional; `image_path` is the current image);
+//! anything else is kept as metadata.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,10 +16,17 @@ use radlens_shared::geometry::PixelBox;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::models::processor::ImageRole;
+
 const REQUIRED: [&str; 4] = ["study_id", "image_path", "question", "answer"];
-const KNOWN: [&str; 19] = [
+/// The optional columns naming a row's other images, with their roles (issue 21).
+pub const EXTRA_IMAGE_COLUMNS: [(&str, ImageRole); 2] =
+    [("prior_image_path", ImageRole::Prior), ("lateral_image_path", ImageRole::Lateral)];
+const KNOWN: [&str; 21] = [
     "study_id",
     "image_path",
+    "prior_image_path",
+    "lateral_image_path",
     "question",
     "answer",
     "question_variant",
@@ -60,7 +69,11 @@ pub struct StudyRow {
     pub csv_line: usize,
     pub study_id: String,
     pub subject_id: Option<String>,
+    /// The current image (role `current`).
     pub image_path: String,
+    /// The row's other images (`prior_image_path`, `lateral_image_path`), in that column
+    /// order; empty for a single-image row.
+    pub extra_images: Vec<RowImage>,
     pub question: String,
     /// The correct answer to this exact question.
     pub answer: Option<Answer>,
@@ -77,9 +90,28 @@ pub struct StudyRow {
     pub problem: Option<String>,
 }
 
+/// One of a row's images besides the current one: its role, the CSV column that names it,
+/// and its path (relative to the image folder, as `image_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowImage {
+    pub role: ImageRole,
+    pub column: &'static str,
+    pub path: String,
+}
+
 impl StudyRow {
     pub fn sample_id(&self) -> String {
         format!("{}#{}", self.study_id, self.variant_index)
+    }
+
+    /// Every image the row shows, as one key: rows share encodings and a prompt prefix only
+    /// when their keys are equal (the current image alone for a single-image row).
+    pub fn image_key(&self) -> String {
+        let mut key = self.image_path.clone();
+        for extra in &self.extra_images {
+            key.push_str(&format!("\n{}={}", extra.role, extra.path));
+        }
+        key
     }
 }
 
@@ -235,6 +267,10 @@ pub fn read_plan(path: &Path) -> Result<StudyPlan, PlanError> {
             study_id,
             subject_id: get("subject_id"),
             image_path,
+            extra_images: EXTRA_IMAGE_COLUMNS
+                .iter()
+                .filter_map(|&(column, role)| get(column).map(|path| RowImage { role, column, path }))
+                .collect(),
             question,
             answer,
             variant_index: variant_index.unwrap_or(u32::MAX),
@@ -348,6 +384,24 @@ mod tests {
                 (5, "confound_x, confound_y, confound_w, confound_h must be numbers with positive width and height"),
             ]
         );
+    }
+
+    #[test]
+    fn prior_and_lateral_images_are_read_with_their_roles_and_kept_out_of_metadata() {
+        let p = write(
+            "multi",
+            "study_id,image_path,prior_image_path,lateral_image_path,question,answer\ns1,a.png,p.png,,q?,yes\ns2,b.png,,,q?,no\ns3,c.png,p.png,l.png,q?,no\n",
+        );
+        let plan = read_plan(&p).unwrap();
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        let prior = RowImage { role: ImageRole::Prior, column: "prior_image_path", path: "p.png".into() };
+        let lateral = RowImage { role: ImageRole::Lateral, column: "lateral_image_path", path: "l.png".into() };
+        assert_eq!(plan.rows[0].extra_images, vec![prior.clone()]);
+        assert!(plan.rows[1].extra_images.is_empty());
+        assert_eq!(plan.rows[2].extra_images, vec![prior, lateral]);
+        assert!(plan.rows.iter().all(|r| r.metadata.is_empty()), "the image columns are interpreted");
+        assert_eq!(plan.rows[1].image_key(), "b.png", "a single-image row's key is its image");
+        assert_ne!(plan.rows[0].image_key(), "a.png", "the prior is part of the key");
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub enum ImageCondition {
     /// radlens' own, beyond the spec: the row's confound box (a known shortcut region, e.g. a
     /// burned-in marker) filled the same way; truth: the row's.
     ConfoundOccluded,
+    /// radlens' own (issue 21): a multi-image row with its prior image replaced by the blank
+    /// image, the current image kept; truth: the row's. Rows without a prior are not run.
+    PriorBlank,
 }
 
 impl ImageCondition {
@@ -47,10 +50,16 @@ impl ImageCondition {
             ImageCondition::Jpeg90 => "jpeg90",
             ImageCondition::Contrast90 => "contrast90",
             ImageCondition::ConfoundOccluded => "confound_occluded",
+            ImageCondition::PriorBlank => "prior_blank",
         }
     }
 
-    pub const ALL: [ImageCondition; 9] = [
+    /// Whether the condition needs a row with several images (only such rows run it).
+    pub fn needs_prior(self) -> bool {
+        self == ImageCondition::PriorBlank
+    }
+
+    pub const ALL: [ImageCondition; 10] = [
         ImageCondition::Real,
         ImageCondition::Blank,
         ImageCondition::SwapOpposite,
@@ -60,6 +69,7 @@ impl ImageCondition {
         ImageCondition::Jpeg90,
         ImageCondition::Contrast90,
         ImageCondition::ConfoundOccluded,
+        ImageCondition::PriorBlank,
     ];
 }
 

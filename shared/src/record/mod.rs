@@ -221,12 +221,13 @@ pub enum Pass {
     Jpeg90,
     Contrast90,
     ConfoundOccluded,
+    PriorBlank,
 }
 
 impl Pass {
     /// Every pass, the real image first, then the conditions in the spec's order, then radlens'
     /// own.
-    pub const ALL: [Pass; 9] = [
+    pub const ALL: [Pass; 10] = [
         Pass::Image,
         Pass::BlankImage,
         Pass::SwapOpposite,
@@ -236,6 +237,7 @@ impl Pass {
         Pass::Jpeg90,
         Pass::Contrast90,
         Pass::ConfoundOccluded,
+        Pass::PriorBlank,
     ];
 
     /// The image condition the pass runs.
@@ -250,6 +252,7 @@ impl Pass {
             Pass::Jpeg90 => ImageCondition::Jpeg90,
             Pass::Contrast90 => ImageCondition::Contrast90,
             Pass::ConfoundOccluded => ImageCondition::ConfoundOccluded,
+            Pass::PriorBlank => ImageCondition::PriorBlank,
         }
     }
 
@@ -270,6 +273,7 @@ impl Pass {
             Pass::Jpeg90 => "jpeg90",
             Pass::Contrast90 => "contrast90",
             Pass::ConfoundOccluded => "confound_occluded",
+            Pass::PriorBlank => "prior_blank",
         }
     }
 
@@ -290,6 +294,7 @@ impl Pass {
             Pass::Jpeg90 => "JPEG q90",
             Pass::Contrast90 => "contrast 90%",
             Pass::ConfoundOccluded => "confound box occluded",
+            Pass::PriorBlank => "prior image blank",
         }
     }
 }
@@ -358,6 +363,29 @@ pub struct CaseRecord {
     /// CSV columns radlens does not interpret, kept as they were.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// A multi-image row's maps, one per image in prompt order (issue 21): each on its own
+    /// grid, with its share of the attention mass on all image tokens. `map` stays the current
+    /// image's. Empty (and absent from the JSON) for single-image rows and older runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageMapRecord>,
+}
+
+/// One image of a multi-image prompt, as a record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMapRecord {
+    /// `current`, `prior` or `lateral`.
+    pub role: String,
+    /// The image as the CSV names it (`image_path`, `prior_image_path`, `lateral_image_path`).
+    pub image: String,
+    /// This image's share of the fused attention mass on all the prompt's image tokens (the
+    /// query rows' attention restricted to each image's token span, before the per-image
+    /// renormalisation); the shares of a record's images sum to 1.
+    pub image_mass_share: f64,
+    /// How the map was made; `provenance.geometry` is this image's own grid and crop.
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    /// The map over this image's tokens, renormalised to sum to 1, `[h, w]` f32.
+    pub values: TensorRef,
 }
 
 /// Lets code over a run's records (`crate::views`) take bare records and the dashboard's
@@ -810,6 +838,20 @@ pub struct ModelAnalysis {
     /// G7 per rephrasing strategy: the base rows and the variants of that strategy.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub decision_by_strategy: BTreeMap<String, DecisionSummary>,
+    /// Multi-image rows (issue 21), per image role (`current`, `prior`, `lateral`): over the
+    /// image-pass records that split their map per image. Absent for single-image runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, ImageRoleSummary>,
+}
+
+/// One image role's maps over a model's multi-image records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRoleSummary {
+    pub records: usize,
+    /// [`ImageMapRecord::image_mass_share`].
+    pub mass_share: Option<Summary>,
+    pub entropy_nats: Option<Summary>,
+    pub focus: Option<Summary>,
 }
 
 /// One model's trust checks over its image-pass records.
@@ -934,6 +976,23 @@ mod tests {
         assert_eq!((none.mass, none.metrics_without), (0.0, Some(MapMetrics::of_probs(&p))));
         // The sinks hold all the mass: nothing is left to measure.
         assert_eq!(SinkCheck::new(2.0, "g", &[1.0, 0.0], vec![0]).metrics_without, None);
+    }
+
+    #[test]
+    fn a_record_without_images_loads_and_writes_none() {
+        // A record as single-image runs (and runs before issue 21) write it.
+        let json = serde_json::json!({
+            "schema_version": SCHEMA_VERSION, "sample_id": "s#0", "study_id": "s", "subject_id": null,
+            "csv_line": 2, "variant_index": 0, "strategy": "baseline", "polarity": 1, "finding": null,
+            "model": "a", "pass": "image", "image": "x.png", "question": "q?", "ground_truth": "yes",
+            "roi": null, "answer_text": null, "parsed_answer": null, "correct": null, "yes_no_margin": null,
+            "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
+            "map": null, "error": null,
+        });
+        let r: CaseRecord = serde_json::from_value(json).unwrap();
+        assert!(r.images.is_empty());
+        let written = serde_json::to_value(&r).unwrap();
+        assert!(written.get("images").is_none(), "single-image records are written as before");
     }
 
     #[test]

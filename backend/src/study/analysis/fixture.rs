@@ -189,6 +189,7 @@ pub fn record(study: usize, variant: usize, model: &str, pass: Pass, answer: Opt
         grounding: None,
         condition: None,
         metadata: Default::default(),
+        images: Vec::new(),
     }
 }
 

@@ -543,7 +543,30 @@ fn analyze_model(
             }
             by
         },
+        images: image_role_summaries(&data.image),
     })
+}
+
+/// Multi-image records' per-image maps, by role (issue 21).
+fn image_role_summaries(records: &[&CaseRecord]) -> BTreeMap<String, radlens_shared::record::ImageRoleSummary> {
+    let mut by: BTreeMap<String, Vec<&radlens_shared::record::ImageMapRecord>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.error.is_none()) {
+        for i in &r.images {
+            by.entry(i.role.clone()).or_default().push(i);
+        }
+    }
+    by.into_iter()
+        .map(|(role, maps)| {
+            let of = |f: fn(&radlens_shared::record::ImageMapRecord) -> f64| summarize(&maps.iter().map(|m| f(m)).collect::<Vec<_>>());
+            let summary = radlens_shared::record::ImageRoleSummary {
+                records: maps.len(),
+                mass_share: of(|m| m.image_mass_share),
+                entropy_nats: of(|m| m.metrics.entropy_nats),
+                focus: of(|m| m.metrics.focus),
+            };
+            (role, summary)
+        })
+        .collect()
 }
 
 fn study_summaries(data: &ModelData, maps: &Maps, notes: &mut Vec<String>) -> Vec<StudySummary> {

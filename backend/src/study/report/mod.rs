@@ -129,6 +129,7 @@ pub fn render_report(manifest: &RunManifest, a: &Analysis, plots: &[String]) -> 
     reliance(o, a);
     comparisons(o, a);
     maps(o, a);
+    image_roles(o, a);
     grounding::grounding(o, a, plots);
     conditions::image_conditions(o, a, plots);
     conditions::decision_quality(o, a, plots);
@@ -438,6 +439,39 @@ fn comparisons(o: &mut String, a: &Analysis) {
         })
         .collect();
     table(o, &["A", "B", "rows", "studies", "acc A", "acc B", "A − B", "b", "c", "Durkalski χ²", "p clustered", "p exact"], &rows);
+}
+
+/// Multi-image rows (issue 21): how each model's attention divides between the images.
+fn image_roles(o: &mut String, a: &Analysis) {
+    let rows: Vec<Vec<String>> = a
+        .models
+        .iter()
+        .flat_map(|m| {
+            m.images.iter().map(|(role, s)| {
+                vec![
+                    cell(&m.model),
+                    cell(role),
+                    s.records.to_string(),
+                    mean_median(s.mass_share.as_ref(), 3),
+                    mean_median(s.entropy_nats.as_ref(), 2),
+                    mean_median(s.focus.as_ref(), 3),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Several images per row
+"
+    );
+    let _ = writeln!(
+        o,
+        "Per image role, mean / median over the image-pass records of rows with more than one image: the image's share of the attention mass on all image tokens, and its own map's entropy and focus.\n"
+    );
+    table(o, &["model", "image", "records", "mass share", "entropy (nats)", "focus"], &rows);
 }
 
 fn maps(o: &mut String, a: &Analysis) {

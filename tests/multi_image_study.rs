@@ -1,0 +1,238 @@
+//! `radlens study` over rows with a prior (and a lateral) image, issue 21: the fixture's Gemma3
+//! with several images per prompt, every record's attention split per image on each image's own
+//! grid, a resume that adds nothing, the analysis, report and export; a missing prior and a
+//! single-image model given a prior are per-row error records.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use radlens::commands::demo::write_demo_models;
+use radlens::study::run_dir::RunDir;
+use radlens_shared::record::{CaseRecord, Pass};
+
+use crate::support::{Scratch, fixture, radlens, run_records};
+
+const CURRENT: &str = "frontal_gray_96x120.png";
+const PRIOR: &str = "prior_rgb_140x128.png";
+const LATERAL: &str = "lateral_gray_110x90.png";
+
+fn study(csv: &Path, model: (&str, &Path), out: &Path) {
+    study_with(csv, model, out, &[]);
+}
+
+fn study_with(csv: &Path, model: (&str, &Path), out: &Path, extra: &[&str]) {
+    let images = fixture("multi-image-v1/images");
+    let model = format!("{}={}", model.0, model.1.display());
+    let args = [
+        "study",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--max-new-tokens",
+        "2",
+        "--resamples",
+        "50",
+    ];
+    let args: Vec<&str> = args.iter().chain(extra).copied().collect();
+    let run = radlens(&args);
+    assert!(run.status.success(), "radlens {}: {}", args.join(" "), String::from_utf8_lossy(&run.stderr));
+}
+
+fn by_line(records: &[CaseRecord], line: usize) -> &CaseRecord {
+    records.iter().find(|r| r.csv_line == line && r.pass == Pass::Image).unwrap_or_else(|| panic!("no record of CSV line {line}"))
+}
+
+#[test]
+fn a_study_with_priors_splits_every_map_per_image_and_resumes_analyses_and_exports() {
+    let scratch = Scratch::new("multi-image-study");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,lateral_image_path,question,answer,polarity\n\
+             s1,{CURRENT},{PRIOR},,Is there a pleural effusion?,yes,1\n\
+             s1,{CURRENT},{PRIOR},,Is there no pleural effusion?,no,-1\n\
+             s2,{CURRENT},,,Is there a pneumothorax?,no,1\n\
+             s3,{CURRENT},missing_prior.png,,Is there an effusion?,yes,1\n\
+             s4,{CURRENT},{PRIOR},{LATERAL},Is the effusion larger than before?,yes,1\n"
+        ),
+    );
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study(&csv, ("gemma3-multi", &model), &out);
+    let records = run_records(&out);
+    let dir = RunDir::open(&out).unwrap();
+
+    let sizes = |path: &str| match path {
+        CURRENT => (96, 120),
+        PRIOR => (140, 128),
+        LATERAL => (110, 90),
+        other => panic!("unexpected image {other}"),
+    };
+    for (line, want) in [(2, vec!["prior", "current"]), (3, vec!["prior", "current"]), (6, vec!["prior", "current", "lateral"])] {
+        let r = by_line(&records, line);
+        assert!(r.error.is_none(), "line {line}: {:?}", r.error);
+        let roles: Vec<&str> = r.images.iter().map(|i| i.role.as_str()).collect();
+        assert_eq!(roles, want, "line {line}: one map per image, in prompt order");
+        let total: f64 = r.images.iter().map(|i| i.image_mass_share).sum();
+        assert!((total - 1.0).abs() < 1e-6, "line {line}: shares sum to {total}");
+        for i in &r.images {
+            let g = i.provenance.geometry;
+            assert_eq!((g.image_w, g.image_h), sizes(&i.image), "line {line}: {} map on its own image", i.role);
+            assert_eq!(i.values.shape, vec![g.h, g.w], "line {line}: {} map on its own grid", i.role);
+            assert!((0.0..=1.0).contains(&i.image_mass_share));
+            let values = dir.read_f32(&i.values).unwrap();
+            let sum: f32 = values.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "line {line}: {} map sums to {sum}", i.role);
+        }
+        let current = r.images.iter().find(|i| i.role == "current").unwrap();
+        let map = r.map.as_ref().expect("the record's own map is the current image's");
+        assert_eq!(map.provenance.geometry, current.provenance.geometry);
+        assert_eq!(current.image, CURRENT);
+    }
+    let single = by_line(&records, 4);
+    assert!(single.error.is_none() && single.images.is_empty() && single.map.is_some(), "a single-image row is as before");
+
+    let missing = by_line(&records, 5);
+    let message = &missing.error.as_ref().expect("a missing prior is the row's error").message;
+    assert!(message.contains("prior_image_path") && message.contains("missing_prior.png"), "{message}");
+
+    assert!(out.join("analysis.json").is_file() && out.join("report.md").is_file(), "analysis and report written");
+    let analysis: radlens_shared::record::Analysis =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    let images = &analysis.models[0].images;
+    assert_eq!(images.keys().map(String::as_str).collect::<Vec<_>>(), ["current", "lateral", "prior"]);
+    assert_eq!((images["current"].records, images["prior"].records, images["lateral"].records), (3, 3, 1));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Several images per row"), "the report has the per-image section");
+
+    // A rerun finds everything done.
+    study(&csv, ("gemma3-multi", &model), &out);
+    let again = run_records(&out);
+    assert_eq!(again.len(), records.len(), "a resume adds nothing");
+    let keys: BTreeSet<_> = again.iter().map(CaseRecord::key).collect();
+    assert_eq!(keys.len(), again.len(), "no record twice");
+
+    // The variants of s1 share their prompt prefix, both images inside it: the same records
+    // as full prefills.
+    let full = scratch.path().join("full");
+    study_with(&csv, ("gemma3-multi", &model), &full, &["--no-prefix-sharing"]);
+    let full_records = run_records(&full);
+    for line in [2, 3, 6] {
+        let (a, b) = (by_line(&records, line), by_line(&full_records, line));
+        assert_eq!(a.answer_text, b.answer_text, "line {line}");
+        let (ma, mb) = (a.yes_no_margin.unwrap(), b.yes_no_margin.unwrap());
+        assert!((ma - mb).abs() < 1e-3, "line {line}: margin {ma} shared, {mb} full");
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert!((x.image_mass_share - y.image_mass_share).abs() < 1e-4, "line {line} {}: {x:?} vs {y:?}", x.role);
+        }
+    }
+
+    // Two shards merged: every per-image map is copied with its record.
+    let shards: Vec<PathBuf> = (0..2).map(|i| scratch.path().join(format!("shard-{i}"))).collect();
+    for (i, d) in shards.iter().enumerate() {
+        study_with(&csv, ("gemma3-multi", &model), d, &["--shard", &format!("{i}/2")]);
+    }
+    let merged = scratch.path().join("merged");
+    let images_dir = fixture("multi-image-v1/images");
+    let merge = radlens(&[
+        "merge",
+        shards[0].to_str().unwrap(),
+        shards[1].to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--images",
+        images_dir.to_str().unwrap(),
+    ]);
+    assert!(merge.status.success(), "radlens merge: {}", String::from_utf8_lossy(&merge.stderr));
+    let merged_dir = RunDir::open(&merged).unwrap();
+    let merged_records = run_records(&merged);
+    for line in [2, 3, 6] {
+        let (a, b) = (by_line(&records, line), by_line(&merged_records, line));
+        assert_eq!(a.images.len(), b.images.len(), "line {line}");
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert_eq!(dir.read_f32(&x.values).unwrap(), merged_dir.read_f32(&y.values).unwrap(), "line {line} {}", x.role);
+        }
+    }
+
+    // The export with a stand-in bundle (the dashboard's own is tested in `browser::export`): the
+    // run's data, records and attention files included, is what this checks.
+    let dist = scratch.path().join("dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(dist.join("index.html"), "<!doctype html><html><head><title>radlens</title></head><body></body></html>").unwrap();
+    let site: PathBuf = scratch.path().join("site");
+    let images = fixture("multi-image-v1/images");
+    let args = [
+        "export",
+        out.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--dist",
+        dist.to_str().unwrap(),
+    ];
+    let export = radlens(&args);
+    assert!(export.status.success(), "radlens export: {}", String::from_utf8_lossy(&export.stderr));
+    assert!(site.join("index.html").is_file(), "the site is written");
+}
+
+#[test]
+fn a_single_image_model_given_a_prior_is_a_per_row_error() {
+    let scratch = Scratch::new("multi-image-llava");
+    let models = write_demo_models(&scratch.path().join("models")).unwrap();
+    let (name, dir) = models.iter().find(|(n, _)| n.contains("llava")).expect("the demo's LLaVA");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,question,answer\n\
+             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
+             s2,{CURRENT},,Is there a pleural effusion?,yes\n"
+        ),
+    );
+    let out = scratch.path().join("run");
+    study(&csv, (name, dir), &out);
+    let records = run_records(&out);
+    let message = &by_line(&records, 2).error.as_ref().expect("a prior for LLaVA is the row's error").message;
+    assert!(message.contains("takes one image"), "{message}");
+    assert!(by_line(&records, 3).error.is_none(), "the run goes on");
+}
+
+#[test]
+fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() {
+    let scratch = Scratch::new("multi-image-prior-blank");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,question,answer\n\
+             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
+             s2,{CURRENT},,Is there a pneumothorax?,no\n"
+        ),
+    );
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
+    let records = run_records(&out);
+    let of = |line: usize| {
+        records
+            .iter()
+            .find(|r| r.csv_line == line && r.pass == Pass::PriorBlank)
+            .unwrap_or_else(|| panic!("no prior_blank record of line {line}"))
+    };
+    let ran = of(2);
+    assert!(ran.error.is_none() && ran.parsed_answer.is_some(), "{:?}", ran.error);
+    assert!(ran.condition.as_ref().is_some_and(|c| c.not_run.is_none()) && ran.images.is_empty() && ran.map.is_none());
+    let skipped = of(3);
+    let why = skipped.condition.as_ref().and_then(|c| c.not_run.clone()).expect("a row without a prior is not run");
+    assert!(why.contains("no prior image"), "{why}");
+    let analysis = std::fs::read_to_string(out.join("analysis.json")).unwrap();
+    assert!(analysis.contains("prior_blank"), "the analysis has the condition");
+
+    // A resume adds nothing.
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
+    assert_eq!(run_records(&out).len(), records.len());
+}
