@@ -22,9 +22,11 @@ use crate::stats::bootstrap::Interval;
 use crate::stats::mcnemar::McNemar;
 
 mod grounding;
+mod images;
 pub use grounding::{
     ConditionAnalysis, ConditionStats, DecisionSummary, GroundingSummary, NullEditSummary, RandomizationSummary, ReliabilityBin,
 };
+pub use images::{ImageMapRecord, ImageRoleSummary};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -368,24 +370,6 @@ pub struct CaseRecord {
     /// image's. Empty (and absent from the JSON) for single-image rows and older runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageMapRecord>,
-}
-
-/// One image of a multi-image prompt, as a record keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageMapRecord {
-    /// `current`, `prior` or `lateral`.
-    pub role: String,
-    /// The image as the CSV names it (`image_path`, `prior_image_path`, `lateral_image_path`).
-    pub image: String,
-    /// This image's share of the fused attention mass on all the prompt's image tokens (the
-    /// query rows' attention restricted to each image's token span, before the per-image
-    /// renormalisation); the shares of a record's images sum to 1.
-    pub image_mass_share: f64,
-    /// How the map was made; `provenance.geometry` is this image's own grid and crop.
-    pub provenance: MapProvenance,
-    pub metrics: MapMetrics,
-    /// The map over this image's tokens, renormalised to sum to 1, `[h, w]` f32.
-    pub values: TensorRef,
 }
 
 /// Lets code over a run's records (`crate::views`) take bare records and the dashboard's
@@ -842,16 +826,6 @@ pub struct ModelAnalysis {
     /// image-pass records that split their map per image. Absent for single-image runs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<String, ImageRoleSummary>,
-}
-
-/// One image role's maps over a model's multi-image records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRoleSummary {
-    pub records: usize,
-    /// [`ImageMapRecord::image_mass_share`].
-    pub mass_share: Option<Summary>,
-    pub entropy_nats: Option<Summary>,
-    pub focus: Option<Summary>,
 }
 
 /// One model's trust checks over its image-pass records.

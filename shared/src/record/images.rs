@@ -1,0 +1,36 @@
+//! Several images per prompt (issue 21): each image's map on its own grid, as a record keeps
+//! it, and the analysis' summary per image role.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Summary, TensorRef};
+use crate::fusion::MapProvenance;
+use crate::metrics::MapMetrics;
+
+/// One image of a multi-image prompt, as a record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMapRecord {
+    /// `current`, `prior` or `lateral`.
+    pub role: String,
+    /// The image as the CSV names it (`image_path`, `prior_image_path`, `lateral_image_path`).
+    pub image: String,
+    /// This image's share of the fused attention mass on all the prompt's image tokens (the
+    /// query rows' attention restricted to each image's token span, before the per-image
+    /// renormalisation); the shares of a record's images sum to 1.
+    pub image_mass_share: f64,
+    /// How the map was made; `provenance.geometry` is this image's own grid and crop.
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    /// The map over this image's tokens, renormalised to sum to 1, `[h, w]` f32.
+    pub values: TensorRef,
+}
+
+/// One image role's maps over a model's multi-image records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRoleSummary {
+    pub records: usize,
+    /// [`ImageMapRecord::image_mass_share`].
+    pub mass_share: Option<Summary>,
+    pub entropy_nats: Option<Summary>,
+    pub focus: Option<Summary>,
+}
