@@ -236,3 +236,31 @@ fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() 
     study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
     assert_eq!(run_records(&out).len(), records.len());
 }
+
+/// Grad-CAM and grounding asked of a study with a multi-image row: the single-image row gets
+/// them; the multi-image row says in its record that they did not run, never silently.
+#[test]
+fn checks_a_multi_image_row_does_not_get_are_said_in_its_record() {
+    let scratch = Scratch::new("multi-image-checks");
+    let csv = scratch.write(
+        "study.csv",
+        &format!(
+            "study_id,image_path,prior_image_path,question,answer\n\
+             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
+             s2,{CURRENT},,Is there a pneumothorax?,no\n"
+        ),
+    );
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--gradcam", "--grounding", "--occlusion-grid", "2"]);
+    let records = run_records(&out);
+    let image = |line: usize| records.iter().find(|r| r.csv_line == line && r.pass == Pass::Image).expect("an image-pass record");
+    let (multi, single) = (image(2), image(3));
+    assert!(multi.error.is_none() && !multi.images.is_empty());
+    let trust = multi.trust.as_ref().expect("the multi-image row's trust notes");
+    assert!(trust.maps.is_empty() && trust.notes.iter().any(|n| n.contains("not run on multi-image rows")), "{trust:?}");
+    let grounding = multi.grounding.as_ref().expect("the multi-image row's grounding notes");
+    assert!(grounding.maps.is_empty() && grounding.notes.iter().any(|n| n.contains("not run on multi-image rows")), "{grounding:?}");
+    assert!(single.trust.as_ref().is_some_and(|t| !t.maps.is_empty()), "the single-image row has its Grad-CAM map");
+    assert!(single.grounding.as_ref().is_some_and(|g| !g.maps.is_empty()), "and its grounding figures");
+}

@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use image::DynamicImage;
 use radlens_shared::AttentionMap;
 use radlens_shared::geometry::{MapGeometry, bbox_mask};
-use radlens_shared::grounding::ImageCondition;
+use radlens_shared::grounding::{CaseGrounding, ImageCondition};
 use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{
     CaseError, CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord,
@@ -284,6 +284,7 @@ impl ModelRun<'_> {
         extras: Vec<RowImageEncoded>,
         attention: &mut AttentionFile,
     ) -> anyhow::Result<Vec<CaseRecord>> {
+        let requested = &plan.spec;
         let plan = CasePlan { spec: CaseSpec { trust: None, grounding: None, ..plan.spec.clone() }, ..plan.clone() };
         let mut images: Vec<RowImageEncoded> = extras.into_iter().chain(std::iter::once(current)).collect();
         // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
@@ -355,6 +356,17 @@ impl ModelRun<'_> {
                 Ok((record, _)) => record,
                 Err((stage, message)) => self.error_record(row, pass, stage, message),
             };
+            // The checks this row did not get are said, not skipped silently.
+            if record.error.is_none() && pass == Pass::Image {
+                const WHY: &str = "not run on multi-image rows yet (issue 21): the maps per image are in `images`";
+                if requested.trust.is_some() {
+                    record.trust =
+                        Some(TrustRecord { notes: vec![format!("Grad-CAM, deletion and sink checks {WHY}")], ..TrustRecord::default() });
+                }
+                if requested.grounding.is_some() {
+                    record.grounding = Some(CaseGrounding { notes: vec![format!("grounding checks {WHY}")], ..CaseGrounding::default() });
+                }
+            }
             if i == 0 {
                 if record.error.is_none() {
                     record.latency.preprocess_ms = combined.preprocess_ms;
