@@ -202,17 +202,22 @@ fn a_single_image_model_given_a_prior_is_a_per_row_error() {
     assert!(by_line(&records, 3).error.is_none(), "the run goes on");
 }
 
-#[test]
-fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() {
-    let scratch = Scratch::new("multi-image-prior-blank");
-    let csv = scratch.write(
+/// Two rows: line 2 with a prior, line 3 without.
+fn with_and_without_prior(scratch: &Scratch) -> PathBuf {
+    scratch.write(
         "study.csv",
         &format!(
             "study_id,image_path,prior_image_path,question,answer\n\
              s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
              s2,{CURRENT},,Is there a pneumothorax?,no\n"
         ),
-    );
+    )
+}
+
+#[test]
+fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() {
+    let scratch = Scratch::new("multi-image-prior-blank");
+    let csv = with_and_without_prior(&scratch);
     let model = fixture("multi-image-v1/gemma3-tiny-multi");
     let out = scratch.path().join("run");
     study_with(&csv, ("gemma3-multi", &model), &out, &["--conditions", "prior_blank"]);
@@ -242,14 +247,7 @@ fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() 
 #[test]
 fn checks_a_multi_image_row_does_not_get_are_said_in_its_record() {
     let scratch = Scratch::new("multi-image-checks");
-    let csv = scratch.write(
-        "study.csv",
-        &format!(
-            "study_id,image_path,prior_image_path,question,answer\n\
-             s1,{CURRENT},{PRIOR},Is there a pleural effusion?,yes\n\
-             s2,{CURRENT},,Is there a pneumothorax?,no\n"
-        ),
-    );
+    let csv = with_and_without_prior(&scratch);
     let model = fixture("multi-image-v1/gemma3-tiny-multi");
     let out = scratch.path().join("run");
     study_with(&csv, ("gemma3-multi", &model), &out, &["--gradcam", "--grounding", "--occlusion-grid", "2"]);

@@ -171,6 +171,13 @@ pub(crate) fn closed_question(question: &str, answer: &str) -> Result<Answer, &'
     yes_no_answer(answer).ok_or(ANSWER_NOT_YES_NO)
 }
 
+/// A question row's answer when radlens can study it (a closed yes/no question with a yes/no
+/// answer, its image under `--images`), or why it is dropped.
+pub(crate) fn studiable(question: &str, answer: &str, image: &str, images: &mut images::ImageIndex) -> Result<Answer, &'static str> {
+    let answer = closed_question(question, answer)?;
+    images.size(image).map(|_| answer).ok_or(IMAGE_MISSING)
+}
+
 /// Whether a kept-study count has reached `--limit`.
 pub(crate) fn at_limit(opts: &ImportOptions, studies: usize) -> bool {
     opts.limit.is_some_and(|n| studies >= n)

@@ -161,17 +161,13 @@ pub fn import(opts: &ImportOptions, out: &std::path::Path) -> Result<Summary, Im
             summary.drop("marked not yes/no by the source (is_yesno false)");
             continue;
         }
-        let answer = match super::closed_question(&e.question, &e.answer) {
+        let answer = match super::studiable(&e.question, &e.answer, &e.image, &mut images) {
             Ok(a) => a,
             Err(reason) => {
                 summary.drop(reason);
                 continue;
             }
         };
-        if images.size(&e.image).is_none() {
-            summary.drop(super::IMAGE_MISSING);
-            continue;
-        }
         if super::at_limit(opts, summary.studies) {
             break;
         }

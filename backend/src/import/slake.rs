@@ -36,17 +36,13 @@ pub fn import(opts: &ImportOptions, out: &std::path::Path) -> Result<Summary, Im
             summary.drop("not an X-ray (modality CT or MRI)");
             return Ok(Flow::Continue);
         }
-        let answer = match super::closed_question(&question, &answer) {
+        let answer = match super::studiable(&question, &answer, &image, &mut images) {
             Ok(a) => a,
             Err(reason) => {
                 summary.drop(reason);
                 return Ok(Flow::Continue);
             }
         };
-        if images.size(&image).is_none() {
-            summary.drop(super::IMAGE_MISSING);
-            return Ok(Flow::Continue);
-        }
         if super::at_limit(opts, summary.studies) {
             return Ok(Flow::Stop);
         }

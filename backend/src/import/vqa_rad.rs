@@ -54,17 +54,13 @@ pub fn import(opts: &ImportOptions, out: &std::path::Path) -> Result<Summary, Im
             summary.drop("not a chest image (image_organ HEAD or ABD)");
             return Ok(Flow::Continue);
         }
-        let answer = match super::closed_question(&question, &answer) {
+        let answer = match super::studiable(&question, &answer, &image, &mut images) {
             Ok(a) => a,
             Err(reason) => {
                 summary.drop(reason);
                 return Ok(Flow::Continue);
             }
         };
-        if images.size(&image).is_none() {
-            summary.drop(super::IMAGE_MISSING);
-            return Ok(Flow::Continue);
-        }
         let key = (linked.clone(), image.clone());
         if !studies.contains_key(&key) {
             if super::at_limit(opts, order.len()) {

@@ -46,10 +46,12 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
         })
         .collect();
     table(o, &["model", "condition", "rows", "not run", "answer agreement", "accuracy"], &rows);
-    let mut rates: Vec<Vec<String>> = models
+    // The confound column only where the CSV named confound boxes.
+    let has_confound = models.iter().any(|(_, c)| c.confound_change_rate.is_some());
+    let rates: Vec<Vec<String>> = models
         .iter()
         .map(|(name, c)| {
-            vec![
+            let mut row = vec![
                 format!("`{name}`"),
                 pct(c.image_sensitivity.as_ref()),
                 interval(c.visual_reliance.as_ref()),
@@ -57,11 +59,13 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
                 pct(c.causal_grounding_rate.as_ref()),
                 pct(c.control_change_rate.as_ref()),
                 format!("{} ({} flipping pairs)", pct(c.image_invariant_flips.as_ref()), c.flipping_pairs),
-                pct(c.confound_change_rate.as_ref()),
-            ]
+            ];
+            if has_confound {
+                row.push(pct(c.confound_change_rate.as_ref()));
+            }
+            row
         })
         .collect();
-    let has_confound = models.iter().any(|(_, c)| c.confound_change_rate.is_some());
     let mut rate_columns = vec![
         "model",
         "image sensitivity",
@@ -73,10 +77,6 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
     ];
     if has_confound {
         rate_columns.push("confound change");
-    } else {
-        rates.iter_mut().for_each(|r| {
-            r.pop();
-        });
     }
     let _ = writeln!(
         o,
