@@ -108,15 +108,24 @@ pub fn condition_image(
     geometry: Option<&MapGeometry>,
 ) -> Result<ConditionImage, String> {
     let own = |truth: Option<Answer>| ConditionImage { source: row.image_path.clone(), truth, partner_study: None, occluded_box: None };
-    let inside = |b: PixelBox| -> Result<PixelBox, String> {
+    let inside = |b: PixelBox, what: &str| -> Result<PixelBox, String> {
         if let Some(g) = geometry
             && !b.inside_image(g.image_w, g.image_h)
         {
-            return Err(format!("the box is not inside the {}x{} image", g.image_w, g.image_h));
+            return Err(format!(
+                "the {what} ({}, {}, {}, {}; CSV line {}) is not inside the {}x{} image",
+                b.x0,
+                b.y0,
+                b.width(),
+                b.height(),
+                row.csv_line,
+                g.image_w,
+                g.image_h
+            ));
         }
         Ok(b)
     };
-    let boxed = || inside(row.roi.ok_or("the row has no radiologist box (roi_x, roi_y, roi_w, roi_h)")?);
+    let boxed = || inside(row.roi.ok_or("the row has no radiologist box (roi_x, roi_y, roi_w, roi_h)")?, "radiologist box");
     match pass {
         Pass::Image | Pass::BlankImage => Err(format!("{} is not an image condition of its own", pass.name())),
         Pass::Jpeg90 | Pass::Contrast90 => Ok(own(row.answer)),
@@ -124,7 +133,10 @@ pub fn condition_image(
         Pass::PriorBlank => Err("the row has no prior image (prior_image_path)".into()),
         Pass::RoiOccluded => Ok(ConditionImage { occluded_box: Some(boxed()?), ..own(row.answer) }),
         Pass::ConfoundOccluded => {
-            let b = inside(row.confound.ok_or("the row has no confound box (confound_x, confound_y, confound_w, confound_h)")?)?;
+            let b = inside(
+                row.confound.ok_or("the row has no confound box (confound_x, confound_y, confound_w, confound_h)")?,
+                "confound box",
+            )?;
             Ok(ConditionImage { occluded_box: Some(b), ..own(row.answer) })
         }
         Pass::ControlOccluded => {
@@ -285,7 +297,8 @@ mod tests {
         let t = shown(&tagged, Pass::ConfoundOccluded).unwrap();
         assert_eq!((t.source.as_str(), t.truth, t.occluded_box), ("a.png", Some(Answer::No), tagged.confound));
         let off = StudyRow { confound: Some(PixelBox::from_xywh(95.0, 2.0, 10.0, 10.0).unwrap()), ..boxed.clone() };
-        assert!(shown(&off, Pass::ConfoundOccluded).unwrap_err().contains("not inside the 100x100 image"));
+        let why = shown(&off, Pass::ConfoundOccluded).unwrap_err();
+        assert!(why.contains("the confound box (95, 2, 10, 10; CSV line 2) is not inside the 100x100 image"), "{why}");
     }
 
     #[test]
