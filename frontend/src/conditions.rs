@@ -96,7 +96,7 @@ fn cell(real: &CaseRecord, c: &ApiRecord) -> ConditionCell {
             }
             Pass::Jpeg90 | Pass::Contrast90 => Some(Shown::Edited { image_id: c.image_id.clone() }),
             // The current image as it was; its prior was the blank image (no side-by-side view yet).
-            Pass::PriorBlank => Some(Shown::Edited { image_id: c.image_id.clone() }),
+            Pass::PriorBlank | Pass::PriorSwap => Some(Shown::Edited { image_id: c.image_id.clone() }),
         }
     };
     let agrees = match (r.parsed_answer, real.parsed_answer) {

@@ -13,6 +13,7 @@ use radlens_shared::record::Pass;
 
 use super::plan::StudyRow;
 use crate::case::null_edit::{edit_8bit, edit_image};
+use crate::models::processor::ImageRole;
 
 /// A study's swap partners (G6): the first study after it in CSV order, cyclically, with the same
 /// finding, another subject when subject ids are given, and the opposite or the same truth (the
@@ -22,6 +23,17 @@ pub struct SwapPartners {
     /// The partner's study id, or why there is none.
     pub opposite: Result<String, String>,
     pub same: Result<String, String>,
+    /// `prior_swap`'s: the first study after it, cyclically, with a prior image of its own
+    /// (another file), another subject when subject ids are given, the same finding where one
+    /// is, else any finding.
+    pub prior: Result<PriorPartner, String>,
+}
+
+/// The study whose prior stands in for a row's prior under `prior_swap`, and that prior.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorPartner {
+    pub study: String,
+    pub image: String,
 }
 
 /// What decides a study's partners.
@@ -31,6 +43,7 @@ struct StudyKey<'a> {
     finding: Option<&'a str>,
     truth: Option<Answer>,
     image: &'a str,
+    prior: Option<&'a str>,
 }
 
 /// Every study's partners, over all the CSV's studies in file order (`studies` as
@@ -46,6 +59,7 @@ pub fn swap_partners(studies: &[(String, Vec<&StudyRow>)]) -> BTreeMap<String, S
                 finding: base.finding.as_deref(),
                 truth: base.answer.filter(|a| *a != Answer::Unknown),
                 image: &base.image_path,
+                prior: base.extra_images.iter().find(|e| e.role == ImageRole::Prior).map(|e| e.path.as_str()),
             })
         })
         .collect();
@@ -67,11 +81,12 @@ pub fn swap_partners(studies: &[(String, Vec<&StudyRow>)]) -> BTreeMap<String, S
                     format!("no other study with finding {finding:?}{subject} and truth {}", want.as_str())
                 })
         };
+        let prior = prior_partner(&keys, i);
         let partners = match me.truth {
-            Some(t) => SwapPartners { opposite: find(t.invert()), same: find(t) },
+            Some(t) => SwapPartners { opposite: find(t.invert()), same: find(t), prior },
             None => {
                 let why = Err("the base question has no yes/no truth".to_string());
-                SwapPartners { opposite: why.clone(), same: why }
+                SwapPartners { opposite: why.clone(), same: why, prior }
             }
         };
         out.insert(me.id.to_string(), partners);
@@ -79,11 +94,28 @@ pub fn swap_partners(studies: &[(String, Vec<&StudyRow>)]) -> BTreeMap<String, S
     // Studies whose base row cannot be run have no partner either.
     for (id, _) in studies {
         out.entry(id.clone()).or_insert_with(|| {
-            let why = Err("the study has no runnable base question".to_string());
-            SwapPartners { opposite: why.clone(), same: why }
+            let why = "the study has no runnable base question".to_string();
+            SwapPartners { opposite: Err(why.clone()), same: Err(why.clone()), prior: Err(why) }
         });
     }
     out
+}
+
+/// `keys[i]`'s prior partner (see [`SwapPartners::prior`]), or why it has none.
+fn prior_partner(keys: &[StudyKey<'_>], i: usize) -> Result<PriorPartner, String> {
+    let me = &keys[i];
+    let own = me.prior.ok_or("the study has no prior image (prior_image_path)")?;
+    let others: Vec<(&StudyKey<'_>, &str)> = (1..keys.len())
+        .map(|k| &keys[(i + k) % keys.len()])
+        .filter_map(|o| Some((o, o.prior?)))
+        .filter(|(o, prior)| *prior != own && (me.subject.is_none() || o.subject != me.subject))
+        .collect();
+    let same_finding = others.iter().find(|(o, _)| me.finding.is_some() && o.finding == me.finding);
+    let (o, prior) = same_finding.or(others.first()).ok_or_else(|| {
+        let subject = if me.subject.is_some() { " of another subject" } else { "" };
+        "no other study".to_string() + subject + " has a prior image of its own"
+    })?;
+    Ok(PriorPartner { study: o.id.to_string(), image: prior.to_string() })
 }
 
 /// What a row is shown under a condition pass.
@@ -130,7 +162,7 @@ pub fn condition_image(
         Pass::Image | Pass::BlankImage => Err(format!("{} is not an image condition of its own", pass.name())),
         Pass::Jpeg90 | Pass::Contrast90 => Ok(own(row.answer)),
         // Rows with a prior run on the multi-image path; this is every other row.
-        Pass::PriorBlank => Err("the row has no prior image (prior_image_path)".into()),
+        Pass::PriorBlank | Pass::PriorSwap => Err("the row has no prior image (prior_image_path)".into()),
         Pass::RoiOccluded => Ok(ConditionImage { occluded_box: Some(boxed()?), ..own(row.answer) }),
         Pass::ConfoundOccluded => {
             let b = inside(
@@ -246,6 +278,23 @@ mod tests {
         assert_eq!(p["c"].opposite.as_deref(), Ok("d"));
     }
 
+    #[test]
+    fn the_prior_partner_is_the_next_study_with_a_prior_of_its_own_the_same_finding_first() {
+        let csv = "study_id,image_path,prior_image_path,question,answer,finding,subject_id\n\
+                   a,a.png,pa.png,Has the effusion grown?,yes,effusion,p1\n\
+                   b,b.png,,Has the effusion grown?,no,effusion,p2\n\
+                   c,c.png,pc.png,Has the nodule grown?,no,nodule,p3\n\
+                   d,d.png,pd.png,Has the effusion grown?,no,effusion,p4\n\
+                   e,e.png,pa.png,Has the effusion grown?,no,effusion,p1\n";
+        let p = partners(csv, "prior");
+        let prior = |id: &str| p[id].prior.clone().map(|x| (x.study, x.image));
+        assert_eq!(prior("a"), Ok(("d".into(), "pd.png".into())), "b has no prior; d has the same finding, c does not");
+        assert_eq!(prior("c"), Ok(("d".into(), "pd.png".into())), "no other nodule study: the next with a prior");
+        assert_eq!(prior("d"), Ok(("e".into(), "pa.png".into())));
+        assert_eq!(prior("e"), Ok(("d".into(), "pd.png".into())), "a is the same subject and the same file");
+        assert!(prior("b").unwrap_err().contains("no prior image"));
+    }
+
     fn row(roi: Option<PixelBox>, answer: Answer) -> StudyRow {
         StudyRow {
             csv_line: 2,
@@ -270,7 +319,7 @@ mod tests {
     #[test]
     fn each_condition_names_its_image_and_truth_or_says_why_not() {
         let geometry = MapGeometry { h: 4, w: 4, crop: PixelBox::image(100, 100).unwrap(), image_w: 100, image_h: 100 };
-        let partners = SwapPartners { opposite: Ok("b".into()), same: Err("no other study".into()) };
+        let partners = SwapPartners { opposite: Ok("b".into()), same: Err("no other study".into()), prior: Err("none".into()) };
         let images: BTreeMap<String, String> = [("b".to_string(), "b.png".to_string())].into();
         let boxed = row(Some(PixelBox::from_xywh(10.0, 10.0, 20.0, 20.0).unwrap()), Answer::No);
         let shown = |r: &StudyRow, pass| condition_image(r, pass, Some(&partners), &images, Some(&geometry));

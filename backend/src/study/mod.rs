@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod conditions;
 pub mod merge;
+mod multi_image;
 pub mod plan;
 pub mod plots;
 pub mod randomization;

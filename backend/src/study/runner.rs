@@ -14,51 +14,35 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use image::DynamicImage;
 use radlens_shared::AttentionMap;
 use radlens_shared::geometry::{MapGeometry, bbox_mask};
-use radlens_shared::grounding::{CaseGrounding, ImageCondition};
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{
-    CaseError, CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord,
+    CaseError, CaseRecord, ConditionRecord, ErrorStage, Latency, MapRecord, MethodMap, Pass, SCHEMA_VERSION, TrustRecord,
 };
 use radlens_shared::roi::roi_metrics;
 
 use super::conditions::{ConditionImage, SwapPartners, blank_image, condition_image, condition_passes, shown_image};
-use super::plan::{RowImage, StudyRow};
+use super::multi_image::{MultiImageCase, RowImageEncoded};
+use super::plan::StudyRow;
 use super::run_dir::{AttentionFile, RunWriter};
-use crate::case::capture::fuse_captured;
 use crate::case::image::EncodeError;
 use crate::case::null_edit::{self, EditedImage};
 use crate::case::occlusion::{OccludedImages, OcclusionSettings};
 use crate::case::trust::{self, MethodValues, TrustChecks};
 use crate::case::{Capture, Case, CaseImage, CaseMap, CasePlan, CaseSpec, run_case};
-use crate::models::concat_features;
 use crate::models::generate::Prefix;
 use crate::models::kv_cache::KvCache;
 use crate::models::loader::Engine;
 use crate::models::probe::NoProbe;
 use crate::models::processor::preprocess::load_image;
-use crate::models::processor::{EncodedPrompt, ImageRole, MultiImagePrompt, PromptImage};
+use crate::models::processor::{EncodedPrompt, ImageRole};
 
 /// Why a case has no record of its own: the stage and the message of its error record.
-type CaseFailure = (ErrorStage, String);
-
-/// One image of a multi-image row (issue 21), encoded: its role, its path as the CSV names it,
-/// and its encoding (with its own map geometry).
-struct RowImageEncoded {
-    role: ImageRole,
-    path: String,
-    image: CaseImage,
-}
-
-/// A multi-image case's prompt and images, for splitting its attention per image.
-struct MultiImageCase<'a> {
-    prompt: &'a MultiImagePrompt,
-    /// In request order (`prompt.order` indexes it).
-    images: &'a [RowImageEncoded],
-}
+pub(super) type CaseFailure = (ErrorStage, String);
 
 /// How a study runs its cases.
 #[derive(Debug, Clone)]
@@ -147,7 +131,7 @@ impl ModelRun<'_> {
         Ok(stats)
     }
 
-    fn run_study(
+    pub(super) fn run_study(
         &self,
         plan: &Result<CasePlan, String>,
         rows: &[&StudyRow],
@@ -161,13 +145,6 @@ impl ModelRun<'_> {
         for r in bad {
             out.push(self.error_record(r, pass, ErrorStage::Csv, r.problem.clone().unwrap_or_default()));
         }
-        // Multi-image rows (issue 21) run on their real images and under `prior_blank` only, so
-        // far (a row without a prior gets `prior_blank`'s not-run record from `run_condition`).
-        let (multi, good): (Vec<&StudyRow>, Vec<&StudyRow>) =
-            good.into_iter().partition(|r| !r.extra_images.is_empty() && !matches!(pass, Pass::Image | Pass::PriorBlank));
-        for r in multi {
-            out.push(self.not_run_record(r, pass, "image conditions do not run on multi-image rows yet (issue 21)".into()));
-        }
         if !matches!(pass, Pass::Image | Pass::BlankImage) {
             let plan = match plan {
                 Ok(plan) => plan,
@@ -176,9 +153,11 @@ impl ModelRun<'_> {
                     return Ok(out);
                 }
             };
+            // Multi-image rows (issue 21): the prior conditions replace the prior; every other
+            // condition acts on the current image, the row's other images kept.
             let (with_prior, good): (Vec<&StudyRow>, Vec<&StudyRow>) =
-                good.into_iter().partition(|r| pass == Pass::PriorBlank && r.extra_images.iter().any(|e| e.role == ImageRole::Prior));
-            out.extend(self.run_prior_blank(plan, &with_prior, blank, attention)?);
+                good.into_iter().partition(|r| pass.condition().needs_prior() && r.extra_images.iter().any(|e| e.role == ImageRole::Prior));
+            out.extend(self.run_prior_condition(plan, &with_prior, pass, blank, attention)?);
             out.extend(self.run_condition(plan, &good, pass, attention)?);
             out.sort_by_key(|r| r.variant_index);
             return Ok(out);
@@ -256,180 +235,14 @@ impl ModelRun<'_> {
         Ok(out)
     }
 
-    /// Loads and encodes a row's other images; a missing or unreadable one is the row's error,
-    /// naming its column and file.
-    fn encode_extra_images(&self, extras: &[RowImage]) -> Result<Vec<RowImageEncoded>, CaseFailure> {
-        extras
-            .iter()
-            .map(|e| {
-                let img = load_image(&self.images.join(&e.path)).map_err(|err| (ErrorStage::Image, format!("{}: {err:#}", e.column)))?;
-                let image = self.encode_image(&img).map_err(|(stage, message)| (stage, format!("{}: {message}", e.column)))?;
-                Ok(RowImageEncoded { role: e.role, path: e.path.clone(), image })
-            })
-            .collect()
-    }
-
-    /// A study's rows over several images (issue 21): the prompt places them as the model's
-    /// template does (asked for in the order prior, current, lateral; MAIRA-2 reorders), the
-    /// features are concatenated in the prompt's order (what `encode_image_list` returns), and
-    /// each case's own map is the current image's; the record adds every image's map on its own
-    /// grid with its share of the attention mass. Grad-CAM, the trust checks and grounding do
-    /// not run on these rows yet; a model that takes one image makes each row an error record.
-    fn run_multi_image(
-        &self,
-        plan: &CasePlan,
-        rows: &[&StudyRow],
-        pass: Pass,
-        current: RowImageEncoded,
-        extras: Vec<RowImageEncoded>,
-        attention: &mut AttentionFile,
-    ) -> anyhow::Result<Vec<CaseRecord>> {
-        let requested = &plan.spec;
-        let plan = CasePlan { spec: CaseSpec { trust: None, grounding: None, ..plan.spec.clone() }, ..plan.clone() };
-        let mut images: Vec<RowImageEncoded> = extras.into_iter().chain(std::iter::once(current)).collect();
-        // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
-        images.sort_by_key(|i| match i.role {
-            ImageRole::Prior => 0,
-            ImageRole::Current => 1,
-            ImageRole::Lateral => 2,
-        });
-        let request: Vec<PromptImage> = images.iter().map(|i| PromptImage { role: i.role, tokens: i.image.image_tokens() }).collect();
-        let mut out = Vec::new();
-        let mut prompts: Vec<(&StudyRow, EncodedPrompt)> = Vec::new();
-        let mut multi: Vec<MultiImagePrompt> = Vec::new();
-        for r in rows {
-            match self.engine.prompter.encode_images(&r.question, None, &request) {
-                Ok(m) if multi.first().is_none_or(|first| first.order == m.order) => {
-                    prompts.push((*r, m.prompt.clone()));
-                    multi.push(m);
-                }
-                Ok(_) => out.push(self.error_record(
-                    r,
-                    Pass::Image,
-                    ErrorStage::Preprocess,
-                    "the images' order differs between the study's prompts".into(),
-                )),
-                Err(e) => out.push(self.error_record(
-                    r,
-                    Pass::Image,
-                    ErrorStage::Preprocess,
-                    format!("{} images ({}): {e}", request.len(), roles_of(&request)),
-                )),
-            }
-        }
-        let Some(first) = multi.first() else { return Ok(out) };
-        let in_prompt_order: Vec<Tensor> = first.order.iter().map(|&i| images[i].image.features.clone()).collect();
-        let current =
-            images.iter().find(|i| i.role == ImageRole::Current).map(|i| &i.image).ok_or_else(|| anyhow::anyhow!("no current image"))?;
-        let combined = CaseImage {
-            features: concat_features(&in_prompt_order)?,
-            pixels: current.pixels.clone(),
-            geometry: current.geometry,
-            preprocess_ms: images.iter().map(|i| i.image.preprocess_ms).sum(),
-            encode_ms: images.iter().map(|i| i.image.encode_ms).sum(),
-        };
-        // Every image is inside the shared prefix or none is (see `shared_prefix_len`).
-        let prefix_len = self.shared_prefix_len(&prompts);
-        let (prefix_cache, shared_ms) = self.prefix_cache(&prompts, prefix_len, &combined);
-        for (i, ((row, _), m)) in prompts.iter().zip(&multi).enumerate() {
-            // The case's own map is the current image's: its prompt names only that image's tokens.
-            let j = m.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
-            let own_prompt = EncodedPrompt { input_ids: m.prompt.input_ids.clone(), image_positions: m.image_spans[j].clone().collect() };
-            let g = combined.geometry;
-            let roi = row.roi.filter(|b| b.inside_image(g.image_w, g.image_h));
-            let case = Case {
-                engine: self.engine,
-                plan: &plan,
-                image: &combined,
-                prompt: &own_prompt,
-                prefix: prefix_cache.as_ref().map(|cache| Prefix { cache, len: prefix_len }),
-                capture: if pass == Pass::Image { Capture::Map } else { Capture::Nothing },
-                generic: None,
-                seed: trust::seed_of(&row.sample_id()),
-                roi,
-                confound: row.confound.filter(|b| b.inside_image(g.image_w, g.image_h)),
-                occluded: None,
-                null_edits: None,
-            };
-            let multi_case = MultiImageCase { prompt: m, images: &images };
-            let mut record = match self.record_of(row, pass, case, Some(multi_case), attention) {
-                Ok((record, _)) => record,
-                Err((stage, message)) => self.error_record(row, pass, stage, message),
-            };
-            // The checks this row did not get are said, not skipped silently.
-            if record.error.is_none() && pass == Pass::Image {
-                const WHY: &str = "not run on multi-image rows yet (issue 21): the maps per image are in `images`";
-                if requested.trust.is_some() {
-                    record.trust =
-                        Some(TrustRecord { notes: vec![format!("Grad-CAM, deletion and sink checks {WHY}")], ..TrustRecord::default() });
-                }
-                if requested.grounding.is_some() {
-                    record.grounding = Some(CaseGrounding { notes: vec![format!("grounding checks {WHY}")], ..CaseGrounding::default() });
-                }
-            }
-            if i == 0 {
-                if record.error.is_none() {
-                    record.latency.preprocess_ms = combined.preprocess_ms;
-                    record.latency.image_encode_ms = combined.encode_ms;
-                }
-                record.latency.prefill_ms += shared_ms;
-            }
-            record.latency.total_ms = record.latency.preprocess_ms
-                + record.latency.image_encode_ms
-                + record.latency.prefill_ms
-                + record.latency.decode_ms
-                + record.latency.capture_ms;
-            out.push(record);
-        }
-        Ok(out)
-    }
-
-    /// `prior_blank` (issue 21): rows with a prior run with the prior replaced by the blank
-    /// image (encoded once per model) and their other images as they are, without capture.
-    fn run_prior_blank(
-        &self,
-        plan: &CasePlan,
-        rows: &[&StudyRow],
-        blank: &mut Option<CaseImage>,
-        attention: &mut AttentionFile,
-    ) -> anyhow::Result<Vec<CaseRecord>> {
-        let mut out = Vec::new();
-        let mut by_images: Vec<(String, Vec<&StudyRow>)> = Vec::new();
-        for &r in rows {
-            match by_images.iter_mut().find(|(k, _)| *k == r.image_key()) {
-                Some((_, v)) => v.push(r),
-                None => by_images.push((r.image_key(), vec![r])),
-            }
-        }
-        for (_, rows) in by_images {
-            let blank_image = match blank {
-                Some(b) => Ok(b.reused()),
-                None => self.encode_image(&blank_image()).inspect(|e| *blank = Some(e.reused())),
-            };
-            let others: Vec<RowImage> = rows[0].extra_images.iter().filter(|e| e.role != ImageRole::Prior).cloned().collect();
-            let images = blank_image.and_then(|b| {
-                let current = load_image(&self.images.join(&rows[0].image_path))
-                    .map_err(|e| (ErrorStage::Image, format!("{e:#}")))
-                    .and_then(|img| self.encode_image(&img))?;
-                let mut extras = self.encode_extra_images(&others)?;
-                extras.push(RowImageEncoded { role: ImageRole::Prior, path: "blank".into(), image: b });
-                Ok((current, extras))
-            });
-            let records = match images {
-                Ok((current, extras)) => {
-                    let current = RowImageEncoded { role: ImageRole::Current, path: rows[0].image_path.clone(), image: current };
-                    self.run_multi_image(plan, &rows, Pass::PriorBlank, current, extras, attention)?
-                }
-                Err((stage, message)) => rows.iter().map(|r| self.error_record(r, Pass::PriorBlank, stage, message.clone())).collect(),
-            };
-            out.extend(records.into_iter().map(|r| CaseRecord { condition: Some(ConditionRecord::default()), ..r }));
-        }
-        Ok(out)
-    }
-
     /// The KV cache of `prompts[0]`'s first `prefix_len` tokens, and the time it took (none
     /// when there is nothing to share or the prefill fails: every case then runs in full).
-    fn prefix_cache(&self, prompts: &[(&StudyRow, EncodedPrompt)], prefix_len: usize, image: &CaseImage) -> (Option<KvCache>, f64) {
+    pub(super) fn prefix_cache(
+        &self,
+        prompts: &[(&StudyRow, EncodedPrompt)],
+        prefix_len: usize,
+        image: &CaseImage,
+    ) -> (Option<KvCache>, f64) {
         if prefix_len == 0 {
             return (None, 0.0);
         }
@@ -445,7 +258,7 @@ impl ModelRun<'_> {
     /// One image condition's pass over a study's rows: each row's shown image made and encoded
     /// once per (source image, box), the rows run on it without capture; a row the condition
     /// has no image for gets a record that says why.
-    fn run_condition(
+    pub(super) fn run_condition(
         &self,
         plan: &CasePlan,
         rows: &[&StudyRow],
@@ -480,7 +293,11 @@ impl ModelRun<'_> {
             };
             let shown = condition_image(row, pass, self.partners.get(&row.study_id), self.partner_images, geometry.as_ref());
             match shown {
-                Ok(c) => match groups.iter_mut().find(|(g, _)| g.source == c.source && g.occluded_box == c.occluded_box) {
+                // A multi-image row shares the shown image only with rows whose other images match.
+                Ok(c) => match groups
+                    .iter_mut()
+                    .find(|(g, m)| g.source == c.source && g.occluded_box == c.occluded_box && m[0].0.extra_images == row.extra_images)
+                {
                     Some((_, members)) => members.push((row, c)),
                     None => groups.push((c.clone(), vec![(row, c)])),
                 },
@@ -493,8 +310,13 @@ impl ModelRun<'_> {
                 .and_then(|original| shown_image(&original, pass, &shown).map_err(|e| (ErrorStage::Preprocess, e)))
                 .and_then(|img| self.encode_image(&img));
             let member_rows: Vec<&StudyRow> = members.iter().map(|(r, _)| *r).collect();
-            let records = match image {
-                Ok(image) => self.run_variants(plan, &member_rows, pass, &image, None, attention)?,
+            let extras = image.and_then(|image| Ok((image, self.encode_extra_images(&member_rows[0].extra_images)?)));
+            let records = match extras {
+                Ok((image, extras)) if extras.is_empty() => self.run_variants(plan, &member_rows, pass, &image, None, attention)?,
+                Ok((image, extras)) => {
+                    let current = RowImageEncoded { role: ImageRole::Current, path: shown.source.clone(), image };
+                    self.run_multi_image(plan, &member_rows, pass, current, extras, attention)?
+                }
                 Err((stage, message)) => member_rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
             };
             for mut record in records {
@@ -511,11 +333,11 @@ impl ModelRun<'_> {
     }
 
     /// A row the condition has no image for: no answer, and why (not an error of the run).
-    fn not_run_record(&self, row: &StudyRow, pass: Pass, why: String) -> CaseRecord {
+    pub(super) fn not_run_record(&self, row: &StudyRow, pass: Pass, why: String) -> CaseRecord {
         CaseRecord { condition: Some(ConditionRecord { not_run: Some(why), ..ConditionRecord::default() }), ..self.base_record(row, pass) }
     }
 
-    fn encode_image(&self, img: &DynamicImage) -> Result<CaseImage, (ErrorStage, String)> {
+    pub(super) fn encode_image(&self, img: &DynamicImage) -> Result<CaseImage, (ErrorStage, String)> {
         CaseImage::encode(self.engine, img, self.device).map_err(|e| match e {
             EncodeError::Preprocess(e) => (ErrorStage::Preprocess, e.to_string()),
             EncodeError::Encode(e) => (ErrorStage::Inference, e.to_string()),
@@ -525,7 +347,7 @@ impl ModelRun<'_> {
     /// The shared prefix: the longest common run of ids, leaving each variant a token of its
     /// own, never cut through an image block (its tokens attend to each other both ways), and
     /// only worth sharing when the whole image is in it.
-    fn shared_prefix_len(&self, prompts: &[(&StudyRow, EncodedPrompt)]) -> usize {
+    pub(super) fn shared_prefix_len(&self, prompts: &[(&StudyRow, EncodedPrompt)]) -> usize {
         let mut prefix_len = match prompts {
             [first, rest @ ..] if self.settings.share_prefix && !rest.is_empty() => {
                 let mut n = first.1.input_ids.len() - 1;
@@ -553,7 +375,7 @@ impl ModelRun<'_> {
         prefix_len
     }
 
-    fn run_variants(
+    pub(super) fn run_variants(
         &self,
         plan: &CasePlan,
         rows: &[&StudyRow],
@@ -662,7 +484,7 @@ impl ModelRun<'_> {
 
     /// Runs one case and stores its maps: the record, and its normalised attention map (kept in
     /// memory for the study's sinks; `None` for a fallback or a pass without capture).
-    fn record_of(
+    pub(super) fn record_of(
         &self,
         row: &StudyRow,
         pass: Pass,
@@ -718,7 +540,7 @@ impl ModelRun<'_> {
 
     /// The record's own map: attention with its raw image rows (for re-fusing later), or a
     /// fallback with none (`head_rows` is empty).
-    fn store_map(&self, m: &CaseMap, row: &StudyRow, attention: &mut AttentionFile) -> Result<MapRecord, String> {
+    pub(super) fn store_map(&self, m: &CaseMap, row: &StudyRow, attention: &mut AttentionFile) -> Result<MapRecord, String> {
         let Some(att) = &m.attention else {
             let stored = self.store_method_map(&m.own, row, attention)?;
             let head_rows = attention.append(&[], vec![0]).map_err(|e| e.to_string())?;
@@ -744,57 +566,8 @@ impl ModelRun<'_> {
         Ok(MapRecord { provenance: m.own.provenance.clone(), image_share: att.image_share, metrics, roi, values, head_rows })
     }
 
-    /// A multi-image case's attention split per image: the query rows' fused attention over every
-    /// image token (prompt order), cut at the image spans; each part's sum over the total is the
-    /// image's mass share, and the part renormalised is its map on its own grid.
-    fn store_image_maps(
-        &self,
-        plan: &CasePlan,
-        recorder: &crate::models::probe::AttentionRecorder,
-        own: &radlens_shared::fusion::MapProvenance,
-        multi: &MultiImageCase<'_>,
-        attention: &mut AttentionFile,
-    ) -> Result<Vec<ImageMapRecord>, String> {
-        let all = &multi.prompt.prompt.image_positions;
-        let captured =
-            fuse_captured(recorder, &plan.layers, &own.query_positions, all, plan.spec.head_fusion).map_err(|e| e.to_string())?;
-        let lens: Vec<usize> = multi.prompt.image_spans.iter().map(|s| s.len()).collect();
-        let parts = split_by_image(&captured.fused.values, &lens)?;
-        let mut out = Vec::with_capacity(parts.len());
-        for ((share, values), &i) in parts.into_iter().zip(&multi.prompt.order) {
-            let image = &multi.images[i];
-            let g = image.image.geometry;
-            let n = g.h * g.w;
-            let mut provenance = radlens_shared::fusion::MapProvenance { geometry: g, ..own.clone() };
-            let values = match values {
-                Some(v) if v.len() == n => v,
-                Some(v) => return Err(format!("the {} image has {} tokens in the prompt but a {}x{} grid", image.role, v.len(), g.h, g.w)),
-                // An image the captured rows never reach (e.g. only sliding-window layers that end
-                // before it): a uniform map that says so, its share 0.
-                None => {
-                    provenance.fallback_reason =
-                        Some(format!("uniform_fallback: the captured rows put no attention on the {} image", image.role));
-                    vec![1.0 / n as f64; n]
-                }
-            };
-            let metrics =
-                MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-            let stored = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
-            out.push(ImageMapRecord {
-                role: image.role.to_string(),
-                image: image.path.clone(),
-                image_mass_share: share,
-                provenance,
-                metrics,
-                values: stored,
-            });
-        }
-        Ok(out)
-    }
-
     /// Stores another method's map (normalised) with its metrics.
-    fn store_method_map(&self, m: &MethodValues, row: &StudyRow, attention: &mut AttentionFile) -> Result<MethodMap, String> {
+    pub(super) fn store_method_map(&self, m: &MethodValues, row: &StudyRow, attention: &mut AttentionFile) -> Result<MethodMap, String> {
         let g = m.provenance.geometry;
         let map = AttentionMap::new(g.h, g.w, m.values.clone()).map_err(|e| e.to_string())?;
         let metrics = MapMetrics::of(&map).map_err(|e| e.to_string())?;
@@ -809,7 +582,7 @@ impl ModelRun<'_> {
 
     /// The trust checks as the record keeps them, their maps stored (a map that cannot be
     /// stored is a note).
-    fn store_trust(&self, checks: &TrustChecks, row: &StudyRow, attention: &mut AttentionFile) -> TrustRecord {
+    pub(super) fn store_trust(&self, checks: &TrustChecks, row: &StudyRow, attention: &mut AttentionFile) -> TrustRecord {
         let mut out = TrustRecord {
             faithfulness: checks.faithfulness.clone(),
             agreement: checks.agreement.clone(),
@@ -825,7 +598,7 @@ impl ModelRun<'_> {
         out
     }
 
-    fn base_record(&self, row: &StudyRow, pass: Pass) -> CaseRecord {
+    pub(super) fn base_record(&self, row: &StudyRow, pass: Pass) -> CaseRecord {
         CaseRecord {
             schema_version: SCHEMA_VERSION,
             sample_id: row.sample_id(),
@@ -865,55 +638,7 @@ impl ModelRun<'_> {
         }
     }
 
-    fn error_record(&self, row: &StudyRow, pass: Pass, stage: ErrorStage, message: String) -> CaseRecord {
+    pub(super) fn error_record(&self, row: &StudyRow, pass: Pass, stage: ErrorStage, message: String) -> CaseRecord {
         CaseRecord { error: Some(CaseError { stage, message }), ..self.base_record(row, pass) }
-    }
-}
-
-/// One image's part of a multi-image map: its share of the mass, and its renormalised values.
-type ImagePart = (f64, Option<Vec<f64>>);
-
-/// Splits `fused` (the fused attention over every image token, in prompt order) into
-/// consecutive parts of `lens` tokens: each part's share of the total mass, and the part
-/// renormalised to sum to 1 (`None` for a part without mass).
-fn split_by_image(fused: &[f64], lens: &[usize]) -> Result<Vec<ImagePart>, String> {
-    if lens.iter().sum::<usize>() != fused.len() {
-        return Err(format!("{} image tokens fused, the images' spans hold {}", fused.len(), lens.iter().sum::<usize>()));
-    }
-    let total: f64 = fused.iter().sum();
-    if total.is_nan() || total <= 0.0 {
-        return Err("no attention mass on the image tokens".into());
-    }
-    let mut out = Vec::with_capacity(lens.len());
-    let mut offset = 0;
-    for &n in lens {
-        let part = &fused[offset..offset + n];
-        offset += n;
-        let mass: f64 = part.iter().sum();
-        let values = (mass > 0.0).then(|| part.iter().map(|v| v / mass).collect());
-        out.push((mass / total, values));
-    }
-    Ok(out)
-}
-
-/// `prior, current` for the error message of a model that takes fewer images.
-fn roles_of(images: &[PromptImage]) -> String {
-    images.iter().map(|i| i.role.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attention_is_split_at_the_image_spans_with_each_share_of_the_mass() {
-        let parts = split_by_image(&[1.0, 1.0, 2.0, 0.0, 0.0, 0.0, 4.0], &[3, 3, 1]).unwrap();
-        let shares: Vec<f64> = parts.iter().map(|p| p.0).collect();
-        assert_eq!(shares, [0.5, 0.0, 0.5]);
-        assert_eq!(parts[0].1.as_deref(), Some(&[0.25, 0.25, 0.5][..]), "each part renormalised on its own");
-        assert_eq!(parts[1].1, None, "an image without mass has no map of its own");
-        assert_eq!(parts[2].1.as_deref(), Some(&[1.0][..]));
-        assert!(split_by_image(&[1.0, 2.0], &[1, 2]).unwrap_err().contains("2 image tokens fused, the images' spans hold 3"));
-        assert!(split_by_image(&[0.0, 0.0], &[1, 1]).is_err(), "no mass at all is the record's capture error");
     }
 }

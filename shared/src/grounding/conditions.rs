@@ -35,6 +35,11 @@ pub enum ImageCondition {
     /// radlens' own (issue 21): a multi-image row with its prior image replaced by the blank
     /// image, the current image kept; truth: the row's. Rows without a prior are not run.
     PriorBlank,
+    /// radlens' own (issue 21): a multi-image row with its prior image replaced by another
+    /// study's prior (the swap partner rule: same finding, another subject, the opposite truth
+    /// where one exists, else the same), the current image kept; no truth (the change asked
+    /// about is between two patients' images). Does the answer about change follow the prior?
+    PriorSwap,
 }
 
 impl ImageCondition {
@@ -51,15 +56,16 @@ impl ImageCondition {
             ImageCondition::Contrast90 => "contrast90",
             ImageCondition::ConfoundOccluded => "confound_occluded",
             ImageCondition::PriorBlank => "prior_blank",
+            ImageCondition::PriorSwap => "prior_swap",
         }
     }
 
     /// Whether the condition needs a row with several images (only such rows run it).
     pub fn needs_prior(self) -> bool {
-        self == ImageCondition::PriorBlank
+        matches!(self, ImageCondition::PriorBlank | ImageCondition::PriorSwap)
     }
 
-    pub const ALL: [ImageCondition; 10] = [
+    pub const ALL: [ImageCondition; 11] = [
         ImageCondition::Real,
         ImageCondition::Blank,
         ImageCondition::SwapOpposite,
@@ -70,6 +76,7 @@ impl ImageCondition {
         ImageCondition::Contrast90,
         ImageCondition::ConfoundOccluded,
         ImageCondition::PriorBlank,
+        ImageCondition::PriorSwap,
     ];
 }
 
@@ -238,6 +245,13 @@ pub fn confound_change_parts(rows: &[ConditionRow]) -> Vec<ClusterRatio> {
     parts_by_study(of(rows, ImageCondition::ConfoundOccluded), |r| Some(r.answer != r.real_answer))
 }
 
+/// Change-rate parts of one condition: its rows whose answer differs from the real one (so the
+/// share is `1 - answer_agreement(condition)`): `prior_blank_change_rate`,
+/// `prior_swap_change_rate`.
+pub fn change_parts(rows: &[ConditionRow], condition: ImageCondition) -> Vec<ClusterRatio> {
+    parts_by_study(of(rows, condition), |r| Some(r.answer != r.real_answer))
+}
+
 /// `answer_agreement` and `accuracy` of one condition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConditionFigures {
@@ -263,6 +277,9 @@ pub struct ImageConditionSummary {
     pub control_change_rate: Option<f64>,
     /// Rows whose answer changes when their confound box is hidden.
     pub confound_change_rate: Option<f64>,
+    /// Rows whose answer changes when their prior is blank, or another study's.
+    pub prior_blank_change_rate: Option<f64>,
+    pub prior_swap_change_rate: Option<f64>,
 }
 
 pub fn image_condition_summary(rows: &[ConditionRow]) -> Result<ImageConditionSummary, MetricError> {
@@ -288,6 +305,8 @@ pub fn image_condition_summary(rows: &[ConditionRow]) -> Result<ImageConditionSu
         causal_grounding_rate: ratio(&causal_grounding_parts(rows)?),
         control_change_rate: ratio(&control_change_parts(rows)?),
         confound_change_rate: ratio(&confound_change_parts(rows)),
+        prior_blank_change_rate: ratio(&change_parts(rows, ImageCondition::PriorBlank)),
+        prior_swap_change_rate: ratio(&change_parts(rows, ImageCondition::PriorSwap)),
     })
 }
 
@@ -344,11 +363,17 @@ mod tests {
             // Hiding the confound changes a's answer, not b's.
             row("a", "s1", ConfoundOccluded, No, Yes, Some(Yes)),
             row("b", "s2", ConfoundOccluded, No, No, Some(Yes)),
+            // Another study's prior changes b's answer; a blank prior changes nothing.
+            row("a", "s1", PriorBlank, Yes, Yes, Some(Yes)),
+            row("a", "s1", PriorSwap, Yes, Yes, None),
+            row("b", "s2", PriorSwap, Yes, No, None),
         ];
         let s = image_condition_summary(&rows).unwrap();
-        assert_eq!(s.conditions.len(), 6);
-        assert_eq!(s.conditions[5].condition, ConfoundOccluded, "radlens' own condition comes last");
+        assert_eq!(s.conditions.len(), 8);
+        assert_eq!(s.conditions[5].condition, ConfoundOccluded, "radlens' own conditions come last");
         assert_eq!(s.confound_change_rate, Some(0.5));
+        assert_eq!((s.prior_blank_change_rate, s.prior_swap_change_rate), (Some(0.0), Some(0.5)));
+        assert_eq!(s.conditions[7].accuracy, None, "prior_swap has no truth");
         assert_eq!(s.conditions[1].condition, Blank);
         assert_eq!((s.conditions[1].answer_agreement, s.conditions[1].accuracy), (Some(0.5), None));
         assert_eq!(s.image_sensitivity, Some(0.5));

@@ -26,6 +26,15 @@ pub struct ConditionAnalysis {
     /// runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confound_change_rate: Option<Interval>,
+    /// Rows with a prior image whose answer changes when the prior is blank (`prior_blank`;
+    /// absent where the run has none): does the model read the prior at all?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_blank_change_rate: Option<Interval>,
+    /// Rows with a prior image whose answer changes when another study's prior stands in
+    /// (`prior_swap`; absent where the run has none): does the answer about change follow
+    /// the prior?
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_swap_change_rate: Option<Interval>,
     /// PSF-Med's split: flipping (base, variant) pairs whose base answer equals the base's blank
     /// answer (the flip happens with an image the model does not use), over the flipping pairs
     /// with a blank answer.

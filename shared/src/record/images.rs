@@ -23,6 +23,24 @@ pub struct ImageMapRecord {
     pub metrics: MapMetrics,
     /// The map over this image's tokens, renormalised to sum to 1, `[h, w]` f32.
     pub values: TensorRef,
+    /// The other methods' maps of this image (Grad-CAM, occlusion, relative), each split
+    /// between the images the same way; absent where none was asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<ImageMethodMap>,
+}
+
+/// One image's part of another method's map over a multi-image prompt (issue 21).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMethodMap {
+    /// This image's share of the method's whole map (Grad-CAM's positive mass, occlusion's
+    /// answer drops, the relative map's mass) over all the prompt's images; the shares of one
+    /// method over a record's images sum to 1.
+    pub image_mass_share: f64,
+    /// `provenance.method` names the method; `provenance.geometry` is this image's own grid.
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+    /// The method's map over this image, renormalised to sum to 1, `[h, w]` f32.
+    pub values: TensorRef,
 }
 
 /// One image role's maps over a model's multi-image records.

@@ -224,12 +224,13 @@ pub enum Pass {
     Contrast90,
     ConfoundOccluded,
     PriorBlank,
+    PriorSwap,
 }
 
 impl Pass {
     /// Every pass, the real image first, then the conditions in the spec's order, then radlens'
     /// own.
-    pub const ALL: [Pass; 10] = [
+    pub const ALL: [Pass; 11] = [
         Pass::Image,
         Pass::BlankImage,
         Pass::SwapOpposite,
@@ -240,6 +241,7 @@ impl Pass {
         Pass::Contrast90,
         Pass::ConfoundOccluded,
         Pass::PriorBlank,
+        Pass::PriorSwap,
     ];
 
     /// The image condition the pass runs.
@@ -255,6 +257,7 @@ impl Pass {
             Pass::Contrast90 => ImageCondition::Contrast90,
             Pass::ConfoundOccluded => ImageCondition::ConfoundOccluded,
             Pass::PriorBlank => ImageCondition::PriorBlank,
+            Pass::PriorSwap => ImageCondition::PriorSwap,
         }
     }
 
@@ -276,6 +279,7 @@ impl Pass {
             Pass::Contrast90 => "contrast90",
             Pass::ConfoundOccluded => "confound_occluded",
             Pass::PriorBlank => "prior_blank",
+            Pass::PriorSwap => "prior_swap",
         }
     }
 
@@ -297,6 +301,7 @@ impl Pass {
             Pass::Contrast90 => "contrast 90%",
             Pass::ConfoundOccluded => "confound box occluded",
             Pass::PriorBlank => "prior image blank",
+            Pass::PriorSwap => "another study's prior",
         }
     }
 }
@@ -304,7 +309,8 @@ impl Pass {
 /// What an image condition did to a row's image (absent on the row's own image).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConditionRecord {
-    /// `swap_*`: the study whose image the model was shown (its image is the record's `image`).
+    /// `swap_*`: the study whose image the model was shown (its image is the record's `image`);
+    /// `prior_swap`: the study whose prior image stood in for the row's prior.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partner_study: Option<String>,
     /// `roi_occluded`, `control_occluded`, `confound_occluded`: the box filled with the image's per-channel mean, in

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use radlens_shared::answer::Answer;
 use radlens_shared::grounding::conditions::{
-    accuracy_parts, answer_agreement_parts, causal_grounding_parts, confound_change_parts, control_change_parts, image_sensitivity_parts,
+    accuracy_parts, answer_agreement_parts, causal_grounding_parts, change_parts, confound_change_parts, control_change_parts,
+    image_sensitivity_parts,
 };
 use radlens_shared::grounding::{ConditionRow, ImageCondition};
 use radlens_shared::record::{CaseRecord, ConditionAnalysis, ConditionStats, Pass};
@@ -82,6 +83,8 @@ pub(super) fn condition_analysis(data: &ModelData, boot: &Boot) -> Result<Option
         causal_grounding_rate: boot.interval(causal_grounding_parts(&rows).map_err(bad)?)?,
         control_change_rate: boot.interval(control_change_parts(&rows).map_err(bad)?)?,
         confound_change_rate: boot.interval(confound_change_parts(&rows))?,
+        prior_blank_change_rate: boot.interval(change_parts(&rows, ImageCondition::PriorBlank))?,
+        prior_swap_change_rate: boot.interval(change_parts(&rows, ImageCondition::PriorSwap))?,
         image_invariant_flips: boot.interval(invariant)?,
         flipping_pairs: flipping,
     }))

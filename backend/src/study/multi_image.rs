@@ -1,0 +1,340 @@
+//! Rows with several images (issue 21): each image encoded once, the prompt built as the
+//! model's template places them, the features concatenated in the prompt's order, and every
+//! case's attention split per image on each image's own grid with its share of the mass.
+
+use candle_core::Tensor;
+use radlens_shared::AttentionMap;
+use radlens_shared::fusion::MapProvenance;
+use radlens_shared::grounding::CaseGrounding;
+use radlens_shared::metrics::MapMetrics;
+use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Pass, TrustRecord};
+
+use super::conditions::blank_image;
+use super::plan::{RowImage, StudyRow};
+use super::run_dir::AttentionFile;
+use super::runner::{CaseFailure, ModelRun};
+use crate::case::capture::fuse_captured;
+use crate::case::trust;
+use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec};
+use crate::models::concat_features;
+use crate::models::generate::Prefix;
+use crate::models::probe::AttentionRecorder;
+use crate::models::processor::preprocess::load_image;
+use crate::models::processor::{EncodedPrompt, ImageRole, MultiImagePrompt, PromptImage};
+
+/// One image of a multi-image row (issue 21), encoded: its role, its path as the CSV names it,
+/// and its encoding (with its own map geometry).
+pub(super) struct RowImageEncoded {
+    pub(super) role: ImageRole,
+    pub(super) path: String,
+    pub(super) image: CaseImage,
+}
+
+/// A multi-image case's prompt and images, for splitting its attention per image.
+pub(super) struct MultiImageCase<'a> {
+    pub(super) prompt: &'a MultiImagePrompt,
+    /// In request order (`prompt.order` indexes it).
+    pub(super) images: &'a [RowImageEncoded],
+}
+
+impl ModelRun<'_> {
+    /// Loads and encodes a row's other images; a missing or unreadable one is the row's error,
+    /// naming its column and file.
+    pub(super) fn encode_extra_images(&self, extras: &[RowImage]) -> Result<Vec<RowImageEncoded>, CaseFailure> {
+        extras
+            .iter()
+            .map(|e| {
+                let img = load_image(&self.images.join(&e.path)).map_err(|err| (ErrorStage::Image, format!("{}: {err:#}", e.column)))?;
+                let image = self.encode_image(&img).map_err(|(stage, message)| (stage, format!("{}: {message}", e.column)))?;
+                Ok(RowImageEncoded { role: e.role, path: e.path.clone(), image })
+            })
+            .collect()
+    }
+
+    /// A study's rows over several images (issue 21): the prompt places them as the model's
+    /// template does (asked for in the order prior, current, lateral; MAIRA-2 reorders), the
+    /// features are concatenated in the prompt's order (what `encode_image_list` returns), and
+    /// each case's own map is the current image's; the record adds every image's map on its own
+    /// grid with its share of the attention mass. Grad-CAM, the trust checks and grounding do
+    /// not run on these rows yet; a model that takes one image makes each row an error record.
+    pub(super) fn run_multi_image(
+        &self,
+        plan: &CasePlan,
+        rows: &[&StudyRow],
+        pass: Pass,
+        current: RowImageEncoded,
+        extras: Vec<RowImageEncoded>,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
+        let requested = &plan.spec;
+        let plan = CasePlan { spec: CaseSpec { trust: None, grounding: None, ..plan.spec.clone() }, ..plan.clone() };
+        let mut images: Vec<RowImageEncoded> = extras.into_iter().chain(std::iter::once(current)).collect();
+        // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
+        images.sort_by_key(|i| match i.role {
+            ImageRole::Prior => 0,
+            ImageRole::Current => 1,
+            ImageRole::Lateral => 2,
+        });
+        let request: Vec<PromptImage> = images.iter().map(|i| PromptImage { role: i.role, tokens: i.image.image_tokens() }).collect();
+        let mut out = Vec::new();
+        let mut prompts: Vec<(&StudyRow, EncodedPrompt)> = Vec::new();
+        let mut multi: Vec<MultiImagePrompt> = Vec::new();
+        for r in rows {
+            match self.engine.prompter.encode_images(&r.question, None, &request) {
+                Ok(m) if multi.first().is_none_or(|first| first.order == m.order) => {
+                    prompts.push((*r, m.prompt.clone()));
+                    multi.push(m);
+                }
+                Ok(_) => out.push(self.error_record(
+                    r,
+                    pass,
+                    ErrorStage::Preprocess,
+                    "the images' order differs between the study's prompts".into(),
+                )),
+                Err(e) => out.push(self.error_record(
+                    r,
+                    pass,
+                    ErrorStage::Preprocess,
+                    format!("{} images ({}): {e}", request.len(), roles_of(&request)),
+                )),
+            }
+        }
+        let Some(first) = multi.first() else { return Ok(out) };
+        let in_prompt_order: Vec<Tensor> = first.order.iter().map(|&i| images[i].image.features.clone()).collect();
+        let current =
+            images.iter().find(|i| i.role == ImageRole::Current).map(|i| &i.image).ok_or_else(|| anyhow::anyhow!("no current image"))?;
+        let combined = CaseImage {
+            features: concat_features(&in_prompt_order)?,
+            pixels: current.pixels.clone(),
+            geometry: current.geometry,
+            preprocess_ms: images.iter().map(|i| i.image.preprocess_ms).sum(),
+            encode_ms: images.iter().map(|i| i.image.encode_ms).sum(),
+        };
+        // Every image is inside the shared prefix or none is (see `shared_prefix_len`).
+        let prefix_len = self.shared_prefix_len(&prompts);
+        let (prefix_cache, shared_ms) = self.prefix_cache(&prompts, prefix_len, &combined);
+        for (i, ((row, _), m)) in prompts.iter().zip(&multi).enumerate() {
+            // The case's own map is the current image's: its prompt names only that image's tokens.
+            let j = m.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
+            let own_prompt = EncodedPrompt { input_ids: m.prompt.input_ids.clone(), image_positions: m.image_spans[j].clone().collect() };
+            let g = combined.geometry;
+            let roi = row.roi.filter(|b| b.inside_image(g.image_w, g.image_h));
+            let case = Case {
+                engine: self.engine,
+                plan: &plan,
+                image: &combined,
+                prompt: &own_prompt,
+                prefix: prefix_cache.as_ref().map(|cache| Prefix { cache, len: prefix_len }),
+                capture: if pass == Pass::Image { Capture::Map } else { Capture::Nothing },
+                generic: None,
+                seed: trust::seed_of(&row.sample_id()),
+                roi,
+                confound: row.confound.filter(|b| b.inside_image(g.image_w, g.image_h)),
+                occluded: None,
+                null_edits: None,
+            };
+            let multi_case = MultiImageCase { prompt: m, images: &images };
+            let mut record = match self.record_of(row, pass, case, Some(multi_case), attention) {
+                Ok((record, _)) => record,
+                Err((stage, message)) => self.error_record(row, pass, stage, message),
+            };
+            // The checks this row did not get are said, not skipped silently.
+            if record.error.is_none() && pass == Pass::Image {
+                const WHY: &str = "not run on multi-image rows yet (issue 21): the maps per image are in `images`";
+                if requested.trust.is_some() {
+                    record.trust =
+                        Some(TrustRecord { notes: vec![format!("Grad-CAM, deletion and sink checks {WHY}")], ..TrustRecord::default() });
+                }
+                if requested.grounding.is_some() {
+                    record.grounding = Some(CaseGrounding { notes: vec![format!("grounding checks {WHY}")], ..CaseGrounding::default() });
+                }
+            }
+            if i == 0 {
+                if record.error.is_none() {
+                    record.latency.preprocess_ms = combined.preprocess_ms;
+                    record.latency.image_encode_ms = combined.encode_ms;
+                }
+                record.latency.prefill_ms += shared_ms;
+            }
+            record.latency.total_ms = record.latency.preprocess_ms
+                + record.latency.image_encode_ms
+                + record.latency.prefill_ms
+                + record.latency.decode_ms
+                + record.latency.capture_ms;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// `prior_blank` and `prior_swap` (issue 21): rows with a prior run with the prior replaced
+    /// by the blank image (encoded once per model) or by their study's prior partner's prior,
+    /// their other images as they are, without capture. `prior_swap` has no truth: the change
+    /// asked about is between two patients' images.
+    pub(super) fn run_prior_condition(
+        &self,
+        plan: &CasePlan,
+        rows: &[&StudyRow],
+        pass: Pass,
+        blank: &mut Option<CaseImage>,
+        attention: &mut AttentionFile,
+    ) -> anyhow::Result<Vec<CaseRecord>> {
+        let mut out = Vec::new();
+        let mut by_images: Vec<(String, Vec<&StudyRow>)> = Vec::new();
+        for &r in rows {
+            match by_images.iter_mut().find(|(k, _)| *k == r.image_key()) {
+                Some((_, v)) => v.push(r),
+                None => by_images.push((r.image_key(), vec![r])),
+            }
+        }
+        for (_, rows) in by_images {
+            let partner = match pass {
+                Pass::PriorSwap => {
+                    let partner = self.partners.get(&rows[0].study_id).map(|p| p.prior.clone());
+                    match partner.unwrap_or_else(|| Err("the study has no swap partners".into())) {
+                        Ok(p) => Some(p),
+                        Err(why) => {
+                            out.extend(rows.iter().map(|r| self.not_run_record(r, pass, why.clone())));
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
+            let prior = match &partner {
+                Some(p) => load_image(&self.images.join(&p.image))
+                    .map_err(|e| (ErrorStage::Image, format!("prior_image_path of study {}: {e:#}", p.study)))
+                    .and_then(|img| self.encode_image(&img)),
+                None => match blank {
+                    Some(b) => Ok(b.reused()),
+                    None => self.encode_image(&blank_image()).inspect(|e| *blank = Some(e.reused())),
+                },
+            };
+            let others: Vec<RowImage> = rows[0].extra_images.iter().filter(|e| e.role != ImageRole::Prior).cloned().collect();
+            let images = prior.and_then(|prior| {
+                let current = load_image(&self.images.join(&rows[0].image_path))
+                    .map_err(|e| (ErrorStage::Image, format!("{e:#}")))
+                    .and_then(|img| self.encode_image(&img))?;
+                let mut extras = self.encode_extra_images(&others)?;
+                let path = partner.as_ref().map_or_else(|| "blank".to_string(), |p| p.image.clone());
+                extras.push(RowImageEncoded { role: ImageRole::Prior, path, image: prior });
+                Ok((current, extras))
+            });
+            let records = match images {
+                Ok((current, extras)) => {
+                    let current = RowImageEncoded { role: ImageRole::Current, path: rows[0].image_path.clone(), image: current };
+                    self.run_multi_image(plan, &rows, pass, current, extras, attention)?
+                }
+                Err((stage, message)) => rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
+            };
+            let condition = ConditionRecord { partner_study: partner.map(|p| p.study), ..ConditionRecord::default() };
+            out.extend(records.into_iter().map(|r| {
+                let swapped = pass == Pass::PriorSwap;
+                CaseRecord {
+                    condition: Some(condition.clone()),
+                    ground_truth: if swapped { None } else { r.ground_truth },
+                    correct: if swapped { None } else { r.correct },
+                    ..r
+                }
+            }));
+        }
+        Ok(out)
+    }
+
+    /// A multi-image case's attention split per image: the query rows' fused attention over every
+    /// image token (prompt order), cut at the image spans; each part's sum over the total is the
+    /// image's mass share, and the part renormalised is its map on its own grid.
+    pub(super) fn store_image_maps(
+        &self,
+        plan: &CasePlan,
+        recorder: &AttentionRecorder,
+        own: &MapProvenance,
+        multi: &MultiImageCase<'_>,
+        attention: &mut AttentionFile,
+    ) -> Result<Vec<ImageMapRecord>, String> {
+        let all = &multi.prompt.prompt.image_positions;
+        let captured =
+            fuse_captured(recorder, &plan.layers, &own.query_positions, all, plan.spec.head_fusion).map_err(|e| e.to_string())?;
+        let lens: Vec<usize> = multi.prompt.image_spans.iter().map(|s| s.len()).collect();
+        let parts = split_by_image(&captured.fused.values, &lens)?;
+        let mut out = Vec::with_capacity(parts.len());
+        for ((share, values), &i) in parts.into_iter().zip(&multi.prompt.order) {
+            let image = &multi.images[i];
+            let g = image.image.geometry;
+            let n = g.h * g.w;
+            let mut provenance = MapProvenance { geometry: g, ..own.clone() };
+            let values = match values {
+                Some(v) if v.len() == n => v,
+                Some(v) => return Err(format!("the {} image has {} tokens in the prompt but a {}x{} grid", image.role, v.len(), g.h, g.w)),
+                // An image the captured rows never reach (e.g. only sliding-window layers that end
+                // before it): a uniform map that says so, its share 0.
+                None => {
+                    provenance.fallback_reason =
+                        Some(format!("uniform_fallback: the captured rows put no attention on the {} image", image.role));
+                    vec![1.0 / n as f64; n]
+                }
+            };
+            let metrics =
+                MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            let stored = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
+            out.push(ImageMapRecord {
+                role: image.role.to_string(),
+                image: image.path.clone(),
+                image_mass_share: share,
+                provenance,
+                metrics,
+                values: stored,
+                methods: Vec::new(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One image's part of a multi-image map: its share of the mass, and its renormalised values.
+type ImagePart = (f64, Option<Vec<f64>>);
+
+/// Splits `fused` (the fused attention over every image token, in prompt order) into
+/// consecutive parts of `lens` tokens: each part's share of the total mass, and the part
+/// renormalised to sum to 1 (`None` for a part without mass).
+fn split_by_image(fused: &[f64], lens: &[usize]) -> Result<Vec<ImagePart>, String> {
+    if lens.iter().sum::<usize>() != fused.len() {
+        return Err(format!("{} image tokens fused, the images' spans hold {}", fused.len(), lens.iter().sum::<usize>()));
+    }
+    let total: f64 = fused.iter().sum();
+    if total.is_nan() || total <= 0.0 {
+        return Err("no attention mass on the image tokens".into());
+    }
+    let mut out = Vec::with_capacity(lens.len());
+    let mut offset = 0;
+    for &n in lens {
+        let part = &fused[offset..offset + n];
+        offset += n;
+        let mass: f64 = part.iter().sum();
+        let values = (mass > 0.0).then(|| part.iter().map(|v| v / mass).collect());
+        out.push((mass / total, values));
+    }
+    Ok(out)
+}
+
+/// `prior, current` for the error message of a model that takes fewer images.
+fn roles_of(images: &[PromptImage]) -> String {
+    images.iter().map(|i| i.role.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn attention_is_split_at_the_image_spans_with_each_share_of_the_mass() {
+        let parts = split_by_image(&[1.0, 1.0, 2.0, 0.0, 0.0, 0.0, 4.0], &[3, 3, 1]).unwrap();
+        let shares: Vec<f64> = parts.iter().map(|p| p.0).collect();
+        assert_eq!(shares, [0.5, 0.0, 0.5]);
+        assert_eq!(parts[0].1.as_deref(), Some(&[0.25, 0.25, 0.5][..]), "each part renormalised on its own");
+        assert_eq!(parts[1].1, None, "an image without mass has no map of its own");
+        assert_eq!(parts[2].1.as_deref(), Some(&[1.0][..]));
+        assert!(split_by_image(&[1.0, 2.0], &[1, 2]).unwrap_err().contains("2 image tokens fused, the images' spans hold 3"));
+        assert!(split_by_image(&[0.0, 0.0], &[1, 1]).is_err(), "no mass at all is the record's capture error");
+    }
+}
