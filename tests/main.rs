@@ -45,6 +45,10 @@ mod cli_study;
 /// resume, analysis, export; a missing prior and a single-image model as per-row errors.
 mod multi_image_study;
 
+/// Image conditions on multi-image rows (`prior_blank`, `prior_swap`, the current image's),
+/// each against the same images asked directly; MAIRA-2 through a study.
+mod multi_image_conditions;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

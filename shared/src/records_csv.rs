@@ -9,11 +9,11 @@
 
 use std::borrow::Cow;
 
-use crate::record::{CaseRecord, Pass};
+use crate::record::{CaseRecord, ImageMapRecord, Pass};
 use crate::views::Derived;
 
 /// The columns of [`record_row`], in order (the whole of a run's `records.csv`).
-pub const COLUMNS: [&str; 33] = [
+pub const COLUMNS: [&str; 39] = [
     "sample_id",
     "study_id",
     "subject_id",
@@ -39,6 +39,12 @@ pub const COLUMNS: [&str; 33] = [
     "relevance_mass",
     "rank_accuracy",
     "pointing_game",
+    "partner_study",
+    "prior_image",
+    "lateral_image",
+    "current_mass_share",
+    "prior_mass_share",
+    "lateral_mass_share",
     "preprocess_ms",
     "image_encode_ms",
     "prefill_ms",
@@ -49,8 +55,14 @@ pub const COLUMNS: [&str; 33] = [
     "error",
 ];
 
+/// A multi-image record's map of the image in `role` (issue 21).
+fn image<'a>(r: &'a CaseRecord, role: &str) -> Option<&'a ImageMapRecord> {
+    r.images.iter().find(|i| i.role == role)
+}
+
 /// One record's cells under [`COLUMNS`]: the map columns empty where it has no map, the answer
-/// columns empty where it has none (an error record). Values are spelled as in `records.jsonl`.
+/// columns empty where it has none (an error record), the image columns empty for a single-image
+/// record. Values are spelled as in `records.jsonl`.
 pub fn record_row(r: &CaseRecord) -> Vec<String> {
     let opt = |x: Option<f64>| x.map_or_else(String::new, |x| x.to_string());
     let map = r.map.as_ref();
@@ -82,6 +94,12 @@ pub fn record_row(r: &CaseRecord) -> Vec<String> {
         opt(roi.map(|x| x.relevance_mass)),
         opt(roi.map(|x| x.rank_accuracy)),
         opt(roi.map(|x| x.pointing_game)),
+        r.condition.as_ref().and_then(|c| c.partner_study.clone()).unwrap_or_default(),
+        image(r, "prior").map_or_else(String::new, |i| i.image.clone()),
+        image(r, "lateral").map_or_else(String::new, |i| i.image.clone()),
+        opt(image(r, "current").map(|i| i.image_mass_share)),
+        opt(image(r, "prior").map(|i| i.image_mass_share)),
+        opt(image(r, "lateral").map(|i| i.image_mass_share)),
         l.preprocess_ms.to_string(),
         l.image_encode_ms.to_string(),
         l.prefill_ms.to_string(),
@@ -297,7 +315,7 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines[0], view_header().join(","));
         assert_eq!(view_header().len(), 1 + COLUMNS.len() + 2);
-        assert_eq!(lines[1], "11,s1#1,s1,,1,negation,-1,,m,image,x.png,'=1+1,no,,no,true,-0.5,,,,,,,,,,0,0,0,0,0,2.5,,,true,false");
+        assert_eq!(lines[1], "11,s1#1,s1,,1,negation,-1,,m,image,x.png,'=1+1,no,,no,true,-0.5,,,,,,,,,,,,,,,,0,0,0,0,0,2.5,,,true,false");
         assert_eq!(lines.len(), 2);
     }
 

@@ -48,6 +48,9 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
     table(o, &["model", "condition", "rows", "not run", "answer agreement", "accuracy"], &rows);
     // The confound column only where the CSV named confound boxes.
     let has_confound = models.iter().any(|(_, c)| c.confound_change_rate.is_some());
+    // Likewise the prior columns only where rows had a prior image and the condition ran.
+    let has_prior_blank = models.iter().any(|(_, c)| c.prior_blank_change_rate.is_some());
+    let has_prior_swap = models.iter().any(|(_, c)| c.prior_swap_change_rate.is_some());
     let rates: Vec<Vec<String>> = models
         .iter()
         .map(|(name, c)| {
@@ -63,6 +66,12 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
             if has_confound {
                 row.push(pct(c.confound_change_rate.as_ref()));
             }
+            if has_prior_blank {
+                row.push(pct(c.prior_blank_change_rate.as_ref()));
+            }
+            if has_prior_swap {
+                row.push(pct(c.prior_swap_change_rate.as_ref()));
+            }
             row
         })
         .collect();
@@ -77,6 +86,12 @@ pub(super) fn image_conditions(o: &mut String, a: &Analysis, plots: &[String]) {
     ];
     if has_confound {
         rate_columns.push("confound change");
+    }
+    if has_prior_blank {
+        rate_columns.push("prior blank change");
+    }
+    if has_prior_swap {
+        rate_columns.push("prior swap change");
     }
     let _ = writeln!(
         o,

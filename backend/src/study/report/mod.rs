@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use radlens_shared::grounding::ImageCondition;
 use radlens_shared::record::{Analysis, CaseRecord, GroupStats, ModelAnalysis, RunManifest, Summary};
 use radlens_shared::records_csv;
 use radlens_shared::stats::Interval;
@@ -268,6 +269,29 @@ fn biggest_findings(a: &Analysis) -> Vec<String> {
                 m.model,
                 pct(Some(i))
             ));
+        }
+    }
+    // The prior conditions: an interval clear of 0 says the model reads the prior; no change
+    // at all says nothing shows that it does (its answers about change cannot be about change).
+    for m in &a.models {
+        let Some(c) = m.conditions.as_ref() else { continue };
+        for (rate, condition) in
+            [(&c.prior_blank_change_rate, ImageCondition::PriorBlank), (&c.prior_swap_change_rate, ImageCondition::PriorSwap)]
+        {
+            let Some(i) = rate.as_ref() else { continue };
+            let rows = c.conditions.iter().find(|s| s.condition == condition).map_or(0, |s| s.rows);
+            if i.lo > 0.0 {
+                out.push(format!(
+                    "`{}` reads the prior image: replacing it (`{condition}`) changes {} of its answers.",
+                    m.model,
+                    pct(Some(i))
+                ));
+            } else if i.estimate == 0.0 {
+                out.push(format!(
+                    "Replacing the prior image (`{condition}`) changes none of `{}`'s {rows} answers: nothing shows that it reads the prior.",
+                    m.model
+                ));
+            }
         }
     }
     out
