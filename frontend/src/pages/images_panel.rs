@@ -26,7 +26,12 @@ pub fn image_method_select(records: &[crate::api::ApiRecord], selected: RwSignal
     if !crate::images::any_multi_image(records) {
         return None;
     }
-    let choices: Vec<Option<MapMethod>> = std::iter::once(None).chain(image_methods(records).into_iter().map(Some)).collect();
+    let mut choices: Vec<Option<MapMethod>> = std::iter::once(None).chain(image_methods(records).into_iter().map(Some)).collect();
+    // A method the URL names that no image has stays selectable, so the page shows what the
+    // URL asks for (each image then says it has no such map) rather than silently attention.
+    if let Some(m) = selected.get_untracked().filter(|m| !choices.contains(&Some(*m))) {
+        choices.push(Some(m));
+    }
     let on_change = move |ev: leptos::ev::Event| {
         let m = crate::grounding::overlay_method_of(&event_target_value(&ev));
         selected.set(m);
