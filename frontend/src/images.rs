@@ -3,7 +3,7 @@
 //! each image's share of the method's mass as the page writes it. Pure Rust.
 
 use radlens_shared::fusion::MapMethod;
-use radlens_shared::record::{CaseRecord, ImageMapRecord};
+use radlens_shared::record::ImageMapRecord;
 
 use crate::api::ApiRecord;
 use crate::url_state::parse_query;
@@ -55,11 +55,6 @@ pub fn method_choice_label(m: Option<MapMethod>) -> &'static str {
         None => "attention",
         Some(m) => crate::methods::method_label(m),
     }
-}
-
-/// A record's images in prompt order with their index (the route's `k`).
-pub fn images_of(r: &CaseRecord) -> impl Iterator<Item = (usize, &ImageMapRecord)> {
-    r.images.iter().enumerate()
 }
 
 #[cfg(test)]

@@ -115,6 +115,7 @@ fn image_figure(
         let p = match shown() {
             Some(Ok(p)) => p,
             Some(Err(e)) => {
+                canvas.set_width(0);
                 failed.set(Some(format!("could not load the map: {e}")));
                 drawn.set(None);
                 return;
@@ -122,6 +123,7 @@ fn image_figure(
             None => {
                 // No map by this method: the previous one must not stay on the image.
                 canvas.set_width(0);
+                failed.set(None);
                 drawn.set(None);
                 return;
             }
