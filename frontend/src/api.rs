@@ -29,6 +29,9 @@ pub enum Endpoint {
     Rows { run: String, index: usize },
     /// `GET /api/runs/{run}/records/{index}/maps/{method}` (Grad-CAM, relative)
     MethodMap { run: String, index: usize, method: radlens_shared::fusion::MapMethod },
+    /// `GET /api/runs/{run}/records/{index}/images/{k}/maps/{method}` (image `k` of a
+    /// multi-image record)
+    ImageMap { run: String, index: usize, k: usize, method: radlens_shared::fusion::MapMethod },
     /// `GET /api/runs/{run}/images/{image_id}`
     Image { run: String, image_id: String },
     /// `POST /api/share` (server only)
@@ -52,6 +55,9 @@ impl Endpoint {
             }
             Endpoint::Map { run, index } => fill(routes::MAP, &[&enc(run), &index.to_string()]),
             Endpoint::MethodMap { run, index, method } => fill(routes::METHOD_MAP, &[&enc(run), &index.to_string(), &method.to_string()]),
+            Endpoint::ImageMap { run, index, k, method } => {
+                fill(routes::IMAGE_MAP, &[&enc(run), &index.to_string(), &k.to_string(), &method.to_string()])
+            }
             Endpoint::Rows { run, index } => fill(routes::ROWS_BIN, &[&enc(run), &index.to_string()]),
             Endpoint::Image { run, image_id } => fill(routes::IMAGE, &[&enc(run), &enc(image_id)]),
             Endpoint::Share => routes::SHARE.into(),
@@ -72,6 +78,7 @@ impl Endpoint {
             Endpoint::Map { index, .. } => DataFile::Map(*index),
             Endpoint::Rows { index, .. } => DataFile::Rows(*index),
             Endpoint::MethodMap { index, method, .. } => DataFile::MethodMap(*index, *method),
+            Endpoint::ImageMap { index, k, method, .. } => DataFile::ImageMap(*index, *k, *method),
             Endpoint::Image { image_id, .. } => DataFile::Image(image_id.clone()),
             Endpoint::Share | Endpoint::Compare => return None,
         })
@@ -213,6 +220,11 @@ mod tests {
                 Endpoint::MethodMap { run: run.clone(), index: 7, method: radlens_shared::fusion::MapMethod::Gradcam },
                 "/api/runs/my%20run/records/7/maps/gradcam",
                 Some("data/methods/7-gradcam.json"),
+            ),
+            (
+                Endpoint::ImageMap { run: run.clone(), index: 7, k: 1, method: radlens_shared::fusion::MapMethod::QueryToVisual },
+                "/api/runs/my%20run/records/7/images/1/maps/query_to_visual",
+                Some("data/image-maps/7-1-query_to_visual.json"),
             ),
             (
                 Endpoint::Image { run: run.clone(), image_id: "0123456789abcdef".into() },

@@ -45,6 +45,10 @@ pub enum Shown {
     Occluded { image_id: String, fill: PixelBox },
     /// The row's image after an edit the thumbnail does not redo (`jpeg90`, `contrast90`).
     Edited { image_id: String },
+    /// A multi-image row with its prior replaced (`prior_blank`, `prior_swap`): the blank image
+    /// (`partner_study` `None`) or the prior of `partner_study`, beside the row's current image
+    /// (`image_id`) and its other images as they were (`kept`: their roles, e.g. `lateral`).
+    Prior { partner_study: Option<String>, image_id: String, kept: Vec<String> },
 }
 
 /// One condition's record of an image-pass record, as the strip shows it.
@@ -95,8 +99,11 @@ fn cell(real: &CaseRecord, c: &ApiRecord) -> ConditionCell {
                 cond.and_then(|k| k.occluded_box).map(|fill| Shown::Occluded { image_id: c.image_id.clone(), fill })
             }
             Pass::Jpeg90 | Pass::Contrast90 => Some(Shown::Edited { image_id: c.image_id.clone() }),
-            // The current image as it was; its prior was the blank image (no side-by-side view yet).
-            Pass::PriorBlank | Pass::PriorSwap => Some(Shown::Edited { image_id: c.image_id.clone() }),
+            Pass::PriorBlank | Pass::PriorSwap => Some(Shown::Prior {
+                partner_study: if r.pass == Pass::PriorSwap { cond.and_then(|k| k.partner_study.clone()) } else { None },
+                image_id: c.image_id.clone(),
+                kept: real.images.iter().map(|i| i.role.clone()).filter(|role| role != "prior" && role != "current").collect(),
+            }),
         }
     };
     let agrees = match (r.parsed_answer, real.parsed_answer) {
@@ -142,7 +149,7 @@ pub fn answer_text(a: Option<Answer>) -> &'static str {
 }
 
 /// The rates of the conditions table, their column labels and meaning on hover.
-pub const CONDITION_RATES: [(&str, &str, &str); 7] = [
+pub const CONDITION_RATES: [(&str, &str, &str); 9] = [
     (
         "image_sensitivity",
         "Image sensitivity",
@@ -170,6 +177,16 @@ pub const CONDITION_RATES: [(&str, &str, &str); 7] = [
         "Rows whose answer changes when their confound box (a known shortcut region the CSV names, e.g. a burned-in marker) is filled: a model answering from the shortcut changes here.",
     ),
     (
+        "prior_blank_change_rate",
+        "Prior blank change",
+        "Rows with a prior image whose answer changes when the prior is replaced by a blank image (the current image kept): how much the answer leans on the prior.",
+    ),
+    (
+        "prior_swap_change_rate",
+        "Prior swap change",
+        "Rows with a prior image whose answer changes when the prior is replaced by another study's prior (the current image kept): an answer that follows the prior of another patient compares the wrong images.",
+    ),
+    (
         "image_invariant_flips",
         "Image-invariant flips",
         "Flipping (base, variant) pairs whose base answer equals the base's blank-image answer: the flip happens with an image the model does not use.",
@@ -185,8 +202,20 @@ pub fn condition_rate<'a>(c: &'a radlens_shared::record::ConditionAnalysis, key:
         "causal_grounding_rate" => c.causal_grounding_rate.as_ref(),
         "control_change_rate" => c.control_change_rate.as_ref(),
         "confound_change_rate" => c.confound_change_rate.as_ref(),
+        "prior_blank_change_rate" => c.prior_blank_change_rate.as_ref(),
+        "prior_swap_change_rate" => c.prior_swap_change_rate.as_ref(),
         "image_invariant_flips" => c.image_invariant_flips.as_ref(),
         _ => None,
+    }
+}
+
+/// Whether the overview lists rate `key` for a model: the confound and prior rates only where the
+/// run has them (a CSV with confound boxes, rows with a prior run under `prior_blank` /
+/// `prior_swap`), the others always (a missing estimate is shown as such).
+pub fn rate_listed(c: &radlens_shared::record::ConditionAnalysis, key: &str) -> bool {
+    match key {
+        "confound_change_rate" | "prior_blank_change_rate" | "prior_swap_change_rate" => condition_rate(c, key).is_some(),
+        _ => true,
     }
 }
 
@@ -279,6 +308,61 @@ mod tests {
         );
         assert_eq!((cells[4].shown.clone(), cells[4].agrees), (Some(Shown::Edited { image_id: "img1".into() }), Some(true)));
         assert!(condition_cells(&all[5].record, &all).iter().all(|c| c.index == 5 || c.pass != Pass::BlankImage));
+    }
+
+    /// `prior_blank` and `prior_swap` say which prior the model saw with the current image;
+    /// `prior_swap` has no truth, and its answer is compared with the real one all the same.
+    #[test]
+    fn prior_conditions_name_the_prior_shown_beside_the_current_image() {
+        let mut real = rec(0, "s1#0", "a", Pass::Image, Some("yes"), serde_json::Value::Null);
+        let mut blank = rec(1, "s1#0", "a", Pass::PriorBlank, Some("yes"), serde_json::json!({}));
+        let mut swap = rec(2, "s1#0", "a", Pass::PriorSwap, Some("no"), serde_json::json!({"partner_study": "s9"}));
+        swap.record.ground_truth = None;
+        blank.record.image = "cur.png".into();
+        let image = |role: &str| {
+            let mut v = serde_json::json!({
+                "role": role, "image": format!("{role}.png"), "image_mass_share": 0.5,
+                "provenance": {"model": "a", "method": "query_to_visual", "layer_range": "last-quarter", "layers": [1], "head_fusion": "mean",
+                    "query_mode": "query", "query_positions": [3],
+                    "geometry": {"h": 1, "w": 1, "crop": {"x0": 0.0, "y0": 0.0, "x1": 1.0, "y1": 1.0}, "image_w": 1, "image_h": 1}},
+                "metrics": {"entropy_nats": 0.0, "gini": 0.0, "top10_mass": 1.0, "focus": 1.0},
+                "values": {"file": "attention.bin", "offset": 0, "shape": [1, 1]},
+            });
+            v["role"] = serde_json::json!(role);
+            serde_json::from_value::<radlens_shared::record::ImageMapRecord>(v).expect("an image")
+        };
+        real.record.images = vec![image("prior"), image("current"), image("lateral")];
+        let all = vec![real.clone(), swap, blank];
+        let cells = condition_cells(&real.record, &all);
+        assert_eq!(cells.iter().map(|c| c.pass).collect::<Vec<_>>(), vec![Pass::PriorBlank, Pass::PriorSwap]);
+        let kept = vec!["lateral".to_owned()];
+        assert_eq!(cells[0].shown, Some(Shown::Prior { partner_study: None, image_id: "img1".into(), kept: kept.clone() }));
+        assert_eq!((cells[0].agrees, cells[0].truth), (Some(true), Some(Answer::Yes)));
+        assert_eq!(cells[1].shown, Some(Shown::Prior { partner_study: Some("s9".into()), image_id: "img2".into(), kept }));
+        assert_eq!((cells[1].agrees, cells[1].truth), (Some(false), None));
+    }
+
+    /// Every rate key reads its own field; the prior rates are listed only where the run has them.
+    #[test]
+    fn prior_rates_are_listed_only_where_the_run_has_them() {
+        let mut c: radlens_shared::record::ConditionAnalysis = serde_json::from_value(serde_json::json!({
+            "conditions": [], "image_sensitivity": null, "visual_reliance": null, "swap_following": null,
+            "causal_grounding_rate": null, "control_change_rate": null, "image_invariant_flips": null, "flipping_pairs": 0
+        }))
+        .expect("a condition analysis");
+        assert!(!rate_listed(&c, "prior_blank_change_rate") && !rate_listed(&c, "prior_swap_change_rate"));
+        assert!(rate_listed(&c, "image_sensitivity"), "a core rate is listed without an estimate");
+        let iv = |e: f64| -> Interval {
+            serde_json::from_value(serde_json::json!({"estimate": e, "lo": 0.0, "hi": 1.0, "level": 0.95, "resamples": 50, "valid_resamples": 50, "seed": 1, "unit": "study"}))
+                .expect("an interval")
+        };
+        c.prior_blank_change_rate = Some(iv(0.25));
+        c.prior_swap_change_rate = Some(iv(0.5));
+        assert!(rate_listed(&c, "prior_blank_change_rate") && rate_listed(&c, "prior_swap_change_rate"));
+        assert_eq!(condition_rate(&c, "prior_blank_change_rate").map(|i| i.estimate), Some(0.25));
+        assert_eq!(condition_rate(&c, "prior_swap_change_rate").map(|i| i.estimate), Some(0.5));
+        let keys: std::collections::BTreeSet<&str> = CONDITION_RATES.iter().map(|r| r.0).collect();
+        assert_eq!(keys.len(), CONDITION_RATES.len());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //!   and its deletion tests and sink check;
 //! - [`grounding`]: a record's grounding figures (occlusion agreement, box controls, box score,
 //!   null edits) with the one table of what each means, and the G2 boxes drawn on the overlay;
+//! - [`images`]: a multi-image record's per-image maps (issue 21): the method shown, its shares;
 //! - [`conditions`]: image conditions (G6) beside the real answer, near ties (G7), and the
 //!   overview's tables of both;
 //! - [`playground`]: the view model, i.e. the map plus its metrics from `radlens_shared`
@@ -30,6 +31,7 @@ pub mod compare;
 pub mod conditions;
 pub mod explorer;
 pub mod grounding;
+pub mod images;
 pub mod methods;
 pub mod overview;
 pub mod playground;

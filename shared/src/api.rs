@@ -10,6 +10,7 @@
 //! GET  /api/runs/{id}/records/{n}                  ApiRecord (the record plus `index`, `image_id`)
 //! GET  /api/runs/{id}/records/{n}/map              MapPayload { h, w, values, provenance, image_share, metrics }
 //! GET  /api/runs/{id}/records/{n}/maps/{method}    MethodMapPayload { h, w, values, provenance, metrics }
+//! GET  /api/runs/{id}/records/{n}/images/{k}/maps/{method}  ImageMapPayload (image k of a multi-image record)
 //! POST /api/share                                  ShareRequest { run, view } -> ShareResponse { url, expires }
 //! POST /api/compare (multipart)                    CompareResponse { question, image, models, cross_model }
 //! GET  /api/jobs                                   JobList { jobs: [JobView] }
@@ -44,6 +45,7 @@ pub mod routes {
     pub const MAP: &str = "/api/runs/{id}/records/{n}/map";
     pub const MAP_BIN: &str = "/api/runs/{id}/records/{n}/map.bin";
     pub const METHOD_MAP: &str = "/api/runs/{id}/records/{n}/maps/{method}";
+    pub const IMAGE_MAP: &str = "/api/runs/{id}/records/{n}/images/{k}/maps/{method}";
     pub const ROWS_BIN: &str = "/api/runs/{id}/records/{n}/rows.bin";
     pub const IMAGE: &str = "/api/runs/{id}/images/{image_id}";
     pub const PLOTS: &str = "/api/runs/{id}/plots";
@@ -181,6 +183,39 @@ impl MethodMapPayload {
     /// As a [`MapPayload`] (image share 0), for views that draw any map alike.
     pub fn into_map(self) -> MapPayload {
         MapPayload { h: self.h, w: self.w, values: self.values, provenance: self.provenance, image_share: 0.0, metrics: self.metrics }
+    }
+}
+
+/// `GET /api/runs/{id}/records/{n}/images/{k}/maps/{method}`: image `k` (prompt order) of a
+/// multi-image record by one method (`query_to_visual`: its attention map), on that image's own
+/// grid, with its share of the method's mass and the image's opaque id (issue 21).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageMapPayload<V = f64> {
+    /// `prior`, `current` or `lateral`.
+    pub role: String,
+    /// The image as the CSV names it.
+    pub image: String,
+    /// The id `GET /api/runs/{id}/images/{image_id}` serves it under.
+    pub image_id: String,
+    pub image_mass_share: f64,
+    pub h: usize,
+    pub w: usize,
+    pub values: Vec<V>,
+    pub provenance: MapProvenance,
+    pub metrics: MapMetrics,
+}
+
+impl ImageMapPayload {
+    /// As a [`MapPayload`] (its image share the image's mass share), for the overlay drawing.
+    pub fn into_map(self) -> MapPayload {
+        MapPayload {
+            h: self.h,
+            w: self.w,
+            values: self.values,
+            provenance: self.provenance,
+            image_share: self.image_mass_share,
+            metrics: self.metrics,
+        }
     }
 }
 
@@ -441,6 +476,7 @@ mod tests {
             routes::MAP,
             routes::MAP_BIN,
             routes::METHOD_MAP,
+            routes::IMAGE_MAP,
             routes::ROWS_BIN,
             routes::IMAGE,
             routes::PLOTS,

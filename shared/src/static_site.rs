@@ -14,6 +14,7 @@
 //! SITE_DIR/data/rows/N.bin           GET /api/runs/RUN/records/N/rows.bin
 //! SITE_DIR/data/methods/N-METHOD.json GET /api/runs/RUN/records/N/maps/METHOD (Grad-CAM, relative)
 //! SITE_DIR/data/images/ID.png        GET /api/runs/RUN/images/ID
+//! SITE_DIR/data/image-maps/N-K-METHOD.json  GET /api/runs/RUN/records/N/images/K/maps/METHOD
 //! ```
 //!
 //! Study ids are free text, so their data files are named by a hash ([`study_key`]), never by
@@ -43,6 +44,8 @@ pub enum DataFile {
     MethodMap(usize, crate::fusion::MapMethod),
     /// A record's image by its opaque id (16 hex digits).
     Image(String),
+    /// Image `K` (prompt order) of a multi-image record `N` by one method (issue 21).
+    ImageMap(usize, usize, crate::fusion::MapMethod),
 }
 
 impl DataFile {
@@ -57,6 +60,7 @@ impl DataFile {
             DataFile::Rows(n) => format!("data/rows/{n}.bin"),
             DataFile::MethodMap(n, method) => format!("data/methods/{n}-{method}.json"),
             DataFile::Image(id) => format!("data/images/{id}.png"),
+            DataFile::ImageMap(n, k, method) => format!("data/image-maps/{n}-{k}-{method}.json"),
         }
     }
 }

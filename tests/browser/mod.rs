@@ -16,6 +16,7 @@
 mod dashboard;
 mod driver;
 mod export;
+mod multi_image;
 mod qwen;
 mod scale;
 mod server;

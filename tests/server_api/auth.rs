@@ -22,6 +22,7 @@ fn every_route() -> Vec<(&'static str, String)> {
         "/api/runs/demo/records/0/map",
         "/api/runs/demo/records/0/map.bin",
         "/api/runs/demo/records/0/maps/gradcam",
+        "/api/runs/demo/records/0/images/0/maps/query_to_visual",
         "/api/runs/demo/records/0/rows.bin",
         "/api/runs/demo/plots",
         "/api/jobs",

@@ -102,6 +102,12 @@ async fn the_read_api_serves_a_run() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}");
         assert_no_leak(&r, "method map");
     }
+    // A single-image record has no per-image maps (issue 21): any image of it is a 404.
+    for k in ["0", "1", "x"] {
+        let r = send(&app, g(&format!("/api/runs/demo/records/{i}/images/{k}/maps/query_to_visual"))).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "image {k}: {}", r.text());
+        assert_no_leak(&r, "image map");
+    }
 
     // The record's image by its opaque id: PNG, at most 512 px, no metadata chunks.
     let img = send(&app, g(&format!("/api/runs/demo/images/{}", rec["image_id"].as_str().unwrap()))).await;

@@ -24,7 +24,9 @@ use serde_json::json;
 use crate::cli::ExportCmd;
 use crate::server::assets::Assets;
 use crate::server::images::{reencode_png, resolve_inside};
-use crate::server::runs::{f32_bytes, image_id, map_payload, method_map_payload, records_page, run_summary};
+use crate::server::runs::{
+    f32_bytes, image_id, image_map_of, image_map_payload, map_payload, method_map_payload, records_page, run_summary,
+};
 use crate::study::run_dir::{ANALYSIS, RunDir};
 
 /// What an export wrote, and what it could not.
@@ -142,16 +144,30 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
             w.json(&DataFile::MethodMap(i, mm.provenance.method).path(), &method_map_payload(&mm.provenance, &mm.metrics, values))?;
         }
     }
+    // Each image of a multi-image record, by attention and by every other method it has.
+    for (i, r) in records.iter().enumerate() {
+        for (k, image) in r.images.iter().enumerate() {
+            let methods = std::iter::once(image.provenance.method).chain(image.methods.iter().map(|m| m.provenance.method));
+            for method in methods {
+                let name = method.to_string();
+                let (t, share, provenance, metrics) = image_map_of(image, &name).expect("a method the image has");
+                let values = dir.read_f32(t).with_context(|| format!("record {i}: cannot read its {} image's {name} map", image.role))?;
+                w.json(&DataFile::ImageMap(i, k, method).path(), &image_map_payload(image, share, provenance, metrics, values))?;
+            }
+        }
+    }
     let mut seen = HashSet::new();
-    for r in records.iter().filter(|r| seen.insert(r.image.clone())) {
+    // Every record's image, and a multi-image record's other images (prior, lateral).
+    let names = records.iter().flat_map(|r| std::iter::once(&r.image).chain(r.images.iter().map(|i| &i.image)));
+    for name in names.filter(|n| seen.insert((*n).clone())) {
         let png = images
             .as_deref()
-            .and_then(|d| resolve_inside(d, &r.image))
+            .and_then(|d| resolve_inside(d, name))
             .and_then(|p| std::fs::read(p).ok())
             .and_then(|b| reencode_png(&b, 512).ok());
         match png {
-            Some(png) => w.write(&DataFile::Image(image_id(&r.image)).path(), &png)?,
-            None => done.missing_images.push(r.image.clone()),
+            Some(png) => w.write(&DataFile::Image(image_id(name)).path(), &png)?,
+            None => done.missing_images.push(name.clone()),
         }
     }
     w.json(MARKER_FILE, &json!({ "kind": MARKER_KIND, "run": run, "run_id": manifest.run_id, "radlens": env!("CARGO_PKG_VERSION") }))?;

@@ -233,6 +233,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(resource(MAP).route(get().to(runs::map)))
         .service(resource(MAP_BIN).route(get().to(runs::map_bin)))
         .service(resource(METHOD_MAP).route(get().to(runs::method_map)))
+        .service(resource(IMAGE_MAP).route(get().to(runs::image_map)))
         .service(resource(ROWS_BIN).route(get().to(runs::rows_bin)))
         .service(resource(IMAGE).route(get().to(runs::image)))
         .service(resource(PLOTS).route(get().to(runs::plots)))

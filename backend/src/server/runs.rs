@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use radlens_shared::api::{ApiRecord, MapPayload, MethodMapPayload, PlotList, RecordsPage, RunList, RunSummary};
+use radlens_shared::api::{ApiRecord, ImageMapPayload, MapPayload, MethodMapPayload, PlotList, RecordsPage, RunList, RunSummary};
 use radlens_shared::filter::{RecordFilter, RunFacts};
 use radlens_shared::record::{CaseRecord, RunManifest};
 use radlens_shared::records_csv;
@@ -399,6 +399,58 @@ pub fn method_map_payload(
     MethodMapPayload { h: provenance.geometry.h, w: provenance.geometry.w, values, provenance: provenance.clone(), metrics: *metrics }
 }
 
+/// GET /api/runs/{id}/records/{n}/images/{k}/maps/{method}: image `k` (prompt order) of a
+/// multi-image record by one method (`query_to_visual`: its attention map; a method of its
+/// `methods`), for the study page's side-by-side view (issue 21).
+pub async fn image_map(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (run, all, n) = record_of(&req, &state).await?;
+    let k = req.match_info().get("k").and_then(|k| k.parse::<usize>().ok()).ok_or_else(|| ApiError::not_found("image"))?;
+    let wanted = req.match_info().get("method").unwrap_or_default();
+    let image = all[n].images.get(k).ok_or_else(|| ApiError::not_found("image"))?;
+    let (t, share, provenance, metrics) = image_map_of(image, wanted)
+        .ok_or_else(|| ApiError::NotFound(format!("this image has no {wanted} map").chars().take(80).collect()))?;
+    let values = tensor(&run, t).await?;
+    Ok(HttpResponse::Ok().json(image_map_payload(image, share, provenance, metrics, values)))
+}
+
+/// One image's map by `method` (its stored name): the attention map when the image's own
+/// provenance names it, else the method map that does.
+pub fn image_map_of<'a>(
+    image: &'a radlens_shared::record::ImageMapRecord,
+    method: &str,
+) -> Option<(&'a radlens_shared::record::TensorRef, f64, &'a radlens_shared::fusion::MapProvenance, &'a radlens_shared::metrics::MapMetrics)>
+{
+    if image.provenance.method.to_string() == method {
+        return Some((&image.values, image.image_mass_share, &image.provenance, &image.metrics));
+    }
+    image
+        .methods
+        .iter()
+        .find(|m| m.provenance.method.to_string() == method)
+        .map(|m| (&m.values, m.image_mass_share, &m.provenance, &m.metrics))
+}
+
+/// An image's map as the API sends it, with the image's role, name, id and mass share.
+pub fn image_map_payload(
+    image: &radlens_shared::record::ImageMapRecord,
+    share: f64,
+    provenance: &radlens_shared::fusion::MapProvenance,
+    metrics: &radlens_shared::metrics::MapMetrics,
+    values: Vec<f32>,
+) -> ImageMapPayload<f32> {
+    ImageMapPayload {
+        role: image.role.clone(),
+        image: image.image.clone(),
+        image_id: image_id(&image.image),
+        image_mass_share: share,
+        h: provenance.geometry.h,
+        w: provenance.geometry.w,
+        values,
+        provenance: provenance.clone(),
+        metrics: *metrics,
+    }
+}
+
 /// GET /api/runs/{id}/records/{n}/map.bin: raw little-endian f32, shape in `X-Shape`.
 pub async fn map_bin(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (run, all, n) = record_of(&req, &state).await?;
@@ -436,7 +488,13 @@ pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     }
     let images = state.images_dir.clone().ok_or_else(|| ApiError::Unavailable("this server was started without --images".into()))?;
     let all = state.records(&run).await?;
-    let name = all.iter().find(|r| image_id(&r.image) == wanted).map(|r| r.image.clone()).ok_or_else(|| ApiError::not_found("image"))?;
+    // A record's own image, or one of a multi-image record's other images (prior, lateral).
+    let name = all
+        .iter()
+        .flat_map(|r| std::iter::once(&r.image).chain(r.images.iter().map(|i| &i.image)))
+        .find(|name| image_id(name) == wanted)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("image"))?;
     let png = web::block(move || -> Result<Vec<u8>, ApiError> {
         let path = super::images::resolve_inside(&images, &name).ok_or_else(|| ApiError::not_found("image"))?;
         let bytes = std::fs::read(&path).map_err(|_| ApiError::not_found("image"))?;

@@ -91,6 +91,7 @@ fn condition_figure(run: &str, real: &CaseRecord, c: ConditionCell) -> impl Into
             }
         }
         Some(Shown::Occluded { image_id, fill }) => occluded_thumb(img_url(image_id), *fill, real.clone()).into_any(),
+        Some(Shown::Prior { partner_study, image_id, kept }) => prior_thumb(run, partner_study.clone(), img_url(image_id), kept).into_any(),
         Some(Shown::Edited { image_id }) => view! {
             <img class="cond-thumb" src=img_url(image_id) alt=format!("the original image; the model saw it after {label}") title=format!("The original image; the model was shown it after the edit: {label}.") />
         }
@@ -135,6 +136,39 @@ fn condition_figure(run: &str, real: &CaseRecord, c: ConditionCell) -> impl Into
                 {c.error.map(|e| view! { <span class="error">{format!("error: {e}")}</span> })}
             </figcaption>
         </figure>
+    }
+}
+
+/// What a multi-image row was shown with its prior replaced: the prior (a black square, or a
+/// link to the study whose prior it was) beside the row's current image, and the roles of its
+/// other images, which were kept.
+fn prior_thumb(run: &str, partner: Option<String>, current: String, kept: &[String]) -> impl IntoView {
+    let prior = match &partner {
+        None => view! { <div class="cond-thumb blank" data-testid="prior-blank-thumb" role="img" aria-label="a blank (black) prior image"></div> }.into_any(),
+        Some(s) => {
+            let to = href(&format!("{}?{}=1", crate::url_state::study_path(run, s), crate::conditions::CONDITIONS_KEY));
+            view! {
+                <A href=to attr:class="partner cond-thumb prior-partner" attr:data-testid="prior-partner-link" attr:data-study=s.clone()
+                    attr:title=format!("open study {s}, whose prior image the model was shown as this row's prior")>
+                    {format!("prior of study {s}")}
+                </A>
+            }
+            .into_any()
+        }
+    };
+    let said = match &partner {
+        None => "prior: blank image".to_owned(),
+        Some(s) => format!("prior: study {s}'s prior"),
+    };
+    let kept = (!kept.is_empty()).then(|| format!("{} kept", kept.join(", ")));
+    view! {
+        <div class="cond-prior" data-testid="prior-shown" data-partner=partner.clone().unwrap_or_default()>
+            <div class="cond-prior-pair">
+                {prior}
+                <img class="cond-thumb" src=current alt="the row's current image, as it was" title="The row's current image, as it was." />
+            </div>
+            <span class="help">{[Some(said), Some("current: as it was".to_owned()), kept].into_iter().flatten().collect::<Vec<_>>().join(" · ")}</span>
+        </div>
     }
 }
 

@@ -7,7 +7,7 @@
 //! | `/`                          | [`runs`]          | [`crate::api`]        |
 //! | `/runs/:id`                  | [`overview`]      | [`crate::overview`]   |
 //! | `/runs/:id/records`          | [`records`]       | [`crate::explorer`]   |
-//! | `/runs/:id/studies/:study`   | [`study`], [`methods_panel`], [`grounding_panel`] | [`crate::study`], [`crate::methods`], [`crate::grounding`] |
+//! | `/runs/:id/studies/:study`   | [`study`], [`methods_panel`], [`grounding_panel`], [`images_panel`] | [`crate::study`], [`crate::methods`], [`crate::grounding`] |
 //! | `/compare`                   | [`compare`]       | [`crate::compare`]    |
 //!
 //! [`components`] holds what several pages use: the header, error and loading views, the Share
@@ -19,6 +19,7 @@ pub mod compare;
 pub mod components;
 pub mod conditions_panel;
 pub mod grounding_panel;
+pub mod images_panel;
 pub mod methods_panel;
 pub mod overview;
 pub mod records;

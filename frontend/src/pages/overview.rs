@@ -224,7 +224,7 @@ fn interval_td(col: &'static str, i: Option<&radlens_shared::stats::bootstrap::I
 /// Grounding G6 from `analysis.json`: per model and condition the answer agreement with the
 /// real image and the accuracy, and per model the rates. Nothing when no model has conditions.
 fn conditions_view(a: &Analysis) -> Option<AnyView> {
-    use crate::conditions::{CONDITION_RATES, condition_rate, conditions_of};
+    use crate::conditions::{CONDITION_RATES, condition_rate, conditions_of, rate_listed};
     use radlens_shared::record::Pass;
     let models = conditions_of(a);
     if models.is_empty() {
@@ -254,8 +254,8 @@ fn conditions_view(a: &Analysis) -> Option<AnyView> {
     let rates = models
         .iter()
         .flat_map(|(m, c)| CONDITION_RATES.iter().map(move |r| (*m, *c, r)))
-        // The confound rate only where the CSV named confound boxes.
-        .filter(|(_, c, (key, _, _))| *key != "confound_change_rate" || c.confound_change_rate.is_some())
+        // The confound and prior rates only where the run has them.
+        .filter(|(_, c, (key, _, _))| rate_listed(c, key))
         .map(|(m, c, (key, label, meaning))| {
             view! {
                 <tr data-model=m.to_string() data-rate=*key>

@@ -40,6 +40,9 @@ pub fn StudyPage() -> impl IntoView {
     });
     // The image conditions under each card (`conditions=1`): every record of the study, fetched
     // when first shown; and the run's near-tie threshold for the badges.
+    // The per-image method of multi-image records (`images=`), read by every card's panel.
+    let image_method = RwSignal::new(crate::images::image_method_from_query(&location_search()));
+    provide_context(super::images_panel::ImageMethod(image_method));
     let show_conditions = RwSignal::new(crate::conditions::conditions_from_query(&location_search()));
     let conditions = super::conditions_panel::ConditionsCtx {
         show: show_conditions,
@@ -238,7 +241,11 @@ pub fn StudyPage() -> impl IntoView {
                 Some(Ok(page)) if page.records.is_empty() => view! {
                     <p class="error" role="alert">"This run has no image-pass records for this study."</p>
                 }.into_any(),
-                Some(Ok(page)) => study_grid(id(), page.records, opts, refuse_opts, cmp, conditions),
+                Some(Ok(page)) => view! {
+                    {super::images_panel::image_method_select(&page.records, image_method)}
+                    {study_grid(id(), page.records, opts, refuse_opts, cmp, conditions)}
+                }
+                .into_any(),
             }}
         </main>
     }
@@ -251,7 +258,7 @@ fn write_study_query(opts: RwSignal<crate::study::OverlayOpts>, refuse_opts: RwS
     // The pin and the difference toggles are written by their own controls; keep them.
     let kept = crate::url_state::parse_query(&location_search())
         .into_iter()
-        .filter(|(k, _)| k == "pin" || k == "diff" || k == crate::conditions::CONDITIONS_KEY);
+        .filter(|(k, _)| k == "pin" || k == "diff" || k == crate::conditions::CONDITIONS_KEY || k == crate::images::IMAGES_KEY);
     pairs.extend(kept);
     let q: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}={}", enc(&v))).collect();
     replace_query(&q.join("&"));
@@ -326,7 +333,7 @@ struct Compare {
 }
 
 /// Sets (or with `None` removes) one key of the query string, keeping the others in order.
-fn set_query_key(key: &str, value: Option<String>) {
+pub(super) fn set_query_key(key: &str, value: Option<String>) {
     let mut pairs: Vec<(String, String)> =
         crate::url_state::parse_query(&location_search()).into_iter().filter(|(k, _)| k != key).collect();
     if let Some(v) = value {
@@ -598,6 +605,7 @@ fn case_card(
     let grounding = super::grounding_panel::grounding_panel(index, &rec, null_view);
     let near_tie = super::conditions_panel::card_near_tie(&rec, conditions.eps);
     let strip = super::conditions_panel::conditions_strip(run.clone(), rec.clone(), index, conditions);
+    let images = super::images_panel::images_panel(run.clone(), index, &rec, opacity);
     let fmt_ans = |a: Option<radlens_shared::answer::Answer>| a.map(|a| a.as_str().to_owned()).unwrap_or_else(|| "—".into());
     let correct = match rec.correct {
         Some(true) => "correct",
@@ -698,6 +706,7 @@ fn case_card(
                 </dl>
                 {rec.error.as_ref().map(|e| view! { <p class="error" role="alert">{format!("{:?} error: {}", e.stage, e.message)}</p> })}
             </div>
+            {images}
             {strip}
             {rec.map.as_ref().map(|sm| {
                 let st = sm.metrics;
