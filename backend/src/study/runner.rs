@@ -527,14 +527,16 @@ impl ModelRun<'_> {
             capture_ms,
             ..Latency::default()
         };
-        if let (Some(multi), Some(CaseMap { own, attention: Some(_) })) = (multi, &outcome.map) {
-            record.images = self
-                .store_image_maps(plan, &outcome.recorder, &own.provenance, &multi, attention)
-                .map_err(|e| (ErrorStage::Capture, format!("per-image maps: {e}")))?;
-        }
         record.map = map;
         record.trust = trust;
         record.grounding = grounding;
+        if let (Some(multi), Some(CaseMap { own: own_map, attention: Some(_) })) = (multi, &outcome.map) {
+            let (images, fused) = self
+                .store_image_maps(plan, &outcome.recorder, &own_map.provenance, &multi, attention)
+                .map_err(|e| (ErrorStage::Capture, format!("per-image maps: {e}")))?;
+            record.images = images;
+            self.image_methods(row, &multi, own_map, &fused, &mut record, attention);
+        }
         Ok((record, own))
     }
 
