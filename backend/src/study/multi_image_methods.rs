@@ -120,7 +120,7 @@ impl ModelRun<'_> {
                         layers: Vec::new(),
                         query_positions: vec![input_ids.len() - 1],
                         layers_without_image: Vec::new(),
-                        site: Some(cam.site.name.clone()),
+                        site: Some(cam.site.name),
                         fallback_reason: None,
                         ..own.provenance.clone()
                     };
