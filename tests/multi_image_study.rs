@@ -245,8 +245,8 @@ fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() 
 
 /// Grad-CAM and grounding asked of a study with a multi-image row (issue 21): the multi-image
 /// row gets each method's map per image, on each image's own grid, the shares of each method
-/// summing to 1; its own trust and grounding hold the current image's parts; deletion
-/// faithfulness is said not to run. The single-image row is as before.
+/// summing to 1; its own trust and grounding hold the current image's parts (its occlusion
+/// support, box figures and null edits). The single-image row is as before.
 #[test]
 fn a_multi_image_row_gets_every_method_split_per_image() {
     let scratch = Scratch::new("multi-image-checks");
@@ -291,7 +291,9 @@ fn a_multi_image_row_gets_every_method_split_per_image() {
     assert_eq!((occlusion.grid, occlusion.support.len()), (2, 4));
     let grounded: Vec<MapMethod> = grounding.maps.iter().map(|m| m.method).collect();
     assert!(grounded.contains(&MapMethod::QueryToVisual) && grounded.contains(&MapMethod::Gradcam), "{grounded:?}");
-    assert!(grounding.maps.iter().find(|m| m.method == MapMethod::QueryToVisual).unwrap().figures.occlusion.is_some());
+    let own = &grounding.maps.iter().find(|m| m.method == MapMethod::QueryToVisual).unwrap().figures;
+    assert!(own.occlusion.is_some(), "the current image's map against its occlusion support");
+    assert_eq!(own.null_edits.len(), 2, "both null edits of the current image, the prior kept: {:?}", grounding.notes);
 
     assert!(single.trust.as_ref().is_some_and(|t| !t.maps.is_empty()), "the single-image row has its Grad-CAM map");
     assert!(single.grounding.as_ref().is_some_and(|g| !g.maps.is_empty()), "and its grounding figures");
@@ -305,10 +307,10 @@ fn a_multi_image_row_gets_every_method_split_per_image() {
     assert!(report.contains("| `gradcam` |") && report.contains("| `occlusion` |"), "a report line per method");
 }
 
-/// Deletion faithfulness and sinks asked of a multi-image row: sinks and the relative map run
-/// per image; deletion faithfulness is said not to run, never silently.
+/// Deletion faithfulness and sinks asked of a multi-image row: the relative map split per
+/// image, sinks on the current image's map, the deletion tests on the current image.
 #[test]
-fn a_multi_image_row_gets_relative_maps_and_says_deletion_did_not_run() {
+fn a_multi_image_row_gets_relative_maps_sinks_and_deletion_on_its_current_image() {
     let scratch = Scratch::new("multi-image-relative");
     let csv = with_and_without_prior(&scratch);
     let model = fixture("multi-image-v1/gemma3-tiny-multi");
@@ -331,5 +333,10 @@ fn a_multi_image_row_gets_relative_maps_and_says_deletion_did_not_run() {
     let trust = multi.trust.as_ref().unwrap();
     assert!(trust.maps.iter().any(|m| m.provenance.method == MapMethod::Relative), "{trust:?}");
     assert!(trust.sinks.is_some(), "sinks on the current image's map");
-    assert!(trust.notes.iter().any(|n| n.contains("deletion faithfulness not run on multi-image rows")), "{:?}", trust.notes);
+    // Deletion on the current image, the prior intact: each of its maps at the size asked for.
+    let deleted: Vec<(MapMethod, u32)> = trust.faithfulness.iter().map(|f| (f.method, f.k_percent)).collect();
+    assert_eq!(deleted, [(MapMethod::QueryToVisual, 25), (MapMethod::Relative, 25)], "{:?}", trust.notes);
+    let g = multi.images.iter().find(|i| i.role == "current").unwrap().provenance.geometry;
+    assert_eq!(trust.faithfulness[0].cells, (g.h * g.w * 25).div_ceil(100).max(1), "25% of the current image's cells");
+    assert!(trust.faithfulness.iter().all(|f| f.delta_top.is_finite() && f.delta_random.is_finite() && f.random_draws == 1));
 }

@@ -8,12 +8,14 @@
 
 use candle_core::{DType, Tensor, Var};
 use radlens_shared::map::normalize_vec;
+use radlens_shared::record::Faithfulness;
 use radlens_shared::trust::GENERIC_PROMPT;
 
 use super::capture::fuse_captured;
 use super::gradcam::{MarginTokens, channel_weights, pool_sum, weighted_cam};
-use super::occlusion::{OccludedImages, OcclusionMap};
+use super::occlusion::{MarginProbe, OccludedImages, OcclusionMap};
 use super::plan::{CasePlan, last_prompt_row};
+use super::trust::{MethodValues, TrustSettings, delete_cells, deletion_tests};
 use crate::models::error::{ModelError, Result};
 use crate::models::loader::Engine;
 use crate::models::probe::{AttentionRecorder, NoProbe};
@@ -193,6 +195,30 @@ pub fn occlusion_per_image(
         out.push(OcclusionMap::of(o.grid, margin, margins));
     }
     Ok(out)
+}
+
+/// Deletion tests of one image's maps in a multi-image prompt: the cells deleted from image
+/// `k`'s pixels (prompt order), that image re-encoded and put back among the others' unchanged
+/// features, the margin read by `probe` (the whole prompt's). `grid` is image `k`'s map grid.
+#[allow(clippy::too_many_arguments)]
+pub fn deletion_on_image(
+    model: &dyn VisionLanguageModel,
+    probe: &MarginProbe<'_>,
+    parts: &[Tensor],
+    k: usize,
+    pixels: &Tensor,
+    grid: (usize, usize),
+    maps: &[&MethodValues],
+    settings: &TrustSettings,
+    seed: u64,
+) -> Result<Vec<Faithfulness>> {
+    let delta = |cells: &[usize]| -> Result<f64> {
+        let deleted = delete_cells(pixels, grid.0, grid.1, cells)?;
+        let mut shown = parts.to_vec();
+        shown[k] = model.encode_image(&deleted, &mut NoProbe)?;
+        Ok(probe.margin_of(&concat_features(&shown)?)? - probe.margin)
+    };
+    deletion_tests(grid, probe.margin, delta, maps, &settings.k_percents, settings.random_draws, seed)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use candle_core::Tensor;
 use radlens_shared::AttentionMap;
 use radlens_shared::fusion::MapProvenance;
 use radlens_shared::metrics::MapMetrics;
-use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Pass};
+use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, GroundingSettings, ImageMapRecord, Pass};
 
 use super::conditions::blank_image;
 use super::multi_image_methods::SharedMethods;
@@ -15,6 +15,7 @@ use super::run_dir::AttentionFile;
 use super::runner::{CaseFailure, ModelRun};
 use crate::case::capture::fuse_captured;
 use crate::case::multi_image::{ImagePart, split_by_image};
+use crate::case::null_edit::EditedImage;
 use crate::case::trust;
 use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec};
 use crate::models::concat_features;
@@ -65,19 +66,22 @@ impl ModelRun<'_> {
     /// each case's own map is the current image's; the record adds every image's map on its own
     /// grid with its share of the attention mass, and the other methods' maps asked for split
     /// the same way ([`super::multi_image_methods`]); a model that takes one image makes each
-    /// row an error record.
+    /// row an error record. `images` holds the current image (and `edits` its null edits).
     pub(super) fn run_multi_image(
         &self,
         plan: &CasePlan,
         rows: &[&StudyRow],
         pass: Pass,
-        current: RowImageEncoded,
-        extras: Vec<RowImageEncoded>,
+        mut images: Vec<RowImageEncoded>,
+        edits: Option<&[EditedImage]>,
         attention: &mut AttentionFile,
     ) -> anyhow::Result<Vec<CaseRecord>> {
         let requested = &plan.spec;
-        let plan = CasePlan { spec: CaseSpec { trust: None, grounding: None, ..plan.spec.clone() }, ..plan.clone() };
-        let mut images: Vec<RowImageEncoded> = extras.into_iter().chain(std::iter::once(current)).collect();
+        // The case runs the null edits alone (on the current image, in place among the others);
+        // every other check runs per image after it (`multi_image_methods`).
+        let null_edits = requested.grounding.filter(|g| g.null_edits && edits.is_some());
+        let grounding = null_edits.map(|g| GroundingSettings { occlusion: false, ..g });
+        let plan = CasePlan { spec: CaseSpec { trust: None, grounding, ..plan.spec.clone() }, ..plan.clone() };
         // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
         images.sort_by_key(|i| match i.role {
             ImageRole::Prior => 0,
@@ -119,6 +123,22 @@ impl ModelRun<'_> {
             preprocess_ms: images.iter().map(|i| i.image.preprocess_ms).sum(),
             encode_ms: images.iter().map(|i| i.image.encode_ms).sum(),
         };
+        // Each null edit of the current image with the other images' features kept.
+        let edits: Option<Vec<EditedImage>> = edits.filter(|_| null_edits.is_some()).map(|edits| {
+            let j = first.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
+            edits
+                .iter()
+                .map(|e| EditedImage {
+                    edit: e.edit,
+                    image: e.image.clone().and_then(|edited| {
+                        let mut parts = in_prompt_order.clone();
+                        parts[j] = edited.features.clone();
+                        let features = concat_features(&parts).map_err(|err| format!("{}: {err}", e.edit))?;
+                        Ok(CaseImage { features, ..edited })
+                    }),
+                })
+                .collect()
+        });
         // Every image is inside the shared prefix or none is (see `shared_prefix_len`).
         let prefix_len = self.shared_prefix_len(&prompts);
         let (prefix_cache, shared_ms) = self.prefix_cache(&prompts, prefix_len, &combined);
@@ -147,7 +167,7 @@ impl ModelRun<'_> {
                 roi,
                 confound: row.confound.filter(|b| b.inside_image(g.image_w, g.image_h)),
                 occluded: None,
-                null_edits: None,
+                null_edits: edits.as_deref(),
             };
             let multi_case = MultiImageCase { prompt: m, images: &images, requested, features: &combined.features, shared: &shared };
             let mut record = match self.record_of(row, pass, case, Some(multi_case), attention) {
@@ -240,7 +260,7 @@ impl ModelRun<'_> {
             let records = match images {
                 Ok((current, extras)) => {
                     let current = RowImageEncoded { role: ImageRole::Current, path: rows[0].image_path.clone(), image: current };
-                    self.run_multi_image(plan, &rows, pass, current, extras, attention)?
+                    self.run_multi_image(plan, &rows, pass, extras.into_iter().chain([current]).collect(), None, attention)?
                 }
                 Err((stage, message)) => rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
             };

@@ -3,8 +3,9 @@
 //! all images against the generic prompt's over the same images) and occlusion one image at a
 //! time with the others intact. Each image gets each method's map on its own grid with its
 //! share of the method's mass (`images[].methods`); the record's own `trust` and `grounding`
-//! hold the current image's parts, as a single-image row's hold its image's. Deletion
-//! faithfulness is not run on these rows (said in the record).
+//! hold the current image's parts, as a single-image row's hold its image's, and deletion
+//! faithfulness deletes cells of the current image only, the others intact (as do the null
+//! edits, which run with the case).
 //!
 //! Shares, per method, over the prompt's images:
 //! - Grad-CAM: each image's part of the (rectified) Grad-CAM mass;
@@ -26,10 +27,13 @@ use super::plan::StudyRow;
 use super::run_dir::AttentionFile;
 use super::runner::ModelRun;
 use crate::case::grounding::{self, Boxes, GroundingOutcome, occlusion_provenance};
-use crate::case::multi_image::{ImagePart, generic_map_multi, gradcam_multi, occlusion_per_image, split_by_image, split_occlusion};
+use crate::case::multi_image::{
+    ImagePart, deletion_on_image, generic_map_multi, gradcam_multi, occlusion_per_image, split_by_image, split_occlusion,
+};
 use crate::case::occlusion::{MarginProbe, OccludedImages, OcclusionMap, OcclusionSettings};
 use crate::case::trust::{self, MethodValues};
 use crate::case::{CaseImage, CasePlan, CaseSpec};
+use crate::models::error::ModelError;
 use crate::models::processor::{ImageRole, MultiImagePrompt, PromptImage};
 
 /// What a multi-image row's questions share (made once per row group, image pass only).
@@ -150,13 +154,20 @@ impl ModelRun<'_> {
             None => {}
         }
 
+        // The whole prompt's margin with any image's features replaced: occlusion and deletion.
+        let faithfulness = spec.trust.as_ref().filter(|t| t.faithfulness);
+        let probe = (multi.shared.occluded.is_some() || faithfulness.is_some())
+            .then(|| MarginProbe::new(model, input_ids, model.summary().image_token_id, multi.features, &yes, &no));
+        let parts: Vec<_> = m.order.iter().map(|&i| multi.images[i].image.features.clone()).collect();
         let mut support: Option<OcclusionMap> = None;
         match &multi.shared.occluded {
             Some(Ok(occluded)) => {
-                let parts: Vec<_> = m.order.iter().map(|&i| multi.images[i].image.features.clone()).collect();
                 let occluded: Vec<&OccludedImages> = occluded.iter().collect();
-                let maps = MarginProbe::new(model, input_ids, model.summary().image_token_id, multi.features, &yes, &no)
-                    .and_then(|probe| occlusion_per_image(&parts, &occluded, probe.margin, |f| probe.margin_of(f)));
+                let maps = match &probe {
+                    Some(Ok(probe)) => occlusion_per_image(&parts, &occluded, probe.margin, |f| probe.margin_of(f)),
+                    Some(Err(e)) => Err(ModelError::Invalid(e.to_string())),
+                    None => Err(ModelError::Invalid("no margin probe".into())),
+                };
                 match maps {
                     Ok(maps) => {
                         let grids: Vec<MapGeometry> =
@@ -197,6 +208,20 @@ impl ModelRun<'_> {
         }
         let all: Vec<&MethodValues> = std::iter::once(own).chain(&others).collect();
         trust.agreement = trust::agreement(&all);
+        // Deletion on the current image, the others intact; its maps as a single-image row's.
+        if let (Some(settings), Some(probe)) = (faithfulness, &probe) {
+            let image = &multi.images[m.order[current]].image;
+            let g = image.geometry;
+            let seed = trust::seed_of(&row.sample_id());
+            match probe
+                .as_ref()
+                .map_err(|e| ModelError::Invalid(e.to_string()))
+                .and_then(|probe| deletion_on_image(model, probe, &parts, current, &image.pixels, (g.h, g.w), &all, settings, seed))
+            {
+                Ok(f) => trust.faithfulness = f,
+                Err(e) => trust.notes.push(format!("faithfulness on the current image: {e}")),
+            }
+        }
         if let Some(settings) = spec.grounding {
             // The CSV's boxes are on the current image: its maps get the box figures.
             let g = own.provenance.geometry;
@@ -210,8 +235,19 @@ impl ModelRun<'_> {
                 out.record.notes.push("occlusion: no occlusion support for the current image (see the trust notes)".into());
             }
             grounding::figures(&mut out, support.as_ref(), pixels, &all, boxes);
-            if settings.null_edits {
-                out.record.notes.push("null edits: not run on multi-image rows yet (issue 21)".into());
+            // The null edits ran with the case (the current image edited, the others kept); their
+            // figures and notes move to this grounding.
+            match record.grounding.take() {
+                Some(earlier) => {
+                    let own_method = own.provenance.method;
+                    let edits = earlier.maps.into_iter().find(|g| g.method == own_method).map(|g| g.figures.null_edits);
+                    if let (Some(edits), Some(entry)) = (edits, out.record.maps.iter_mut().find(|g| g.method == own_method)) {
+                        entry.figures.null_edits = edits;
+                    }
+                    out.record.notes.extend(earlier.notes);
+                }
+                None if settings.null_edits => out.record.notes.push("null edits: not run on this row's images".into()),
+                None => {}
             }
             if let Some(o) = &out.occlusion_map {
                 match self.store_method_map(o, row, attention) {
@@ -262,21 +298,19 @@ impl ModelRun<'_> {
         Ok(out)
     }
 
-    /// The checks a multi-image row does not get, said in its record: deletion faithfulness,
-    /// and every method when its attention could not be split per image.
+    /// The checks a multi-image row does not get, said in its record: every method when its
+    /// attention could not be split per image.
     pub(super) fn note_unrun_checks(&self, requested: &CaseSpec, record: &mut CaseRecord) {
-        const WHY: &str = "not run on multi-image rows yet (issue 21)";
-        let asked_any = requested.trust.is_some() || requested.grounding.is_some();
-        if record.images.is_empty() && asked_any {
+        if record.images.is_empty() && (requested.trust.is_some() || requested.grounding.is_some()) {
             let why = "not run: the row's attention could not be split per image (see `map.provenance`)";
-            record.trust.get_or_insert_with(TrustRecord::default).notes.push(format!("Grad-CAM, sinks and relative map {why}"));
+            record
+                .trust
+                .get_or_insert_with(TrustRecord::default)
+                .notes
+                .push(format!("Grad-CAM, deletion, sinks and the relative map {why}"));
             if requested.grounding.is_some() {
                 record.grounding.get_or_insert_with(CaseGrounding::default).notes.push(format!("grounding {why}"));
             }
-            return;
-        }
-        if requested.trust.as_ref().is_some_and(|t| t.faithfulness) {
-            record.trust.get_or_insert_with(TrustRecord::default).notes.push(format!("deletion faithfulness {WHY}"));
         }
     }
 
