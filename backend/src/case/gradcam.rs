@@ -206,6 +206,14 @@ mod tests {
         assert_eq!(cam(&a, &g, 2, 2), vec![4.0, 0.0]);
     }
 
+    /// Several images' gradients: one weight per channel, the mean over all their positions.
+    #[test]
+    fn channel_weights_over_several_images_are_the_mean_over_all_their_patches() {
+        let (g1, g2) = ([1.0, 0.0], [3.0, 2.0, 5.0, 4.0]);
+        assert_eq!(channel_weights(&[&g1, &g2], 2), vec![3.0, 2.0]);
+        assert_eq!(weighted_cam(&[1.0, -1.0, -1.0, 0.0], &[3.0, 2.0], 2, 2), vec![1.0, 0.0]);
+    }
+
     #[test]
     fn pooling_sums_blocks() {
         let cells: Vec<f64> = (0..16).map(f64::from).collect();
