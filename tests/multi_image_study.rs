@@ -305,6 +305,33 @@ fn a_multi_image_row_gets_every_method_split_per_image() {
     assert_eq!(roles["prior"].methods.keys().map(String::as_str).collect::<Vec<_>>(), ["gradcam", "occlusion"]);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| `gradcam` |") && report.contains("| `occlusion` |"), "a report line per method");
+
+    // Two shards merged: every method's map is copied with its record (the per-image ones and
+    // the record's own).
+    let flags = ["--gradcam", "--grounding", "--occlusion-grid", "2"];
+    let shards: Vec<PathBuf> = (0..2).map(|i| scratch.path().join(format!("shard-{i}"))).collect();
+    for (i, d) in shards.iter().enumerate() {
+        let shard = format!("{i}/2");
+        study_with(&csv, ("gemma3-multi", &model), d, &[flags.as_slice(), &["--shard", &shard]].concat());
+    }
+    let merged = scratch.path().join("merged");
+    let images_dir = fixture("multi-image-v1/images");
+    let (a, b) = (shards[0].to_str().unwrap(), shards[1].to_str().unwrap());
+    let merge = radlens(&["merge", a, b, "--out", merged.to_str().unwrap(), "--images", images_dir.to_str().unwrap()]);
+    assert!(merge.status.success(), "radlens merge: {}", String::from_utf8_lossy(&merge.stderr));
+    let (merged_dir, merged_records) = (RunDir::open(&merged).unwrap(), run_records(&merged));
+    for line in [2, 3] {
+        let (x, y) = (by_line(&records, line), by_line(&merged_records, line));
+        let maps = |r: &CaseRecord| -> Vec<radlens_shared::record::TensorRef> {
+            let own = r.trust.iter().flat_map(|t| t.maps.iter().map(|m| m.values.clone()));
+            own.chain(r.images.iter().flat_map(|i| i.methods.iter().map(|m| m.values.clone()))).collect()
+        };
+        let (mx, my) = (maps(x), maps(y));
+        assert!(!mx.is_empty() && mx.len() == my.len(), "line {line}");
+        for (tx, ty) in mx.iter().zip(&my) {
+            assert_eq!(dir.read_f32(tx).unwrap(), merged_dir.read_f32(ty).unwrap(), "line {line}");
+        }
+    }
 }
 
 /// Deletion faithfulness and sinks asked of a multi-image row: the relative map split per
