@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use radlens::case::gradcam::{MarginTokens, gradcam, margin_from_activations, margin_gradient};
+use radlens::case::multi_image::gradcam_multi;
 use radlens::models::GradcamSite;
 use radlens::models::checkpoint::llava_rad::PartOverrides;
 use radlens::models::loader::{Engine, load_engine};
@@ -138,5 +139,27 @@ fn cams_have_the_attention_grid_and_are_non_negative() {
         assert!(cam.cells.iter().all(|&v| v >= 0.0 && v.is_finite()), "{model}: {:?}", cam.cells);
         assert!(cam.cells.iter().sum::<f64>() > 0.0, "{model}: some patch raises the margin");
         assert!(cam.site.name.to_string().starts_with(block), "{model}: {}", cam.site.name);
+    }
+}
+
+/// A prompt with one image: the multi-image Grad-CAM (issue 21: channel weights over every
+/// image's patches, each image pooled on its own grid) is the single-image Grad-CAM.
+#[test]
+fn the_multi_image_gradcam_of_a_one_image_prompt_is_gradcam() {
+    for (rel, model) in [("reference-v1/llava-tiny", "llava-tiny"), ("reference-v1/gemma3-tiny", "gemma3-tiny")] {
+        let e = engine(rel);
+        let case = Case::load(model, "case1");
+        let yes = e.prompter.tokenizer().single_token_spellings("yes");
+        let no = e.prompter.tokenizer().single_token_spellings("no");
+        let (ids, pixels) = (case.ids("input_ids"), case.t("pixel_values"));
+        let cam = gradcam(e.model.as_ref(), &ids, pixels, &yes, &no).unwrap();
+        let features = e.model.encode_image(pixels, &mut NoProbe).unwrap();
+        let multi = gradcam_multi(e.model.as_ref(), &ids, &[pixels], &features, &yes, &no).unwrap();
+        assert_eq!((multi.grids.as_slice(), multi.site.name), ([(cam.h, cam.w)].as_slice(), cam.site.name), "{model}");
+        let scale = cam.cells.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+        for (k, (a, b)) in multi.cells[0].iter().zip(&cam.cells).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * scale, "{model} cell {k}: {a} multi vs {b}");
+        }
+        assert!((multi.margin - cam.margin).abs() < 1e-5, "{model}: margin {} vs {}", multi.margin, cam.margin);
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use radlens::commands::demo::write_demo_models;
 use radlens::study::run_dir::RunDir;
+use radlens_shared::fusion::MapMethod;
 use radlens_shared::record::{CaseRecord, Pass};
 
 use crate::support::{Scratch, fixture, radlens, run_records};
@@ -242,23 +243,127 @@ fn prior_blank_runs_rows_with_a_prior_on_the_blank_image_and_skips_the_others() 
     assert_eq!(run_records(&out).len(), records.len());
 }
 
-/// Grad-CAM and grounding asked of a study with a multi-image row: the single-image row gets
-/// them; the multi-image row says in its record that they did not run, never silently.
+/// Grad-CAM and grounding asked of a study with a multi-image row (issue 21): the multi-image
+/// row gets each method's map per image, on each image's own grid, the shares of each method
+/// summing to 1; its own trust and grounding hold the current image's parts (its occlusion
+/// support, box figures and null edits). The single-image row is as before.
 #[test]
-fn checks_a_multi_image_row_does_not_get_are_said_in_its_record() {
+fn a_multi_image_row_gets_every_method_split_per_image() {
     let scratch = Scratch::new("multi-image-checks");
     let csv = with_and_without_prior(&scratch);
     let model = fixture("multi-image-v1/gemma3-tiny-multi");
     let out = scratch.path().join("run");
     study_with(&csv, ("gemma3-multi", &model), &out, &["--gradcam", "--grounding", "--occlusion-grid", "2"]);
     let records = run_records(&out);
+    let dir = RunDir::open(&out).unwrap();
     let image = |line: usize| records.iter().find(|r| r.csv_line == line && r.pass == Pass::Image).expect("an image-pass record");
     let (multi, single) = (image(2), image(3));
-    assert!(multi.error.is_none() && !multi.images.is_empty());
-    let trust = multi.trust.as_ref().expect("the multi-image row's trust notes");
-    assert!(trust.maps.is_empty() && trust.notes.iter().any(|n| n.contains("not run on multi-image rows")), "{trust:?}");
-    let grounding = multi.grounding.as_ref().expect("the multi-image row's grounding notes");
-    assert!(grounding.maps.is_empty() && grounding.notes.iter().any(|n| n.contains("not run on multi-image rows")), "{grounding:?}");
+    assert!(multi.error.is_none() && multi.images.len() == 2, "{:?}", multi.error);
+    let trust = multi.trust.as_ref().expect("the multi-image row's trust record");
+    for method in [MapMethod::Gradcam, MapMethod::Occlusion] {
+        let mut share = 0.0;
+        for i in &multi.images {
+            let found: Vec<_> = i.methods.iter().filter(|m| m.provenance.method == method).collect();
+            assert_eq!(found.len(), 1, "one {method} map of the {} image: {:?}", i.role, i.methods);
+            let m = found[0];
+            let g = m.provenance.geometry;
+            assert_eq!(m.values.shape, vec![g.h, g.w], "{method} of the {} image on its own grid", i.role);
+            assert_eq!((g.image_w, g.image_h), (i.provenance.geometry.image_w, i.provenance.geometry.image_h), "on its own image");
+            if method == MapMethod::Occlusion {
+                assert_eq!((g.h, g.w), (2, 2), "the occlusion grid asked for");
+            } else {
+                assert_eq!((g.h, g.w), (i.provenance.geometry.h, i.provenance.geometry.w), "Grad-CAM on the attention grid");
+            }
+            assert!((0.0..=1.0).contains(&m.image_mass_share));
+            share += m.image_mass_share;
+            let sum: f32 = dir.read_f32(&m.values).unwrap().iter().sum();
+            assert!((sum - 1.0).abs() < 1e-4, "{method} of the {} image sums to {sum}", i.role);
+        }
+        assert!((share - 1.0).abs() < 1e-6, "{method}: the images' shares sum to {share}");
+    }
+    let current = multi.images.iter().find(|i| i.role == "current").unwrap();
+    let own_grid = current.provenance.geometry;
+    let gradcam = trust.maps.iter().find(|m| m.provenance.method == MapMethod::Gradcam).expect("the current image's Grad-CAM");
+    assert_eq!(gradcam.provenance.geometry, own_grid, "the record's Grad-CAM is the current image's part");
+    assert!(trust.maps.iter().any(|m| m.provenance.method == MapMethod::Occlusion), "and its occlusion map: {trust:?}");
+    let grounding = multi.grounding.as_ref().expect("the multi-image row's grounding");
+    let occlusion = grounding.occlusion.as_ref().expect("the current image's occlusion support");
+    assert_eq!((occlusion.grid, occlusion.support.len()), (2, 4));
+    let grounded: Vec<MapMethod> = grounding.maps.iter().map(|m| m.method).collect();
+    assert!(grounded.contains(&MapMethod::QueryToVisual) && grounded.contains(&MapMethod::Gradcam), "{grounded:?}");
+    let own = &grounding.maps.iter().find(|m| m.method == MapMethod::QueryToVisual).unwrap().figures;
+    assert!(own.occlusion.is_some(), "the current image's map against its occlusion support");
+    assert_eq!(own.null_edits.len(), 2, "both null edits of the current image, the prior kept: {:?}", grounding.notes);
+
     assert!(single.trust.as_ref().is_some_and(|t| !t.maps.is_empty()), "the single-image row has its Grad-CAM map");
     assert!(single.grounding.as_ref().is_some_and(|g| !g.maps.is_empty()), "and its grounding figures");
+    assert!(single.images.is_empty());
+
+    let analysis: radlens_shared::record::Analysis =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
+    let roles = &analysis.models[0].images;
+    assert_eq!(roles["prior"].methods.keys().map(String::as_str).collect::<Vec<_>>(), ["gradcam", "occlusion"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| `gradcam` |") && report.contains("| `occlusion` |"), "a report line per method");
+
+    // Two shards merged: every method's map is copied with its record (the per-image ones and
+    // the record's own).
+    let flags = ["--gradcam", "--grounding", "--occlusion-grid", "2"];
+    let shards: Vec<PathBuf> = (0..2).map(|i| scratch.path().join(format!("shard-{i}"))).collect();
+    for (i, d) in shards.iter().enumerate() {
+        let shard = format!("{i}/2");
+        study_with(&csv, ("gemma3-multi", &model), d, &[flags.as_slice(), &["--shard", &shard]].concat());
+    }
+    let merged = scratch.path().join("merged");
+    let images_dir = fixture("multi-image-v1/images");
+    let (a, b) = (shards[0].to_str().unwrap(), shards[1].to_str().unwrap());
+    let merge = radlens(&["merge", a, b, "--out", merged.to_str().unwrap(), "--images", images_dir.to_str().unwrap()]);
+    assert!(merge.status.success(), "radlens merge: {}", String::from_utf8_lossy(&merge.stderr));
+    let (merged_dir, merged_records) = (RunDir::open(&merged).unwrap(), run_records(&merged));
+    for line in [2, 3] {
+        let (x, y) = (by_line(&records, line), by_line(&merged_records, line));
+        let maps = |r: &CaseRecord| -> Vec<radlens_shared::record::TensorRef> {
+            let own = r.trust.iter().flat_map(|t| t.maps.iter().map(|m| m.values.clone()));
+            own.chain(r.images.iter().flat_map(|i| i.methods.iter().map(|m| m.values.clone()))).collect()
+        };
+        let (mx, my) = (maps(x), maps(y));
+        assert!(!mx.is_empty() && mx.len() == my.len(), "line {line}");
+        for (tx, ty) in mx.iter().zip(&my) {
+            assert_eq!(dir.read_f32(tx).unwrap(), merged_dir.read_f32(ty).unwrap(), "line {line}");
+        }
+    }
+}
+
+/// Deletion faithfulness and sinks asked of a multi-image row: the relative map split per
+/// image, sinks on the current image's map, the deletion tests on the current image.
+#[test]
+fn a_multi_image_row_gets_relative_maps_sinks_and_deletion_on_its_current_image() {
+    let scratch = Scratch::new("multi-image-relative");
+    let csv = with_and_without_prior(&scratch);
+    let model = fixture("multi-image-v1/gemma3-tiny-multi");
+    let out = scratch.path().join("run");
+    study_with(&csv, ("gemma3-multi", &model), &out, &["--sinks", "--faithfulness", "--deletion-percent", "25", "--random-draws", "1"]);
+    let records = run_records(&out);
+    let multi = records.iter().find(|r| r.csv_line == 2 && r.pass == Pass::Image).unwrap();
+    assert!(multi.error.is_none(), "{:?}", multi.error);
+    let share: f64 = multi
+        .images
+        .iter()
+        .map(|i| {
+            let r: Vec<_> = i.methods.iter().filter(|m| m.provenance.method == MapMethod::Relative).collect();
+            assert_eq!(r.len(), 1, "one relative map of the {} image", i.role);
+            assert_eq!(r[0].values.shape, vec![i.provenance.geometry.h, i.provenance.geometry.w]);
+            r[0].image_mass_share
+        })
+        .sum();
+    assert!((share - 1.0).abs() < 1e-6, "relative shares sum to {share}");
+    let trust = multi.trust.as_ref().unwrap();
+    assert!(trust.maps.iter().any(|m| m.provenance.method == MapMethod::Relative), "{trust:?}");
+    assert!(trust.sinks.is_some(), "sinks on the current image's map");
+    // Deletion on the current image, the prior intact: each of its maps at the size asked for.
+    let deleted: Vec<(MapMethod, u32)> = trust.faithfulness.iter().map(|f| (f.method, f.k_percent)).collect();
+    assert_eq!(deleted, [(MapMethod::QueryToVisual, 25), (MapMethod::Relative, 25)], "{:?}", trust.notes);
+    let g = multi.images.iter().find(|i| i.role == "current").unwrap().provenance.geometry;
+    assert_eq!(trust.faithfulness[0].cells, (g.h * g.w * 25).div_ceil(100).max(1), "25% of the current image's cells");
+    assert!(trust.faithfulness.iter().all(|f| f.delta_top.is_finite() && f.delta_random.is_finite() && f.random_draws == 1));
 }

@@ -151,13 +151,27 @@ fn margin_logits(model: &dyn VisionLanguageModel, input_ids: &[u32], activations
 /// Grad-CAM proper: `w_c = mean_p g[p, c]`, `cam_p = max(0, sum_c w_c a[p, c])`; `a` and `g`
 /// are `[positions, channels]` row-major.
 pub fn cam(a: &[f32], g: &[f32], positions: usize, channels: usize) -> Vec<f64> {
+    weighted_cam(a, &channel_weights(&[g], channels), positions, channels)
+}
+
+/// `w_c = mean_p g[p, c]` over the positions of every part of `grads` together (each
+/// `[positions, channels]` row-major): a multi-image prompt's Grad-CAM weighs its channels over
+/// all its images' patches at once, so one weight vector scores every image (issue 21).
+pub fn channel_weights(grads: &[&[f32]], channels: usize) -> Vec<f64> {
     let mut w = vec![0f64; channels];
-    for p in 0..positions {
-        for c in 0..channels {
-            w[c] += f64::from(g[p * channels + c]);
+    let mut positions = 0usize;
+    for g in grads {
+        for row in g.chunks_exact(channels) {
+            row.iter().zip(w.iter_mut()).for_each(|(&v, acc)| *acc += f64::from(v));
+            positions += 1;
         }
     }
-    w.iter_mut().for_each(|v| *v /= positions as f64);
+    w.iter_mut().for_each(|v| *v /= positions.max(1) as f64);
+    w
+}
+
+/// `cam_p = max(0, sum_c w_c a[p, c])` per position of `a` `[positions, channels]`.
+pub fn weighted_cam(a: &[f32], w: &[f64], positions: usize, channels: usize) -> Vec<f64> {
     (0..positions)
         .map(|p| {
             let s: f64 = (0..channels).map(|c| w[c] * f64::from(a[p * channels + c])).sum();
@@ -190,6 +204,14 @@ mod tests {
         let g = [1.0, 0.0, 3.0, 2.0]; // w = (2, 1)
         // Position 0: 2*1 + 1*2 = 4; position 1: 2*1 + 1*(-4) = -2, rectified to 0.
         assert_eq!(cam(&a, &g, 2, 2), vec![4.0, 0.0]);
+    }
+
+    /// Several images' gradients: one weight per channel, the mean over all their positions.
+    #[test]
+    fn channel_weights_over_several_images_are_the_mean_over_all_their_patches() {
+        let (g1, g2) = ([1.0, 0.0], [3.0, 2.0, 5.0, 4.0]);
+        assert_eq!(channel_weights(&[&g1, &g2], 2), vec![3.0, 2.0]);
+        assert_eq!(weighted_cam(&[1.0, -1.0, -1.0, 0.0], &[3.0, 2.0], 2, 2), vec![1.0, 0.0]);
     }
 
     #[test]

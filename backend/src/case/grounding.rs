@@ -3,6 +3,7 @@
 //! the radiologist box. The math is `radlens_shared::grounding`; this runs the occlusion
 //! forwards and collects the figures. A figure that cannot be computed is a note.
 
+use candle_core::Tensor;
 use radlens_shared::AttentionMap;
 use radlens_shared::fusion::{MapMethod, MapProvenance};
 use radlens_shared::geometry::{MapGeometry, PixelBox};
@@ -12,7 +13,7 @@ use radlens_shared::grounding::{
 use radlens_shared::record::GroundingSettings;
 
 use super::image::CaseImage;
-use super::occlusion::{OccludedImages, OcclusionSettings, occlusion_map};
+use super::occlusion::{OccludedImages, OcclusionMap, OcclusionSettings, occlusion_map};
 use super::trust::{CaseInput, MethodValues};
 
 /// What grounding adds to a case: its figures, and the occlusion map as a map of its own.
@@ -78,11 +79,20 @@ pub fn ground(
             }
         }
     });
+    figures(&mut out, support.as_ref(), &image.pixels, maps, boxes);
+    out
+}
+
+/// Adds to `out` the occlusion map of `support` (when there is one) and the figures of `maps`
+/// and of that map: agreement with the support, control boxes, box score and confound mass.
+/// `pixels` is the model's input `[1, C, H, W]` the support was measured on (a multi-image
+/// prompt's current image, issue 21).
+pub fn figures(out: &mut GroundingOutcome, support: Option<&OcclusionMap>, pixels: &Tensor, maps: &[&MethodValues], boxes: Boxes) {
     // A non-square input (Qwen2.5-VL) records its shorter side and both sides.
-    let (input_h, input_w) = (image.pixels.dim(2).unwrap_or(0), image.pixels.dim(3).unwrap_or(0));
+    let (input_h, input_w) = (pixels.dim(2).unwrap_or(0), pixels.dim(3).unwrap_or(0));
     let input_side = input_h.min(input_w);
     let input_hw = (input_h != input_w).then_some((input_h, input_w));
-    if let Some(s) = &support {
+    if let Some(s) = support {
         let like = maps.first().map(|m| &m.provenance);
         match (s.positive_map(), like) {
             (Some(values), Some(like)) => out.occlusion_map = Some(MethodValues { values, provenance: occlusion_provenance(like, s.grid) }),
@@ -104,7 +114,7 @@ pub fn ground(
         };
         let mut figures = GroundingRecord::default();
         let mut note = |what: &str, e: radlens_shared::MetricError| out.record.notes.push(format!("{} {what}: {e}", m.provenance.method));
-        if let (Some(s), true) = (&support, m.provenance.method != MapMethod::Occlusion) {
+        if let (Some(s), true) = (support, m.provenance.method != MapMethod::Occlusion) {
             match occlusion_agreement(&map, &g.crop, &s.support, input_side, s.grid) {
                 Ok(a) => figures.occlusion = Some(a),
                 Err(e) => note("occlusion agreement", e),
@@ -128,11 +138,10 @@ pub fn ground(
         }
         out.record.maps.push(MethodGrounding { method: m.provenance.method, figures });
     }
-    out
 }
 
 /// The occlusion map's provenance: the case's, on the `g x g` grid over the same crop.
-fn occlusion_provenance(like: &MapProvenance, grid: usize) -> MapProvenance {
+pub fn occlusion_provenance(like: &MapProvenance, grid: usize) -> MapProvenance {
     MapProvenance {
         method: MapMethod::Occlusion,
         layers: Vec::new(),

@@ -12,6 +12,8 @@
 //! - [`capture`]: captured rows -> one map (the shared crate's fusion).
 //! - [`gradcam`], [`trust`]: Grad-CAM, deletion tests, the generic-prompt map behind sinks and
 //!   the relative map, method agreement.
+//! - [`multi_image`]: Grad-CAM, the generic map and occlusion over a prompt with several
+//!   images, and the split of a map into one per image with its share (issue 21).
 //! - [`occlusion`], [`grounding`]: the occlusion reference map (grounding spec G1) and every
 //!   map's agreement with it, box controls and box score (G2, G3).
 //! - [`null_edit`]: the null edits (G4): the case re-run on its image re-encoded as JPEG and
@@ -22,6 +24,7 @@ pub mod capture;
 pub mod gradcam;
 pub mod grounding;
 pub mod image;
+pub mod multi_image;
 pub mod null_edit;
 pub mod occlusion;
 pub mod plan;

@@ -22,6 +22,7 @@ use super::gradcam::MarginTokens;
 use super::trust::delete_cells;
 use crate::models::VisionLanguageModel;
 use crate::models::error::{ModelError, Result};
+use crate::models::kv_cache::KvCache;
 use crate::models::probe::NoProbe;
 
 /// `--occlusion-grid` and `--occlusion-batch`.
@@ -94,6 +95,60 @@ impl OcclusionMap {
     }
 }
 
+/// The yes/no margin of one prompt for any replacement of its image features: the text before
+/// the first image token is prefilled once, and the spellings of "yes" and "no" are the
+/// best-scoring ones at the unperturbed features, kept fixed for every later evaluation.
+pub struct MarginProbe<'a> {
+    model: &'a dyn VisionLanguageModel,
+    input_ids: &'a [u32],
+    first_image: usize,
+    before: KvCache,
+    pub tokens: MarginTokens,
+    /// `m`, the margin at the unperturbed features.
+    pub margin: f64,
+}
+
+impl<'a> MarginProbe<'a> {
+    pub fn new(
+        model: &'a dyn VisionLanguageModel,
+        input_ids: &'a [u32],
+        image_token_id: u32,
+        features: &Tensor,
+        yes_ids: &[u32],
+        no_ids: &[u32],
+    ) -> Result<Self> {
+        let first_image = input_ids
+            .iter()
+            .position(|&t| t == image_token_id)
+            .ok_or_else(|| ModelError::Invalid("occlusion needs a prompt with image tokens".into()))?;
+        // The text before the image is the same for every cell.
+        let mut before = model.new_cache();
+        if first_image > 0 {
+            model.prefill_from(&input_ids[..first_image], 0, features, &mut before, &mut NoProbe)?;
+        }
+        let mut probe = Self { model, input_ids, first_image, before, tokens: MarginTokens { yes: 0, no: 0 }, margin: 0.0 };
+        let logits = probe.logits_of(features)?;
+        probe.tokens = MarginTokens::pick(&logits, yes_ids, no_ids)
+            .ok_or_else(|| ModelError::Invalid("occlusion needs single-token spellings of \"yes\" and \"no\" in the vocabulary".into()))?;
+        probe.margin = probe.margin_in(&logits);
+        Ok(probe)
+    }
+
+    fn logits_of(&self, features: &Tensor) -> Result<Vec<f32>> {
+        let mut cache = self.before.clone();
+        Ok(self.model.prefill_from(self.input_ids, self.first_image, features, &mut cache, &mut NoProbe)?.to_vec1::<f32>()?)
+    }
+
+    fn margin_in(&self, logits: &[f32]) -> f64 {
+        f64::from(logits[self.tokens.yes as usize] - logits[self.tokens.no as usize])
+    }
+
+    /// The margin with `features` in place of the prompt's image features.
+    pub fn margin_of(&self, features: &Tensor) -> Result<f64> {
+        Ok(self.margin_in(&self.logits_of(features)?))
+    }
+}
+
 /// The occlusion map of `input_ids` against the unperturbed `features` and `occluded`. The
 /// margin compares the best-scoring single-token spellings of "yes" and "no" at the
 /// unperturbed input, kept fixed for every occluded forward.
@@ -106,28 +161,18 @@ pub fn occlusion_map(
     yes_ids: &[u32],
     no_ids: &[u32],
 ) -> Result<OcclusionMap> {
-    let first_image = input_ids
-        .iter()
-        .position(|&t| t == image_token_id)
-        .ok_or_else(|| ModelError::Invalid("occlusion needs a prompt with image tokens".into()))?;
-    // The text before the image is the same for every cell.
-    let mut before = model.new_cache();
-    if first_image > 0 {
-        model.prefill_from(&input_ids[..first_image], 0, features, &mut before, &mut NoProbe)?;
+    let probe = MarginProbe::new(model, input_ids, image_token_id, features, yes_ids, no_ids)?;
+    let occluded_margins = occluded.features.iter().map(|f| probe.margin_of(f)).collect::<Result<Vec<f64>>>()?;
+    Ok(OcclusionMap::of(occluded.grid, probe.margin, occluded_margins))
+}
+
+impl OcclusionMap {
+    /// The map of the margins `m_c` against the unperturbed `m`.
+    pub fn of(grid: usize, margin: f64, occluded_margins: Vec<f64>) -> Self {
+        let sign = if margin >= 0.0 { 1.0 } else { -1.0 };
+        let support = occluded_margins.iter().map(|&mc| sign * (margin - mc)).collect();
+        Self { grid, margin, sign, occluded_margins, support }
     }
-    let logits_of = |f: &Tensor| -> Result<Vec<f32>> {
-        let mut cache = before.clone();
-        Ok(model.prefill_from(input_ids, first_image, f, &mut cache, &mut NoProbe)?.to_vec1::<f32>()?)
-    };
-    let logits = logits_of(features)?;
-    let tokens = MarginTokens::pick(&logits, yes_ids, no_ids)
-        .ok_or_else(|| ModelError::Invalid("occlusion needs single-token spellings of \"yes\" and \"no\" in the vocabulary".into()))?;
-    let margin_of = |l: &[f32]| f64::from(l[tokens.yes as usize] - l[tokens.no as usize]);
-    let margin = margin_of(&logits);
-    let sign = if margin >= 0.0 { 1.0 } else { -1.0 };
-    let occluded_margins = occluded.features.iter().map(|f| Ok(margin_of(&logits_of(f)?))).collect::<Result<Vec<f64>>>()?;
-    let support = occluded_margins.iter().map(|&mc| sign * (margin - mc)).collect();
-    Ok(OcclusionMap { grid: occluded.grid, margin, sign, occluded_margins, support })
 }
 
 #[cfg(test)]

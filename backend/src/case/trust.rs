@@ -229,6 +229,21 @@ pub fn faithfulness(
         let pixels = delete_cells(case.pixel_values, h, w, cells)?;
         Ok(margin_of_pixels(case.model, case.input_ids, &pixels, tokens)? - margin)
     };
+    deletion_tests((h, w), margin, delta, maps, k_percents, draws, seed)
+}
+
+/// The deletion tests proper on an `h x w` grid: `delta(cells)` is the margin's change with
+/// those cells deleted from the unperturbed `margin`'s input (one image's pixels, however the
+/// prompt holds it).
+pub fn deletion_tests(
+    (h, w): (usize, usize),
+    margin: f64,
+    mut delta: impl FnMut(&[usize]) -> Result<f64>,
+    maps: &[&MethodValues],
+    k_percents: &[u32],
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<Faithfulness>> {
     let mut out = Vec::new();
     for &k in k_percents {
         let count = deletion_count(h * w, k);

@@ -460,10 +460,19 @@ pub fn merge_runs_as(inputs: &[PathBuf], out: &Path, force: bool, arguments: &[S
             map.values = copy_tensor(from, &map.values, store)?;
             map.head_rows = copy_tensor(from, &map.head_rows, store)?;
             tensors += 2;
-            // A multi-image row's per-image maps (issue 21) point into the same file.
+            // The other methods' maps, and a multi-image row's per-image maps with theirs (issue
+            // 21), point into the same file.
+            for m in r.trust.iter_mut().flat_map(|t| t.maps.iter_mut()) {
+                m.values = copy_tensor(from, &m.values, store)?;
+                tensors += 1;
+            }
             for image in r.images.iter_mut() {
                 image.values = copy_tensor(from, &image.values, store)?;
                 tensors += 1;
+                for m in image.methods.iter_mut() {
+                    m.values = copy_tensor(from, &m.values, store)?;
+                    tensors += 1;
+                }
             }
         }
         records.push(r);

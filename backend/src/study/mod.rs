@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod conditions;
 pub mod merge;
 mod multi_image;
+mod multi_image_methods;
 pub mod plan;
 pub mod plots;
 pub mod randomization;

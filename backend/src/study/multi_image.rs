@@ -5,15 +5,17 @@
 use candle_core::Tensor;
 use radlens_shared::AttentionMap;
 use radlens_shared::fusion::MapProvenance;
-use radlens_shared::grounding::CaseGrounding;
 use radlens_shared::metrics::MapMetrics;
-use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, ImageMapRecord, Pass, TrustRecord};
+use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, GroundingSettings, ImageMapRecord, Pass};
 
 use super::conditions::blank_image;
+use super::multi_image_methods::SharedMethods;
 use super::plan::{RowImage, StudyRow};
 use super::run_dir::AttentionFile;
 use super::runner::{CaseFailure, ModelRun};
 use crate::case::capture::fuse_captured;
+use crate::case::multi_image::{ImagePart, split_by_image};
+use crate::case::null_edit::EditedImage;
 use crate::case::trust;
 use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec};
 use crate::models::concat_features;
@@ -35,6 +37,13 @@ pub(super) struct MultiImageCase<'a> {
     pub(super) prompt: &'a MultiImagePrompt,
     /// In request order (`prompt.order` indexes it).
     pub(super) images: &'a [RowImageEncoded],
+    /// The checks the study asked for (the case itself runs without them; see
+    /// [`super::multi_image_methods`]).
+    pub(super) requested: &'a CaseSpec,
+    /// Every image's features, concatenated in prompt order.
+    pub(super) features: &'a Tensor,
+    /// What the row's questions share: the generic map and the occluded images.
+    pub(super) shared: &'a SharedMethods,
 }
 
 impl ModelRun<'_> {
@@ -55,20 +64,24 @@ impl ModelRun<'_> {
     /// template does (asked for in the order prior, current, lateral; MAIRA-2 reorders), the
     /// features are concatenated in the prompt's order (what `encode_image_list` returns), and
     /// each case's own map is the current image's; the record adds every image's map on its own
-    /// grid with its share of the attention mass. Grad-CAM, the trust checks and grounding do
-    /// not run on these rows yet; a model that takes one image makes each row an error record.
+    /// grid with its share of the attention mass, and the other methods' maps asked for split
+    /// the same way ([`super::multi_image_methods`]); a model that takes one image makes each
+    /// row an error record. `images` holds the current image (and `edits` its null edits).
     pub(super) fn run_multi_image(
         &self,
         plan: &CasePlan,
         rows: &[&StudyRow],
         pass: Pass,
-        current: RowImageEncoded,
-        extras: Vec<RowImageEncoded>,
+        mut images: Vec<RowImageEncoded>,
+        edits: Option<&[EditedImage]>,
         attention: &mut AttentionFile,
     ) -> anyhow::Result<Vec<CaseRecord>> {
         let requested = &plan.spec;
-        let plan = CasePlan { spec: CaseSpec { trust: None, grounding: None, ..plan.spec.clone() }, ..plan.clone() };
-        let mut images: Vec<RowImageEncoded> = extras.into_iter().chain(std::iter::once(current)).collect();
+        // The case runs the null edits alone (on the current image, in place among the others);
+        // every other check runs per image after it (`multi_image_methods`).
+        let null_edits = requested.grounding.filter(|g| g.null_edits && edits.is_some());
+        let grounding = null_edits.map(|g| GroundingSettings { occlusion: false, ..g });
+        let plan = CasePlan { spec: CaseSpec { trust: None, grounding, ..plan.spec.clone() }, ..plan.clone() };
         // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
         images.sort_by_key(|i| match i.role {
             ImageRole::Prior => 0,
@@ -110,9 +123,32 @@ impl ModelRun<'_> {
             preprocess_ms: images.iter().map(|i| i.image.preprocess_ms).sum(),
             encode_ms: images.iter().map(|i| i.image.encode_ms).sum(),
         };
+        // Each null edit of the current image with the other images' features kept.
+        let edits: Option<Vec<EditedImage>> = edits.filter(|_| null_edits.is_some()).map(|edits| {
+            let j = first.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
+            edits
+                .iter()
+                .map(|e| EditedImage {
+                    edit: e.edit,
+                    image: e.image.clone().and_then(|edited| {
+                        let mut parts = in_prompt_order.clone();
+                        parts[j] = edited.features.clone();
+                        let features = concat_features(&parts).map_err(|err| format!("{}: {err}", e.edit))?;
+                        Ok(CaseImage { features, ..edited })
+                    }),
+                })
+                .collect()
+        });
         // Every image is inside the shared prefix or none is (see `shared_prefix_len`).
         let prefix_len = self.shared_prefix_len(&prompts);
         let (prefix_cache, shared_ms) = self.prefix_cache(&prompts, prefix_len, &combined);
+        // The generic map and the occluded images, once for all the row's questions.
+        let shared = if pass == Pass::Image {
+            self.shared_methods(&plan, requested, &request, first, &images, &combined)
+        } else {
+            SharedMethods::default()
+        };
+        let mut own_maps: Vec<Option<Vec<f64>>> = Vec::new();
         for (i, ((row, _), m)) in prompts.iter().zip(&multi).enumerate() {
             // The case's own map is the current image's: its prompt names only that image's tokens.
             let j = m.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
@@ -131,23 +167,21 @@ impl ModelRun<'_> {
                 roi,
                 confound: row.confound.filter(|b| b.inside_image(g.image_w, g.image_h)),
                 occluded: None,
-                null_edits: None,
+                null_edits: edits.as_deref(),
             };
-            let multi_case = MultiImageCase { prompt: m, images: &images };
+            let multi_case = MultiImageCase { prompt: m, images: &images, requested, features: &combined.features, shared: &shared };
             let mut record = match self.record_of(row, pass, case, Some(multi_case), attention) {
-                Ok((record, _)) => record,
-                Err((stage, message)) => self.error_record(row, pass, stage, message),
+                Ok((record, own)) => {
+                    own_maps.push(own);
+                    record
+                }
+                Err((stage, message)) => {
+                    own_maps.push(None);
+                    self.error_record(row, pass, stage, message)
+                }
             };
-            // The checks this row did not get are said, not skipped silently.
             if record.error.is_none() && pass == Pass::Image {
-                const WHY: &str = "not run on multi-image rows yet (issue 21): the maps per image are in `images`";
-                if requested.trust.is_some() {
-                    record.trust =
-                        Some(TrustRecord { notes: vec![format!("Grad-CAM, deletion and sink checks {WHY}")], ..TrustRecord::default() });
-                }
-                if requested.grounding.is_some() {
-                    record.grounding = Some(CaseGrounding { notes: vec![format!("grounding checks {WHY}")], ..CaseGrounding::default() });
-                }
+                self.note_unrun_checks(requested, &mut record);
             }
             if i == 0 {
                 if record.error.is_none() {
@@ -163,6 +197,10 @@ impl ModelRun<'_> {
                 + record.latency.capture_ms;
             out.push(record);
         }
+        // Sinks on the current image's maps, as a single-image row's (records of prompt
+        // problems came first; the rest follow `own_maps`' order).
+        let first_case = out.len() - own_maps.len();
+        self.multi_image_sinks(&shared, first, &own_maps, &mut out[first_case..]);
         Ok(out)
     }
 
@@ -222,7 +260,7 @@ impl ModelRun<'_> {
             let records = match images {
                 Ok((current, extras)) => {
                     let current = RowImageEncoded { role: ImageRole::Current, path: rows[0].image_path.clone(), image: current };
-                    self.run_multi_image(plan, &rows, pass, current, extras, attention)?
+                    self.run_multi_image(plan, &rows, pass, extras.into_iter().chain([current]).collect(), None, attention)?
                 }
                 Err((stage, message)) => rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
             };
@@ -250,14 +288,14 @@ impl ModelRun<'_> {
         own: &MapProvenance,
         multi: &MultiImageCase<'_>,
         attention: &mut AttentionFile,
-    ) -> Result<Vec<ImageMapRecord>, String> {
+    ) -> Result<(Vec<ImageMapRecord>, Vec<f64>), String> {
         let all = &multi.prompt.prompt.image_positions;
         let captured =
             fuse_captured(recorder, &plan.layers, &own.query_positions, all, plan.spec.head_fusion).map_err(|e| e.to_string())?;
         let lens: Vec<usize> = multi.prompt.image_spans.iter().map(|s| s.len()).collect();
-        let parts = split_by_image(&captured.fused.values, &lens)?;
+        let parts = split_by_image(&captured.fused.values, &lens).map_err(|e| format!("attention: {e}"))?;
         let mut out = Vec::with_capacity(parts.len());
-        for ((share, values), &i) in parts.into_iter().zip(&multi.prompt.order) {
+        for (ImagePart { share, values }, &i) in parts.into_iter().zip(&multi.prompt.order) {
             let image = &multi.images[i];
             let g = image.image.geometry;
             let n = g.h * g.w;
@@ -287,54 +325,11 @@ impl ModelRun<'_> {
                 methods: Vec::new(),
             });
         }
-        Ok(out)
+        Ok((out, captured.fused.values))
     }
-}
-
-/// One image's part of a multi-image map: its share of the mass, and its renormalised values.
-type ImagePart = (f64, Option<Vec<f64>>);
-
-/// Splits `fused` (the fused attention over every image token, in prompt order) into
-/// consecutive parts of `lens` tokens: each part's share of the total mass, and the part
-/// renormalised to sum to 1 (`None` for a part without mass).
-fn split_by_image(fused: &[f64], lens: &[usize]) -> Result<Vec<ImagePart>, String> {
-    if lens.iter().sum::<usize>() != fused.len() {
-        return Err(format!("{} image tokens fused, the images' spans hold {}", fused.len(), lens.iter().sum::<usize>()));
-    }
-    let total: f64 = fused.iter().sum();
-    if total.is_nan() || total <= 0.0 {
-        return Err("no attention mass on the image tokens".into());
-    }
-    let mut out = Vec::with_capacity(lens.len());
-    let mut offset = 0;
-    for &n in lens {
-        let part = &fused[offset..offset + n];
-        offset += n;
-        let mass: f64 = part.iter().sum();
-        let values = (mass > 0.0).then(|| part.iter().map(|v| v / mass).collect());
-        out.push((mass / total, values));
-    }
-    Ok(out)
 }
 
 /// `prior, current` for the error message of a model that takes fewer images.
 fn roles_of(images: &[PromptImage]) -> String {
     images.iter().map(|i| i.role.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    pub(super) fn attention_is_split_at_the_image_spans_with_each_share_of_the_mass() {
-        let parts = split_by_image(&[1.0, 1.0, 2.0, 0.0, 0.0, 0.0, 4.0], &[3, 3, 1]).unwrap();
-        let shares: Vec<f64> = parts.iter().map(|p| p.0).collect();
-        assert_eq!(shares, [0.5, 0.0, 0.5]);
-        assert_eq!(parts[0].1.as_deref(), Some(&[0.25, 0.25, 0.5][..]), "each part renormalised on its own");
-        assert_eq!(parts[1].1, None, "an image without mass has no map of its own");
-        assert_eq!(parts[2].1.as_deref(), Some(&[1.0][..]));
-        assert!(split_by_image(&[1.0, 2.0], &[1, 2]).unwrap_err().contains("2 image tokens fused, the images' spans hold 3"));
-        assert!(split_by_image(&[0.0, 0.0], &[1, 1]).is_err(), "no mass at all is the record's capture error");
-    }
 }

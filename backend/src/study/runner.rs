@@ -219,16 +219,24 @@ impl ModelRun<'_> {
                     continue;
                 }
             };
-            if !extras.is_empty() {
-                let current = RowImageEncoded { role: ImageRole::Current, path: image_path.clone(), image: encoded };
-                out.extend(self.run_multi_image(plan, &rows, pass, current, extras, attention)?);
-                continue;
-            }
-            // Null edits (G4): the original image edited and encoded once for all its questions.
+            // Null edits (G4): the original image edited and encoded once for all its questions
+            // (a multi-image row's current image, its other images kept).
             let edits = match (plan.spec.grounding, &original) {
                 (Some(g), Some(img)) if g.null_edits => Some(null_edit::encode_edits(self.engine, img, self.device)),
                 _ => None,
             };
+            if !extras.is_empty() {
+                let current = RowImageEncoded { role: ImageRole::Current, path: image_path.clone(), image: encoded };
+                out.extend(self.run_multi_image(
+                    plan,
+                    &rows,
+                    pass,
+                    extras.into_iter().chain([current]).collect(),
+                    edits.as_deref(),
+                    attention,
+                )?);
+                continue;
+            }
             out.extend(self.run_variants(plan, &rows, pass, &encoded, edits.as_deref(), attention)?);
         }
         out.sort_by_key(|r| r.variant_index);
@@ -315,7 +323,7 @@ impl ModelRun<'_> {
                 Ok((image, extras)) if extras.is_empty() => self.run_variants(plan, &member_rows, pass, &image, None, attention)?,
                 Ok((image, extras)) => {
                     let current = RowImageEncoded { role: ImageRole::Current, path: shown.source.clone(), image };
-                    self.run_multi_image(plan, &member_rows, pass, current, extras, attention)?
+                    self.run_multi_image(plan, &member_rows, pass, extras.into_iter().chain([current]).collect(), None, attention)?
                 }
                 Err((stage, message)) => member_rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
             };
@@ -527,14 +535,16 @@ impl ModelRun<'_> {
             capture_ms,
             ..Latency::default()
         };
-        if let (Some(multi), Some(CaseMap { own, attention: Some(_) })) = (multi, &outcome.map) {
-            record.images = self
-                .store_image_maps(plan, &outcome.recorder, &own.provenance, &multi, attention)
-                .map_err(|e| (ErrorStage::Capture, format!("per-image maps: {e}")))?;
-        }
         record.map = map;
         record.trust = trust;
         record.grounding = grounding;
+        if let (Some(multi), Some(CaseMap { own: own_map, attention: Some(_) })) = (multi, &outcome.map) {
+            let (images, fused) = self
+                .store_image_maps(plan, &outcome.recorder, &own_map.provenance, &multi, attention)
+                .map_err(|e| (ErrorStage::Capture, format!("per-image maps: {e}")))?;
+            record.images = images;
+            self.image_methods(row, &multi, own_map, &fused, &mut record, attention);
+        }
         Ok((record, own))
     }
 

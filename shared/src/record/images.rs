@@ -1,6 +1,8 @@
 //! Several images per prompt (issue 21): each image's map on its own grid, as a record keeps
 //! it, and the analysis' summary per image role.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Summary, TensorRef};
@@ -51,4 +53,8 @@ pub struct ImageRoleSummary {
     pub mass_share: Option<Summary>,
     pub entropy_nats: Option<Summary>,
     pub focus: Option<Summary>,
+    /// [`ImageMethodMap::image_mass_share`] per method (`gradcam`, `relative`, `occlusion`),
+    /// over the records that have that method's maps; absent in runs without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, Summary>,
 }

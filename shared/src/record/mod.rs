@@ -26,7 +26,7 @@ mod images;
 pub use grounding::{
     ConditionAnalysis, ConditionStats, DecisionSummary, GroundingSummary, NullEditSummary, RandomizationSummary, ReliabilityBin,
 };
-pub use images::{ImageMapRecord, ImageRoleSummary};
+pub use images::{ImageMapRecord, ImageMethodMap, ImageRoleSummary};
 
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -558,11 +558,17 @@ fn image_role_summaries(records: &[&CaseRecord]) -> BTreeMap<String, radlens_sha
     by.into_iter()
         .map(|(role, maps)| {
             let of = |f: fn(&radlens_shared::record::ImageMapRecord) -> f64| summarize(&maps.iter().map(|m| f(m)).collect::<Vec<_>>());
+            // Each other method's share of its own map's mass on this role's image.
+            let mut shares: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for m in maps.iter().flat_map(|m| &m.methods) {
+                shares.entry(m.provenance.method.to_string()).or_default().push(m.image_mass_share);
+            }
             let summary = radlens_shared::record::ImageRoleSummary {
                 records: maps.len(),
                 mass_share: of(|m| m.image_mass_share),
                 entropy_nats: of(|m| m.metrics.entropy_nats),
                 focus: of(|m| m.metrics.focus),
+                methods: shares.into_iter().filter_map(|(k, v)| Some((k, summarize(&v)?))).collect(),
             };
             (role, summary)
         })

@@ -6,6 +6,7 @@
 //! them at any time; both are written to a temporary file and renamed, so a reader never sees
 //! half a report.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -496,6 +497,31 @@ fn image_roles(o: &mut String, a: &Analysis) {
         "Per image role, mean / median over the image-pass records of rows with more than one image: the image's share of the attention mass on all image tokens, and its own map's entropy and focus.\n"
     );
     table(o, &["model", "image", "records", "mass share", "entropy (nats)", "focus"], &rows);
+    // The other methods' maps split the same way: a line per (model, method, image role).
+    let methods: Vec<Vec<String>> = a
+        .models
+        .iter()
+        .flat_map(|m| {
+            let mut by_method: BTreeMap<&str, Vec<(&str, &Summary)>> = BTreeMap::new();
+            for (role, s) in &m.images {
+                for (method, share) in &s.methods {
+                    by_method.entry(method).or_default().push((role, share));
+                }
+            }
+            by_method.into_iter().flat_map(move |(method, roles)| {
+                roles.into_iter().map(move |(role, share)| {
+                    vec![cell(&m.model), format!("`{method}`"), cell(role), share.n.to_string(), mean_median(Some(share), 3)]
+                })
+            })
+        })
+        .collect();
+    if !methods.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nThe other methods' maps, split per image the same way: the image's share of the Grad-CAM mass, of the relative map's mass over all image tokens, and of the occlusion support (answer drops when its cells are hidden, the others intact).\n"
+        );
+        table(o, &["model", "method", "image", "records", "mass share"], &methods);
+    }
 }
 
 fn maps(o: &mut String, a: &Analysis) {
