@@ -69,6 +69,8 @@ async fn a_multi_image_run_shows_each_image_with_its_own_map_share_and_prior_con
         "50",
         "--conditions",
         "prior_blank,prior_swap",
+        // Per-image Grad-CAM maps, so the method selector draws a second method.
+        "--gradcam",
     ]);
     assert!(out.status.success(), "radlens study:\n{}", String::from_utf8_lossy(&out.stderr));
     let records = run_records(&run_dir);
@@ -174,11 +176,10 @@ async fn scenario(c: &Client, sign_in: &str, exported: &str, records: &[CaseReco
             format!("an image without a {absent} map shows none and says so: {f}"),
         )?;
     }
-    // Another method's per-image maps, where the run made them: their own shares.
-    if let Some(m) = other {
-        select_image_method(c, &m.to_string()).await?;
-        check_images(c, s1, index, Some(m), "served, another method").await?;
-    }
+    // Another method's per-image maps (the run's `--gradcam`): their own shares.
+    let m = other.ok_or("the run asked for --gradcam but its records have no per-image method maps")?;
+    select_image_method(c, &m.to_string()).await?;
+    check_images(c, s1, index, Some(m), "served, another method").await?;
     select_image_method(c, "").await?;
     let search = js(c, "return location.search;").await?;
     check(!search.as_str().unwrap_or_default().contains("images="), format!("attention drops the key: {search}"))?;
