@@ -89,6 +89,7 @@ fn each_condition_shows_the_model_what_it_says_and_the_prior_rates_reach_the_ana
     // prior_swap: s2's prior beside s1's current image, no truth.
     let swap = of(&records, "s1", Pass::PriorSwap);
     assert_eq!(swap.condition.as_ref().and_then(|c| c.partner_study.as_deref()), Some("s2"));
+    assert_eq!(swap.condition.as_ref().and_then(|c| c.prior_image.as_deref()), Some(LATERAL), "the prior shown, named");
     assert_eq!((swap.ground_truth, swap.correct), (None, None), "two patients' images: no truth about change");
     let direct = margin(&of(&records, "direct-swap", Pass::Image));
     assert!((margin(&swap) - direct).abs() < 1e-3, "prior_swap {} vs the same images asked directly {direct}", margin(&swap));

@@ -47,8 +47,9 @@ pub enum Shown {
     Edited { image_id: String },
     /// A multi-image row with its prior replaced (`prior_blank`, `prior_swap`): the blank image
     /// (`partner_study` `None`) or the prior of `partner_study`, beside the row's current image
-    /// (`image_id`) and its other images as they were (`kept`: their roles, e.g. `lateral`).
-    Prior { partner_study: Option<String>, image_id: String, kept: Vec<String> },
+    /// (`image_id`) and its other images as they were (`kept`: their roles, e.g. `lateral`);
+    /// `prior_image_id` is the partner's prior as served (absent in runs before it was recorded).
+    Prior { partner_study: Option<String>, prior_image_id: Option<String>, image_id: String, kept: Vec<String> },
 }
 
 /// One condition's record of an image-pass record, as the strip shows it.
@@ -101,6 +102,7 @@ fn cell(real: &CaseRecord, c: &ApiRecord) -> ConditionCell {
             Pass::Jpeg90 | Pass::Contrast90 => Some(Shown::Edited { image_id: c.image_id.clone() }),
             Pass::PriorBlank | Pass::PriorSwap => Some(Shown::Prior {
                 partner_study: if r.pass == Pass::PriorSwap { cond.and_then(|k| k.partner_study.clone()) } else { None },
+                prior_image_id: c.prior_image_id.clone(),
                 image_id: c.image_id.clone(),
                 kept: real.images.iter().map(|i| i.role.clone()).filter(|role| role != "prior" && role != "current").collect(),
             }),
@@ -271,7 +273,7 @@ mod tests {
         if !condition.is_null() {
             v["condition"] = condition;
         }
-        ApiRecord { index, image_id: format!("img{index}"), record: serde_json::from_value(v).expect("a record") }
+        ApiRecord { index, image_id: format!("img{index}"), prior_image_id: None, record: serde_json::from_value(v).expect("a record") }
     }
 
     #[test]
@@ -318,6 +320,7 @@ mod tests {
         let mut blank = rec(1, "s1#0", "a", Pass::PriorBlank, Some("yes"), serde_json::json!({}));
         let mut swap = rec(2, "s1#0", "a", Pass::PriorSwap, Some("no"), serde_json::json!({"partner_study": "s9"}));
         swap.record.ground_truth = None;
+        swap.prior_image_id = Some("p9".into());
         blank.record.image = "cur.png".into();
         let image = |role: &str| {
             let mut v = serde_json::json!({
@@ -336,9 +339,15 @@ mod tests {
         let cells = condition_cells(&real.record, &all);
         assert_eq!(cells.iter().map(|c| c.pass).collect::<Vec<_>>(), vec![Pass::PriorBlank, Pass::PriorSwap]);
         let kept = vec!["lateral".to_owned()];
-        assert_eq!(cells[0].shown, Some(Shown::Prior { partner_study: None, image_id: "img1".into(), kept: kept.clone() }));
+        assert_eq!(
+            cells[0].shown,
+            Some(Shown::Prior { partner_study: None, prior_image_id: None, image_id: "img1".into(), kept: kept.clone() })
+        );
         assert_eq!((cells[0].agrees, cells[0].truth), (Some(true), Some(Answer::Yes)));
-        assert_eq!(cells[1].shown, Some(Shown::Prior { partner_study: Some("s9".into()), image_id: "img2".into(), kept }));
+        assert_eq!(
+            cells[1].shown,
+            Some(Shown::Prior { partner_study: Some("s9".into()), prior_image_id: Some("p9".into()), image_id: "img2".into(), kept })
+        );
         assert_eq!((cells[1].agrees, cells[1].truth), (Some(false), None));
     }
 

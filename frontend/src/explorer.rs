@@ -243,7 +243,7 @@ mod tests {
             "question": "q?", "ground_truth": "yes", "parsed_answer": parsed, "correct": parsed.map(|p| p == "yes"),
             "latency": { "preprocess_ms": 0.0, "image_encode_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "capture_ms": 0.0, "total_ms": 0.0 },
         });
-        ApiRecord { index, image_id: String::new(), record: serde_json::from_value(v).expect("a record") }
+        ApiRecord { index, image_id: String::new(), prior_image_id: None, record: serde_json::from_value(v).expect("a record") }
     }
 
     #[test]
@@ -285,7 +285,8 @@ mod tests {
         // Row 2 first (the order given), its question quoted across two physical lines.
         assert!(lines[1].starts_with("2,s1#2,s1,,2,"), "{}", lines[1]);
         assert!(lines[1].contains(",\"Is there an effusion, \"\"large\"\""), "{}", lines[1]);
-        assert_eq!(lines[2], "or small?\",yes,,no,false,,,,,,,,,,,0,0,0,0,0,0,,,true,false");
+        // (The six image columns are empty for a single-image record.)
+        assert_eq!(lines[2], "or small?\",yes,,no,false,,,,,,,,,,,,,,,,,0,0,0,0,0,0,,,true,false");
         assert!(lines[3].starts_with("0,s1#0,s1,,0,baseline,1,,a,image,x.png,q?,yes,,yes,true,"), "{}", lines[3]);
         assert!(lines[3].ends_with(",false,true"), "{}", lines[3]);
         assert_eq!(lines.len(), 4);

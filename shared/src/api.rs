@@ -124,6 +124,9 @@ pub struct PlotList {
 pub struct ApiRecord<R = CaseRecord> {
     pub index: usize,
     pub image_id: String,
+    /// `prior_swap`: the opaque id of the prior image shown (`condition.prior_image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_image_id: Option<String>,
     #[serde(flatten)]
     pub record: R,
 }
@@ -525,7 +528,7 @@ mod tests {
         let mut want = serde_json::to_value(&r).unwrap();
         want["index"] = json!(3);
         want["image_id"] = json!("0123456789abcdef");
-        let owned = ApiRecord { index: 3, image_id: "0123456789abcdef".into(), record: r.clone() };
+        let owned = ApiRecord { index: 3, image_id: "0123456789abcdef".into(), prior_image_id: None, record: r.clone() };
         round_trip(&owned, want.clone());
         let page = RecordsPage { total: 9, offset: 3, limit: 1, records: vec![owned.clone()] };
         round_trip(&page, json!({ "total": 9, "offset": 3, "limit": 1, "records": [want] }));
@@ -534,7 +537,7 @@ mod tests {
             total: 9,
             offset: 3,
             limit: 1,
-            records: vec![ApiRecord { index: 3, image_id: owned.image_id.clone(), record: &r }],
+            records: vec![ApiRecord { index: 3, image_id: owned.image_id.clone(), prior_image_id: None, record: &r }],
         };
         let back: RecordsPage = serde_json::from_str(&serde_json::to_string(&borrowed).unwrap()).unwrap();
         assert_eq!(back, page);

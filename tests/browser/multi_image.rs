@@ -341,6 +341,15 @@ async fn check_prior_conditions(c: &Client, records: &[CaseRecord], s1: &CaseRec
                 check(partner.as_deref() == Some("s2"), format!("prior_swap's partner is s2: {partner:?}"))?;
                 check(truth.is_empty(), "prior_swap has no truth")?;
                 check(f[4] == json!("s2") && f[6] == json!("s2"), format!("prior_swap names study s2's prior: {f}"))?;
+                // And shows it: the partner's prior file, served under its own id and loaded.
+                let prior = r.condition.as_ref().and_then(|k| k.prior_image.clone()).ok_or("prior_swap names the prior it showed")?;
+                let id = radlens::server::runs::image_id(&prior);
+                let src = js(
+                    c,
+                    &format!("const i = document.querySelector('{strip} figure.cond[data-pass=prior_swap] [data-testid=prior-partner-link] img'); return i && i.complete && i.naturalWidth > 0 ? i.getAttribute('src') : null;"),
+                )
+                .await?;
+                check(src.as_str().is_some_and(|s| s.contains(&id)), format!("prior_swap shows {prior} (id {id}): {src}"))?;
             }
         }
         check(f[7].as_str().is_some_and(|t| t.contains("lateral kept")), format!("{}: the kept lateral is said: {}", pass.name(), f[7]))?;

@@ -73,7 +73,7 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
     let api: Vec<ApiRecord> = records
         .iter()
         .enumerate()
-        .map(|(index, r)| ApiRecord { index, image_id: radlens::server::runs::image_id(&r.image), record: r.clone() })
+        .map(|(index, r)| ApiRecord { index, image_id: radlens::server::runs::image_id(&r.image), prior_image_id: None, record: r.clone() })
         .collect();
     let derived = Derived::of(&api);
     let facts = facts_of(&api);
@@ -132,8 +132,11 @@ pub async fn explorer_at_scale(c: &Client, base: &str, run: &str, records: &[Cas
 /// The CSV download of a view that spans many pages (`query`, already shown on `base`'s
 /// `/runs/RUN/records`): every matching record, in the shared code's order, not only the page.
 pub async fn csv_spans_every_page(c: &Client, base: &str, run: &str, records: &[CaseRecord], query: &str) -> Res<usize> {
-    let api: Vec<ApiRecord> =
-        records.iter().enumerate().map(|(index, r)| ApiRecord { index, image_id: String::new(), record: r.clone() }).collect();
+    let api: Vec<ApiRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(index, r)| ApiRecord { index, image_id: String::new(), prior_image_id: None, record: r.clone() })
+        .collect();
     let want: Vec<String> = select(&api, &Derived::of(&api), &facts_of(&api), &NullEditFlags::default(), &ExplorerState::from_query(query))
         .into_iter()
         .map(|i| i.to_string())

@@ -158,7 +158,7 @@ pub fn export(run_dir: &Path, out: &Path, images: Option<&Path>, dist: Option<&P
     }
     let mut seen = HashSet::new();
     // Every record's image, and a multi-image record's other images (prior, lateral).
-    let names = records.iter().flat_map(|r| std::iter::once(&r.image).chain(r.images.iter().map(|i| &i.image)));
+    let names = records.iter().flat_map(CaseRecord::image_files);
     for name in names.filter(|n| seen.insert((*n).clone())) {
         let png = images
             .as_deref()

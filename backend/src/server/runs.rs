@@ -275,7 +275,8 @@ pub fn select(
 
 /// A record as the API sends it: the record plus its `index` and `image_id`.
 pub fn api_record(index: usize, r: &CaseRecord) -> ApiRecord<&CaseRecord> {
-    ApiRecord { index, image_id: image_id(&r.image), record: r }
+    let prior_image_id = r.condition.as_ref().and_then(|c| c.prior_image.as_deref()).map(image_id);
+    ApiRecord { index, image_id: image_id(&r.image), prior_image_id, record: r }
 }
 
 /// The records page holding `idx` (positions into `all`) from `offset`, at most `limit` of them;
@@ -491,7 +492,7 @@ pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     // A record's own image, or one of a multi-image record's other images (prior, lateral).
     let name = all
         .iter()
-        .flat_map(|r| std::iter::once(&r.image).chain(r.images.iter().map(|i| &i.image)))
+        .flat_map(CaseRecord::image_files)
         .find(|name| image_id(name) == wanted)
         .cloned()
         .ok_or_else(|| ApiError::not_found("image"))?;

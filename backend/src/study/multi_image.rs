@@ -264,7 +264,11 @@ impl ModelRun<'_> {
                 }
                 Err((stage, message)) => rows.iter().map(|r| self.error_record(r, pass, stage, message.clone())).collect(),
             };
-            let condition = ConditionRecord { partner_study: partner.map(|p| p.study), ..ConditionRecord::default() };
+            let condition = ConditionRecord {
+                partner_study: partner.as_ref().map(|p| p.study.clone()),
+                prior_image: partner.map(|p| p.image),
+                ..ConditionRecord::default()
+            };
             out.extend(records.into_iter().map(|r| {
                 let swapped = pass == Pass::PriorSwap;
                 CaseRecord {

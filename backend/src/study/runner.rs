@@ -332,8 +332,11 @@ impl ModelRun<'_> {
                 record.image = c.source.clone();
                 record.ground_truth = c.truth;
                 record.correct = record.parsed_answer.zip(c.truth).map(|(a, t)| a == t);
-                record.condition =
-                    Some(ConditionRecord { partner_study: c.partner_study.clone(), occluded_box: c.occluded_box, not_run: None });
+                record.condition = Some(ConditionRecord {
+                    partner_study: c.partner_study.clone(),
+                    occluded_box: c.occluded_box,
+                    ..ConditionRecord::default()
+                });
                 out.push(record);
             }
         }

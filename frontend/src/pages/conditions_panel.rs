@@ -91,7 +91,9 @@ fn condition_figure(run: &str, real: &CaseRecord, c: ConditionCell) -> impl Into
             }
         }
         Some(Shown::Occluded { image_id, fill }) => occluded_thumb(img_url(image_id), *fill, real.clone()).into_any(),
-        Some(Shown::Prior { partner_study, image_id, kept }) => prior_thumb(run, partner_study.clone(), img_url(image_id), kept).into_any(),
+        Some(Shown::Prior { partner_study, prior_image_id, image_id, kept }) => {
+            prior_thumb(run, partner_study.clone(), prior_image_id.as_ref().map(|id| img_url(id)), img_url(image_id), kept).into_any()
+        }
         Some(Shown::Edited { image_id }) => view! {
             <img class="cond-thumb" src=img_url(image_id) alt=format!("the original image; the model saw it after {label}") title=format!("The original image; the model was shown it after the edit: {label}.") />
         }
@@ -142,15 +144,20 @@ fn condition_figure(run: &str, real: &CaseRecord, c: ConditionCell) -> impl Into
 /// What a multi-image row was shown with its prior replaced: the prior (a black square, or a
 /// link to the study whose prior it was) beside the row's current image, and the roles of its
 /// other images, which were kept.
-fn prior_thumb(run: &str, partner: Option<String>, current: String, kept: &[String]) -> impl IntoView {
+fn prior_thumb(run: &str, partner: Option<String>, partner_prior: Option<String>, current: String, kept: &[String]) -> impl IntoView {
     let prior = match &partner {
         None => view! { <div class="cond-thumb blank" data-testid="prior-blank-thumb" role="img" aria-label="a blank (black) prior image"></div> }.into_any(),
         Some(s) => {
             let to = href(&format!("{}?{}=1", crate::url_state::study_path(run, s), crate::conditions::CONDITIONS_KEY));
+            // The partner's prior itself where the record names it (older runs: a link only).
+            let label = match partner_prior {
+                Some(src) => view! { <img class="cond-thumb" src=src alt=format!("study {s}'s prior image") /> }.into_any(),
+                None => view! { <span>{format!("prior of study {s}")}</span> }.into_any(),
+            };
             view! {
                 <A href=to attr:class="partner cond-thumb prior-partner" attr:data-testid="prior-partner-link" attr:data-study=s.clone()
                     attr:title=format!("open study {s}, whose prior image the model was shown as this row's prior")>
-                    {format!("prior of study {s}")}
+                    {label}
                 </A>
             }
             .into_any()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Summary, TensorRef};
+use super::{CaseRecord, Summary, TensorRef};
 use crate::fusion::MapProvenance;
 use crate::metrics::MapMetrics;
 
@@ -57,4 +57,15 @@ pub struct ImageRoleSummary {
     /// over the records that have that method's maps; absent in runs without them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub methods: BTreeMap<String, Summary>,
+}
+
+impl CaseRecord {
+    /// Every image file the record showed the model, as the CSV names them: its own image, a
+    /// multi-image record's other images, and the prior a `prior_swap` record stood in. The
+    /// server serves and the export copies exactly these.
+    pub fn image_files(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.image)
+            .chain(self.images.iter().map(|i| &i.image))
+            .chain(self.condition.as_ref().and_then(|c| c.prior_image.as_ref()))
+    }
 }

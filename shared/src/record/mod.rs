@@ -321,6 +321,9 @@ pub struct ConditionRecord {
     /// the record then has no answer and counts in no figure. Not an error of the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<String>,
+    /// `prior_swap`: the prior image shown (the partner study's `prior_image_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_image: Option<String>,
 }
 
 /// One (row, model, pass): the question, what the model said, and the map of where it looked.

@@ -373,8 +373,11 @@ async fn explorer_reload(c: &Client, view: &ExplorerView) -> Res<()> {
 
 /// Flipped vs base, computed natively from the same records, combined with the filter.
 async fn flipped_vs_base_view(c: &Client, records: &[CaseRecord], view: &ExplorerView) -> Res<()> {
-    let api: Vec<ApiRecord> =
-        records.iter().enumerate().map(|(i, r)| ApiRecord { index: i, image_id: String::new(), record: r.clone() }).collect();
+    let api: Vec<ApiRecord> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ApiRecord { index: i, image_id: String::new(), prior_image_id: None, record: r.clone() })
+        .collect();
     let flipped = flipped_vs_base(&api);
     let want_flipped = records.iter().zip(&flipped).filter(|(r, f)| **f && view.filter.matches(r, &view.facts)).count();
     js(c, "document.getElementById('f-flipped').click(); return null;").await?;
