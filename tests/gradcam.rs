@@ -6,8 +6,11 @@ use radlens::case::gradcam::{MarginTokens, gradcam, margin_from_activations, mar
 use radlens::case::multi_image::gradcam_multi;
 use radlens::models::GradcamSite;
 use radlens::models::checkpoint::llava_rad::PartOverrides;
+use radlens::models::concat_features;
 use radlens::models::loader::{Engine, load_engine};
 use radlens::models::probe::NoProbe;
+use radlens::models::processor::preprocess::load_image;
+use radlens::models::processor::{ImageRole, PromptImage};
 
 use crate::support::fixture;
 use crate::support::parity::{Case, assert_close, flat};
@@ -162,4 +165,68 @@ fn the_multi_image_gradcam_of_a_one_image_prompt_is_gradcam() {
         }
         assert!((multi.margin - cam.margin).abs() < 1e-5, "{model}: margin {} vs {}", multi.margin, cam.margin);
     }
+}
+
+/// Two images in one prompt (issue 21): the margin's gradient at each image's Grad-CAM block,
+/// summed over that image's patches, against a central difference of the margin when channel c
+/// of every patch of that image moves by `s_c` (random `s`, the other image untouched):
+/// `<sum_p g[p, .], s>`. Each image is checked on its own, so a gradient that never reached one
+/// image, or reached the wrong one, fails (the channel weights are the sums' total over all
+/// patches).
+#[test]
+fn each_images_gradient_in_a_two_image_prompt_matches_finite_differences() {
+    let e = engine("multi-image-v1/gemma3-tiny-multi");
+    let model = e.model.as_ref();
+    let dir = fixture("multi-image-v1/images");
+    let pixels: Vec<Tensor> = ["prior_rgb_140x128.png", "frontal_gray_96x120.png"]
+        .iter()
+        .map(|n| e.image_processor.preprocess(&load_image(&dir.join(n)).unwrap()).unwrap().to_tensor(&Device::Cpu).unwrap())
+        .collect();
+    let features: Vec<Tensor> = pixels.iter().map(|p| model.encode_image(p, &mut NoProbe).unwrap()).collect();
+    // The map grid is the image's token grid (Gemma3 pools the tower's patches to it).
+    let tokens_per_image = e.model.summary().grid_h * e.model.summary().grid_w;
+    let request = [ImageRole::Prior, ImageRole::Current].map(|role| PromptImage { role, tokens: tokens_per_image });
+    let prompt = e.prompter.encode_images("Has the effusion grown since the prior?", None, &request).unwrap();
+    let ids = &prompt.prompt.input_ids;
+    // Both in prompt order.
+    let pixels: Vec<&Tensor> = prompt.order.iter().map(|&i| &pixels[i]).collect();
+    let features = concat_features(&prompt.order.iter().map(|&i| features[i].clone()).collect::<Vec<_>>()).unwrap();
+    let yes = e.prompter.tokenizer().single_token_spellings("yes");
+    let no = e.prompter.tokenizer().single_token_spellings("no");
+    let multi = gradcam_multi(model, ids, &pixels, &features, &yes, &no).unwrap();
+
+    let mut cache = model.new_cache();
+    let logits = model.prefill_from(ids, 0, &features, &mut cache, &mut NoProbe).unwrap().to_vec1::<f32>().unwrap();
+    let tokens = MarginTokens::pick(&logits, &yes, &no).unwrap();
+    let acts: Vec<Tensor> = pixels.iter().map(|p| model.gradcam_activations(p).unwrap()).collect();
+    let sites: Vec<GradcamSite> = pixels.iter().map(|p| model.gradcam_site(p).unwrap()).collect();
+    let margin_at = |acts: &[Tensor]| -> f64 {
+        let parts: Vec<Tensor> = acts.iter().zip(&sites).map(|(a, s)| model.features_from_gradcam_block(a, s).unwrap()).collect();
+        let mut cache = model.new_cache();
+        let logits = model.prefill_from(ids, 0, &concat_features(&parts).unwrap(), &mut cache, &mut NoProbe).unwrap();
+        f64::from(tokens.margin(&logits).unwrap().to_scalar::<f32>().unwrap())
+    };
+    assert!((margin_at(&acts) - multi.margin).abs() < 1e-5, "the split forward gives the margin");
+
+    let eps = 1e-2;
+    for (k, (a, site)) in acts.iter().zip(&sites).enumerate() {
+        let (positions, channels) = (a.dim(1).unwrap(), a.dim(2).unwrap());
+        let patches = site.patch_grid.0 * site.patch_grid.1;
+        for seed in 0..3 {
+            let s: Vec<f32> = direction(&[channels], 100 * k as u64 + seed).to_vec1().unwrap();
+            // `s` on every patch position of image k (not on positions before them, e.g. CLS).
+            let d: Vec<f32> = (0..positions).flat_map(|p| s.iter().map(move |&v| if p >= site.skip { v } else { 0.0 })).collect();
+            let d = Tensor::from_vec(d, a.dims(), &Device::Cpu).unwrap();
+            let moved = |sign: f64| -> Vec<Tensor> {
+                acts.iter().enumerate().map(|(j, x)| if j == k { (x + (&d * (sign * eps)).unwrap()).unwrap() } else { x.clone() }).collect()
+            };
+            let fd = (margin_at(&moved(1.0)) - margin_at(&moved(-1.0))) / (2.0 * eps);
+            let ad: f64 = multi.gradient_sums[k].iter().zip(&s).map(|(g, &v)| g * f64::from(v)).sum();
+            let typical = multi.gradient_sums[k].iter().map(|g| g * g).sum::<f64>().sqrt() / (channels as f64).sqrt();
+            let rel = (fd - ad).abs() / ad.abs().max(typical);
+            eprintln!("image {k} seed {seed}: autograd {ad:.6e}, finite difference {fd:.6e}, relative error {rel:.2e} ({patches} patches)");
+            assert!(rel < 2e-2, "image {k} direction {seed}: autograd {ad} vs finite difference {fd} (relative error {rel:.3e})");
+        }
+    }
+    assert_eq!(multi.gradient_sums.len(), 2, "one gradient per image");
 }

@@ -72,6 +72,10 @@ pub struct MultiGradcam {
     /// The block differentiated at (the same block of every image's tower pass).
     pub site: GradcamSite,
     pub margin: f64,
+    /// Per image (prompt order), the margin's gradient at the block summed over the image's
+    /// patches, per channel: the channel weights are their sum over the images divided by all
+    /// images' patch count (kept so a test can hold each image's part to finite differences).
+    pub gradient_sums: Vec<Vec<f64>>,
 }
 
 /// Grad-CAM of the yes-minus-no margin over every image of the prompt at once: each image's
@@ -130,6 +134,14 @@ pub fn gradcam_multi(
         g_parts.push(g.narrow(0, site.skip, patches)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
     }
     let w = channel_weights(&g_parts.iter().map(Vec::as_slice).collect::<Vec<_>>(), channels);
+    let gradient_sums = g_parts
+        .iter()
+        .map(|g| {
+            let mut sum = vec![0f64; channels];
+            g.chunks_exact(channels).for_each(|row| row.iter().zip(&mut sum).for_each(|(&v, acc)| *acc += f64::from(v)));
+            sum
+        })
+        .collect();
     let mut cells = Vec::with_capacity(pixels.len());
     let mut grids = Vec::with_capacity(pixels.len());
     for (a, site) in a_parts.iter().zip(&sites) {
@@ -139,7 +151,7 @@ pub fn gradcam_multi(
         grids.push((rows / site.pool, cols / site.pool));
     }
     let margin = f64::from(margin.to_dtype(DType::F32)?.to_scalar::<f32>()?);
-    Ok(MultiGradcam { cells, grids, site: sites.swap_remove(0), margin })
+    Ok(MultiGradcam { cells, grids, site: sites.swap_remove(0), margin, gradient_sums })
 }
 
 /// The generic prompt's attention over the same images as `like` (the question's prompt),
