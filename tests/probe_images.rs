@@ -89,7 +89,9 @@ fn probe_with_a_prior_and_a_lateral_reports_each_image_as_the_study_does() {
     let scratch = Scratch::new("probe-images-study");
     let csv = scratch.write(
         "study.csv",
-        &format!("study_id,image_path,prior_image_path,lateral_image_path,question,answer\ns1,{CURRENT},{PRIOR},{LATERAL},{QUESTION},yes\n"),
+        &format!(
+            "study_id,image_path,prior_image_path,lateral_image_path,question,answer\ns1,{CURRENT},{PRIOR},{LATERAL},{QUESTION},yes\n"
+        ),
     );
     let (images_dir, out) = (fixture("multi-image-v1/images"), scratch.path().join("run"));
     let model_arg = format!("gemma3-multi={}", model().display());
@@ -125,7 +127,8 @@ fn probe_with_a_prior_and_a_lateral_reports_each_image_as_the_study_does() {
 
     // The human output has the per-image table.
     let (model, current, prior) = (model().display().to_string(), image(CURRENT), image(PRIOR));
-    let out = radlens(&["probe", "--model", &model, "--image", &current, "--prior", &prior, "--question", QUESTION, "--max-new-tokens", "2"]);
+    let out =
+        radlens(&["probe", "--model", &model, "--image", &current, "--prior", &prior, "--question", QUESTION, "--max-new-tokens", "2"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("images     role") && text.contains(PRIOR) && text.contains(CURRENT), "{text}");
