@@ -175,3 +175,21 @@ fn probe_refuses_a_prior_for_a_single_image_model_and_a_missing_prior() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--null-edits") && err.contains("--prior"), "{err}");
 }
+
+#[test]
+fn probe_with_a_prior_splits_the_relative_and_occlusion_maps_per_image() {
+    let report = probe_json(&["--sinks", "--occlusion", "--occlusion-grid", "4"]);
+    let images = report["images"].as_array().unwrap();
+    for method in ["relative", "occlusion"] {
+        let mut total = 0.0;
+        for i in images {
+            let m = i["methods"].as_array().unwrap().iter().find(|m| m["provenance"]["method"] == method);
+            let m = m.unwrap_or_else(|| panic!("{} has no {method} map: {}", i["role"], report["trust"]["notes"]));
+            assert_normalised_on_its_grid(&format!("{} {method}", i["role"]), m);
+            total += f(&m["image_mass_share"]);
+        }
+        assert!((total - 1.0).abs() < 1e-6, "{method} shares sum to {total}");
+    }
+    assert!(report["trust"]["sinks"].is_object(), "sinks on the current image's map");
+    assert!(report["grounding"]["occlusion"].is_object(), "the current image's occlusion support");
+}
