@@ -52,6 +52,9 @@ mod multi_image_conditions;
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 
+/// `radlens probe --prior/--lateral`: each image's map and share, the study's numbers.
+mod probe_images;
+
 /// Safetensors layouts and shards; missing and misshapen tensors.
 mod checkpoint_layouts;
 

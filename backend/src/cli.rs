@@ -409,6 +409,14 @@ pub struct ProbeArgs {
     /// The image (PNG or JPEG). Optional with --pixel-values, where it only sets the geometry.
     #[arg(long, value_name = "IMG", required_unless_present = "pixel_values")]
     pub image: Option<PathBuf>,
+    /// A prior image of the same patient, shown with --image (the current one) in one prompt:
+    /// the report adds each image's map on its own grid and share of the attention mass
+    /// (multi-image models: Gemma3, MAIRA-2).
+    #[arg(long, value_name = "IMG", conflicts_with_all = ["pixel_values", "dump", "null_edits", "roi"])]
+    pub prior: Option<PathBuf>,
+    /// A lateral view, shown with --image (and --prior) in one prompt, as --prior.
+    #[arg(long, value_name = "IMG", conflicts_with_all = ["pixel_values", "dump", "null_edits", "roi"])]
+    pub lateral: Option<PathBuf>,
     /// The question, e.g. "Is there a pleural effusion?".
     #[arg(long)]
     pub question: String,

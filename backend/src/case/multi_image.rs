@@ -7,19 +7,25 @@
 //! concatenated in, [`concat_features`]).
 
 use candle_core::{DType, Tensor, Var};
+use radlens_shared::AttentionMap;
+use radlens_shared::fusion::{MapMethod, MapProvenance};
+use radlens_shared::geometry::MapGeometry;
 use radlens_shared::map::normalize_vec;
+use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::Faithfulness;
-use radlens_shared::trust::GENERIC_PROMPT;
+use radlens_shared::trust::{GENERIC_PROMPT, relative_map};
 
 use super::capture::fuse_captured;
 use super::gradcam::{MarginTokens, channel_weights, pool_sum, weighted_cam};
+use super::grounding::occlusion_provenance;
+use super::image::CaseImage;
 use super::occlusion::{MarginProbe, OccludedImages, OcclusionMap};
 use super::plan::{CasePlan, last_prompt_row};
 use super::trust::{MethodValues, TrustSettings, delete_cells, deletion_tests};
 use crate::models::error::{ModelError, Result};
 use crate::models::loader::Engine;
 use crate::models::probe::{AttentionRecorder, NoProbe};
-use crate::models::processor::{MultiImagePrompt, PromptImage};
+use crate::models::processor::{EncodedPrompt, ImageRole, MultiImagePrompt, PromptImage};
 use crate::models::{GradcamSite, VisionLanguageModel, concat_features};
 
 /// One image's part of a map over a multi-image prompt: its share of the whole map's mass, and
@@ -28,6 +34,179 @@ use crate::models::{GradcamSite, VisionLanguageModel, concat_features};
 pub struct ImagePart {
     pub share: f64,
     pub values: Option<Vec<f64>>,
+}
+
+/// Where an image is asked for in a multi-image prompt: chronological, then the lateral view
+/// (the order Gemma3's multi-image renderings use; MAIRA-2's template reorders).
+pub fn request_rank(role: ImageRole) -> usize {
+    match role {
+        ImageRole::Prior => 0,
+        ImageRole::Current => 1,
+        ImageRole::Lateral => 2,
+    }
+}
+
+/// The current image's index in prompt order (the first image when none is current).
+pub fn current_index(prompt: &MultiImagePrompt) -> usize {
+    prompt.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0)
+}
+
+/// The prompt a multi-image case runs with: every id, but only the current image's tokens as
+/// its image positions, so the case's own map is the current image's.
+pub fn current_prompt(prompt: &MultiImagePrompt) -> EncodedPrompt {
+    EncodedPrompt {
+        input_ids: prompt.prompt.input_ids.clone(),
+        image_positions: prompt.image_spans[current_index(prompt)].clone().collect(),
+    }
+}
+
+/// The images (request order) as one case image: their features concatenated in prompt order,
+/// the current image's pixels and geometry (what the case's own map and checks are on), and
+/// the images' preprocessing and encoding times summed.
+pub fn combined_image(images: &[&CaseImage], prompt: &MultiImagePrompt) -> Result<CaseImage> {
+    let current = images[prompt.order[current_index(prompt)]];
+    let in_prompt_order: Vec<Tensor> = prompt.order.iter().map(|&i| images[i].features.clone()).collect();
+    Ok(CaseImage {
+        features: concat_features(&in_prompt_order)?,
+        pixels: current.pixels.clone(),
+        geometry: current.geometry,
+        preprocess_ms: images.iter().map(|i| i.preprocess_ms).sum(),
+        encode_ms: images.iter().map(|i| i.encode_ms).sum(),
+    })
+}
+
+/// One image's map of one method over a multi-image prompt, on the image's own grid.
+#[derive(Debug, Clone)]
+pub struct ImageMap {
+    pub role: ImageRole,
+    /// The image's share of the method's mass over all the prompt's images.
+    pub share: f64,
+    /// Normalised; a labelled uniform map (`provenance.fallback_reason`) for a part without mass.
+    pub values: Vec<f64>,
+    pub metrics: MapMetrics,
+    pub provenance: MapProvenance,
+}
+
+/// The parts of a split map (prompt order) as maps on each image's grid (`grids`, prompt
+/// order), with `like`'s provenance; a part without mass becomes a uniform map that says so.
+pub fn image_maps(
+    like: &MapProvenance,
+    parts: Vec<ImagePart>,
+    grids: &[MapGeometry],
+    roles: &[ImageRole],
+) -> std::result::Result<Vec<ImageMap>, String> {
+    if parts.len() != grids.len() || parts.len() != roles.len() {
+        return Err(format!("{} parts for {} images", parts.len(), roles.len()));
+    }
+    let mut out = Vec::with_capacity(parts.len());
+    for ((ImagePart { share, values }, g), &role) in parts.into_iter().zip(grids).zip(roles) {
+        let n = g.h * g.w;
+        let mut provenance = MapProvenance { geometry: *g, ..like.clone() };
+        let values = match values {
+            Some(v) if v.len() == n => v,
+            Some(v) => return Err(format!("the {role} image's part has {} cells but a {}x{} grid", v.len(), g.h, g.w)),
+            None => {
+                provenance.fallback_reason = Some(match like.method {
+                    MapMethod::QueryToVisual | MapMethod::TokenConditioned => {
+                        format!("uniform_fallback: the captured rows put no attention on the {role} image")
+                    }
+                    m => format!("uniform_fallback: the {m} map puts no mass on the {role} image"),
+                });
+                vec![1.0 / n as f64; n]
+            }
+        };
+        let metrics =
+            MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        out.push(ImageMap { role, share, values, metrics, provenance });
+    }
+    Ok(out)
+}
+
+/// The case's attention split per image: the query rows of `own` (the current image's map)
+/// fused over every image token of the prompt, cut at the image spans. Returns each image's
+/// map (prompt order) and the fused values over all image tokens (for the relative map).
+pub fn attention_by_image(
+    recorder: &AttentionRecorder,
+    plan: &CasePlan,
+    own: &MapProvenance,
+    prompt: &MultiImagePrompt,
+    grids: &[MapGeometry],
+) -> std::result::Result<(Vec<ImageMap>, Vec<f64>), String> {
+    let captured = fuse_captured(recorder, &plan.layers, &own.query_positions, &prompt.prompt.image_positions, plan.spec.head_fusion)
+        .map_err(|e| e.to_string())?;
+    let parts = split_by_image(&captured.fused.values, &span_lens(prompt)).map_err(|e| format!("attention: {e}"))?;
+    Ok((image_maps(own, parts, grids, &prompt.roles)?, captured.fused.values))
+}
+
+/// Grad-CAM per image ([`gradcam_multi`]), each image's part on its own grid with its share of
+/// the (rectified) Grad-CAM mass. `pixels` and `grids` in prompt order; `own` the case's map.
+#[allow(clippy::too_many_arguments)]
+pub fn gradcam_by_image(
+    model: &dyn VisionLanguageModel,
+    prompt: &MultiImagePrompt,
+    pixels: &[&Tensor],
+    features: &Tensor,
+    yes_ids: &[u32],
+    no_ids: &[u32],
+    own: &MapProvenance,
+    grids: &[MapGeometry],
+) -> std::result::Result<Vec<ImageMap>, String> {
+    let input_ids = &prompt.prompt.input_ids;
+    let cam = gradcam_multi(model, input_ids, pixels, features, yes_ids, no_ids).map_err(|e| e.to_string())?;
+    let like = MapProvenance {
+        method: MapMethod::Gradcam,
+        layers: Vec::new(),
+        query_positions: vec![input_ids.len() - 1],
+        layers_without_image: Vec::new(),
+        site: Some(cam.site.name),
+        fallback_reason: None,
+        ..own.clone()
+    };
+    if !cam.grids.iter().zip(grids).all(|(&(h, w), g)| (h, w) == (g.h, g.w)) {
+        return Err(format!("Grad-CAM grids {:?} differ from the images' map grids", cam.grids));
+    }
+    let parts = split_by_image(&cam.cells.concat(), &cam.cells.iter().map(Vec::len).collect::<Vec<_>>())
+        .map_err(|_| format!("Grad-CAM at {} is zero everywhere: no patch raises the yes/no margin", cam.site.name))?;
+    image_maps(&like, parts, grids, &prompt.roles)
+}
+
+/// The relative map per image: the question's fused attention over every image token (`fused`)
+/// against the generic prompt's over the same tokens ([`generic_map_multi`]), split per image.
+pub fn relative_by_image(
+    fused: &[f64],
+    generic: &[f64],
+    own: &MapProvenance,
+    prompt: &MultiImagePrompt,
+    grids: &[MapGeometry],
+) -> std::result::Result<Vec<ImageMap>, String> {
+    let like = MapProvenance { method: MapMethod::Relative, site: None, fallback_reason: None, ..own.clone() };
+    let q = normalize_vec(fused).map_err(|e| e.to_string())?;
+    let r = relative_map(&q, generic).map_err(|e| e.to_string())?;
+    image_maps(&like, split_by_image(&r, &span_lens(prompt))?, grids, &prompt.roles)
+}
+
+/// Each image's occlusion map ([`occlusion_per_image`], prompt order) split per image
+/// ([`split_occlusion`]) on each image's occlusion grid over its own crop (`geometries`).
+pub fn occlusion_by_image(
+    maps: &[OcclusionMap],
+    own: &MapProvenance,
+    prompt: &MultiImagePrompt,
+    geometries: &[MapGeometry],
+) -> std::result::Result<Vec<ImageMap>, String> {
+    let grids: Vec<MapGeometry> = maps.iter().zip(geometries).map(|(o, g)| MapGeometry { h: o.grid, w: o.grid, ..*g }).collect();
+    let like = occlusion_provenance(own, maps[current_index(prompt)].grid);
+    image_maps(&like, split_occlusion(maps)?, &grids, &prompt.roles)
+}
+
+/// The current image's part of a map over every image token (the generic map, for sinks),
+/// renormalised.
+pub fn current_part(values: &[f64], prompt: &MultiImagePrompt) -> std::result::Result<Vec<f64>, String> {
+    let mut parts = split_by_image(values, &span_lens(prompt))?;
+    parts.swap_remove(current_index(prompt)).values.ok_or_else(|| "the generic prompt puts no attention on the current image".to_string())
+}
+
+fn span_lens(prompt: &MultiImagePrompt) -> Vec<usize> {
+    prompt.image_spans.iter().map(|s| s.len()).collect()
 }
 
 /// Splits `values` (non-negative, over every image token in prompt order) into consecutive

@@ -28,6 +28,15 @@ use crate::models::loader::load_engine;
 use crate::models::probe::AttentionRecorder;
 use crate::models::processor::preprocess::load_image;
 
+mod images;
+
+/// What every report starts with: the model, its architecture and the dtype it ran in.
+struct Header {
+    model: String,
+    architecture: &'static str,
+    dtype: String,
+}
+
 #[derive(Serialize)]
 struct ProbeReport {
     model: String,
@@ -47,6 +56,10 @@ struct ProbeReport {
     /// `--occlusion` (and `--box`): the grounding figures of every map.
     #[serde(skip_serializing_if = "Option::is_none")]
     grounding: Option<CaseGrounding>,
+    /// `--prior` / `--lateral`: every image of the prompt (prompt order), each with its map on
+    /// its own grid and its share of the mass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    images: Vec<images::ProbeImage>,
     timings_ms: Timings,
 }
 
@@ -104,6 +117,23 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
     );
     let plan = CasePlan::resolve(spec, &model_name, &summary).map_err(|e| InputError::Flag { flag: "--layers", message: e.to_string() })?;
     timings.load = ms(start);
+    let header = Header {
+        model: model_name.clone(),
+        architecture: summary.architecture,
+        dtype: format!(
+            "{}{}",
+            crate::models::dtype_name(dtype),
+            match runtime.weights {
+                crate::models::linear::WeightFormat::Dense => String::new(),
+                q => format!(" + {q} weights"),
+            }
+        ),
+    };
+    if args.prior.is_some() || args.lateral.is_some() {
+        let report = images::run(args, &engine, &plan, &device, header, timings, start)?;
+        print_report(&report, args.json)?;
+        return Ok(());
+    }
 
     let t = Instant::now();
     let image = args.image.as_deref().map(load_image).transpose()?;
@@ -181,12 +211,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         occluded: None,
         null_edits: edits.as_deref(),
     };
-    let outcome = run_case(case).map_err(|e| -> anyhow::Error {
-        match e {
-            CaseError::TermNotFound(_) | CaseError::Plan(_) => InputError::Flag { flag: "--query", message: e.to_string() }.into(),
-            CaseError::Inference(e) => e.into(),
-        }
-    })?;
+    let outcome = run_case(case).map_err(case_error)?;
     let CaseOutcome { generation, answer_text, parsed, margin, map, trust: checks, grounding, recorder, capture_ms, trust_ms, .. } =
         outcome;
     let map = map.context("the probe captures a map")?;
@@ -211,16 +236,9 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
         })
     });
     let report = ProbeReport {
-        model: model_name.clone(),
-        architecture: summary.architecture,
-        dtype: format!(
-            "{}{}",
-            crate::models::dtype_name(dtype),
-            match runtime.weights {
-                crate::models::linear::WeightFormat::Dense => String::new(),
-                q => format!(" + {q} weights"),
-            }
-        ),
+        model: header.model,
+        architecture: header.architecture,
+        dtype: header.dtype,
         question: args.question.clone(),
         input_ids: prompt.input_ids.clone(),
         image_token_positions: prompt.image_positions.clone(),
@@ -237,6 +255,7 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             t => t,
         },
         grounding: grounding.map(|g| g.record),
+        images: Vec::new(),
         timings_ms: Timings { total: ms(start), ..timings },
     };
     if let Some(path) = &args.dump {
@@ -255,12 +274,24 @@ pub fn run(args: &ProbeArgs) -> anyhow::Result<()> {
             summary.num_heads,
         )?;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(&report, args.json)
+}
+
+fn print_report(report: &ProbeReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print_human(&report);
+        print_human(report);
     }
     Ok(())
+}
+
+/// A case's error as the probe reports it: a bad `--query` term is the user's to fix.
+fn case_error(e: CaseError) -> anyhow::Error {
+    match e {
+        CaseError::TermNotFound(_) | CaseError::Plan(_) => InputError::Flag { flag: "--query", message: e.to_string() }.into(),
+        CaseError::Inference(e) => e.into(),
+    }
 }
 
 /// A normalised map as the probe prints it, with its metrics.
@@ -378,6 +409,15 @@ fn print_human(r: &ProbeReport) {
         "metrics    focus {:.4}  gini {:.4}  entropy {:.4} nats  top10 {:.4}  image share {:.4}",
         m.metrics.focus, m.metrics.gini, m.metrics.entropy_nats, m.metrics.top10_mass, m.image_share
     );
+    if !r.images.is_empty() {
+        println!(
+            "images     {:<8} {:<28} {:>7} {:>8} {:>8} {:>8}  (the map above is the current image's)",
+            "role", "file", "grid", "share", "focus", "entropy"
+        );
+        for image in &r.images {
+            image.print_row();
+        }
+    }
     if let Some(trust) = &r.trust {
         for m in &trust.maps {
             let site = m.provenance.site.map(|s| format!(" at {s}")).unwrap_or_default();

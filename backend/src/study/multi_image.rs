@@ -3,9 +3,8 @@
 //! case's attention split per image on each image's own grid with its share of the mass.
 
 use candle_core::Tensor;
-use radlens_shared::AttentionMap;
 use radlens_shared::fusion::MapProvenance;
-use radlens_shared::metrics::MapMetrics;
+use radlens_shared::geometry::MapGeometry;
 use radlens_shared::record::{CaseRecord, ConditionRecord, ErrorStage, GroundingSettings, ImageMapRecord, Pass};
 
 use super::conditions::blank_image;
@@ -13,8 +12,7 @@ use super::multi_image_methods::SharedMethods;
 use super::plan::{RowImage, StudyRow};
 use super::run_dir::AttentionFile;
 use super::runner::{CaseFailure, ModelRun};
-use crate::case::capture::fuse_captured;
-use crate::case::multi_image::{ImagePart, split_by_image};
+use crate::case::multi_image::{attention_by_image, combined_image, current_index, current_prompt, request_rank};
 use crate::case::null_edit::EditedImage;
 use crate::case::trust;
 use crate::case::{Capture, Case, CaseImage, CasePlan, CaseSpec};
@@ -82,12 +80,7 @@ impl ModelRun<'_> {
         let null_edits = requested.grounding.filter(|g| g.null_edits && edits.is_some());
         let grounding = null_edits.map(|g| GroundingSettings { occlusion: false, ..g });
         let plan = CasePlan { spec: CaseSpec { trust: None, grounding, ..plan.spec.clone() }, ..plan.clone() };
-        // Chronological, then the lateral view: the order Gemma3's multi-image renderings use.
-        images.sort_by_key(|i| match i.role {
-            ImageRole::Prior => 0,
-            ImageRole::Current => 1,
-            ImageRole::Lateral => 2,
-        });
+        images.sort_by_key(|i| request_rank(i.role));
         let request: Vec<PromptImage> = images.iter().map(|i| PromptImage { role: i.role, tokens: i.image.image_tokens() }).collect();
         let mut out = Vec::new();
         let mut prompts: Vec<(&StudyRow, EncodedPrompt)> = Vec::new();
@@ -113,19 +106,14 @@ impl ModelRun<'_> {
             }
         }
         let Some(first) = multi.first() else { return Ok(out) };
+        if !images.iter().any(|i| i.role == ImageRole::Current) {
+            anyhow::bail!("no current image");
+        }
         let in_prompt_order: Vec<Tensor> = first.order.iter().map(|&i| images[i].image.features.clone()).collect();
-        let current =
-            images.iter().find(|i| i.role == ImageRole::Current).map(|i| &i.image).ok_or_else(|| anyhow::anyhow!("no current image"))?;
-        let combined = CaseImage {
-            features: concat_features(&in_prompt_order)?,
-            pixels: current.pixels.clone(),
-            geometry: current.geometry,
-            preprocess_ms: images.iter().map(|i| i.image.preprocess_ms).sum(),
-            encode_ms: images.iter().map(|i| i.image.encode_ms).sum(),
-        };
+        let combined = combined_image(&images.iter().map(|i| &i.image).collect::<Vec<_>>(), first)?;
         // Each null edit of the current image with the other images' features kept.
         let edits: Option<Vec<EditedImage>> = edits.filter(|_| null_edits.is_some()).map(|edits| {
-            let j = first.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
+            let j = current_index(first);
             edits
                 .iter()
                 .map(|e| EditedImage {
@@ -151,8 +139,7 @@ impl ModelRun<'_> {
         let mut own_maps: Vec<Option<Vec<f64>>> = Vec::new();
         for (i, ((row, _), m)) in prompts.iter().zip(&multi).enumerate() {
             // The case's own map is the current image's: its prompt names only that image's tokens.
-            let j = m.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
-            let own_prompt = EncodedPrompt { input_ids: m.prompt.input_ids.clone(), image_positions: m.image_spans[j].clone().collect() };
+            let own_prompt = current_prompt(m);
             let g = combined.geometry;
             let roi = row.roi.filter(|b| b.inside_image(g.image_w, g.image_h));
             let case = Case {
@@ -282,9 +269,9 @@ impl ModelRun<'_> {
         Ok(out)
     }
 
-    /// A multi-image case's attention split per image: the query rows' fused attention over every
-    /// image token (prompt order), cut at the image spans; each part's sum over the total is the
-    /// image's mass share, and the part renormalised is its map on its own grid.
+    /// A multi-image case's attention split per image ([`attention_by_image`]): each image's map
+    /// on its own grid with its share of the mass, stored; and the fused values over all image
+    /// tokens.
     pub(super) fn store_image_maps(
         &self,
         plan: &CasePlan,
@@ -293,43 +280,24 @@ impl ModelRun<'_> {
         multi: &MultiImageCase<'_>,
         attention: &mut AttentionFile,
     ) -> Result<(Vec<ImageMapRecord>, Vec<f64>), String> {
-        let all = &multi.prompt.prompt.image_positions;
-        let captured =
-            fuse_captured(recorder, &plan.layers, &own.query_positions, all, plan.spec.head_fusion).map_err(|e| e.to_string())?;
-        let lens: Vec<usize> = multi.prompt.image_spans.iter().map(|s| s.len()).collect();
-        let parts = split_by_image(&captured.fused.values, &lens).map_err(|e| format!("attention: {e}"))?;
-        let mut out = Vec::with_capacity(parts.len());
-        for (ImagePart { share, values }, &i) in parts.into_iter().zip(&multi.prompt.order) {
-            let image = &multi.images[i];
-            let g = image.image.geometry;
-            let n = g.h * g.w;
-            let mut provenance = MapProvenance { geometry: g, ..own.clone() };
-            let values = match values {
-                Some(v) if v.len() == n => v,
-                Some(v) => return Err(format!("the {} image has {} tokens in the prompt but a {}x{} grid", image.role, v.len(), g.h, g.w)),
-                // An image the captured rows never reach (e.g. only sliding-window layers that end
-                // before it): a uniform map that says so, its share 0.
-                None => {
-                    provenance.fallback_reason =
-                        Some(format!("uniform_fallback: the captured rows put no attention on the {} image", image.role));
-                    vec![1.0 / n as f64; n]
-                }
-            };
-            let metrics =
-                MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        let grids: Vec<MapGeometry> = multi.prompt.order.iter().map(|&i| multi.images[i].image.geometry).collect();
+        let (maps, fused) = attention_by_image(recorder, plan, own, multi.prompt, &grids)?;
+        let mut out = Vec::with_capacity(maps.len());
+        for (map, &i) in maps.into_iter().zip(&multi.prompt.order) {
+            let g = map.provenance.geometry;
+            let values32: Vec<f32> = map.values.iter().map(|&v| v as f32).collect();
             let stored = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
             out.push(ImageMapRecord {
-                role: image.role.to_string(),
-                image: image.path.clone(),
-                image_mass_share: share,
-                provenance,
-                metrics,
+                role: map.role.to_string(),
+                image: multi.images[i].path.clone(),
+                image_mass_share: map.share,
+                provenance: map.provenance,
+                metrics: map.metrics,
                 values: stored,
                 methods: Vec::new(),
             });
         }
-        Ok((out, captured.fused.values))
+        Ok((out, fused))
     }
 }
 

@@ -13,28 +13,25 @@
 //! - occlusion: each image's positive support (answer drops when its cells are hidden) over all
 //!   images' positive support.
 
-use radlens_shared::AttentionMap;
-use radlens_shared::fusion::{MapMethod, MapProvenance};
+use radlens_shared::fusion::MapMethod;
 use radlens_shared::geometry::MapGeometry;
 use radlens_shared::grounding::CaseGrounding;
-use radlens_shared::map::normalize_vec;
-use radlens_shared::metrics::MapMetrics;
 use radlens_shared::record::{CaseRecord, ImageMethodMap, TrustRecord};
-use radlens_shared::trust::relative_map;
 
 use super::multi_image::{MultiImageCase, RowImageEncoded};
 use super::plan::StudyRow;
 use super::run_dir::AttentionFile;
 use super::runner::ModelRun;
-use crate::case::grounding::{self, Boxes, GroundingOutcome, occlusion_provenance};
+use crate::case::grounding::{self, Boxes, GroundingOutcome};
 use crate::case::multi_image::{
-    ImagePart, deletion_on_image, generic_map_multi, gradcam_multi, occlusion_per_image, split_by_image, split_occlusion,
+    ImageMap, current_index, current_part, deletion_on_image, generic_map_multi, gradcam_by_image, occlusion_by_image, occlusion_per_image,
+    relative_by_image,
 };
 use crate::case::occlusion::{MarginProbe, OccludedImages, OcclusionMap, OcclusionSettings};
 use crate::case::trust::{self, MethodValues};
 use crate::case::{CaseImage, CasePlan, CaseSpec};
 use crate::models::error::ModelError;
-use crate::models::processor::{ImageRole, MultiImagePrompt, PromptImage};
+use crate::models::processor::{MultiImagePrompt, PromptImage};
 
 /// What a multi-image row's questions share (made once per row group, image pass only).
 #[derive(Default)]
@@ -98,58 +95,29 @@ impl ModelRun<'_> {
             return;
         }
         let m = multi.prompt;
-        let lens: Vec<usize> = m.image_spans.iter().map(|s| s.len()).collect();
         let geometries: Vec<MapGeometry> = m.order.iter().map(|&i| multi.images[i].image.geometry).collect();
-        let current = m.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
+        let current = current_index(m);
         let model = self.engine.model.as_ref();
         let input_ids = &m.prompt.input_ids;
         let tokenizer = self.engine.prompter.tokenizer();
         let (yes, no) = (tokenizer.single_token_spellings("yes"), tokenizer.single_token_spellings("no"));
         let mut notes = Vec::new();
         let mut splits: Vec<Split> = Vec::new();
-        let mut store =
-            |what: &str, like: MapProvenance, parts: Result<Vec<ImagePart>, String>, grids: &[MapGeometry], notes: &mut Vec<String>| {
-                match parts.and_then(|p| self.store_parts(&like, p, grids, current, multi, attention)) {
-                    Ok(s) => splits.push(s),
-                    Err(e) => notes.push(format!("{what} per image: {e}")),
-                }
-            };
+        let mut store = |what: &str, maps: Result<Vec<ImageMap>, String>, notes: &mut Vec<String>| match maps
+            .and_then(|maps| self.store_parts(maps, current, attention))
+        {
+            Ok(s) => splits.push(s),
+            Err(e) => notes.push(format!("{what} per image: {e}")),
+        };
 
         if spec.trust.as_ref().is_some_and(|t| t.gradcam) {
             let pixels: Vec<_> = m.order.iter().map(|&i| &multi.images[i].image.pixels).collect();
-            match gradcam_multi(model, input_ids, &pixels, multi.features, &yes, &no) {
-                Ok(cam) => {
-                    let like = MapProvenance {
-                        method: MapMethod::Gradcam,
-                        layers: Vec::new(),
-                        query_positions: vec![input_ids.len() - 1],
-                        layers_without_image: Vec::new(),
-                        site: Some(cam.site.name),
-                        fallback_reason: None,
-                        ..own.provenance.clone()
-                    };
-                    let grids_match = cam.grids.iter().zip(&geometries).all(|(&(h, w), g)| (h, w) == (g.h, g.w));
-                    let parts = if grids_match {
-                        split_by_image(&cam.cells.concat(), &cam.cells.iter().map(Vec::len).collect::<Vec<_>>())
-                            .map_err(|_| format!("Grad-CAM at {} is zero everywhere: no patch raises the yes/no margin", cam.site.name))
-                    } else {
-                        Err(format!("Grad-CAM grids {:?} differ from the images' map grids", cam.grids))
-                    };
-                    store("gradcam", like, parts, &geometries, &mut notes);
-                }
-                Err(e) => notes.push(format!("gradcam: {e}")),
-            }
+            let maps = gradcam_by_image(model, m, &pixels, multi.features, &yes, &no, &own.provenance, &geometries);
+            store("gradcam", maps, &mut notes);
         }
 
         match &multi.shared.generic {
-            Some(Ok(generic)) => {
-                let like = MapProvenance { method: MapMethod::Relative, site: None, fallback_reason: None, ..own.provenance.clone() };
-                let parts = normalize_vec(fused)
-                    .map_err(|e| e.to_string())
-                    .and_then(|q| relative_map(&q, generic).map_err(|e| e.to_string()))
-                    .and_then(|r| split_by_image(&r, &lens));
-                store("relative map", like, parts, &geometries, &mut notes);
-            }
+            Some(Ok(generic)) => store("relative map", relative_by_image(fused, generic, &own.provenance, m, &geometries), &mut notes),
             Some(Err(e)) => notes.push(e.clone()),
             None => {}
         }
@@ -170,10 +138,7 @@ impl ModelRun<'_> {
                 };
                 match maps {
                     Ok(maps) => {
-                        let grids: Vec<MapGeometry> =
-                            maps.iter().zip(&geometries).map(|(o, g)| MapGeometry { h: o.grid, w: o.grid, ..*g }).collect();
-                        let like = occlusion_provenance(&own.provenance, maps[current].grid);
-                        store("occlusion", like, split_occlusion(&maps), &grids, &mut notes);
+                        store("occlusion", occlusion_by_image(&maps, &own.provenance, m, &geometries), &mut notes);
                         support = Some(maps[current].clone());
                     }
                     Err(e) => notes.push(format!("occlusion: {e}")),
@@ -260,40 +225,23 @@ impl ModelRun<'_> {
         record.trust = Some(trust);
     }
 
-    /// Stores each image's part of one method's map (prompt order, as `record.images`): a part
-    /// without mass is a uniform map labelled as such. Returns them, and the current image's
-    /// part as a map of its own (`None` when it has no mass).
-    fn store_parts(
-        &self,
-        like: &MapProvenance,
-        parts: Vec<ImagePart>,
-        grids: &[MapGeometry],
-        current: usize,
-        multi: &MultiImageCase<'_>,
-        attention: &mut AttentionFile,
-    ) -> Result<Split, String> {
-        let mut out = Split { per_image: Vec::with_capacity(parts.len()), current: None };
-        for (k, (ImagePart { share, values }, g)) in parts.into_iter().zip(grids).enumerate() {
-            let role = multi.images[multi.prompt.order[k]].role;
-            let n = g.h * g.w;
-            let mut provenance = MapProvenance { geometry: *g, ..like.clone() };
-            let values = match values {
-                Some(v) if v.len() == n => v,
-                Some(v) => return Err(format!("the {role} image's part has {} cells but a {}x{} grid", v.len(), g.h, g.w)),
-                None => {
-                    provenance.fallback_reason =
-                        Some(format!("uniform_fallback: the {} map puts no mass on the {role} image", like.method));
-                    vec![1.0 / n as f64; n]
-                }
-            };
-            let metrics =
-                MapMetrics::of(&AttentionMap::new(g.h, g.w, values.clone()).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
-            let values32: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    /// Stores each image's map of one method (prompt order, as `record.images`). Returns them,
+    /// and the current image's as a map of its own (`None` when it has no mass).
+    fn store_parts(&self, maps: Vec<ImageMap>, current: usize, attention: &mut AttentionFile) -> Result<Split, String> {
+        let mut out = Split { per_image: Vec::with_capacity(maps.len()), current: None };
+        for (k, map) in maps.into_iter().enumerate() {
+            let g = map.provenance.geometry;
+            let values32: Vec<f32> = map.values.iter().map(|&v| v as f32).collect();
             let stored = attention.append(&values32, vec![g.h, g.w]).map_err(|e| e.to_string())?;
-            if k == current && provenance.fallback_reason.is_none() {
-                out.current = Some(MethodValues { values, provenance: provenance.clone() });
+            if k == current && map.provenance.fallback_reason.is_none() {
+                out.current = Some(MethodValues { values: map.values, provenance: map.provenance.clone() });
             }
-            out.per_image.push(ImageMethodMap { image_mass_share: share, provenance, metrics, values: stored });
+            out.per_image.push(ImageMethodMap {
+                image_mass_share: map.share,
+                provenance: map.provenance,
+                metrics: map.metrics,
+                values: stored,
+            });
         }
         Ok(out)
     }
@@ -324,11 +272,7 @@ impl ModelRun<'_> {
         records: &mut [CaseRecord],
     ) {
         let Some(generic) = &shared.generic else { return };
-        let current = prompt.roles.iter().position(|&r| r == ImageRole::Current).unwrap_or(0);
-        let lens: Vec<usize> = prompt.image_spans.iter().map(|s| s.len()).collect();
-        let part = generic.as_ref().map_err(Clone::clone).and_then(|g| split_by_image(g, &lens)).and_then(|mut parts| {
-            parts.swap_remove(current).values.ok_or_else(|| "the generic prompt puts no attention on the current image".to_string())
-        });
+        let part = generic.as_ref().map_err(Clone::clone).and_then(|g| current_part(g, prompt));
         let generic = match part {
             Ok(g) => g,
             Err(e) => {
