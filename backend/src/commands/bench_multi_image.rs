@@ -104,6 +104,9 @@ pub struct ImagesRow {
     pub case_ms: f64,
     pub case_no_capture_ms: f64,
     pub capture_overhead_ms: f64,
+    /// `case_ms / case_no_capture_ms`: what capture costs at this image count (the difference
+    /// alone is often inside run-to-run noise).
+    pub capture_time_ratio: f64,
     pub captured_mib: f64,
     /// Heap above the level before the case (CPU, counting allocator).
     pub peak_heap_mib: Option<f64>,
@@ -126,7 +129,7 @@ pub struct MultiImageReport {
     pub load_s: f64,
     pub baseline: ImagesRow,
     pub measured: ImagesRow,
-    /// `measured / baseline` per figure (`None` where the baseline is not positive).
+    /// `measured / baseline` per figure (`None` where either is not positive).
     pub ratios: Vec<(String, Option<f64>)>,
 }
 
@@ -156,7 +159,8 @@ pub fn run(preset: Preset, images: usize, args: &BenchArgs, device: &Device, dty
     let baseline = measure(model.as_ref(), &cfg, 1, args, device, dtype, sampler.as_ref())?;
     let measured =
         if images == 1 { baseline.clone() } else { measure(model.as_ref(), &cfg, images, args, device, dtype, sampler.as_ref())? };
-    let ratio = |a: f64, b: f64| (b > 0.0 && a.is_finite()).then(|| a / b);
+    // A capture overhead within run-to-run noise can come out at or below zero: no ratio then.
+    let ratio = |a: f64, b: f64| (a > 0.0 && b > 0.0 && a.is_finite()).then(|| a / b);
     let opt = |a: Option<f64>, b: Option<f64>| a.zip(b).and_then(|(a, b)| ratio(a, b));
     let ratios = vec![
         ("prompt tokens".to_string(), ratio(measured.prompt_tokens as f64, baseline.prompt_tokens as f64)),
@@ -165,7 +169,9 @@ pub fn run(preset: Preset, images: usize, args: &BenchArgs, device: &Device, dty
         ("decode".into(), ratio(measured.decode_ms, baseline.decode_ms)),
         ("decode per token".into(), ratio(measured.decode_ms_per_token, baseline.decode_ms_per_token)),
         ("case with capture".into(), ratio(measured.case_ms, baseline.case_ms)),
+        ("case without capture".into(), ratio(measured.case_no_capture_ms, baseline.case_no_capture_ms)),
         ("capture overhead".into(), ratio(measured.capture_overhead_ms, baseline.capture_overhead_ms)),
+        ("capture time / none".into(), ratio(measured.capture_time_ratio, baseline.capture_time_ratio)),
         ("kept attention".into(), ratio(measured.captured_mib, baseline.captured_mib)),
         ("peak heap".into(), opt(measured.peak_heap_mib, baseline.peak_heap_mib)),
         ("peak device memory".into(), opt(measured.peak_device_gib, baseline.peak_device_gib)),
@@ -286,6 +292,7 @@ fn measure(
         case_ms,
         case_no_capture_ms,
         capture_overhead_ms: case_ms - case_no_capture_ms,
+        capture_time_ratio: case_ms / case_no_capture_ms,
         captured_mib: with[0].captured_values as f64 * 4.0 / MIB,
         peak_heap_mib: alloc_stats::is_active().then(|| with.iter().chain(&without).map(|t| t.peak_heap).max().unwrap_or(0) as f64 / MIB),
         peak_device_gib: sampler.zip(idle).map(|(s, idle)| s.peak_bytes().saturating_sub(idle) as f64 / GIB),
@@ -314,25 +321,31 @@ fn print_report(r: &MultiImageReport) {
     let head_n = format!("{} images", m.images);
     println!("{:<28} {:>12} {:>12} {:>10}", "figure", "1 image", head_n, "ratio");
     let fmt_opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
-    let lines: [(&str, String, String); 10] = [
+    let lines: [(&str, String, String); 12] = [
         ("prompt tokens", b.prompt_tokens.to_string(), m.prompt_tokens.to_string()),
         ("image encode ms", format!("{:.2}", b.encode_ms), format!("{:.2}", m.encode_ms)),
         ("prefill ms", format!("{:.2}", b.prefill_ms), format!("{:.2}", m.prefill_ms)),
         ("decode ms", format!("{:.2}", b.decode_ms), format!("{:.2}", m.decode_ms)),
         ("decode per token ms", format!("{:.2}", b.decode_ms_per_token), format!("{:.2}", m.decode_ms_per_token)),
         ("case with capture ms", format!("{:.2}", b.case_ms), format!("{:.2}", m.case_ms)),
+        ("case without capture ms", format!("{:.2}", b.case_no_capture_ms), format!("{:.2}", m.case_no_capture_ms)),
         ("capture overhead ms", format!("{:.2}", b.capture_overhead_ms), format!("{:.2}", m.capture_overhead_ms)),
+        ("capture time / none", format!("{:.3}", b.capture_time_ratio), format!("{:.3}", m.capture_time_ratio)),
         ("kept attention MiB", format!("{:.3}", b.captured_mib), format!("{:.3}", m.captured_mib)),
         ("peak heap MiB", fmt_opt(b.peak_heap_mib), fmt_opt(m.peak_heap_mib)),
         ("peak device GiB", fmt_opt(b.peak_device_gib), fmt_opt(m.peak_device_gib)),
     ];
+    debug_assert_eq!(lines.len(), r.ratios.len());
     for ((name, one, n), (_, ratio)) in lines.iter().zip(&r.ratios) {
         println!("{name:<28} {one:>12} {n:>12} {:>10}", ratio.map_or("n/a".to_string(), |x| format!("{x:.2}x")));
     }
     // The headline ratios in words, e.g. "3 images: prefill 2.90x the 1-image prefill".
     for (name, ratio) in &r.ratios {
         if let Some(x) = ratio
-            && matches!(name.as_str(), "prefill" | "decode" | "capture overhead" | "peak heap" | "peak device memory")
+            && matches!(
+                name.as_str(),
+                "prefill" | "decode" | "capture overhead" | "capture time / none" | "peak heap" | "peak device memory"
+            )
         {
             println!("{} images: {name} {x:.2}x the 1-image {name}", m.images);
         }
