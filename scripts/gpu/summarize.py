@@ -77,7 +77,7 @@ for f in sorted(os.listdir(out)):
     lines.append(f"| {label} | {ours:.3f} | {fmt(base, '.3f')} | {fmt(base / ours if base else None)} | {r['decode_ms_per_token']:.2f} | {fmt(floor)} | "
                  f"{fmt(r['decode_ms_per_token'] / floor if floor else None)} | {fmt(r.get('peak_device_gib'))} | {fmt(b['peak_gib'] if b else None)} |")
 # 3b. Several images per prompt: N images against the 1-image prompt of the same run.
-lines += ["", "| several images | images | prompt tokens 1 / N | prefill ms 1 / N (x) | decode ms/token 1 / N (x) | capture / none 1 / N | peak GiB 1 / N (x) |",
+lines += ["", "| several images | images | prompt tokens 1 / N | prefill ms 1 / N (x) | decode ms/token 1 / N (x) | capture / none 1 / N | peak GiB over weights 1 / N (x) |",
           "|---|---|---|---|---|---|---|"]
 for f in sorted(os.listdir(out)):
     if not (f.startswith("images-") and f.endswith(".json")):

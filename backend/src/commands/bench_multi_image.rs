@@ -110,7 +110,8 @@ pub struct ImagesRow {
     pub captured_mib: f64,
     /// Heap above the level before the case (CPU, counting allocator).
     pub peak_heap_mib: Option<f64>,
-    /// Device memory above idle (sampled; GPU only).
+    /// Device memory above the level with the model loaded, so the weights do not dilute the
+    /// ratio (sampled; GPU only).
     pub peak_device_gib: Option<f64>,
     pub ids_same_with_and_without_capture: bool,
 }
@@ -333,7 +334,7 @@ fn print_report(r: &MultiImageReport) {
         ("capture time / none", format!("{:.3}", b.capture_time_ratio), format!("{:.3}", m.capture_time_ratio)),
         ("kept attention MiB", format!("{:.3}", b.captured_mib), format!("{:.3}", m.captured_mib)),
         ("peak heap MiB", fmt_opt(b.peak_heap_mib), fmt_opt(m.peak_heap_mib)),
-        ("peak device GiB", fmt_opt(b.peak_device_gib), fmt_opt(m.peak_device_gib)),
+        ("peak device GiB over weights", fmt_opt(b.peak_device_gib), fmt_opt(m.peak_device_gib)),
     ];
     debug_assert_eq!(lines.len(), r.ratios.len());
     for ((name, one, n), (_, ratio)) in lines.iter().zip(&r.ratios) {
