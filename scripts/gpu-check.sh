@@ -11,6 +11,7 @@
 #   2. bf16 vs f32 on the mid-size random models: answer agreement, map JS distance;
 #   3. the full-size study benchmark (bf16; LLaVA-1.5-7B also with q8 weights) and the q8 vs
 #      bf16 agreement on LLaVA-1.5-7B;
+#   3b. several images per prompt (medgemma-4b, maira-2): 3 images against 1 in the same run;
 #   4. the transformers baseline (eager + output_attentions) and the copy-bandwidth ceiling, on
 #      the same machine in the same call, so every ratio is measured side by side.
 # `--smoke` runs the same plumbing on the CPU with cut models and no baseline (for this script's
@@ -73,6 +74,13 @@ step "bench-llava-1.5-7b-q8" run bench --arch llava-1.5-7b --random-weights --de
   --reps "$reps" --new-tokens "$tokens" "${cut[@]}" --json
 step "agree-llava-1.5-7b-q8" run bench --arch llava-1.5-7b --random-weights --device "$dev" --dtype "$half" --quantize q8 \
   --agreement-with "$half" --reps 2 --new-tokens "$tokens" "${cut[@]}" --json
+
+# 3b. Several images per prompt (issue 21): three images against the 1-image prompt of the
+# same run (prefill, decode, capture, peak device memory and their ratios).
+for a in medgemma-4b maira-2; do
+  step "images-$a-$half" run bench --arch "$a" --random-weights --images 3 --device "$dev" --dtype "$half" --reps "$reps" \
+    --new-tokens "$tokens" "${cut[@]}" --json
+done
 
 # 4. The peer baseline and the ceilings, same machine, same call.
 if [ "$smoke" = 0 ]; then

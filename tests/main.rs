@@ -49,6 +49,10 @@ mod multi_image_study;
 /// each against the same images asked directly; MAIRA-2 through a study.
 mod multi_image_conditions;
 
+/// `radlens bench --images N`: several images per prompt against the 1-image baseline of the
+/// same run; single-image presets refuse.
+mod bench_multi_image;
+
 /// `radlens probe`: answers, maps, `--dump` against the reference tensors, input errors.
 mod cli_probe;
 

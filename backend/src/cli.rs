@@ -359,8 +359,9 @@ pub struct BenchArgs {
     pub grounding_args: GroundingArgs,
     /// The model: llava or gemma3 (mid-size random models built in memory), or a full-size
     /// architecture with random weights, timed on the study protocol: llava-1.5-7b,
-    /// medgemma-4b, llava-rad.
-    #[arg(long, default_value = "llava")]
+    /// medgemma-4b, llava-rad, qwen2.5-vl-7b, maira-2 (mid-size: llava, gemma3, qwen2.5-vl,
+    /// maira2).
+    #[arg(long, visible_alias = "preset", default_value = "llava")]
     pub arch: Preset,
     /// Full-size architectures only: instantiate them with random weights (speed does not
     /// depend on the values). Required for those, as radlens never downloads weights.
@@ -389,6 +390,12 @@ pub struct BenchArgs {
     /// Build the architecture without weights and print its parameter count.
     #[arg(long)]
     pub dry_run: bool,
+    /// Prompts with N images (1 to 3) on an architecture that takes several (medgemma-4b,
+    /// gemma3: current, prior, lateral; maira-2, maira2: current, lateral, prior): encode,
+    /// prefill, decode, capture and peak memory for N images against one image, in the same run.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=3),
+          conflicts_with_all = ["study", "grounding", "conditions", "agreement_with", "dry_run"])]
+    pub images: Option<u8>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long)]

@@ -76,6 +76,22 @@ for f in sorted(os.listdir(out)):
     label = f"{r['arch']} {r['dtype']}" + ("" if r["quantization"] == "none" else f"+{r['quantization']}") + ("" if r["scale"] == "full size" else f" ({r['scale']})")
     lines.append(f"| {label} | {ours:.3f} | {fmt(base, '.3f')} | {fmt(base / ours if base else None)} | {r['decode_ms_per_token']:.2f} | {fmt(floor)} | "
                  f"{fmt(r['decode_ms_per_token'] / floor if floor else None)} | {fmt(r.get('peak_device_gib'))} | {fmt(b['peak_gib'] if b else None)} |")
+# 3b. Several images per prompt: N images against the 1-image prompt of the same run.
+lines += ["", "| several images | images | prompt tokens 1 / N | prefill ms 1 / N (x) | decode ms/token 1 / N (x) | capture / none 1 / N | peak GiB over weights 1 / N (x) |",
+          "|---|---|---|---|---|---|---|"]
+for f in sorted(os.listdir(out)):
+    if not (f.startswith("images-") and f.endswith(".json")):
+        continue
+    r = load(f)
+    if not r:
+        lines.append(f"| {f[7:-5]} | FAILED | | | | | |")
+        continue
+    b, m, x = r["baseline"], r["measured"], dict(r["ratios"])
+    label = f"{r['arch']} {r['dtype']}" + ("" if r["scale"] == "full size" else f" ({r['scale']})")
+    lines.append(f"| {label} | {m['images']} | {b['prompt_tokens']} / {m['prompt_tokens']} | {b['prefill_ms']:.1f} / {m['prefill_ms']:.1f} ({fmt(x.get('prefill'))}) | "
+                 f"{b['decode_ms_per_token']:.2f} / {m['decode_ms_per_token']:.2f} ({fmt(x.get('decode per token'))}) | "
+                 f"{b['capture_time_ratio']:.3f} / {m['capture_time_ratio']:.3f} | "
+                 f"{fmt(b.get('peak_device_gib'))} / {fmt(m.get('peak_device_gib'))} ({fmt(x.get('peak device memory'))}) |")
 if bw:
     lines.append(f"\nceilings: copy {bw:.2f} TB/s, bf16 matmul {ceil.get('bf16_TFLOPs', 0):.0f} TFLOP/s; floor = weight bytes / copy bandwidth")
 print("\n".join(lines))

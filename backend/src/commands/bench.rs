@@ -70,6 +70,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let g = &args.grounding_args;
         return super::bench_grounding::run(args, g.occlusion_grid as usize, g.occlusion_batch as usize);
     }
+    if let Some(images) = args.images {
+        return super::bench_multi_image::run(preset, images as usize, args, &device, dtype, format);
+    }
     if preset.is_full_size() || args.agreement_with.is_some() || args.dry_run {
         return super::bench_arch::run(preset, args, &device, dtype, format);
     }

@@ -31,7 +31,7 @@ use crate::models::{VisionLanguageModel, dtype_name};
 
 pub const VARIANTS: usize = 6;
 const QUESTION_TOKENS: usize = 24;
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 pub(crate) fn build(
     cfg: &PresetConfig,
@@ -106,7 +106,7 @@ struct StudyTiming {
     maps: Vec<Vec<f64>>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -116,7 +116,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// What the bench captures: the study's plan (its last quarter of the layers, as `--layers
 /// last-quarter` resolves it), at the query row and the answer rows.
-fn capture_plan(summary: &crate::models::ModelSummary, new_tokens: usize) -> anyhow::Result<CasePlan> {
+pub(crate) fn capture_plan(summary: &crate::models::ModelSummary, new_tokens: usize) -> anyhow::Result<CasePlan> {
     let spec = CaseSpec { query: QueryMode::Answer, ..CaseSpec::standard(new_tokens) };
     Ok(CasePlan::resolve(spec, "bench", summary)?)
 }
@@ -193,14 +193,14 @@ fn run_study(
     Ok(timing)
 }
 
-struct Loaded {
-    model: Box<dyn VisionLanguageModel>,
-    cfg: PresetConfig,
-    pixels: Tensor,
-    load_s: f64,
+pub(crate) struct Loaded {
+    pub model: Box<dyn VisionLanguageModel>,
+    pub cfg: PresetConfig,
+    pub pixels: Tensor,
+    pub load_s: f64,
 }
 
-fn load(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format: WeightFormat) -> anyhow::Result<Loaded> {
+pub(crate) fn load(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format: WeightFormat) -> anyhow::Result<Loaded> {
     let cfg = preset.config(args.text_layers, args.vision_layers);
     let t = Instant::now();
     let model = build(&cfg, RandomWeights::var_builder(args.seed, dtype, device), format)?;
@@ -213,7 +213,7 @@ fn load(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format:
 }
 
 /// What the figures are of: the full model, the mid-size one, or a cut smoke-run version.
-fn scale(preset: Preset, args: &BenchArgs) -> String {
+pub(crate) fn scale(preset: Preset, args: &BenchArgs) -> String {
     match (args.text_layers, args.vision_layers) {
         (None, None) if preset.is_full_size() => "full size".into(),
         (None, None) => "mid-size benchmark model".into(),
@@ -225,14 +225,22 @@ fn scale(preset: Preset, args: &BenchArgs) -> String {
     }
 }
 
-pub fn run(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format: WeightFormat) -> anyhow::Result<()> {
+/// Full-size presets are only ever built with random weights, and say so.
+pub(crate) fn require_random_weights(preset: Preset, args: &BenchArgs) -> Result<(), crate::error::InputError> {
     if preset.is_full_size() && !args.random_weights {
         return Err(crate::error::InputError::Flag {
             flag: "--arch",
-            message: format!("{} is a full-size model: pass --random-weights (radlens never downloads weights; real checkpoints go through `radlens study`)", preset.name()),
-        }
-        .into());
+            message: format!(
+                "{} is a full-size model: pass --random-weights (radlens never downloads weights; real checkpoints go through `radlens study`)",
+                preset.name()
+            ),
+        });
     }
+    Ok(())
+}
+
+pub fn run(preset: Preset, args: &BenchArgs, device: &Device, dtype: DType, format: WeightFormat) -> anyhow::Result<()> {
+    require_random_weights(preset, args)?;
     let cfg = preset.config(args.text_layers, args.vision_layers);
     let parameters = count_parameters(&cfg)?;
     if args.dry_run {
@@ -442,5 +450,41 @@ mod tests {
         // Qwen2.5-VL-7B-Instruct's safetensors: 7,615,616,512 text + 676,550,144 vision.
         let qwen = count_parameters(&Preset::Qwen25Vl7b.config(None, None)).unwrap();
         assert_eq!(qwen, 8_292_166_656, "qwen2.5-vl-7b");
+    }
+
+    /// MAIRA-2's count from its architecture, written out here rather than read from a baseline
+    /// (none was run for it): RAD-DINO + the 4-layer projector + Vicuna-7B at vocab 32207.
+    #[test]
+    fn the_maira2_preset_has_the_parameters_of_its_architecture() {
+        // RAD-DINO, DINOv2 ViT-B/14 (width d = 768, MLP 4d, 12 blocks) on a 37 x 37 table.
+        let d = 768;
+        let patch_embed = d * 3 * 14 * 14 + d; // Conv2d 3 -> d, kernel 14, with bias
+        let cls_and_positions = d + (37 * 37 + 1) * d; // cls_token, pos_embed (CLS + 1369 patches)
+        let block = 2 * d // norm1
+            + 3 * d * d + 3 * d // qkv with bias
+            + d * d + d // attention output projection
+            + d // LayerScale 1
+            + 2 * d // norm2
+            + d * 4 * d + 4 * d // fc1
+            + 4 * d * d + d // fc2
+            + d; // LayerScale 2
+        let final_norm = 2 * d; // feature_maps take the final LayerNorm
+        // (transformers' Dinov2 also holds a 768-value mask_token, unused for inference and not loaded.)
+        let vision = patch_embed + cls_and_positions + 12 * block + final_norm;
+        assert_eq!(vision, 86_579_712);
+        // Projector: Linear(768, 4096), then 3 x (GELU, Linear(4096, 4096)), all with bias.
+        let h = 4096;
+        let projector = d * h + h + 3 * (h * h + h);
+        // Vicuna-7B: embeddings and an untied lm_head over 32207 ids; per layer q, k, v, o (no
+        // bias, 32 heads of 128 = no GQA), gate/up/down to 11008, two RMSNorms; the final norm.
+        let vocab = 32207;
+        let layer = 4 * h * h + 3 * h * 11008 + 2 * h;
+        let text = 2 * vocab * h + 32 * layer + h;
+        let maira2 = count_parameters(&Preset::Maira2.config(None, None)).unwrap();
+        assert_eq!(maira2, vision + projector + text, "maira-2");
+        assert_eq!(maira2, 6_880_184_832);
+        // Cutting layers removes exactly their blocks.
+        let cut = count_parameters(&Preset::Maira2.config(Some(2), Some(3))).unwrap();
+        assert_eq!(cut, maira2 - 30 * layer - 9 * block);
     }
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_arch;
 pub mod bench_grounding;
+pub mod bench_multi_image;
 pub mod demo;
 pub mod dev;
 pub mod export;

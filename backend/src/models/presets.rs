@@ -34,22 +34,41 @@ pub enum Preset {
     /// Mid-size random Qwen2.5-VL (ViT x4 at hidden 256, text x8 at hidden 512) on a 336 x 252
     /// input, 12 x 9 image tokens: CPU-sized.
     MidQwen25Vl,
+    /// microsoft/maira-2: RAD-DINO (DINOv2 ViT-B/14 at 518 px, 37 x 37 = 1369 tokens per image,
+    /// final LayerNorm), a 4-layer GELU projector, Vicuna-7B with linear RoPE 1.5; up to three
+    /// images per prompt (current frontal, current lateral, prior frontal).
+    Maira2,
+    /// Mid-size random MAIRA-2 (DINOv2 518/14 x4 at hidden 256, still 1369 tokens per image,
+    /// 4-layer projector, Llama x8 at hidden 512 with linear RoPE 1.5): CPU-sized.
+    MidMaira2,
 }
 
 impl Preset {
-    pub const ALL: [Preset; 7] = [
+    pub const ALL: [Preset; 9] = [
         Preset::Llava15_7b,
         Preset::MedGemma4b,
         Preset::LlavaRad,
         Preset::Qwen25Vl7b,
+        Preset::Maira2,
         Preset::MidLlava,
         Preset::MidGemma3,
         Preset::MidQwen25Vl,
+        Preset::MidMaira2,
     ];
 
     /// The architectures users bring (as opposed to the mid-size benchmark models).
     pub fn is_full_size(self) -> bool {
-        !matches!(self, Self::MidLlava | Self::MidGemma3 | Self::MidQwen25Vl)
+        !matches!(self, Self::MidLlava | Self::MidGemma3 | Self::MidQwen25Vl | Self::MidMaira2)
+    }
+
+    /// The most images one prompt of this architecture takes: MedGemma/Gemma3 (each image its
+    /// own block) and MAIRA-2 (current, lateral, prior) take several, the others one.
+    pub fn max_images(self) -> usize {
+        match self {
+            Self::MedGemma4b | Self::MidGemma3 => 3,
+            Self::Maira2 | Self::MidMaira2 => super::processor::maira2::MAX_IMAGES,
+            Self::Llava15_7b | Self::LlavaRad | Self::MidLlava | Self::Qwen25Vl7b | Self::MidQwen25Vl => 1,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -61,6 +80,8 @@ impl Preset {
             Self::MidGemma3 => "gemma3",
             Self::Qwen25Vl7b => "qwen2.5-vl-7b",
             Self::MidQwen25Vl => "qwen2.5-vl",
+            Self::Maira2 => "maira-2",
+            Self::MidMaira2 => "maira2",
         }
     }
 }
@@ -140,6 +161,16 @@ impl Preset {
                 if let (Some(n), VisionConfig::Clip(v)) = (vision_layers, &mut c.vision) {
                     v.num_layers = n;
                     c.feature = VisionFeature::from_hf_index(-2, n).unwrap_or(VisionFeature::BlockOutput(n));
+                }
+                PresetConfig::Llava(c)
+            }
+            Self::Maira2 | Self::MidMaira2 => {
+                let mut c = if self == Self::Maira2 { maira2_full() } else { mid_maira2() };
+                c.text.num_layers = text_layers.unwrap_or(c.text.num_layers);
+                if let (Some(n), VisionConfig::Dino(v)) = (vision_layers, &mut c.vision) {
+                    // MAIRA-2 reads the last block (feature_maps of stage 12, final norm applied).
+                    v.depth = n;
+                    c.feature = VisionFeature::BlockOutput(n);
                 }
                 PresetConfig::Llava(c)
             }
@@ -252,8 +283,8 @@ impl PresetConfig {
         }
     }
 
-    /// Image tokens of the benchmark input.
-    fn image_tokens(&self) -> usize {
+    /// Image tokens of the benchmark input (per image).
+    pub fn image_tokens(&self) -> usize {
         match self {
             Self::Llava(c) => c.image_tokens(),
             Self::Gemma3(c) => c.image_tokens(),
@@ -305,12 +336,17 @@ impl PresetConfig {
     pub fn describe(&self) -> String {
         match self {
             Self::Llava(c) => format!(
-                "LLaVA: {} {}/{} x{} blocks (hidden {}), Llama x{} layers (hidden {}, heads {}/{} kv)",
+                "{}: {} {}/{} x{} blocks (hidden {}), {}Llama x{} layers (hidden {}, heads {}/{} kv)",
+                if let ProjectorKind::Sequential(_) = c.projector { "MAIRA-2 (LLaVA)" } else { "LLaVA" },
                 if matches!(c.vision, VisionConfig::Clip(_)) { "CLIP" } else { "DINOv2" },
                 c.vision.image_size(),
                 c.vision.image_size() / c.vision.grid(),
                 c.vision.num_layers(),
                 c.vision.hidden_size(),
+                match c.projector {
+                    ProjectorKind::Sequential(n) => format!("{n}-layer projector, "),
+                    ProjectorKind::Mlp2xGelu => String::new(),
+                },
                 c.text.num_layers,
                 c.text.hidden_size,
                 c.text.num_heads,
@@ -362,7 +398,70 @@ impl PresetConfig {
     }
 }
 
+/// microsoft/maira-2 as its loader resolves the hub's config (`maira2::RawConfig::resolve`): the
+/// values below are those of `tools/README-multi-image.md` ("Real configuration", a secondary
+/// source): RAD-DINO ViT-B/14 (12 blocks, width 768, 12 heads, MLP 3072, eps 1e-6) at 518 px on
+/// its native 37 x 37 position table, `out_features` ["stage12"] with the final LayerNorm, a
+/// 4-layer projector 768 -> 4096 with bias, Vicuna-7B with vocab 32207 (`<image>` = 32204) and
+/// linear RoPE 1.5. ASSUMED (not in that source): `max_position_embeddings` 6144 (Vicuna's 4096
+/// times the linear factor; three images alone take 4107 positions) and untied embeddings.
+fn maira2_full() -> llava::Config {
+    let mut text = vicuna_7b();
+    text.vocab_size = 32207;
+    text.rope_linear_factor = 1.5;
+    text.max_positions = 6144;
+    let vision = dino_vision::Config {
+        width: 768,
+        depth: 12,
+        num_heads: 12,
+        mlp_hidden: 3072,
+        patch_size: 14,
+        image_size: 518,
+        pos_grid: 37,
+        layer_norm_eps: 1e-6,
+        final_norm: true,
+    };
+    maira2_with(vision, text)
+}
+
+/// MAIRA-2's composition around a tower and a decoder: the last block's output with the final
+/// norm, CLS dropped ("default"), `layers.{0,2,4,6}` with GELU between them.
+fn maira2_with(vision: dino_vision::Config, text: llama_text::Config) -> llava::Config {
+    llava::Config {
+        feature: VisionFeature::BlockOutput(vision.depth),
+        text,
+        vision: VisionConfig::Dino(vision),
+        image_token_id: 32204,
+        projector_activation: Activation::Gelu,
+        projector_bias: true,
+        projector: ProjectorKind::Sequential(4),
+        select: FeatureSelect::Default,
+    }
+}
+
 // The mid-size random models of `radlens bench --arch llava|gemma3`: small enough for a CPU.
+
+/// DINOv2 518/14 (the real 1369 tokens per image, so several images make MAIRA-2's long
+/// prompts) with 4 blocks at hidden 256; the 4-layer projector; Llama x8 at hidden 512 with
+/// MAIRA-2's vocabulary and linear RoPE 1.5, room for three images.
+pub fn mid_maira2() -> llava::Config {
+    let vision = dino_vision::Config {
+        width: 256,
+        depth: 4,
+        num_heads: 4,
+        mlp_hidden: 1024,
+        patch_size: 14,
+        image_size: 518,
+        pos_grid: 37,
+        layer_norm_eps: 1e-6,
+        final_norm: true,
+    };
+    let mut text = mid_llava().text;
+    text.vocab_size = 32207;
+    text.rope_linear_factor = 1.5;
+    text.max_positions = 6144;
+    maira2_with(vision, text)
+}
 
 /// CLIP 336/14 (576 image tokens) with 4 blocks; Llama with 8 layers, hidden 512, GQA 8/4.
 pub fn mid_llava() -> llava::Config {
@@ -482,4 +581,33 @@ fn mid_qwen25vl_json() -> serde_json::Value {
             "num_heads": 4, "in_chans": 3, "out_hidden_size": 512, "patch_size": 14, "spatial_merge_size": 2,
             "window_size": 112, "fullatt_block_indexes": [1, 3], "temporal_patch_size": 2}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The maira-2 preset is what radlens' MAIRA-2 loader makes of the hub config as documented
+    /// (tools/README-multi-image.md), with Vicuna-7B's text settings written out and the
+    /// assumed 6144 positions; only the EOS (none inside the vocabulary, for fixed-length runs)
+    /// is the bench's own.
+    #[test]
+    fn the_maira2_preset_is_the_loaders_resolution_of_the_hub_config() {
+        let raw: crate::models::maira2::RawConfig = serde_json::from_value(serde_json::json!({
+            "model_type": "maira2",
+            "image_token_index": 32204,
+            "projector_n_layers": 4,
+            "text_config": {"vocab_size": 32207, "hidden_size": 4096, "intermediate_size": 11008,
+                "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+                "max_position_embeddings": 6144, "rms_norm_eps": 1e-5,
+                "rope_scaling": {"rope_type": "linear", "factor": 1.5}},
+            "vision_config": {"model_type": "dinov2", "image_size": 518, "out_features": ["stage12"]},
+        }))
+        .unwrap();
+        let mut loaded = raw.resolve(518).unwrap();
+        let PresetConfig::Llava(preset) = Preset::Maira2.config(None, None) else { panic!("maira-2 is a LLaVA") };
+        loaded.text.eos_token_ids = preset.text.eos_token_ids.clone();
+        assert_eq!(loaded, preset);
+        assert_eq!(preset.image_tokens(), 1369);
+    }
 }
