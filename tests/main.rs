@@ -38,6 +38,10 @@ mod conditions;
 /// Models with a planted truth: the generator, the committed models, what a study finds in them.
 mod planted;
 
+/// Multi-image models with a planted truth: the prior conditions and per-image occlusion tell
+/// the model that reads the prior from the one that does not.
+mod planted_multi;
+
 /// `radlens study`: prefix sharing, resume after SIGKILL, bad rows, configuration changes.
 mod cli_study;
 

@@ -174,6 +174,59 @@ pub enum DevCommand {
     /// Train the planted models (planted-lesion, planted-marker, planted-shortcut) in candle and
     /// write them with MANIFEST.json under --out.
     TrainPlanted(TrainPlantedArgs),
+    /// Write planted longitudinal pairs: a prior and a current image of one source with the
+    /// nodule in either, both or neither, and their study CSVs (OUT/SET.csv with
+    /// prior_image_path).
+    PlantedPairs(PlantedPairsArgs),
+    /// Train the planted multi-image models (planted-change, planted-current), tiny Gemma3
+    /// models, and write them with MANIFEST.json under --out.
+    TrainPlantedMulti(TrainPlantedMultiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlantedPairsArgs {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source X-rays (default: the bundled static/demo/cxr).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Pairs per source.
+    #[arg(long, default_value_t = 8)]
+    pub per_source: usize,
+    /// Comma-separated: pairs-train, pairs-heldout.
+    #[arg(long, default_value = "pairs-heldout")]
+    pub sets: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainPlantedMultiArgs {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The source X-rays (default: the bundled static/demo/cxr).
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// Comma-separated: change, current.
+    #[arg(long, default_value = "change,current")]
+    pub models: String,
+    #[arg(long, default_value_t = 2400)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Training pairs per training source.
+    #[arg(long, default_value_t = 16)]
+    pub per_source: usize,
+    /// Held-out pairs per held-out source for the manifest's accuracies.
+    #[arg(long, default_value_t = 8)]
+    pub heldout_per_source: usize,
+    /// Skip the evaluation (and MANIFEST.json): only the weights.
+    #[arg(long)]
+    pub no_eval: bool,
 }
 
 #[derive(Debug, clap::Args)]

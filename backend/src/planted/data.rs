@@ -197,7 +197,13 @@ pub fn split(sources: &[PathBuf], held_out: bool) -> Vec<(usize, PathBuf)> {
 
 /// SplitMix64 of the seed, the set's stream, the source index and the draw index.
 fn image_seed(seed: u64, set: Set, source: usize, draw: usize) -> u64 {
-    let mut z = seed ^ set.stream().rotate_left(17) ^ ((source as u64) << 32) ^ draw as u64;
+    mix_seed(seed, set.stream(), source, draw)
+}
+
+/// SplitMix64 of the seed, a stream, the source index and the draw index (the pair sets of
+/// [`super::pairs`] use their own streams).
+pub(super) fn mix_seed(seed: u64, stream: u64, source: usize, draw: usize) -> u64 {
+    let mut z = seed ^ stream.rotate_left(17) ^ ((source as u64) << 32) ^ draw as u64;
     for _ in 0..2 {
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -271,13 +271,13 @@ pub fn train(task: Task, dir: &Path, source_dir: &Path, opts: &TrainOptions, log
     Ok(TrainReport { steps: opts.steps, train_images: examples.len() - 1, final_loss, seconds: t0.elapsed().as_secs_f64() })
 }
 
-fn cross_entropy(logits: &Tensor, target: u32) -> candle_core::Result<Tensor> {
+pub(super) fn cross_entropy(logits: &Tensor, target: u32) -> candle_core::Result<Tensor> {
     let target = Tensor::new(&[target], logits.device())?;
     candle_nn::loss::cross_entropy(&logits.unsqueeze(0)?, &target)
 }
 
 /// The weights in f16 under their canonical (hub-layout) names.
-fn save_f16(varmap: &VarMap, path: &Path) -> Result<()> {
+pub(super) fn save_f16(varmap: &VarMap, path: &Path) -> Result<()> {
     let data = varmap.data().lock().map_err(|_| anyhow::anyhow!("the VarMap lock is poisoned"))?;
     let tensors: HashMap<String, Tensor> =
         data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().to_dtype(DType::F16)?))).collect::<candle_core::Result<_>>()?;
