@@ -59,7 +59,8 @@ pub enum Command {
     /// Writes a run directory (manifest.json, records.jsonl, the attention store, analysis.json,
     /// plots/, report.md, records.csv). Rerunning on the same directory resumes.
     Study(StudyCmd),
-    /// The demo: tiny random-weight LLaVA and Gemma3 models on the bundled chest X-rays, the full
+    /// The demo: the three planted-truth models on their held-out chest X-rays (with
+    /// --random-weights, tiny random-weight LLaVA and Gemma3 models on the bundled CSV): the full
     /// study, analysis, plots and report.
     Demo(DemoCmd),
     /// Combine the run directories of one study's shards (`study --shard I/N`, Slurm array
