@@ -4,15 +4,13 @@
 //! condition that showed the model anything else would fail. MAIRA-2 runs the study path with
 //! its own image order.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use radlens_shared::record::{CaseRecord, Pass};
 
-use crate::support::{Scratch, fixture, radlens, run_records};
+use crate::multi_image_study::{CURRENT, LATERAL, PRIOR, study_on as study};
+use crate::support::{Scratch, fixture, run_records};
 
-const CURRENT: &str = "frontal_gray_96x120.png";
-const PRIOR: &str = "prior_rgb_140x128.png";
-const LATERAL: &str = "lateral_gray_110x90.png";
 /// A black 512x512 PNG: the blank image the blank conditions show, as a file.
 const BLACK: &str = "black.png";
 
@@ -25,28 +23,6 @@ fn images(scratch: &Scratch) -> PathBuf {
     }
     image::DynamicImage::new_luma8(512, 512).save(dir.join(BLACK)).unwrap();
     dir
-}
-
-fn study(csv: &Path, images: &Path, model: (&str, &Path), out: &Path, extra: &[&str]) {
-    let model = format!("{}={}", model.0, model.1.display());
-    let mut args = vec![
-        "study",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--images",
-        images.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--model",
-        &model,
-        "--max-new-tokens",
-        "2",
-        "--resamples",
-        "50",
-    ];
-    args.extend(extra);
-    let run = radlens(&args);
-    assert!(run.status.success(), "radlens {}: {}", args.join(" "), String::from_utf8_lossy(&run.stderr));
 }
 
 fn of(records: &[CaseRecord], study: &str, pass: Pass) -> CaseRecord {

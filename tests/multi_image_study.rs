@@ -13,16 +13,21 @@ use radlens_shared::record::{CaseRecord, Pass};
 
 use crate::support::{Scratch, fixture, radlens, run_records};
 
-const CURRENT: &str = "frontal_gray_96x120.png";
-const PRIOR: &str = "prior_rgb_140x128.png";
-const LATERAL: &str = "lateral_gray_110x90.png";
+pub(crate) const CURRENT: &str = "frontal_gray_96x120.png";
+pub(crate) const PRIOR: &str = "prior_rgb_140x128.png";
+pub(crate) const LATERAL: &str = "lateral_gray_110x90.png";
 
 fn study(csv: &Path, model: (&str, &Path), out: &Path) {
     study_with(csv, model, out, &[]);
 }
 
 fn study_with(csv: &Path, model: (&str, &Path), out: &Path, extra: &[&str]) {
-    let images = fixture("multi-image-v1/images");
+    study_on(csv, &fixture("multi-image-v1/images"), model, out, extra);
+}
+
+/// `radlens study` of `csv` over `images` with one model, 2 new tokens and 50 resamples (fast),
+/// plus `extra`; the run must succeed.
+pub(crate) fn study_on(csv: &Path, images: &Path, model: (&str, &Path), out: &Path, extra: &[&str]) {
     let model = format!("{}={}", model.0, model.1.display());
     let args = [
         "study",

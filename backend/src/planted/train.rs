@@ -311,17 +311,7 @@ pub fn answer_rows(dir: &Path, images: &[PlantedImage]) -> Result<Vec<RowAnswer>
         let pre = engine.image_processor.preprocess(&DynamicImage::ImageLuma8(img.image.clone()))?;
         let features = engine.model.encode_image(&pre.to_tensor(&device)?, &mut NoProbe)?;
         for (i, ((q, _, _), ids)) in STUDY_VARIANTS.iter().zip(&prompts).enumerate() {
-            let mut cache = engine.model.new_cache();
-            let logits: Vec<f32> = engine.model.prefill_from(ids, 0, &features, &mut cache, &mut NoProbe)?.to_vec1()?;
-            let top = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
-            let answer = if yes.contains(&top) {
-                Some(true)
-            } else if no.contains(&top) {
-                Some(false)
-            } else {
-                None
-            };
-            let margin = radlens_shared::answer::yes_no_margin(&logits, &yes, &no).unwrap_or(f64::NAN);
+            let (answer, margin) = first_token_answer(engine.model.as_ref(), ids, &features, &yes, &no)?;
             out.push(RowAnswer {
                 study_id: img.study_id(),
                 variant_index: i,
@@ -334,6 +324,28 @@ pub fn answer_rows(dir: &Path, images: &[PlantedImage]) -> Result<Vec<RowAnswer>
         }
     }
     Ok(out)
+}
+
+/// A saved model's greedy first answer token to `ids` over `features`: `Some(true)` = yes,
+/// `Some(false)` = no, `None` = neither; and the yes/no margin (NaN without both spellings).
+pub(super) fn first_token_answer(
+    model: &dyn VisionLanguageModel,
+    ids: &[u32],
+    features: &Tensor,
+    yes: &[u32],
+    no: &[u32],
+) -> Result<(Option<bool>, f64)> {
+    let mut cache = model.new_cache();
+    let logits: Vec<f32> = model.prefill_from(ids, 0, features, &mut cache, &mut NoProbe)?.to_vec1()?;
+    let top = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
+    let answer = if yes.contains(&top) {
+        Some(true)
+    } else if no.contains(&top) {
+        Some(false)
+    } else {
+        None
+    };
+    Ok((answer, radlens_shared::answer::yes_no_margin(&logits, yes, no).unwrap_or(f64::NAN)))
 }
 
 /// Shares of rows whose answer equals the truth, the marker rule and the cue rule.

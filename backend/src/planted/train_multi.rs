@@ -24,7 +24,7 @@ use rand_distr::{Distribution, Normal};
 use super::gemma_dir::{END_OF_TURN_ID, IMAGE_SIZE, IMAGE_TOKEN_ID, IMAGE_TOKENS, write_model_files};
 use super::pairs::{CHANGE_VARIANTS, Pair, PairSet, change_training_questions, make_pairs};
 use super::questions::Question;
-use super::train::{cross_entropy, save_f16};
+use super::train::{cross_entropy, first_token_answer, save_f16};
 use crate::models::checkpoint::llava_rad::PartOverrides;
 use crate::models::gemma3::Gemma3;
 use crate::models::linear::WeightFormat;
@@ -281,21 +281,12 @@ pub fn answer_pairs(dir: &Path, pairs: &[Pair]) -> Result<Vec<PairAnswer>> {
         };
         let features = concat_features(&[encode(&pair.prior.image)?, encode(&pair.current.image)?])?;
         for (i, ((q, _, _), ids)) in CHANGE_VARIANTS.iter().zip(&prompts).enumerate() {
-            let mut cache = engine.model.new_cache();
-            let logits: Vec<f32> = engine.model.prefill_from(ids, 0, &features, &mut cache, &mut NoProbe)?.to_vec1()?;
-            let top = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
-            let answer = if yes.contains(&top) {
-                Some(true)
-            } else if no.contains(&top) {
-                Some(false)
-            } else {
-                None
-            };
+            let (answer, margin) = first_token_answer(engine.model.as_ref(), ids, &features, &yes, &no)?;
             out.push(PairAnswer {
                 study_id: pair.study_id(),
                 variant_index: i,
                 answer,
-                margin: radlens_shared::answer::yes_no_margin(&logits, &yes, &no).unwrap_or(f64::NAN),
+                margin,
                 truth: MultiTask::Change.label(pair.prior.nodule(), pair.current.nodule(), q),
                 current: MultiTask::Current.label(pair.prior.nodule(), pair.current.nodule(), q),
             });

@@ -11,7 +11,7 @@ use super::conditions::blank_image;
 use super::multi_image_methods::SharedMethods;
 use super::plan::{RowImage, StudyRow};
 use super::run_dir::AttentionFile;
-use super::runner::{CaseFailure, ModelRun};
+use super::runner::{CaseFailure, ModelRun, finish_latency, group_by_images};
 use crate::case::multi_image::{attention_by_image, combined_image, current_index, current_prompt, request_rank};
 use crate::case::null_edit::EditedImage;
 use crate::case::trust;
@@ -170,18 +170,7 @@ impl ModelRun<'_> {
             if record.error.is_none() && pass == Pass::Image {
                 self.note_unrun_checks(requested, &mut record);
             }
-            if i == 0 {
-                if record.error.is_none() {
-                    record.latency.preprocess_ms = combined.preprocess_ms;
-                    record.latency.image_encode_ms = combined.encode_ms;
-                }
-                record.latency.prefill_ms += shared_ms;
-            }
-            record.latency.total_ms = record.latency.preprocess_ms
-                + record.latency.image_encode_ms
-                + record.latency.prefill_ms
-                + record.latency.decode_ms
-                + record.latency.capture_ms;
+            finish_latency(&mut record, (i == 0).then_some(&combined), shared_ms);
             out.push(record);
         }
         // Sinks on the current image's maps, as a single-image row's (records of prompt
@@ -204,14 +193,7 @@ impl ModelRun<'_> {
         attention: &mut AttentionFile,
     ) -> anyhow::Result<Vec<CaseRecord>> {
         let mut out = Vec::new();
-        let mut by_images: Vec<(String, Vec<&StudyRow>)> = Vec::new();
-        for &r in rows {
-            match by_images.iter_mut().find(|(k, _)| *k == r.image_key()) {
-                Some((_, v)) => v.push(r),
-                None => by_images.push((r.image_key(), vec![r])),
-            }
-        }
-        for (_, rows) in by_images {
+        for rows in group_by_images(rows.iter().copied()) {
             let partner = match pass {
                 Pass::PriorSwap => {
                     let partner = self.partners.get(&rows[0].study_id).map(|p| p.prior.clone());

@@ -163,15 +163,7 @@ impl ModelRun<'_> {
             return Ok(out);
         }
         // Group by image (a study is normally one image, but nothing requires it).
-        let mut by_image: Vec<(String, Vec<&StudyRow>)> = Vec::new();
-        for r in good {
-            // Every image of the row is in the key, so rows whose priors differ never share.
-            match by_image.iter_mut().find(|(p, _)| *p == r.image_key()) {
-                Some((_, v)) => v.push(r),
-                None => by_image.push((r.image_key(), vec![r])),
-            }
-        }
-        for (_, rows) in by_image {
+        for rows in group_by_images(good) {
             let image_path = rows[0].image_path.clone();
             let plan = match plan {
                 Ok(plan) => plan,
@@ -466,18 +458,7 @@ impl ModelRun<'_> {
                     g.image_h
                 ));
             }
-            if first {
-                if record.error.is_none() {
-                    record.latency.preprocess_ms = image.preprocess_ms;
-                    record.latency.image_encode_ms = image.encode_ms;
-                }
-                record.latency.prefill_ms += shared_ms;
-            }
-            record.latency.total_ms = record.latency.preprocess_ms
-                + record.latency.image_encode_ms
-                + record.latency.prefill_ms
-                + record.latency.decode_ms
-                + record.latency.capture_ms;
+            finish_latency(&mut record, first.then_some(image), shared_ms);
             out.push(record);
         }
         if let Some(Ok(generic)) = &generic {
@@ -654,4 +635,33 @@ impl ModelRun<'_> {
     pub(super) fn error_record(&self, row: &StudyRow, pass: Pass, stage: ErrorStage, message: String) -> CaseRecord {
         CaseRecord { error: Some(CaseError { stage, message }), ..self.base_record(row, pass) }
     }
+}
+
+/// Rows grouped by every image they show (`StudyRow::image_key`), in first-seen order: rows
+/// whose priors differ never share an encoding or a prefix.
+pub(super) fn group_by_images<'a>(rows: impl IntoIterator<Item = &'a StudyRow>) -> Vec<Vec<&'a StudyRow>> {
+    let mut groups: Vec<(String, Vec<&StudyRow>)> = Vec::new();
+    for r in rows {
+        let key = r.image_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups.into_iter().map(|(_, v)| v).collect()
+}
+
+/// A case record's latency: the first case of a group carries the group's image preprocessing
+/// and encoding (`image`; kept off an error record) and the shared prefix's prefill; the total
+/// is the sum of the parts.
+pub(super) fn finish_latency(record: &mut CaseRecord, image: Option<&CaseImage>, shared_prefill_ms: f64) {
+    let l = &mut record.latency;
+    if let Some(image) = image {
+        if record.error.is_none() {
+            l.preprocess_ms = image.preprocess_ms;
+            l.image_encode_ms = image.encode_ms;
+        }
+        l.prefill_ms += shared_prefill_ms;
+    }
+    l.total_ms = l.preprocess_ms + l.image_encode_ms + l.prefill_ms + l.decode_ms + l.capture_ms;
 }
